@@ -1,0 +1,21 @@
+//! Sara's conversation engine.
+//!
+//! A map of the crate:
+//! - [`model`] — the nouns every layer shares: phone numbers, channels, bookings.
+//! - [`business`] — the business a receptionist works for: hours, services, rules, FAQ.
+//! - [`understanding`] — what the NLU makes of one message (acts and slots).
+//! - [`availability`] — pure opening-hours arithmetic: which start times are free.
+//! - [`dialogue`] — the pure dialogue policy: `step(state, understanding, context)`.
+//! - [`ports`] — the traits the engine needs from the outside world (NLU, calendar, store).
+//! - [`engine`] — the ractor actors: one conversation actor per phone under a supervisor,
+//!   the AI and calendar actors, and the turn writer that group-commits turns.
+//!
+//! Nothing here speaks HTTP or SQL; the `sara` crate implements the ports.
+
+pub mod availability;
+pub mod business;
+pub mod dialogue;
+pub mod engine;
+pub mod model;
+pub mod ports;
+pub mod understanding;

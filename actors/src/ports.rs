@@ -1,0 +1,163 @@
+//! The ports: what the engine needs from the outside world, as traits. The `sara` crate
+//! implements them (rule NLU, SQLite/PostgreSQL store, local/Google calendar); tests use fakes.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Booking, BookingId, Channel, Phone};
+use crate::understanding::{NluContext, Understanding};
+
+/// A boxed, sendable future: the ports are used as `Arc<dyn Port>`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NluError {
+    #[error("understanding service unavailable: {0}")]
+    Unavailable(String),
+    #[error("understanding took longer than its deadline")]
+    Timeout,
+}
+
+/// Turns a message into acts and slots.
+pub trait Nlu: Send + Sync + 'static {
+    fn understand<'a>(
+        &'a self,
+        text: &'a str,
+        ctx: &'a NluContext,
+    ) -> BoxFuture<'a, Result<Understanding, NluError>>;
+
+    /// Short name for logs and the turn record ("rules", "openai").
+    fn name(&self) -> &'static str;
+}
+
+/// Answers questions from the business's FAQ.
+pub trait KnowledgeBase: Send + Sync + 'static {
+    /// The best answer when it is good enough to give; `None` when Sara does not know.
+    fn answer(&self, question: &str) -> Option<String>;
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum CalendarError {
+    #[error("the slot is taken")]
+    SlotTaken,
+    #[error("no such booking")]
+    NotFound,
+    #[error("calendar unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The business calendar. Writes are idempotent by booking id: writing the same booking
+/// twice leaves one booking.
+pub trait Calendar: Send + Sync + 'static {
+    /// Every booking that is not cancelled and ends after `from`.
+    fn upcoming(&self, from: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<Booking>, CalendarError>>;
+
+    /// Writes a confirmed booking; `SlotTaken` when it overlaps another confirmed booking.
+    fn book<'a>(&'a self, booking: &'a Booking) -> BoxFuture<'a, Result<(), CalendarError>>;
+
+    /// Moves a booking; the old time is released only if the new one is free.
+    fn reschedule(
+        &self,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>>;
+
+    fn cancel(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// A conversation as it was last committed.
+#[derive(Clone, Debug)]
+pub struct StoredConversation {
+    /// The serialized `ConversationState`.
+    pub state: String,
+    /// Bumped by every commit; a commit must name the version it read.
+    pub version: i64,
+}
+
+/// The audit record of one turn (what `GET /logs/{id}` shows).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TurnRecord {
+    pub channel: Channel,
+    /// The provider's message id (MessageSid, CallSid + sequence, wamid); unique when present.
+    pub provider_id: Option<String>,
+    pub text: String,
+    pub reply: String,
+    /// The act the policy acted on, e.g. "book".
+    pub intent: String,
+    /// Which NLU understood the turn ("rules", "openai").
+    pub nlu: String,
+    /// The full understanding as JSON.
+    pub understood: String,
+    pub at: DateTime<Utc>,
+    pub elapsed_ms: u32,
+}
+
+/// One conversation's turn, ready to commit: its new state and its audit record.
+#[derive(Clone, Debug)]
+pub struct TurnCommit {
+    pub phone: Phone,
+    /// The version the turn started from; 0 for a conversation never stored.
+    pub expected_version: i64,
+    pub state: String,
+    pub turn: TurnRecord,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommitOutcome {
+    Committed {
+        version: i64,
+    },
+    /// Someone else committed this conversation since it was read; nothing was written.
+    VersionConflict,
+    /// The provider id was already committed; nothing was written. Carries the stored reply.
+    Duplicate {
+        reply: String,
+    },
+}
+
+/// Where conversations live between turns and across restarts.
+pub trait ConversationStore: Send + Sync + 'static {
+    fn load<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>>;
+
+    /// Commits the turns of many conversations in one transaction (group commit). Each turn
+    /// gets its own outcome; a conflict on one does not stop the others.
+    fn commit(
+        &self,
+        batch: Vec<TurnCommit>,
+    ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>>;
+
+    /// The stored reply of an already processed provider message id.
+    fn processed_reply<'a>(
+        &'a self,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+}
+
+/// The time, so that tests can choose it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
