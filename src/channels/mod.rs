@@ -1,1 +1,3 @@
-//! channels
+//! The channels' wire formats: signature checks and reply documents for each provider.
+
+pub mod twilio;

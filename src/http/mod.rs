@@ -1,1 +1,55 @@
-//! http
+//! The axum front door: one module per channel plus admin and health. Every route module
+//! exports its own `router()`; [`router`] puts them together with the shared layers.
+
+pub mod admin;
+pub mod error;
+pub mod health;
+pub mod sms;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use sara_actors::engine::Engine;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::config::Config;
+use crate::store::Database;
+pub use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub db: Database,
+    pub config: Arc<Config>,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.server.max_body_bytes;
+    Router::new()
+        .merge(sms::router())
+        .merge(health::router())
+        .merge(admin::router())
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                // Named by the route template, never the raw path (it may hold a phone number).
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_else(|| "unmatched".into());
+                tracing::info_span!("http", method = %req.method(), route)
+            }),
+        )
+        .with_state(state)
+}

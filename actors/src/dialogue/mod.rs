@@ -110,3 +110,41 @@ pub fn effect_failed(
         intent: Act::Inform,
     }
 }
+
+/// Said after a crash lost the caller's last message.
+pub fn missed_turn_reply() -> Reply {
+    Reply {
+        text: "Sorry, I missed that — could you say it once more?".into(),
+        ..Reply::default()
+    }
+}
+
+/// Said instead of running a conversation that keeps failing.
+pub fn quarantine_reply(business: &Business) -> Reply {
+    Reply {
+        text: format!(
+            "I'm having trouble on my side, so I've asked the team at {} to get back to you.",
+            business.name
+        ),
+        handover: true,
+        ..Reply::default()
+    }
+}
+
+/// Said when the calendar could not be reached; the caller can simply try again.
+pub fn calendar_unavailable_reply() -> Reply {
+    Reply {
+        text: "Sorry, I can't reach the calendar right now — could you try again in a minute?"
+            .into(),
+        ..Reply::default()
+    }
+}
+
+/// The first thing Sara says (a call starts, or `sara chat` opens).
+pub fn greeting(business: &Business, channel: Channel) -> Reply {
+    let _ = channel;
+    Reply {
+        text: format!("Hi! This is Sara at {}. How can I help?", business.name),
+        ..Reply::default()
+    }
+}

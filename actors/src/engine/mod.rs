@@ -1,1 +1,261 @@
-//! The actors of the engine.
+//! The actors of the engine and the [`Engine`] handle the service drives them through.
+//!
+//! ```text
+//! Engine::turn ──▶ ConversationSupervisor ──spawn_linked──▶ ConversationActor (one per phone)
+//!                                                             │ ask: AiActor, CalendarActor
+//!                                                             │ commit: TurnWriter (group commit)
+//! ```
+
+pub mod ai;
+pub mod calendar;
+pub mod conversation;
+pub mod supervisor;
+pub mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorRef};
+use serde::Serialize;
+
+use crate::business::Business;
+use crate::dialogue::Reply;
+use crate::model::{Channel, Phone};
+use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError};
+use ai::{AiActor, AiArgs, AiMsg};
+use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
+use conversation::ConversationMsg;
+use supervisor::{ConversationSupervisor, SupervisorMsg};
+use writer::TurnWriter;
+
+/// One incoming message, already verified and parsed by a channel.
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    pub phone: Phone,
+    pub channel: Channel,
+    pub text: String,
+    /// The provider's id for this message; a second delivery with the same id is a retry.
+    pub provider_id: Option<String>,
+    /// When the message was sent; "tomorrow" is read relative to this.
+    pub at: DateTime<Utc>,
+}
+
+/// Why a turn got no answer from the engine. The channel still answers the caller politely.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum TurnError {
+    #[error("the store is unavailable")]
+    StoreUnavailable,
+    #[error("the calendar is unavailable")]
+    CalendarUnavailable,
+    #[error("the conversation was interrupted (its actor restarted)")]
+    Interrupted,
+    #[error("the conversation kept changing under this turn")]
+    Conflict,
+    #[error("the turn took too long")]
+    Timeout,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for TurnError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => TurnError::StoreUnavailable,
+            StoreError::Corrupt(detail) => TurnError::Internal(detail),
+        }
+    }
+}
+
+/// Tunables of the engine (from the `[engine]`-ish parts of the config).
+#[derive(Clone, Debug)]
+pub struct EngineSettings {
+    /// A live conversation with no message for this long is passivated.
+    pub idle_timeout: Duration,
+    pub chat_deadline: Duration,
+    pub voice_deadline: Duration,
+    pub calendar_timeout: Duration,
+    /// A whole turn, as the channel waits for it.
+    pub turn_timeout: Duration,
+    /// Failures of one conversation within `failure_window` that trigger quarantine.
+    pub max_failures: u32,
+    pub failure_window: Duration,
+    pub quarantine: Duration,
+    pub max_batch: usize,
+    pub calendar_refresh: Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            idle_timeout: Duration::from_secs(600),
+            chat_deadline: Duration::from_millis(6000),
+            voice_deadline: Duration::from_millis(2500),
+            calendar_timeout: Duration::from_secs(10),
+            turn_timeout: Duration::from_secs(20),
+            max_failures: 3,
+            failure_window: Duration::from_secs(300),
+            quarantine: Duration::from_secs(3600),
+            max_batch: 512,
+            calendar_refresh: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The ports the engine runs on.
+pub struct Ports {
+    pub nlu: Arc<dyn Nlu>,
+    pub fallback_nlu: Option<Arc<dyn Nlu>>,
+    pub knowledge: Arc<dyn KnowledgeBase>,
+    pub calendar: Arc<dyn Calendar>,
+    pub store: Arc<dyn ConversationStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// Counts kept for `/admin/stats` (the same events also go to `metrics`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub turns: AtomicU64,
+    pub restarts: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineStats {
+    pub live_conversations: usize,
+    pub turns: u64,
+    pub restarts: u64,
+}
+
+/// What every conversation actor shares.
+pub struct EngineShared {
+    pub business: Arc<Business>,
+    pub settings: EngineSettings,
+    pub store: Arc<dyn ConversationStore>,
+    pub ai: ActorRef<AiMsg>,
+    pub calendar: ActorRef<CalendarMsg>,
+    pub writer: TurnWriter,
+    pub counters: Counters,
+}
+
+impl EngineShared {
+    fn record_turn(&self, took: Duration) {
+        self.counters.turns.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sara_turns_total").increment(1);
+        metrics::histogram!("sara_turn_seconds").record(took.as_secs_f64());
+    }
+
+    fn record_restart(&self) {
+        self.counters.restarts.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("sara_actor_restarts_total").increment(1);
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("engine failed to start: {0}")]
+pub struct StartError(String);
+
+/// The running engine. Cheap to clone; the service holds one.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<EngineShared>,
+    supervisor: ActorRef<SupervisorMsg>,
+}
+
+impl Engine {
+    pub async fn start(
+        business: Business,
+        settings: EngineSettings,
+        ports: Ports,
+    ) -> Result<Engine, StartError> {
+        let fail = |e: ractor::SpawnErr| StartError(e.to_string());
+        let ai_args = AiArgs {
+            primary: ports.nlu,
+            fallback: ports.fallback_nlu,
+            knowledge: ports.knowledge,
+        };
+        let (ai, _) = Actor::spawn(None, AiActor, ai_args).await.map_err(fail)?;
+        let calendar_args = CalendarArgs {
+            calendar: ports.calendar,
+            clock: ports.clock,
+            refresh: settings.calendar_refresh,
+        };
+        let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
+            .await
+            .map_err(fail)?;
+        let writer = TurnWriter::spawn(ports.store.clone(), settings.max_batch);
+        let shared = Arc::new(EngineShared {
+            business: Arc::new(business),
+            settings,
+            store: ports.store,
+            ai,
+            calendar,
+            writer,
+            counters: Counters::default(),
+        });
+        let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
+            .await
+            .map_err(fail)?;
+        Ok(Engine { shared, supervisor })
+    }
+
+    pub fn business(&self) -> &Business {
+        &self.shared.business
+    }
+
+    /// Runs one turn and returns the reply once the turn is committed.
+    pub async fn turn(&self, inbound: Inbound) -> Result<Reply, TurnError> {
+        let phone = inbound.phone.clone();
+        let result = self
+            .supervisor
+            .call(
+                |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, reply)),
+                Some(self.shared.settings.turn_timeout),
+            )
+            .await;
+        match result {
+            Ok(CallResult::Success(r)) => r,
+            Ok(CallResult::Timeout) => Err(TurnError::Timeout),
+            // The conversation actor died with this turn in hand or in its mailbox.
+            Ok(CallResult::SenderError) => Err(TurnError::Interrupted),
+            Err(_) => Err(TurnError::Internal("supervisor stopped".into())),
+        }
+    }
+
+    /// Fault injection: activates the phone's conversation and makes it panic.
+    pub fn inject_panic(&self, phone: Phone) -> bool {
+        self.supervisor
+            .send_message(SupervisorMsg::Deliver(phone, ConversationMsg::Panic))
+            .is_ok()
+    }
+
+    pub async fn stats(&self) -> EngineStats {
+        let live = match self
+            .supervisor
+            .call(SupervisorMsg::Live, Some(Duration::from_secs(2)))
+            .await
+        {
+            Ok(CallResult::Success(n)) => n,
+            _ => 0,
+        };
+        EngineStats {
+            live_conversations: live,
+            turns: self.shared.counters.turns.load(Ordering::Relaxed),
+            restarts: self.shared.counters.restarts.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the actors after the turns already queued have been answered.
+    pub async fn shutdown(&self) {
+        let _ = self
+            .supervisor
+            .drain_and_wait(Some(Duration::from_secs(10)))
+            .await;
+        self.shared.ai.stop(None);
+        self.shared.calendar.stop(None);
+    }
+}

@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: dependencies are compiled in their own layer (cached until Cargo.toml or
+# Cargo.lock change), then the sources, then a small non-root runtime image.
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# 1. Dependencies only: build the workspace with empty sources so this layer is reused.
+COPY Cargo.toml Cargo.lock ./
+COPY actors/Cargo.toml actors/Cargo.toml
+RUN mkdir -p src actors/src \
+    && echo 'fn main() {}' > src/main.rs && touch src/lib.rs actors/src/lib.rs \
+    && cargo build --release --locked \
+    && rm -rf src actors/src
+# 2. The real sources.
+COPY actors actors
+COPY src src
+COPY migrations migrations
+RUN touch src/main.rs src/lib.rs actors/src/lib.rs && cargo build --release --locked
+
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home /var/lib/sara --create-home sara
+WORKDIR /var/lib/sara
+COPY --from=build /src/target/release/sara /usr/local/bin/sara
+COPY config.toml /etc/sara/config.toml
+USER sara
+ENV SARA_CONFIG=/etc/sara/config.toml \
+    SARA_SERVER__BIND=0.0.0.0:8080 \
+    SARA_STORAGE__DATABASE_URL=sqlite:///var/lib/sara/sara.db \
+    SARA_LOG_FORMAT=json
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+    CMD curl -fsS http://127.0.0.1:8080/health || exit 1
+ENTRYPOINT ["/usr/local/bin/sara"]
+CMD ["serve"]

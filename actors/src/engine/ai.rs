@@ -1,0 +1,90 @@
+//! The AI actor: understands messages through the `Nlu` port with a deadline, falls back to
+//! the rules when the primary NLU fails or is late, and looks answers up in the knowledge base.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::ports::{KnowledgeBase, Nlu};
+use crate::understanding::{Act, NluContext, Understanding};
+
+pub struct AiActor;
+
+pub struct AiArgs {
+    pub primary: Arc<dyn Nlu>,
+    /// Used when the primary fails or misses its deadline; `None` when the primary is the rules.
+    pub fallback: Option<Arc<dyn Nlu>>,
+    pub knowledge: Arc<dyn KnowledgeBase>,
+}
+
+pub enum AiMsg {
+    Understand {
+        text: String,
+        ctx: NluContext,
+        deadline: Duration,
+        reply: RpcReplyPort<Understanding>,
+    },
+}
+
+impl Actor for AiActor {
+    type Msg = AiMsg;
+    type State = AiArgs;
+    type Arguments = AiArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<AiMsg>,
+        args: AiArgs,
+    ) -> Result<AiArgs, ActorProcessingErr> {
+        Ok(args)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<AiMsg>,
+        message: AiMsg,
+        state: &mut AiArgs,
+    ) -> Result<(), ActorProcessingErr> {
+        let AiMsg::Understand {
+            text,
+            ctx,
+            deadline,
+            reply,
+        } = message;
+        let primary = state.primary.clone();
+        let fallback = state.fallback.clone();
+        let knowledge = state.knowledge.clone();
+        // Understanding runs beside the actor so a slow model call never holds up the
+        // other conversations' turns.
+        tokio::spawn(async move {
+            let mut understood =
+                understand(&*primary, fallback.as_deref(), &text, &ctx, deadline).await;
+            if understood.has(Act::Question) && understood.faq_answer.is_none() {
+                understood.faq_answer = knowledge.answer(&text);
+            }
+            let _ = reply.send(understood);
+        });
+        Ok(())
+    }
+}
+
+async fn understand(
+    primary: &dyn Nlu,
+    fallback: Option<&dyn Nlu>,
+    text: &str,
+    ctx: &NluContext,
+    deadline: Duration,
+) -> Understanding {
+    let first = tokio::time::timeout(deadline, primary.understand(text, ctx)).await;
+    match first {
+        Ok(Ok(u)) => return u,
+        Ok(Err(error)) => tracing::warn!(%error, nlu = primary.name(), "understanding failed"),
+        Err(_) => tracing::warn!(nlu = primary.name(), "understanding missed its deadline"),
+    }
+    metrics::counter!("sara_nlu_fallbacks_total").increment(1);
+    match fallback {
+        Some(rules) => rules.understand(text, ctx).await.unwrap_or_default(),
+        None => Understanding::default(),
+    }
+}

@@ -1,0 +1,188 @@
+//! The calendar actor: one per calendar. It serialises bookings (one write at a time) and
+//! keeps the upcoming bookings in memory so that every turn can see what is busy without a
+//! store round trip. The store behind the `Calendar` port still refuses overlaps, so a stale
+//! view here can cost a re-offer, never a double booking.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+
+use crate::model::{Booking, BookingId, BookingStatus, Interval, Phone};
+use crate::ports::{Calendar, CalendarError, Clock};
+
+pub struct CalendarActor;
+
+pub struct CalendarArgs {
+    pub calendar: Arc<dyn Calendar>,
+    pub clock: Arc<dyn Clock>,
+    /// How often the view is reloaded to see bookings made elsewhere (other instances, staff).
+    pub refresh: Duration,
+}
+
+/// What one turn sees of the calendar.
+#[derive(Clone, Debug, Default)]
+pub struct CalendarView {
+    pub busy: Arc<[Interval]>,
+    /// The caller's own upcoming bookings, soonest first.
+    pub mine: Vec<Booking>,
+}
+
+pub enum CalendarMsg {
+    View {
+        phone: Phone,
+        reply: RpcReplyPort<CalendarView>,
+    },
+    Book {
+        booking: Booking,
+        reply: RpcReplyPort<Result<(), CalendarError>>,
+    },
+    Reschedule {
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        reply: RpcReplyPort<Result<(), CalendarError>>,
+    },
+    Cancel {
+        id: BookingId,
+        reply: RpcReplyPort<Result<(), CalendarError>>,
+    },
+    Refresh,
+}
+
+pub struct CalendarState {
+    calendar: Arc<dyn Calendar>,
+    clock: Arc<dyn Clock>,
+    /// Upcoming bookings that are not cancelled, by start.
+    bookings: Vec<Booking>,
+    /// Confirmed intervals of `bookings`, shared with every turn until the next change.
+    busy: Arc<[Interval]>,
+}
+
+impl CalendarState {
+    fn rebuild(&mut self) {
+        self.bookings.sort_by_key(|b| b.start);
+        self.busy = self
+            .bookings
+            .iter()
+            .filter(|b| b.status == BookingStatus::Confirmed)
+            .map(|b| Interval {
+                start: b.start,
+                end: b.end,
+            })
+            .collect();
+    }
+
+    async fn reload(&mut self) -> Result<(), CalendarError> {
+        let from = self.clock.now() - chrono::Duration::days(1);
+        self.bookings = self.calendar.upcoming(from).await?;
+        self.rebuild();
+        Ok(())
+    }
+
+    fn view(&self, phone: &Phone) -> CalendarView {
+        let now = self.clock.now();
+        CalendarView {
+            busy: self.busy.clone(),
+            mine: self
+                .bookings
+                .iter()
+                .filter(|b| {
+                    &b.phone == phone && b.end > now && b.status != BookingStatus::Cancelled
+                })
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+impl Actor for CalendarActor {
+    type Msg = CalendarMsg;
+    type State = CalendarState;
+    type Arguments = CalendarArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CalendarMsg>,
+        args: CalendarArgs,
+    ) -> Result<CalendarState, ActorProcessingErr> {
+        let mut state = CalendarState {
+            calendar: args.calendar,
+            clock: args.clock,
+            bookings: Vec::new(),
+            busy: Arc::from(Vec::new()),
+        };
+        if let Err(error) = state.reload().await {
+            // Start anyway: the next refresh tries again and the store still guards writes.
+            tracing::warn!(%error, "calendar not loaded at start");
+        }
+        myself.send_interval(args.refresh, || CalendarMsg::Refresh);
+        Ok(state)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<CalendarMsg>,
+        message: CalendarMsg,
+        state: &mut CalendarState,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            CalendarMsg::View { phone, reply } => {
+                let _ = reply.send(state.view(&phone));
+            }
+            CalendarMsg::Book { booking, reply } => {
+                let result = state.calendar.book(&booking).await;
+                match &result {
+                    Ok(()) => {
+                        state.bookings.retain(|b| b.id != booking.id);
+                        state.bookings.push(booking);
+                        state.rebuild();
+                    }
+                    // Someone else took it: our view is stale, so look again.
+                    Err(CalendarError::SlotTaken) => {
+                        let _ = state.reload().await;
+                    }
+                    Err(_) => {}
+                }
+                let _ = reply.send(result);
+            }
+            CalendarMsg::Reschedule {
+                id,
+                start,
+                end,
+                reply,
+            } => {
+                let result = state.calendar.reschedule(id, start, end).await;
+                match &result {
+                    Ok(()) => {
+                        if let Some(b) = state.bookings.iter_mut().find(|b| b.id == id) {
+                            b.start = start;
+                            b.end = end;
+                        }
+                        state.rebuild();
+                    }
+                    Err(CalendarError::SlotTaken | CalendarError::NotFound) => {
+                        let _ = state.reload().await;
+                    }
+                    Err(_) => {}
+                }
+                let _ = reply.send(result);
+            }
+            CalendarMsg::Cancel { id, reply } => {
+                let result = state.calendar.cancel(id).await;
+                if result.is_ok() {
+                    state.bookings.retain(|b| b.id != id);
+                    state.rebuild();
+                }
+                let _ = reply.send(result);
+            }
+            CalendarMsg::Refresh => {
+                if let Err(error) = state.reload().await {
+                    tracing::warn!(%error, "calendar refresh failed");
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,329 @@
+//! The conversation actor: one per contact phone number. It holds the dialogue state and
+//! handles that contact's turns strictly in order: understand → decide (pure policy) → act on
+//! the calendar → commit state and turn together → reply. Nothing is answered before it is
+//! committed, so a crash anywhere loses no committed turn.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::calendar::{CalendarMsg, CalendarView};
+use super::{EngineShared, Inbound, TurnError};
+use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext};
+use crate::model::{Channel, Phone};
+use crate::ports::{CalendarError, CommitOutcome, TurnCommit, TurnRecord};
+use crate::understanding::{NluContext, Understanding};
+
+/// How many recent provider message ids (with their replies) a conversation remembers, so a
+/// provider's retry is answered from memory; older duplicates are caught by the store.
+const RECENT_IDS: usize = 8;
+
+/// The persisted state of a conversation.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ConversationState {
+    #[serde(rename = "d")]
+    pub dialogue: DialogueState,
+    /// (provider id, reply text) of the last few turns, newest last.
+    #[serde(rename = "r", default, skip_serializing_if = "VecDeque::is_empty")]
+    pub recent: VecDeque<(String, String)>,
+}
+
+impl ConversationState {
+    fn replied(&self, provider_id: &str) -> Option<&str> {
+        self.recent
+            .iter()
+            .find(|(id, _)| id == provider_id)
+            .map(|(_, r)| r.as_str())
+    }
+
+    fn remember(&mut self, provider_id: &str, reply: &str) {
+        if self.recent.len() == RECENT_IDS {
+            self.recent.pop_front();
+        }
+        self.recent
+            .push_back((provider_id.to_string(), reply.to_string()));
+    }
+}
+
+pub struct ConversationActor;
+
+pub enum ConversationMsg {
+    Turn(Inbound, RpcReplyPort<Result<Reply, TurnError>>),
+    /// Fault injection: panic inside `handle` (to prove supervision).
+    Panic,
+}
+
+pub struct ConversationArgs {
+    pub phone: Phone,
+    pub shared: Arc<EngineShared>,
+}
+
+pub struct Conversation {
+    phone: Phone,
+    shared: Arc<EngineShared>,
+    state: ConversationState,
+    /// The store version `state` was read at or last committed as (0 = never stored).
+    version: i64,
+}
+
+impl Actor for ConversationActor {
+    type Msg = ConversationMsg;
+    type State = Conversation;
+    type Arguments = ConversationArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<ConversationMsg>,
+        args: ConversationArgs,
+    ) -> Result<Conversation, ActorProcessingErr> {
+        let mut conversation = Conversation {
+            phone: args.phone,
+            shared: args.shared,
+            state: ConversationState::default(),
+            version: 0,
+        };
+        conversation.reload().await?;
+        Ok(conversation)
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<ConversationMsg>,
+        message: ConversationMsg,
+        conversation: &mut Conversation,
+    ) -> Result<(), ActorProcessingErr> {
+        match message {
+            ConversationMsg::Turn(inbound, reply) => {
+                let result = conversation.turn(inbound).await;
+                let _ = reply.send(result);
+            }
+            ConversationMsg::Panic => {
+                panic!("fault injection: conversation actor asked to panic");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Conversation {
+    /// Reads the last committed state. A state that no longer parses (an old format) starts
+    /// the dialogue over but keeps its version, so the next commit still checks it.
+    async fn reload(&mut self) -> Result<(), TurnError> {
+        match self.shared.store.load(&self.phone).await? {
+            Some(stored) => {
+                self.state = serde_json::from_str(&stored.state).unwrap_or_else(|error| {
+                    tracing::warn!(%error, "stored conversation state unreadable; starting over");
+                    ConversationState::default()
+                });
+                self.version = stored.version;
+            }
+            None => {
+                self.state = ConversationState::default();
+                self.version = 0;
+            }
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(conversation = %self.phone.masked(), channel = inbound.channel.as_str(), turn = %Uuid::new_v4()))]
+    async fn turn(&mut self, inbound: Inbound) -> Result<Reply, TurnError> {
+        let started = Instant::now();
+        if let Some(id) = &inbound.provider_id
+            && let Some(reply) = self.state.replied(id)
+        {
+            tracing::info!("duplicate delivery answered from memory");
+            return Ok(Reply {
+                text: reply.to_string(),
+                ..Reply::default()
+            });
+        }
+        // A version conflict means another writer got there first (another instance, or an
+        // actor that was passivated while we activated): read again and redo the turn once.
+        for attempt in 0..2 {
+            let (decision, understood, nlu) = self.decide(&inbound).await?;
+            let mut next = ConversationState {
+                dialogue: decision.state.clone(),
+                recent: self.state.recent.clone(),
+            };
+            if let Some(id) = &inbound.provider_id {
+                next.remember(id, &decision.reply.text);
+            }
+            let commit = TurnCommit {
+                phone: self.phone.clone(),
+                expected_version: self.version,
+                state: serde_json::to_string(&next)
+                    .map_err(|e| TurnError::Internal(e.to_string()))?,
+                turn: TurnRecord {
+                    channel: inbound.channel,
+                    provider_id: inbound.provider_id.clone(),
+                    text: inbound.text.clone(),
+                    reply: decision.reply.text.clone(),
+                    intent: decision.intent.as_str().to_string(),
+                    nlu: nlu.to_string(),
+                    understood: serde_json::to_string(&understood).unwrap_or_default(),
+                    at: inbound.at,
+                    elapsed_ms: started.elapsed().as_millis().min(u32::MAX as u128) as u32,
+                },
+            };
+            match self.shared.writer.commit(commit).await? {
+                CommitOutcome::Committed { version } => {
+                    self.state = next;
+                    self.version = version;
+                    self.shared.record_turn(started.elapsed());
+                    return Ok(decision.reply);
+                }
+                CommitOutcome::Duplicate { reply } => {
+                    tracing::info!("duplicate delivery answered from the store");
+                    return Ok(Reply {
+                        text: reply,
+                        ..Reply::default()
+                    });
+                }
+                CommitOutcome::VersionConflict => {
+                    tracing::info!(attempt, "version conflict; reloading the conversation");
+                    self.reload().await?;
+                }
+            }
+        }
+        Err(TurnError::Conflict)
+    }
+
+    /// Understands the message, runs the policy and carries out its effect.
+    async fn decide(
+        &self,
+        inbound: &Inbound,
+    ) -> Result<(Decision, Understanding, &'static str), TurnError> {
+        let shared = &self.shared;
+        let business = &*shared.business;
+        let tz = business.timezone;
+        let ctx = NluContext {
+            now: inbound.at.with_timezone(&tz),
+            services: business.services.iter().map(|s| s.name.clone()).collect(),
+            expecting: self.state.dialogue.expecting(),
+        };
+        let deadline = match inbound.channel {
+            Channel::Voice => shared.settings.voice_deadline,
+            _ => shared.settings.chat_deadline,
+        };
+        let text = inbound.text.clone();
+        // The AI actor applies the deadline and the fallback itself; this outer bound only
+        // covers an AI actor that is gone.
+        let understood = match shared
+            .ai
+            .call(
+                |reply| super::ai::AiMsg::Understand {
+                    text,
+                    ctx,
+                    deadline,
+                    reply,
+                },
+                Some(deadline + Duration::from_secs(2)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(u)) => u,
+            _ => {
+                tracing::warn!("AI actor did not answer; treating the message as not understood");
+                Understanding::default()
+            }
+        };
+        let nlu = match understood.source {
+            crate::understanding::NluSource::Rules => "rules",
+            crate::understanding::NluSource::Llm => "llm",
+        };
+        let view = self.view().await?;
+        let fresh_id = Uuid::new_v4();
+        let decision = {
+            let ctx = self.turn_context(inbound, &view, fresh_id);
+            dialogue::step(&self.state.dialogue, &understood, &ctx)
+        };
+        let decision = match &decision.effect {
+            None | Some(Effect::Handover) => decision,
+            Some(effect) => match self.run_effect(effect).await {
+                Ok(()) => decision,
+                Err(error) => {
+                    tracing::info!(%error, "calendar refused the effect");
+                    let view = self.view().await?;
+                    let ctx = self.turn_context(inbound, &view, fresh_id);
+                    dialogue::effect_failed(&self.state.dialogue, effect, &error, &ctx)
+                }
+            },
+        };
+        Ok((decision, understood, nlu))
+    }
+
+    fn turn_context<'a>(
+        &'a self,
+        inbound: &Inbound,
+        view: &'a CalendarView,
+        fresh_id: Uuid,
+    ) -> TurnContext<'a> {
+        TurnContext {
+            now: inbound.at,
+            business: &self.shared.business,
+            phone: &self.phone,
+            channel: inbound.channel,
+            busy: &view.busy,
+            bookings: &view.mine,
+            fresh_id,
+        }
+    }
+
+    async fn view(&self) -> Result<CalendarView, TurnError> {
+        let phone = self.phone.clone();
+        match self
+            .shared
+            .calendar
+            .call(
+                |reply| CalendarMsg::View { phone, reply },
+                Some(self.shared.settings.calendar_timeout),
+            )
+            .await
+        {
+            Ok(CallResult::Success(view)) => Ok(view),
+            _ => Err(TurnError::CalendarUnavailable),
+        }
+    }
+
+    async fn run_effect(&self, effect: &Effect) -> Result<(), CalendarError> {
+        let calendar = &self.shared.calendar;
+        let timeout = Some(self.shared.settings.calendar_timeout);
+        let result = match effect.clone() {
+            Effect::Book(booking) => {
+                calendar
+                    .call(|reply| CalendarMsg::Book { booking, reply }, timeout)
+                    .await
+            }
+            Effect::Reschedule { id, start, end } => {
+                calendar
+                    .call(
+                        |reply| CalendarMsg::Reschedule {
+                            id,
+                            start,
+                            end,
+                            reply,
+                        },
+                        timeout,
+                    )
+                    .await
+            }
+            Effect::Cancel { id } => {
+                calendar
+                    .call(|reply| CalendarMsg::Cancel { id, reply }, timeout)
+                    .await
+            }
+            Effect::Handover => return Ok(()),
+        };
+        match result {
+            Ok(CallResult::Success(r)) => r,
+            _ => Err(CalendarError::Unavailable(
+                "calendar actor did not answer".into(),
+            )),
+        }
+    }
+}

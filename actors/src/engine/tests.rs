@@ -1,0 +1,186 @@
+//! The engine's mechanics with in-memory ports: commits, duplicates, restarts, quarantine,
+//! passivation and stale writers. The policy's own behaviour is tested in `dialogue`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use super::*;
+use crate::memory::{MemoryCalendar, MemoryStore};
+use crate::ports::{BoxFuture, NluError, SystemClock, TurnCommit, TurnRecord};
+use crate::understanding::{NluContext, Understanding};
+
+struct NothingNlu;
+impl Nlu for NothingNlu {
+    fn understand<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a NluContext,
+    ) -> BoxFuture<'a, Result<Understanding, NluError>> {
+        Box::pin(async { Ok(Understanding::default()) })
+    }
+    fn name(&self) -> &'static str {
+        "nothing"
+    }
+}
+
+struct NoAnswers;
+impl KnowledgeBase for NoAnswers {
+    fn answer(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+async fn engine(settings: EngineSettings) -> (Engine, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::default());
+    let ports = Ports {
+        nlu: Arc::new(NothingNlu),
+        fallback_nlu: None,
+        knowledge: Arc::new(NoAnswers),
+        calendar: Arc::new(MemoryCalendar::default()),
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+    };
+    let engine = Engine::start(Business::example(), settings, ports)
+        .await
+        .expect("engine starts");
+    (engine, store)
+}
+
+fn phone() -> Phone {
+    Phone::parse("+15550001111").expect("valid")
+}
+
+fn msg(text: &str, id: Option<&str>) -> Inbound {
+    Inbound {
+        phone: phone(),
+        channel: Channel::Sms,
+        text: text.into(),
+        provider_id: id.map(Into::into),
+        at: Utc::now(),
+    }
+}
+
+async fn live(engine: &Engine) -> usize {
+    engine.stats().await.live_conversations
+}
+
+#[tokio::test]
+async fn every_turn_is_committed_before_it_is_answered_and_a_retry_is_answered_once() {
+    let (engine, store) = engine(EngineSettings::default()).await;
+    let first = engine.turn(msg("hello", Some("SM1"))).await.expect("turn");
+    engine.turn(msg("again", Some("SM2"))).await.expect("turn");
+    let retry = engine.turn(msg("hello", Some("SM1"))).await.expect("turn");
+    assert_eq!(first.text, retry.text);
+    let turns = store.turns_of(&phone());
+    assert_eq!(
+        turns.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(),
+        ["hello", "again"]
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_conversation_restarts_from_its_committed_state() {
+    let (engine, store) = engine(EngineSettings::default()).await;
+    engine.turn(msg("one", None)).await.expect("turn");
+    assert!(engine.inject_panic(phone()));
+    // The next turn either meets the restarted actor or is told it was interrupted.
+    let mut answered = false;
+    for _ in 0..3 {
+        match engine.turn(msg("two", None)).await {
+            Ok(_) => {
+                answered = true;
+                break;
+            }
+            Err(TurnError::Interrupted) => continue,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(answered);
+    assert_eq!(engine.stats().await.restarts, 1);
+    assert_eq!(
+        store.turns_of(&phone()).len(),
+        2,
+        "the restarted actor continued from version 1"
+    );
+}
+
+#[tokio::test]
+async fn a_conversation_that_keeps_failing_is_handed_over_instead_of_crash_looping() {
+    let settings = EngineSettings {
+        max_failures: 2,
+        ..EngineSettings::default()
+    };
+    let (engine, store) = engine(settings).await;
+    for _ in 0..2 {
+        assert!(engine.inject_panic(phone()));
+        // A turn after the panic is ordered behind the supervisor's handling of it.
+        let _ = engine.turn(msg("hi", None)).await;
+    }
+    let reply = engine
+        .turn(msg("hi", None))
+        .await
+        .expect("quarantine answers");
+    assert!(reply.handover, "{reply:?}");
+    let before = store.turn_count();
+    let _ = engine.turn(msg("hi", None)).await;
+    assert_eq!(
+        store.turn_count(),
+        before,
+        "a quarantined conversation is not run"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_conversations_are_passivated_and_come_back_with_their_state() {
+    let settings = EngineSettings {
+        idle_timeout: Duration::from_secs(60),
+        ..EngineSettings::default()
+    };
+    let (engine, store) = engine(settings).await;
+    engine.turn(msg("one", None)).await.expect("turn");
+    assert_eq!(live(&engine).await, 1);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(live(&engine).await, 0);
+    engine.turn(msg("two", None)).await.expect("reactivated");
+    assert_eq!(live(&engine).await, 1);
+    assert_eq!(store.turns_of(&phone()).len(), 2);
+}
+
+#[tokio::test]
+async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
+    let (engine, store) = engine(EngineSettings::default()).await;
+    engine.turn(msg("one", None)).await.expect("turn");
+    // Another instance commits behind this actor's back.
+    let other = TurnCommit {
+        phone: phone(),
+        expected_version: 1,
+        state: "{}".into(),
+        turn: TurnRecord {
+            channel: Channel::Sms,
+            provider_id: None,
+            text: "elsewhere".into(),
+            reply: String::new(),
+            intent: "inform".into(),
+            nlu: "rules".into(),
+            understood: "{}".into(),
+            at: Utc::now(),
+            elapsed_ms: 0,
+        },
+    };
+    assert_eq!(
+        store.commit(vec![other]).await.expect("commit"),
+        vec![crate::ports::CommitOutcome::Committed { version: 2 }]
+    );
+    engine
+        .turn(msg("three", None))
+        .await
+        .expect("turn redone after the conflict");
+    let texts: Vec<String> = store
+        .turns_of(&phone())
+        .into_iter()
+        .map(|t| t.text)
+        .collect();
+    assert_eq!(texts, ["one", "elsewhere", "three"]);
+}

@@ -1,0 +1,154 @@
+//! Building and running Sara: config → store → ports → engine → HTTP. `serve` takes an
+//! already bound listener so tests can run the real server on port 0.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use sara_actors::engine::{Engine, Ports};
+use sara_actors::ports::SystemClock;
+use tokio::net::TcpListener;
+
+use crate::ai::knowledge::KnowledgeBase;
+use crate::ai::rules::RuleNlu;
+use crate::calendar::local::LocalCalendar;
+use crate::config::{Config, ConfigError};
+use crate::http::{self, AppState};
+use crate::store::Database;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] sara_actors::ports::StoreError),
+    #[error("{0}")]
+    Unsupported(String),
+    #[error(transparent)]
+    Engine(#[from] sara_actors::engine::StartError),
+    #[error("server: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A built application: the engine running on its ports, ready to serve.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    pub db: Database,
+    pub engine: Engine,
+}
+
+/// The process-wide Prometheus recorder (there can be only one per process).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Full("sara_turn_seconds".into()),
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ],
+                )
+                .expect("bucket list is not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program); then
+            // our handle simply renders nothing.
+            let _ = metrics::set_global_recorder(recorder);
+            for name in [
+                "sara_turns_total",
+                "sara_actor_restarts_total",
+                "sara_nlu_fallbacks_total",
+            ] {
+                metrics::counter!(name).absolute(0);
+            }
+            metrics::gauge!("sara_live_conversations").set(0.0);
+            handle
+        })
+        .clone()
+}
+
+impl App {
+    /// Connects the store (applying migrations), builds the ports the config names and starts
+    /// the engine.
+    pub async fn build(config: Config) -> Result<App, AppError> {
+        let business = config.business()?;
+        let db = Database::connect(&config.storage.database_url).await?;
+        db.migrate().await?;
+        if config.ai.provider != "rules" {
+            return Err(AppError::Unsupported(format!(
+                "ai.provider {:?} is not available in this build; use \"rules\"",
+                config.ai.provider
+            )));
+        }
+        if config.calendar.provider != "local" {
+            return Err(AppError::Unsupported(format!(
+                "calendar.provider {:?} is not available in this build; use \"local\"",
+                config.calendar.provider
+            )));
+        }
+        let services = business.services.iter().map(|s| s.name.clone()).collect();
+        let ports = Ports {
+            nlu: Arc::new(RuleNlu::new(services)),
+            fallback_nlu: None,
+            knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
+            calendar: Arc::new(LocalCalendar::new(db.clone())),
+            store: Arc::new(db.clone()),
+            clock: Arc::new(SystemClock),
+        };
+        let engine = Engine::start(business, config.engine_settings(), ports).await?;
+        Ok(App {
+            config: Arc::new(config),
+            db,
+            engine,
+        })
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` resolves, then lets in-flight turns finish
+    /// and stops the engine.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let state = AppState {
+            engine: self.engine.clone(),
+            db: self.db.clone(),
+            config: self.config.clone(),
+            metrics: metrics_handle(),
+        };
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
+        axum::serve(
+            listener,
+            http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
+        self.db.close().await;
+        Ok(())
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight turns");
+}

@@ -1,0 +1,85 @@
+//! The commands behind `sara serve | migrate | chat | eval`.
+
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+use anyhow::Context;
+use chrono::Utc;
+use sara_actors::dialogue;
+use sara_actors::engine::Inbound;
+use sara_actors::model::{Channel, Phone};
+
+use crate::app::{App, shutdown_signal};
+use crate::config::Config;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let bind = config.server.bind.clone();
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .with_context(|| format!("binding {bind}"))?;
+    let app = App::build(config).await.context("starting Sara")?;
+    let addr = listener.local_addr()?;
+    println!("sara listening on http://{addr}");
+    std::io::stdout().flush()?;
+    app.serve(listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+pub async fn migrate(config: Config) -> anyhow::Result<()> {
+    let db = crate::store::Database::connect(&config.storage.database_url).await?;
+    db.migrate().await?;
+    println!("migrations applied ({})", db.backend());
+    Ok(())
+}
+
+/// A conversation in the terminal: each line is one turn through the same engine and store
+/// as the webhooks use.
+pub async fn chat(config: Config, phone: &str) -> anyhow::Result<()> {
+    let phone = Phone::parse(phone).context("--phone must be a phone number like +15550001111")?;
+    let app = App::build(config).await.context("starting Sara")?;
+    let business = app.engine.business().clone();
+    println!(
+        "Talking to Sara at {} as {} (empty line or Ctrl-D to leave).",
+        business.name,
+        phone.as_str()
+    );
+    println!(
+        "Sara: {}",
+        dialogue::greeting(&business, Channel::Chat).text
+    );
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        print!("You: ");
+        std::io::stdout().flush()?;
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        if line.trim().is_empty() {
+            break;
+        }
+        let inbound = Inbound {
+            phone: phone.clone(),
+            channel: Channel::Chat,
+            text: line,
+            provider_id: None,
+            at: Utc::now(),
+        };
+        let reply = crate::http::sms::caller_reply(app.engine.turn(inbound).await)
+            .map(|r| r.text)
+            .unwrap_or_else(|e| format!("(Sara is unavailable: {})", e.detail));
+        if !reply.is_empty() {
+            println!("Sara: {reply}");
+        }
+    }
+    app.engine.shutdown().await;
+    Ok(())
+}
+
+pub async fn eval(config: Config, path: &Path, predictions: Option<&Path>) -> anyhow::Result<()> {
+    let business = config.business()?;
+    let services: Vec<String> = business.services.iter().map(|s| s.name.clone()).collect();
+    let nlu = crate::ai::rules::RuleNlu::new(services.clone());
+    let summary = crate::eval::run(path, predictions, &nlu, services).await?;
+    summary.print();
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! Configuration: `config.toml`, then `SARA_SECTION__KEY` environment variables on top.
+//! Secrets (tokens, keys) belong in the environment; the file in the repo has none.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use chrono_tz::Tz;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use sara_actors::business::{Business, Faq, Service, WeeklyHours};
+use sara_actors::engine::EngineSettings;
+use sara_actors::model::Phone;
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub business: BusinessConfig,
+    pub faq: Vec<Faq>,
+    pub storage: StorageConfig,
+    pub ai: AiConfig,
+    pub calendar: CalendarConfig,
+    pub twilio: TwilioConfig,
+    pub whatsapp: WhatsAppConfig,
+    pub email: EmailConfig,
+    pub admin: AdminConfig,
+    pub debug: DebugConfig,
+    pub engine: EngineConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServerConfig {
+    pub bind: String,
+    /// The base URL providers call; signatures are checked against it, never the Host header.
+    pub public_url: String,
+    pub max_body_bytes: usize,
+    /// How long shutdown waits for in-flight turns.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            bind: "127.0.0.1:8080".into(),
+            public_url: "http://127.0.0.1:8080".into(),
+            max_body_bytes: 64 * 1024,
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BusinessConfig {
+    pub name: String,
+    pub timezone: String,
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub phone: Option<String>,
+    pub slot_minutes: u32,
+    pub buffer_minutes: u32,
+    pub min_notice_minutes: u32,
+    pub horizon_days: u32,
+    /// Weekday (`mon`..`sun`) → `"HH:MM-HH:MM,..."`; absent = closed.
+    pub hours: BTreeMap<String, String>,
+    /// Dates (`YYYY-MM-DD`) the business is closed.
+    pub closures: Vec<NaiveDate>,
+    pub services: Vec<Service>,
+    pub form_expiry_minutes: u32,
+    pub handover_minutes: u32,
+    pub cancellation_policy: Option<String>,
+}
+
+impl Default for BusinessConfig {
+    fn default() -> Self {
+        BusinessConfig {
+            name: "Sara".into(),
+            timezone: "UTC".into(),
+            phone: None,
+            slot_minutes: 15,
+            buffer_minutes: 0,
+            min_notice_minutes: 60,
+            horizon_days: 60,
+            hours: BTreeMap::new(),
+            closures: vec![],
+            services: vec![],
+            form_expiry_minutes: 7 * 24 * 60,
+            handover_minutes: 24 * 60,
+            cancellation_policy: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StorageConfig {
+    pub database_url: String,
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub redis_url: Option<String>,
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub encryption_key: Option<String>,
+    pub max_connections: u32,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            database_url: "sqlite://sara.db".into(),
+            redis_url: None,
+            encryption_key: None,
+            max_connections: 8,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AiConfig {
+    pub provider: String,
+    pub api_base: Option<String>,
+    pub model: Option<String>,
+    pub routing: String,
+    pub chat_deadline_ms: u64,
+    pub voice_deadline_ms: u64,
+}
+
+impl Default for AiConfig {
+    fn default() -> Self {
+        AiConfig {
+            provider: "rules".into(),
+            api_base: None,
+            model: None,
+            routing: "hybrid".into(),
+            chat_deadline_ms: 6000,
+            voice_deadline_ms: 2500,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CalendarConfig {
+    pub provider: String,
+    pub google_base_url: String,
+    pub calendar_id: Option<String>,
+    pub credentials: Option<String>,
+}
+
+impl Default for CalendarConfig {
+    fn default() -> Self {
+        CalendarConfig {
+            provider: "local".into(),
+            google_base_url: "https://www.googleapis.com/calendar/v3/".into(),
+            calendar_id: None,
+            credentials: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TwilioConfig {
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub auth_token: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WhatsAppConfig {
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub app_secret: Option<String>,
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub verify_token: Option<String>,
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub access_token: Option<String>,
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub phone_number_id: Option<String>,
+    pub graph_base_url: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmailConfig {
+    pub smtp_url: Option<String>,
+    pub from: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub token: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DebugConfig {
+    pub faults: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// A conversation with no message for this long leaves memory (its state stays stored).
+    pub idle_timeout_secs: u64,
+    pub turn_timeout_secs: u64,
+    /// Failures of one conversation within the window that hand it over to staff.
+    pub max_failures: u32,
+    pub failure_window_secs: u64,
+    pub quarantine_secs: u64,
+    /// Most turns committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            idle_timeout_secs: 600,
+            turn_timeout_secs: 20,
+            max_failures: 3,
+            failure_window_secs: 300,
+            quarantine_secs: 3600,
+            max_batch: 512,
+        }
+    }
+}
+
+/// Environment values are parsed like TOML, so a token such as `12345` arrives as a number;
+/// string settings accept either.
+fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        S(String),
+        I(i64),
+        U(u64),
+        F(f64),
+        B(bool),
+    }
+    Ok(Option::<Raw>::deserialize(d)?.map(|raw| match raw {
+        Raw::S(s) => s,
+        Raw::I(i) => i.to_string(),
+        Raw::U(u) => u.to_string(),
+        Raw::F(f) => f.to_string(),
+        Raw::B(b) => b.to_string(),
+    }))
+}
+
+impl Config {
+    /// Loads `path` (if it exists) and then the `SARA_` environment on top.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Self::figment(path)
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))
+    }
+
+    pub fn figment(path: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(path))
+            .merge(Env::prefixed("SARA_").split("__").ignore(&["config"]))
+    }
+
+    /// The business, checked: a bad time zone or opening hours stop the start with a clear
+    /// message instead of a receptionist that offers wrong times.
+    pub fn business(&self) -> Result<Business, ConfigError> {
+        let b = &self.business;
+        let timezone: Tz = b.timezone.parse().map_err(|_| {
+            ConfigError::Invalid(format!(
+                "business.timezone {:?} is not an IANA time zone",
+                b.timezone
+            ))
+        })?;
+        let mut hours = WeeklyHours::default();
+        for (key, spec) in &b.hours {
+            let index = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+                .iter()
+                .position(|d| d.eq_ignore_ascii_case(key))
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!("business.hours.{key}: not a weekday (mon..sun)"))
+                })?;
+            hours.days[index] = WeeklyHours::parse_day(spec)
+                .map_err(|e| ConfigError::Invalid(format!("business.hours.{key}: {e}")))?;
+        }
+        let phone = match &b.phone {
+            Some(p) => Some(Phone::parse(p).ok_or_else(|| {
+                ConfigError::Invalid("business.phone is not a phone number".into())
+            })?),
+            None => None,
+        };
+        if b.slot_minutes == 0 {
+            return Err(ConfigError::Invalid(
+                "business.slot_minutes must be at least 1".into(),
+            ));
+        }
+        if b.services.is_empty() || b.services.iter().any(|s| s.minutes == 0) {
+            return Err(ConfigError::Invalid(
+                "business.services: list at least one service with minutes > 0".into(),
+            ));
+        }
+        Ok(Business {
+            name: b.name.clone(),
+            timezone,
+            phone,
+            slot_minutes: b.slot_minutes,
+            buffer_minutes: b.buffer_minutes,
+            min_notice_minutes: b.min_notice_minutes,
+            horizon_days: b.horizon_days,
+            hours,
+            closures: b.closures.clone(),
+            services: b.services.clone(),
+            faq: self.faq.clone(),
+            form_expiry_minutes: b.form_expiry_minutes,
+            handover_minutes: b.handover_minutes,
+            cancellation_policy: b.cancellation_policy.clone(),
+        })
+    }
+
+    pub fn engine_settings(&self) -> EngineSettings {
+        let e = &self.engine;
+        EngineSettings {
+            idle_timeout: Duration::from_secs(e.idle_timeout_secs.max(1)),
+            chat_deadline: Duration::from_millis(self.ai.chat_deadline_ms),
+            voice_deadline: Duration::from_millis(self.ai.voice_deadline_ms),
+            turn_timeout: Duration::from_secs(e.turn_timeout_secs.max(1)),
+            max_failures: e.max_failures.max(1),
+            failure_window: Duration::from_secs(e.failure_window_secs),
+            quarantine: Duration::from_secs(e.quarantine_secs),
+            max_batch: e.max_batch.max(1),
+            ..EngineSettings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&path))
+            .extract()
+            .expect("config.toml parses");
+        let business = config.business().expect("config.toml business is valid");
+        assert_eq!(business.timezone, chrono_tz::America::New_York);
+        assert!(business.services.len() >= 3);
+        assert!(config.faq.len() >= 4);
+        assert!(
+            config.twilio.auth_token.is_none(),
+            "no secret in the repository config"
+        );
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_numeric_tokens_stay_strings() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("c.toml", "[server]\nbind = \"0.0.0.0:1\"\n")?;
+            jail.set_env("SARA_SERVER__BIND", "127.0.0.1:0");
+            jail.set_env("SARA_TWILIO__AUTH_TOKEN", "12345");
+            jail.set_env("SARA_DEBUG__FAULTS", "true");
+            let config = Config::load(Path::new("c.toml")).expect("loads");
+            assert_eq!(config.server.bind, "127.0.0.1:0");
+            assert_eq!(config.twilio.auth_token.as_deref(), Some("12345"));
+            assert!(config.debug.faults);
+            Ok(())
+        });
+    }
+}

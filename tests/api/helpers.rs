@@ -1,0 +1,235 @@
+//! Starting Sara as a process and talking to it like Twilio and an operator would.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{Datelike, Days, NaiveDate, Utc, Weekday};
+use sara::channels::twilio::TwilioSignature;
+
+pub const AUTH_TOKEN: &str = "test-twilio-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A running `sara serve` process; killed when dropped.
+pub struct Sara {
+    pub base: String,
+    pub db_url: String,
+    child: Child,
+    pub client: reqwest::Client,
+    dir: PathBuf,
+}
+
+static SID: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh Twilio-like message id.
+pub fn sid() -> String {
+    format!(
+        "SM{:032x}",
+        SID.fetch_add(1, Ordering::Relaxed) + (std::process::id() as u64) * 1_000_000
+    )
+}
+
+fn install_crypto() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl Sara {
+    /// Starts Sara on a new temporary database.
+    pub async fn start() -> Sara {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let db_url = format!("sqlite://{}", dir.join("sara.db").display());
+        Sara::start_on(dir, db_url).await
+    }
+
+    /// Starts Sara on an existing database (after a crash, say).
+    pub async fn start_on(dir: PathBuf, db_url: String) -> Sara {
+        install_crypto();
+        let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sara"))
+            .arg("serve")
+            .env("SARA_CONFIG", &config)
+            .env("SARA_SERVER__BIND", "127.0.0.1:0")
+            .env("SARA_SERVER__PUBLIC_URL", "https://sara.example.com")
+            .env("SARA_STORAGE__DATABASE_URL", &db_url)
+            .env("SARA_TWILIO__AUTH_TOKEN", AUTH_TOKEN)
+            .env("SARA_ADMIN__TOKEN", ADMIN_TOKEN)
+            .env("SARA_DEBUG__FAULTS", "true")
+            .env("SARA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sara binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        // The first stdout line names the bound address; wait for it, not for a timer.
+        let line = tokio::task::spawn_blocking(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            reader.read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("reader thread")
+        .expect("read stdout");
+        let addr = line
+            .trim()
+            .strip_prefix("sara listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        Sara {
+            base: addr,
+            db_url,
+            child,
+            client,
+            dir,
+        }
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.dir.clone()
+    }
+
+    /// Kills the process without warning (SIGKILL), as a crash would.
+    pub fn kill9(mut self) -> (PathBuf, String) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        (self.dir.clone(), self.db_url.clone())
+    }
+
+    /// Posts a signed SMS webhook; returns (status, body).
+    pub async fn sms_with_sid(&self, from: &str, body: &str, sid: &str) -> (u16, String) {
+        let params = vec![
+            (
+                "AccountSid".to_string(),
+                "AC00000000000000000000000000000000".to_string(),
+            ),
+            ("Body".to_string(), body.to_string()),
+            ("From".to_string(), from.to_string()),
+            ("MessageSid".to_string(), sid.to_string()),
+            ("To".to_string(), "+15550100000".to_string()),
+        ];
+        let signature =
+            TwilioSignature::new(AUTH_TOKEN).sign("https://sara.example.com/webhook/sms", &params);
+        self.post_form("/webhook/sms", &params, Some(&signature))
+            .await
+    }
+
+    pub async fn post_form(
+        &self,
+        path: &str,
+        params: &[(String, String)],
+        signature: Option<&str>,
+    ) -> (u16, String) {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        self.post_raw(path, body.into_bytes(), signature).await
+    }
+
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> (u16, String) {
+        let mut req = self
+            .client
+            .post(format!("{}{}", self.base, path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(s) = signature {
+            req = req.header("x-twilio-signature", s);
+        }
+        let resp = req.send().await.expect("request reaches sara");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap_or_default())
+    }
+
+    /// Sends a text as `from` and returns Sara's reply text (the TwiML `<Message>`).
+    pub async fn text(&self, from: &str, body: &str) -> String {
+        let (status, xml) = self.sms_with_sid(from, body, &sid()).await;
+        assert_eq!(status, 200, "webhook answered {status}: {xml}");
+        message_of(&xml)
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .get(format!("{}{}", self.base, path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request reaches sara");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn bookings(&self) -> Vec<serde_json::Value> {
+        let (status, body) = self.admin_get("/admin/bookings").await;
+        assert_eq!(status, 200);
+        body.as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self
+            .client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                (k == name).then(|| v.parse().ok()).flatten()
+            })
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Sara {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text inside `<Message>…</Message>`, unescaped; empty when Sara stayed quiet.
+pub fn message_of(xml: &str) -> String {
+    let Some(start) = xml.find("<Message>") else {
+        return String::new();
+    };
+    let rest = &xml[start + "<Message>".len()..];
+    let end = rest.find("</Message>").unwrap_or(rest.len());
+    quick_xml::escape::unescape(&rest[..end])
+        .map(|s| s.into_owned())
+        .unwrap_or_default()
+}
+
+/// The next `weekday` at least 3 days from today (business time), as (date, "Dec 1").
+pub fn upcoming(weekday: Weekday) -> (NaiveDate, String) {
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::America::New_York)
+        .date_naive();
+    let mut d = today.checked_add_days(Days::new(3)).expect("date in range");
+    while d.weekday() != weekday {
+        d = d.succ_opt().expect("date in range");
+    }
+    (d, d.format("%b %-d").to_string())
+}
+
+/// A distinct test phone number.
+pub fn phone(n: u32) -> String {
+    format!("+1555{:07}", n + (std::process::id() % 1000) * 1000)
+}
