@@ -78,9 +78,8 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
     }
 
     if form.kind != FormKind::Book && form.booking.is_none() {
-        match select_booking(&mut form, u, ctx) {
-            Selection::Chosen => {}
-            Selection::Ask(outcome) => return outcome,
+        if let Some(question) = select_booking(&mut form, u, ctx) {
+            return question;
         }
         if form.kind == FormKind::Cancel {
             return confirm_cancel(form, ctx);
@@ -98,10 +97,11 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         return confirm_cancel(form, ctx);
     }
 
-    if asked == Some(Slot::Option) && !form.offers.is_empty() {
-        if let Some(outcome) = answer_offer(&mut form, u, ctx) {
-            return outcome;
-        }
+    if asked == Some(Slot::Option)
+        && !form.offers.is_empty()
+        && let Some(outcome) = answer_offer(&mut form, u, ctx)
+    {
+        return outcome;
     }
 
     let gives = changes_when || u.service.is_some() || u.name.is_some() || u.email.is_some();
@@ -116,12 +116,12 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
     let moves_window =
         asked == Some(Slot::Option) && u.date.is_some() && u.time.is_none() && u.day_part.is_none();
     let mut note = String::new();
-    if form.kind == FormKind::Book {
-        if let Some(name) = &u.service {
-            match ctx.business.service(name) {
-                Some(s) => form.service = Some(s.name.clone()),
-                None => note = "Sorry, that's not a service we offer. ".into(),
-            }
+    if form.kind == FormKind::Book
+        && let Some(name) = &u.service
+    {
+        match ctx.business.service(name) {
+            Some(s) => form.service = Some(s.name.clone()),
+            None => note = "Sorry, that's not a service we offer. ".into(),
         }
     }
     if let Some(d) = u.date {
@@ -163,7 +163,7 @@ fn declined(mut form: Form, ctx: &TurnContext) -> Outcome {
     match form.kind {
         FormKind::Cancel => {
             let kept = chosen_booking(&form, ctx)
-                .map(|b| format!(" your {}", speech::booking(ctx.business.timezone, b)))
+                .map(|b| format!(" your {}", speech::own_booking(ctx.business.timezone, b)))
                 .unwrap_or_default();
             Outcome::reply(format!(
                 "Okay, I've kept{kept}. Anything else I can help with?"
@@ -187,13 +187,9 @@ fn declined(mut form: Form, ctx: &TurnContext) -> Outcome {
     }
 }
 
-enum Selection {
-    Chosen,
-    Ask(Outcome),
-}
-
-/// Finds which of the caller's bookings a reschedule or cancel is about.
-fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Selection {
+/// Finds which of the caller's bookings a reschedule or cancel is about; returns what to say
+/// when that is not clear yet.
+fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option<Outcome> {
     let tz = ctx.business.timezone;
     let all = ctx.bookings;
     if all.is_empty() {
@@ -201,7 +197,7 @@ fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Sele
             "I can't find an upcoming appointment for this number. Would you like to book one?",
         );
         o.proposal = Some(Proposal::Book);
-        return Selection::Ask(o);
+        return Some(o);
     }
     let local_date = |b: &Booking| b.start.with_timezone(&tz).date_naive();
     let chosen: Vec<&Booking> = if all.len() == 1 {
@@ -230,7 +226,7 @@ fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Sele
     if let [one] = chosen.as_slice() {
         form.booking = Some(one.id);
         form.service = Some(one.service.clone());
-        return Selection::Chosen;
+        return None;
     }
     let listed: Vec<String> = all.iter().map(|b| speech::booking(tz, b)).collect();
     let buttons = all
@@ -245,7 +241,7 @@ fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Sele
         speech::count(all.len()),
         speech::list(&listed, "and")
     );
-    Selection::Ask(Outcome::ask(form.clone(), Slot::Booking, text).with_options(buttons))
+    Some(Outcome::ask(form.clone(), Slot::Booking, text).with_options(buttons))
 }
 
 fn chosen_booking<'c>(form: &Form, ctx: &TurnContext<'c>) -> Option<&'c Booking> {
@@ -259,7 +255,10 @@ fn confirm_cancel(form: Form, ctx: &TurnContext) -> Outcome {
             "I can't find that appointment any more. Anything else I can help with?",
         );
     };
-    let mut text = format!("Cancel your {}?", speech::booking(ctx.business.timezone, b));
+    let mut text = format!(
+        "Cancel your {}?",
+        speech::own_booking(ctx.business.timezone, b)
+    );
     if let Some(policy) = &ctx.business.cancellation_policy {
         text = format!("{text} {policy}");
     }
@@ -388,7 +387,7 @@ fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bo
             let text = match (form.kind, chosen_booking(&form, ctx)) {
                 (FormKind::Reschedule, Some(b)) => format!(
                     "When would you like to move your {} to?",
-                    speech::booking(tz, b)
+                    speech::own_booking(tz, b)
                 ),
                 _ => "Happy to. Which day suits you?".to_string(),
             };
@@ -676,7 +675,7 @@ pub(super) fn taken_after_all(mut form: Form, ctx: &TurnContext) -> Outcome {
 pub(super) fn reminder(form: &Form, ctx: &TurnContext) -> String {
     let tz = ctx.business.timezone;
     let service = form.service.as_deref().map(speech::service_noun);
-    let booking = chosen_booking(form, ctx).map(|b| speech::booking(tz, b));
+    let booking = chosen_booking(form, ctx).map(|b| speech::own_booking(tz, b));
     let at = match (form.date, form.time) {
         (Some(d), Some(t)) => Some(format!("{} at {}", speech::day(d), speech::clock(t))),
         _ => None,

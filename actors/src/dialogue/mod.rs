@@ -525,12 +525,11 @@ fn staff_hours(ctx: &TurnContext) -> String {
     let open_today = |d: NaiveDate| {
         !ctx.business.closures.contains(&d) && !hours.on(chrono::Datelike::weekday(&d)).is_empty()
     };
-    if open_today(today) {
-        if let Some(close) = hours.closes_at(chrono::Datelike::weekday(&today)) {
-            if local.time() < close {
-                return format!("they're in until {} today", speech::clock(close));
-            }
-        }
+    if open_today(today)
+        && let Some(close) = hours.closes_at(chrono::Datelike::weekday(&today))
+        && local.time() < close
+    {
+        return format!("they're in until {} today", speech::clock(close));
     }
     (1..=14)
         .map(|n| today + Duration::days(n))

@@ -28,11 +28,6 @@ pub(crate) fn when(tz: Tz, at: DateTime<Utc>) -> String {
     format!("{} at {}", day(local.date_naive()), clock(local.time()))
 }
 
-/// "2:00 PM" for an instant, in the business time zone.
-pub(crate) fn clock_of(tz: Tz, at: DateTime<Utc>) -> String {
-    clock(at.with_timezone(&tz).time())
-}
-
 /// "a, b or c" (or "a, b and c").
 pub(crate) fn list(items: &[String], last: &str) -> String {
     match items {
@@ -78,20 +73,28 @@ pub(crate) fn count(n: usize) -> String {
         .map_or_else(|| n.to_string(), |w| (*w).to_string())
 }
 
-/// "9:30 AM, 9:45 AM or 10:00 AM on Monday, March 9" when the offers share a day, full
-/// dates otherwise.
+/// "9:30 AM, 9:45 AM or 10:00 AM on Monday, March 9"; offers on several days are grouped by
+/// day: "1:30 PM on Saturday, March 7, or 9:00 AM or 9:15 AM on Monday, March 9".
 pub(crate) fn offers(tz: Tz, offers: &[DateTime<Utc>]) -> String {
-    let days: Vec<NaiveDate> = offers
-        .iter()
-        .map(|o| o.with_timezone(&tz).date_naive())
-        .collect();
-    if let Some(first) = days.first().filter(|f| days.iter().all(|d| d == *f)) {
-        let times: Vec<String> = offers.iter().map(|&o| clock_of(tz, o)).collect();
-        format!("{} on {}", list(&times, "or"), day(*first))
-    } else {
-        let whens: Vec<String> = offers.iter().map(|&o| when(tz, o)).collect();
-        list(&whens, "or")
+    let mut groups: Vec<(NaiveDate, Vec<String>)> = Vec::new();
+    for &o in offers {
+        let local = o.with_timezone(&tz);
+        let time = clock(local.time());
+        match groups.last_mut() {
+            Some((d, times)) if *d == local.date_naive() => times.push(time),
+            _ => groups.push((local.date_naive(), vec![time])),
+        }
     }
+    groups
+        .iter()
+        .map(|(d, times)| format!("{} on {}", list(times, "or"), day(*d)))
+        .collect::<Vec<_>>()
+        .join(", or ")
+}
+
+/// "cleaning on Friday, March 6 at 2:00 PM", after "your".
+pub(crate) fn own_booking(tz: Tz, b: &Booking) -> String {
+    format!("{} on {}", service_noun(&b.service), when(tz, b.start))
 }
 
 /// Short button labels for offers: "9:30 AM", or "Mon 9:30 AM" when the days differ.
