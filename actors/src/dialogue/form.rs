@@ -77,12 +77,18 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         }
     }
 
+    // The slots that describe the wanted time, once those naming a booking are set aside.
+    let mut wanted = u.clone();
     if form.kind != FormKind::Book && form.booking.is_none() {
         if let Some(question) = select_booking(&mut form, u, ctx) {
             return question;
         }
         if form.kind == FormKind::Cancel {
             return confirm_cancel(form, ctx);
+        }
+        // Asked "which one?", a bare date named the booking, not the new day.
+        if asked == Some(Slot::Booking) && u.service.is_none() {
+            wanted.date = None;
         }
     } else if form.kind != FormKind::Book && chosen_booking(&form, ctx).is_none() {
         return Outcome::reply(
@@ -97,6 +103,8 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         return confirm_cancel(form, ctx);
     }
 
+    let u = &wanted;
+    let changes_when = u.date.is_some() || u.time.is_some() || u.day_part.is_some();
     if asked == Some(Slot::Option)
         && !form.offers.is_empty()
         && let Some(outcome) = answer_offer(&mut form, u, ctx)
@@ -517,7 +525,7 @@ fn not_free(
         Unavailable::Taken => format!("{lead}{at} is taken."),
         Unavailable::InPast => format!("{at} has already passed."),
         Unavailable::TooSoon => format!(
-            "{at} is too soon — I need at least {} notice.",
+            "{at} is too soon — I need to know at least {} ahead.",
             speech::duration(ctx.business.min_notice_minutes)
         ),
         Unavailable::Closed if av.opening(date).is_empty() => {

@@ -301,12 +301,10 @@ pub fn effect_failed(
         (CalendarError::SlotTaken, Some(form)) if writes_time => {
             Some(form::taken_after_all(form, ctx))
         }
-        (CalendarError::NotFound, Some(_)) if !writes_time || intent == Act::Reschedule => {
-            Some(form::Outcome::reply(
-                "I can't find that appointment any more — it may have been changed already. \
+        (CalendarError::NotFound, Some(_)) if intent != Act::Book => Some(form::Outcome::reply(
+            "I can't find that appointment any more — it may have been changed already. \
                  Anything else I can help with?",
-            ))
-        }
+        )),
         _ => None,
     };
     let mut decision = match outcome {
@@ -471,6 +469,14 @@ fn small_talk(
             state,
             "You're welcome! Anything else I can help with?".into(),
             Act::Thanks,
+        );
+    }
+    if u.has(Act::Affirm) || u.has(Act::Deny) {
+        // A bare "ok" / "no" with nothing open, e.g. after "you're booked".
+        return decide(
+            state,
+            "Okay! Anything else I can help with?".into(),
+            u.primary().unwrap_or(Act::Affirm),
         );
     }
     if u.has(Act::Goodbye) {

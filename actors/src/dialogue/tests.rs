@@ -756,7 +756,7 @@ fn closed_days_and_past_dates_offer_the_nearest_open_times() {
     let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 5).at(11, 0));
     says_all(
         &d,
-        &["11:00 AM on Thursday is too soon — I need at least 2 hours notice."],
+        &["11:00 AM on Thursday is too soon — I need to know at least 2 hours ahead."],
     );
     let mut c = Conversation::new(Channel::Sms);
     let d = c.say(says(&[Act::Book]).service("Cleaning").on(9, 1));
@@ -821,4 +821,73 @@ fn a_half_filled_form_serializes_small_and_round_trips() {
         serde_json::to_string(&DialogueState::default()).expect("ok"),
         "{}"
     );
+}
+
+#[test]
+fn which_booking_can_be_picked_by_position_or_date() {
+    let start = || {
+        let mut c = Conversation::new(Channel::WhatsApp);
+        c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+        let second = c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+        let d = c.say(says(&[Act::Cancel]));
+        assert_eq!(
+            d.reply.options,
+            ["Cleaning Fri Mar 6", "Consultation Mon Mar 16"]
+        );
+        (c, second)
+    };
+    let (mut c, second) = start();
+    let d = c.say(says(&[Act::Choose]).choice(1));
+    says_all(
+        &d,
+        &["Cancel your consultation on Monday, March 16 at 9:00 AM?"],
+    );
+    assert_eq!(c.state.form.as_ref().and_then(|f| f.booking), Some(second));
+    let (mut c, second) = start();
+    c.say(says(&[Act::Inform]).on(3, 16));
+    assert_eq!(c.state.form.as_ref().and_then(|f| f.booking), Some(second));
+    // A reschedule asked "which one?" reads a bare date as the booking, then asks when.
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+    c.say(says(&[Act::Reschedule]));
+    let d = c.say(says(&[Act::Inform]).on(3, 6));
+    assert_eq!(
+        d.reply.text,
+        "When would you like to move your cleaning on Friday, March 6 at 2:00 PM to?"
+    );
+    let d = c.say(says(&[Act::Inform]).on(3, 6).at(16, 0));
+    says_all(
+        &d,
+        &["Friday, March 6 at 4:00 PM is free. Move your cleaning there?"],
+    );
+}
+
+#[test]
+fn a_bare_yes_with_nothing_open_is_harmless() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, None);
+    assert_eq!(c.state, DialogueState::default());
+    says_all(&d, &["Anything else"]);
+}
+
+#[test]
+fn a_declined_reschedule_or_missing_booking_changes_nothing() {
+    let mut c = Conversation::new(Channel::Sms);
+    let id = c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.say(says(&[Act::Reschedule]).on(3, 13).at(14, 0));
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+    let before = c.state.clone();
+    let effect = Effect::Reschedule {
+        id,
+        start: local(3, 13, 14, 0),
+        end: local(3, 13, 14, 45),
+    };
+    let d = effect_failed(&before, &effect, &CalendarError::NotFound, &c.ctx());
+    assert_eq!(d.state.form, None);
+    says_all(&d, &["can't find that appointment"]);
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(d.effect, None);
+    says_all(&d, &["haven't moved anything"]);
 }
