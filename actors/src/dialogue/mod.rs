@@ -369,7 +369,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             });
         }
     }
-    if intent.is_none() && (u.primary() == Some(Act::OutOfScope) || u.has(Act::OutOfScope)) {
+    if intent.is_none() && u.has(Act::OutOfScope) {
         let offer = if ctx.business.service("Consultation").is_some() {
             "book a consultation"
         } else {
