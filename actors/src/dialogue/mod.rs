@@ -1,15 +1,25 @@
 //! The dialogue policy: a pure function from (state, understanding, context) to the next
 //! state, the reply and at most one effect for the engine to run. No I/O, no clock, no
 //! randomness: everything it needs arrives in [`TurnContext`].
+//!
+//! The shape of a turn: a hand-over keeps text channels quiet; a request for a human always
+//! wins; a stale form is dropped; then the message either answers what Sara proposed last,
+//! starts or continues a form (book, reschedule, cancel — see [`form`]), or is small talk.
+//! A known FAQ answer is said first and the unfinished form resumes with a short reminder.
 
-use chrono::{DateTime, Utc};
+mod form;
+mod speech;
+#[cfg(test)]
+mod tests;
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::business::Business;
 use crate::model::{Booking, BookingId, Channel, Interval, Phone};
 use crate::ports::CalendarError;
-use crate::understanding::{Act, Slot, Understanding};
+use crate::understanding::{Act, DayPart, Slot, Understanding};
 
 /// Everything the policy may know about the world for one turn.
 #[derive(Clone, Debug)]
@@ -28,14 +38,118 @@ pub struct TurnContext<'a> {
     pub fresh_id: Uuid,
 }
 
+/// What a form is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FormKind {
+    Book,
+    Reschedule,
+    Cancel,
+}
+
+/// An unfinished book / reschedule / cancel request and what is known of it so far.
+/// Serialized with short names: many of these live in the store at once.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Form {
+    #[serde(rename = "k")]
+    pub kind: FormKind,
+    /// Taken from `TurnContext::fresh_id` when the form starts; a booking made by this form
+    /// carries it, so a retried "yes" writes the same booking again.
+    pub id: Uuid,
+    /// Canonical service name (for reschedule/cancel: the chosen booking's service).
+    #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// Wanted local date and time in the business time zone.
+    #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<NaiveDate>,
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<NaiveTime>,
+    /// A vague time ("afternoon"); cleared when an exact time arrives.
+    #[serde(rename = "p", default, skip_serializing_if = "Option::is_none")]
+    pub day_part: Option<DayPart>,
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "e", default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Which of the caller's bookings is moved or cancelled.
+    #[serde(rename = "b", default, skip_serializing_if = "Option::is_none")]
+    pub booking: Option<BookingId>,
+    /// Start times last offered, in the order they were read out ("the second one").
+    #[serde(rename = "o", default, skip_serializing_if = "Vec::is_empty")]
+    pub offers: Vec<DateTime<Utc>>,
+    /// What Sara asked last; `Confirmation` means a confirmation is pending.
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    pub asked: Option<Slot>,
+    /// The last turn that touched the form, for expiry.
+    #[serde(rename = "u")]
+    pub touched: DateTime<Utc>,
+}
+
+impl Form {
+    fn new(kind: FormKind, ctx: &TurnContext) -> Form {
+        Form {
+            kind,
+            id: ctx.fresh_id,
+            service: None,
+            date: None,
+            time: None,
+            day_part: None,
+            name: None,
+            email: None,
+            booking: None,
+            offers: Vec::new(),
+            asked: None,
+            touched: ctx.now,
+        }
+    }
+
+    fn expired(&self, ctx: &TurnContext) -> bool {
+        ctx.now - self.touched > Duration::minutes(i64::from(ctx.business.form_expiry_minutes))
+    }
+}
+
+/// A yes/no question Sara asked outside a form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Proposal {
+    /// "Shall I pass your question to the team?"
+    Handover,
+    /// "Would you like to book another time?"
+    Book,
+}
+
 /// The dialogue state of one conversation: what is being done and what is known so far.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct DialogueState {}
+pub struct DialogueState {
+    /// The unfinished request, if any.
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub form: Option<Form>,
+    /// A yes/no question Sara asked that is not part of a form.
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
+    pub proposal: Option<Proposal>,
+    /// After a hand-over on a text channel Sara stays quiet until then (or until staff hand
+    /// the conversation back with [`DialogueState::hand_back`]).
+    #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
+    pub handed_over_until: Option<DateTime<Utc>>,
+}
 
 impl DialogueState {
     /// What Sara asked for last, to help the NLU read a bare answer.
     pub fn expecting(&self) -> Option<Slot> {
-        None
+        if self.proposal.is_some() {
+            return Some(Slot::Confirmation);
+        }
+        self.form.as_ref().and_then(|f| f.asked)
+    }
+
+    /// Whether staff have this conversation at `now` (Sara stays quiet on text).
+    pub fn handed_over(&self, now: DateTime<Utc>) -> bool {
+        self.handed_over_until.is_some_and(|until| now < until)
+    }
+
+    /// Staff give the conversation back to Sara.
+    pub fn hand_back(&mut self) {
+        self.handed_over_until = None;
     }
 }
 
@@ -51,6 +165,15 @@ pub struct Reply {
     pub end: bool,
     /// Say nothing (text channels while staff have the conversation).
     pub silent: bool,
+}
+
+impl Reply {
+    fn say(text: impl Into<String>) -> Reply {
+        Reply {
+            text: text.into(),
+            ..Reply::default()
+        }
+    }
 }
 
 /// Something the engine must do in the world for this turn to be true.
@@ -77,18 +200,84 @@ pub struct Decision {
     pub intent: Act,
 }
 
+/// What Sara says when a conversation starts (a call is answered, or "hello").
+pub fn greeting(business: &Business, channel: Channel) -> Reply {
+    let _ = channel;
+    Reply::say(format!(
+        "Hi! This is Sara at {}. How can I help?",
+        business.name
+    ))
+}
+
+/// The reply to a turn whose processing crashed: the caller is asked to repeat it.
+pub fn missed_turn_reply() -> Reply {
+    Reply::say("Sorry, I missed that — could you say it once more?")
+}
+
+/// The hand-over message for a conversation that keeps failing: a human takes it.
+pub fn quarantine_reply(business: &Business) -> Reply {
+    Reply {
+        text: format!(
+            "Sorry, I'm having trouble on my side. I've asked the team at {} to get back to you.",
+            business.name
+        ),
+        handover: true,
+        ..Reply::default()
+    }
+}
+
+/// The reply when the calendar cannot be reached: nothing was changed, try again.
+pub fn calendar_unavailable_reply() -> Reply {
+    Reply::say(
+        "Sorry, I can't reach the calendar just now, so nothing has been changed. \
+         Please try again in a minute.",
+    )
+}
+
 /// One turn of the policy.
 pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnContext) -> Decision {
-    let _ = (understanding, ctx);
-    Decision {
-        state: state.clone(),
-        reply: Reply {
-            text: "placeholder".into(),
-            ..Reply::default()
-        },
-        effect: None,
-        intent: Act::Inform,
+    let u = understanding;
+    let mut state = state.clone();
+    if let Some(until) = state.handed_over_until {
+        if ctx.channel.is_text() && ctx.now < until {
+            return Decision {
+                state,
+                reply: Reply {
+                    silent: true,
+                    ..Reply::default()
+                },
+                effect: None,
+                intent: u.primary().unwrap_or(Act::Inform),
+            };
+        }
+        state.handed_over_until = None;
     }
+    // A hand-over is never refused, whatever else the message says.
+    if u.has(Act::Handover) {
+        return handover(state, ctx);
+    }
+    let mut opening = "";
+    if state.form.as_ref().is_some_and(|f| f.expired(ctx)) {
+        state.form = None;
+        opening = "It's been a while, so let's start again. ";
+    }
+    let answer = u.has(Act::Question).then(|| u.faq_answer.clone()).flatten();
+    let mut decision = match act(state.clone(), u, ctx) {
+        Some(mut d) => {
+            if let Some(answer) = &answer {
+                d.reply.text = format!("{answer} {}", d.reply.text);
+            }
+            d
+        }
+        None => small_talk(state, u, ctx, answer),
+    };
+    if !opening.is_empty() {
+        decision.reply.text = format!("{opening}{}", decision.reply.text);
+    }
+    if !ctx.channel.is_text() {
+        decision.reply.options.clear();
+    }
+    decision
 }
 
 /// The effect of the decision `step` made from `before` failed; decide again.
@@ -99,52 +288,265 @@ pub fn effect_failed(
     error: &CalendarError,
     ctx: &TurnContext,
 ) -> Decision {
-    let _ = (effect, error, ctx);
+    let intent = match effect {
+        Effect::Book(_) => Act::Book,
+        Effect::Reschedule { .. } => Act::Reschedule,
+        Effect::Cancel { .. } => Act::Cancel,
+        Effect::Handover => Act::Handover,
+    };
+    let mut state = before.clone();
+    state.proposal = None;
+    let writes_time = matches!(effect, Effect::Book(_) | Effect::Reschedule { .. });
+    let outcome = match (error, state.form.take()) {
+        (CalendarError::SlotTaken, Some(form)) if writes_time => {
+            Some(form::taken_after_all(form, ctx))
+        }
+        (CalendarError::NotFound, Some(_)) if intent != Act::Book => Some(form::Outcome::reply(
+            "I can't find that appointment any more — it may have been changed already. \
+                 Anything else I can help with?",
+        )),
+        _ => None,
+    };
+    let mut decision = match outcome {
+        Some(o) => o.into_decision(state, intent),
+        None => Decision {
+            state: before.clone(),
+            reply: match effect {
+                Effect::Handover => Reply::say(
+                    "Sorry, I couldn't reach the team just now. Please try again in a few minutes.",
+                ),
+                _ => calendar_unavailable_reply(),
+            },
+            effect: None,
+            intent,
+        },
+    };
+    if !ctx.channel.is_text() {
+        decision.reply.options.clear();
+    }
+    decision
+}
+
+/// The acts that start a form, in the order they appear in the message.
+fn form_intent(u: &Understanding) -> Option<(Act, FormKind)> {
+    u.acts.iter().find_map(|&a| match a {
+        Act::Book => Some((a, FormKind::Book)),
+        Act::Reschedule => Some((a, FormKind::Reschedule)),
+        Act::Cancel => Some((a, FormKind::Cancel)),
+        _ => None,
+    })
+}
+
+/// Whether the message carries anything a booking form can use.
+fn gives_booking_slots(u: &Understanding) -> bool {
+    u.service.is_some() || u.date.is_some() || u.time.is_some() || u.day_part.is_some()
+}
+
+/// Handles what the message asks for, or `None` when it is only small talk or a question.
+fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option<Decision> {
+    let intent = form_intent(u);
+    let proposal = state.proposal.take();
+    if let (Some(p), None) = (proposal, intent) {
+        if u.has(Act::Affirm) {
+            return Some(match p {
+                Proposal::Handover => handover(state, ctx),
+                Proposal::Book => {
+                    let form = Form::new(FormKind::Book, ctx);
+                    form::run(form, u, ctx).into_decision(state, Act::Affirm)
+                }
+            });
+        }
+        if u.has(Act::Deny) && !gives_booking_slots(u) {
+            let text = match &state.form {
+                Some(f) => format!("Okay. {}", form::reminder(f, ctx)),
+                None => "Okay. Anything else I can help with?".to_string(),
+            };
+            return Some(Decision {
+                state,
+                reply: Reply::say(text),
+                effect: None,
+                intent: Act::Deny,
+            });
+        }
+    }
+    if intent.is_none() && u.has(Act::OutOfScope) {
+        let offer = if ctx.business.service("Consultation").is_some() {
+            "book a consultation"
+        } else {
+            "book an appointment"
+        };
+        return Some(Decision {
+            state,
+            reply: Reply::say(format!(
+                "I can't help with that, but I can pass a message to the team or {offer}. \
+                 Which would you like?"
+            )),
+            effect: None,
+            intent: Act::OutOfScope,
+        });
+    }
+    if let Some((act, kind)) = intent {
+        let form = match state.form.take() {
+            Some(f) if f.kind == kind => f,
+            _ => Form::new(kind, ctx),
+        };
+        return Some(form::run(form, u, ctx).into_decision(state, act));
+    }
+    let continuing = [
+        Act::Choose,
+        Act::Affirm,
+        Act::Deny,
+        Act::OtherOptions,
+        Act::Inform,
+    ]
+    .into_iter()
+    .find(|a| u.has(*a));
+    let gives =
+        gives_booking_slots(u) || u.choice.is_some() || u.name.is_some() || u.email.is_some();
+    if let Some(form) = state.form.take() {
+        if continuing.is_some() || gives {
+            let act = continuing.unwrap_or(Act::Inform);
+            return Some(form::run(form, u, ctx).into_decision(state, act));
+        }
+        state.form = Some(form);
+        return None;
+    }
+    // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
+    if gives_booking_slots(u) {
+        let form = Form::new(FormKind::Book, ctx);
+        return Some(
+            form::run(form, u, ctx).into_decision(state, continuing.unwrap_or(Act::Inform)),
+        );
+    }
+    None
+}
+
+/// Greetings, thanks, goodbyes, questions and messages Sara could not place.
+fn small_talk(
+    mut state: DialogueState,
+    u: &Understanding,
+    ctx: &TurnContext,
+    answer: Option<String>,
+) -> Decision {
+    state.proposal = None;
+    if let Some(f) = state.form.as_mut() {
+        f.touched = ctx.now;
+    }
+    let reminder = state.form.as_ref().map(|f| form::reminder(f, ctx));
+    let decide = |state, text: String, intent| Decision {
+        state,
+        reply: Reply::say(text),
+        effect: None,
+        intent,
+    };
+    if let Some(answer) = answer {
+        let text = match reminder {
+            Some(r) => format!("{answer} {r}"),
+            None => answer,
+        };
+        return decide(state, text, Act::Question);
+    }
+    if u.has(Act::Question) {
+        state.proposal = Some(Proposal::Handover);
+        return decide(
+            state,
+            "I'm not sure about that one, and I'd rather not guess. \
+             Shall I pass your question to the team?"
+                .into(),
+            Act::Question,
+        );
+    }
+    if u.has(Act::Greet) {
+        let hello = greeting(ctx.business, ctx.channel).text;
+        let text = match reminder {
+            Some(r) => format!("Hi again! {r}"),
+            None => hello,
+        };
+        return decide(state, text, Act::Greet);
+    }
+    if u.has(Act::Thanks) {
+        return decide(
+            state,
+            "You're welcome! Anything else I can help with?".into(),
+            Act::Thanks,
+        );
+    }
+    if u.has(Act::Affirm) || u.has(Act::Deny) {
+        // A bare "ok" / "no" with nothing open, e.g. after "you're booked".
+        return decide(
+            state,
+            "Okay! Anything else I can help with?".into(),
+            u.primary().unwrap_or(Act::Affirm),
+        );
+    }
+    if u.has(Act::Goodbye) {
+        let mut d = decide(
+            state,
+            "Thanks for getting in touch — goodbye!".into(),
+            Act::Goodbye,
+        );
+        d.reply.end = true;
+        return d;
+    }
+    let text = match reminder {
+        Some(r) => format!("Sorry, I didn't quite get that. {r}"),
+        None => "Sorry, I didn't quite get that. I can book, move or cancel an appointment, \
+                 or answer a question. How can I help?"
+            .into(),
+    };
+    decide(state, text, u.primary().unwrap_or(Act::Inform))
+}
+
+/// Pass the conversation to a human: voice dials through, text goes quiet for a while.
+fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
+    state.proposal = None;
+    let text = if ctx.channel.is_text() {
+        state.handed_over_until =
+            Some(ctx.now + Duration::minutes(i64::from(ctx.business.handover_minutes)));
+        format!(
+            "I've asked the team to reply to you here; {}.",
+            staff_hours(ctx)
+        )
+    } else {
+        "Connecting you now.".to_string()
+    };
     Decision {
-        state: before.clone(),
+        state,
         reply: Reply {
-            text: "placeholder".into(),
+            text,
+            handover: true,
             ..Reply::default()
         },
-        effect: None,
-        intent: Act::Inform,
+        effect: Some(Effect::Handover),
+        intent: Act::Handover,
     }
 }
 
-/// Said after a crash lost the caller's last message.
-pub fn missed_turn_reply() -> Reply {
-    Reply {
-        text: "Sorry, I missed that — could you say it once more?".into(),
-        ..Reply::default()
+/// "they're in until 5:00 PM today" or when they are next in, from the opening hours.
+fn staff_hours(ctx: &TurnContext) -> String {
+    let tz = ctx.business.timezone;
+    let local = ctx.now.with_timezone(&tz);
+    let today = local.date_naive();
+    let hours = &ctx.business.hours;
+    let open_today = |d: NaiveDate| {
+        !ctx.business.closures.contains(&d) && !hours.on(chrono::Datelike::weekday(&d)).is_empty()
+    };
+    if open_today(today)
+        && let Some(close) = hours.closes_at(chrono::Datelike::weekday(&today))
+        && local.time() < close
+    {
+        return format!("they're in until {} today", speech::clock(close));
     }
-}
-
-/// Said instead of running a conversation that keeps failing.
-pub fn quarantine_reply(business: &Business) -> Reply {
-    Reply {
-        text: format!(
-            "I'm having trouble on my side, so I've asked the team at {} to get back to you.",
-            business.name
-        ),
-        handover: true,
-        ..Reply::default()
-    }
-}
-
-/// Said when the calendar could not be reached; the caller can simply try again.
-pub fn calendar_unavailable_reply() -> Reply {
-    Reply {
-        text: "Sorry, I can't reach the calendar right now — could you try again in a minute?"
-            .into(),
-        ..Reply::default()
-    }
-}
-
-/// The first thing Sara says (a call starts, or `sara chat` opens).
-pub fn greeting(business: &Business, channel: Channel) -> Reply {
-    let _ = channel;
-    Reply {
-        text: format!("Hi! This is Sara at {}. How can I help?", business.name),
-        ..Reply::default()
-    }
+    (1..=14)
+        .map(|n| today + Duration::days(n))
+        .find(|&d| open_today(d))
+        .and_then(|d| {
+            let opens = hours.on(chrono::Datelike::weekday(&d)).first()?.0;
+            Some(format!(
+                "they'll get back to you when they're in next, on {} from {}",
+                speech::weekday(d),
+                speech::clock(opens)
+            ))
+        })
+        .unwrap_or_else(|| "they'll get back to you as soon as they can".to_string())
 }

@@ -1,0 +1,733 @@
+//! The booking, reschedule and cancel forms: fill what a message gives, check availability,
+//! offer the nearest free times, ask only for what is missing, and confirm before any write.
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
+
+use super::speech;
+use super::{Decision, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext};
+use crate::availability::{Availability, Unavailable, local_instant};
+use crate::model::{Booking, BookingStatus, Interval};
+use crate::understanding::{Act, Slot, Understanding};
+
+/// How many alternative start times Sara reads out at once.
+const OFFERS: usize = 3;
+
+/// What one turn did to a form.
+pub(super) struct Outcome {
+    /// The form to keep; `None` when it is finished or dropped.
+    pub form: Option<Form>,
+    pub reply: Reply,
+    pub effect: Option<Effect>,
+    pub proposal: Option<Proposal>,
+}
+
+impl Outcome {
+    /// The form is over; just say something.
+    pub fn reply(text: impl Into<String>) -> Outcome {
+        Outcome {
+            form: None,
+            reply: Reply::say(text),
+            effect: None,
+            proposal: None,
+        }
+    }
+
+    /// Keep the form, having asked for `slot`.
+    fn ask(mut form: Form, slot: Slot, text: impl Into<String>) -> Outcome {
+        form.asked = Some(slot);
+        Outcome {
+            form: Some(form),
+            reply: Reply::say(text),
+            effect: None,
+            proposal: None,
+        }
+    }
+
+    fn with_options(mut self, options: Vec<String>) -> Outcome {
+        self.reply.options = options;
+        self
+    }
+
+    pub fn into_decision(self, mut state: DialogueState, intent: Act) -> Decision {
+        state.form = self.form;
+        state.proposal = self.proposal;
+        Decision {
+            state,
+            reply: self.reply,
+            effect: self.effect,
+            intent,
+        }
+    }
+}
+
+/// Runs one turn of a form (new or continuing).
+pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
+    form.touched = ctx.now;
+    let asked = form.asked;
+    let changes_when = u.date.is_some() || u.time.is_some() || u.day_part.is_some();
+    let changes_service = form.kind == FormKind::Book && u.service.is_some();
+
+    if asked == Some(Slot::Confirmation) && !changes_when && !changes_service {
+        if u.has(Act::Affirm) {
+            take_details(&mut form, u);
+            return finish(form, ctx);
+        }
+        if u.has(Act::Deny) {
+            return declined(form, ctx);
+        }
+    }
+
+    // The slots that describe the wanted time, once those naming a booking are set aside.
+    let mut wanted = u.clone();
+    if form.kind != FormKind::Book && form.booking.is_none() {
+        if let Some(question) = select_booking(&mut form, u, ctx) {
+            return question;
+        }
+        if form.kind == FormKind::Cancel {
+            return confirm_cancel(form, ctx);
+        }
+        // Asked "which one?", a bare date named the booking, not the new day.
+        if asked == Some(Slot::Booking) && u.service.is_none() {
+            wanted.date = None;
+        }
+    } else if form.kind != FormKind::Book && chosen_booking(&form, ctx).is_none() {
+        return Outcome::reply(
+            "I can't find that appointment any more — it may have been changed already. \
+             Anything else I can help with?",
+        );
+    }
+    if form.kind == FormKind::Cancel {
+        if u.has(Act::Deny) {
+            return declined(form, ctx);
+        }
+        return confirm_cancel(form, ctx);
+    }
+
+    let u = &wanted;
+    let changes_when = u.date.is_some() || u.time.is_some() || u.day_part.is_some();
+    if asked == Some(Slot::Option)
+        && !form.offers.is_empty()
+        && let Some(outcome) = answer_offer(&mut form, u, ctx)
+    {
+        return outcome;
+    }
+
+    let gives = changes_when || u.service.is_some() || u.name.is_some() || u.email.is_some();
+    if u.has(Act::Deny) && !gives {
+        return Outcome::reply(match form.kind {
+            FormKind::Book => "Alright — I haven't booked anything. Anything else I can help with?",
+            _ => "Alright — I've left your appointment as it is. Anything else I can help with?",
+        });
+    }
+
+    // "What about Wednesday?" while times are on offer moves the window to that day.
+    let moves_window =
+        asked == Some(Slot::Option) && u.date.is_some() && u.time.is_none() && u.day_part.is_none();
+    let mut note = String::new();
+    if form.kind == FormKind::Book
+        && let Some(name) = &u.service
+    {
+        match ctx.business.service(name) {
+            Some(s) => form.service = Some(s.name.clone()),
+            None => note = "Sorry, that's not a service we offer. ".into(),
+        }
+    }
+    if let Some(d) = u.date {
+        form.date = Some(d);
+    }
+    if let Some(t) = u.time {
+        form.time = Some(t);
+        form.day_part = None;
+    } else if let Some(p) = u.day_part {
+        form.day_part = Some(p);
+        form.time = None;
+    }
+    take_details(&mut form, u);
+    if changes_when {
+        form.offers.clear();
+    }
+    let want_options = moves_window || u.has(Act::OtherOptions);
+    let mut outcome = advance(form, ctx, want_options, asked == Some(Slot::Confirmation));
+    if !note.is_empty() {
+        outcome.reply.text = format!("{note}{}", outcome.reply.text);
+    }
+    outcome
+}
+
+fn take_details(form: &mut Form, u: &Understanding) {
+    if form.kind != FormKind::Book {
+        return;
+    }
+    if let Some(n) = &u.name {
+        form.name = Some(n.clone());
+    }
+    if let Some(e) = &u.email {
+        form.email = Some(e.clone());
+    }
+}
+
+/// The caller said no to the confirmation.
+fn declined(mut form: Form, ctx: &TurnContext) -> Outcome {
+    match form.kind {
+        FormKind::Cancel => {
+            let kept = chosen_booking(&form, ctx)
+                .map(|b| format!(" your {}", speech::own_booking(ctx.business.timezone, b)))
+                .unwrap_or_default();
+            Outcome::reply(format!(
+                "Okay, I've kept{kept}. Anything else I can help with?"
+            ))
+        }
+        FormKind::Book | FormKind::Reschedule => {
+            form.time = None;
+            form.day_part = None;
+            form.offers.clear();
+            let what = if form.kind == FormKind::Book {
+                "I haven't booked anything"
+            } else {
+                "I haven't moved anything"
+            };
+            Outcome::ask(
+                form,
+                Slot::Time,
+                format!("No problem — {what}. What other day or time would suit you?"),
+            )
+        }
+    }
+}
+
+/// Finds which of the caller's bookings a reschedule or cancel is about; returns what to say
+/// when that is not clear yet.
+fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option<Outcome> {
+    let tz = ctx.business.timezone;
+    let all = ctx.bookings;
+    if all.is_empty() {
+        let mut o = Outcome::reply(
+            "I can't find an upcoming appointment for this number. Would you like to book one?",
+        );
+        o.proposal = Some(Proposal::Book);
+        return Some(o);
+    }
+    let local_date = |b: &Booking| b.start.with_timezone(&tz).date_naive();
+    let chosen: Vec<&Booking> = if all.len() == 1 {
+        all.iter().collect()
+    } else if let Some(i) = u.choice.filter(|_| form.asked == Some(Slot::Booking)) {
+        all.get(i).into_iter().collect()
+    } else {
+        // For a cancel any date names the booking; for a reschedule a date is the new day
+        // unless Sara just asked which booking and nothing else names it.
+        let date_selects = form.kind == FormKind::Cancel
+            || (form.asked == Some(Slot::Booking) && u.service.is_none());
+        all.iter()
+            .filter(|b| {
+                u.service
+                    .as_ref()
+                    .is_none_or(|s| b.service.eq_ignore_ascii_case(s))
+            })
+            .filter(|b| !date_selects || u.date.is_none_or(|d| local_date(b) == d))
+            .filter(|b| {
+                form.kind != FormKind::Cancel
+                    || u.time
+                        .is_none_or(|t| b.start.with_timezone(&tz).time() == t)
+            })
+            .collect()
+    };
+    if let [one] = chosen.as_slice() {
+        form.booking = Some(one.id);
+        form.service = Some(one.service.clone());
+        return None;
+    }
+    let listed: Vec<String> = all.iter().map(|b| speech::booking(tz, b)).collect();
+    let buttons = all
+        .iter()
+        .map(|b| {
+            let local = b.start.with_timezone(&tz);
+            format!("{} {}", b.service, local.format("%a %b %-d"))
+        })
+        .collect();
+    let text = format!(
+        "You have {} upcoming: {}. Which one?",
+        speech::count(all.len()),
+        speech::list(&listed, "and")
+    );
+    Some(Outcome::ask(form.clone(), Slot::Booking, text).with_options(buttons))
+}
+
+fn chosen_booking<'c>(form: &Form, ctx: &TurnContext<'c>) -> Option<&'c Booking> {
+    let id = form.booking?;
+    ctx.bookings.iter().find(|b| b.id == id)
+}
+
+fn confirm_cancel(form: Form, ctx: &TurnContext) -> Outcome {
+    let Some(b) = chosen_booking(&form, ctx) else {
+        return Outcome::reply(
+            "I can't find that appointment any more. Anything else I can help with?",
+        );
+    };
+    let mut text = format!(
+        "Cancel your {}?",
+        speech::own_booking(ctx.business.timezone, b)
+    );
+    if let Some(policy) = &ctx.business.cancellation_policy {
+        text = format!("{text} {policy}");
+    }
+    Outcome::ask(form, Slot::Confirmation, text).with_options(yes_no())
+}
+
+fn yes_no() -> Vec<String> {
+    vec!["Yes".into(), "No".into()]
+}
+
+/// The caller answers a list of offered times: "the second one", "10am", "yes", "later?".
+fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option<Outcome> {
+    let tz = ctx.business.timezone;
+    let local = |o: &DateTime<Utc>| o.with_timezone(&tz);
+    let picked = if let Some(i) = u.choice {
+        match form.offers.get(i) {
+            Some(&o) => o,
+            None => {
+                let text = format!(
+                    "I only offered {} — which one suits you?",
+                    speech::offers(tz, &form.offers)
+                );
+                let buttons = speech::offer_buttons(tz, &form.offers);
+                return Some(Outcome::ask(form.clone(), Slot::Option, text).with_options(buttons));
+            }
+        }
+    } else if let Some(t) = u.time {
+        let same_day = |o: &&DateTime<Utc>| u.date.is_none_or(|d| local(o).date_naive() == d);
+        let exact = form
+            .offers
+            .iter()
+            .filter(same_day)
+            .find(|o| local(o).time() == t);
+        // "2" may be read as 2 AM; an offer at 2 PM is what was meant.
+        let twelve = form.offers.iter().filter(same_day).find(|o| {
+            local(o).time().hour() % 12 == t.hour() % 12 && local(o).time().minute() == t.minute()
+        });
+        *exact.or(twelve)?
+    } else if u.has(Act::Affirm) && form.offers.len() == 1 {
+        form.offers[0]
+    } else if u.has(Act::Affirm) || (u.has(Act::Choose) && u.date.is_none()) {
+        let text = format!("Which one — {}?", speech::offers(tz, &form.offers));
+        let buttons = speech::offer_buttons(tz, &form.offers);
+        return Some(Outcome::ask(form.clone(), Slot::Option, text).with_options(buttons));
+    } else if u.has(Act::OtherOptions) && u.date.is_none() && u.day_part.is_none() {
+        let last = *form.offers.iter().max()?;
+        let minutes = service_minutes(form, ctx);
+        let busy = busy_for(form, ctx);
+        let later = Availability::new(ctx.business).after(last, minutes, &busy, ctx.now, OFFERS);
+        return Some(offer(form.clone(), ctx, String::new(), later));
+    } else {
+        return None;
+    };
+    let at = local(&picked);
+    form.date = Some(at.date_naive());
+    form.time = Some(at.time());
+    form.day_part = None;
+    form.offers.clear();
+    take_details(form, u);
+    Some(advance(form.clone(), ctx, false, false))
+}
+
+/// The duration to check: the service's, or the shortest one while the service is unknown.
+fn service_minutes(form: &Form, ctx: &TurnContext) -> u32 {
+    form.service
+        .as_deref()
+        .and_then(|s| ctx.business.service(s))
+        .or_else(|| ctx.business.services.iter().min_by_key(|s| s.minutes))
+        .map_or(ctx.business.slot_minutes, |s| s.minutes)
+}
+
+/// The busy intervals that count for this form: a booking being moved does not block itself.
+fn busy_for(form: &Form, ctx: &TurnContext) -> Vec<Interval> {
+    let own = if form.kind == FormKind::Reschedule {
+        chosen_booking(form, ctx)
+    } else {
+        None
+    };
+    let buffer = Duration::minutes(i64::from(ctx.business.buffer_minutes));
+    ctx.busy
+        .iter()
+        .filter(|i| !own.is_some_and(|b| b.start <= i.start && i.end <= b.end + buffer))
+        .copied()
+        .collect()
+}
+
+/// Decides what to say next from what the form knows: check the time, offer alternatives,
+/// or ask for the first missing slot (service, date, time, name), then confirm.
+fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bool) -> Outcome {
+    let tz = ctx.business.timezone;
+    let av = Availability::new(ctx.business);
+    let minutes = service_minutes(&form, ctx);
+    let busy = busy_for(&form, ctx);
+    let service_known = form.service.is_some();
+    match (form.date, form.time) {
+        (Some(date), Some(time)) => match av.check_local(date, time, minutes, &busy, ctx.now) {
+            Ok(start) if want_options => {
+                let near = av.nearest(start, minutes, &busy, ctx.now, OFFERS);
+                offer(form, ctx, String::new(), near)
+            }
+            Ok(start) => {
+                let at = speech::when(tz, start);
+                if !service_known {
+                    let text = format!(
+                        "{at} works. Which service is it for? {}",
+                        speech::services_line(ctx.business)
+                    );
+                    Outcome::ask(form, Slot::Service, text).with_options(service_buttons(ctx))
+                } else if form.kind == FormKind::Book && form.name.is_none() {
+                    let text = format!("{at} is free. What name should I put the booking under?");
+                    Outcome::ask(form, Slot::Name, text)
+                } else {
+                    confirm(form, ctx, start, was_confirming)
+                }
+            }
+            Err(why) => not_free(form, ctx, date, time, why, ""),
+        },
+        _ if !service_known => {
+            let text = format!(
+                "Sure — which service? {}",
+                speech::services_line(ctx.business)
+            );
+            Outcome::ask(form, Slot::Service, text).with_options(service_buttons(ctx))
+        }
+        (None, _) => {
+            let text = match (form.kind, chosen_booking(&form, ctx)) {
+                (FormKind::Reschedule, Some(b)) => format!(
+                    "When would you like to move your {} to?",
+                    speech::own_booking(tz, b)
+                ),
+                _ => "Happy to. Which day suits you?".to_string(),
+            };
+            Outcome::ask(form, Slot::Date, text)
+        }
+        (Some(date), None) => day_without_time(form, ctx, date, want_options),
+    }
+}
+
+fn service_buttons(ctx: &TurnContext) -> Vec<String> {
+    ctx.business
+        .services
+        .iter()
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+/// A day is known but not the time: ask for it, or offer times when the caller wants
+/// options, named a part of the day, or the day cannot be booked.
+fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options: bool) -> Outcome {
+    let tz = ctx.business.timezone;
+    let av = Availability::new(ctx.business);
+    let minutes = service_minutes(&form, ctx);
+    let busy = busy_for(&form, ctx);
+    let today = av.local_date(ctx.now);
+    let noon = NaiveTime::from_hms_opt(12, 0, 0).expect("noon exists");
+    let midday = local_instant(tz, date, noon).unwrap_or(ctx.now);
+    if date < today {
+        let near = av.nearest(ctx.now, minutes, &busy, ctx.now, OFFERS);
+        let note = format!("{} has already passed.", speech::day(date));
+        return offer(form, ctx, note, near);
+    }
+    if date > today + Duration::days(i64::from(ctx.business.horizon_days)) {
+        return beyond_horizon(form, ctx);
+    }
+    if av.opening(date).is_empty() {
+        let near = av.nearest(midday, minutes, &busy, ctx.now, OFFERS);
+        return offer(
+            form,
+            ctx,
+            format!("We're closed on {}.", speech::day(date)),
+            near,
+        );
+    }
+    let free = av.free_starts(date, minutes, &busy, ctx.now);
+    if let Some(part) = form.day_part {
+        let (from, to) = part.window();
+        let inside: Vec<_> = free
+            .iter()
+            .copied()
+            .filter(|s| {
+                let t = s.with_timezone(&tz).time();
+                from <= t && t < to
+            })
+            .collect();
+        if inside.is_empty() {
+            let wanted = local_instant(tz, date, from).unwrap_or(midday);
+            let near = av.nearest(wanted, minutes, &busy, ctx.now, OFFERS);
+            let note = format!(
+                "I have nothing free on {} {}.",
+                speech::day(date),
+                speech::day_part(part)
+            );
+            return offer(form, ctx, note, near);
+        }
+        return offer(form, ctx, String::new(), spread(&inside, OFFERS));
+    }
+    if free.is_empty() {
+        let near = av.nearest(midday, minutes, &busy, ctx.now, OFFERS);
+        return offer(
+            form,
+            ctx,
+            format!("{} is fully booked.", speech::day(date)),
+            near,
+        );
+    }
+    if want_options {
+        return offer(form, ctx, String::new(), spread(&free, OFFERS));
+    }
+    let text = match &form.service {
+        Some(s) if form.kind == FormKind::Book => format!(
+            "What time on {} works for your {}?",
+            speech::day(date),
+            speech::service_noun(s)
+        ),
+        _ => format!("What time on {}?", speech::day(date)),
+    };
+    Outcome::ask(form, Slot::Time, text)
+}
+
+/// Up to `n` starts spread over the list (first, middle, last), not just the first few.
+fn spread(starts: &[DateTime<Utc>], n: usize) -> Vec<DateTime<Utc>> {
+    if starts.len() <= n || n < 2 {
+        return starts.iter().copied().take(n).collect();
+    }
+    (0..n)
+        .map(|i| starts[i * (starts.len() - 1) / (n - 1)])
+        .collect()
+}
+
+fn beyond_horizon(mut form: Form, ctx: &TurnContext) -> Outcome {
+    form.date = None;
+    form.time = None;
+    form.offers.clear();
+    let text = format!(
+        "I can only book up to {} days ahead. Which other day would suit you?",
+        ctx.business.horizon_days
+    );
+    Outcome::ask(form, Slot::Date, text)
+}
+
+/// The asked time cannot be booked: say why and offer the nearest free starts.
+fn not_free(
+    form: Form,
+    ctx: &TurnContext,
+    date: NaiveDate,
+    time: NaiveTime,
+    why: Unavailable,
+    lead: &str,
+) -> Outcome {
+    let tz = ctx.business.timezone;
+    let av = Availability::new(ctx.business);
+    let minutes = service_minutes(&form, ctx);
+    let busy = busy_for(&form, ctx);
+    let at = format!("{} on {}", speech::clock(time), speech::weekday(date));
+    let note = match why {
+        Unavailable::Taken => format!("{lead}{at} is taken."),
+        Unavailable::InPast => format!("{at} has already passed."),
+        Unavailable::TooSoon => format!(
+            "{at} is too soon — I need to know at least {} ahead.",
+            speech::duration(ctx.business.min_notice_minutes)
+        ),
+        Unavailable::Closed if av.opening(date).is_empty() => {
+            format!("We're closed on {}.", speech::day(date))
+        }
+        Unavailable::Closed => format!("{at} is outside our opening hours."),
+        Unavailable::NoSuchTime => format!(
+            "{} doesn't exist on {} — the clocks go forward that night.",
+            speech::clock(time),
+            speech::day(date)
+        ),
+        Unavailable::BeyondHorizon => return beyond_horizon(form, ctx),
+    };
+    // Around the wanted time; a skipped local time is an hour later on the wall clock.
+    let wanted = local_instant(tz, date, time)
+        .or_else(|| local_instant(tz, date, time + Duration::hours(1)))
+        .map_or(ctx.now, |w| w.max(ctx.now));
+    let near = av.nearest(wanted, minutes, &busy, ctx.now, OFFERS);
+    offer(form, ctx, note, near)
+}
+
+/// Reads out offered start times and waits for a pick.
+fn offer(mut form: Form, ctx: &TurnContext, note: String, offers: Vec<DateTime<Utc>>) -> Outcome {
+    let tz = ctx.business.timezone;
+    let lead = if note.is_empty() {
+        String::new()
+    } else {
+        format!("{note} ")
+    };
+    if offers.is_empty() {
+        form.time = None;
+        form.day_part = None;
+        form.offers.clear();
+        let text = format!(
+            "{lead}I don't have anything free around then. Which other day would suit you?"
+        );
+        return Outcome::ask(form, Slot::Date, text);
+    }
+    let text = format!(
+        "{lead}I can do {}. Which suits you?",
+        speech::offers(tz, &offers)
+    );
+    let buttons = speech::offer_buttons(tz, &offers);
+    form.offers = offers;
+    Outcome::ask(form, Slot::Option, text).with_options(buttons)
+}
+
+/// Everything is known and free: ask before writing anything.
+fn confirm(form: Form, ctx: &TurnContext, start: DateTime<Utc>, was_confirming: bool) -> Outcome {
+    let at = speech::when(ctx.business.timezone, start);
+    let service = form.service.clone().unwrap_or_default();
+    let text = match form.kind {
+        FormKind::Reschedule => format!(
+            "{at} is free. Move your {} there?",
+            speech::service_noun(&service)
+        ),
+        _ if was_confirming => format!(
+            "{at} is free. Shall I book the {} then?",
+            speech::service_noun(&service)
+        ),
+        _ => format!(
+            "I can book {} for {} on {at}. Shall I confirm it?",
+            speech::with_article(&service),
+            form.name.clone().unwrap_or_default()
+        ),
+    };
+    let mut form = form;
+    form.offers.clear();
+    Outcome::ask(form, Slot::Confirmation, text).with_options(yes_no())
+}
+
+/// The caller confirmed: check once more against the fresh calendar and emit the write.
+fn finish(form: Form, ctx: &TurnContext) -> Outcome {
+    let tz = ctx.business.timezone;
+    if form.kind == FormKind::Cancel {
+        let Some(b) = chosen_booking(&form, ctx) else {
+            return Outcome::reply(
+                "I can't find that appointment any more. Anything else I can help with?",
+            );
+        };
+        let mut o = Outcome::reply("It's cancelled. Would you like to book another time?");
+        o.effect = Some(Effect::Cancel { id: b.id });
+        o.proposal = Some(Proposal::Book);
+        return o;
+    }
+    let (Some(date), Some(time)) = (form.date, form.time) else {
+        return advance(form, ctx, false, false);
+    };
+    let minutes = service_minutes(&form, ctx);
+    let busy = busy_for(&form, ctx);
+    let start =
+        match Availability::new(ctx.business).check_local(date, time, minutes, &busy, ctx.now) {
+            Ok(start) => start,
+            Err(Unavailable::Taken) => {
+                return not_free(form, ctx, date, time, Unavailable::Taken, "Sorry, ");
+            }
+            Err(why) => return not_free(form, ctx, date, time, why, ""),
+        };
+    let end = start + Duration::minutes(i64::from(minutes));
+    let at = speech::when(tz, start);
+    let service = form.service.clone().unwrap_or_default();
+    match form.kind {
+        FormKind::Book => {
+            let booking = Booking {
+                id: form.id,
+                phone: ctx.phone.clone(),
+                name: form.name.clone(),
+                email: form.email.clone(),
+                service: service.clone(),
+                start,
+                end,
+                status: BookingStatus::Confirmed,
+            };
+            let after = if ctx.channel.is_text() {
+                "Reply here if you need to change it."
+            } else {
+                "See you then!"
+            };
+            let mut o = Outcome::reply(format!(
+                "Done — you're booked for {} on {at}. {after}",
+                speech::with_article(&service)
+            ));
+            o.effect = Some(Effect::Book(booking));
+            o
+        }
+        _ => {
+            let Some(id) = form.booking else {
+                return Outcome::reply(
+                    "I can't find that appointment any more. Anything else I can help with?",
+                );
+            };
+            let mut o = Outcome::reply(format!(
+                "Moved — your {} is now on {at}.",
+                speech::service_noun(&service)
+            ));
+            o.effect = Some(Effect::Reschedule { id, start, end });
+            o
+        }
+    }
+}
+
+/// The calendar refused the write because someone else took the time: apologise and offer
+/// the nearest free times from the fresh busy list.
+pub(super) fn taken_after_all(mut form: Form, ctx: &TurnContext) -> Outcome {
+    form.touched = ctx.now;
+    let (Some(date), Some(time)) = (form.date, form.time) else {
+        return advance(form, ctx, false, false);
+    };
+    let mut o = not_free(form, ctx, date, time, Unavailable::Taken, "Sorry, ");
+    o.reply.text = o.reply.text.replacen(" is taken.", " was just taken.", 1);
+    o
+}
+
+/// One short line that brings the caller back to the unfinished form.
+pub(super) fn reminder(form: &Form, ctx: &TurnContext) -> String {
+    let tz = ctx.business.timezone;
+    let service = form.service.as_deref().map(speech::service_noun);
+    let booking = chosen_booking(form, ctx).map(|b| speech::own_booking(tz, b));
+    let at = match (form.date, form.time) {
+        (Some(d), Some(t)) => Some(format!("{} at {}", speech::day(d), speech::clock(t))),
+        _ => None,
+    };
+    match (form.asked, form.kind) {
+        (Some(Slot::Service), _) => format!(
+            "Now, which service would you like? {}",
+            speech::services_line(ctx.business)
+        ),
+        (Some(Slot::Time), _) if form.date.is_some() => {
+            let day = form.date.map(speech::weekday).unwrap_or_default();
+            match service {
+                Some(s) if form.kind == FormKind::Book => {
+                    format!("Now, what time on {day} works for your {s}?")
+                }
+                _ => format!("Now, what time on {day} works for you?"),
+            }
+        }
+        (Some(Slot::Name), _) => "Now, what name should I put the booking under?".into(),
+        (Some(Slot::Option), _) if !form.offers.is_empty() => format!(
+            "Now, which suits you: {}?",
+            speech::offers(tz, &form.offers)
+        ),
+        (Some(Slot::Booking), _) => "Now, which appointment did you mean?".into(),
+        (Some(Slot::Confirmation), FormKind::Cancel) => format!(
+            "Now, shall I cancel your {}?",
+            booking.unwrap_or_else(|| "appointment".into())
+        ),
+        (Some(Slot::Confirmation), FormKind::Reschedule) => format!(
+            "Now, shall I move your {} to {}?",
+            service.unwrap_or_else(|| "appointment".into()),
+            at.unwrap_or_default()
+        ),
+        (Some(Slot::Confirmation), FormKind::Book) => format!(
+            "Now, shall I book {} on {}?",
+            form.service
+                .as_deref()
+                .map_or_else(|| "it".into(), speech::with_article),
+            at.unwrap_or_default()
+        ),
+        (_, FormKind::Reschedule) => "Now, when would you like to move your appointment to?".into(),
+        (_, _) => match service {
+            Some(s) => format!("Now, which day suits you for your {s}?"),
+            None => "Now, which day suits you?".into(),
+        },
+    }
+}

@@ -1,0 +1,893 @@
+//! Table tests: the conversations of DIALOGS.md, turn by turn, plus the edge cases.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use uuid::Uuid;
+
+use super::*;
+use crate::availability::local_instant;
+use crate::business::Business;
+use crate::model::{Booking, BookingStatus, Channel, Interval, Phone};
+use crate::ports::CalendarError;
+use crate::understanding::{Act, DayPart, Slot, Understanding};
+
+// ---- building understandings by hand -------------------------------------------------
+
+fn says(acts: &[Act]) -> Understanding {
+    Understanding {
+        acts: acts.to_vec(),
+        confidence: 1.0,
+        ..Understanding::default()
+    }
+}
+
+trait Fill {
+    fn service(self, s: &str) -> Self;
+    fn on(self, m: u32, d: u32) -> Self;
+    fn at(self, h: u32, m: u32) -> Self;
+    fn part(self, p: DayPart) -> Self;
+    fn name(self, n: &str) -> Self;
+    fn choice(self, i: usize) -> Self;
+    fn faq(self, a: &str) -> Self;
+}
+
+impl Fill for Understanding {
+    fn service(mut self, s: &str) -> Self {
+        self.service = Some(s.into());
+        self
+    }
+    fn on(mut self, m: u32, d: u32) -> Self {
+        self.date = Some(date(m, d));
+        self
+    }
+    fn at(mut self, h: u32, m: u32) -> Self {
+        self.time = Some(hm(h, m));
+        self
+    }
+    fn part(mut self, p: DayPart) -> Self {
+        self.day_part = Some(p);
+        self
+    }
+    fn name(mut self, n: &str) -> Self {
+        self.name = Some(n.into());
+        self
+    }
+    fn choice(mut self, i: usize) -> Self {
+        self.choice = Some(i);
+        self
+    }
+    fn faq(mut self, a: &str) -> Self {
+        self.faq_answer = Some(a.into());
+        self
+    }
+}
+
+fn date(m: u32, d: u32) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, m, d).expect("test date")
+}
+
+fn hm(h: u32, m: u32) -> NaiveTime {
+    NaiveTime::from_hms_opt(h, m, 0).expect("test time")
+}
+
+/// A local time at the clinic, as an instant.
+fn local(m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+    local_instant(chrono_tz::America::New_York, date(m, d), hm(h, min)).expect("exists")
+}
+
+fn busy(m: u32, d: u32, from: (u32, u32), to: (u32, u32)) -> Interval {
+    Interval {
+        start: local(m, d, from.0, from.1),
+        end: local(m, d, to.0, to.1),
+    }
+}
+
+// ---- a conversation harness ----------------------------------------------------------
+
+/// One conversation against a pretend calendar: bookings written by effects become busy.
+struct Conversation {
+    business: Business,
+    phone: Phone,
+    channel: Channel,
+    now: DateTime<Utc>,
+    state: DialogueState,
+    busy: Vec<Interval>,
+    bookings: Vec<Booking>,
+    turns: u128,
+}
+
+impl Conversation {
+    /// Thursday, March 5 2026, 10:00 at the clinic.
+    fn new(channel: Channel) -> Conversation {
+        Conversation {
+            business: Business::example(),
+            phone: Phone::parse("+15550001111").expect("valid"),
+            channel,
+            now: local(3, 5, 10, 0),
+            state: DialogueState::default(),
+            busy: Vec::new(),
+            bookings: Vec::new(),
+            turns: 0,
+        }
+    }
+
+    fn ctx(&self) -> TurnContext<'_> {
+        TurnContext {
+            now: self.now,
+            business: &self.business,
+            phone: &self.phone,
+            channel: self.channel,
+            busy: &self.busy,
+            bookings: &self.bookings,
+            fresh_id: Uuid::from_u128(1000 + self.turns),
+        }
+    }
+
+    fn say(&mut self, u: Understanding) -> Decision {
+        self.turns += 1;
+        let d = step(&self.state, &u, &self.ctx());
+        assert_no_placeholders(&d.reply.text);
+        self.state = d.state.clone();
+        match &d.effect {
+            Some(Effect::Book(b)) => {
+                self.busy.push(Interval {
+                    start: b.start,
+                    end: b.end,
+                });
+                self.bookings.push(b.clone());
+            }
+            Some(Effect::Cancel { id }) => self.bookings.retain(|b| b.id != *id),
+            _ => {}
+        }
+        d
+    }
+
+    fn add_booking(&mut self, service: &str, start: DateTime<Utc>, minutes: i64) -> Uuid {
+        let id = Uuid::from_u128(500 + self.bookings.len() as u128);
+        let end = start + chrono::Duration::minutes(minutes);
+        self.bookings.push(Booking {
+            id,
+            phone: self.phone.clone(),
+            name: Some("Pat".into()),
+            email: None,
+            service: service.into(),
+            start,
+            end,
+            status: BookingStatus::Confirmed,
+        });
+        self.busy.push(Interval { start, end });
+        id
+    }
+}
+
+fn assert_no_placeholders(text: &str) {
+    for bad in ["{", "}", "  ", "None", "Some("] {
+        assert!(!text.contains(bad), "reply {text:?} contains {bad:?}");
+    }
+}
+
+#[track_caller]
+fn says_all(d: &Decision, parts: &[&str]) {
+    for p in parts {
+        assert!(
+            d.reply.text.contains(p),
+            "reply {:?} should contain {p:?}",
+            d.reply.text
+        );
+    }
+}
+
+// ---- DIALOGS.md ----------------------------------------------------------------------
+
+#[test]
+fn dialog_1_everything_at_once_is_confirmed_then_booked() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(
+        says(&[Act::Greet, Act::Book, Act::Inform])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Maria Lopez"),
+    );
+    assert_eq!(
+        d.reply.text,
+        "I can book a cleaning for Maria Lopez on Friday, March 6 at 2:00 PM. Shall I confirm it?"
+    );
+    assert_eq!(d.effect, None, "nothing is written before the confirmation");
+    assert_eq!(d.intent, Act::Book);
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+    let form_id = c.state.form.as_ref().expect("form").id;
+
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(
+        d.reply.text,
+        "Done — you're booked for a cleaning on Friday, March 6 at 2:00 PM. Reply here if you need to change it."
+    );
+    let Some(Effect::Book(b)) = d.effect else {
+        panic!("expected a booking, got {:?}", d.effect)
+    };
+    assert_eq!(b.id, form_id, "the booking carries the form id");
+    assert_eq!(b.service, "Cleaning");
+    assert_eq!(b.name.as_deref(), Some("Maria Lopez"));
+    assert_eq!(b.start, local(3, 6, 14, 0));
+    assert_eq!(b.end, local(3, 6, 14, 45));
+    assert_eq!(b.status, BookingStatus::Confirmed);
+    assert_eq!(d.intent, Act::Affirm);
+    assert_eq!(c.state.form, None);
+}
+
+#[test]
+fn dialog_2_bits_out_of_order_with_a_correction() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Greet]));
+    assert_eq!(
+        d.reply.text,
+        "Hi! This is Sara at Harbor Street Clinic. How can I help?"
+    );
+    assert_eq!(d.intent, Act::Greet);
+
+    let d = c.say(says(&[Act::Book]));
+    says_all(
+        &d,
+        &["which service", "Consultation, Cleaning and Whitening"],
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Service));
+    assert_eq!(d.reply.options, ["Consultation", "Cleaning", "Whitening"]);
+
+    // A date and time although Sara asked for the service.
+    let d = c.say(says(&[Act::Inform]).on(3, 10).at(10, 0));
+    says_all(
+        &d,
+        &["Tuesday, March 10 at 10:00 AM works", "Which service"],
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Service));
+
+    let d = c.say(says(&[Act::Inform]).service("Cleaning").name("Sam Ortiz"));
+    says_all(
+        &d,
+        &[
+            "a cleaning for Sam Ortiz on Tuesday, March 10 at 10:00 AM",
+            "confirm",
+        ],
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+
+    // "actually make it 10:30": the correction is re-checked before it is offered.
+    let before = c.state.clone();
+    c.busy.push(busy(3, 10, (10, 45), (11, 30)));
+    let d = c.say(says(&[Act::Inform]).at(10, 30));
+    assert!(d.effect.is_none());
+    says_all(&d, &["10:30 AM on Tuesday is taken", "Which suits you?"]);
+    c.busy.clear();
+    c.state = before;
+    let d = c.say(says(&[Act::Inform]).at(10, 30));
+    assert_eq!(
+        d.reply.text,
+        "Tuesday, March 10 at 10:30 AM is free. Shall I book the cleaning then?"
+    );
+
+    let d = c.say(says(&[Act::Affirm]));
+    let Some(Effect::Book(b)) = d.effect.clone() else {
+        panic!("expected a booking")
+    };
+    assert_eq!(b.start, local(3, 10, 10, 30));
+    assert_eq!(b.name.as_deref(), Some("Sam Ortiz"));
+    says_all(&d, &["you're booked", "Tuesday, March 10 at 10:30 AM"]);
+}
+
+#[test]
+fn dialog_3_a_taken_time_offers_the_nearest_and_accepts_a_choice() {
+    let mut c = Conversation::new(Channel::WhatsApp);
+    c.busy.push(busy(3, 9, (9, 0), (9, 30)));
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 9)
+            .at(9, 0)
+            .name("Jo Park"),
+    );
+    assert_eq!(
+        d.reply.text,
+        "9:00 AM on Monday is taken. I can do 9:30 AM, 9:45 AM or 10:00 AM on Monday, March 9. Which suits you?"
+    );
+    assert_eq!(d.reply.options, ["9:30 AM", "9:45 AM", "10:00 AM"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Option));
+
+    let d = c.say(says(&[Act::Choose]).choice(1));
+    assert_eq!(
+        d.reply.text,
+        "I can book a consultation for Jo Park on Monday, March 9 at 9:45 AM. Shall I confirm it?"
+    );
+    assert_eq!(d.intent, Act::Choose);
+}
+
+#[test]
+fn dialog_3_offers_accept_a_time_a_yes_and_move_the_window() {
+    let start = || {
+        let mut c = Conversation::new(Channel::Sms);
+        c.busy.push(busy(3, 9, (9, 0), (9, 30)));
+        c.say(
+            says(&[Act::Book])
+                .service("Consultation")
+                .on(3, 9)
+                .at(9, 0)
+                .name("Jo Park"),
+        );
+        c
+    };
+    // "10" / "10am" picks the offer at 10:00.
+    let mut c = start();
+    let d = c.say(says(&[Act::Inform]).at(10, 0));
+    says_all(&d, &["Monday, March 9 at 10:00 AM. Shall I confirm"]);
+    // "yes" with three offers asks which one.
+    let mut c = start();
+    let d = c.say(says(&[Act::Affirm]));
+    says_all(&d, &["Which one"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Option));
+    // "anything later?" moves past the last offer.
+    let mut c = start();
+    let d = c.say(says(&[Act::OtherOptions]));
+    says_all(&d, &["10:15 AM, 10:30 AM or 10:45 AM on Monday, March 9"]);
+    let d = c.say(says(&[Act::Choose]).choice(2));
+    says_all(&d, &["Monday, March 9 at 10:45 AM"]);
+    // "what about Wednesday?" offers Wednesday around the wanted time.
+    let mut c = start();
+    let d = c.say(says(&[Act::Inform]).on(3, 11));
+    says_all(&d, &["9:00 AM, 9:15 AM or 9:30 AM on Wednesday, March 11"]);
+    // A single offer is taken with a plain "yes".
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 7, (10, 0), (13, 30)));
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 7)
+            .at(10, 0)
+            .name("Jo"),
+    );
+    says_all(
+        &d,
+        &["I can do 1:30 PM on Saturday, March 7, or 9:00 AM or 9:15 AM on Monday, March 9."],
+    );
+    // Saturday closes at 14:00: one slot there, then Monday.
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 7, (10, 0), (13, 30)));
+    c.business.horizon_days = 2;
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 7)
+            .at(10, 0)
+            .name("Jo"),
+    );
+    says_all(&d, &["I can do 1:30 PM on Saturday, March 7."]);
+    let d = c.say(says(&[Act::Affirm]));
+    says_all(&d, &["Saturday, March 7 at 1:30 PM. Shall I confirm it?"]);
+}
+
+#[test]
+fn dialog_4_a_question_in_the_middle_resumes_the_booking() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Book]).service("Whitening").on(3, 6));
+    assert_eq!(
+        d.reply.text,
+        "What time on Friday, March 6 works for your whitening?"
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Time));
+
+    let d =
+        c.say(says(&[Act::Question]).faq("Yes — free parking behind the building on Dock Lane."));
+    assert_eq!(
+        d.reply.text,
+        "Yes — free parking behind the building on Dock Lane. Now, what time on Friday works for your whitening?"
+    );
+    assert_eq!(d.intent, Act::Question);
+    assert_eq!(
+        c.state.expecting(),
+        Some(Slot::Time),
+        "the form is still open"
+    );
+
+    let d = c.say(says(&[Act::Inform]).at(15, 0).name("Ana"));
+    says_all(&d, &["a whitening for Ana on Friday, March 6 at 3:00 PM"]);
+}
+
+#[test]
+fn dialog_4_an_unknown_question_is_offered_to_staff() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Question]));
+    says_all(&d, &["not sure", "pass your question to the team"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, Some(Effect::Handover));
+    assert!(d.reply.handover);
+    // Declining the offer just moves on.
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(says(&[Act::Question]));
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(d.effect, None);
+    says_all(&d, &["Anything else"]);
+}
+
+#[test]
+fn dialog_5_reschedule_with_two_bookings_asks_which_then_moves_after_confirmation() {
+    let mut c = Conversation::new(Channel::Sms);
+    let cleaning = c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+    let d = c.say(says(&[Act::Reschedule]));
+    assert_eq!(
+        d.reply.text,
+        "You have two upcoming: a cleaning on Friday, March 6 at 2:00 PM and a consultation on Monday, March 16 at 9:00 AM. Which one?"
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Booking));
+
+    let d = c.say(says(&[Act::Inform]).service("Cleaning").on(3, 13).at(14, 0));
+    assert_eq!(
+        d.reply.text,
+        "Friday, March 13 at 2:00 PM is free. Move your cleaning there?"
+    );
+    assert_eq!(
+        d.effect, None,
+        "the old slot stays until the new one is confirmed"
+    );
+
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(
+        d.reply.text,
+        "Moved — your cleaning is now on Friday, March 13 at 2:00 PM."
+    );
+    assert_eq!(
+        d.effect,
+        Some(Effect::Reschedule {
+            id: cleaning,
+            start: local(3, 13, 14, 0),
+            end: local(3, 13, 14, 45),
+        })
+    );
+    assert_eq!(d.intent, Act::Affirm);
+}
+
+#[test]
+fn dialog_5_one_booking_is_not_asked_about_and_none_offers_to_book() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    let d = c.say(says(&[Act::Reschedule]));
+    assert_eq!(
+        d.reply.text,
+        "When would you like to move your cleaning on Friday, March 6 at 2:00 PM to?"
+    );
+    // Moving it 15 minutes later overlaps its own old time, which does not block it.
+    let d = c.say(says(&[Act::Inform]).on(3, 6).at(14, 15));
+    says_all(
+        &d,
+        &["Friday, March 6 at 2:15 PM is free. Move your cleaning there?"],
+    );
+
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Reschedule]));
+    says_all(&d, &["can't find an upcoming appointment", "book one"]);
+    assert_eq!(c.state.form, None);
+    let d = c.say(says(&[Act::Affirm]));
+    says_all(&d, &["which service"]);
+    assert_eq!(c.state.form.as_ref().map(|f| f.kind), Some(FormKind::Book));
+}
+
+#[test]
+fn dialog_6_cancel_is_confirmed_and_mentions_the_policy() {
+    let mut c = Conversation::new(Channel::Sms);
+    let cleaning = c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+    let d = c.say(says(&[Act::Cancel]).on(3, 6));
+    assert_eq!(
+        d.reply.text,
+        "Cancel your cleaning on Friday, March 6 at 2:00 PM? Please cancel at least 24 hours ahead; late cancellations may be charged $25."
+    );
+    assert_eq!(d.effect, None);
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, Some(Effect::Cancel { id: cleaning }));
+    assert_eq!(
+        d.reply.text,
+        "It's cancelled. Would you like to book another time?"
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+
+    // Saying no keeps the booking.
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.say(says(&[Act::Cancel]));
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(d.effect, None);
+    says_all(&d, &["kept"]);
+}
+
+#[test]
+fn dialog_7_hand_over_dials_on_voice_and_goes_quiet_on_text() {
+    let mut c = Conversation::new(Channel::Voice);
+    let d = c.say(says(&[Act::Handover]));
+    assert_eq!(d.reply.text, "Connecting you now.");
+    assert!(d.reply.handover);
+    assert_eq!(d.effect, Some(Effect::Handover));
+    assert_eq!(
+        c.state.handed_over_until, None,
+        "a call is transferred, not silenced"
+    );
+
+    let mut c = Conversation::new(Channel::WhatsApp);
+    let d = c.say(says(&[Act::Handover]));
+    assert_eq!(
+        d.reply.text,
+        "I've asked the team to reply to you here; they're in until 5:00 PM today."
+    );
+    assert_eq!(d.effect, Some(Effect::Handover));
+    assert!(c.state.handed_over(c.now));
+    // Staff have the conversation: Sara says nothing, whatever arrives.
+    c.now += chrono::Duration::hours(3);
+    let d = c.say(says(&[Act::Book]).service("Cleaning"));
+    assert!(d.reply.silent);
+    assert_eq!(d.effect, None);
+    // After handover_minutes Sara answers again.
+    c.now += chrono::Duration::hours(22);
+    let d = c.say(says(&[Act::Greet]));
+    assert!(!d.reply.silent);
+    // Staff may hand back earlier.
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(says(&[Act::Handover]));
+    c.state.hand_back();
+    let d = c.say(says(&[Act::Greet]));
+    assert!(!d.reply.silent);
+    // Out of hours the message says when they are next in.
+    let mut c = Conversation::new(Channel::Sms);
+    c.now = local(3, 7, 15, 0);
+    let d = c.say(says(&[Act::Handover]));
+    says_all(
+        &d,
+        &["they'll get back to you when they're in next, on Monday from 9:00 AM"],
+    );
+}
+
+#[test]
+fn dialog_8_the_form_survives_days_and_day_parts_offer_times() {
+    let mut c = Conversation::new(Channel::WhatsApp);
+    c.now = local(3, 9, 10, 0); // Monday
+    let d = c.say(says(&[Act::Book]).service("Consultation"));
+    assert_eq!(d.reply.text, "Happy to. Which day suits you?");
+    c.now = local(3, 11, 18, 0); // Wednesday evening
+    let d = c.say(says(&[Act::Inform]).on(3, 13).part(DayPart::Afternoon));
+    assert_eq!(
+        d.reply.text,
+        "I can do 1:00 PM, 2:45 PM or 4:30 PM on Friday, March 13. Which suits you?"
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Option));
+}
+
+#[test]
+fn dialog_8_an_expired_form_starts_over_politely() {
+    let mut c = Conversation::new(Channel::WhatsApp);
+    c.say(says(&[Act::Book]).service("Consultation"));
+    c.now += chrono::Duration::days(8);
+    let d = c.say(says(&[Act::Inform]).at(15, 0));
+    assert!(
+        d.reply
+            .text
+            .starts_with("It's been a while, so let's start again."),
+        "{}",
+        d.reply.text
+    );
+    let form = c.state.form.as_ref().expect("a new form");
+    assert_eq!(form.service, None, "the old service is forgotten");
+    assert_ne!(form.id, Uuid::from_u128(1001), "a new form id");
+}
+
+#[test]
+fn dialog_9_out_of_scope_offers_a_message_or_a_consultation() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::OutOfScope]));
+    assert_eq!(
+        d.reply.text,
+        "I can't help with that, but I can pass a message to the team or book a consultation. Which would you like?"
+    );
+    assert_eq!(d.effect, None);
+    assert_eq!(d.intent, Act::OutOfScope);
+}
+
+#[test]
+fn dialog_10_after_a_crash_the_repeated_message_is_handled_from_committed_state() {
+    assert_eq!(
+        missed_turn_reply().text,
+        "Sorry, I missed that — could you say it once more?"
+    );
+    let mut c = Conversation::new(Channel::Sms);
+    // The crashed turn was never committed: the state is what it was before.
+    let d = c.say(says(&[Act::Inform]).on(3, 12).at(15, 0));
+    says_all(&d, &["Thursday, March 12 at 3:00 PM"]);
+    assert_eq!(c.state.form.as_ref().map(|f| f.kind), Some(FormKind::Book));
+}
+
+// ---- further rules ---------------------------------------------------------------------
+
+#[test]
+fn a_retried_yes_writes_the_same_booking() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Maria"),
+    );
+    let before = c.state.clone();
+    let first = step(&before, &says(&[Act::Affirm]), &c.ctx());
+    c.turns += 7; // a later attempt gets another fresh id from the engine
+    let again = step(&before, &says(&[Act::Affirm]), &c.ctx());
+    let (Some(Effect::Book(a)), Some(Effect::Book(b))) = (first.effect, again.effect) else {
+        panic!("both attempts book");
+    };
+    assert_eq!(a.id, b.id);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn a_slot_taken_at_write_time_offers_alternatives() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Maria"),
+    );
+    let before = c.state.clone();
+    let d = step(&before, &says(&[Act::Affirm]), &c.ctx());
+    let effect = d.effect.expect("a booking");
+    // Someone else took 14:00 meanwhile.
+    c.busy.push(busy(3, 6, (14, 0), (14, 45)));
+    let d = effect_failed(&before, &effect, &CalendarError::SlotTaken, &c.ctx());
+    assert_eq!(
+        d.reply.text,
+        "Sorry, 2:00 PM on Friday was just taken. I can do 1:00 PM, 1:15 PM or 2:45 PM on Friday, March 6. Which suits you?"
+    );
+    assert_eq!(d.effect, None);
+    assert_eq!(d.state.expecting(), Some(Slot::Option));
+    assert_eq!(d.intent, Act::Book);
+    // The retried form keeps its id.
+    assert_eq!(
+        d.state.form.as_ref().map(|f| f.id),
+        before.form.as_ref().map(|f| f.id)
+    );
+
+    // The policy also re-checks a confirmation against the fresh busy list.
+    let d = step(&before, &says(&[Act::Affirm]), &c.ctx());
+    assert_eq!(d.effect, None);
+    says_all(&d, &["Sorry, 2:00 PM on Friday is taken."]);
+}
+
+#[test]
+fn a_calendar_outage_keeps_the_state_so_yes_can_be_retried() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Maria"),
+    );
+    let before = c.state.clone();
+    let d = step(&before, &says(&[Act::Affirm]), &c.ctx());
+    let effect = d.effect.expect("a booking");
+    let d = effect_failed(
+        &before,
+        &effect,
+        &CalendarError::Unavailable("down".into()),
+        &c.ctx(),
+    );
+    assert_eq!(d.state, before);
+    assert_eq!(d.reply, calendar_unavailable_reply());
+    assert_eq!(d.state.expecting(), Some(Slot::Confirmation));
+}
+
+#[test]
+fn a_booking_after_the_spring_forward_uses_daylight_time() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 9)
+            .at(9, 0)
+            .name("Jo"),
+    );
+    let d = c.say(says(&[Act::Affirm]));
+    let Some(Effect::Book(b)) = d.effect else {
+        panic!("a booking")
+    };
+    assert_eq!(b.start.to_rfc3339(), "2026-03-09T13:00:00+00:00");
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 6)
+            .at(9, 0)
+            .name("Jo"),
+    );
+    says_all(&d, &["Friday, March 6 at 9:00 AM"]);
+    let d = c.say(says(&[Act::Affirm]));
+    let Some(Effect::Book(b)) = d.effect else {
+        panic!("a booking")
+    };
+    assert_eq!(b.start.to_rfc3339(), "2026-03-06T14:00:00+00:00");
+}
+
+#[test]
+fn a_time_skipped_by_the_clocks_is_never_booked() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.hours.days[6] =
+        crate::business::WeeklyHours::parse_day("01:00-05:00").expect("valid");
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 8)
+            .at(2, 30)
+            .name("Jo"),
+    );
+    says_all(
+        &d,
+        &[
+            "2:30 AM doesn't exist on Sunday, March 8",
+            "I can do 3:15 AM, 3:30 AM or 3:45 AM on Sunday, March 8",
+        ],
+    );
+    assert_eq!(d.effect, None);
+}
+
+#[test]
+fn closed_days_and_past_dates_offer_the_nearest_open_times() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 8));
+    says_all(
+        &d,
+        &[
+            "We're closed on Sunday, March 8.",
+            "I can do 9:00 AM, 9:15 AM or 9:30 AM on Monday, March 9",
+        ],
+    );
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 2));
+    says_all(
+        &d,
+        &["Monday, March 2 has already passed.", "I can do 1:00 PM"],
+    );
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 5).at(11, 0));
+    says_all(
+        &d,
+        &["11:00 AM on Thursday is too soon — I need to know at least 2 hours ahead."],
+    );
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(9, 1));
+    says_all(&d, &["only book up to 60 days ahead"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Date));
+}
+
+#[test]
+fn asking_only_for_what_is_missing_in_order() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(says(&[Act::Book]));
+    assert_eq!(c.state.expecting(), Some(Slot::Service));
+    c.say(says(&[Act::Inform]).service("Cleaning"));
+    assert_eq!(c.state.expecting(), Some(Slot::Date));
+    c.say(says(&[Act::Inform]).on(3, 6));
+    assert_eq!(c.state.expecting(), Some(Slot::Time));
+    let d = c.say(says(&[Act::Inform]).at(9, 0));
+    says_all(&d, &["Friday, March 6 at 9:00 AM is free. What name"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Name));
+    c.say(says(&[Act::Inform]).name("Lee"));
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+    // A no at the confirmation books nothing and asks for another time.
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(d.effect, None);
+    says_all(&d, &["haven't booked anything"]);
+}
+
+#[test]
+fn greetings_thanks_and_goodbyes() {
+    let b = Business::example();
+    assert_eq!(
+        greeting(&b, Channel::Voice).text,
+        "Hi! This is Sara at Harbor Street Clinic. How can I help?"
+    );
+    let mut c = Conversation::new(Channel::Voice);
+    let d = c.say(says(&[Act::Thanks]));
+    says_all(&d, &["You're welcome"]);
+    let d = c.say(says(&[Act::Goodbye]));
+    assert!(d.reply.end);
+    assert!(quarantine_reply(&b).handover);
+    // Voice replies never carry buttons.
+    let d = c.say(says(&[Act::Book]));
+    assert!(d.reply.options.is_empty());
+}
+
+#[test]
+fn a_half_filled_form_serializes_small_and_round_trips() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 9, (9, 0), (9, 30)));
+    c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 9)
+            .at(9, 0)
+            .name("Jo Park"),
+    );
+    let json = serde_json::to_string(&c.state).expect("serializes");
+    assert!(json.len() < 600, "{} bytes: {json}", json.len());
+    let back: DialogueState = serde_json::from_str(&json).expect("parses");
+    assert_eq!(back, c.state);
+    assert_eq!(
+        serde_json::to_string(&DialogueState::default()).expect("ok"),
+        "{}"
+    );
+}
+
+#[test]
+fn which_booking_can_be_picked_by_position_or_date() {
+    let start = || {
+        let mut c = Conversation::new(Channel::WhatsApp);
+        c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+        let second = c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+        let d = c.say(says(&[Act::Cancel]));
+        assert_eq!(
+            d.reply.options,
+            ["Cleaning Fri Mar 6", "Consultation Mon Mar 16"]
+        );
+        (c, second)
+    };
+    let (mut c, second) = start();
+    let d = c.say(says(&[Act::Choose]).choice(1));
+    says_all(
+        &d,
+        &["Cancel your consultation on Monday, March 16 at 9:00 AM?"],
+    );
+    assert_eq!(c.state.form.as_ref().and_then(|f| f.booking), Some(second));
+    let (mut c, second) = start();
+    c.say(says(&[Act::Inform]).on(3, 16));
+    assert_eq!(c.state.form.as_ref().and_then(|f| f.booking), Some(second));
+    // A reschedule asked "which one?" reads a bare date as the booking, then asks when.
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+    c.say(says(&[Act::Reschedule]));
+    let d = c.say(says(&[Act::Inform]).on(3, 6));
+    assert_eq!(
+        d.reply.text,
+        "When would you like to move your cleaning on Friday, March 6 at 2:00 PM to?"
+    );
+    let d = c.say(says(&[Act::Inform]).on(3, 6).at(16, 0));
+    says_all(
+        &d,
+        &["Friday, March 6 at 4:00 PM is free. Move your cleaning there?"],
+    );
+}
+
+#[test]
+fn a_bare_yes_with_nothing_open_is_harmless() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, None);
+    assert_eq!(c.state, DialogueState::default());
+    says_all(&d, &["Anything else"]);
+}
+
+#[test]
+fn a_declined_reschedule_or_missing_booking_changes_nothing() {
+    let mut c = Conversation::new(Channel::Sms);
+    let id = c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.say(says(&[Act::Reschedule]).on(3, 13).at(14, 0));
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+    let before = c.state.clone();
+    let effect = Effect::Reschedule {
+        id,
+        start: local(3, 13, 14, 0),
+        end: local(3, 13, 14, 45),
+    };
+    let d = effect_failed(&before, &effect, &CalendarError::NotFound, &c.ctx());
+    assert_eq!(d.state.form, None);
+    says_all(&d, &["can't find that appointment"]);
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(d.effect, None);
+    says_all(&d, &["haven't moved anything"]);
+}
