@@ -1,0 +1,386 @@
+//! The PostgreSQL repository: the same tables as SQLite for several instances at once.
+//!
+//! Concurrency comes from the database itself: the conversation's version column is a
+//! compare-and-swap (`UPDATE … WHERE version = $n`, which waits for a concurrent writer and
+//! then re-checks), and the exclusion constraint `bookings_no_overlap` forbids two confirmed
+//! bookings at once whichever instance writes them.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use sara_actors::model::{Booking, BookingId, BookingStatus};
+use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::{
+    BookingCounts, ConversationLog, Stats, StoreError, TurnView, contact_key, describe,
+    parse_channel, parse_phone, parse_status, unavailable,
+};
+
+/// SQLSTATE for an exclusion-constraint violation: the slot is taken.
+const EXCLUSION_VIOLATION: &str = "23P01";
+
+pub(super) async fn load(
+    pool: &PgPool,
+    key: &str,
+) -> Result<Option<StoredConversation>, StoreError> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT state, version FROM conversations WHERE contact_key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+    Ok(row.map(|(state, version)| StoredConversation { state, version }))
+}
+
+/// The whole batch in one transaction; the duplicate check for the whole batch is one query.
+///
+/// Two instances cannot both insert the same provider id: a provider id belongs to one
+/// phone, and the compare-and-swap on that phone's conversation row makes the second writer
+/// wait for the first and then see a version conflict.
+pub(super) async fn commit(
+    pool: &PgPool,
+    batch: &[TurnCommit],
+) -> Result<Vec<CommitOutcome>, StoreError> {
+    let now = Utc::now();
+    let mut tx = pool.begin().await.map_err(unavailable)?;
+
+    let provider_ids: Vec<String> = batch
+        .iter()
+        .filter_map(|item| item.turn.provider_id.clone())
+        .collect();
+    let mut replies: HashMap<String, String> = HashMap::new();
+    if !provider_ids.is_empty() {
+        let seen: Vec<(String, String)> =
+            sqlx::query_as("SELECT provider_id, reply FROM turns WHERE provider_id = ANY($1)")
+                .bind(&provider_ids)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        replies.extend(seen);
+    }
+
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for item in batch {
+        if let Some(reply) = item
+            .turn
+            .provider_id
+            .as_deref()
+            .and_then(|id| replies.get(id))
+        {
+            outcomes.push(CommitOutcome::Duplicate {
+                reply: reply.clone(),
+            });
+            continue;
+        }
+        let key = contact_key(&item.phone);
+        let swapped: Option<(i64, i64)> = if item.expected_version == 0 {
+            sqlx::query(
+                "INSERT INTO contacts (contact_key, phone, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (contact_key) DO NOTHING",
+            )
+            .bind(&key)
+            .bind(item.phone.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            sqlx::query_as(
+                "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
+                 VALUES ($1, $2, 1, 1, $3) ON CONFLICT (contact_key) DO NOTHING \
+                 RETURNING version, last_seq",
+            )
+            .bind(&key)
+            .bind(&item.state)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
+        } else {
+            sqlx::query_as(
+                "UPDATE conversations \
+                 SET state = $1, version = version + 1, last_seq = last_seq + 1, updated_at = $2 \
+                 WHERE contact_key = $3 AND version = $4 \
+                 RETURNING version, last_seq",
+            )
+            .bind(&item.state)
+            .bind(now)
+            .bind(&key)
+            .bind(item.expected_version)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(unavailable)?
+        };
+        let Some((version, seq)) = swapped else {
+            outcomes.push(CommitOutcome::VersionConflict);
+            continue;
+        };
+        let turn = &item.turn;
+        sqlx::query(
+            "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
+             nlu, understood, at, elapsed_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(&key)
+        .bind(seq)
+        .bind(turn.channel.as_str())
+        .bind(turn.provider_id.as_deref())
+        .bind(&turn.text)
+        .bind(&turn.reply)
+        .bind(&turn.intent)
+        .bind(&turn.nlu)
+        .bind(&turn.understood)
+        .bind(turn.at)
+        .bind(i64::from(turn.elapsed_ms))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        if let Some(id) = &turn.provider_id {
+            replies.insert(id.clone(), turn.reply.clone());
+        }
+        outcomes.push(CommitOutcome::Committed { version });
+    }
+    tx.commit().await.map_err(unavailable)?;
+    Ok(outcomes)
+}
+
+pub(super) async fn processed_reply(
+    pool: &PgPool,
+    provider_id: &str,
+) -> Result<Option<String>, StoreError> {
+    sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = $1")
+        .bind(provider_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)
+}
+
+/// The contact key of the conversation that holds `id`: an exact provider id, else the
+/// first one that starts with it (a CallSid whose turns carry a per-turn suffix).
+pub(super) async fn conversation_of_provider_id(
+    pool: &PgPool,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let exact: Option<String> =
+        sqlx::query_scalar("SELECT contact_key FROM turns WHERE provider_id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+    if exact.is_some() {
+        return Ok(exact);
+    }
+    // Admin-only fallback: a scan, since the index's collation does not serve prefixes.
+    sqlx::query_scalar("SELECT contact_key FROM turns WHERE starts_with(provider_id, $1) LIMIT 1")
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)
+}
+
+type TurnRow = (
+    i64,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+);
+
+pub(super) async fn conversation_log(
+    pool: &PgPool,
+    key: &str,
+) -> Result<Option<ConversationLog>, StoreError> {
+    let phone: Option<String> =
+        sqlx::query_scalar("SELECT phone FROM contacts WHERE contact_key = $1")
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+    let Some(phone) = phone else {
+        return Ok(None);
+    };
+    let rows: Vec<TurnRow> = sqlx::query_as(
+        "SELECT seq, channel, provider_id, text, reply, intent, at FROM turns \
+         WHERE contact_key = $1 ORDER BY seq",
+    )
+    .bind(key)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    let turns = rows
+        .into_iter()
+        .map(|(seq, channel, provider_id, text, reply, intent, at)| {
+            Ok(TurnView {
+                seq,
+                channel: parse_channel(&channel)?,
+                provider_id,
+                text,
+                reply,
+                intent,
+                at,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some(ConversationLog {
+        conversation: phone,
+        turns,
+    }))
+}
+
+pub(super) async fn stats(pool: &PgPool) -> Result<Stats, StoreError> {
+    let (conversations, turns): (i64, i64) =
+        sqlx::query_as("SELECT (SELECT COUNT(*) FROM conversations), (SELECT COUNT(*) FROM turns)")
+            .fetch_one(pool)
+            .await
+            .map_err(unavailable)?;
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM bookings GROUP BY status")
+            .fetch_all(pool)
+            .await
+            .map_err(unavailable)?;
+    let mut bookings = BookingCounts::default();
+    for (status, n) in by_status {
+        match parse_status(&status)? {
+            BookingStatus::Confirmed => bookings.confirmed = n,
+            BookingStatus::Pending => bookings.pending = n,
+            BookingStatus::Cancelled => bookings.cancelled = n,
+        }
+    }
+    Ok(Stats {
+        conversations,
+        turns,
+        bookings,
+    })
+}
+
+type BookingRow = (
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    String,
+);
+
+const BOOKING_COLUMNS: &str = "id, phone, name, email, service, start, \"end\", status";
+
+fn booking_from_row(row: BookingRow) -> Result<Booking, StoreError> {
+    let (id, phone, name, email, service, start, end, status) = row;
+    Ok(Booking {
+        id,
+        phone: parse_phone(&phone)?,
+        name,
+        email,
+        service,
+        start,
+        end,
+        status: parse_status(&status)?,
+    })
+}
+
+pub(super) async fn all_bookings(pool: &PgPool) -> Result<Vec<Booking>, StoreError> {
+    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings ORDER BY start, id"
+    )))
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    rows.into_iter().map(booking_from_row).collect()
+}
+
+pub(super) async fn upcoming_bookings(
+    pool: &PgPool,
+    from: DateTime<Utc>,
+) -> Result<Vec<Booking>, StoreError> {
+    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {BOOKING_COLUMNS} FROM bookings \
+         WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id"
+    )))
+    .bind(from)
+    .fetch_all(pool)
+    .await
+    .map_err(unavailable)?;
+    rows.into_iter().map(booking_from_row).collect()
+}
+
+/// The exclusion constraint's verdict is `SlotTaken`; anything else is the database's fault.
+fn calendar_db_error(e: sqlx::Error) -> CalendarError {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some(EXCLUSION_VIOLATION)
+    {
+        return CalendarError::SlotTaken;
+    }
+    CalendarError::Unavailable(describe(&e))
+}
+
+pub(super) async fn insert_booking(pool: &PgPool, booking: &Booking) -> Result<(), CalendarError> {
+    let now = Utc::now();
+    // ON CONFLICT (id): a retried write of the same booking is a no-op, and the exclusion
+    // constraint is not consulted for it.
+    sqlx::query(
+        "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
+         status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(booking.id)
+    .bind(contact_key(&booking.phone))
+    .bind(booking.phone.as_str())
+    .bind(booking.name.as_deref())
+    .bind(booking.email.as_deref())
+    .bind(&booking.service)
+    .bind(booking.start)
+    .bind(booking.end)
+    .bind(booking.status.as_str())
+    .bind(now)
+    .execute(pool)
+    .await
+    .map_err(calendar_db_error)?;
+    Ok(())
+}
+
+pub(super) async fn move_booking(
+    pool: &PgPool,
+    id: BookingId,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(), CalendarError> {
+    // One statement: if the new time is taken the constraint rejects it and the row keeps
+    // its old time.
+    let done = sqlx::query(
+        "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3 \
+         WHERE id = $4 AND status <> 'cancelled'",
+    )
+    .bind(start)
+    .bind(end)
+    .bind(Utc::now())
+    .bind(id)
+    .execute(pool)
+    .await
+    .map_err(calendar_db_error)?;
+    if done.rows_affected() == 0 {
+        return Err(CalendarError::NotFound);
+    }
+    Ok(())
+}
+
+pub(super) async fn cancel_booking(pool: &PgPool, id: BookingId) -> Result<(), CalendarError> {
+    let done =
+        sqlx::query("UPDATE bookings SET status = 'cancelled', updated_at = $1 WHERE id = $2")
+            .bind(Utc::now())
+            .bind(id)
+            .execute(pool)
+            .await
+            .map_err(calendar_db_error)?;
+    if done.rows_affected() == 0 {
+        return Err(CalendarError::NotFound);
+    }
+    Ok(())
+}
