@@ -73,6 +73,8 @@ pub enum Channel {
     Email,
     /// `sara chat` in a terminal.
     Chat,
+    /// Staff acting on a conversation (handing it back to Sara).
+    Staff,
 }
 
 impl Channel {
@@ -83,6 +85,7 @@ impl Channel {
             Channel::WhatsApp => "whatsapp",
             Channel::Email => "email",
             Channel::Chat => "chat",
+            Channel::Staff => "staff",
         }
     }
 
@@ -93,6 +96,7 @@ impl Channel {
             "whatsapp" => Channel::WhatsApp,
             "email" => Channel::Email,
             "chat" => Channel::Chat,
+            "staff" => Channel::Staff,
             _ => return None,
         })
     }

@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
         .route("/logs/{id}", get(logs))
+        .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
 }
 
@@ -112,4 +113,19 @@ async fn panic(
         return Err(ApiError::unavailable("engine stopped"));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "panicking"}))))
+}
+
+/// Staff give a conversation back to Sara after a hand-over.
+async fn hand_back(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Path(phone): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&app, &headers)?;
+    let phone = Phone::parse(&phone).ok_or_else(|| ApiError::bad_request("not a phone number"))?;
+    match app.engine.hand_back(phone).await {
+        Ok(()) => Ok(Json(json!({"status": "handed_back"}))),
+        Err(sara_actors::engine::TurnError::StoreUnavailable) => Err(ApiError::unavailable("store unavailable")),
+        Err(error) => Err(ApiError::internal(error)),
+    }
 }

@@ -2,6 +2,7 @@
 //! exports its own `router()`; [`router`] puts them together with the shared layers.
 
 pub mod admin;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod sms;
@@ -34,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sms::router())
         .merge(health::router())
         .merge(admin::router())
+        .merge(dashboard::router())
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(

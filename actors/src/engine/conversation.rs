@@ -54,6 +54,8 @@ pub struct ConversationActor;
 
 pub enum ConversationMsg {
     Turn(Inbound, RpcReplyPort<Result<Reply, TurnError>>),
+    /// Staff give a handed-over conversation back to Sara.
+    HandBack(RpcReplyPort<Result<(), TurnError>>),
     /// Fault injection: panic inside `handle` (to prove supervision).
     Panic,
 }
@@ -102,6 +104,9 @@ impl Actor for ConversationActor {
                 let result = conversation.turn(inbound).await;
                 let _ = reply.send(result);
             }
+            ConversationMsg::HandBack(reply) => {
+                let _ = reply.send(conversation.hand_back().await);
+            }
             ConversationMsg::Panic => {
                 panic!("fault injection: conversation actor asked to panic");
             }
@@ -128,6 +133,40 @@ impl Conversation {
             }
         }
         Ok(())
+    }
+
+    /// Clears the hand-over and records who did it in the turn log.
+    async fn hand_back(&mut self) -> Result<(), TurnError> {
+        for _ in 0..2 {
+            let mut next = self.state.clone();
+            next.dialogue.hand_back();
+            let record = TurnRecord {
+                channel: Channel::Staff,
+                provider_id: None,
+                text: String::new(),
+                reply: String::new(),
+                intent: "hand_back".into(),
+                nlu: "staff".into(),
+                understood: "{}".into(),
+                at: chrono::Utc::now(),
+                elapsed_ms: 0,
+            };
+            let commit = TurnCommit {
+                phone: self.phone.clone(),
+                expected_version: self.version,
+                state: serde_json::to_string(&next).map_err(|e| TurnError::Internal(e.to_string()))?,
+                turn: record,
+            };
+            match self.shared.writer.commit(commit).await? {
+                CommitOutcome::Committed { version } => {
+                    self.state = next;
+                    self.version = version;
+                    return Ok(());
+                }
+                _ => self.reload().await?,
+            }
+        }
+        Err(TurnError::Conflict)
     }
 
     #[tracing::instrument(skip_all, fields(conversation = %self.phone.masked(), channel = inbound.channel.as_str(), turn = %Uuid::new_v4()))]

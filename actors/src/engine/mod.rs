@@ -226,6 +226,22 @@ impl Engine {
         }
     }
 
+    /// Staff give a handed-over conversation back to Sara.
+    pub async fn hand_back(&self, phone: Phone) -> Result<(), TurnError> {
+        let result = self
+            .supervisor
+            .call(
+                |reply| SupervisorMsg::Deliver(phone, ConversationMsg::HandBack(reply)),
+                Some(self.shared.settings.turn_timeout),
+            )
+            .await;
+        match result {
+            Ok(CallResult::Success(r)) => r,
+            Ok(CallResult::Timeout) => Err(TurnError::Timeout),
+            _ => Err(TurnError::Interrupted),
+        }
+    }
+
     /// Fault injection: activates the phone's conversation and makes it panic.
     pub fn inject_panic(&self, phone: Phone) -> bool {
         self.supervisor

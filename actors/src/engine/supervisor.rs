@@ -156,6 +156,11 @@ impl Actor for ConversationSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Deliver(phone, msg) => {
+                if matches!(msg, ConversationMsg::HandBack(_)) {
+                    // Staff taking a quarantined conversation back lift the quarantine too.
+                    state.quarantined.remove(&phone);
+                    state.failures.remove(&phone);
+                }
                 if state.is_quarantined(&phone) {
                     if let ConversationMsg::Turn(_, reply) = msg {
                         let _ = reply.send(Ok(dialogue::quarantine_reply(&state.shared.business)));
