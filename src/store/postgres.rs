@@ -67,11 +67,14 @@ pub(super) async fn commit(
     // Contacts of conversations that may start here. Inserting one whose conversation then
     // conflicts writes nothing new: a conflict on version 0 means the contact exists.
     let keys: Vec<String> = batch.iter().map(|item| contact_key(&item.phone)).collect();
-    let (new_keys, new_phones): (Vec<&str>, Vec<&str>) = batch
+    // Rows are locked in contact-key order (a stable sort keeps each conversation's items in
+    // batch order), so two instances' batches cannot deadlock on each other's rows.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    let (new_keys, new_phones): (Vec<&str>, Vec<&str>) = order
         .iter()
-        .zip(&keys)
-        .filter(|(item, _)| item.expected_version == 0)
-        .map(|(item, key)| (key.as_str(), item.phone.as_str()))
+        .filter(|&&i| batch[i].expected_version == 0)
+        .map(|&i| (keys[i].as_str(), batch[i].phone.as_str()))
         .unzip();
     if !new_keys.is_empty() {
         sqlx::query(
@@ -87,16 +90,17 @@ pub(super) async fn commit(
         .map_err(unavailable)?;
     }
 
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut outcomes: Vec<Option<CommitOutcome>> = vec![None; batch.len()];
     let mut turns = TurnColumns::default();
-    for (item, key) in batch.iter().zip(&keys) {
+    for &i in &order {
+        let (item, key) = (&batch[i], &keys[i]);
         if let Some(reply) = item
             .turn
             .provider_id
             .as_deref()
             .and_then(|id| replies.get(id))
         {
-            outcomes.push(CommitOutcome::Duplicate {
+            outcomes[i] = Some(CommitOutcome::Duplicate {
                 reply: reply.clone(),
             });
             continue;
@@ -129,7 +133,7 @@ pub(super) async fn commit(
             .map_err(unavailable)?
         };
         let Some((version, seq)) = swapped else {
-            outcomes.push(CommitOutcome::VersionConflict);
+            outcomes[i] = Some(CommitOutcome::VersionConflict);
             continue;
         };
         let turn = &item.turn;
@@ -147,7 +151,7 @@ pub(super) async fn commit(
         if let Some(id) = &turn.provider_id {
             replies.insert(id.clone(), turn.reply.clone());
         }
-        outcomes.push(CommitOutcome::Committed { version });
+        outcomes[i] = Some(CommitOutcome::Committed { version });
     }
     if !turns.key.is_empty() {
         sqlx::query(
@@ -172,7 +176,10 @@ pub(super) async fn commit(
         .map_err(unavailable)?;
     }
     tx.commit().await.map_err(unavailable)?;
-    Ok(outcomes)
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every item of the batch gets an outcome"))
+        .collect())
 }
 
 /// The committed turns of a batch, column by column, for one `UNNEST` insert.

@@ -56,6 +56,7 @@ on_both_backends!(
     bookings_are_shown_in_the_business_offset,
     stats_count_conversations_turns_and_bookings,
     ping_answers_and_an_empty_batch_is_fine,
+    concurrent_writers_of_one_conversation_get_one_commit,
 );
 
 async fn a_stale_version_is_a_conflict_and_writes_nothing(db: Database) {
@@ -343,6 +344,41 @@ async fn stats_count_conversations_turns_and_bookings(db: Database) {
             },
         }
     );
+}
+
+async fn concurrent_writers_of_one_conversation_get_one_commit(db: Database) {
+    // Stale writers (two instances, a lost lease) racing on the same phone, each in its own
+    // batch alongside other conversations.
+    let p = phone(30);
+    for expected in [0, 1] {
+        let tasks: Vec<_> = (0..10u32)
+            .map(|n| {
+                let db = db.clone();
+                let mine = turn(&p, expected, Some(&format!("race{expected}-{n}")), "race");
+                let other = turn(&phone(40 + n + 10 * expected as u32), 0, None, "bystander");
+                tokio::spawn(async move { db.commit(vec![other, mine]).await })
+            })
+            .collect();
+        let mut committed = 0;
+        for task in tasks {
+            let out = task.await.expect("the task finishes").expect("commit");
+            assert_eq!(out[0], CommitOutcome::Committed { version: 1 });
+            match out[1] {
+                CommitOutcome::Committed { version } => {
+                    assert_eq!(version, expected + 1);
+                    committed += 1;
+                }
+                CommitOutcome::VersionConflict => {}
+                ref other => panic!("unexpected outcome {other:?}"),
+            }
+        }
+        assert_eq!(
+            committed, 1,
+            "exactly one writer of version {expected} wins"
+        );
+    }
+    assert_eq!(seqs(&db, &p).await, vec![1, 2]);
+    assert_eq!(db.stats().await.expect("stats").conversations, 21);
 }
 
 async fn ping_answers_and_an_empty_batch_is_fine(db: Database) {
