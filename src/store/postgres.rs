@@ -34,7 +34,10 @@ pub(super) async fn load(
     Ok(row.map(|(state, version)| StoredConversation { state, version }))
 }
 
-/// The whole batch in one transaction; the duplicate check for the whole batch is one query.
+/// The whole batch in one transaction, in `3 + n` statements: one query finds the batch's
+/// already committed provider ids, one inserts the new contacts, one compare-and-swap per
+/// item updates (or creates) its conversation, and one inserts every committed turn (the
+/// lists travel as arrays and come back as rows through `UNNEST`).
 ///
 /// Two instances cannot both insert the same provider id: a provider id belongs to one
 /// phone, and the compare-and-swap on that phone's conversation row makes the second writer
@@ -61,37 +64,54 @@ pub(super) async fn commit(
         replies.extend(seen);
     }
 
-    let mut outcomes = Vec::with_capacity(batch.len());
-    for item in batch {
+    // Contacts of conversations that may start here. Inserting one whose conversation then
+    // conflicts writes nothing new: a conflict on version 0 means the contact exists.
+    let keys: Vec<String> = batch.iter().map(|item| contact_key(&item.phone)).collect();
+    // Rows are locked in contact-key order (a stable sort keeps each conversation's items in
+    // batch order), so two instances' batches cannot deadlock on each other's rows.
+    let mut order: Vec<usize> = (0..batch.len()).collect();
+    order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
+    let (new_keys, new_phones): (Vec<&str>, Vec<&str>) = order
+        .iter()
+        .filter(|&&i| batch[i].expected_version == 0)
+        .map(|&i| (keys[i].as_str(), batch[i].phone.as_str()))
+        .unzip();
+    if !new_keys.is_empty() {
+        sqlx::query(
+            "INSERT INTO contacts (contact_key, phone, created_at) \
+             SELECT key, phone, $3 FROM UNNEST($1::text[], $2::text[]) AS c (key, phone) \
+             ON CONFLICT (contact_key) DO NOTHING",
+        )
+        .bind(&new_keys)
+        .bind(&new_phones)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+
+    let mut outcomes: Vec<Option<CommitOutcome>> = vec![None; batch.len()];
+    let mut turns = TurnColumns::default();
+    for &i in &order {
+        let (item, key) = (&batch[i], &keys[i]);
         if let Some(reply) = item
             .turn
             .provider_id
             .as_deref()
             .and_then(|id| replies.get(id))
         {
-            outcomes.push(CommitOutcome::Duplicate {
+            outcomes[i] = Some(CommitOutcome::Duplicate {
                 reply: reply.clone(),
             });
             continue;
         }
-        let key = contact_key(&item.phone);
         let swapped: Option<(i64, i64)> = if item.expected_version == 0 {
-            sqlx::query(
-                "INSERT INTO contacts (contact_key, phone, created_at) VALUES ($1, $2, $3) \
-                 ON CONFLICT (contact_key) DO NOTHING",
-            )
-            .bind(&key)
-            .bind(item.phone.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
             sqlx::query_as(
                 "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
                  VALUES ($1, $2, 1, 1, $3) ON CONFLICT (contact_key) DO NOTHING \
                  RETURNING version, last_seq",
             )
-            .bind(&key)
+            .bind(key)
             .bind(&item.state)
             .bind(now)
             .fetch_optional(&mut *tx)
@@ -106,43 +126,76 @@ pub(super) async fn commit(
             )
             .bind(&item.state)
             .bind(now)
-            .bind(&key)
+            .bind(key)
             .bind(item.expected_version)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?
         };
         let Some((version, seq)) = swapped else {
-            outcomes.push(CommitOutcome::VersionConflict);
+            outcomes[i] = Some(CommitOutcome::VersionConflict);
             continue;
         };
         let turn = &item.turn;
-        sqlx::query(
-            "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
-             nlu, understood, at, elapsed_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&key)
-        .bind(seq)
-        .bind(turn.channel.as_str())
-        .bind(turn.provider_id.as_deref())
-        .bind(&turn.text)
-        .bind(&turn.reply)
-        .bind(&turn.intent)
-        .bind(&turn.nlu)
-        .bind(&turn.understood)
-        .bind(turn.at)
-        .bind(i64::from(turn.elapsed_ms))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        turns.key.push(key.as_str());
+        turns.seq.push(seq);
+        turns.channel.push(turn.channel.as_str());
+        turns.provider_id.push(turn.provider_id.as_deref());
+        turns.text.push(&turn.text);
+        turns.reply.push(&turn.reply);
+        turns.intent.push(&turn.intent);
+        turns.nlu.push(&turn.nlu);
+        turns.understood.push(&turn.understood);
+        turns.at.push(turn.at);
+        turns.elapsed_ms.push(i64::from(turn.elapsed_ms));
         if let Some(id) = &turn.provider_id {
             replies.insert(id.clone(), turn.reply.clone());
         }
-        outcomes.push(CommitOutcome::Committed { version });
+        outcomes[i] = Some(CommitOutcome::Committed { version });
+    }
+    if !turns.key.is_empty() {
+        sqlx::query(
+            "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
+             nlu, understood, at, elapsed_ms) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+             $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::bigint[])",
+        )
+        .bind(&turns.key)
+        .bind(&turns.seq)
+        .bind(&turns.channel)
+        .bind(&turns.provider_id)
+        .bind(&turns.text)
+        .bind(&turns.reply)
+        .bind(&turns.intent)
+        .bind(&turns.nlu)
+        .bind(&turns.understood)
+        .bind(&turns.at)
+        .bind(&turns.elapsed_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
     }
     tx.commit().await.map_err(unavailable)?;
-    Ok(outcomes)
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every item of the batch gets an outcome"))
+        .collect())
+}
+
+/// The committed turns of a batch, column by column, for one `UNNEST` insert.
+#[derive(Default)]
+struct TurnColumns<'a> {
+    key: Vec<&'a str>,
+    seq: Vec<i64>,
+    channel: Vec<&'a str>,
+    provider_id: Vec<Option<&'a str>>,
+    text: Vec<&'a str>,
+    reply: Vec<&'a str>,
+    intent: Vec<&'a str>,
+    nlu: Vec<&'a str>,
+    understood: Vec<&'a str>,
+    at: Vec<DateTime<Utc>>,
+    elapsed_ms: Vec<i64>,
 }
 
 pub(super) async fn processed_reply(

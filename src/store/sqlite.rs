@@ -41,9 +41,15 @@ pub(super) async fn load(
     Ok(row.map(|(state, version)| StoredConversation { state, version }))
 }
 
-/// The whole batch in one `BEGIN IMMEDIATE … COMMIT`. Per item at most three prepared
-/// statements (contact, conversation compare-and-swap, turn); the duplicate check for the
-/// whole batch is one query.
+/// The whole batch in one `BEGIN IMMEDIATE … COMMIT`, in at most five statements whatever
+/// its size.
+///
+/// `BEGIN IMMEDIATE` takes SQLite's single write lock before anything is read, so the
+/// versions read at the start stay true until the commit: the compare-and-swap of each item
+/// is decided here, in batch order, exactly as one `UPDATE … WHERE version = ?` per item
+/// would decide it. Then the new contacts, the conversations' final states and all the
+/// committed turns are written with one statement each; the lists travel as one JSON
+/// parameter (`json_each`), so the round trips to SQLite's worker do not grow with the batch.
 pub(super) async fn commit(
     pool: &SqlitePool,
     batch: &[TurnCommit],
@@ -61,20 +67,42 @@ pub(super) async fn commit(
         .collect();
     let mut replies: HashMap<String, String> = HashMap::new();
     if !provider_ids.is_empty() {
-        let ids = serde_json::to_string(&provider_ids).expect("a list of strings serializes");
         let seen: Vec<(String, String)> = sqlx::query_as(
             "SELECT provider_id, reply FROM turns \
              WHERE provider_id IN (SELECT value FROM json_each(?1))",
         )
-        .bind(ids)
+        .bind(json_list(&provider_ids))
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
         replies.extend(seen);
     }
 
+    let keys: Vec<String> = batch.iter().map(|item| contact_key(&item.phone)).collect();
+    let stored: Vec<(String, i64, i64)> = sqlx::query_as(
+        "SELECT contact_key, version, last_seq FROM conversations \
+         WHERE contact_key IN (SELECT value FROM json_each(?1))",
+    )
+    .bind(json_list(&keys))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    let mut heads: HashMap<&str, Head> = stored
+        .iter()
+        .map(|(key, version, last_seq)| {
+            let head = Head {
+                version: *version,
+                last_seq: *last_seq,
+                state: None,
+                created: false,
+            };
+            (key.as_str(), head)
+        })
+        .collect();
+
     let mut outcomes = Vec::with_capacity(batch.len());
-    for item in batch {
+    let mut turns: Vec<serde_json::Value> = Vec::with_capacity(batch.len());
+    for (item, key) in batch.iter().zip(&keys) {
         if let Some(reply) = item
             .turn
             .provider_id
@@ -86,75 +114,115 @@ pub(super) async fn commit(
             });
             continue;
         }
-        let key = contact_key(&item.phone);
-        let swapped: Option<(i64, i64)> = if item.expected_version == 0 {
-            sqlx::query(
-                "INSERT INTO contacts (contact_key, phone, created_at) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (contact_key) DO NOTHING",
-            )
-            .bind(&key)
-            .bind(item.phone.as_str())
-            .bind(&now)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
-            sqlx::query_as(
-                "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
-                 VALUES (?1, ?2, 1, 1, ?3) ON CONFLICT (contact_key) DO NOTHING \
-                 RETURNING version, last_seq",
-            )
-            .bind(&key)
-            .bind(&item.state)
-            .bind(&now)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
-        } else {
-            sqlx::query_as(
-                "UPDATE conversations \
-                 SET state = ?1, version = version + 1, last_seq = last_seq + 1, updated_at = ?2 \
-                 WHERE contact_key = ?3 AND version = ?4 \
-                 RETURNING version, last_seq",
-            )
-            .bind(&item.state)
-            .bind(&now)
-            .bind(&key)
-            .bind(item.expected_version)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
+        let head = match heads.get_mut(key.as_str()) {
+            Some(head) if head.version == item.expected_version => head,
+            None if item.expected_version == 0 => heads.entry(key.as_str()).or_insert(Head {
+                version: 0,
+                last_seq: 0,
+                state: None,
+                created: true,
+            }),
+            _ => {
+                outcomes.push(CommitOutcome::VersionConflict);
+                continue;
+            }
         };
-        let Some((version, seq)) = swapped else {
-            outcomes.push(CommitOutcome::VersionConflict);
-            continue;
-        };
+        head.version += 1;
+        head.last_seq += 1;
+        head.state = Some(&item.state);
         let turn = &item.turn;
-        sqlx::query(
-            "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
-             nlu, understood, at, elapsed_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .bind(&key)
-        .bind(seq)
-        .bind(turn.channel.as_str())
-        .bind(turn.provider_id.as_deref())
-        .bind(&turn.text)
-        .bind(&turn.reply)
-        .bind(&turn.intent)
-        .bind(&turn.nlu)
-        .bind(&turn.understood)
-        .bind(ts(turn.at))
-        .bind(i64::from(turn.elapsed_ms))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        turns.push(serde_json::json!([
+            key,
+            head.last_seq,
+            turn.channel.as_str(),
+            turn.provider_id,
+            turn.text,
+            turn.reply,
+            turn.intent,
+            turn.nlu,
+            turn.understood,
+            ts(turn.at),
+            turn.elapsed_ms,
+        ]));
         if let Some(id) = &turn.provider_id {
             replies.insert(id.clone(), turn.reply.clone());
         }
-        outcomes.push(CommitOutcome::Committed { version });
+        outcomes.push(CommitOutcome::Committed {
+            version: head.version,
+        });
     }
+
+    if turns.is_empty() {
+        // Nothing to write: every item was a duplicate or a conflict.
+        tx.rollback().await.map_err(unavailable)?;
+        return Ok(outcomes);
+    }
+    let new_contacts: Vec<[&str; 2]> = batch
+        .iter()
+        .zip(&keys)
+        .filter(|(_, key)| heads.get(key.as_str()).is_some_and(|h| h.created))
+        .map(|(item, key)| [key.as_str(), item.phone.as_str()])
+        .collect();
+    if !new_contacts.is_empty() {
+        sqlx::query(
+            "INSERT INTO contacts (contact_key, phone, created_at) \
+             SELECT value ->> 0, value ->> 1, ?2 FROM json_each(?1) WHERE true \
+             ON CONFLICT (contact_key) DO NOTHING",
+        )
+        .bind(json_list(&new_contacts))
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    let changed: Vec<serde_json::Value> = heads
+        .iter()
+        .filter_map(|(key, head)| {
+            let state = head.state?;
+            Some(serde_json::json!([key, state, head.version, head.last_seq]))
+        })
+        .collect();
+    sqlx::query(
+        "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2 \
+         FROM json_each(?1) WHERE true \
+         ON CONFLICT (contact_key) DO UPDATE SET state = excluded.state, \
+         version = excluded.version, last_seq = excluded.last_seq, \
+         updated_at = excluded.updated_at",
+    )
+    .bind(json_list(&changed))
+    .bind(&now)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query(
+        "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
+         nlu, understood, at, elapsed_ms) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+         value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
+         FROM json_each(?1)",
+    )
+    .bind(json_list(&turns))
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)?;
     Ok(outcomes)
+}
+
+/// A conversation's newest version as the batch goes: read from the table, then advanced by
+/// each item of the batch that commits.
+struct Head<'a> {
+    version: i64,
+    last_seq: i64,
+    /// The state to write, when an item of this batch committed.
+    state: Option<&'a str>,
+    /// The conversation did not exist before this batch.
+    created: bool,
+}
+
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).expect("strings and numbers serialize")
 }
 
 pub(super) async fn processed_reply(
