@@ -20,7 +20,7 @@ fn re(pattern: &str) -> Regex {
 
 static HANDOVER: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |the |your )?(?:someone|somebody|person|human|real|live|staff|receptionist|manager|agent|representative|operator|doctor|dentist|front desk|people)|real person|real human|live (?:person|agent)|actual person|a human|human being|operator|representative|transfer me|put me through|call me back|someone real|not a (?:bot|robot|machine)|are you a (?:bot|robot)|speak to someone)\b",
+        r"\b(?:(?:talk|speak|chat)\s+(?:to|with)\s+(?:a |an |the |your )?(?:someone|somebody|person|human|real|live|staff|receptionist|manager|agent|representative|operator|doctor|dentist|front desk|people)|real person|real human|live (?:person|agent)|actual person|a human|human being|operator|representative|human|transfer me|put me through|call me back|someone real|not a (?:bot|robot|machine)|are you a (?:bot|robot)|speak to someone)\b",
     )
 });
 static OUT_OF_SCOPE: LazyLock<Regex> = LazyLock::new(|| {
@@ -50,7 +50,7 @@ static BOOK: LazyLock<Regex> = LazyLock::new(|| {
 });
 static QUESTION: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:^|[.!?,]\s*|\b(?:and|also|ok|okay|so|but)\s+)(?:what|where|how|which|who|why|when|do you|does|is there|are you|can i|could i|may i|(?:tell|give|send) me (?:the|their|his|her|your|its|a |an )|i need (?:the|their|his|her|your)|i'd like (?:the|their|his|her|your))\b|\b(?:address|phone number|contact (?:info|information|number|details)|their number|his number|her number|the number|located|location|directions|parking|park|price|prices|cost|costs|fee|fees|how much|hours|open|insurance|accept|payment|pay|wheelchair|policy)\b",
+        r"(?:^|[.!?,]\s*|\b(?:and|also|ok|okay|so|but)\s+)(?:what|where|how|which|who|why|when|do you|do they|does|is (?:there|it|he|she|the|that|this|their|his|her)|are (?:you|they|the|there)|can i|could i|may i|(?:tell|give|send) me (?:the|their|his|her|your|its|a |an )|i need (?:the|their|his|her|your)|i'd like (?:the|their|his|her|your))\b|\b(?:address|phone number|contact (?:info|information|number|details)|their number|his number|her number|the number|located|location|directions|parking|park|price|prices|cost|costs|fee|fees|how much|hours|open|insurance|accept|payment|pay|wheelchair|policy)\b",
     )
 });
 static DENY: LazyLock<Regex> = LazyLock::new(|| {
@@ -77,13 +77,19 @@ static DEFERRAL: LazyLock<Regex> = LazyLock::new(|| {
 });
 static AFFIRM: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:yes|yeah|yea|yep|yup|sure|correct|(?:i|we) can (?:do|make) (?:that|it))\b|\b(?:sounds (?:good|great|fine|perfect|lovely|nice|ok|okay|about right|right|wonderful)|that works|works for me|will work|that'?s (?:fine|great|perfect|good|correct|right|ok|okay|it|wonderful|lovely|excellent)|that is (?:fine|great|perfect|good|correct|right)|that would be (?:fine|great|perfect|good|wonderful|nice|lovely)|(?:is|are|be) (?:fine|perfect|great|correct|right) with me|i like (?:the sound of|that|it)|please do|go ahead|let'?s do (?:it|that)|book it|i'll take it|i will take it|suits me|is correct|are correct|are right|is right|is fine|is perfect|is great)\b|\b(?:that|this|it|that 1|that one|this one)\s+(?:sounds?|seems?|looks?|is|would|should|will|could)\s+(?:\w+\s+){0,2}(?:good|great|nice|fine|okay|ok|perfect|work|do|suit|lovely|excellent|wonderful)\b|\b(?:i'm|i am) (?:good|fine|ok|okay|happy|content) with\b|\b(?:like|interested in|go with|take) (?:that|this|it|that one|this one|that 1|this 1)\b|\btry (?:it|that)\b|\ball correct\b|\ba good (?:one|choice)\b",
+        r"\b(?:yes|yeah|yea|yep|yup|sure|correct|(?:i|we) can (?:do|make) (?:that|it))\b|\b(?:sounds (?:good|great|fine|perfect|lovely|nice|ok|okay|about right|right|wonderful)|that works|works for me|will work|that'?s (?:fine|great|perfect|good|correct|right|ok|okay|it|wonderful|lovely|excellent)|that is (?:fine|great|perfect|good|correct|right)|it'?s (?:fine|ok|okay|good|perfect|great)|it is (?:fine|ok|okay|good|perfect|great)|that would be (?:fine|great|perfect|good|wonderful|nice|lovely)|(?:is|are|be) (?:fine|perfect|great|correct|right) with me|i like (?:the sound of|that|it)|please do|go ahead|let'?s do (?:it|that)|book it|i'll take it|i will take it|suits me|is correct|are correct|are right|is right|is fine|is perfect|is great)\b|\b(?:that|this|it|that 1|that one|this one)\s+(?:sounds?|seems?|looks?|is|would|should|will|could)\s+(?:\w+\s+){0,2}(?:good|great|nice|fine|okay|ok|perfect|work|do|suit|lovely|excellent|wonderful)\b|\b(?:i'm|i am) (?:good|fine|ok|okay|happy|content) with\b|\b(?:like|interested in|go with|take) (?:that|this|it|that one|this one|that 1|this 1)\b|\btry (?:it|that)\b|\ball correct\b|\ba good (?:one|choice)\b",
     )
 });
 /// A soft opener ("ok", "great") is a yes only when nothing else is said.
 static AFFIRM_SOFT: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"^(?:oh |well |um,? |uh,? )*(?:ok|okay|k|alright|all right|right|perfect|great|awesome|excellent|fine|good|cool|lovely|wonderful|nice|sounds|confirm\w*|do it)\b",
+    )
+});
+/// Wanting a named service is asking to book it ("I need a cleaning").
+static WANT: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:i want|i'd like|i would like|i need|can i get|can i have|could i get|could i have|looking for|interested in)\b",
     )
 });
 static THANKS: LazyLock<Regex> = LazyLock::new(|| {
@@ -120,7 +126,7 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     push(Act::OtherOptions, other);
     push(Act::Deny, DENY_LEAD.is_match(norm));
     push(Act::Affirm, AFFIRM_LEAD.is_match(norm));
-    let book = BOOK.is_match(norm) && !reschedule;
+    let book = (BOOK.is_match(norm) || (cues.service && WANT.is_match(norm))) && !reschedule;
     push(Act::Book, book);
     push(Act::Question, !other && QUESTION.is_match(norm));
     push(Act::Deny, DENY.is_match(norm));

@@ -90,7 +90,7 @@ static FRACTION_TIME: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// "3:30", "4.30", "15:00", optionally with am/pm.
 static CLOCK_TIME: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(\d{1,2})[:.](\d{2})\b(?:\s*(am|pm|a\.m\.?|p\.m\.?))?"));
+    LazyLock::new(|| re(r"\b(\d{1,2})[:.](\d{2})(?:\s*(am|pm|a\.m\.?|p\.m\.?))?"));
 /// "3pm", "3 pm", "3 o'clock", "4 30 pm".
 static HOUR_MERIDIEM: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(\d{1,2})(?:\s+(\d{2}))?\s*(am|pm|a\.m\.?|p\.m\.?|o'?clock)(?:\b|$)"));
@@ -121,7 +121,14 @@ static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Finds the date, time and part of day in `text` (normalised), relative to `today`.
 pub(crate) fn extract(text: &str, today: NaiveDate, expecting: Option<Slot>) -> Moment {
-    let masked = NEGATED.replace_all(text, |c: &regex::Captures| " ".repeat(c[0].len()));
+    // "from 2 to 4": only the "from 2" part is blanked, "to 4" stays readable.
+    let masked = NEGATED.replace_all(text, |c: &regex::Captures| {
+        let whole = &c[0];
+        match whole.strip_suffix("to") {
+            Some(head) if whole.starts_with("from") => format!("{}to", " ".repeat(head.len())),
+            _ => " ".repeat(whole.len()),
+        }
+    });
     let mut work = masked.into_owned();
     let date = find_date(&mut work, today);
     let (time, day_part, weak_time) = find_time(&mut work, expecting);
@@ -438,7 +445,6 @@ fn meridiem_of(s: Option<&str>) -> Option<bool> {
 /// The part of day written right around a time: "morning 10:30", "5 in the evening".
 fn adjacent_part(work: &str, start: usize, end: usize) -> Option<bool> {
     let after = work.get(end..).unwrap_or("");
-    let after = &after[..after.len().min(28)];
     let after = after.trim_start();
     let before = &work[..start];
     let before = before.trim_end();
@@ -561,8 +567,12 @@ fn find_time(
         for c in CLOCK_TIME.captures_iter(&work.clone()) {
             let whole = c.get(0).expect("group 0 always matches");
             let h_m = c.get(1).expect("group 1 always matches");
+            let minutes_end = c.get(2).expect("group 2 always matches").end();
             let before = work[..h_m.start()].chars().next_back();
-            if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#-/.".contains(c)) {
+            let after = work[minutes_end..].chars().next();
+            if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#-/.".contains(c))
+                || after.is_some_and(|c| c.is_ascii_digit())
+            {
                 continue;
             }
             if work[whole.end()..].starts_with(['.', ':'])

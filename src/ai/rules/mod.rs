@@ -133,7 +133,13 @@ fn normalise(text: &str) -> String {
             .find(|w| w.chars().next().is_some_and(char::is_alphabetic))
             .copied()
             .unwrap_or("");
-        match number_word(word).filter(|_| *word != "one" || is_number_one(previous, next)) {
+        let number = number_word(word).filter(|_| match *word {
+            "one" => is_number_one(previous, next),
+            // "thirty-first" is a day of the month.
+            "thirty" => next != "first",
+            _ => true,
+        });
+        match number {
             Some(n) => out.push_str(n),
             None => out.push_str(word),
         }
@@ -248,6 +254,9 @@ fn number_word(word: &str) -> Option<&'static str> {
         "ten" => "10",
         "eleven" => "11",
         "twelve" => "12",
+        // Minutes after an hour word: "five thirty pm".
+        "fifteen" => "15",
+        "thirty" => "30",
         _ => return None,
     })
 }
