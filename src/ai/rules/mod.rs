@@ -1,0 +1,262 @@
+//! The rule NLU: keyword and pattern understanding of a message, with no model and no I/O.
+//!
+//! Act order (the policy acts on the first it can use; the eval scores the first):
+//! hand-over, out of scope, cancel, choose, inform (a date/time/name/email was given),
+//! reschedule, other options, book, question, deny, affirm, thanks, goodbye, greet.
+//! A message that gives a date or time therefore leads with `Inform` and carries `Book` /
+//! `Reschedule` after it: the policy should check `has(Act::Book)` rather than only `primary()`.
+
+mod acts;
+mod datetime;
+mod entities;
+#[cfg(test)]
+mod tests;
+
+use sara_actors::ports::{BoxFuture, Nlu, NluError};
+use sara_actors::understanding::{Act, NluContext, NluSource, Understanding};
+
+/// Only this many characters of a message are read: a longer message is cut, never refused.
+const MAX_CHARS: usize = 2_000;
+
+/// Keyword and pattern understanding, tuned for appointment booking.
+#[derive(Clone, Debug)]
+pub struct RuleNlu {
+    services: Vec<String>,
+}
+
+impl RuleNlu {
+    /// `services` are the business's service names as they should be reported.
+    pub fn new(services: Vec<String>) -> RuleNlu {
+        RuleNlu { services }
+    }
+
+    /// Understands one message. Never panics; reads at most the first 2,000 characters.
+    pub fn understand(&self, text: &str, ctx: &NluContext) -> Understanding {
+        let original: String = text.chars().take(MAX_CHARS).collect();
+        let norm = normalise(&original);
+        let services = if self.services.is_empty() {
+            &ctx.services
+        } else {
+            &self.services
+        };
+
+        let moment = datetime::extract(
+            &entities::without_greeting(&norm),
+            ctx.now.date_naive(),
+            ctx.expecting,
+        );
+        let service = entities::service(&norm, services);
+        let email = entities::email(&original);
+        let name = entities::name(&original, ctx.expecting);
+        let choice = entities::choice(&norm, ctx.expecting);
+
+        let cues = acts::Cues {
+            informs: moment.date.is_some()
+                || moment.time.is_some()
+                || moment.day_part.is_some()
+                || name.is_some()
+                || email.is_some(),
+            service: service.is_some(),
+            choice: choice.is_some(),
+        };
+        let acts = acts::detect(&norm, cues);
+        let confidence = match acts.first() {
+            None => 0.2,
+            Some(Act::Inform) if moment.weak_time && moment.date.is_none() => 0.6,
+            Some(_) => 0.85,
+        };
+        Understanding {
+            acts,
+            service,
+            date: moment.date,
+            time: moment.time,
+            day_part: moment.day_part,
+            name,
+            email,
+            choice,
+            faq_answer: None,
+            confidence,
+            source: NluSource::Rules,
+        }
+    }
+}
+
+impl Nlu for RuleNlu {
+    fn understand<'a>(
+        &'a self,
+        text: &'a str,
+        ctx: &'a NluContext,
+    ) -> BoxFuture<'a, Result<Understanding, NluError>> {
+        let understanding = RuleNlu::understand(self, text, ctx);
+        Box::pin(async move { Ok(understanding) })
+    }
+
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+}
+
+/// Lower case, straight quotes, common typos fixed, number words as digits.
+fn normalise(text: &str) -> String {
+    let lower: String = text
+        .chars()
+        .map(|c| match c {
+            '\u{2018}' | '\u{2019}' | '`' | '´' => '\'',
+            '\u{201C}' | '\u{201D}' => '"',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect();
+    let lower = lower
+        .replace("o\"clock", "o'clock")
+        .replace("o clock", "o'clock");
+    let tokens = split_keep(&lower);
+    let words: Vec<&str> = tokens
+        .iter()
+        .map(|t| {
+            if t.chars().next().is_some_and(char::is_alphabetic) {
+                fix_typo(t)
+            } else {
+                t
+            }
+        })
+        .collect();
+    let mut out = String::with_capacity(lower.len() + 8);
+    let mut previous = "";
+    for (i, word) in words.iter().enumerate() {
+        if !word.chars().next().is_some_and(char::is_alphabetic) {
+            out.push_str(word);
+            continue;
+        }
+        let next = words[i + 1..]
+            .iter()
+            .find(|w| w.chars().next().is_some_and(char::is_alphabetic))
+            .copied()
+            .unwrap_or("");
+        let number = number_word(word).filter(|_| match *word {
+            "one" => is_number_one(previous, next),
+            // "thirty-first" is a day of the month.
+            "thirty" => next != "first",
+            _ => true,
+        });
+        match number {
+            Some(n) => out.push_str(n),
+            None => out.push_str(word),
+        }
+        previous = word;
+    }
+    out
+}
+
+/// "one" is the number only next to time words or after a preposition of time; "that one",
+/// "need one", "look for one" are pronouns.
+fn is_number_one(previous: &str, next: &str) -> bool {
+    if matches!(
+        next,
+        "pm" | "am" | "o'clock" | "oclock" | "thirty" | "fifteen" | "in"
+    ) {
+        return true;
+    }
+    !matches!(
+        previous,
+        "that"
+            | "this"
+            | "the"
+            | "another"
+            | "any"
+            | "a"
+            | "each"
+            | "which"
+            | "no"
+            | "need"
+            | "want"
+            | "book"
+            | "get"
+            | "make"
+            | "schedule"
+            | "have"
+            | "second"
+            | "first"
+            | "third"
+            | "last"
+            | "other"
+            | "earlier"
+            | "later"
+            | "next"
+            | "every"
+            | "some"
+            | "new"
+            | "set"
+            | "one"
+            | "for"
+            | "like"
+            | "find"
+            | "pick"
+            | "choose"
+            | "take"
+    )
+}
+
+/// Splits into alternating runs of word characters (letters, apostrophes) and the rest.
+fn split_keep(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    let mut in_word: Option<bool> = None;
+    for (i, c) in text.char_indices() {
+        let w = c.is_alphabetic() || c == '\'';
+        if in_word.is_some_and(|prev| prev != w) {
+            parts.push(&text[start..i]);
+            start = i;
+        }
+        in_word = Some(w);
+    }
+    if start < text.len() {
+        parts.push(&text[start..]);
+    }
+    parts
+}
+
+fn fix_typo(word: &str) -> &str {
+    match word {
+        "tmrw" | "tmr" | "tmrow" | "tomorow" | "tommorow" | "tommorrow" | "tomorrw" | "tomrrow"
+        | "tomoro" | "tomorro" | "tommorw" | "tomm" => "tomorrow",
+        "tdy" | "todya" => "today",
+        "thrusday" | "thursay" | "thurday" | "thurs" | "thur" | "thu" => "thursday",
+        "wendesday" | "wednsday" | "wensday" | "wedensday" | "wednesdy" | "weds" => "wednesday",
+        "tues" | "tue" | "tuseday" | "teusday" => "tuesday",
+        "munday" | "mon" => "monday",
+        "firday" | "fri" | "fryday" => "friday",
+        "saturady" | "satuday" | "saterday" => "saturday",
+        "sundy" => "sunday",
+        "teh" | "hte" => "the",
+        "apointment" | "appintment" | "appoinment" | "appt" | "appointmnet" | "appontment" => {
+            "appointment"
+        }
+        "pls" | "plz" => "please",
+        "thx" | "thanx" | "thnx" | "ty" => "thanks",
+        "u" => "you",
+        "noon" | "midday" => word,
+        _ => word,
+    }
+}
+
+fn number_word(word: &str) -> Option<&'static str> {
+    Some(match word {
+        "one" => "1",
+        "two" => "2",
+        "three" => "3",
+        "four" => "4",
+        "five" => "5",
+        "six" => "6",
+        "seven" => "7",
+        "eight" => "8",
+        "nine" => "9",
+        "ten" => "10",
+        "eleven" => "11",
+        "twelve" => "12",
+        // Minutes after an hour word: "five thirty pm".
+        "fifteen" => "15",
+        "thirty" => "30",
+        _ => return None,
+    })
+}

@@ -1,0 +1,577 @@
+//! Table tests of the rule NLU: one row per message, with the clock it is read against.
+//!
+//! Unless a row says otherwise, "now" is Wednesday 2026-11-25 10:00 in America/New_York and
+//! the row expects no date and no time: numbers that are not times must stay numbers.
+
+use chrono::{NaiveDate, NaiveTime, TimeZone};
+use sara_actors::understanding::{Act, DayPart, NluContext, Slot};
+
+use super::RuleNlu;
+
+const WEDNESDAY: &str = "2026-11-25 10:00";
+
+#[derive(Clone, Debug)]
+struct Case {
+    text: &'static str,
+    now: &'static str,
+    expecting: Option<Slot>,
+    first: Option<Act>,
+    has: Vec<Act>,
+    date: Option<&'static str>,
+    time: Option<&'static str>,
+    part: Option<Option<DayPart>>,
+    service: Option<Option<&'static str>>,
+    name: Option<Option<&'static str>>,
+    email: Option<&'static str>,
+    choice: Option<Option<usize>>,
+}
+
+fn c(text: &'static str) -> Case {
+    Case {
+        text,
+        now: WEDNESDAY,
+        expecting: None,
+        first: None,
+        has: vec![],
+        date: None,
+        time: None,
+        part: None,
+        service: None,
+        name: None,
+        email: None,
+        choice: None,
+    }
+}
+
+impl Case {
+    fn at(mut self, now: &'static str) -> Self {
+        self.now = now;
+        self
+    }
+    fn expecting(mut self, slot: Slot) -> Self {
+        self.expecting = Some(slot);
+        self
+    }
+    fn first(mut self, act: Act) -> Self {
+        self.first = Some(act);
+        self
+    }
+    fn has(mut self, act: Act) -> Self {
+        self.has.push(act);
+        self
+    }
+    fn date(mut self, d: &'static str) -> Self {
+        self.date = Some(d);
+        self
+    }
+    fn time(mut self, t: &'static str) -> Self {
+        self.time = Some(t);
+        self
+    }
+    fn part(mut self, p: DayPart) -> Self {
+        self.part = Some(Some(p));
+        self
+    }
+    fn service(mut self, s: Option<&'static str>) -> Self {
+        self.service = Some(s);
+        self
+    }
+    fn name(mut self, n: Option<&'static str>) -> Self {
+        self.name = Some(n);
+        self
+    }
+    fn email(mut self, e: &'static str) -> Self {
+        self.email = Some(e);
+        self
+    }
+    fn choice(mut self, n: Option<usize>) -> Self {
+        self.choice = Some(n);
+        self
+    }
+}
+
+fn t(s: &str) -> NaiveTime {
+    NaiveTime::parse_from_str(s, "%H:%M").expect("test time is valid")
+}
+
+fn nlu() -> RuleNlu {
+    RuleNlu::new(vec![
+        "Consultation".into(),
+        "Cleaning".into(),
+        "Whitening".into(),
+    ])
+}
+
+fn context(now: &str, expecting: Option<Slot>) -> NluContext {
+    let local = chrono::NaiveDateTime::parse_from_str(now, "%Y-%m-%d %H:%M").expect("test now");
+    let now = chrono_tz::America::New_York
+        .from_local_datetime(&local)
+        .earliest()
+        .expect("test now exists in New York");
+    NluContext {
+        now,
+        services: vec![],
+        expecting,
+    }
+}
+
+fn cases() -> Vec<Case> {
+    use Act::*;
+    vec![
+        // Relative days.
+        c("tomorrow").first(Inform).date("2026-11-26"),
+        c("Can I come in tomorrow?")
+            .first(Inform)
+            .date("2026-11-26")
+            .has(Book),
+        c("tmrw works").date("2026-11-26"),
+        c("tomorow please").date("2026-11-26"),
+        c("tommorow at 3pm").date("2026-11-26").time("15:00"),
+        c("today").date("2026-11-25"),
+        c("anything today?").date("2026-11-25"),
+        c("later today please").date("2026-11-25"),
+        c("the day after tomorrow").date("2026-11-27"),
+        c("day after tomorrow at 10")
+            .date("2026-11-27")
+            .time("10:00"),
+        c("in 3 days").date("2026-11-28"),
+        c("in a week").date("2026-12-02"),
+        c("tonight at 7").date("2026-11-25").time("19:00"),
+        // Weekdays: today excluded, "next" is next week's.
+        c("Friday").date("2026-11-27"),
+        c("this Friday").date("2026-11-27"),
+        c("on friday at 2").date("2026-11-27").time("14:00"),
+        c("thrusday").date("2026-11-26"),
+        c("How about thurs?").date("2026-11-26"),
+        c("Wednesday").date("2026-12-02"),
+        c("next Wednesday").date("2026-12-02"),
+        c("next Monday").date("2026-11-30"),
+        c("next Friday").date("2026-12-04"),
+        c("Friday next week").date("2026-12-04"),
+        c("Tuesday next week at 4").date("2026-12-01").time("16:00"),
+        c("Thursday this week").date("2026-11-26"),
+        c("Monday this week").date("2026-11-30"),
+        c("a week from Tuesday").date("2026-12-08"),
+        c("a week from today").date("2026-12-02"),
+        c("a week from tomorrow").date("2026-12-03"),
+        c("Tuesday after next").date("2026-12-08"),
+        c("wendesday morning")
+            .date("2026-12-02")
+            .part(DayPart::Morning),
+        c("Saturday").date("2026-11-28"),
+        c("sunday").date("2026-11-29"),
+        // Calendar dates.
+        c("Dec 3").date("2026-12-03"),
+        c("December 3rd").date("2026-12-03"),
+        c("3rd of December").date("2026-12-03"),
+        c("the 3rd of december at 11am")
+            .date("2026-12-03")
+            .time("11:00"),
+        c("12/3").date("2026-12-03"),
+        c("12/3/2027").date("2027-12-03"),
+        c("1/15/27").date("2027-01-15"),
+        c("2026-12-01").date("2026-12-01"),
+        c("Nov 20").date("2027-11-20"),
+        c("January 5").date("2027-01-05"),
+        c("march 5th 2027").date("2027-03-05"),
+        c("5 march").date("2027-03-05"),
+        c("the 7th").date("2026-12-07"),
+        c("the 30th").date("2026-11-30"),
+        c("the 25th").date("2026-11-25"),
+        c("on the 28th at 9:15").date("2026-11-28").time("09:15"),
+        c("9th of this month").date("2026-11-09"),
+        c("the 3rd of next month").date("2026-12-03"),
+        c("the twenty-first of next month").date("2026-12-21"),
+        c("teh 10th please").date("2026-12-10"),
+        c("December first").date("2026-12-01"),
+        c("first of December").date("2026-12-01"),
+        c("the 31st").date("2026-12-31"),
+        c("December thirty-first").date("2026-12-31"),
+        c("the 1st is good").date("2026-12-01"),
+        // Month and year ends.
+        c("tomorrow").at("2026-12-31 16:00").date("2027-01-01"),
+        c("the 3rd of next month")
+            .at("2026-12-31 16:00")
+            .date("2027-01-03"),
+        c("the 2nd").at("2026-12-31 16:00").date("2027-01-02"),
+        c("Jan 2").at("2026-12-31 16:00").date("2027-01-02"),
+        c("in 3 days").at("2026-12-31 16:00").date("2027-01-03"),
+        c("next Monday").at("2026-12-31 16:00").date("2027-01-04"),
+        c("Friday").at("2026-12-31 16:00").date("2027-01-01"),
+        c("day after tomorrow")
+            .at("2026-12-30 09:00")
+            .date("2027-01-01"),
+        c("12/31").at("2026-12-31 08:00").date("2026-12-31"),
+        c("the 31st").at("2027-02-26 09:00").date("2027-03-31"),
+        // February has no 30th: no date rather than a wrong one.
+        c("the 30th of next month").at("2027-01-15 09:00"),
+        c("tomorrow").at("2028-02-28 09:00").date("2028-02-29"),
+        c("the 29th").at("2027-02-10 09:00").date("2027-03-29"),
+        c("tomorrow").at("2026-11-30 09:00").date("2026-12-01"),
+        // DST changeover days in New York.
+        c("tomorrow at 2:30")
+            .at("2026-03-08 09:00")
+            .date("2026-03-09")
+            .time("14:30"),
+        c("today at 2:30am")
+            .at("2026-03-08 01:00")
+            .date("2026-03-08")
+            .time("02:30"),
+        c("tomorrow").at("2026-03-07 23:30").date("2026-03-08"),
+        c("Monday at 9")
+            .at("2026-03-08 03:30")
+            .date("2026-03-09")
+            .time("09:00"),
+        c("today at 1:30 am")
+            .at("2026-11-01 00:30")
+            .date("2026-11-01")
+            .time("01:30"),
+        c("tomorrow morning")
+            .at("2026-11-01 01:30")
+            .date("2026-11-02")
+            .part(DayPart::Morning),
+        c("next Sunday").at("2026-11-01 12:00").date("2026-11-08"),
+        c("the 8th at 3pm")
+            .at("2026-03-07 10:00")
+            .date("2026-03-08")
+            .time("15:00"),
+        // Clock times.
+        c("3pm").first(Inform).time("15:00"),
+        c("3 pm").time("15:00"),
+        c("3:30 pm").time("15:30"),
+        c("3:30pm please").time("15:30"),
+        c("15:00").time("15:00"),
+        c("at 1630").time("16:30"),
+        c("1630").expecting(Slot::Time).time("16:30"),
+        c("4.30").time("16:30"),
+        c("can we do 4.30 tomorrow")
+            .date("2026-11-26")
+            .time("16:30"),
+        c("noon").time("12:00"),
+        c("at noon on friday").date("2026-11-27").time("12:00"),
+        c("half past 4").time("16:30"),
+        c("half past one").time("13:30"),
+        c("quarter past 10 in the morning").time("10:15"),
+        c("quarter to 5 in the evening").time("16:45"),
+        c("a quarter to 2").time("13:45"),
+        c("morning 10:30").time("10:30"),
+        c("evening 5").time("17:00"),
+        c("afternoon 2:15").time("14:15"),
+        c("10 in the evening").time("22:00"),
+        c("12:45 in the afternoon").time("12:45"),
+        c("12am").time("00:00"),
+        c("seven pm").time("19:00"),
+        c("at one pm").time("13:00"),
+        c("one in the afternoon").time("13:00"),
+        c("around 4").time("16:00"),
+        c("at 9am").time("09:00"),
+        c("9 a.m.").time("09:00"),
+        c("10 o'clock").time("10:00"),
+        c("4 o\"clock in the afternoon").time("16:00"),
+        c("at 10").time("10:00"),
+        c("at 11:45 in the morning").time("11:45"),
+        c("twelve pm").time("12:00"),
+        c("five thirty pm").time("17:30"),
+        c("tomorrow at 3").date("2026-11-26").time("15:00"),
+        c("tomorrow afternoon at 3")
+            .date("2026-11-26")
+            .time("15:00"),
+        c("17:15 on the 4th").date("2026-12-04").time("17:15"),
+        // Bare numbers read as business-hour times when a time is expected.
+        c("3").expecting(Slot::Time).time("15:00").first(Inform),
+        c("9").expecting(Slot::Time).time("09:00"),
+        c("11").expecting(Slot::Option).time("11:00"),
+        c("3?").time("15:00"),
+        c("maybe 4").expecting(Slot::Time).time("16:00"),
+        c("12").expecting(Slot::Time).time("12:00"),
+        // Corrections.
+        c("3 not 2").time("15:00"),
+        c("at 3, not 2").time("15:00"),
+        c("Friday not Thursday").date("2026-11-27"),
+        c("4pm instead of 2pm").time("16:00"),
+        c("change it from 2 to 4")
+            .expecting(Slot::Time)
+            .time("16:00"),
+        // Parts of day.
+        c("tomorrow morning")
+            .date("2026-11-26")
+            .part(DayPart::Morning),
+        c("friday afternoon")
+            .date("2026-11-27")
+            .part(DayPart::Afternoon),
+        c("something in the evening").part(DayPart::Evening),
+        c("after 2").part(DayPart::After(t("14:00"))),
+        c("anytime after 2pm tomorrow")
+            .date("2026-11-26")
+            .part(DayPart::After(t("14:00"))),
+        c("before noon").part(DayPart::Before(t("12:00"))),
+        c("before 10am on monday")
+            .date("2026-11-30")
+            .part(DayPart::Before(t("10:00"))),
+        // Numbers that are not times.
+        c("is it $80?"),
+        c("it costs $80 right"),
+        c("a table for 2 people"),
+        c("can I bring 2 people"),
+        c("call me at 555-123-4567"),
+        c("my number is 5551234567"),
+        c("I have 3 kids"),
+        c("it takes 45 minutes?"),
+        c("I've been 2 times before"),
+        c("room 12"),
+        c("is it 50% off?"),
+        c("give me 5 minutes"),
+        c("Look for one located in Novato please"),
+        c("that one sounds good").first(Affirm),
+        // Acts.
+        c("I'd like to book a cleaning")
+            .first(Book)
+            .service(Some("Cleaning")),
+        c("can I make an appointment").first(Book),
+        c("I need to reschedule my appointment").first(Reschedule),
+        c("can I move my appointment to friday")
+            .first(Inform)
+            .has(Reschedule)
+            .date("2026-11-27"),
+        c("please cancel my appointment").first(Cancel),
+        c("cancel my appointment tomorrow")
+            .first(Cancel)
+            .date("2026-11-26"),
+        c("I want to talk to someone").first(Handover),
+        c("can I speak with a real person").first(Handover),
+        c("human please").first(Handover),
+        c("can you refill my prescription").first(OutOfScope),
+        c("hi").first(Greet),
+        c("Hello there").first(Greet),
+        c("good morning, do you have parking?")
+            .first(Question)
+            .has(Greet),
+        c("bye").first(Goodbye),
+        c("thanks!").first(Thanks),
+        c("thank you so much").first(Thanks),
+        c("yes").first(Affirm),
+        c("yep").first(Affirm),
+        c("sure").first(Affirm),
+        c("sounds good").first(Affirm),
+        c("that works").first(Affirm),
+        c("perfect").first(Affirm),
+        c("ok").first(Affirm),
+        c("Yes, please book it").first(Affirm).has(Book),
+        c("no").first(Deny),
+        c("nope").first(Deny),
+        c("No, that doesn't work for me").first(Deny),
+        c("no thanks, bye").first(Deny).has(Goodbye),
+        c("the second one").first(Choose).choice(Some(1)),
+        c("first").first(Choose).choice(Some(0)),
+        c("option 2").first(Choose).choice(Some(1)),
+        c("I'll take the third option")
+            .first(Choose)
+            .choice(Some(2)),
+        c("anything later?").first(OtherOptions),
+        c("other times?").first(OtherOptions),
+        c("something else").first(OtherOptions),
+        c("do you have anything earlier").first(OtherOptions),
+        c("None of those work").first(OtherOptions),
+        c("maybe another time").first(Deny),
+        c("where are you located?").first(Question),
+        c("how much is whitening?")
+            .first(Question)
+            .service(Some("Whitening")),
+        c("asdfgh qwerty").choice(None).name(None),
+        c("").choice(None),
+        // Names, emails, services.
+        c("it's Maria Lopez")
+            .first(Inform)
+            .name(Some("Maria Lopez")),
+        c("my name is Sam Ortiz").name(Some("Sam Ortiz")),
+        c("my name is sam ortiz").name(Some("Sam Ortiz")),
+        c("this is Jo Park").name(Some("Jo Park")),
+        c("Jo Park")
+            .expecting(Slot::Name)
+            .name(Some("Jo Park"))
+            .first(Inform),
+        c("jo park").expecting(Slot::Name).name(Some("Jo Park")),
+        c("it's fine").name(None).first(Affirm),
+        c("I'm free tomorrow").name(None).date("2026-11-26"),
+        c("sam.ortiz@example.com")
+            .email("sam.ortiz@example.com")
+            .first(Inform),
+        c("my email is Sam@Example.org thanks").email("sam@example.org"),
+        c("clean").service(Some("Cleaning")),
+        c("teeth whitening on friday")
+            .service(Some("Whitening"))
+            .date("2026-11-27"),
+        c("I want a CONSULTATION")
+            .service(Some("Consultation"))
+            .first(Book),
+        c("a consult please").service(Some("Consultation")),
+        c("how clean is the office").service(Some("Cleaning")),
+        c("what are your prices").service(None).first(Question),
+    ]
+}
+
+#[test]
+fn the_table_reads_every_message_as_written() {
+    let nlu = nlu();
+    let table = cases();
+    assert!(table.len() >= 150, "the table keeps at least 150 rows");
+    let mut failures = Vec::new();
+    for case in &table {
+        let u = nlu.understand(case.text, &context(case.now, case.expecting));
+        let mut wrong = Vec::new();
+        let date = case
+            .date
+            .map(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        let expected_date = date.flatten();
+        if u.date != expected_date {
+            wrong.push(format!("date {:?}, expected {:?}", u.date, case.date));
+        }
+        if u.time != case.time.map(t) {
+            wrong.push(format!("time {:?}, expected {:?}", u.time, case.time));
+        }
+        if let Some(act) = case.first
+            && u.primary() != Some(act)
+        {
+            wrong.push(format!("acts {:?}, expected {act:?} first", u.acts));
+        }
+        for act in &case.has {
+            if !u.has(*act) {
+                wrong.push(format!("acts {:?}, expected {act:?} among them", u.acts));
+            }
+        }
+        if let Some(p) = case.part
+            && u.day_part != p
+        {
+            wrong.push(format!("day part {:?}, expected {p:?}", u.day_part));
+        }
+        if let Some(s) = case.service
+            && u.service.as_deref() != s
+        {
+            wrong.push(format!("service {:?}, expected {s:?}", u.service));
+        }
+        if let Some(n) = case.name
+            && u.name.as_deref() != n
+        {
+            wrong.push(format!("name {:?}, expected {n:?}", u.name));
+        }
+        if let Some(e) = case.email
+            && u.email.as_deref() != Some(e)
+        {
+            wrong.push(format!("email {:?}, expected {e:?}", u.email));
+        }
+        if let Some(n) = case.choice
+            && u.choice != n
+        {
+            wrong.push(format!("choice {:?}, expected {n:?}", u.choice));
+        }
+        if !wrong.is_empty() {
+            failures.push(format!(
+                "{:?} @ {}: {}",
+                case.text,
+                case.now,
+                wrong.join("; ")
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows wrong:\n{}",
+        failures.len(),
+        table.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn confidence_is_low_when_nothing_is_recognised() {
+    let nlu = nlu();
+    let ctx = context(WEDNESDAY, None);
+    assert!(nlu.understand("asdf qwer zxcv", &ctx).confidence < 0.5);
+    assert!(
+        nlu.understand("book me in tomorrow at 3pm", &ctx)
+            .confidence
+            >= 0.8
+    );
+}
+
+#[test]
+fn never_panics_and_caps_work_on_any_input() {
+    let nlu = nlu();
+    let ctx = context(WEDNESDAY, Some(Slot::Time));
+    // A deterministic pseudo-random byte soup, read lossily as text.
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for len in [0usize, 1, 2, 3, 7, 31, 200, 3_000] {
+        for _ in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = nlu.understand(&text, &ctx);
+        }
+    }
+    let pieces = [
+        "3",
+        ":",
+        "/",
+        ".",
+        "pm",
+        " ",
+        "the ",
+        "1st",
+        "of ",
+        "next ",
+        "month",
+        "tomorrow",
+        "é",
+        "東京",
+        "💥",
+        "\u{0}",
+        "half past ",
+        "quarter to ",
+        "$",
+        "12/",
+        "31",
+        "99",
+        "not ",
+        "after ",
+        "my name is ",
+        "@",
+        "İ",
+        "ß",
+        "\u{200d}",
+        "option ",
+        "#",
+    ];
+    for _ in 0..3_000 {
+        let n = (next() % 12) as usize;
+        let text: String = (0..n)
+            .map(|_| pieces[(next() % pieces.len() as u64) as usize])
+            .collect();
+        let _ = nlu.understand(&text, &ctx);
+    }
+    let huge = "tomorrow at 3pm ".repeat(200_000);
+    let started = std::time::Instant::now();
+    let u = nlu.understand(&huge, &ctx);
+    assert_eq!(u.time, Some(t("15:00")));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "long input is cut short"
+    );
+    for odd in [
+        "İİİİ 3pm",
+        "ǅǅ tomorrow",
+        "\u{1F600}12/3",
+        "ﬀ 4.30",
+        "1/0",
+        "00/00",
+        "99:99",
+        "24:00",
+        "0:00",
+    ] {
+        let _ = nlu.understand(odd, &ctx);
+    }
+}
