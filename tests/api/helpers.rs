@@ -148,9 +148,9 @@ impl Sara {
         if let Some(s) = signature {
             req = req.header("x-twilio-signature", s);
         }
-        let resp = req.send().await.expect("request reaches sara");
+        let resp = req.send().await?;
         let status = resp.status().as_u16();
-        (status, resp.text().await.unwrap_or_default())
+        Ok((status, resp.text().await.unwrap_or_default()))
     }
 
     /// Sends a text as `from` and returns Sara's reply text (the TwiML `<Message>`).

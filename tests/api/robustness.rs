@@ -57,7 +57,8 @@ async fn a_thousand_hostile_requests_get_no_5xx_and_sara_keeps_answering() {
         let (status, body) = match i % 5 {
             // Random bytes, unsigned and signed over what they parse to.
             0 => {
-                let raw = rng.bytes((rng.next() % 2048) as usize);
+                let n = (rng.next() % 2048) as usize;
+                let raw = rng.bytes(n);
                 let params: Vec<(String, String)> = form_urlencoded::parse(&raw)
                     .map(|(k, v)| (k.into_owned(), v.into_owned()))
                     .collect();
@@ -66,7 +67,8 @@ async fn a_thousand_hostile_requests_get_no_5xx_and_sara_keeps_answering() {
             }
             // Signed unicode soup from a real phone.
             1 | 2 => {
-                let text = rng.text((rng.next() % 60) as usize);
+                let n = (rng.next() % 60) as usize;
+                let text = rng.text(n);
                 let params = vec![
                     ("Body".to_string(), text),
                     ("From".to_string(), phone(100 + i % 7)),

@@ -86,7 +86,8 @@ pub struct Form {
 }
 
 impl Form {
-    fn new(kind: FormKind, ctx: &TurnContext) -> Form {
+    /// A new form; `name` is the caller's name when they already gave it.
+    fn new(kind: FormKind, ctx: &TurnContext, name: Option<String>) -> Form {
         Form {
             kind,
             id: ctx.fresh_id,
@@ -94,7 +95,7 @@ impl Form {
             date: None,
             time: None,
             day_part: None,
-            name: None,
+            name,
             email: None,
             booking: None,
             offers: Vec::new(),
@@ -127,6 +128,9 @@ pub struct DialogueState {
     /// A yes/no question Sara asked that is not part of a form.
     #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
     pub proposal: Option<Proposal>,
+    /// The caller's name as they last gave it, so a later booking need not ask again.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// After a hand-over on a text channel Sara stays quiet until then (or until staff hand
     /// the conversation back with [`DialogueState::hand_back`]).
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
@@ -274,6 +278,9 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
     if !opening.is_empty() {
         decision.reply.text = format!("{opening}{}", decision.reply.text);
     }
+    if let Some(name) = decision.state.form.as_ref().and_then(|f| f.name.clone()) {
+        decision.state.caller = Some(name);
+    }
     if !ctx.channel.is_text() {
         decision.reply.options.clear();
     }
@@ -351,7 +358,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             return Some(match p {
                 Proposal::Handover => handover(state, ctx),
                 Proposal::Book => {
-                    let form = Form::new(FormKind::Book, ctx);
+                    let form = Form::new(FormKind::Book, ctx, state.caller.clone());
                     form::run(form, u, ctx).into_decision(state, Act::Affirm)
                 }
             });
@@ -388,7 +395,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some((act, kind)) = intent {
         let form = match state.form.take() {
             Some(f) if f.kind == kind => f,
-            _ => Form::new(kind, ctx),
+            _ => Form::new(kind, ctx, state.caller.clone()),
         };
         return Some(form::run(form, u, ctx).into_decision(state, act));
     }
@@ -411,9 +418,23 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
         state.form = Some(form);
         return None;
     }
+    // A name with nothing open ("my name is Sam Ortiz") is kept for the booking to come.
+    if let Some(name) = u.name.as_ref().filter(|_| !gives_booking_slots(u)) {
+        let first = name.split_whitespace().next().unwrap_or(name).to_string();
+        state.caller = Some(name.clone());
+        state.proposal = Some(Proposal::Book);
+        return Some(Decision {
+            state,
+            reply: Reply::say(format!(
+                "Thanks, {first}! Would you like to book an appointment?"
+            )),
+            effect: None,
+            intent: Act::Inform,
+        });
+    }
     // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
     if gives_booking_slots(u) {
-        let form = Form::new(FormKind::Book, ctx);
+        let form = Form::new(FormKind::Book, ctx, state.caller.clone());
         return Some(
             form::run(form, u, ctx).into_decision(state, continuing.unwrap_or(Act::Inform)),
         );

@@ -891,3 +891,15 @@ fn a_declined_reschedule_or_missing_booking_changes_nothing() {
     assert_eq!(d.effect, None);
     says_all(&d, &["haven't moved anything"]);
 }
+
+#[test]
+fn a_name_given_before_anything_else_is_kept_for_the_booking() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Inform]).name("Sam Ortiz"));
+    says_all(&d, &["Sam", "book"]);
+    let d = c.say(says(&[Act::Inform]).on(3, 10).at(10, 0));
+    assert!(!d.reply.text.contains("name"), "{}", d.reply.text);
+    let d = c.say(says(&[Act::Inform]).service("Cleaning"));
+    says_all(&d, &["a cleaning for Sam Ortiz on Tuesday, March 10 at 10:00 AM"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+}
