@@ -39,7 +39,7 @@ fn re(pattern: &str) -> Regex {
 
 static NEGATED: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r"\b(?:all|al|enough|it|everything|that's it|done)(?: for)? (?:today|now|tonight)\b|\b(?:not|instead of|rather than|other than|except)\s+(?:at\s+|on\s+|the\s+)?(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?|noon|today|tomorrow|(?:{WEEKDAY})|\d{{1,2}}(?:st|nd|rd|th))\b|\bfrom\s+(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?)\s+to\b"
+        r"\b(?:all|al|enough|it|everything|that's it|done)(?: for)? (?:today|now|tonight)\b|\b(?:not|instead of|rather than|other than|except|(?:can't|cannot|can not|couldn't|won't) (?:do|make|come|manage|go))\s+(?:at\s+|on\s+|the\s+)?(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?|noon|today|tomorrow|(?:{WEEKDAY})|\d{{1,2}}(?:st|nd|rd|th))\b|\bfrom\s+(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?)\s+to\b"
     ))
 });
 static DAY_AFTER_TOMORROW: LazyLock<Regex> =
@@ -419,6 +419,16 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
             "visit",
             "appointment",
             "person",
+            "street",
+            "st",
+            "avenue",
+            "ave",
+            "road",
+            "rd",
+            "place",
+            "grade",
+            "birthday",
+            "anniversary",
         ]
         .iter()
         .any(|w| rest.starts_with(w))
@@ -631,7 +641,21 @@ fn find_time(
         && let Some(c) = MILITARY.captures(work)
     {
         let whole = c.get(0).expect("group 0 always matches");
-        if free_number(work, c.get(1).expect("group 1").start(), whole.end()) {
+        // "at 1234 Main St" is an address: a 24-hour time is followed by nothing or a
+        // word that goes with times.
+        let next_word = work[whole.end()..]
+            .split(|c: char| !c.is_alphanumeric())
+            .find(|w| !w.is_empty())
+            .unwrap_or("");
+        let time_like = next_word.is_empty()
+            || [
+                "on", "tomorrow", "today", "tonight", "please", "hours", "hrs", "then", "instead",
+                "or", "and", "for", "the", "this", "next", "if", "would", "works", "is", "thanks",
+                "thank",
+            ]
+            .contains(&next_word)
+            || weekday_of(next_word).is_some();
+        if time_like && free_number(work, c.get(1).expect("group 1").start(), whole.end()) {
             // Already 24-hour: no am/pm reading.
             let (h, m): (u32, u32) = (c[1].parse().unwrap_or(99), c[2].parse().unwrap_or(99));
             found = NaiveTime::from_hms_opt(h, m, 0);

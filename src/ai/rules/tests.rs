@@ -319,6 +319,12 @@ fn cases() -> Vec<Case> {
         c("it takes 45 minutes?"),
         c("I've been 2 times before"),
         c("room 12"),
+        c("Is there one on 1st Street?"),
+        c("It's at 1234 Main St."),
+        c("at 1630 tomorrow").date("2026-11-26").time("16:30"),
+        c("I can't do Friday, how about Monday?").date("2026-11-30"),
+        c("Find me a dentist in Berkeley, CA 94704."),
+        c("Call me on 408-555-0199."),
         c("is it 50% off?"),
         c("give me 5 minutes"),
         c("Look for one located in Novato please"),
@@ -573,5 +579,26 @@ fn never_panics_and_caps_work_on_any_input() {
         "0:00",
     ] {
         let _ = nlu.understand(odd, &ctx);
+    }
+}
+
+#[test]
+#[ignore]
+fn scratch_print() {
+    let nlu = nlu();
+    let ctx = context("2019-03-01 08:00", None);
+    for line in std::fs::read_to_string("/tmp/scratch.txt")
+        .unwrap_or_default()
+        .lines()
+    {
+        let u = nlu.understand(line, &ctx);
+        println!(
+            "{:?} {:?} {:?} {:?} | {}",
+            u.acts.first(),
+            u.date,
+            u.time,
+            u.day_part,
+            line
+        );
     }
 }
