@@ -40,7 +40,7 @@ static RESCHEDULE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static OTHER_OPTIONS: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:any ?(?:one|body) else|some ?(?:one|body) else|who else|what else (?:do you|is there|have you|you got|is available)|any others?|(?:are there|is there|have you|do you have|got|see|find|show me|know of|suggest|recommend) (?:any |some )?(?:other|others|more|additional|different)|(?:other|more|additional|different|alternative) (?:options?|times?|slots?|openings?|days?|dates?|choices?|ones?|therapists?|doctors?|dentists?|stylists?|salons?|places?|providers?|psychiatrists?|psychologists?|hours?|availability|suggestions?)|alternatives?|(?:any ?thing|some ?thing|any ?time) (?:else|later|earlier|different|sooner)|(?:later|earlier|sooner) (?:one|time|slot|option)s?\?|some others|the only|any ?(?:one|body|thing) other|what else\b|(?:none|neither) of (?:those|these|them) (?:work|suit)\w*|a few to choose from|another (?:option|time|slot|one|therapist|doctor|dentist|stylist|salon|place|day|provider)|else (?:available|you can recommend)|(?:is|are) there (?:any ?(?:one|thing))?\s*(?:else|later|earlier))\b",
+        r"\b(?:any ?(?:one|body) else|some ?(?:one|body) else|who else|what else (?:do you|is there|have you|you got|is available)|any others?|(?:are there|is there|have you|do you have|got|see|find|show me|know of|suggest|recommend) (?:any |some )?(?:other|others|more|additional|different)|(?:other|more|additional|different|alternative) (?:options?|times?|slots?|openings?|days?|dates?|choices?|ones?|therapists?|doctors?|dentists?|stylists?|salons?|places?|providers?|psychiatrists?|psychologists?|hours?|availability|suggestions?)|alternatives?|(?:any ?thing|some ?thing|any ?time) (?:else|later|earlier|different|sooner)|(?:later|earlier|sooner) (?:one|time|slot|option)s?\?|some others|the only|any ?(?:one|body|thing) other|what else\b|(?:none|neither) of (?:those|these|them) (?:work|suit)\w*|a few to choose from|(?:search|look|check) again|keep (?:looking|searching)|another (?:option|time|slot|one|therapist|doctor|dentist|stylist|salon|place|day|provider)|else (?:available|you can recommend)|(?:is|are) there (?:any ?(?:one|thing))?\s*(?:else|later|earlier))\b",
     )
 });
 static BOOK: LazyLock<Regex> = LazyLock::new(|| {
@@ -50,7 +50,7 @@ static BOOK: LazyLock<Regex> = LazyLock::new(|| {
 });
 static QUESTION: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?:^|[.!?,]\s*|\b(?:and|also|ok|okay|so|but)\s+)(?:what|where|how|which|who|why|when|do you|do they|does|is (?:there|it|he|she|the|that|this|their|his|her)|are (?:you|they|the|there)|can i|could i|may i|(?:tell|give|send) me (?:the|their|his|her|your|its|a |an )|i need (?:the|their|his|her|your)|i'd like (?:the|their|his|her|your))\b|\b(?:address|phone number|contact (?:info|information|number|details)|their number|his number|her number|the number|located|location|directions|parking|park|price|prices|cost|costs|fee|fees|how much|hours|open|insurance|accept|payment|pay|wheelchair|policy)\b",
+        r"(?:^|[.!?,]\s*|\b(?:and|also|ok|okay|so|but)\s+)(?:what|where|how|which|who|why|when|do you|do they|does|is (?:there|it|he|she|the|that|this|their|his|her)|are (?:you|they|the|there)|can i|could i|may i|(?:tell|give|send) me (?:the|their|his|her|your|its|a |an )|i need (?:the|their|his|her|your)|i'd like (?:the|their|his|her|your))\b|\b(?:let me know|address|phone number|contact (?:info|information|number|details)|rating|rated|reviews?|unisex|cosmetic|website|their number|his number|her number|the number|located|location|directions|parking|park|price|prices|cost|costs|fee|fees|how much|hours|open|insurance|accept|payment|pay|wheelchair|policy)\b",
     )
 });
 static DENY: LazyLock<Regex> = LazyLock::new(|| {
@@ -67,7 +67,7 @@ static AFFIRM_LEAD: LazyLock<Regex> = LazyLock::new(|| {
 /// A message that opens with a clear no.
 static DENY_LEAD: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:oh |well |actually,? |um,? |uh,? |sorry,? |hmm,? )*(?:no\b|nope|nah|negative|not (?:really|now|right now|just now|just yet|yet|at the moment|today|for now)|nothing\b|never ?mind|(?:maybe|perhaps) (?:later|another time|some other time|at a later|in a bit|in the future|next time|not))",
+        r"^(?:oh |well |actually,? |um,? |uh,? |sorry,? |hmm,? )*(?:no\b|nope|nah|negative|not (?:really|now|right now|just now|just yet|yet|at the moment|today|for now)|nothing\b|never ?mind|(?:maybe|perhaps) (?:later|another time|some other time|at a later|in a bit|in the future|next time|not)|i (?:don't|do not) (?:want|need|wish|think)|i'?d rather not|i'?m not (?:interested|looking|ready))",
     )
 });
 static DEFERRAL: LazyLock<Regex> = LazyLock::new(|| {
@@ -77,7 +77,7 @@ static DEFERRAL: LazyLock<Regex> = LazyLock::new(|| {
 });
 static AFFIRM: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:yes|yeah|yea|yep|yup|sure|correct|(?:i|we) can (?:do|make) (?:that|it))\b|\b(?:sounds (?:good|great|fine|perfect|lovely|nice|ok|okay|about right|right|wonderful)|that works|works for me|will work|that'?s (?:fine|great|perfect|good|correct|right|ok|okay|it|wonderful|lovely|excellent)|that is (?:fine|great|perfect|good|correct|right)|it'?s (?:fine|ok|okay|good|perfect|great)|it is (?:fine|ok|okay|good|perfect|great)|that would be (?:fine|great|perfect|good|wonderful|nice|lovely)|(?:is|are|be) (?:fine|perfect|great|correct|right) with me|i like (?:the sound of|that|it)|please do|go ahead|let'?s do (?:it|that)|book it|i'll take it|i will take it|suits me|is correct|are correct|are right|is right|is fine|is perfect|is great)\b|\b(?:that|this|it|that 1|that one|this one)\s+(?:sounds?|seems?|looks?|is|would|should|will|could)\s+(?:\w+\s+){0,2}(?:good|great|nice|fine|okay|ok|perfect|work|do|suit|lovely|excellent|wonderful)\b|\b(?:i'm|i am) (?:good|fine|ok|okay|happy|content) with\b|\b(?:like|interested in|go with|take) (?:that|this|it|that one|this one|that 1|this 1)\b|\btry (?:it|that)\b|\ball correct\b|\ba good (?:one|choice)\b",
+        r"\b(?:yes|yeah|yea|yep|yup|sure|correct|(?:i|we) can (?:do|make) (?:that|it))\b|\b(?:sounds (?:good|great|fine|perfect|lovely|nice|ok|okay|about right|right|wonderful)|that works|works for me|will work|that'?s (?:fine|great|perfect|good|correct|right|ok|okay|it|wonderful|lovely|excellent)|that is (?:fine|great|perfect|good|correct|right)|it'?s (?:fine|ok|okay|good|perfect|great)|it is (?:fine|ok|okay|good|perfect|great)|that would be (?:fine|great|perfect|good|wonderful|nice|lovely)|(?:is|are|be) (?:fine|perfect|great|correct|right) with me|(?:it's|that's|it is|that is) a deal|i like (?:the sound of|that|it)|please do|go ahead|let'?s do (?:it|that)|book it|i'll take it|i will take it|suits me|is correct|are correct|are right|is right|is fine|is perfect|is great)\b|\b(?:that|this|it|that 1|that one|this one)\s+(?:sounds?|seems?|looks?|is|would|should|will|could)\s+(?:\w+\s+){0,2}(?:good|great|nice|fine|okay|ok|perfect|work|do|suit|lovely|excellent|wonderful)\b|\b(?:i'm|i am) (?:good|fine|ok|okay|happy|content) with\b|\b(?:sounds?|seems?|looks?) (?:\w+ ){0,2}(?:good|great|nice|fine|perfect|okay|ok|ideal|excellent|wonderful|lovely|right)\b|\b(?:like|interested in|go with|take) (?:that|this|it|that one|this one|that 1|this 1)\b|\btry (?:it|that)\b|\ball correct\b|\ba good (?:one|choice)\b",
     )
 });
 /// A soft opener ("ok", "great") is a yes only when nothing else is said.
@@ -130,7 +130,9 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     push(Act::Book, book);
     push(Act::Question, !other && QUESTION.is_match(norm));
     push(Act::Deny, DENY.is_match(norm));
-    push(Act::Affirm, AFFIRM.is_match(norm));
+    // "not sure" is doubt, not a yes.
+    let unsure = norm.contains("not sure") || norm.contains("unsure");
+    push(Act::Affirm, !unsure && AFFIRM.is_match(norm));
     push(Act::Thanks, THANKS.is_match(norm));
     push(Act::Goodbye, GOODBYE.is_match(norm));
     // A soft "great" / "ok" next to thanks or bye is politeness, not a yes.

@@ -39,7 +39,7 @@ fn re(pattern: &str) -> Regex {
 
 static NEGATED: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r"\b(?:all|al|enough|it|everything|that's it|done)(?: for)? (?:today|now|tonight)\b|\b(?:not|instead of|rather than|other than|except)\s+(?:at\s+|on\s+|the\s+)?(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?|noon|today|tomorrow|(?:{WEEKDAY})|\d{{1,2}}(?:st|nd|rd|th))\b|\bfrom\s+(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?)\s+to\b"
+        r"\b(?:all|al|enough|it|everything|that's it|done)(?: for)? (?:today|now|tonight)\b|\b(?:not|instead of|rather than|other than|except|(?:can't|cannot|can not|couldn't|won't) (?:do|make|come|manage|go))\s+(?:at\s+|on\s+|the\s+)?(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?|noon|today|tomorrow|(?:{WEEKDAY})|\d{{1,2}}(?:st|nd|rd|th))\b|\bfrom\s+(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?)\s+to\b"
     ))
 });
 static DAY_AFTER_TOMORROW: LazyLock<Regex> =
@@ -49,13 +49,17 @@ static WEEK_FROM: LazyLock<Regex> = LazyLock::new(|| {
         r"\b(?:a|one|1) week (?:from|after) (today|tomorrow|(?:this |next )?(?:{WEEKDAY}))\b|\b(?:a|one|1) week (?:from )?today\b"
     ))
 });
-static IN_N: LazyLock<Regex> = LazyLock::new(|| re(r"\bin (a|an|one|\d{1,2}) (days?|weeks?)\b"));
+static IN_N: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\bin (a|an|one|\d{1,2}) (days?|weeks?)\b|\b(a|an|one|\d{1,2}) (days?|weeks?) from (?:now|today)\b",
+    )
+});
 static TOMORROW: LazyLock<Regex> = LazyLock::new(|| re(r"\btomorrow\b"));
 static TODAY: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(?:today|tonight|this (?:morning|afternoon|evening))\b"));
 static WEEKDAY_RE: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r"\b(?:(next|this|coming|on)\s+)?({WEEKDAY})(?:\s+(next week|this week|after next))?\b"
+        r"\b(?:(next week(?: on)?|this week(?: on)?|next|this|the coming|coming|on)\s+)?({WEEKDAY})(?:\s+(next week|this week|after next))?\b"
     ))
 });
 static MONTH_DAY: LazyLock<Regex> = LazyLock::new(|| {
@@ -77,7 +81,7 @@ static NEXT_MONTH: LazyLock<Regex> =
     LazyLock::new(|| re(r"of\s+(?:next|the next|the following)\s*month$"));
 static ORDINAL_DAY: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r"\b(?:the\s+)?(\d{{1,2}})(st|nd|rd|th)\b|\bon the ({ORDINAL_WORD})\b"
+        r"\b(?:the\s+)?(\d{{1,2}})(st|nd|rd|th)\b|\b(?:on|for|by|until|till) the ({ORDINAL_WORD})\b"
     ))
 });
 static NUMERIC_DATE: LazyLock<Regex> =
@@ -297,11 +301,13 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
     }
     if let Some(c) = IN_N.captures(work) {
         let whole = c.get(0).expect("group 0 always matches");
-        let n: u64 = match &c[1] {
+        let count = c.get(1).or(c.get(3)).map_or("", |m| m.as_str());
+        let unit = c.get(2).or(c.get(4)).map_or("", |m| m.as_str());
+        let n: u64 = match count {
             "a" | "an" | "one" => 1,
             n => n.parse().unwrap_or(0),
         };
-        let days = if c[2].starts_with("week") { n * 7 } else { n };
+        let days = if unit.starts_with("week") { n * 7 } else { n };
         consume(work, whole.start(), whole.end());
         return Some(add_days(today, days));
     }
@@ -316,8 +322,9 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
         let after = c.get(3).map(|m| m.as_str());
         let date = match (before, after) {
             (_, Some("after next")) => add_days(weekday_next_week(today, day), 7),
-            (Some("next"), _) | (_, Some("next week")) => weekday_next_week(today, day),
-            (_, Some("this week")) => {
+            (Some(b), _) if b.starts_with("next") => weekday_next_week(today, day),
+            (_, Some("next week")) => weekday_next_week(today, day),
+            (Some("this week" | "this week on"), _) | (_, Some("this week")) => {
                 let monday = today - Days::new(today.weekday().num_days_from_monday() as u64);
                 let d = add_days(monday, day.num_days_from_monday() as u64);
                 if d >= today {
@@ -419,6 +426,16 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
             "visit",
             "appointment",
             "person",
+            "street",
+            "st",
+            "avenue",
+            "ave",
+            "road",
+            "rd",
+            "place",
+            "grade",
+            "birthday",
+            "anniversary",
         ]
         .iter()
         .any(|w| rest.starts_with(w))
@@ -631,7 +648,21 @@ fn find_time(
         && let Some(c) = MILITARY.captures(work)
     {
         let whole = c.get(0).expect("group 0 always matches");
-        if free_number(work, c.get(1).expect("group 1").start(), whole.end()) {
+        // "at 1234 Main St" is an address: a 24-hour time is followed by nothing or a
+        // word that goes with times.
+        let next_word = work[whole.end()..]
+            .split(|c: char| !c.is_alphanumeric())
+            .find(|w| !w.is_empty())
+            .unwrap_or("");
+        let time_like = next_word.is_empty()
+            || [
+                "on", "tomorrow", "today", "tonight", "please", "hours", "hrs", "then", "instead",
+                "or", "and", "for", "the", "this", "next", "if", "would", "works", "is", "thanks",
+                "thank",
+            ]
+            .contains(&next_word)
+            || weekday_of(next_word).is_some();
+        if time_like && free_number(work, c.get(1).expect("group 1").start(), whole.end()) {
             // Already 24-hour: no am/pm reading.
             let (h, m): (u32, u32) = (c[1].parse().unwrap_or(99), c[2].parse().unwrap_or(99));
             found = NaiveTime::from_hms_opt(h, m, 0);
@@ -662,9 +693,21 @@ fn find_time(
             let h: u32 = num.as_str().parse().unwrap_or(99);
             let pm = adjacent_part(work, num.start(), num.end()).or(global_pm);
             let prep = &c[0][..c[0].len() - num.len()].trim();
-            // "for 3" is a time only when a time is expected; otherwise a count.
+            // "for 3" is a time when a time is expected or when nothing follows the number
+            // that could make it a count ("for 3 please", "for 3?").
+            let next_word = work[num.end()..]
+                .split(|c: char| !c.is_alphanumeric())
+                .find(|w| !w.is_empty())
+                .unwrap_or("");
+            let closes = next_word.is_empty()
+                || [
+                    "please", "then", "instead", "tomorrow", "today", "on", "this", "next",
+                ]
+                .contains(&next_word)
+                || weekday_of(next_word).is_some();
             if (*prep == "for" || *prep == "to")
                 && !matches!(expecting, Some(Slot::Time | Slot::Option))
+                && !closes
             {
                 continue;
             }

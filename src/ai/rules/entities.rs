@@ -26,6 +26,10 @@ static NAME_WEAK: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i:\b(?:it's|it is|this is|i'm|i am|im)\s+)(\p{Lu}[\p{L}'-]*(?:\s+\p{Lu}[\p{L}'-]*){0,3})",
     )
 });
+/// "Can I come in Monday at 9? Jo Park": two or three capitalised words closing the message
+/// after a sentence break.
+static NAME_TRAILING: LazyLock<Regex> =
+    LazyLock::new(|| re(r"[.?!,;]\s+(\p{Lu}\p{Ll}+(?:[\s-]+\p{Lu}\p{Ll}+){1,2})\s*[.!]?\s*$"));
 static LEAD: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)^\s*(?:my name is|my name's|name is|name's|it's|it is|this is|i'm|i am|sure|yes|yeah|ok|okay)[\s,:]+",
@@ -141,6 +145,12 @@ pub(super) fn name(original: &str, expecting: Option<Slot>) -> Option<String> {
     }
     if let Some(c) = NAME_WEAK.captures(original)
         && let Some(n) = clean_name(&c[1], false)
+    {
+        return Some(n);
+    }
+    if let Some(c) = NAME_TRAILING.captures(original)
+        && let Some(n) = clean_name(&c[1], false)
+        && n.split_whitespace().count() >= 2
     {
         return Some(n);
     }

@@ -9,6 +9,8 @@ use sara_actors::understanding::{Act, DayPart, NluContext, Slot};
 use super::RuleNlu;
 
 const WEDNESDAY: &str = "2026-11-25 10:00";
+/// The "now" of the example conversations in DIALOGS.md.
+const THURSDAY: &str = "2026-03-05 10:00";
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -319,6 +321,18 @@ fn cases() -> Vec<Case> {
         c("it takes 45 minutes?"),
         c("I've been 2 times before"),
         c("room 12"),
+        c("can you do it for 4?").time("16:00"),
+        c("for the fifth").date("2026-12-05"),
+        c("next week on Monday").date("2026-11-30"),
+        c("2 days from now").date("2026-11-27"),
+        c("I don't want to make an appointment right now").first(Deny),
+        c("She seems really nice.").first(Affirm),
+        c("Is there one on 1st Street?"),
+        c("It's at 1234 Main St."),
+        c("at 1630 tomorrow").date("2026-11-26").time("16:30"),
+        c("I can't do Friday, how about Monday?").date("2026-11-30"),
+        c("Find me a dentist in Berkeley, CA 94704."),
+        c("Call me on 408-555-0199."),
         c("is it 50% off?"),
         c("give me 5 minutes"),
         c("Look for one located in Novato please"),
@@ -379,6 +393,69 @@ fn cases() -> Vec<Case> {
             .service(Some("Whitening")),
         c("asdfgh qwerty").choice(None).name(None),
         c("").choice(None),
+        // The example conversations of DIALOGS.md ("now" is Thursday 2026-03-05 10:00).
+        c("Hi, can I book a cleaning tomorrow at 2pm? It's Maria Lopez.")
+            .at(THURSDAY)
+            .first(Inform)
+            .has(Book)
+            .date("2026-03-06")
+            .time("14:00")
+            .service(Some("Cleaning"))
+            .name(Some("Maria Lopez")),
+        c("yes please").at(THURSDAY).first(Affirm),
+        c("I need an appointment").at(THURSDAY).first(Book),
+        c("next Tuesday around 10")
+            .at(THURSDAY)
+            .date("2026-03-10")
+            .time("10:00"),
+        c("cleaning. my name is Sam Ortiz")
+            .at(THURSDAY)
+            .first(Inform)
+            .service(Some("Cleaning"))
+            .name(Some("Sam Ortiz")),
+        c("actually make it 10:30")
+            .at(THURSDAY)
+            .first(Inform)
+            .time("10:30"),
+        c("Can I come in Monday at 9 for a consultation? Jo Park")
+            .at(THURSDAY)
+            .first(Inform)
+            .has(Book)
+            .date("2026-03-09")
+            .time("09:00")
+            .service(Some("Consultation"))
+            .name(Some("Jo Park")),
+        c("10").at(THURSDAY).expecting(Slot::Option).time("10:00"),
+        c("10am").at(THURSDAY).expecting(Slot::Option).time("10:00"),
+        c("what about Wednesday?").at(THURSDAY).date("2026-03-11"),
+        c("I'd like a whitening on Friday")
+            .at(THURSDAY)
+            .first(Inform)
+            .has(Book)
+            .date("2026-03-06")
+            .service(Some("Whitening")),
+        c("do you have parking?").at(THURSDAY).first(Question),
+        c("I need to move my appointment")
+            .at(THURSDAY)
+            .first(Reschedule),
+        c("the cleaning, to next week same time")
+            .at(THURSDAY)
+            .service(Some("Cleaning")),
+        c("cancel my appointment tomorrow")
+            .at(THURSDAY)
+            .first(Cancel)
+            .date("2026-03-06"),
+        c("can I talk to someone").at(THURSDAY).first(Handover),
+        c("Friday afternoon?")
+            .at("2026-03-11 10:00")
+            .date("2026-03-13")
+            .part(DayPart::Afternoon),
+        c("book me for Thursday at 3")
+            .at(THURSDAY)
+            .first(Inform)
+            .has(Book)
+            .date("2026-03-12")
+            .time("15:00"),
         // Names, emails, services.
         c("it's Maria Lopez")
             .first(Inform)
