@@ -364,6 +364,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure signature is fixed"
+    )]
     fn environment_overrides_the_file_and_numeric_tokens_stay_strings() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("c.toml", "[server]\nbind = \"0.0.0.0:1\"\n")?;

@@ -125,7 +125,9 @@ async fn hand_back(
     let phone = Phone::parse(&phone).ok_or_else(|| ApiError::bad_request("not a phone number"))?;
     match app.engine.hand_back(phone).await {
         Ok(()) => Ok(Json(json!({"status": "handed_back"}))),
-        Err(sara_actors::engine::TurnError::StoreUnavailable) => Err(ApiError::unavailable("store unavailable")),
+        Err(sara_actors::engine::TurnError::StoreUnavailable) => {
+            Err(ApiError::unavailable("store unavailable"))
+        }
         Err(error) => Err(ApiError::internal(error)),
     }
 }

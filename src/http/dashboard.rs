@@ -31,7 +31,11 @@ fn with_cookie_token(headers: &HeaderMap) -> HeaderMap {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
-        .find_map(|kv| kv.trim().strip_prefix(&format!("{COOKIE}=")).map(str::to_owned));
+        .find_map(|kv| {
+            kv.trim()
+                .strip_prefix(&format!("{COOKIE}="))
+                .map(str::to_owned)
+        });
     if let Some(token) = from_cookie
         && !headers.contains_key(header::AUTHORIZATION)
         && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
@@ -61,9 +65,17 @@ async fn dashboard(
     }
     require_admin(&app, &with_cookie_token(&headers))?;
     let business = app.engine.business().clone();
-    let stats = app.db.stats().await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let stats = app
+        .db
+        .stats()
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     let engine = app.engine.stats().await;
-    let bookings = app.db.bookings(business.timezone).await.map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let bookings = app
+        .db
+        .bookings(business.timezone)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(page(&business.name, &stats, &engine, &bookings).into_response())
 }
 

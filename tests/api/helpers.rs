@@ -93,10 +93,6 @@ impl Sara {
         }
     }
 
-    pub fn dir(&self) -> PathBuf {
-        self.dir.clone()
-    }
-
     /// Kills the process without warning (SIGKILL), as a crash would.
     pub fn kill9(mut self) -> (PathBuf, String) {
         let _ = self.child.kill();
@@ -140,9 +136,35 @@ impl Sara {
         body: Vec<u8>,
         signature: Option<&str>,
     ) -> (u16, String) {
-        let mut req = self
-            .client
-            .post(format!("{}{}", self.base, path))
+        Self::send(&self.client, &self.base, path, body, signature)
+            .await
+            .expect("request reaches sara")
+    }
+
+    /// Like `post_raw` on a connection of its own (the server may close it early, as it
+    /// does for an oversized body); that is an `Err`, not a panic.
+    pub async fn try_post_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Result<(u16, String), reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(0)
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Self::send(&client, &self.base, path, body, signature).await
+    }
+
+    async fn send(
+        client: &reqwest::Client,
+        base: &str,
+        path: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Result<(u16, String), reqwest::Error> {
+        let mut req = client
+            .post(format!("{base}{path}"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(body);
         if let Some(s) = signature {

@@ -900,6 +900,9 @@ fn a_name_given_before_anything_else_is_kept_for_the_booking() {
     let d = c.say(says(&[Act::Inform]).on(3, 10).at(10, 0));
     assert!(!d.reply.text.contains("name"), "{}", d.reply.text);
     let d = c.say(says(&[Act::Inform]).service("Cleaning"));
-    says_all(&d, &["a cleaning for Sam Ortiz on Tuesday, March 10 at 10:00 AM"]);
+    says_all(
+        &d,
+        &["a cleaning for Sam Ortiz on Tuesday, March 10 at 10:00 AM"],
+    );
     assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
 }

@@ -154,7 +154,8 @@ impl Conversation {
             let commit = TurnCommit {
                 phone: self.phone.clone(),
                 expected_version: self.version,
-                state: serde_json::to_string(&next).map_err(|e| TurnError::Internal(e.to_string()))?,
+                state: serde_json::to_string(&next)
+                    .map_err(|e| TurnError::Internal(e.to_string()))?,
                 turn: record,
             };
             match self.shared.writer.commit(commit).await? {
