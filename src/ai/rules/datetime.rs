@@ -564,7 +564,7 @@ fn find_time(
                 45,
             ),
         };
-        let pm = adjacent_part(work, whole.start(), whole.end()).or(global_pm);
+        let pm = adjacent_part(work, whole.start(), whole.end()).or(global_meridiem(h, global_pm));
         // "quarter to 1" is 12:45, which is pm; keep the hour of the spoken number for am/pm.
         let pm = if h == 12 && pm.is_none() {
             Some(true)
@@ -603,7 +603,7 @@ fn find_time(
             let (h, m): (u32, u32) = (c[1].parse().unwrap_or(99), c[2].parse().unwrap_or(99));
             let pm = meridiem_of(c.get(3).map(|m| m.as_str()))
                 .or_else(|| adjacent_part(work, whole.start(), whole.end()))
-                .or(if h < 12 { global_pm } else { None });
+                .or(global_meridiem(h, global_pm));
             if let Some(t) = to_time(h, m, pm) {
                 found = Some(t);
                 consume(work, whole.start(), whole.end());
@@ -628,7 +628,7 @@ fn find_time(
                 .unwrap_or(0);
             let pm = meridiem_of(Some(&c[3]))
                 .or_else(|| adjacent_part(work, whole.start(), whole.end()))
-                .or(global_pm);
+                .or(global_meridiem(h, global_pm));
             if (h <= 12 || c[3].starts_with('o'))
                 && let Some(t) = to_time(h, m, pm)
             {
@@ -691,7 +691,7 @@ fn find_time(
                 continue;
             }
             let h: u32 = num.as_str().parse().unwrap_or(99);
-            let pm = adjacent_part(work, num.start(), num.end()).or(global_pm);
+            let pm = adjacent_part(work, num.start(), num.end()).or(global_meridiem(h, global_pm));
             let prep = &c[0][..c[0].len() - num.len()].trim();
             // "for 3" is a time when a time is expected or when nothing follows the number
             // that could make it a count ("for 3 please", "for 3?").
@@ -735,7 +735,7 @@ fn find_time(
                     || matches!(expecting, Some(Slot::Time | Slot::Option | Slot::Date)))
                 && expecting != Some(Slot::Date)
             {
-                found = to_time(h, 0, global_pm);
+                found = to_time(h, 0, global_meridiem(h, global_pm));
                 weak = true;
             } else if trimmed.len() == 4 && matches!(expecting, Some(Slot::Time | Slot::Option)) {
                 found = NaiveTime::from_hms_opt(h / 100, h % 100, 0);
@@ -755,6 +755,17 @@ fn find_time(
     (found, day_part, weak)
 }
 
+/// The am/pm a part of day named elsewhere in the message gives an hour: "afternoon" makes any
+/// hour before 12 pm, but "morning" only claims 5–11 ("this morning I called, can I come at
+/// 3" still means 3 pm).
+fn global_meridiem(hour: u32, global_pm: Option<bool>) -> Option<bool> {
+    match global_pm {
+        Some(true) if hour < 12 => Some(true),
+        Some(false) if (5..=11).contains(&hour) => Some(false),
+        _ => None,
+    }
+}
+
 /// "2", "2pm", "2:30", "noon" as a bound for "after"/"before".
 fn parse_loose_time(s: &str, global_pm: Option<bool>) -> Option<NaiveTime> {
     let s = s.trim();
@@ -771,7 +782,7 @@ fn parse_loose_time(s: &str, global_pm: Option<bool>) -> Option<NaiveTime> {
         }
         None => (0, rest),
     };
-    let pm = meridiem_of(Some(rest.trim())).or(if h < 12 { global_pm } else { None });
+    let pm = meridiem_of(Some(rest.trim())).or(global_meridiem(h, global_pm));
     if h > 23 {
         return None;
     }

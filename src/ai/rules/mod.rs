@@ -235,7 +235,6 @@ fn fix_typo(word: &str) -> &str {
         "pls" | "plz" => "please",
         "thx" | "thanx" | "thnx" | "ty" => "thanks",
         "u" => "you",
-        "noon" | "midday" => word,
         _ => word,
     }
 }
