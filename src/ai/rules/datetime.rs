@@ -315,37 +315,6 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
         consume(work, m.start(), m.end());
         return Some(add_days(today, 1));
     }
-    if let Some(c) = WEEKDAY_RE.captures(work) {
-        let whole = c.get(0).expect("group 0 always matches");
-        let day = weekday_of(&c[2])?;
-        let before = c.get(1).map(|m| m.as_str());
-        let after = c.get(3).map(|m| m.as_str());
-        let date = match (before, after) {
-            (_, Some("after next")) => add_days(weekday_next_week(today, day), 7),
-            (Some(b), _) if b.starts_with("next") => weekday_next_week(today, day),
-            (_, Some("next week")) => weekday_next_week(today, day),
-            (Some("this week" | "this week on"), _) | (_, Some("this week")) => {
-                let monday = today - Days::new(today.weekday().num_days_from_monday() as u64);
-                let d = add_days(monday, day.num_days_from_monday() as u64);
-                if d >= today {
-                    d
-                } else {
-                    next_weekday(today, day)
-                }
-            }
-            _ => next_weekday(today, day),
-        };
-        consume(work, whole.start(), whole.end());
-        return Some(date);
-    }
-    if let Some(m) = TODAY.find(work) {
-        // "this morning" is today; the part of day is read again by the time pass.
-        let is_today_word = matches!(m.as_str(), "today" | "tonight");
-        if is_today_word {
-            consume(work, m.start(), m.end());
-        }
-        return Some(today);
-    }
     if let Some(c) = ISO_DATE.captures(work) {
         let whole = c.get(0).expect("group 0 always matches");
         let (y, mo, d) = (c[1].parse().ok()?, c[2].parse().ok()?, c[3].parse().ok()?);
@@ -392,6 +361,8 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
         let free_after = !work[whole.end()..].starts_with(['/', '-', '%']);
         if free_before && free_after {
             let (mo, d): (u32, u32) = (c[1].parse().ok()?, c[2].parse().ok()?);
+            // US month/day; "25/12" cannot be that, so it is read day/month.
+            let (mo, d) = if mo > 12 && d <= 12 { (d, mo) } else { (mo, d) };
             if (1..=12).contains(&mo) && (1..=31).contains(&d) {
                 consume(work, whole.start(), whole.end());
                 return upcoming(today, mo, d, year_of(c.get(3)));
@@ -444,6 +415,39 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
         }
         consume(work, whole.start(), whole.end());
         return ordinal_day(today, day);
+    }
+    // Weekdays and "today" come last: an explicit calendar date in the same message is
+    // more specific ("Monday the 16th").
+    if let Some(c) = WEEKDAY_RE.captures(work) {
+        let whole = c.get(0).expect("group 0 always matches");
+        let day = weekday_of(&c[2])?;
+        let before = c.get(1).map(|m| m.as_str());
+        let after = c.get(3).map(|m| m.as_str());
+        let date = match (before, after) {
+            (_, Some("after next")) => add_days(weekday_next_week(today, day), 7),
+            (Some(b), _) if b.starts_with("next") => weekday_next_week(today, day),
+            (_, Some("next week")) => weekday_next_week(today, day),
+            (Some("this week" | "this week on"), _) | (_, Some("this week")) => {
+                let monday = today - Days::new(today.weekday().num_days_from_monday() as u64);
+                let d = add_days(monday, day.num_days_from_monday() as u64);
+                if d >= today {
+                    d
+                } else {
+                    next_weekday(today, day)
+                }
+            }
+            _ => next_weekday(today, day),
+        };
+        consume(work, whole.start(), whole.end());
+        return Some(date);
+    }
+    if let Some(m) = TODAY.find(work) {
+        // "this morning" is today; the part of day is read again by the time pass.
+        let is_today_word = matches!(m.as_str(), "today" | "tonight");
+        if is_today_word {
+            consume(work, m.start(), m.end());
+        }
+        return Some(today);
     }
     None
 }
@@ -536,7 +540,9 @@ fn find_time(
             // "past 4" inside "half past 4" is not a bound; that pattern ran first below.
             let in_fraction = work[..whole.start()].trim_end().ends_with("half")
                 || work[..whole.start()].trim_end().ends_with("quarter");
-            if !in_fraction {
+            // "after 2 days", "in the past 2 weeks" are spans, not clock bounds.
+            let quantity = QUANTITY.is_match(&work[whole.end()..]);
+            if !in_fraction && !quantity {
                 day_part = Some(if after {
                     DayPart::After(t)
                 } else {

@@ -222,7 +222,9 @@ fn fix_typo(word: &str) -> &str {
         | "tomoro" | "tomorro" | "tommorw" | "tomm" => "tomorrow",
         "tdy" | "todya" => "today",
         "thrusday" | "thursay" | "thurday" | "thurs" | "thur" | "thu" => "thursday",
-        "wendesday" | "wednsday" | "wensday" | "wedensday" | "wednesdy" | "weds" => "wednesday",
+        "wendesday" | "wednsday" | "wensday" | "wedensday" | "wednesdy" | "weds" | "wed" => {
+            "wednesday"
+        }
         "tues" | "tue" | "tuseday" | "teusday" => "tuesday",
         "munday" | "mon" => "monday",
         "firday" | "fri" | "fryday" => "friday",
