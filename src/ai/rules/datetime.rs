@@ -324,8 +324,8 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
     if let Some(c) = MONTH_DAY.captures(work) {
         let whole = c.get(0).expect("group 0 always matches");
         if let (Some(month), Some(day)) = (month_of(&c[1]), day_number(&c[2])) {
-            // "may 5" is a date, but a lone "may" before a small number in "I may 2" is rare
-            // enough to accept.
+            // The month needs a day number right after it, so the verb in "may I come" is
+            // not May.
             let date = upcoming(today, month, day, year_of(c.get(3)));
             consume(work, whole.start(), whole.end());
             if date.is_some() {
@@ -610,6 +610,12 @@ fn find_time(
             let pm = meridiem_of(c.get(3).map(|m| m.as_str()))
                 .or_else(|| adjacent_part(work, whole.start(), whole.end()))
                 .or(global_meridiem(h, global_pm));
+            // "07:30" with a leading zero is 24-hour notation: no afternoon reading.
+            let pm = if c[1].len() == 2 && c[1].starts_with('0') {
+                pm.or(Some(false))
+            } else {
+                pm
+            };
             if let Some(t) = to_time(h, m, pm) {
                 found = Some(t);
                 consume(work, whole.start(), whole.end());

@@ -60,9 +60,12 @@ impl RuleNlu {
             choice: choice.is_some(),
         };
         let acts = acts::detect(&norm, cues);
+        // Keywords read short messages well; a long one likely says more than they catch.
+        let long = norm.split_whitespace().count() > 30;
         let confidence = match acts.first() {
             None => 0.2,
             Some(Act::Inform) if moment.weak_time && moment.date.is_none() => 0.6,
+            Some(_) if long => 0.6,
             Some(_) => 0.85,
         };
         Understanding {

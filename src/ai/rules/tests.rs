@@ -243,6 +243,7 @@ fn cases() -> Vec<Case> {
         c("3:30 pm").time("15:30"),
         c("3:30pm please").time("15:30"),
         c("15:00").time("15:00"),
+        c("the appointment is at 07:30").time("07:30"),
         c("at 1630").time("16:30"),
         c("1630").expecting(Slot::Time).time("16:30"),
         c("4.30").time("16:30"),
