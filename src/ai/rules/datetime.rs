@@ -595,6 +595,7 @@ fn find_time(
             let after = work[minutes_end..].chars().next();
             if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#-/.".contains(c))
                 || after.is_some_and(|c| c.is_ascii_digit())
+                || QUANTITY.is_match(&work[minutes_end..])
             {
                 continue;
             }
@@ -627,11 +628,9 @@ fn find_time(
         for c in HOUR_MERIDIEM.captures_iter(&work.clone()) {
             let whole = c.get(0).expect("group 0 always matches");
             let num = c.get(1).expect("group 1 always matches");
-            if !free_number(work, num.start(), num.start() + num.len()) && c.get(2).is_none() {
-                let before = work[..num.start()].chars().next_back();
-                if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#".contains(c)) {
-                    continue;
-                }
+            let before = work[..num.start()].chars().next_back();
+            if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#-/.".contains(c)) {
+                continue;
             }
             let h: u32 = c[1].parse().unwrap_or(99);
             let m: u32 = c

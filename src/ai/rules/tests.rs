@@ -322,6 +322,8 @@ fn cases() -> Vec<Case> {
         c("it takes 45 minutes?"),
         c("I've been 2 times before"),
         c("room 12"),
+        c("it was 1.50 dollars"),
+        c("is it $4.30 or $5pm"),
         c("I had it done in the past 2 weeks"),
         c("Monday the 14th").date("2026-12-14"),
         c("25/12").date("2026-12-25"),
