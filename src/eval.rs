@@ -265,6 +265,39 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sgd-dev.jsonl")
     }
 
+    #[test]
+    fn the_summary_has_exactly_the_contract_keys() {
+        let json = serde_json::to_value(EvalSummary::default()).expect("serialises");
+        let mut keys: Vec<&str> = json
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "act_accuracy",
+                "date_accuracy",
+                "dialogs",
+                "llm_share",
+                "slot_f1",
+                "slot_precision",
+                "slot_recall",
+                "time_accuracy",
+                "turns"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_corpus_is_an_error_not_a_panic() {
+        let nlu = RuleNlu::new(vec![]);
+        let result = run(Path::new("/nonexistent/corpus.jsonl"), None, &nlu, vec![]).await;
+        assert!(result.is_err());
+    }
+
     #[tokio::test]
     async fn rule_nlu_meets_the_bar_on_the_sgd_dev_corpus() {
         let nlu = RuleNlu::new(vec![]);
@@ -278,6 +311,20 @@ mod tests {
         assert_eq!(s.turns, 1672);
         let lines = std::fs::read_to_string(&predictions).expect("predictions written");
         assert_eq!(lines.lines().count(), 1672);
+        let first: serde_json::Value =
+            serde_json::from_str(lines.lines().next().expect("a first line")).expect("json");
+        let keys: Vec<&str> = first
+            .as_object()
+            .expect("object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 6);
+        for key in ["id", "turn", "act", "date", "time", "llm"] {
+            assert!(keys.contains(&key), "prediction lacks {key}");
+        }
+        assert_eq!(first["turn"], 0);
+        assert_eq!(first["llm"], false);
         assert!(s.act_accuracy >= 0.97, "act accuracy {}", s.act_accuracy);
         assert!(s.slot_f1 >= 0.97, "slot f1 {}", s.slot_f1);
         assert!(s.date_accuracy >= 0.97, "date accuracy {}", s.date_accuracy);

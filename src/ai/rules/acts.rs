@@ -67,7 +67,7 @@ static AFFIRM_LEAD: LazyLock<Regex> = LazyLock::new(|| {
 /// A message that opens with a clear no.
 static DENY_LEAD: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:oh |well |actually,? |um,? |uh,? |sorry,? |hmm,? )*(?:no\b|nope|nah|negative|not (?:really|now|right now|just now|just yet|yet|at the moment|today|for now)|nothing\b|never ?mind|(?:maybe|perhaps) (?:later|another time|some other time|at a later|in a bit|in the future|next time|not)|i (?:don't|do not) (?:want|need|wish|think)|i'?d rather not|i'?m not (?:interested|looking|ready))",
+        r"^(?:oh |well |actually,? |um,? |uh,? |sorry,? |hmm,? )*(?:no\b|nope|nah|negative|not (?:really|now|right now|just now|just yet|yet|at the moment|today|for now)|nothing\b|never ?mind|(?:maybe|perhaps) (?:later|another time|some other time|at a later|in a bit|in the future|next time|not)|i (?:don't|do not) (?:want|need|wish|think)|i'?d rather not|i'?m not (?:interested|looking|ready)|i'?ll pass)",
     )
 });
 static DEFERRAL: LazyLock<Regex> = LazyLock::new(|| {

@@ -315,37 +315,6 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
         consume(work, m.start(), m.end());
         return Some(add_days(today, 1));
     }
-    if let Some(c) = WEEKDAY_RE.captures(work) {
-        let whole = c.get(0).expect("group 0 always matches");
-        let day = weekday_of(&c[2])?;
-        let before = c.get(1).map(|m| m.as_str());
-        let after = c.get(3).map(|m| m.as_str());
-        let date = match (before, after) {
-            (_, Some("after next")) => add_days(weekday_next_week(today, day), 7),
-            (Some(b), _) if b.starts_with("next") => weekday_next_week(today, day),
-            (_, Some("next week")) => weekday_next_week(today, day),
-            (Some("this week" | "this week on"), _) | (_, Some("this week")) => {
-                let monday = today - Days::new(today.weekday().num_days_from_monday() as u64);
-                let d = add_days(monday, day.num_days_from_monday() as u64);
-                if d >= today {
-                    d
-                } else {
-                    next_weekday(today, day)
-                }
-            }
-            _ => next_weekday(today, day),
-        };
-        consume(work, whole.start(), whole.end());
-        return Some(date);
-    }
-    if let Some(m) = TODAY.find(work) {
-        // "this morning" is today; the part of day is read again by the time pass.
-        let is_today_word = matches!(m.as_str(), "today" | "tonight");
-        if is_today_word {
-            consume(work, m.start(), m.end());
-        }
-        return Some(today);
-    }
     if let Some(c) = ISO_DATE.captures(work) {
         let whole = c.get(0).expect("group 0 always matches");
         let (y, mo, d) = (c[1].parse().ok()?, c[2].parse().ok()?, c[3].parse().ok()?);
@@ -355,8 +324,8 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
     if let Some(c) = MONTH_DAY.captures(work) {
         let whole = c.get(0).expect("group 0 always matches");
         if let (Some(month), Some(day)) = (month_of(&c[1]), day_number(&c[2])) {
-            // "may 5" is a date, but a lone "may" before a small number in "I may 2" is rare
-            // enough to accept.
+            // The month needs a day number right after it, so the verb in "may I come" is
+            // not May.
             let date = upcoming(today, month, day, year_of(c.get(3)));
             consume(work, whole.start(), whole.end());
             if date.is_some() {
@@ -392,6 +361,8 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
         let free_after = !work[whole.end()..].starts_with(['/', '-', '%']);
         if free_before && free_after {
             let (mo, d): (u32, u32) = (c[1].parse().ok()?, c[2].parse().ok()?);
+            // US month/day; "25/12" cannot be that, so it is read day/month.
+            let (mo, d) = if mo > 12 && d <= 12 { (d, mo) } else { (mo, d) };
             if (1..=12).contains(&mo) && (1..=31).contains(&d) {
                 consume(work, whole.start(), whole.end());
                 return upcoming(today, mo, d, year_of(c.get(3)));
@@ -444,6 +415,39 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
         }
         consume(work, whole.start(), whole.end());
         return ordinal_day(today, day);
+    }
+    // Weekdays and "today" come last: an explicit calendar date in the same message is
+    // more specific ("Monday the 16th").
+    if let Some(c) = WEEKDAY_RE.captures(work) {
+        let whole = c.get(0).expect("group 0 always matches");
+        let day = weekday_of(&c[2])?;
+        let before = c.get(1).map(|m| m.as_str());
+        let after = c.get(3).map(|m| m.as_str());
+        let date = match (before, after) {
+            (_, Some("after next")) => add_days(weekday_next_week(today, day), 7),
+            (Some(b), _) if b.starts_with("next") => weekday_next_week(today, day),
+            (_, Some("next week")) => weekday_next_week(today, day),
+            (Some("this week" | "this week on"), _) | (_, Some("this week")) => {
+                let monday = today - Days::new(today.weekday().num_days_from_monday() as u64);
+                let d = add_days(monday, day.num_days_from_monday() as u64);
+                if d >= today {
+                    d
+                } else {
+                    next_weekday(today, day)
+                }
+            }
+            _ => next_weekday(today, day),
+        };
+        consume(work, whole.start(), whole.end());
+        return Some(date);
+    }
+    if let Some(m) = TODAY.find(work) {
+        // "this morning" is today; the part of day is read again by the time pass.
+        let is_today_word = matches!(m.as_str(), "today" | "tonight");
+        if is_today_word {
+            consume(work, m.start(), m.end());
+        }
+        return Some(today);
     }
     None
 }
@@ -536,7 +540,9 @@ fn find_time(
             // "past 4" inside "half past 4" is not a bound; that pattern ran first below.
             let in_fraction = work[..whole.start()].trim_end().ends_with("half")
                 || work[..whole.start()].trim_end().ends_with("quarter");
-            if !in_fraction {
+            // "after 2 days", "in the past 2 weeks" are spans, not clock bounds.
+            let quantity = QUANTITY.is_match(&work[whole.end()..]);
+            if !in_fraction && !quantity {
                 day_part = Some(if after {
                     DayPart::After(t)
                 } else {
@@ -564,7 +570,7 @@ fn find_time(
                 45,
             ),
         };
-        let pm = adjacent_part(work, whole.start(), whole.end()).or(global_pm);
+        let pm = adjacent_part(work, whole.start(), whole.end()).or(global_meridiem(h, global_pm));
         // "quarter to 1" is 12:45, which is pm; keep the hour of the spoken number for am/pm.
         let pm = if h == 12 && pm.is_none() {
             Some(true)
@@ -589,6 +595,7 @@ fn find_time(
             let after = work[minutes_end..].chars().next();
             if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#-/.".contains(c))
                 || after.is_some_and(|c| c.is_ascii_digit())
+                || QUANTITY.is_match(&work[minutes_end..])
             {
                 continue;
             }
@@ -603,7 +610,13 @@ fn find_time(
             let (h, m): (u32, u32) = (c[1].parse().unwrap_or(99), c[2].parse().unwrap_or(99));
             let pm = meridiem_of(c.get(3).map(|m| m.as_str()))
                 .or_else(|| adjacent_part(work, whole.start(), whole.end()))
-                .or(if h < 12 { global_pm } else { None });
+                .or(global_meridiem(h, global_pm));
+            // "07:30" with a leading zero is 24-hour notation: no afternoon reading.
+            let pm = if c[1].len() == 2 && c[1].starts_with('0') {
+                pm.or(Some(false))
+            } else {
+                pm
+            };
             if let Some(t) = to_time(h, m, pm) {
                 found = Some(t);
                 consume(work, whole.start(), whole.end());
@@ -615,11 +628,9 @@ fn find_time(
         for c in HOUR_MERIDIEM.captures_iter(&work.clone()) {
             let whole = c.get(0).expect("group 0 always matches");
             let num = c.get(1).expect("group 1 always matches");
-            if !free_number(work, num.start(), num.start() + num.len()) && c.get(2).is_none() {
-                let before = work[..num.start()].chars().next_back();
-                if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#".contains(c)) {
-                    continue;
-                }
+            let before = work[..num.start()].chars().next_back();
+            if matches!(before, Some(c) if c.is_ascii_digit() || "$£€#-/.".contains(c)) {
+                continue;
             }
             let h: u32 = c[1].parse().unwrap_or(99);
             let m: u32 = c
@@ -628,7 +639,7 @@ fn find_time(
                 .unwrap_or(0);
             let pm = meridiem_of(Some(&c[3]))
                 .or_else(|| adjacent_part(work, whole.start(), whole.end()))
-                .or(global_pm);
+                .or(global_meridiem(h, global_pm));
             if (h <= 12 || c[3].starts_with('o'))
                 && let Some(t) = to_time(h, m, pm)
             {
@@ -691,7 +702,7 @@ fn find_time(
                 continue;
             }
             let h: u32 = num.as_str().parse().unwrap_or(99);
-            let pm = adjacent_part(work, num.start(), num.end()).or(global_pm);
+            let pm = adjacent_part(work, num.start(), num.end()).or(global_meridiem(h, global_pm));
             let prep = &c[0][..c[0].len() - num.len()].trim();
             // "for 3" is a time when a time is expected or when nothing follows the number
             // that could make it a count ("for 3 please", "for 3?").
@@ -735,7 +746,7 @@ fn find_time(
                     || matches!(expecting, Some(Slot::Time | Slot::Option | Slot::Date)))
                 && expecting != Some(Slot::Date)
             {
-                found = to_time(h, 0, global_pm);
+                found = to_time(h, 0, global_meridiem(h, global_pm));
                 weak = true;
             } else if trimmed.len() == 4 && matches!(expecting, Some(Slot::Time | Slot::Option)) {
                 found = NaiveTime::from_hms_opt(h / 100, h % 100, 0);
@@ -755,6 +766,17 @@ fn find_time(
     (found, day_part, weak)
 }
 
+/// The am/pm a part of day named elsewhere in the message gives an hour: "afternoon" makes any
+/// hour before 12 pm, but "morning" only claims 5–11 ("this morning I called, can I come at
+/// 3" still means 3 pm).
+fn global_meridiem(hour: u32, global_pm: Option<bool>) -> Option<bool> {
+    match global_pm {
+        Some(true) if hour < 12 => Some(true),
+        Some(false) if (5..=11).contains(&hour) => Some(false),
+        _ => None,
+    }
+}
+
 /// "2", "2pm", "2:30", "noon" as a bound for "after"/"before".
 fn parse_loose_time(s: &str, global_pm: Option<bool>) -> Option<NaiveTime> {
     let s = s.trim();
@@ -771,7 +793,7 @@ fn parse_loose_time(s: &str, global_pm: Option<bool>) -> Option<NaiveTime> {
         }
         None => (0, rest),
     };
-    let pm = meridiem_of(Some(rest.trim())).or(if h < 12 { global_pm } else { None });
+    let pm = meridiem_of(Some(rest.trim())).or(global_meridiem(h, global_pm));
     if h > 23 {
         return None;
     }

@@ -60,9 +60,12 @@ impl RuleNlu {
             choice: choice.is_some(),
         };
         let acts = acts::detect(&norm, cues);
+        // Keywords read short messages well; a long one likely says more than they catch.
+        let long = norm.split_whitespace().count() > 30;
         let confidence = match acts.first() {
             None => 0.2,
             Some(Act::Inform) if moment.weak_time && moment.date.is_none() => 0.6,
+            Some(_) if long => 0.6,
             Some(_) => 0.85,
         };
         Understanding {
@@ -222,7 +225,9 @@ fn fix_typo(word: &str) -> &str {
         | "tomoro" | "tomorro" | "tommorw" | "tomm" => "tomorrow",
         "tdy" | "todya" => "today",
         "thrusday" | "thursay" | "thurday" | "thurs" | "thur" | "thu" => "thursday",
-        "wendesday" | "wednsday" | "wensday" | "wedensday" | "wednesdy" | "weds" => "wednesday",
+        "wendesday" | "wednsday" | "wensday" | "wedensday" | "wednesdy" | "weds" | "wed" => {
+            "wednesday"
+        }
         "tues" | "tue" | "tuseday" | "teusday" => "tuesday",
         "munday" | "mon" => "monday",
         "firday" | "fri" | "fryday" => "friday",
@@ -235,7 +240,6 @@ fn fix_typo(word: &str) -> &str {
         "pls" | "plz" => "please",
         "thx" | "thanx" | "thnx" | "ty" => "thanks",
         "u" => "you",
-        "noon" | "midday" => word,
         _ => word,
     }
 }
