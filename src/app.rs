@@ -76,7 +76,11 @@ impl App {
     /// the engine.
     pub async fn build(config: Config) -> Result<App, AppError> {
         let business = config.business()?;
-        let db = Database::connect(&config.storage.database_url).await?;
+        let db = Database::connect(
+            &config.storage.database_url,
+            config.storage.encryption_key.as_deref(),
+        )
+        .await?;
         db.migrate().await?;
         if config.ai.provider != "rules" {
             return Err(AppError::Unsupported(format!(

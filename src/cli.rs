@@ -26,7 +26,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    let db = crate::store::Database::connect(&config.storage.database_url).await?;
+    let db = crate::store::Database::connect(
+        &config.storage.database_url,
+        config.storage.encryption_key.as_deref(),
+    )
+    .await?;
     db.migrate().await?;
     println!("migrations applied ({})", db.backend());
     Ok(())

@@ -388,7 +388,7 @@ async fn ping_answers_and_an_empty_batch_is_fine(db: Database) {
 
 #[tokio::test]
 async fn connect_refuses_an_unknown_scheme() {
-    let err = Database::connect("mysql://localhost/sara")
+    let err = Database::connect("mysql://localhost/sara", None)
         .await
         .expect_err("only SQLite and PostgreSQL");
     assert!(err.to_string().contains("unsupported database URL"));
@@ -398,14 +398,14 @@ async fn connect_refuses_an_unknown_scheme() {
 async fn connect_creates_a_missing_sqlite_file_in_wal_mode() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("new.db");
-    let db = Database::connect(&format!("sqlite://{}", path.display()))
+    let db = Database::connect(&format!("sqlite://{}", path.display()), None)
         .await
         .expect("connect");
     db.migrate().await.expect("migrate");
     // Migrating twice is a no-op.
     db.migrate().await.expect("migrate again");
     assert!(path.exists());
-    let Database::Sqlite(pool) = &db else {
+    let super::Pool::Sqlite(pool) = &db.pool else {
         panic!("a sqlite URL gives a SQLite database");
     };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -423,7 +423,9 @@ async fn connect_creates_a_missing_sqlite_file_in_wal_mode() {
 
 #[tokio::test]
 async fn an_in_memory_sqlite_database_keeps_its_tables() {
-    let db = Database::connect("sqlite::memory:").await.expect("connect");
+    let db = Database::connect("sqlite::memory:", None)
+        .await
+        .expect("connect");
     db.migrate().await.expect("migrate");
     let p = phone(20);
     db.commit(vec![turn(&p, 0, None, "hi")])
