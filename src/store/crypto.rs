@@ -4,6 +4,10 @@
 //! HMAC-SHA256(master, "sara/enc") for AES-256-GCM and HMAC-SHA256(master, "sara/index") for
 //! the contact key, so that the look-up hash never uses the encryption key itself.
 //!
+//! The primitives are ring's, already in the build as rustls's provider: its assembly AES-GCM
+//! seals a value in ~2 µs even in a debug build, where the pure-Rust `aes-gcm` took ~80 µs
+//! and capped the debug group commit at a sixth of its rate.
+//!
 //! A sealed value is `0x01 ‖ nonce (12 random bytes) ‖ ciphertext ‖ tag`; the leading byte
 //! names this format so that a later key rotation can tell old values from new. The
 //! associated data is the column's name ([`Field`]), so a ciphertext copied into another
@@ -13,19 +17,17 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use aes_gcm::aead::{Aead, Generate, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, Mac};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
+use ring::rand::{SecureRandom, SystemRandom};
 use sara_actors::model::Phone;
-use sha2::Sha256;
 
 use super::StoreError;
 
 /// The format byte in front of every sealed value.
 const FORMAT_V1: u8 = 1;
-const NONCE_LEN: usize = 12;
 /// AES-GCM's tag, appended to the ciphertext.
 const TAG_LEN: usize = 16;
 
@@ -62,10 +64,7 @@ impl EncryptionKey {
 
     /// A fresh random key from the operating system.
     pub fn generate() -> EncryptionKey {
-        let key = Key::<Aes256Gcm>::generate();
-        let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(&key);
-        EncryptionKey(bytes)
+        EncryptionKey(random())
     }
 
     pub fn to_base64(&self) -> String {
@@ -104,12 +103,20 @@ impl Field {
     }
 }
 
+/// Bytes from the operating system's random source. Its failure is not a condition Sara
+/// can work around (no key, no nonce), hence the `expect`.
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the operating system's random source works");
+    bytes
+}
+
 /// The subkeys in use: seals and opens values, hashes phones into contact keys.
-#[derive(Clone)]
 pub(crate) struct Sealer {
-    cipher: Aes256Gcm,
-    /// Already keyed; cloned for each hash so the key schedule runs once.
-    index: Hmac<Sha256>,
+    cipher: LessSafeKey,
+    index: hmac::Key,
 }
 
 impl fmt::Debug for Sealer {
@@ -118,47 +125,45 @@ impl fmt::Debug for Sealer {
     }
 }
 
+/// HMAC-SHA256(master, label): a subkey for one purpose.
 fn derive(master: &EncryptionKey, label: &[u8]) -> [u8; 32] {
-    let mut mac =
-        <Hmac<Sha256> as Mac>::new_from_slice(&master.0).expect("HMAC takes a key of any length");
-    mac.update(label);
-    mac.finalize().into_bytes().into()
+    let tag = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &master.0), label);
+    tag.as_ref().try_into().expect("HMAC-SHA256 gives 32 bytes")
 }
 
 impl Sealer {
     pub(crate) fn new(master: &EncryptionKey) -> Sealer {
         let enc = derive(master, b"sara/enc");
         let index = derive(master, b"sara/index");
+        let cipher = UnboundKey::new(&AES_256_GCM, &enc).expect("AES-256 takes a 32-byte key");
         Sealer {
-            cipher: Aes256Gcm::new(&Key::<Aes256Gcm>::from(enc)),
-            index: <Hmac<Sha256> as Mac>::new_from_slice(&index)
-                .expect("HMAC takes a key of any length"),
+            cipher: LessSafeKey::new(cipher),
+            index: hmac::Key::new(hmac::HMAC_SHA256, &index),
         }
     }
 
     /// hex(HMAC-SHA256(index key, E.164 phone)): how rows find a contact without the phone.
     pub(crate) fn contact_key(&self, phone: &Phone) -> String {
-        let mut mac = self.index.clone();
-        mac.update(phone.as_str().as_bytes());
-        hex(&mac.finalize().into_bytes())
+        hex(hmac::sign(&self.index, phone.as_str().as_bytes()).as_ref())
     }
 
+    /// Seals with a fresh random 96-bit nonce. Random nonces are safe for far more values
+    /// than Sara will ever write under one key (the usual bound is 2^32).
     pub(crate) fn seal(&self, field: Field, plain: &[u8]) -> Vec<u8> {
-        let nonce = Nonce::generate();
-        let sealed = self
-            .cipher
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain,
-                    aad: field.label(),
-                },
-            )
-            .expect("AES-GCM seals any value shorter than 64 GiB");
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        let nonce: [u8; NONCE_LEN] = random();
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + plain.len() + TAG_LEN);
         out.push(FORMAT_V1);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(plain);
+        let tag = self
+            .cipher
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(field.label()),
+                &mut out[1 + NONCE_LEN..],
+            )
+            .expect("AES-GCM seals any value shorter than 64 GiB");
+        out.extend_from_slice(tag.as_ref());
         out
     }
 
@@ -180,22 +185,21 @@ impl Sealer {
             }
         };
         let (nonce, ciphertext) = body.split_at(NONCE_LEN);
-        let nonce = Nonce::try_from(nonce).expect("split at the nonce length");
-        self.cipher
-            .decrypt(
-                &nonce,
-                Payload {
-                    msg: ciphertext,
-                    aad: field.label(),
-                },
-            )
+        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("split at the nonce length");
+        let mut buffer = ciphertext.to_vec();
+        let plain_len = self
+            .cipher
+            .open_in_place(nonce, Aad::from(field.label()), &mut buffer)
             .map_err(|_| {
                 StoreError::Corrupt(
                     "cannot decrypt personal data: it was written with another \
                      storage.encryption_key, or altered"
                         .to_string(),
                 )
-            })
+            })?
+            .len();
+        buffer.truncate(plain_len);
+        Ok(buffer)
     }
 
     pub(crate) fn open_str(&self, field: Field, sealed: &[u8]) -> Result<String, StoreError> {
@@ -212,8 +216,8 @@ impl Sealer {
     }
 }
 
-/// Lowercase hex, for contact keys and for blobs that travel inside SQLite's JSON lists.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex, for contact keys.
+fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -341,7 +345,9 @@ mod tests {
         assert_ne!(sealed, sealer.seal_str(Field::BookingName, "Sam Ortiz"));
 
         let other = Sealer::new(&EncryptionKey::generate());
-        let err = other.open_str(Field::BookingName, &sealed).expect_err("wrong key");
+        let err = other
+            .open_str(Field::BookingName, &sealed)
+            .expect_err("wrong key");
         assert!(err.to_string().contains("another storage.encryption_key"));
         assert!(sealer.open_str(Field::TurnText, &sealed).is_err());
         assert!(sealer.open_str(Field::BookingName, b"Sam Ortiz").is_err());
@@ -385,7 +391,10 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&path).expect("exists").permissions().mode();
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
         let again = load_or_create_key_file(&path).expect("reused");

@@ -157,9 +157,9 @@ impl Database {
                 Some(key) => key,
                 None if in_memory => EncryptionKey::generate(),
                 // After connecting: the database file (hence its directory) exists now.
-                None => crypto::load_or_create_key_file(&crypto::key_file_for(
-                    options.get_filename(),
-                ))?,
+                None => {
+                    crypto::load_or_create_key_file(&crypto::key_file_for(options.get_filename()))?
+                }
             };
             Ok(Database::new(Pool::Sqlite(pool), &key))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
@@ -389,7 +389,9 @@ impl ConversationStore for Database {
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         Box::pin(async move {
             match &self.pool {
-                Pool::Sqlite(pool) => sqlite::processed_reply(pool, &self.sealer, provider_id).await,
+                Pool::Sqlite(pool) => {
+                    sqlite::processed_reply(pool, &self.sealer, provider_id).await
+                }
                 Pool::Postgres(pool) => {
                     postgres::processed_reply(pool, &self.sealer, provider_id).await
                 }

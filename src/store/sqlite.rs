@@ -11,7 +11,7 @@ use sara_actors::model::{Booking, BookingId, BookingStatus};
 use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
 use sqlx::SqlitePool;
 
-use super::crypto::{Field, Sealer, hex};
+use super::crypto::{Field, Sealer};
 use super::{
     BookingCounts, ConversationLog, Stats, StoreError, TurnView, corrupt, describe, parse_channel,
     parse_phone, parse_status, unavailable,
@@ -72,7 +72,7 @@ pub(super) async fn load(
 /// would decide it. Then the new contacts, the conversations' final states and all the
 /// committed turns are written with one statement each; the lists travel as one JSON
 /// parameter (`json_each`), so the round trips to SQLite's worker do not grow with the batch.
-/// Sealed values travel in those lists as hex and become blobs again through `unhex`.
+/// Sealed values travel beside each list as one concatenated blob ([`Blobs`]).
 ///
 /// Values are sealed before `BEGIN IMMEDIATE`, so the write lock is not held while AES runs;
 /// a turn that then turns out to be a duplicate or a conflict only wasted its sealing.
@@ -88,10 +88,13 @@ pub(super) async fn commit(
     let sealed: Vec<SealedTurn> = batch
         .iter()
         .map(|item| SealedTurn {
-            state: hex(&sealer.seal_str(Field::ConversationState, &item.state)),
-            text: hex(&sealer.seal_str(Field::TurnText, &item.turn.text)),
-            reply: hex(&sealer.seal_str(Field::TurnReply, &item.turn.reply)),
-            understood: hex(&sealer.seal_str(Field::TurnUnderstood, &item.turn.understood)),
+            // Only a first turn may create the contact.
+            phone: (item.expected_version == 0)
+                .then(|| sealer.seal_str(Field::ContactPhone, item.phone.as_str())),
+            state: sealer.seal_str(Field::ConversationState, &item.state),
+            text: sealer.seal_str(Field::TurnText, &item.turn.text),
+            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply),
+            understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
         })
         .collect();
     let now = ts(Utc::now());
@@ -143,6 +146,7 @@ pub(super) async fn commit(
 
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut turns: Vec<serde_json::Value> = Vec::with_capacity(batch.len());
+    let mut turn_blobs = Blobs::default();
     for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
         if let Some(reply) = item
             .turn
@@ -172,16 +176,22 @@ pub(super) async fn commit(
         head.last_seq += 1;
         head.state = Some(&sealed.state);
         let turn = &item.turn;
+        let [text_at, text_len] = turn_blobs.push(&sealed.text);
+        let [reply_at, reply_len] = turn_blobs.push(&sealed.reply);
+        let [understood_at, understood_len] = turn_blobs.push(&sealed.understood);
         turns.push(serde_json::json!([
             key,
             head.last_seq,
             turn.channel.as_str(),
             turn.provider_id,
-            sealed.text,
-            sealed.reply,
+            text_at,
+            text_len,
+            reply_at,
+            reply_len,
             turn.intent,
             turn.nlu,
-            sealed.understood,
+            understood_at,
+            understood_len,
             ts(turn.at),
             turn.elapsed_ms,
         ]));
@@ -199,56 +209,70 @@ pub(super) async fn commit(
         return Ok(outcomes);
     }
     // Each new contact once, even when several of its turns are in the batch.
-    let mut new_contacts: Vec<[String; 2]> = Vec::new();
-    for (item, key) in batch.iter().zip(&keys) {
+    let mut new_contacts: Vec<serde_json::Value> = Vec::new();
+    let mut contact_blobs = Blobs::default();
+    for (key, sealed) in keys.iter().zip(&sealed) {
         if let Some(head) = heads.get_mut(key.as_str())
             && head.created
+            && let Some(phone) = &sealed.phone
         {
             head.created = false;
-            let phone = hex(&sealer.seal_str(Field::ContactPhone, item.phone.as_str()));
-            new_contacts.push([key.clone(), phone]);
+            let [at, len] = contact_blobs.push(phone);
+            new_contacts.push(serde_json::json!([key, at, len]));
         }
     }
     if !new_contacts.is_empty() {
         sqlx::query(
             "INSERT INTO contacts (contact_key, phone, created_at) \
-             SELECT value ->> 0, unhex(value ->> 1), ?2 FROM json_each(?1) WHERE true \
+             SELECT value ->> 0, substr(?3, value ->> 1, value ->> 2), ?2 \
+             FROM json_each(?1) WHERE true \
              ON CONFLICT (contact_key) DO NOTHING",
         )
         .bind(json_list(&new_contacts))
         .bind(&now)
+        .bind(contact_blobs.0)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
     }
+    let mut state_blobs = Blobs::default();
     let changed: Vec<serde_json::Value> = heads
         .iter()
         .filter_map(|(key, head)| {
-            let state = head.state?;
-            Some(serde_json::json!([key, state, head.version, head.last_seq]))
+            let [at, len] = state_blobs.push(head.state?);
+            Some(serde_json::json!([
+                key,
+                at,
+                len,
+                head.version,
+                head.last_seq
+            ]))
         })
         .collect();
     sqlx::query(
         "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
-         SELECT value ->> 0, unhex(value ->> 1), value ->> 2, value ->> 3, ?2 \
-         FROM json_each(?1) WHERE true \
+         SELECT value ->> 0, substr(?3, value ->> 1, value ->> 2), value ->> 3, value ->> 4, \
+         ?2 FROM json_each(?1) WHERE true \
          ON CONFLICT (contact_key) DO UPDATE SET state = excluded.state, \
          version = excluded.version, last_seq = excluded.last_seq, \
          updated_at = excluded.updated_at",
     )
     .bind(json_list(&changed))
     .bind(&now)
+    .bind(state_blobs.0)
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
          nlu, understood, at, elapsed_ms) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, unhex(value ->> 4), \
-         unhex(value ->> 5), value ->> 6, value ->> 7, unhex(value ->> 8), value ->> 9, \
-         value ->> 10 FROM json_each(?1)",
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
+         substr(?2, value ->> 4, value ->> 5), substr(?2, value ->> 6, value ->> 7), \
+         value ->> 8, value ->> 9, substr(?2, value ->> 10, value ->> 11), value ->> 12, \
+         value ->> 13 FROM json_each(?1)",
     )
     .bind(json_list(&turns))
+    .bind(turn_blobs.0)
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
@@ -261,18 +285,34 @@ pub(super) async fn commit(
 struct Head<'a> {
     version: i64,
     last_seq: i64,
-    /// The sealed state (hex) to write, when an item of this batch committed.
-    state: Option<&'a str>,
+    /// The sealed state to write, when an item of this batch committed.
+    state: Option<&'a [u8]>,
     /// The conversation did not exist before this batch (its contact is still to write).
     created: bool,
 }
 
-/// One item's personal data, sealed and hex-encoded for the JSON lists.
+/// One item's personal data, sealed.
 struct SealedTurn {
-    state: String,
-    text: String,
-    reply: String,
-    understood: String,
+    /// For a first turn, which may create the contact.
+    phone: Option<Vec<u8>>,
+    state: Vec<u8>,
+    text: Vec<u8>,
+    reply: Vec<u8>,
+    understood: Vec<u8>,
+}
+
+/// The sealed values of one statement, concatenated into one blob parameter. The JSON list
+/// names each by (1-based offset, length) and `substr` cuts it back out: on a blob, `substr`
+/// counts bytes and returns a blob. No hex or base64 round trip, and the list stays small.
+#[derive(Default)]
+struct Blobs(Vec<u8>);
+
+impl Blobs {
+    fn push(&mut self, value: &[u8]) -> [usize; 2] {
+        let at = self.0.len() + 1;
+        self.0.extend_from_slice(value);
+        [at, value.len()]
+    }
 }
 
 fn json_list<T: serde::Serialize>(items: &[T]) -> String {
@@ -326,7 +366,15 @@ pub(super) async fn conversation_of_provider_id(
     .map_err(unavailable)
 }
 
-type TurnRow = (i64, String, Option<String>, Vec<u8>, Vec<u8>, String, String);
+type TurnRow = (
+    i64,
+    String,
+    Option<String>,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    String,
+);
 
 pub(super) async fn conversation_log(
     pool: &SqlitePool,
