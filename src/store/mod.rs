@@ -17,6 +17,8 @@ mod postgres;
 mod sqlite;
 
 #[cfg(test)]
+mod privacy_tests;
+#[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
