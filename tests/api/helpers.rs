@@ -102,20 +102,9 @@ impl Sara {
 
     /// Posts a signed SMS webhook; returns (status, body).
     pub async fn sms_with_sid(&self, from: &str, body: &str, sid: &str) -> (u16, String) {
-        let params = vec![
-            (
-                "AccountSid".to_string(),
-                "AC00000000000000000000000000000000".to_string(),
-            ),
-            ("Body".to_string(), body.to_string()),
-            ("From".to_string(), from.to_string()),
-            ("MessageSid".to_string(), sid.to_string()),
-            ("To".to_string(), "+15550100000".to_string()),
-        ];
-        let signature =
-            TwilioSignature::new(AUTH_TOKEN).sign("https://sara.example.com/webhook/sms", &params);
-        self.post_form("/webhook/sms", &params, Some(&signature))
+        signed_sms(&self.client, &self.base, from, body, sid)
             .await
+            .expect("request reaches sara")
     }
 
     pub async fn post_form(
@@ -225,6 +214,38 @@ impl Drop for Sara {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Posts a Twilio-signed SMS webhook to the Sara at `base`, as Twilio would (and re-would).
+pub async fn signed_sms(
+    client: &reqwest::Client,
+    base: &str,
+    from: &str,
+    body: &str,
+    sid: &str,
+) -> Result<(u16, String), reqwest::Error> {
+    let params = [
+        ("AccountSid", "AC00000000000000000000000000000000"),
+        ("Body", body),
+        ("From", from),
+        ("MessageSid", sid),
+        ("To", "+15550100000"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let signature =
+        TwilioSignature::new(AUTH_TOKEN).sign("https://sara.example.com/webhook/sms", &params);
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let resp = client
+        .post(format!("{base}/webhook/sms"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(form)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
 }
 
 /// The text inside `<Message>…</Message>`, unescaped; empty when Sara stayed quiet.
