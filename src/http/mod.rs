@@ -6,6 +6,8 @@ pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod sms;
+pub mod voice;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,7 @@ pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(sms::router())
+        .merge(voice::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(dashboard::router())

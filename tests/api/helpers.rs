@@ -107,6 +107,18 @@ impl Sara {
             .expect("request reaches sara")
     }
 
+    /// Posts form `params` to `path_and_query`, signed as Twilio signs it.
+    pub async fn twilio(&self, path_and_query: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let url = format!("https://sara.example.com{path_and_query}");
+        let signature = TwilioSignature::new(AUTH_TOKEN).sign(&url, &params);
+        self.post_form(path_and_query, &params, Some(&signature))
+            .await
+    }
+
     pub async fn post_form(
         &self,
         path: &str,

@@ -6,3 +6,4 @@ mod helpers;
 mod robustness;
 mod sms;
 mod supervision;
+mod voice;
