@@ -148,6 +148,28 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
 }
 
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum OutboundError {
+    /// Worth trying again later (network, rate limit, the provider's 5xx).
+    #[error("temporary delivery failure: {0}")]
+    Retryable(String),
+    /// Trying again will not help (bad recipient, bad credentials).
+    #[error("delivery refused: {0}")]
+    Permanent(String),
+}
+
+/// Sends a reply to a contact outside the HTTP response (WhatsApp, SMS by REST, email).
+pub trait Outbound: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        to: &'a Phone,
+        reply: &'a crate::dialogue::Reply,
+    ) -> BoxFuture<'a, Result<(), OutboundError>>;
+
+    /// Short name for logs and metrics ("whatsapp").
+    fn name(&self) -> &'static str;
+}
+
 /// The time, so that tests can choose it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;

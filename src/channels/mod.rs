@@ -1,3 +1,4 @@
 //! The channels' wire formats: signature checks and reply documents for each provider.
 
 pub mod twilio;
+pub mod whatsapp;

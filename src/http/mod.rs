@@ -8,6 +8,7 @@ pub mod health;
 pub mod sms;
 pub mod voice;
 pub mod webhook;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub db: Database,
     pub config: Arc<Config>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Delivers WhatsApp replies; `None` when WhatsApp sending is not configured.
+    pub whatsapp: Option<ractor::ActorRef<sara_actors::engine::channel::ChannelMsg>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -36,6 +39,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(sms::router())
         .merge(voice::router())
+        .merge(whatsapp::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(dashboard::router())

@@ -47,8 +47,19 @@ impl Sara {
         Sara::start_on(dir, db_url).await
     }
 
+    /// Starts Sara on a new temporary database with extra `SARA_*` settings.
+    pub async fn start_with(env: &[(&str, &str)]) -> Sara {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let db_url = format!("sqlite://{}", dir.join("sara.db").display());
+        Sara::launch(dir, db_url, env).await
+    }
+
     /// Starts Sara on an existing database (after a crash, say).
     pub async fn start_on(dir: PathBuf, db_url: String) -> Sara {
+        Sara::launch(dir, db_url, &[]).await
+    }
+
+    async fn launch(dir: PathBuf, db_url: String, env: &[(&str, &str)]) -> Sara {
         install_crypto();
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sara"))
@@ -61,6 +72,7 @@ impl Sara {
             .env("SARA_ADMIN__TOKEN", ADMIN_TOKEN)
             .env("SARA_DEBUG__FAULTS", "true")
             .env("SARA_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

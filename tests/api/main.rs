@@ -7,3 +7,4 @@ mod robustness;
 mod sms;
 mod supervision;
 mod voice;
+mod whatsapp;

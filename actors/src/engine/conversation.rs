@@ -304,7 +304,7 @@ impl Conversation {
         fresh_id: Uuid,
     ) -> TurnContext<'a> {
         TurnContext {
-            now: inbound.at,
+            now: self.shared.clock.now(),
             business: &self.shared.business,
             phone: &self.phone,
             channel: inbound.channel,

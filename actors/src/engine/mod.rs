@@ -8,6 +8,7 @@
 
 pub mod ai;
 pub mod calendar;
+pub mod channel;
 pub mod conversation;
 pub mod supervisor;
 pub mod writer;
@@ -42,7 +43,8 @@ pub struct Inbound {
     pub text: String,
     /// The provider's id for this message; a second delivery with the same id is a retry.
     pub provider_id: Option<String>,
-    /// When the message was sent; "tomorrow" is read relative to this.
+    /// When the message was sent; "tomorrow" is read relative to this (the policy's checks,
+    /// such as minimum notice, use the engine's clock).
     pub at: DateTime<Utc>,
 }
 
@@ -140,6 +142,8 @@ pub struct EngineShared {
     pub calendar: ActorRef<CalendarMsg>,
     pub writer: TurnWriter,
     pub counters: Counters,
+    /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl EngineShared {
@@ -181,7 +185,7 @@ impl Engine {
         let (ai, _) = Actor::spawn(None, AiActor, ai_args).await.map_err(fail)?;
         let calendar_args = CalendarArgs {
             calendar: ports.calendar,
-            clock: ports.clock,
+            clock: ports.clock.clone(),
             refresh: settings.calendar_refresh,
         };
         let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
@@ -196,6 +200,7 @@ impl Engine {
             calendar,
             writer,
             counters: Counters::default(),
+            clock: ports.clock,
         });
         let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
             .await
