@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::ai::knowledge::KnowledgeBase;
 use crate::ai::rules::RuleNlu;
 use crate::calendar::local::LocalCalendar;
+use crate::channels::email::EmailNotifier;
 use crate::channels::whatsapp::GraphClient;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
@@ -101,6 +102,7 @@ impl App {
             calendar: Arc::new(LocalCalendar::new(db.clone())),
             store: Arc::new(db.clone()),
             clock: Arc::new(SystemClock),
+            notifier: email_notifier(&config, &business)?,
         };
         let engine = Engine::start(business, config.engine_settings(), ports).await?;
         Ok(App {
@@ -162,6 +164,22 @@ impl App {
             .map_err(|e| AppError::Unsupported(format!("whatsapp channel: {e}")))?;
         Ok(Some(actor))
     }
+}
+
+/// Email confirmations, when `email.smtp_url` and `email.from` are set.
+fn email_notifier(
+    config: &Config,
+    business: &sara_actors::business::Business,
+) -> Result<Option<Arc<dyn sara_actors::ports::BookingNotifier>>, AppError> {
+    let (Some(url), Some(from)) = (
+        config.email.smtp_url.as_deref(),
+        config.email.from.as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    let notifier = EmailNotifier::new(url, from, Arc::new(business.clone()))
+        .map_err(|e| AppError::Unsupported(e.to_string()))?;
+    Ok(Some(Arc::new(notifier)))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -207,6 +207,8 @@ impl Default for WhatsAppConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EmailConfig {
+    /// May carry SMTP credentials, so it is never written back out.
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub smtp_url: Option<String>,
     pub from: Option<String>,
 }

@@ -170,6 +170,20 @@ pub trait Outbound: Send + Sync + 'static {
     fn name(&self) -> &'static str;
 }
 
+/// What happened to a booking, for confirmations sent outside the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookingChange {
+    Booked,
+    Moved,
+    Cancelled,
+}
+
+/// Tells the customer about a booking change by another way than the conversation (an email
+/// with a calendar invite). It must not hold up the turn: deliver in the background.
+pub trait BookingNotifier: Send + Sync + 'static {
+    fn notify(&self, booking: &Booking, change: BookingChange);
+}
+
 /// The time, so that tests can choose it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;

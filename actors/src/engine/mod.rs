@@ -28,7 +28,9 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError};
+use crate::ports::{
+    BookingNotifier, Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError,
+};
 use ai::{AiActor, AiArgs, AiMsg};
 use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use conversation::ConversationMsg;
@@ -117,6 +119,8 @@ pub struct Ports {
     pub calendar: Arc<dyn Calendar>,
     pub store: Arc<dyn ConversationStore>,
     pub clock: Arc<dyn Clock>,
+    /// Confirmations outside the conversation (email with an invite); `None` = none.
+    pub notifier: Option<Arc<dyn BookingNotifier>>,
 }
 
 /// Counts kept for `/admin/stats` (the same events also go to `metrics`).
@@ -144,6 +148,7 @@ pub struct EngineShared {
     pub counters: Counters,
     /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
     pub clock: Arc<dyn Clock>,
+    pub notifier: Option<Arc<dyn BookingNotifier>>,
 }
 
 impl EngineShared {
@@ -201,6 +206,7 @@ impl Engine {
             writer,
             counters: Counters::default(),
             clock: ports.clock,
+            notifier: ports.notifier,
         });
         let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
             .await
