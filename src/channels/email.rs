@@ -213,8 +213,9 @@ mod tests {
         assert!(cancel.contains("METHOD:CANCEL") && cancel.contains("STATUS:CANCELLED"));
     }
 
-    #[test]
-    fn a_booking_without_an_address_gets_no_email() {
+    /// The SMTP pool lives on the runtime, so this needs one.
+    #[tokio::test]
+    async fn a_booking_without_an_address_gets_no_email() {
         let notifier = EmailNotifier::new(
             "smtp://127.0.0.1:2525",
             "Desk <desk@example.com>",
