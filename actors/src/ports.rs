@@ -148,6 +148,42 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
 }
 
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum OutboundError {
+    /// Worth trying again later (network, rate limit, the provider's 5xx).
+    #[error("temporary delivery failure: {0}")]
+    Retryable(String),
+    /// Trying again will not help (bad recipient, bad credentials).
+    #[error("delivery refused: {0}")]
+    Permanent(String),
+}
+
+/// Sends a reply to a contact outside the HTTP response (WhatsApp, SMS by REST, email).
+pub trait Outbound: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        to: &'a Phone,
+        reply: &'a crate::dialogue::Reply,
+    ) -> BoxFuture<'a, Result<(), OutboundError>>;
+
+    /// Short name for logs and metrics ("whatsapp").
+    fn name(&self) -> &'static str;
+}
+
+/// What happened to a booking, for confirmations sent outside the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookingChange {
+    Booked,
+    Moved,
+    Cancelled,
+}
+
+/// Tells the customer about a booking change by another way than the conversation (an email
+/// with a calendar invite). It must not hold up the turn: deliver in the background.
+pub trait BookingNotifier: Send + Sync + 'static {
+    fn notify(&self, booking: &Booking, change: BookingChange);
+}
+
 /// The time, so that tests can choose it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> DateTime<Utc>;

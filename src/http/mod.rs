@@ -6,6 +6,9 @@ pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod sms;
+pub mod voice;
+pub mod webhook;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,12 +30,16 @@ pub struct AppState {
     pub db: Database,
     pub config: Arc<Config>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Delivers WhatsApp replies; `None` when WhatsApp sending is not configured.
+    pub whatsapp: Option<ractor::ActorRef<sara_actors::engine::channel::ChannelMsg>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(sms::router())
+        .merge(voice::router())
+        .merge(whatsapp::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(dashboard::router())

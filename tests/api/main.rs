@@ -1,8 +1,12 @@
 //! Black-box tests: each test starts the real `sara` binary on port 0 with its own temporary
 //! SQLite database and talks HTTP to it, signing webhooks as Twilio does.
 
+mod email;
+mod faults;
 mod helpers;
 mod privacy;
 mod robustness;
 mod sms;
 mod supervision;
+mod voice;
+mod whatsapp;

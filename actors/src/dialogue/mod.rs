@@ -213,6 +213,11 @@ pub fn greeting(business: &Business, channel: Channel) -> Reply {
     ))
 }
 
+/// An instant as Sara says it: "Tuesday, December 1 at 3:00 PM" in the business time zone.
+pub fn spoken_when(tz: chrono_tz::Tz, at: DateTime<Utc>) -> String {
+    speech::when(tz, at)
+}
+
 /// The reply to a turn whose processing crashed: the caller is asked to repeat it.
 pub fn missed_turn_reply() -> Reply {
     Reply::say("Sorry, I missed that — could you say it once more?")

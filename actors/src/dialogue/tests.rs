@@ -906,3 +906,31 @@ fn a_name_given_before_anything_else_is_kept_for_the_booking() {
     );
     assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
 }
+
+#[test]
+fn moving_a_booking_to_next_week_same_time_reads_both_against_the_booking() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+    c.say(says(&[Act::Reschedule]));
+    let mut u = says(&[Act::Inform]).service("Cleaning");
+    u.same_time = true;
+    u.next_week = true;
+    let d = c.say(u);
+    assert_eq!(
+        d.reply.text,
+        "Friday, March 13 at 2:00 PM is free. Move your cleaning there?"
+    );
+}
+
+#[test]
+fn moving_a_booking_to_a_bare_new_time_keeps_its_day() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.say(says(&[Act::Reschedule]));
+    let d = c.say(says(&[Act::Inform]).at(16, 0));
+    says_all(
+        &d,
+        &["Friday, March 6 at 4:00 PM is free. Move your cleaning there?"],
+    );
+}

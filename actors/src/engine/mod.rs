@@ -8,6 +8,7 @@
 
 pub mod ai;
 pub mod calendar;
+pub mod channel;
 pub mod conversation;
 pub mod supervisor;
 pub mod writer;
@@ -27,7 +28,9 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError};
+use crate::ports::{
+    BookingNotifier, Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError,
+};
 use ai::{AiActor, AiArgs, AiMsg};
 use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use conversation::ConversationMsg;
@@ -42,7 +45,8 @@ pub struct Inbound {
     pub text: String,
     /// The provider's id for this message; a second delivery with the same id is a retry.
     pub provider_id: Option<String>,
-    /// When the message was sent; "tomorrow" is read relative to this.
+    /// When the message was sent; "tomorrow" is read relative to this (the policy's checks,
+    /// such as minimum notice, use the engine's clock).
     pub at: DateTime<Utc>,
 }
 
@@ -115,6 +119,8 @@ pub struct Ports {
     pub calendar: Arc<dyn Calendar>,
     pub store: Arc<dyn ConversationStore>,
     pub clock: Arc<dyn Clock>,
+    /// Confirmations outside the conversation (email with an invite); `None` = none.
+    pub notifier: Option<Arc<dyn BookingNotifier>>,
 }
 
 /// Counts kept for `/admin/stats` (the same events also go to `metrics`).
@@ -140,6 +146,9 @@ pub struct EngineShared {
     pub calendar: ActorRef<CalendarMsg>,
     pub writer: TurnWriter,
     pub counters: Counters,
+    /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Option<Arc<dyn BookingNotifier>>,
 }
 
 impl EngineShared {
@@ -181,7 +190,7 @@ impl Engine {
         let (ai, _) = Actor::spawn(None, AiActor, ai_args).await.map_err(fail)?;
         let calendar_args = CalendarArgs {
             calendar: ports.calendar,
-            clock: ports.clock,
+            clock: ports.clock.clone(),
             refresh: settings.calendar_refresh,
         };
         let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
@@ -196,6 +205,8 @@ impl Engine {
             calendar,
             writer,
             counters: Counters::default(),
+            clock: ports.clock,
+            notifier: ports.notifier,
         });
         let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
             .await
