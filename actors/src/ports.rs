@@ -186,6 +186,9 @@ pub trait Notifier: Send + Sync + 'static {
 
     /// A customer asked for a person on `channel`.
     fn handover_requested(&self, phone: &Phone, channel: Channel);
+
+    /// Whether `handover_requested` reaches a person (so Sara may say the team will reply).
+    fn alerts_staff(&self) -> bool;
 }
 
 /// The time, so that tests can choose it.

@@ -176,6 +176,10 @@ impl Notifier for EmailNotifier {
             self.send_in_background(message);
         }
     }
+
+    fn alerts_staff(&self) -> bool {
+        self.staff.is_some()
+    }
 }
 
 /// An RFC 5545 invite for the booking. The UID is the booking id, so calendars update the

@@ -320,6 +320,11 @@ impl Conversation {
             busy: &view.busy,
             bookings: &view.mine,
             fresh_id,
+            staff_alerts: self
+                .shared
+                .notifier
+                .as_ref()
+                .is_some_and(|n| n.alerts_staff()),
         }
     }
 
