@@ -174,15 +174,20 @@ impl App {
 fn email_notifier(
     config: &Config,
     business: &sara_actors::business::Business,
-) -> Result<Option<Arc<dyn sara_actors::ports::BookingNotifier>>, AppError> {
+) -> Result<Option<Arc<dyn sara_actors::ports::Notifier>>, AppError> {
     let (Some(url), Some(from)) = (
         config.email.smtp_url.as_deref(),
         config.email.from.as_deref(),
     ) else {
         return Ok(None);
     };
-    let notifier = EmailNotifier::new(url, from, Arc::new(business.clone()))
-        .map_err(|e| AppError::Unsupported(e.to_string()))?;
+    let notifier = EmailNotifier::new(
+        url,
+        from,
+        config.email.staff.as_deref(),
+        Arc::new(business.clone()),
+    )
+    .map_err(|e| AppError::Unsupported(e.to_string()))?;
     Ok(Some(Arc::new(notifier)))
 }
 

@@ -211,6 +211,8 @@ pub struct EmailConfig {
     #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub smtp_url: Option<String>,
     pub from: Option<String>,
+    /// Where hand-over alerts go (the front desk's address).
+    pub staff: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -178,10 +178,17 @@ pub enum BookingChange {
     Cancelled,
 }
 
-/// Tells the customer about a booking change by another way than the conversation (an email
-/// with a calendar invite). It must not hold up the turn: deliver in the background.
-pub trait BookingNotifier: Send + Sync + 'static {
-    fn notify(&self, booking: &Booking, change: BookingChange);
+/// Tells people outside the conversation what happened in it: the customer about a booking
+/// change (an email with a calendar invite), the staff about a hand-over. It must not hold up
+/// the turn: deliver in the background.
+pub trait Notifier: Send + Sync + 'static {
+    fn booking_changed(&self, booking: &Booking, change: BookingChange);
+
+    /// A customer asked for a person on `channel`.
+    fn handover_requested(&self, phone: &Phone, channel: Channel);
+
+    /// Whether `handover_requested` reaches a person (so Sara may say the team will reply).
+    fn alerts_staff(&self) -> bool;
 }
 
 /// The time, so that tests can choose it.

@@ -1,5 +1,6 @@
-//! Email: booking confirmations with a calendar invite (`.ics`), sent over SMTP with lettre
-//! in the background, retried with backoff. Only bookings that carry an email address get one.
+//! Email: booking confirmations with a calendar invite (`.ics`) to customers who gave an
+//! address, and hand-over alerts to the staff address; sent over SMTP with lettre in the
+//! background and retried with backoff.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,41 +10,49 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sara_actors::business::Business;
-use sara_actors::model::Booking;
-use sara_actors::ports::{BookingChange, BookingNotifier};
-
 use sara_actors::dialogue::spoken_when;
+use sara_actors::model::{Booking, Channel, Phone};
+use sara_actors::ports::{BookingChange, Notifier};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailError {
     #[error("email.smtp_url: {0}")]
     Url(String),
-    #[error("email.from is not an address: {0}")]
-    From(String),
+    #[error("not an email address: {0}")]
+    Address(String),
 }
 
-/// Sends booking confirmations by email.
+/// Sends booking confirmations and hand-over alerts by email.
 #[derive(Clone)]
 pub struct EmailNotifier {
     mailer: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// Where hand-over alerts go; `None` = nobody is emailed.
+    staff: Option<Mailbox>,
     business: Arc<Business>,
 }
 
 impl EmailNotifier {
     /// `smtp_url` as lettre reads it: `smtp://host:25` (plain), `smtp://host:587?tls=required`
     /// (STARTTLS) or `smtps://user:pass@host:465`.
-    pub fn new(smtp_url: &str, from: &str, business: Arc<Business>) -> Result<Self, EmailError> {
+    pub fn new(
+        smtp_url: &str,
+        from: &str,
+        staff: Option<&str>,
+        business: Arc<Business>,
+    ) -> Result<Self, EmailError> {
         let mailer = AsyncSmtpTransport::<Tokio1Executor>::from_url(smtp_url)
             .map_err(|e| EmailError::Url(e.to_string()))?
             .timeout(Some(Duration::from_secs(10)))
             .build();
-        let from = from
-            .parse()
-            .map_err(|_| EmailError::From(from.to_string()))?;
+        let address = |s: &str| {
+            s.parse::<Mailbox>()
+                .map_err(|_| EmailError::Address(s.to_string()))
+        };
         Ok(EmailNotifier {
             mailer,
-            from,
+            from: address(from)?,
+            staff: staff.map(address).transpose()?,
             business,
         })
     }
@@ -100,11 +109,34 @@ impl EmailNotifier {
     }
 }
 
-impl BookingNotifier for EmailNotifier {
-    fn notify(&self, booking: &Booking, change: BookingChange) {
-        let Some(message) = self.message(booking, change, Utc::now()) else {
-            return;
-        };
+impl EmailNotifier {
+    /// The alert telling staff that a customer wants a person.
+    pub fn handover_message(&self, phone: &Phone, channel: Channel) -> Option<Message> {
+        let staff = self.staff.clone()?;
+        Message::builder()
+            .from(self.from.clone())
+            .to(staff)
+            .subject(format!(
+                "A customer asked for a person ({})",
+                channel.as_str()
+            ))
+            .body(self.handover_text(phone, channel))
+            .ok()
+    }
+
+    pub fn handover_text(&self, phone: &Phone, channel: Channel) -> String {
+        format!(
+            "A customer at {phone} asked to talk to someone ({channel}).\n\n\
+             Sara told them the team will reply. On text channels she stays quiet on that \
+             conversation until you hand it back (POST /admin/conversations/{phone}/hand-back) \
+             or {hours} hours pass.",
+            phone = phone.as_str(),
+            channel = channel.as_str(),
+            hours = self.business.handover_minutes / 60,
+        )
+    }
+
+    fn send_in_background(&self, message: Message) {
         let mailer = self.mailer.clone();
         tokio::spawn(async move {
             let mut wait = Duration::from_secs(1);
@@ -116,12 +148,12 @@ impl BookingNotifier for EmailNotifier {
                         return;
                     }
                     Err(error) if attempt < 5 && !error.is_permanent() => {
-                        tracing::warn!(%error, attempt, "confirmation email failed; will retry");
+                        tracing::warn!(%error, attempt, "email failed; will retry");
                         tokio::time::sleep(wait).await;
                         wait *= 2;
                     }
                     Err(error) => {
-                        tracing::error!(%error, attempt, "confirmation email given up");
+                        tracing::error!(%error, attempt, "email given up");
                         metrics::counter!("sara_outbound_failed_total", "channel" => "email")
                             .increment(1);
                         return;
@@ -129,6 +161,24 @@ impl BookingNotifier for EmailNotifier {
                 }
             }
         });
+    }
+}
+
+impl Notifier for EmailNotifier {
+    fn booking_changed(&self, booking: &Booking, change: BookingChange) {
+        if let Some(message) = self.message(booking, change, Utc::now()) {
+            self.send_in_background(message);
+        }
+    }
+
+    fn handover_requested(&self, phone: &Phone, channel: Channel) {
+        if let Some(message) = self.handover_message(phone, channel) {
+            self.send_in_background(message);
+        }
+    }
+
+    fn alerts_staff(&self) -> bool {
+        self.staff.is_some()
     }
 }
 
@@ -180,7 +230,7 @@ fn ics_text(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sara_actors::model::{BookingStatus, Phone};
+    use sara_actors::model::BookingStatus;
 
     fn booking() -> Booking {
         let start = DateTime::parse_from_rfc3339("2026-12-01T15:30:00Z")
@@ -219,6 +269,7 @@ mod tests {
         let notifier = EmailNotifier::new(
             "smtp://127.0.0.1:2525",
             "Desk <desk@example.com>",
+            Some("Front desk <front@example.com>"),
             Arc::new(Business::example()),
         )
         .expect("valid settings");
@@ -240,5 +291,32 @@ mod tests {
                 .message(&b, BookingChange::Booked, Utc::now())
                 .is_none()
         );
+    }
+
+    #[tokio::test]
+    async fn staff_are_told_who_asked_for_a_person_and_how_to_hand_back() {
+        let business = Arc::new(Business::example());
+        let with_staff = EmailNotifier::new(
+            "smtp://127.0.0.1:2525",
+            "Desk <desk@example.com>",
+            Some("front@example.com"),
+            business.clone(),
+        )
+        .expect("valid settings");
+        let phone = sara_actors::model::Phone::parse("+15550001111").expect("phone");
+        let message = with_staff
+            .handover_message(&phone, Channel::Sms)
+            .expect("an alert");
+        let raw = String::from_utf8(message.formatted()).expect("utf-8");
+        assert!(raw.contains("To: front@example.com"), "{raw}");
+        let text = with_staff.handover_text(&phone, Channel::Sms);
+        assert!(
+            text.contains("/admin/conversations/+15550001111/hand-back"),
+            "{text}"
+        );
+        let without =
+            EmailNotifier::new("smtp://127.0.0.1:2525", "desk@example.com", None, business)
+                .expect("valid settings");
+        assert!(without.handover_message(&phone, Channel::Sms).is_none());
     }
 }

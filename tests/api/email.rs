@@ -105,3 +105,41 @@ async fn a_booking_with_an_email_address_gets_a_confirmation_with_an_invite() {
     let dtstart = format!("DTSTART:{}", start.format("%Y%m%dT%H%M%SZ"));
     assert!(data.contains(&dtstart), "{dtstart} in {data}");
 }
+
+#[tokio::test]
+async fn asking_for_a_person_alerts_the_staff_by_email() {
+    let (url, mut mail) = smtp_stand_in().await;
+    let sara = Sara::start_with(&[
+        ("SARA_EMAIL__SMTP_URL", &url),
+        ("SARA_EMAIL__FROM", "Sara <sara@harbor.example>"),
+        ("SARA_EMAIL__STAFF", "front@harbor.example"),
+    ])
+    .await;
+    let me = phone(51);
+    let reply = sara.text(&me, "can I talk to a real person please").await;
+    assert!(reply.contains("team"), "{reply}");
+    let (to, data) = tokio::time::timeout(Duration::from_secs(15), mail.recv())
+        .await
+        .expect("an alert before the deadline")
+        .expect("stand-in alive");
+    assert_eq!(to, ["front@harbor.example"]);
+    assert!(data.contains(&me), "the alert names the customer: {data}");
+    assert_eq!(
+        sara.text(&me, "hello?").await,
+        "",
+        "Sara stays quiet after a hand-over"
+    );
+    let resp = sara
+        .client
+        .post(format!("{}/admin/conversations/{me}/hand-back", sara.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 200);
+    let back = sara.text(&me, "hello").await;
+    assert!(
+        back.contains("Harbor Street Clinic"),
+        "Sara answers again: {back}"
+    );
+}

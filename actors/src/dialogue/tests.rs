@@ -93,6 +93,8 @@ struct Conversation {
     busy: Vec<Interval>,
     bookings: Vec<Booking>,
     turns: u128,
+    /// Whether a hand-over reaches staff (an alert channel is configured).
+    staff_alerts: bool,
 }
 
 impl Conversation {
@@ -107,6 +109,7 @@ impl Conversation {
             busy: Vec::new(),
             bookings: Vec::new(),
             turns: 0,
+            staff_alerts: true,
         }
     }
 
@@ -119,6 +122,7 @@ impl Conversation {
             busy: &self.busy,
             bookings: &self.bookings,
             fresh_id: Uuid::from_u128(1000 + self.turns),
+            staff_alerts: self.staff_alerts,
         }
     }
 
@@ -932,5 +936,20 @@ fn moving_a_booking_to_a_bare_new_time_keeps_its_day() {
     says_all(
         &d,
         &["Friday, March 6 at 4:00 PM is free. Move your cleaning there?"],
+    );
+}
+
+#[test]
+fn without_a_staff_alert_a_text_hand_over_gives_the_number_and_promises_nothing() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.staff_alerts = false;
+    let d = c.say(says(&[Act::Handover]));
+    assert_eq!(
+        d.reply.text,
+        "To talk to someone, please call us on +15550100000; they're in until 5:00 PM today."
+    );
+    assert!(
+        !c.state.handed_over(c.now),
+        "nobody would answer, so Sara keeps answering"
     );
 }

@@ -283,7 +283,13 @@ impl Conversation {
             dialogue::step(&self.state.dialogue, &understood, &ctx)
         };
         let decision = match &decision.effect {
-            None | Some(Effect::Handover) => decision,
+            None => decision,
+            Some(Effect::Handover) => {
+                if let Some(notifier) = &self.shared.notifier {
+                    notifier.handover_requested(&self.phone, inbound.channel);
+                }
+                decision
+            }
             Some(effect) => match self.run_effect(effect).await {
                 Ok(()) => {
                     self.notify(effect, &view);
@@ -314,6 +320,11 @@ impl Conversation {
             busy: &view.busy,
             bookings: &view.mine,
             fresh_id,
+            staff_alerts: self
+                .shared
+                .notifier
+                .as_ref()
+                .is_some_and(|n| n.alerts_staff()),
         }
     }
 
@@ -324,18 +335,18 @@ impl Conversation {
         };
         let mine = |id| view.mine.iter().find(|b| b.id == id).cloned();
         match effect {
-            Effect::Book(b) => notifier.notify(b, BookingChange::Booked),
+            Effect::Book(b) => notifier.booking_changed(b, BookingChange::Booked),
             Effect::Reschedule { id, start, end } => {
                 if let Some(mut b) = mine(*id) {
                     b.start = *start;
                     b.end = *end;
-                    notifier.notify(&b, BookingChange::Moved);
+                    notifier.booking_changed(&b, BookingChange::Moved);
                 }
             }
             Effect::Cancel { id } => {
                 if let Some(mut b) = mine(*id) {
                     b.status = crate::model::BookingStatus::Cancelled;
-                    notifier.notify(&b, BookingChange::Cancelled);
+                    notifier.booking_changed(&b, BookingChange::Cancelled);
                 }
             }
             Effect::Handover => {}

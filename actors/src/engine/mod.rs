@@ -28,9 +28,7 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::ports::{
-    BookingNotifier, Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError,
-};
+use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, Notifier, StoreError};
 use ai::{AiActor, AiArgs, AiMsg};
 use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use conversation::ConversationMsg;
@@ -119,8 +117,8 @@ pub struct Ports {
     pub calendar: Arc<dyn Calendar>,
     pub store: Arc<dyn ConversationStore>,
     pub clock: Arc<dyn Clock>,
-    /// Confirmations outside the conversation (email with an invite); `None` = none.
-    pub notifier: Option<Arc<dyn BookingNotifier>>,
+    /// Confirmations and staff alerts outside the conversation (email); `None` = none.
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 /// Counts kept for `/admin/stats` (the same events also go to `metrics`).
@@ -148,7 +146,7 @@ pub struct EngineShared {
     pub counters: Counters,
     /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
     pub clock: Arc<dyn Clock>,
-    pub notifier: Option<Arc<dyn BookingNotifier>>,
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 impl EngineShared {
