@@ -32,13 +32,18 @@ pub(super) async fn load(
     pool: &SqlitePool,
     key: &str,
 ) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT state, version FROM conversations WHERE contact_key = ?1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    Ok(row.map(|(state, version)| StoredConversation { state, version }))
+    let row: Option<(String, i64, i64)> = sqlx::query_as(
+        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = ?1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable)?;
+    Ok(row.map(|(state, version, owner_epoch)| StoredConversation {
+        state,
+        version,
+        owner_epoch,
+    }))
 }
 
 /// The whole batch in one `BEGIN IMMEDIATE … COMMIT`, in at most five statements whatever
@@ -79,8 +84,8 @@ pub(super) async fn commit(
     }
 
     let keys: Vec<String> = batch.iter().map(|item| contact_key(&item.phone)).collect();
-    let stored: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT contact_key, version, last_seq FROM conversations \
+    let stored: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT contact_key, version, last_seq, owner_epoch FROM conversations \
          WHERE contact_key IN (SELECT value FROM json_each(?1))",
     )
     .bind(json_list(&keys))
@@ -89,10 +94,11 @@ pub(super) async fn commit(
     .map_err(unavailable)?;
     let mut heads: HashMap<&str, Head> = stored
         .iter()
-        .map(|(key, version, last_seq)| {
+        .map(|(key, version, last_seq, owner_epoch)| {
             let head = Head {
                 version: *version,
                 last_seq: *last_seq,
+                owner_epoch: *owner_epoch,
                 state: None,
                 created: false,
             };
@@ -114,11 +120,21 @@ pub(super) async fn commit(
             });
             continue;
         }
+        // The fencing check: a newer lease owner has committed (token 0 = unfenced commit).
+        if item.owner_epoch > 0
+            && heads
+                .get(key.as_str())
+                .is_some_and(|h| h.owner_epoch > item.owner_epoch)
+        {
+            outcomes.push(CommitOutcome::Fenced);
+            continue;
+        }
         let head = match heads.get_mut(key.as_str()) {
             Some(head) if head.version == item.expected_version => head,
             None if item.expected_version == 0 => heads.entry(key.as_str()).or_insert(Head {
                 version: 0,
                 last_seq: 0,
+                owner_epoch: 0,
                 state: None,
                 created: true,
             }),
@@ -129,6 +145,7 @@ pub(super) async fn commit(
         };
         head.version += 1;
         head.last_seq += 1;
+        head.owner_epoch = head.owner_epoch.max(item.owner_epoch);
         head.state = Some(&item.state);
         let turn = &item.turn;
         turns.push(serde_json::json!([
@@ -179,16 +196,23 @@ pub(super) async fn commit(
         .iter()
         .filter_map(|(key, head)| {
             let state = head.state?;
-            Some(serde_json::json!([key, state, head.version, head.last_seq]))
+            Some(serde_json::json!([
+                key,
+                state,
+                head.version,
+                head.last_seq,
+                head.owner_epoch
+            ]))
         })
         .collect();
     sqlx::query(
-        "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2 \
+        "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
+         owner_epoch) \
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2, value ->> 4 \
          FROM json_each(?1) WHERE true \
          ON CONFLICT (contact_key) DO UPDATE SET state = excluded.state, \
          version = excluded.version, last_seq = excluded.last_seq, \
-         updated_at = excluded.updated_at",
+         updated_at = excluded.updated_at, owner_epoch = excluded.owner_epoch",
     )
     .bind(json_list(&changed))
     .bind(&now)
@@ -215,6 +239,8 @@ pub(super) async fn commit(
 struct Head<'a> {
     version: i64,
     last_seq: i64,
+    /// The largest fencing token committed so far.
+    owner_epoch: i64,
     /// The state to write, when an item of this batch committed.
     state: Option<&'a str>,
     /// The conversation did not exist before this batch.

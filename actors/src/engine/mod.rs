@@ -27,7 +27,7 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError};
+use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, StoreError};
 use ai::{AiActor, AiArgs, AiMsg};
 use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use conversation::ConversationMsg;
@@ -59,6 +59,10 @@ pub enum TurnError {
     Conflict,
     #[error("the turn took too long")]
     Timeout,
+    /// Another instance held the conversation's lease for the whole lease wait; nothing was
+    /// applied, so the provider's retry is safe.
+    #[error("the conversation is busy on another instance")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -88,6 +92,9 @@ pub struct EngineSettings {
     pub quarantine: Duration,
     pub max_batch: usize,
     pub calendar_refresh: Duration,
+    /// How long a turn waits for the conversation's lease (several instances) before it gives
+    /// up with [`TurnError::Busy`].
+    pub lease_wait: Duration,
 }
 
 impl Default for EngineSettings {
@@ -103,6 +110,7 @@ impl Default for EngineSettings {
             quarantine: Duration::from_secs(3600),
             max_batch: 512,
             calendar_refresh: Duration::from_secs(60),
+            lease_wait: Duration::from_secs(5),
         }
     }
 }
@@ -140,6 +148,8 @@ pub struct EngineShared {
     pub calendar: ActorRef<CalendarMsg>,
     pub writer: TurnWriter,
     pub counters: Counters,
+    /// Per-conversation ownership across instances; `None` = this process is the only writer.
+    pub leases: Option<Arc<dyn Leases>>,
 }
 
 impl EngineShared {
@@ -172,6 +182,17 @@ impl Engine {
         settings: EngineSettings,
         ports: Ports,
     ) -> Result<Engine, StartError> {
+        Engine::start_with_leases(business, settings, ports, None).await
+    }
+
+    /// Like [`Engine::start`], with every turn run under the conversation's lease (see
+    /// `conversation.rs`), so that several instances can share one store.
+    pub async fn start_with_leases(
+        business: Business,
+        settings: EngineSettings,
+        ports: Ports,
+        leases: Option<Arc<dyn Leases>>,
+    ) -> Result<Engine, StartError> {
         let fail = |e: ractor::SpawnErr| StartError(e.to_string());
         let ai_args = AiArgs {
             primary: ports.nlu,
@@ -196,6 +217,7 @@ impl Engine {
             calendar,
             writer,
             counters: Counters::default(),
+            leases,
         });
         let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
             .await

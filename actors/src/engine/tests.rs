@@ -156,6 +156,7 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
     let other = TurnCommit {
         phone: phone(),
         expected_version: 1,
+        owner_epoch: 0,
         state: "{}".into(),
         turn: TurnRecord {
             channel: Channel::Sms,
