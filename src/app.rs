@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::ai::knowledge::KnowledgeBase;
 use crate::ai::rules::RuleNlu;
+use crate::cache::{Cache, CacheError};
 use crate::calendar::local::LocalCalendar;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
@@ -29,6 +30,8 @@ pub enum AppError {
     Engine(#[from] sara_actors::engine::StartError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
 }
 
 /// A built application: the engine running on its ports, ready to serve.
@@ -37,6 +40,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub db: Database,
     pub engine: Engine,
+    pub cache: Cache,
 }
 
 /// The process-wide Prometheus recorder (there can be only one per process).
@@ -76,7 +80,7 @@ impl App {
     /// the engine.
     pub async fn build(config: Config) -> Result<App, AppError> {
         let business = config.business()?;
-        let db = Database::connect(&config.storage.database_url).await?;
+        let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
         if config.ai.provider != "rules" {
             return Err(AppError::Unsupported(format!(
@@ -99,11 +103,21 @@ impl App {
             store: Arc::new(db.clone()),
             clock: Arc::new(SystemClock),
         };
-        let engine = Engine::start(business, config.engine_settings(), ports).await?;
+        // Every turn runs under its conversation's lease: in process on one instance, in
+        // Redis across several (see README, "Production mode").
+        let cache = Cache::from_config(&config)?;
+        let engine = Engine::start_with_leases(
+            business,
+            config.engine_settings(),
+            ports,
+            Some(cache.leases()),
+        )
+        .await?;
         Ok(App {
             config: Arc::new(config),
             db,
             engine,
+            cache,
         })
     }
 
@@ -119,6 +133,7 @@ impl App {
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: metrics_handle(),
+            cache: self.cache.clone(),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         axum::serve(

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod sms;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use sara_actors::engine::Engine;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::store::Database;
 pub use error::ApiError;
@@ -27,6 +29,8 @@ pub struct AppState {
     pub db: Database,
     pub config: Arc<Config>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Processed-webhook replies, rate limits (and the engine's leases).
+    pub cache: Cache,
 }
 
 pub fn router(state: AppState) -> Router {

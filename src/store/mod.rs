@@ -38,8 +38,6 @@ pub use sara_actors::ports::StoreError;
 /// How long a SQLite connection waits for the write lock before giving up. Writers are
 /// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for a pooled connection before reporting the store unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connected store. Cloning is cheap (the pools are shared).
 #[derive(Clone, Debug)]
@@ -103,6 +101,22 @@ impl Database {
     /// throw-away database) or `postgres://...`. Does not migrate: call [`Database::migrate`].
     #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str) -> Result<Database, StoreError> {
+        Database::connect_with(&crate::config::StorageConfig {
+            database_url: url.to_string(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Like [`Database::connect`] with the pool settings of `[storage]`: its size, how long a
+    /// request waits for a connection (then the store is "unavailable" and the webhook gets
+    /// a fast 503 instead of hanging while the database is down), and PostgreSQL's
+    /// `statement_timeout`. The pool reconnects by itself when the database comes back.
+    pub async fn connect_with(
+        storage: &crate::config::StorageConfig,
+    ) -> Result<Database, StoreError> {
+        let url = storage.database_url.as_str();
+        let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
@@ -126,18 +140,21 @@ impl Database {
                 } else {
                     Some(Duration::from_secs(3600))
                 })
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout.max(SQLITE_BUSY_TIMEOUT))
                 .connect_with(options)
                 .await
                 .map_err(unavailable)?;
             Ok(Database::Sqlite(pool))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url).map_err(|e| {
-                StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e)))
-            })?;
+            let statement_timeout = format!("{}ms", storage.statement_timeout_ms.max(1));
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e)))
+                })?
+                .options([("statement_timeout", statement_timeout.as_str())]);
             let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .max_connections(storage.max_connections.max(1))
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(unavailable)?;
