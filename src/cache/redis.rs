@@ -128,7 +128,7 @@ impl RedisCache {
         }
         let outcome = match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(value)) => return Ok(value),
-            Ok(Err(e)) => CacheError::Unavailable(format!("{:?}", e.kind())),
+            Ok(Err(e)) => CacheError::Unavailable(format!("{:?}: {e}", e.kind())),
             Err(_) => CacheError::Timeout,
         };
         let until = self.now_ms() + PAUSE_AFTER_FAILURE.as_millis() as u64;
@@ -227,6 +227,20 @@ impl RedisCache {
     }
 }
 
+impl RedisCache {
+    /// Releases a lease we may or may not hold, in the background, once; past the deadline
+    /// it simply expires.
+    fn abandon(&self, lease_key: String, token: String) {
+        let (mut con, script, timeout) = (self.manager.clone(), self.release.clone(), self.timeout);
+        tokio::spawn(async move {
+            let mut invocation = script.key(lease_key);
+            invocation.arg(token);
+            let _ =
+                tokio::time::timeout(timeout * 4, invocation.invoke_async::<i64>(&mut con)).await;
+        });
+    }
+}
+
 impl Leases for RedisCache {
     /// Polls with a growing pause (1 ms up to 25 ms) until granted or `wait` is over. Redis
     /// failing is `Unavailable` at once: the turn then runs unfenced rather than waiting.
@@ -242,7 +256,7 @@ impl Leases for RedisCache {
             let mut pause = Duration::from_millis(1);
             loop {
                 let token = uuid::Uuid::new_v4().to_string();
-                let epoch: i64 = self
+                let granted: Result<i64, CacheError> = self
                     .script(
                         "acquire lease",
                         &self.acquire,
@@ -253,8 +267,17 @@ impl Leases for RedisCache {
                             EPOCH_TTL_MS.to_string(),
                         ],
                     )
-                    .await
-                    .map_err(|e| LeaseError::Unavailable(e.to_string()))?;
+                    .await;
+                let epoch = match granted {
+                    Ok(epoch) => epoch,
+                    Err(error) => {
+                        // A timed-out script may still have granted the lease: give it back
+                        // (we know its token) so the conversation is not blocked until the
+                        // lease expires.
+                        self.abandon(lease_key, token);
+                        return Err(LeaseError::Unavailable(error.to_string()));
+                    }
+                };
                 if epoch > 0 {
                     return Ok(Lease { epoch, token });
                 }
@@ -276,7 +299,7 @@ impl Leases for RedisCache {
                     "release lease",
                     &self.release,
                     &[&key],
-                    &[lease.token.clone()],
+                    std::slice::from_ref(&lease.token),
                 )
                 .await;
         })

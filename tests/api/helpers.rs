@@ -49,6 +49,11 @@ impl Sara {
 
     /// Starts Sara on an existing database (after a crash, say).
     pub async fn start_on(dir: PathBuf, db_url: String) -> Sara {
+        Sara::start_with(dir, db_url, &[]).await
+    }
+
+    /// Starts Sara on `db_url` with extra `SARA_*` environment variables (Redis, limits…).
+    pub async fn start_with(dir: PathBuf, db_url: String, env: &[(&str, &str)]) -> Sara {
         install_crypto();
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sara"))
@@ -61,6 +66,7 @@ impl Sara {
             .env("SARA_ADMIN__TOKEN", ADMIN_TOKEN)
             .env("SARA_DEBUG__FAULTS", "true")
             .env("SARA_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

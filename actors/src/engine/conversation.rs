@@ -207,11 +207,11 @@ impl Conversation {
                     // Epochs are handed out one by one per phone: the next number after ours
                     // means nobody else held the lease since our last turn, so memory is
                     // current; any other number means another instance may have committed.
-                    if self.lease_epoch == 0 || lease.epoch != self.lease_epoch + 1 {
-                        if let Err(error) = self.reload().await {
-                            leases.release(&self.phone, &lease).await;
-                            return Err(error);
-                        }
+                    if (self.lease_epoch == 0 || lease.epoch != self.lease_epoch + 1)
+                        && let Err(error) = self.reload().await
+                    {
+                        leases.release(&self.phone, &lease).await;
+                        return Err(error);
                     }
                     if self.owner_epoch >= lease.epoch {
                         // The store has seen a larger token than Redis just gave: Redis lost
