@@ -2,6 +2,7 @@
 //! SQLite database and talks HTTP to it, signing webhooks as Twilio does.
 
 mod helpers;
+mod limits;
 mod production;
 mod robustness;
 mod sms;
