@@ -439,12 +439,31 @@ async fn turns_are_answered_while_redis_is_down_and_leases_return_with_it() {
     let (status, body) = ready(&instances[0]).await;
     assert_eq!((status, body["redis"].as_str()), (200, Some("up")));
 
+    // A provider retry reaching another instance is answered from Redis, not the engine.
+    let retried = sid();
+    let (status, first) = instances[0]
+        .sms_with_sid(&me, "do you have parking?", &retried)
+        .await;
+    assert_eq!(status, 200);
+    sent.push("do you have parking?".to_string());
+    let (status, again) = instances[1]
+        .sms_with_sid(&me, "do you have parking?", &retried)
+        .await;
+    assert_eq!((status, message_of(&again)), (200, message_of(&first)));
+    assert_eq!(
+        instances[1].metric("sara_duplicate_webhooks_total").await,
+        1.0,
+        "answered from the processed-webhook cache"
+    );
+
     let port = redis.stop();
-    for text in [
-        "do you have parking?",
-        "where are you?",
-        "do you take insurance?",
-    ] {
+    // Without Redis the same retry misses the cache; the store's unique id still answers it
+    // with the stored reply and applies nothing.
+    let (status, third) = instances[1]
+        .sms_with_sid(&me, "do you have parking?", &retried)
+        .await;
+    assert_eq!((status, message_of(&third)), (200, message_of(&first)));
+    for text in ["where are you?", "do you take insurance?"] {
         let reply = say(text, &mut sent).await;
         assert!(!reply.is_empty(), "answered without Redis");
     }
