@@ -6,6 +6,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use ractor::{Actor, ActorRef};
+use sara_actors::engine::channel::{ChannelActor, ChannelArgs, ChannelMsg};
 use sara_actors::engine::{Engine, Ports};
 use sara_actors::ports::SystemClock;
 use tokio::net::TcpListener;
@@ -14,6 +16,8 @@ use crate::ai::knowledge::KnowledgeBase;
 use crate::ai::rules::RuleNlu;
 use crate::cache::{Cache, CacheError};
 use crate::calendar::local::LocalCalendar;
+use crate::channels::email::EmailNotifier;
+use crate::channels::whatsapp::GraphClient;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
 use crate::store::Database;
@@ -102,6 +106,7 @@ impl App {
             calendar: Arc::new(LocalCalendar::new(db.clone())),
             store: Arc::new(db.clone()),
             clock: Arc::new(SystemClock),
+            notifier: email_notifier(&config, &business)?,
         };
         // Every turn runs under its conversation's lease: in process on one instance, in
         // Redis across several (see README, "Production mode").
@@ -128,12 +133,14 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let whatsapp = self.whatsapp_channel().await?;
         let state = AppState {
             engine: self.engine.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: metrics_handle(),
             cache: self.cache.clone(),
+            whatsapp: whatsapp.clone(),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         axum::serve(
@@ -143,9 +150,56 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await?;
         let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
+        if let Some(channel) = whatsapp {
+            channel.stop(None);
+        }
         self.db.close().await;
         Ok(())
     }
+}
+
+impl App {
+    /// The channel actor for WhatsApp replies, when an access token and phone number id are set.
+    async fn whatsapp_channel(&self) -> Result<Option<ActorRef<ChannelMsg>>, AppError> {
+        let wa = &self.config.whatsapp;
+        let (Some(token), Some(number)) =
+            (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
+        else {
+            return Ok(None);
+        };
+        let client = GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
+            .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))?;
+        let args = ChannelArgs {
+            outbound: Arc::new(client),
+            max_attempts: 6,
+            first_backoff: Duration::from_millis(500),
+        };
+        let (actor, _) = Actor::spawn(None, ChannelActor, args)
+            .await
+            .map_err(|e| AppError::Unsupported(format!("whatsapp channel: {e}")))?;
+        Ok(Some(actor))
+    }
+}
+
+/// Email confirmations, when `email.smtp_url` and `email.from` are set.
+fn email_notifier(
+    config: &Config,
+    business: &sara_actors::business::Business,
+) -> Result<Option<Arc<dyn sara_actors::ports::Notifier>>, AppError> {
+    let (Some(url), Some(from)) = (
+        config.email.smtp_url.as_deref(),
+        config.email.from.as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    let notifier = EmailNotifier::new(
+        url,
+        from,
+        config.email.staff.as_deref(),
+        Arc::new(business.clone()),
+    )
+    .map_err(|e| AppError::Unsupported(e.to_string()))?;
+    Ok(Some(Arc::new(notifier)))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

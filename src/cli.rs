@@ -64,7 +64,7 @@ pub async fn chat(config: Config, phone: &str) -> anyhow::Result<()> {
             provider_id: None,
             at: Utc::now(),
         };
-        let reply = crate::http::sms::caller_reply(app.engine.turn(inbound).await)
+        let reply = crate::http::webhook::caller_reply(app.engine.turn(inbound).await)
             .map(|r| r.text)
             .unwrap_or_else(|e| format!("(Sara is unavailable: {})", e.detail));
         if !reply.is_empty() {

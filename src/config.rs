@@ -194,7 +194,7 @@ pub struct TwilioConfig {
     pub auth_token: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WhatsAppConfig {
     #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
@@ -205,14 +205,33 @@ pub struct WhatsAppConfig {
     pub access_token: Option<String>,
     #[serde(deserialize_with = "lenient_opt_string")]
     pub phone_number_id: Option<String>,
-    pub graph_base_url: Option<String>,
+    /// Where the Graph API lives (a local stand-in in tests).
+    pub graph_base_url: String,
+    pub graph_version: String,
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        WhatsAppConfig {
+            app_secret: None,
+            verify_token: None,
+            access_token: None,
+            phone_number_id: None,
+            graph_base_url: "https://graph.facebook.com".into(),
+            graph_version: "v21.0".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EmailConfig {
+    /// May carry SMTP credentials, so it is never written back out.
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub smtp_url: Option<String>,
     pub from: Option<String>,
+    /// Where hand-over alerts go (the front desk's address).
+    pub staff: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -159,6 +159,49 @@ pub trait ConversationStore: Send + Sync + 'static {
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum OutboundError {
+    /// Worth trying again later (network, rate limit, the provider's 5xx).
+    #[error("temporary delivery failure: {0}")]
+    Retryable(String),
+    /// Trying again will not help (bad recipient, bad credentials).
+    #[error("delivery refused: {0}")]
+    Permanent(String),
+}
+
+/// Sends a reply to a contact outside the HTTP response (WhatsApp, SMS by REST, email).
+pub trait Outbound: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        to: &'a Phone,
+        reply: &'a crate::dialogue::Reply,
+    ) -> BoxFuture<'a, Result<(), OutboundError>>;
+
+    /// Short name for logs and metrics ("whatsapp").
+    fn name(&self) -> &'static str;
+}
+
+/// What happened to a booking, for confirmations sent outside the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookingChange {
+    Booked,
+    Moved,
+    Cancelled,
+}
+
+/// Tells people outside the conversation what happened in it: the customer about a booking
+/// change (an email with a calendar invite), the staff about a hand-over. It must not hold up
+/// the turn: deliver in the background.
+pub trait Notifier: Send + Sync + 'static {
+    fn booking_changed(&self, booking: &Booking, change: BookingChange);
+
+    /// A customer asked for a person on `channel`.
+    fn handover_requested(&self, phone: &Phone, channel: Channel);
+
+    /// Whether `handover_requested` reaches a person (so Sara may say the team will reply).
+    fn alerts_staff(&self) -> bool;
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum LeaseError {
     /// Someone else held the lease for the whole wait.
     #[error("the conversation is busy elsewhere")]

@@ -7,6 +7,9 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod sms;
+pub mod voice;
+pub mod webhook;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,12 +34,16 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Processed-webhook replies, rate limits (and the engine's leases).
     pub cache: Cache,
+    /// Delivers WhatsApp replies; `None` when WhatsApp sending is not configured.
+    pub whatsapp: Option<ractor::ActorRef<sara_actors::engine::channel::ChannelMsg>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(sms::router())
+        .merge(voice::router())
+        .merge(whatsapp::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(dashboard::router())

@@ -9,7 +9,7 @@ use crate::helpers::{Sara, phone, sid};
 async fn limited_sara() -> Sara {
     let dir = tempfile::tempdir().expect("temp dir").keep();
     let db_url = format!("sqlite://{}", dir.join("sara.db").display());
-    Sara::start_with(
+    Sara::launch(
         dir,
         db_url,
         &[

@@ -1,9 +1,13 @@
 //! Black-box tests: each test starts the real `sara` binary on port 0 with its own temporary
 //! SQLite database and talks HTTP to it, signing webhooks as Twilio does.
 
+mod email;
+mod faults;
 mod helpers;
 mod limits;
 mod production;
 mod robustness;
 mod sms;
 mod supervision;
+mod voice;
+mod whatsapp;

@@ -150,7 +150,7 @@ async fn cluster(n: usize, db_url: &str, redis_url: &str, extra: &[(&str, &str)]
     let mut instances = Vec::with_capacity(n);
     for _ in 0..n {
         let dir = tempfile::tempdir().expect("temp dir").keep();
-        instances.push(Sara::start_with(dir, db_url.to_string(), &env).await);
+        instances.push(Sara::launch(dir, db_url.to_string(), &env).await);
     }
     instances
 }
@@ -422,7 +422,7 @@ async fn turns_are_answered_while_redis_is_down_and_leases_return_with_it() {
     let mut instances = Vec::new();
     for _ in 0..2 {
         let dir = tempfile::tempdir().expect("temp dir").keep();
-        instances.push(Sara::start_with(dir, db.url_on(5432), &env).await);
+        instances.push(Sara::launch(dir, db.url_on(5432), &env).await);
     }
     let me = phone(500);
     let retries = AtomicU64::new(0);
@@ -546,7 +546,7 @@ async fn postgres_down_is_a_fast_503_and_a_retry_after_it_returns_succeeds() {
     let pg: SocketAddr = "127.0.0.1:5432".parse().expect("an address");
     let relay = Relay::start(pg).await;
     let dir = tempfile::tempdir().expect("temp dir").keep();
-    let sara = Sara::start_with(
+    let sara = Sara::launch(
         dir,
         db.url_on(relay.port),
         &[("SARA_STORAGE__ACQUIRE_TIMEOUT_MS", "1000")],

@@ -22,7 +22,9 @@ use super::calendar::{CalendarMsg, CalendarView};
 use super::{EngineShared, Inbound, TurnError};
 use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext};
 use crate::model::{Channel, Phone};
-use crate::ports::{CalendarError, CommitOutcome, Lease, LeaseError, TurnCommit, TurnRecord};
+use crate::ports::{
+    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, TurnCommit, TurnRecord,
+};
 use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
@@ -378,9 +380,18 @@ impl Conversation {
             dialogue::step(&self.state.dialogue, &understood, &ctx)
         };
         let decision = match &decision.effect {
-            None | Some(Effect::Handover) => decision,
+            None => decision,
+            Some(Effect::Handover) => {
+                if let Some(notifier) = &self.shared.notifier {
+                    notifier.handover_requested(&self.phone, inbound.channel);
+                }
+                decision
+            }
             Some(effect) => match self.run_effect(effect).await {
-                Ok(()) => decision,
+                Ok(()) => {
+                    self.notify(effect, &view);
+                    decision
+                }
                 Err(error) => {
                     tracing::info!(%error, "calendar refused the effect");
                     let view = self.view().await?;
@@ -399,13 +410,43 @@ impl Conversation {
         fresh_id: Uuid,
     ) -> TurnContext<'a> {
         TurnContext {
-            now: inbound.at,
+            now: self.shared.clock.now(),
             business: &self.shared.business,
             phone: &self.phone,
             channel: inbound.channel,
             busy: &view.busy,
             bookings: &view.mine,
             fresh_id,
+            staff_alerts: self
+                .shared
+                .notifier
+                .as_ref()
+                .is_some_and(|n| n.alerts_staff()),
+        }
+    }
+
+    /// Tells the notifier (email confirmations) about a change the calendar accepted.
+    fn notify(&self, effect: &Effect, view: &CalendarView) {
+        let Some(notifier) = &self.shared.notifier else {
+            return;
+        };
+        let mine = |id| view.mine.iter().find(|b| b.id == id).cloned();
+        match effect {
+            Effect::Book(b) => notifier.booking_changed(b, BookingChange::Booked),
+            Effect::Reschedule { id, start, end } => {
+                if let Some(mut b) = mine(*id) {
+                    b.start = *start;
+                    b.end = *end;
+                    notifier.booking_changed(&b, BookingChange::Moved);
+                }
+            }
+            Effect::Cancel { id } => {
+                if let Some(mut b) = mine(*id) {
+                    b.status = crate::model::BookingStatus::Cancelled;
+                    notifier.booking_changed(&b, BookingChange::Cancelled);
+                }
+            }
+            Effect::Handover => {}
         }
     }
 

@@ -8,6 +8,7 @@
 
 pub mod ai;
 pub mod calendar;
+pub mod channel;
 pub mod conversation;
 pub mod supervisor;
 pub mod writer;
@@ -27,7 +28,9 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, StoreError};
+use crate::ports::{
+    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+};
 use ai::{AiActor, AiArgs, AiMsg};
 use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use conversation::ConversationMsg;
@@ -42,7 +45,8 @@ pub struct Inbound {
     pub text: String,
     /// The provider's id for this message; a second delivery with the same id is a retry.
     pub provider_id: Option<String>,
-    /// When the message was sent; "tomorrow" is read relative to this.
+    /// When the message was sent; "tomorrow" is read relative to this (the policy's checks,
+    /// such as minimum notice, use the engine's clock).
     pub at: DateTime<Utc>,
 }
 
@@ -123,6 +127,8 @@ pub struct Ports {
     pub calendar: Arc<dyn Calendar>,
     pub store: Arc<dyn ConversationStore>,
     pub clock: Arc<dyn Clock>,
+    /// Confirmations and staff alerts outside the conversation (email); `None` = none.
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 /// Counts kept for `/admin/stats` (the same events also go to `metrics`).
@@ -150,6 +156,9 @@ pub struct EngineShared {
     pub counters: Counters,
     /// Per-conversation ownership across instances; `None` = this process is the only writer.
     pub leases: Option<Arc<dyn Leases>>,
+    /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 impl EngineShared {
@@ -202,7 +211,7 @@ impl Engine {
         let (ai, _) = Actor::spawn(None, AiActor, ai_args).await.map_err(fail)?;
         let calendar_args = CalendarArgs {
             calendar: ports.calendar,
-            clock: ports.clock,
+            clock: ports.clock.clone(),
             refresh: settings.calendar_refresh,
         };
         let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
@@ -218,6 +227,8 @@ impl Engine {
             writer,
             counters: Counters::default(),
             leases,
+            clock: ports.clock,
+            notifier: ports.notifier,
         });
         let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
             .await

@@ -41,6 +41,7 @@ async fn engine(settings: EngineSettings) -> (Engine, Arc<MemoryStore>) {
         calendar: Arc::new(MemoryCalendar::default()),
         store: store.clone(),
         clock: Arc::new(SystemClock),
+        notifier: None,
     };
     let engine = Engine::start(Business::example(), settings, ports)
         .await
@@ -237,6 +238,7 @@ async fn leased_engine(leases: Arc<FakeLeases>) -> (Engine, Arc<MemoryStore>) {
         calendar: Arc::new(MemoryCalendar::default()),
         store: store.clone(),
         clock: Arc::new(SystemClock),
+        notifier: None,
     };
     let engine = Engine::start_with_leases(
         Business::example(),
