@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::ai::knowledge::KnowledgeBase;
 use crate::ai::rules::RuleNlu;
+use crate::cache::{Cache, CacheError};
 use crate::calendar::local::LocalCalendar;
 use crate::channels::email::EmailNotifier;
 use crate::channels::whatsapp::GraphClient;
@@ -33,6 +34,8 @@ pub enum AppError {
     Engine(#[from] sara_actors::engine::StartError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
 }
 
 /// A built application: the engine running on its ports, ready to serve.
@@ -41,6 +44,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub db: Database,
     pub engine: Engine,
+    pub cache: Cache,
 }
 
 /// The process-wide Prometheus recorder (there can be only one per process).
@@ -80,11 +84,7 @@ impl App {
     /// the engine.
     pub async fn build(config: Config) -> Result<App, AppError> {
         let business = config.business()?;
-        let db = Database::connect(
-            &config.storage.database_url,
-            config.storage.encryption_key.as_deref(),
-        )
-        .await?;
+        let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
         if config.ai.provider != "rules" {
             return Err(AppError::Unsupported(format!(
@@ -108,11 +108,21 @@ impl App {
             clock: Arc::new(SystemClock),
             notifier: email_notifier(&config, &business)?,
         };
-        let engine = Engine::start(business, config.engine_settings(), ports).await?;
+        // Every turn runs under its conversation's lease: in process on one instance, in
+        // Redis across several (see README, "Production mode").
+        let cache = Cache::from_config(&config)?;
+        let engine = Engine::start_with_leases(
+            business,
+            config.engine_settings(),
+            ports,
+            Some(cache.leases()),
+        )
+        .await?;
         Ok(App {
             config: Arc::new(config),
             db,
             engine,
+            cache,
         })
     }
 
@@ -129,6 +139,7 @@ impl App {
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: metrics_handle(),
+            cache: self.cache.clone(),
             whatsapp: whatsapp.clone(),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);

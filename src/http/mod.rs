@@ -5,6 +5,7 @@ pub mod admin;
 pub mod dashboard;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod sms;
 pub mod voice;
 pub mod webhook;
@@ -19,6 +20,7 @@ use sara_actors::engine::Engine;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::store::Database;
 pub use error::ApiError;
@@ -30,6 +32,8 @@ pub struct AppState {
     pub db: Database,
     pub config: Arc<Config>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Processed-webhook replies, rate limits (and the engine's leases).
+    pub cache: Cache,
     /// Delivers WhatsApp replies; `None` when WhatsApp sending is not configured.
     pub whatsapp: Option<ractor::ActorRef<sara_actors::engine::channel::ChannelMsg>>,
 }

@@ -61,7 +61,12 @@ pub fn caller_reply(result: Result<Reply, TurnError>) -> Result<Reply, ApiError>
     match result {
         Ok(reply) => Ok(reply),
         Err(TurnError::StoreUnavailable) => {
-            Err(ApiError::unavailable("store unavailable; retry later"))
+            Err(ApiError::unavailable("store unavailable; retry later").retry_after(5))
+        }
+        // Another instance held the conversation for the whole lease wait; nothing was
+        // applied, so the provider's retry is both safe and likely to succeed.
+        Err(TurnError::Busy) => {
+            Err(ApiError::unavailable("conversation busy; retry later").retry_after(1))
         }
         Err(TurnError::CalendarUnavailable) => Ok(dialogue::calendar_unavailable_reply()),
         Err(error) => {

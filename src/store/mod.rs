@@ -47,8 +47,6 @@ use crypto::{Field, Sealer};
 /// How long a SQLite connection waits for the write lock before giving up. Writers are
 /// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for a pooled connection before reporting the store unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A connected store with its encryption keys. Cloning is cheap (the pool and keys are
 /// shared).
@@ -127,7 +125,28 @@ impl Database {
     /// (mode 0600) on first start; `sqlite::memory:` gets a random key that dies with it.
     #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str, encryption_key: Option<&str>) -> Result<Database, StoreError> {
-        let given = encryption_key.map(EncryptionKey::from_base64).transpose()?;
+        Database::connect_with(&crate::config::StorageConfig {
+            database_url: url.to_string(),
+            encryption_key: encryption_key.map(str::to_string),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Like [`Database::connect`] with the pool settings of `[storage]`: its size, how long a
+    /// request waits for a connection (then the store is "unavailable" and the webhook gets
+    /// a fast 503 instead of hanging while the database is down), and PostgreSQL's
+    /// `statement_timeout`. The pool reconnects by itself when the database comes back.
+    pub async fn connect_with(
+        storage: &crate::config::StorageConfig,
+    ) -> Result<Database, StoreError> {
+        let url = storage.database_url.as_str();
+        let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
+        let given = storage
+            .encryption_key
+            .as_deref()
+            .map(EncryptionKey::from_base64)
+            .transpose()?;
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
@@ -151,7 +170,7 @@ impl Database {
                 } else {
                     Some(Duration::from_secs(3600))
                 })
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .acquire_timeout(acquire_timeout.max(SQLITE_BUSY_TIMEOUT))
                 .connect_with(options.clone())
                 .await
                 .map_err(unavailable)?;
@@ -174,12 +193,15 @@ impl Database {
                         .to_string(),
                 )
             })?;
-            let options = PgConnectOptions::from_str(url).map_err(|e| {
-                StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e)))
-            })?;
+            let statement_timeout = format!("{}ms", storage.statement_timeout_ms.max(1));
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e)))
+                })?
+                .options([("statement_timeout", statement_timeout.as_str())]);
             let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .max_connections(storage.max_connections.max(1))
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(unavailable)?;

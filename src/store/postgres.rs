@@ -45,16 +45,18 @@ pub(super) async fn load(
     sealer: &Sealer,
     key: &str,
 ) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(Vec<u8>, i64)> =
-        sqlx::query_as("SELECT state, version FROM conversations WHERE contact_key = $1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    row.map(|(state, version)| {
+    let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
+        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = $1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable)?;
+    row.map(|(state, version, owner_epoch)| {
         Ok(StoredConversation {
             state: sealer.open_str(Field::ConversationState, &state)?,
             version,
+            owner_epoch,
         })
     })
     .transpose()
@@ -153,33 +155,51 @@ pub(super) async fn commit(
         }
         let swapped: Option<(i64, i64)> = if item.expected_version == 0 {
             sqlx::query_as(
-                "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
-                 VALUES ($1, $2, 1, 1, $3) ON CONFLICT (contact_key) DO NOTHING \
+                "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
+                 owner_epoch) VALUES ($1, $2, 1, 1, $3, $4) ON CONFLICT (contact_key) DO NOTHING \
                  RETURNING version, last_seq",
             )
             .bind(key)
             .bind(&sealed.state)
             .bind(now)
+            .bind(item.owner_epoch)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?
         } else {
+            // The version check and the fencing check in one compare-and-swap (a token of 0
+            // is an unfenced commit: no lease was held, the version check alone decides).
             sqlx::query_as(
                 "UPDATE conversations \
-                 SET state = $1, version = version + 1, last_seq = last_seq + 1, updated_at = $2 \
-                 WHERE contact_key = $3 AND version = $4 \
+                 SET state = $1, version = version + 1, last_seq = last_seq + 1, updated_at = $2, \
+                 owner_epoch = GREATEST(owner_epoch, $5) \
+                 WHERE contact_key = $3 AND version = $4 AND ($5 = 0 OR owner_epoch <= $5) \
                  RETURNING version, last_seq",
             )
             .bind(&sealed.state)
             .bind(now)
             .bind(key)
             .bind(item.expected_version)
+            .bind(item.owner_epoch)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?
         };
         let Some((version, seq)) = swapped else {
-            outcomes[i] = Some(CommitOutcome::VersionConflict);
+            // Refused: tell a fenced-off writer (a newer lease owner committed) from a plain
+            // version conflict, since only the latter is worth redoing.
+            let stored: Option<i64> =
+                sqlx::query_scalar("SELECT owner_epoch FROM conversations WHERE contact_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            let fenced = item.owner_epoch > 0 && stored.is_some_and(|e| e > item.owner_epoch);
+            outcomes[i] = Some(if fenced {
+                CommitOutcome::Fenced
+            } else {
+                CommitOutcome::VersionConflict
+            });
             continue;
         };
         let turn = &item.turn;

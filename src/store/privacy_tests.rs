@@ -23,6 +23,7 @@ fn commit_of(expected_version: i64, provider_id: &str) -> TurnCommit {
     TurnCommit {
         phone: phone(),
         expected_version,
+        owner_epoch: 0,
         state: format!("{{\"name\":\"{NAME}\",\"email\":\"{EMAIL}\",\"phone\":\"{PHONE}\"}}"),
         turn: TurnRecord {
             channel: Channel::Sms,

@@ -48,16 +48,18 @@ pub(super) async fn load(
     sealer: &Sealer,
     key: &str,
 ) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(Vec<u8>, i64)> =
-        sqlx::query_as("SELECT state, version FROM conversations WHERE contact_key = ?1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    row.map(|(state, version)| {
+    let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
+        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = ?1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable)?;
+    row.map(|(state, version, owner_epoch)| {
         Ok(StoredConversation {
             state: sealer.open_str(Field::ConversationState, &state)?,
             version,
+            owner_epoch,
         })
     })
     .transpose()
@@ -123,8 +125,8 @@ pub(super) async fn commit(
         }
     }
 
-    let stored: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT contact_key, version, last_seq FROM conversations \
+    let stored: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT contact_key, version, last_seq, owner_epoch FROM conversations \
          WHERE contact_key IN (SELECT value FROM json_each(?1))",
     )
     .bind(json_list(&keys))
@@ -133,10 +135,11 @@ pub(super) async fn commit(
     .map_err(unavailable)?;
     let mut heads: HashMap<&str, Head> = stored
         .iter()
-        .map(|(key, version, last_seq)| {
+        .map(|(key, version, last_seq, owner_epoch)| {
             let head = Head {
                 version: *version,
                 last_seq: *last_seq,
+                owner_epoch: *owner_epoch,
                 state: None,
                 created: false,
             };
@@ -159,11 +162,21 @@ pub(super) async fn commit(
             });
             continue;
         }
+        // The fencing check: a newer lease owner has committed (token 0 = unfenced commit).
+        if item.owner_epoch > 0
+            && heads
+                .get(key.as_str())
+                .is_some_and(|h| h.owner_epoch > item.owner_epoch)
+        {
+            outcomes.push(CommitOutcome::Fenced);
+            continue;
+        }
         let head = match heads.get_mut(key.as_str()) {
             Some(head) if head.version == item.expected_version => head,
             None if item.expected_version == 0 => heads.entry(key.as_str()).or_insert(Head {
                 version: 0,
                 last_seq: 0,
+                owner_epoch: 0,
                 state: None,
                 created: true,
             }),
@@ -174,6 +187,7 @@ pub(super) async fn commit(
         };
         head.version += 1;
         head.last_seq += 1;
+        head.owner_epoch = head.owner_epoch.max(item.owner_epoch);
         head.state = Some(&sealed.state);
         let turn = &item.turn;
         let [text_at, text_len] = turn_blobs.push(&sealed.text);
@@ -245,17 +259,19 @@ pub(super) async fn commit(
                 at,
                 len,
                 head.version,
-                head.last_seq
+                head.last_seq,
+                head.owner_epoch
             ]))
         })
         .collect();
     sqlx::query(
-        "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
+        "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
+         owner_epoch) \
          SELECT value ->> 0, substr(?3, value ->> 1, value ->> 2), value ->> 3, value ->> 4, \
-         ?2 FROM json_each(?1) WHERE true \
+         ?2, value ->> 5 FROM json_each(?1) WHERE true \
          ON CONFLICT (contact_key) DO UPDATE SET state = excluded.state, \
          version = excluded.version, last_seq = excluded.last_seq, \
-         updated_at = excluded.updated_at",
+         updated_at = excluded.updated_at, owner_epoch = excluded.owner_epoch",
     )
     .bind(json_list(&changed))
     .bind(&now)
@@ -285,6 +301,8 @@ pub(super) async fn commit(
 struct Head<'a> {
     version: i64,
     last_seq: i64,
+    /// The largest fencing token committed so far.
+    owner_epoch: i64,
     /// The sealed state to write, when an item of this batch committed.
     state: Option<&'a [u8]>,
     /// The conversation did not exist before this batch (its contact is still to write).

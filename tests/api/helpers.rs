@@ -12,6 +12,8 @@ use sara::channels::twilio::TwilioSignature;
 
 pub const AUTH_TOKEN: &str = "test-twilio-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// base64 of 32 bytes: the personal-data key of the PostgreSQL tests.
+pub const TEST_ENCRYPTION_KEY: &str = "c2FyYS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
 
 /// A running `sara serve` process; killed when dropped.
 pub struct Sara {
@@ -59,10 +61,16 @@ impl Sara {
         Sara::launch(dir, db_url, &[]).await
     }
 
-    async fn launch(dir: PathBuf, db_url: String, env: &[(&str, &str)]) -> Sara {
+    pub async fn launch(dir: PathBuf, db_url: String, env: &[(&str, &str)]) -> Sara {
         install_crypto();
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sara"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sara"));
+        if db_url.starts_with("postgres") {
+            // PostgreSQL needs the key from the environment (every instance the same); SQLite
+            // tests leave it unset so the generated key file is exercised.
+            command.env("SARA_STORAGE__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY);
+        }
+        let mut child = command
             .arg("serve")
             .env("SARA_CONFIG", &config)
             .env("SARA_SERVER__BIND", "127.0.0.1:0")

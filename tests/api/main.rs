@@ -4,7 +4,9 @@
 mod email;
 mod faults;
 mod helpers;
+mod limits;
 mod privacy;
+mod production;
 mod robustness;
 mod sms;
 mod supervision;

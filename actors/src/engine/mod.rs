@@ -28,7 +28,9 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, Notifier, StoreError};
+use crate::ports::{
+    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+};
 use ai::{AiActor, AiArgs, AiMsg};
 use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use conversation::ConversationMsg;
@@ -61,6 +63,10 @@ pub enum TurnError {
     Conflict,
     #[error("the turn took too long")]
     Timeout,
+    /// Another instance held the conversation's lease for the whole lease wait; nothing was
+    /// applied, so the provider's retry is safe.
+    #[error("the conversation is busy on another instance")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -90,6 +96,9 @@ pub struct EngineSettings {
     pub quarantine: Duration,
     pub max_batch: usize,
     pub calendar_refresh: Duration,
+    /// How long a turn waits for the conversation's lease (several instances) before it gives
+    /// up with [`TurnError::Busy`].
+    pub lease_wait: Duration,
 }
 
 impl Default for EngineSettings {
@@ -105,6 +114,7 @@ impl Default for EngineSettings {
             quarantine: Duration::from_secs(3600),
             max_batch: 512,
             calendar_refresh: Duration::from_secs(60),
+            lease_wait: Duration::from_secs(5),
         }
     }
 }
@@ -144,6 +154,8 @@ pub struct EngineShared {
     pub calendar: ActorRef<CalendarMsg>,
     pub writer: TurnWriter,
     pub counters: Counters,
+    /// Per-conversation ownership across instances; `None` = this process is the only writer.
+    pub leases: Option<Arc<dyn Leases>>,
     /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
     pub clock: Arc<dyn Clock>,
     pub notifier: Option<Arc<dyn Notifier>>,
@@ -179,6 +191,17 @@ impl Engine {
         settings: EngineSettings,
         ports: Ports,
     ) -> Result<Engine, StartError> {
+        Engine::start_with_leases(business, settings, ports, None).await
+    }
+
+    /// Like [`Engine::start`], with every turn run under the conversation's lease (see
+    /// `conversation.rs`), so that several instances can share one store.
+    pub async fn start_with_leases(
+        business: Business,
+        settings: EngineSettings,
+        ports: Ports,
+        leases: Option<Arc<dyn Leases>>,
+    ) -> Result<Engine, StartError> {
         let fail = |e: ractor::SpawnErr| StartError(e.to_string());
         let ai_args = AiArgs {
             primary: ports.nlu,
@@ -203,6 +226,7 @@ impl Engine {
             calendar,
             writer,
             counters: Counters::default(),
+            leases,
             clock: ports.clock,
             notifier: ports.notifier,
         });
