@@ -507,3 +507,608 @@ impl Calendar for GoogleCalendar {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Against a local stand-in for Google (token endpoint + Calendar API), through the same
+    //! client as production; the received JSON is checked against Google's discovery document.
+
+    use chrono::Duration as Minutes;
+    use serde_json::{Value, json};
+    use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    use super::*;
+
+    const CALENDAR: &str = "clinic@group.calendar.google.com";
+    const EVENTS: &str = "/calendar/v3/calendars/clinic@group.calendar.google.com/events";
+    /// A throwaway 2048-bit RSA key made for these tests only (PKCS#8 PEM, as Google issues).
+    const TEST_KEY: &str =
+        include_str!("../../tests/data/google/throwaway-service-account-key.pem");
+
+    struct StandIn {
+        server: MockServer,
+        calendar: GoogleCalendar,
+        _dir: tempfile::TempDir,
+    }
+
+    /// A Google stand-in that hands out tokens, and a calendar client pointed at it.
+    async fn stand_in() -> StandIn {
+        let server = MockServer::start().await;
+        let base = format!("{}/calendar/v3/", server.uri());
+        stand_in_with(server, base, Duration::from_secs(10)).await
+    }
+
+    /// Tokens from `server`, the Calendar API at `base`.
+    async fn stand_in_with(server: MockServer, base: String, deadline: Duration) -> StandIn {
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .and(body_string_contains(
+                "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer",
+            ))
+            .respond_with(ResponseTemplate::new(200).set_body_json(
+                json!({"access_token": "t", "expires_in": 3600, "token_type": "Bearer"}),
+            ))
+            .mount(&server)
+            .await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = json!({
+            "type": "service_account",
+            "project_id": "sara-test",
+            "private_key_id": "throwaway",
+            "private_key": TEST_KEY,
+            "client_email": "sara@sara-test.iam.gserviceaccount.com",
+            "client_id": "1",
+            "token_uri": format!("{}/token", server.uri()),
+        });
+        let credentials = dir.path().join("key.json");
+        std::fs::write(&credentials, key.to_string()).expect("write the key file");
+        let calendar = GoogleCalendar::connect(GoogleSettings {
+            base_url: base,
+            calendar_id: CALENDAR.into(),
+            credentials,
+            timezone: chrono_tz::America::New_York,
+            lookahead: chrono::Duration::days(60),
+            deadline,
+        })
+        .await
+        .expect("the client builds");
+        StandIn {
+            server,
+            calendar,
+            _dir: dir,
+        }
+    }
+
+    impl StandIn {
+        /// Answers freeBusy with these busy periods for our calendar.
+        async fn free_busy(&self, busy: Value) {
+            Mock::given(method("POST"))
+                .and(path("/calendar/v3/freeBusy"))
+                .and(header("authorization", "Bearer t"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                    "kind": "calendar#freeBusy",
+                    "timeMin": "2026-12-01T14:00:00Z",
+                    "timeMax": "2026-12-01T14:30:00Z",
+                    "calendars": { CALENDAR: { "busy": busy } },
+                })))
+                .mount(&self.server)
+                .await;
+        }
+
+        async fn list(&self, items: Value) {
+            Mock::given(method("GET"))
+                .and(path(EVENTS))
+                .and(header("authorization", "Bearer t"))
+                .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                    "kind": "calendar#events",
+                    "items": items,
+                })))
+                .mount(&self.server)
+                .await;
+        }
+
+        async fn insert_answers(&self, status: u16, body: Value, times: u64) {
+            Mock::given(method("POST"))
+                .and(path(EVENTS))
+                .and(header("authorization", "Bearer t"))
+                .respond_with(ResponseTemplate::new(status).set_body_json(body))
+                .expect(times)
+                .mount(&self.server)
+                .await;
+        }
+
+        /// The JSON bodies of the requests received at `method path`.
+        async fn received(&self, verb: &str, at: &str) -> Vec<Value> {
+            self.server
+                .received_requests()
+                .await
+                .expect("recording is on")
+                .iter()
+                .filter(|r| r.method.as_str() == verb && r.url.path() == at)
+                .map(|r| r.body_json().unwrap_or(Value::Null))
+                .collect()
+        }
+    }
+
+    fn google_error(code: u16, message: &str) -> Value {
+        json!({"error": {"code": code, "message": message, "errors": [{"message": message}]}})
+    }
+
+    fn nine_am() -> DateTime<Utc> {
+        // 09:00 in New York (EST).
+        Utc.with_ymd_and_hms(2026, 12, 1, 14, 0, 0)
+            .single()
+            .expect("a valid test time")
+    }
+
+    fn booking() -> Booking {
+        Booking {
+            id: Uuid::parse_str("0192f4a7-6b1c-7d3e-8f00-1234567890ab").expect("uuid"),
+            phone: Phone::parse("+15550100001").expect("a valid test number"),
+            name: Some("Grace Hopper".to_string()),
+            email: Some("grace@example.com".to_string()),
+            service: "cleaning".to_string(),
+            start: nine_am(),
+            end: nine_am() + Minutes::minutes(30),
+            status: BookingStatus::Confirmed,
+        }
+    }
+
+    /// Google's discovery document for Calendar v3, as committed under tests/data.
+    fn discovery() -> Value {
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/google/calendar.v3.json");
+        serde_json::from_str(&std::fs::read_to_string(file).expect("discovery document"))
+            .expect("discovery JSON")
+    }
+
+    /// Every field of `value` is one the discovery document's `schema` declares, at any depth.
+    fn assert_fits(doc: &Value, schema: &Value, value: &Value, at: &str) {
+        let schema = match schema.get("$ref").and_then(Value::as_str) {
+            Some(name) => &doc["schemas"][name],
+            None => schema,
+        };
+        match value {
+            Value::Object(fields) => {
+                assert_eq!(
+                    schema["type"], "object",
+                    "{at} is not an object in the schema"
+                );
+                for (key, field) in fields {
+                    let field_schema = schema["properties"]
+                        .get(key)
+                        .or_else(|| schema.get("additionalProperties"))
+                        .unwrap_or_else(|| panic!("{at}.{key} is not a field Google knows"));
+                    assert_fits(doc, field_schema, field, &format!("{at}.{key}"));
+                }
+            }
+            Value::Array(items) => {
+                assert_eq!(
+                    schema["type"], "array",
+                    "{at} is not an array in the schema"
+                );
+                for (i, item) in items.iter().enumerate() {
+                    assert_fits(doc, &schema["items"], item, &format!("{at}[{i}]"));
+                }
+            }
+            Value::String(_) => assert_eq!(schema["type"], "string", "{at}"),
+            Value::Bool(_) => assert_eq!(schema["type"], "boolean", "{at}"),
+            Value::Number(_) => assert_eq!(schema["type"], "integer", "{at}"),
+            Value::Null => panic!("{at} is null"),
+        }
+    }
+
+    fn request_schema(doc: &Value, resource: &str, method: &str) -> Value {
+        doc["resources"][resource]["methods"][method]["request"].clone()
+    }
+
+    #[tokio::test]
+    async fn book_asks_free_busy_then_writes_the_event_google_describes() {
+        let google = stand_in().await;
+        google.free_busy(json!([])).await;
+        google
+            .insert_answers(
+                200,
+                json!({"id": event_id(booking().id), "status": "confirmed"}),
+                1,
+            )
+            .await;
+
+        google.calendar.book(&booking()).await.expect("booked");
+
+        let doc = discovery();
+        let asked = google.received("POST", "/calendar/v3/freeBusy").await;
+        assert_eq!(asked.len(), 1);
+        assert_fits(
+            &doc,
+            &request_schema(&doc, "freebusy", "query"),
+            &asked[0],
+            "freeBusy",
+        );
+        assert_eq!(asked[0]["items"], json!([{"id": CALENDAR}]));
+        assert_eq!(asked[0]["timeMin"], "2026-12-01T14:00:00Z");
+        assert_eq!(asked[0]["timeMax"], "2026-12-01T14:30:00Z");
+
+        let inserted = google.received("POST", EVENTS).await;
+        assert_eq!(inserted.len(), 1);
+        let event = &inserted[0];
+        assert_fits(
+            &doc,
+            &request_schema(&doc, "events", "insert"),
+            event,
+            "event",
+        );
+        assert_eq!(event["id"], "0192f4a76b1c7d3e8f001234567890ab");
+        assert_eq!(event["start"]["dateTime"], "2026-12-01T14:00:00Z");
+        assert_eq!(event["start"]["timeZone"], "America/New_York");
+        assert_eq!(event["end"]["dateTime"], "2026-12-01T14:30:00Z");
+        assert_eq!(event["end"]["timeZone"], "America/New_York");
+        let private = &event["extendedProperties"]["private"];
+        assert_eq!(
+            private["sara_booking_id"],
+            "0192f4a7-6b1c-7d3e-8f00-1234567890ab"
+        );
+        assert_eq!(private["sara_phone"], "+15550100001");
+        assert_eq!(private["sara_service"], "cleaning");
+        assert_eq!(private["sara_name"], "Grace Hopper");
+        assert_eq!(event["summary"], "cleaning — Grace Hopper");
+    }
+
+    #[tokio::test]
+    async fn a_busy_slot_is_taken_and_nothing_is_written() {
+        let google = stand_in().await;
+        google
+            .free_busy(json!([{"start": "2026-12-01T14:15:00Z", "end": "2026-12-01T15:00:00Z"}]))
+            .await;
+        google
+            .list(json!([{
+                "id": "staffmeeting1",
+                "status": "confirmed",
+                "summary": "Staff meeting",
+                "start": {"dateTime": "2026-12-01T09:15:00-05:00"},
+                "end": {"dateTime": "2026-12-01T10:00:00-05:00"},
+            }]))
+            .await;
+        google.insert_answers(200, json!({}), 0).await;
+
+        assert_eq!(
+            google.calendar.book(&booking()).await,
+            Err(CalendarError::SlotTaken)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_conflict_on_insert_means_the_booking_is_already_there() {
+        let google = stand_in().await;
+        google.free_busy(json!([])).await;
+        google
+            .insert_answers(
+                409,
+                google_error(409, "The requested identifier already exists."),
+                1,
+            )
+            .await;
+
+        assert_eq!(google.calendar.book(&booking()).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn booking_the_same_booking_again_is_not_blocked_by_its_own_event() {
+        let google = stand_in().await;
+        google
+            .free_busy(json!([{"start": "2026-12-01T14:00:00Z", "end": "2026-12-01T14:30:00Z"}]))
+            .await;
+        google
+            .list(json!([{
+                "id": event_id(booking().id),
+                "status": "confirmed",
+                "start": {"dateTime": "2026-12-01T14:00:00Z", "timeZone": "America/New_York"},
+                "end": {"dateTime": "2026-12-01T14:30:00Z", "timeZone": "America/New_York"},
+                "extendedProperties": {"private": {"sara_booking_id": booking().id.to_string()}},
+            }]))
+            .await;
+        google
+            .insert_answers(
+                409,
+                google_error(409, "The requested identifier already exists."),
+                1,
+            )
+            .await;
+
+        assert_eq!(google.calendar.book(&booking()).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn upcoming_maps_saras_events_and_hand_made_ones_back_across_pages() {
+        let google = stand_in().await;
+        let mine = booking();
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("pageToken", "p2"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "items": [
+                    {
+                        "id": "handmade42",
+                        "status": "confirmed",
+                        "summary": "Dentist out",
+                        "start": {"dateTime": "2026-12-02T13:00:00-05:00"},
+                        "end": {"dateTime": "2026-12-02T14:00:00-05:00"},
+                    },
+                    {
+                        "id": "holiday1",
+                        "status": "confirmed",
+                        "summary": "Reminder: order gloves",
+                        "transparency": "transparent",
+                        "start": {"date": "2026-12-03"},
+                        "end": {"date": "2026-12-04"},
+                    },
+                    {
+                        "id": "closed1",
+                        "status": "confirmed",
+                        "summary": "Closed",
+                        "start": {"date": "2026-12-04"},
+                        "end": {"date": "2026-12-05"},
+                    },
+                ],
+            })))
+            .mount(&google.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("singleEvents", "true"))
+            .and(query_param("orderBy", "startTime"))
+            .and(query_param("timeMin", "2026-11-30T00:00:00.000Z"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "nextPageToken": "p2",
+                "items": [{
+                    "id": event_id(mine.id),
+                    "status": "confirmed",
+                    "summary": "cleaning — Grace Hopper",
+                    "start": {"dateTime": "2026-12-01T09:00:00-05:00", "timeZone": "America/New_York"},
+                    "end": {"dateTime": "2026-12-01T09:30:00-05:00", "timeZone": "America/New_York"},
+                    "extendedProperties": {"private": {
+                        "sara_booking_id": mine.id.to_string(),
+                        "sara_phone": "+15550100001",
+                        "sara_service": "cleaning",
+                        "sara_name": "Grace Hopper",
+                        "sara_email": "grace@example.com",
+                    }},
+                }],
+            })))
+            .mount(&google.server)
+            .await;
+
+        let from = Utc
+            .with_ymd_and_hms(2026, 11, 30, 0, 0, 0)
+            .single()
+            .expect("time");
+        let got = google.calendar.upcoming(from).await.expect("upcoming");
+
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0], mine);
+        assert_eq!(got[1].id, hand_made_id("handmade42"));
+        assert_eq!(got[1].service, "Dentist out");
+        assert_eq!(got[1].status, BookingStatus::Confirmed);
+        assert_eq!(
+            got[1].start,
+            Utc.with_ymd_and_hms(2026, 12, 2, 18, 0, 0)
+                .single()
+                .expect("t")
+        );
+        assert_ne!(got[1].phone, mine.phone);
+        // An all-day event that takes time blocks the whole local day.
+        assert_eq!(got[2].service, "Closed");
+        assert_eq!(
+            got[2].start,
+            Utc.with_ymd_and_hms(2026, 12, 4, 5, 0, 0)
+                .single()
+                .expect("t")
+        );
+        assert_eq!(
+            got[2].end,
+            Utc.with_ymd_and_hms(2026, 12, 5, 5, 0, 0)
+                .single()
+                .expect("t")
+        );
+        // The same event keeps its id from one load to the next.
+        let again = google.calendar.upcoming(from).await.expect("upcoming");
+        assert_eq!(again, got);
+    }
+
+    #[tokio::test]
+    async fn reschedule_checks_the_new_time_and_patches_start_and_end() {
+        let google = stand_in().await;
+        let mine = booking();
+        let later = nine_am() + Minutes::hours(2);
+        // The new time overlaps only the booking's own event (moving it by a little).
+        google
+            .free_busy(json!([{"start": "2026-12-01T16:00:00Z", "end": "2026-12-01T16:10:00Z"}]))
+            .await;
+        google
+            .list(json!([{
+                "id": event_id(mine.id),
+                "status": "confirmed",
+                "start": {"dateTime": "2026-12-01T15:40:00Z"},
+                "end": {"dateTime": "2026-12-01T16:10:00Z"},
+            }]))
+            .await;
+        let at = format!("{EVENTS}/{}", event_id(mine.id));
+        Mock::given(method("PATCH"))
+            .and(path(at.as_str()))
+            .and(header("authorization", "Bearer t"))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"id": event_id(mine.id), "status": "confirmed"})),
+            )
+            .expect(1)
+            .mount(&google.server)
+            .await;
+
+        google
+            .calendar
+            .reschedule(mine.id, later, later + Minutes::minutes(30))
+            .await
+            .expect("moved");
+
+        let doc = discovery();
+        let patched = google.received("PATCH", &at).await;
+        assert_fits(
+            &doc,
+            &request_schema(&doc, "events", "patch"),
+            &patched[0],
+            "patch",
+        );
+        assert_eq!(
+            patched[0],
+            json!({
+                "start": {"dateTime": "2026-12-01T16:00:00Z", "timeZone": "America/New_York"},
+                "end": {"dateTime": "2026-12-01T16:30:00Z", "timeZone": "America/New_York"},
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn reschedule_into_someone_elses_time_is_taken_and_patches_nothing() {
+        let google = stand_in().await;
+        google
+            .free_busy(json!([{"start": "2026-12-01T16:00:00Z", "end": "2026-12-01T16:30:00Z"}]))
+            .await;
+        google
+            .list(json!([{
+                "id": "someoneelse",
+                "status": "confirmed",
+                "start": {"dateTime": "2026-12-01T16:00:00Z"},
+                "end": {"dateTime": "2026-12-01T16:30:00Z"},
+            }]))
+            .await;
+        Mock::given(method("PATCH"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+            .expect(0)
+            .mount(&google.server)
+            .await;
+        let later = nine_am() + Minutes::hours(2);
+
+        assert_eq!(
+            google
+                .calendar
+                .reschedule(booking().id, later, later + Minutes::minutes(30))
+                .await,
+            Err(CalendarError::SlotTaken)
+        );
+    }
+
+    #[tokio::test]
+    async fn cancel_deletes_the_event_and_an_already_deleted_one_is_fine() {
+        let google = stand_in().await;
+        let gone = Uuid::new_v4();
+        let never = Uuid::new_v4();
+        for (id, status) in [(booking().id, 204), (gone, 410), (never, 404)] {
+            let body = if status == 204 {
+                ResponseTemplate::new(204)
+            } else {
+                ResponseTemplate::new(status).set_body_json(google_error(status, "gone"))
+            };
+            Mock::given(method("DELETE"))
+                .and(path(format!("{EVENTS}/{}", event_id(id))))
+                .and(header("authorization", "Bearer t"))
+                .respond_with(body)
+                .expect(1)
+                .mount(&google.server)
+                .await;
+        }
+
+        assert_eq!(google.calendar.cancel(booking().id).await, Ok(()));
+        assert_eq!(google.calendar.cancel(gone).await, Ok(()));
+        assert_eq!(
+            google.calendar.cancel(never).await,
+            Err(CalendarError::NotFound)
+        );
+    }
+
+    #[tokio::test]
+    async fn server_errors_are_unavailable() {
+        let google = stand_in().await;
+        Mock::given(method("POST"))
+            .and(path("/calendar/v3/freeBusy"))
+            .respond_with(
+                ResponseTemplate::new(500).set_body_json(google_error(500, "Backend Error")),
+            )
+            .mount(&google.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .respond_with(ResponseTemplate::new(503).set_body_string("unavailable"))
+            .mount(&google.server)
+            .await;
+        Mock::given(method("DELETE"))
+            .respond_with(ResponseTemplate::new(502))
+            .mount(&google.server)
+            .await;
+
+        let book = google.calendar.book(&booking()).await;
+        assert!(
+            matches!(&book, Err(CalendarError::Unavailable(m)) if m.contains("500")),
+            "{book:?}"
+        );
+        let upcoming = google.calendar.upcoming(nine_am()).await;
+        assert!(
+            matches!(&upcoming, Err(CalendarError::Unavailable(m)) if m.contains("503")),
+            "{upcoming:?}"
+        );
+        assert!(matches!(
+            google.calendar.cancel(booking().id).await,
+            Err(CalendarError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable() {
+        // A port nobody listens on any more.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}/calendar/v3/", closed.local_addr().expect("addr"));
+        drop(closed);
+        let google = stand_in_with(MockServer::start().await, base, Duration::from_secs(10)).await;
+
+        let answer = google.calendar.upcoming(nine_am()).await;
+        assert!(
+            matches!(answer, Err(CalendarError::Unavailable(_))),
+            "{answer:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_calendar_that_does_not_answer_in_time_is_unavailable() {
+        let server = MockServer::start().await;
+        let base = format!("{}/calendar/v3/", server.uri());
+        let google = stand_in_with(server, base, Duration::from_millis(200)).await;
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"items": []}))
+                    .set_delay(Duration::from_secs(30)),
+            )
+            .mount(&google.server)
+            .await;
+
+        let answer = google.calendar.upcoming(nine_am()).await;
+        assert!(
+            matches!(&answer, Err(CalendarError::Unavailable(m)) if m.contains("no answer")),
+            "{answer:?}"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "is not a field Google knows")]
+    fn the_schema_check_refuses_a_field_google_does_not_know() {
+        let doc = discovery();
+        let event = json!({"start": {"dateTime": "2026-12-01T14:00:00Z", "tz": "UTC"}});
+        assert_fits(
+            &doc,
+            &request_schema(&doc, "events", "insert"),
+            &event,
+            "event",
+        );
+    }
+}
