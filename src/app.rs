@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use crate::ai::knowledge::KnowledgeBase;
 use crate::ai::rules::RuleNlu;
 use crate::cache::{Cache, CacheError};
+use crate::calendar::google::{GoogleCalendar, GoogleSettings};
 use crate::calendar::local::LocalCalendar;
 use crate::channels::email::EmailNotifier;
 use crate::channels::whatsapp::GraphClient;
@@ -92,18 +93,13 @@ impl App {
                 config.ai.provider
             )));
         }
-        if config.calendar.provider != "local" {
-            return Err(AppError::Unsupported(format!(
-                "calendar.provider {:?} is not available in this build; use \"local\"",
-                config.calendar.provider
-            )));
-        }
+        let calendar = calendar(&config, &business, &db).await?;
         let services = business.services.iter().map(|s| s.name.clone()).collect();
         let ports = Ports {
             nlu: Arc::new(RuleNlu::new(services)),
             fallback_nlu: None,
             knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
-            calendar: Arc::new(LocalCalendar::new(db.clone())),
+            calendar,
             store: Arc::new(db.clone()),
             clock: Arc::new(SystemClock),
             notifier: email_notifier(&config, &business)?,
@@ -178,6 +174,44 @@ impl App {
             .await
             .map_err(|e| AppError::Unsupported(format!("whatsapp channel: {e}")))?;
         Ok(Some(actor))
+    }
+}
+
+/// The calendar `calendar.provider` names: "local" (the bookings table) or "google".
+async fn calendar(
+    config: &Config,
+    business: &sara_actors::business::Business,
+    db: &Database,
+) -> Result<Arc<dyn sara_actors::ports::Calendar>, AppError> {
+    let cal = &config.calendar;
+    match cal.provider.as_str() {
+        "local" => Ok(Arc::new(LocalCalendar::new(db.clone()))),
+        "google" => {
+            let (Some(calendar_id), Some(credentials)) =
+                (cal.calendar_id.clone(), cal.credentials.as_deref())
+            else {
+                return Err(AppError::Unsupported(
+                    "calendar.provider \"google\" needs calendar.calendar_id and calendar.credentials"
+                        .into(),
+                ));
+            };
+            let settings = GoogleSettings {
+                base_url: cal.google_base_url.clone(),
+                calendar_id,
+                credentials: credentials.into(),
+                timezone: business.timezone,
+                // The whole booking horizon, and the day that is already under way.
+                lookahead: chrono::Duration::days(i64::from(business.horizon_days) + 2),
+                deadline: Duration::from_secs(10),
+            };
+            let google = GoogleCalendar::connect(settings)
+                .await
+                .map_err(|e| AppError::Unsupported(e.to_string()))?;
+            Ok(Arc::new(google))
+        }
+        other => Err(AppError::Unsupported(format!(
+            "calendar.provider {other:?} is not available; use \"local\" or \"google\""
+        ))),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod email;
 mod faults;
+mod google;
 mod helpers;
 mod limits;
 mod privacy;
