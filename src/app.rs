@@ -84,7 +84,8 @@ impl App {
         let business = config.business()?;
         let db = Database::connect(&config.storage.database_url).await?;
         db.migrate().await?;
-        let nlu = crate::ai::configured(&config.ai, &business, std::env::var("OPENAI_API_KEY").ok())?;
+        let nlu =
+            crate::ai::configured(&config.ai, &business, std::env::var("OPENAI_API_KEY").ok())?;
         if config.calendar.provider != "local" {
             return Err(AppError::Unsupported(format!(
                 "calendar.provider {:?} is not available in this build; use \"local\"",

@@ -120,9 +120,7 @@ impl OpenAiNlu {
                 ChatCompletionRequestMessage::System(ChatCompletionRequestSystemMessage::from(
                     system_prompt(&self.settings.business, services, ctx),
                 )),
-                ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(
-                    message,
-                )),
+                ChatCompletionRequestMessage::User(ChatCompletionRequestUserMessage::from(message)),
             ])
             .response_format(ResponseFormat::JsonSchema {
                 json_schema: ResponseFormatJsonSchema {
@@ -378,8 +376,12 @@ pub struct Breaker {
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum BreakerState {
-    Closed { failures: u32 },
-    Open { until: Instant },
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
     /// The probe call is in flight; others are refused until it ends.
     Probing,
 }
@@ -438,7 +440,10 @@ impl Breaker {
         let is_open = !matches!(next, BreakerState::Closed { .. });
         if is_open != was_open {
             if is_open {
-                tracing::warn!(cooldown_ms = self.cooldown.as_millis() as u64, "NLU model breaker opened");
+                tracing::warn!(
+                    cooldown_ms = self.cooldown.as_millis() as u64,
+                    "NLU model breaker opened"
+                );
             } else {
                 tracing::info!("NLU model breaker closed");
             }
