@@ -30,6 +30,14 @@ pub struct HybridNlu {
 
 impl HybridNlu {
     pub fn new(rules: RuleNlu, model: Arc<dyn Nlu>, routing: Routing) -> HybridNlu {
+        // The rules build their patterns on first use; do it now, not inside the first turn's
+        // deadline (in a debug build that alone can outlast a short one).
+        let warm_up = NluContext {
+            now: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
+            services: Vec::new(),
+            expecting: None,
+        };
+        let _ = rules.understand("hello, book me on Friday at 3pm", &warm_up);
         HybridNlu {
             rules,
             model,

@@ -4,6 +4,7 @@
 mod email;
 mod faults;
 mod helpers;
+mod openai;
 mod robustness;
 mod sms;
 mod supervision;
