@@ -401,3 +401,35 @@ async fn the_breaker_lets_one_probe_through_after_the_cool_down() {
     assert!(!breaker.is_open());
     breaker.try_acquire().expect("closed").finish(true);
 }
+
+#[test]
+fn the_configuration_is_checked_and_the_key_comes_only_from_the_environment() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    use figment::providers::{Format, Serialized, Toml};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let config: crate::config::Config =
+        figment::Figment::from(Serialized::defaults(crate::config::Config::default()))
+            .merge(Toml::file(&path))
+            .extract()
+            .expect("config.toml parses");
+    let business = config.business().expect("the repository business is valid");
+    let mut ai = config.ai.clone();
+    let rules = crate::ai::configured(&ai, &business, Some("sk-ignored".into())).expect("rules");
+    assert_eq!(rules.primary.name(), "rules");
+    assert!(rules.fallback.is_none());
+
+    ai.provider = "openai".into();
+    let no_key = crate::ai::configured(&ai, &business, None).err();
+    assert!(no_key.is_some_and(|e| e.to_string().contains("OPENAI_API_KEY")));
+    let model = crate::ai::configured(&ai, &business, Some("sk-test".into())).expect("openai");
+    assert_eq!(model.primary.name(), "openai");
+    assert_eq!(model.fallback.as_ref().map(|f| f.name()), Some("rules"));
+
+    ai.routing = "sometimes".into();
+    assert!(crate::ai::configured(&ai, &business, Some("sk-test".into())).is_err());
+    ai.routing = "hybrid".into();
+    ai.confidence_threshold = 1.5;
+    assert!(crate::ai::configured(&ai, &business, Some("sk-test".into())).is_err());
+    ai.provider = "anthropic".into();
+    assert!(crate::ai::configured(&ai, &business, Some("sk-test".into())).is_err());
+}
