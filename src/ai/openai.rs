@@ -132,13 +132,12 @@ impl OpenAiNlu {
             })
             .build()
             .map_err(|e| NluError::Unavailable(format!("building the request: {e}")))?;
-        // The error text never carries the message: it is the status or a transport error.
         let response = self
             .client
             .chat()
             .create(request)
             .await
-            .map_err(|e| NluError::Unavailable(format!("openai: {e}")))?;
+            .map_err(|e| NluError::Unavailable(describe(&e)))?;
         let content = response
             .choices
             .into_iter()
@@ -168,6 +167,27 @@ impl Nlu for OpenAiNlu {
 
     fn name(&self) -> &'static str {
         "openai"
+    }
+}
+
+/// An error for the log: status, error type and code, never a response body (a model answer
+/// may echo the customer's name or email).
+fn describe(error: &async_openai::error::OpenAIError) -> String {
+    use async_openai::error::OpenAIError as E;
+    match error {
+        E::ApiError(r) => format!(
+            "openai answered {} ({})",
+            r.status_code,
+            r.api_error
+                .code
+                .as_deref()
+                .or(r.api_error.r#type.as_deref())
+                .unwrap_or("no code")
+        ),
+        E::JSONDeserialize(e, _) => format!("openai answered something unreadable: {e}"),
+        E::Reqwest(e) => format!("openai unreachable: {e}"),
+        E::InvalidArgument(e) => format!("openai request: {e}"),
+        _ => "openai call failed".into(),
     }
 }
 
