@@ -13,7 +13,6 @@ use sara_actors::ports::SystemClock;
 use tokio::net::TcpListener;
 
 use crate::ai::knowledge::KnowledgeBase;
-use crate::ai::rules::RuleNlu;
 use crate::cache::{Cache, CacheError};
 use crate::calendar::google::{GoogleCalendar, GoogleSettings};
 use crate::calendar::local::LocalCalendar;
@@ -31,6 +30,8 @@ pub enum AppError {
     Store(#[from] sara_actors::ports::StoreError),
     #[error("{0}")]
     Unsupported(String),
+    #[error(transparent)]
+    Ai(#[from] crate::ai::AiError),
     #[error(transparent)]
     Engine(#[from] sara_actors::engine::StartError),
     #[error("server: {0}")]
@@ -74,6 +75,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             ] {
                 metrics::counter!(name).absolute(0);
             }
+            metrics::gauge!("sara_nlu_breaker_open").set(0.0);
             metrics::gauge!("sara_live_conversations").set(0.0);
             handle
         })
@@ -87,17 +89,12 @@ impl App {
         let business = config.business()?;
         let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
-        if config.ai.provider != "rules" {
-            return Err(AppError::Unsupported(format!(
-                "ai.provider {:?} is not available in this build; use \"rules\"",
-                config.ai.provider
-            )));
-        }
+        let nlu =
+            crate::ai::configured(&config.ai, &business, std::env::var("OPENAI_API_KEY").ok())?;
         let calendar = calendar(&config, &business, &db).await?;
-        let services = business.services.iter().map(|s| s.name.clone()).collect();
         let ports = Ports {
-            nlu: Arc::new(RuleNlu::new(services)),
-            fallback_nlu: None,
+            nlu: nlu.primary,
+            fallback_nlu: nlu.fallback,
             knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
             calendar,
             store: Arc::new(db.clone()),

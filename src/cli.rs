@@ -82,7 +82,13 @@ pub async fn chat(config: Config, phone: &str) -> anyhow::Result<()> {
 pub async fn eval(config: Config, path: &Path, predictions: Option<&Path>) -> anyhow::Result<()> {
     let business = config.business()?;
     let services: Vec<String> = business.services.iter().map(|s| s.name.clone()).collect();
-    let nlu = crate::ai::rules::RuleNlu::new(services.clone());
+    let ports = crate::ai::configured(&config.ai, &business, std::env::var("OPENAI_API_KEY").ok())?;
+    // The chat deadline and the rules fallback, as a chat turn gets them.
+    let nlu = crate::ai::Guarded {
+        primary: ports.primary,
+        fallback: ports.fallback,
+        deadline: std::time::Duration::from_millis(config.ai.chat_deadline_ms),
+    };
     let summary = crate::eval::run(path, predictions, &nlu, services).await?;
     summary.print();
     Ok(())

@@ -152,6 +152,12 @@ pub struct AiConfig {
     pub routing: String,
     pub chat_deadline_ms: u64,
     pub voice_deadline_ms: u64,
+    /// With `routing = "hybrid"`, the rules' confidence at or above which the model is not asked.
+    pub confidence_threshold: f32,
+    /// Consecutive model failures or timeouts that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the open breaker skips the model before probing it again.
+    pub breaker_cooldown_ms: u64,
 }
 
 impl Default for AiConfig {
@@ -163,6 +169,9 @@ impl Default for AiConfig {
             routing: "hybrid".into(),
             chat_deadline_ms: 6000,
             voice_deadline_ms: 2500,
+            confidence_threshold: 0.8,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 30_000,
         }
     }
 }

@@ -97,6 +97,8 @@ struct Tally {
     predicted_slots: usize,
     right_slots: usize,
     gold_slots: usize,
+    /// Scored turns, and those of them the model answered (`llm_share`).
+    scored_turns: usize,
     llm_turns: usize,
 }
 
@@ -165,7 +167,6 @@ pub async fn run(
             expecting = expecting_after(&u);
             summary.turns += 1;
             let llm = u.source == NluSource::Llm;
-            tally.llm_turns += usize::from(llm);
             let date = u.date.map(|d| d.format("%Y-%m-%d").to_string());
             let time = u.time.map(|t| t.format("%H:%M").to_string());
             if let Some(out) = out.as_mut() {
@@ -181,6 +182,8 @@ pub async fn run(
                 out.write_all(b"\n").context("writing a prediction")?;
             }
             if turn.score {
+                tally.scored_turns += 1;
+                tally.llm_turns += usize::from(llm);
                 score_turn(&mut tally, turn, &u, date, time);
             }
         }
@@ -199,10 +202,12 @@ pub async fn run(
     } else {
         2.0 * p * r / (p + r)
     };
-    summary.llm_share = ratio(tally.llm_turns, summary.turns.max(1)).min(1.0);
-    if summary.turns == 0 {
-        summary.llm_share = 0.0;
-    }
+    // The share of scored turns the model answered (a fallback to the rules is not one).
+    summary.llm_share = if tally.scored_turns == 0 {
+        0.0
+    } else {
+        tally.llm_turns as f64 / tally.scored_turns as f64
+    };
     Ok(summary)
 }
 

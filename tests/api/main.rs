@@ -6,6 +6,7 @@ mod faults;
 mod google;
 mod helpers;
 mod limits;
+mod openai;
 mod privacy;
 mod production;
 mod robustness;

@@ -69,7 +69,10 @@ impl Actor for AiActor {
     }
 }
 
-async fn understand(
+/// Understands `text` with `primary` within `deadline`; on its error or lateness counts
+/// `sara_nlu_fallbacks_total` and answers with `fallback`. Public so `sara eval` measures the
+/// same composition a turn gets.
+pub async fn understand(
     primary: &dyn Nlu,
     fallback: Option<&dyn Nlu>,
     text: &str,
