@@ -103,7 +103,7 @@ impl App {
         };
         // Every turn runs under its conversation's lease: in process on one instance, in
         // Redis across several (see README, "Production mode").
-        let cache = Cache::from_config(&config)?;
+        let cache = Cache::from_config(&config, db.cache_sealer())?;
         let engine = Engine::start_with_leases(
             business,
             config.engine_settings(),

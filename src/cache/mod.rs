@@ -18,6 +18,7 @@ use sara_actors::ports::Leases;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
+use crate::store::CacheSealer;
 
 /// How long a processed webhook's reply is remembered: providers retry for days.
 pub const REPLY_TTL: Duration = Duration::from_secs(72 * 3600);
@@ -59,6 +60,8 @@ enum Backend {
 #[derive(Clone)]
 pub struct Cache {
     backend: Backend,
+    /// Seals cached replies and keys phone numbers and addresses with the store's key.
+    sealer: CacheSealer,
     phone_limit: u32,
     ip_limit: u32,
 }
@@ -66,20 +69,24 @@ pub struct Cache {
 impl Cache {
     /// Redis when `storage.redis_url` is set (connecting lazily: Sara starts while Redis is
     /// down and connects when it comes), in process otherwise.
-    pub fn from_config(config: &Config) -> Result<Cache, CacheError> {
+    pub fn from_config(config: &Config, sealer: CacheSealer) -> Result<Cache, CacheError> {
         let storage = &config.storage;
         let lease_ttl = Duration::from_millis(storage.lease_ttl_ms.max(100));
         let backend = match storage.redis_url.as_deref().filter(|u| !u.is_empty()) {
-            Some(url) => Backend::Redis(Arc::new(redis::RedisCache::new(
-                url,
-                &storage.redis_prefix,
-                Duration::from_millis(storage.redis_timeout_ms.max(1)),
-                lease_ttl,
-            )?)),
+            Some(url) => Backend::Redis(Arc::new(
+                redis::RedisCache::new(
+                    url,
+                    &storage.redis_prefix,
+                    Duration::from_millis(storage.redis_timeout_ms.max(1)),
+                    lease_ttl,
+                )?
+                .with_sealer(sealer.clone()),
+            )),
             None => Backend::Memory(Arc::new(memory::MemoryCache::new(lease_ttl))),
         };
         Ok(Cache {
             backend,
+            sealer,
             phone_limit: config.limits.phone_per_minute,
             ip_limit: config.limits.bad_signature_per_ip_per_minute,
         })
@@ -96,31 +103,35 @@ impl Cache {
     /// The reply of a webhook already processed, when the cache remembers it. A miss (or
     /// Redis down) only means the engine and the store decide.
     pub async fn processed_reply(&self, provider_id: &str) -> Option<String> {
-        match &self.backend {
+        let sealed = match &self.backend {
             Backend::Memory(m) => m.processed_reply(provider_id),
             Backend::Redis(r) => r.processed_reply(provider_id).await,
-        }
+        }?;
+        // A value that does not open (another key) is a miss: the store decides.
+        self.sealer.open_reply(&sealed)
     }
 
     /// Remembers a committed turn's reply for [`REPLY_TTL`]. Called only after the commit,
     /// so nothing is ever claimed before it is done (no "claimed, then crashed" id that
     /// would swallow the provider's retries).
     pub async fn remember_reply(&self, provider_id: &str, reply: &str) {
+        // Sealed: replies hold names.
+        let sealed = self.sealer.seal_reply(reply);
         match &self.backend {
-            Backend::Memory(m) => m.remember_reply(provider_id, reply),
-            Backend::Redis(r) => r.remember_reply(provider_id, reply).await,
+            Backend::Memory(m) => m.remember_reply(provider_id, &sealed),
+            Backend::Redis(r) => r.remember_reply(provider_id, &sealed).await,
         }
     }
 
     /// Counts a signed webhook from `phone`; `Err` when it is over the per-phone limit.
     pub async fn hit_phone(&self, phone: &Phone) -> Result<(), Limited> {
-        let key = format!("phone:{}", pseudonym(phone.as_str()));
+        let key = format!("phone:{}", self.sealer.pseudonym(phone.as_str()));
         self.hit(&key, self.phone_limit).await
     }
 
     /// Counts a request from `ip` that failed the signature check.
     pub async fn hit_bad_signature(&self, ip: IpAddr) -> Result<(), Limited> {
-        let key = format!("badsig:{}", pseudonym(&ip.to_string()));
+        let key = format!("badsig:{}", self.sealer.pseudonym(&ip.to_string()));
         self.hit(&key, self.ip_limit).await
     }
 
@@ -148,9 +159,8 @@ impl Cache {
     }
 }
 
-/// A stable stand-in for a phone number or an IP in cache keys, so that Redis holds no
-/// contact detail in clear. (A plain hash of a phone number can be brute-forced; once the
-/// store's keyed contact hash lands, that is the better key.)
+/// An unkeyed stand-in for a value in Redis keys, only for a `RedisCache` built without the
+/// store's sealer (its unit tests): a plain hash of a phone number can be brute-forced.
 pub fn pseudonym(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
     digest[..16].iter().map(|b| format!("{b:02x}")).collect()

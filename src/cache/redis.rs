@@ -19,6 +19,7 @@ use sara_actors::model::Phone;
 use sara_actors::ports::{BoxFuture, Lease, LeaseError, Leases};
 
 use super::{CacheError, Limited, REPLY_TTL, WINDOW, pseudonym};
+use crate::store::CacheSealer;
 
 /// After a failed call, Redis is skipped for this long (then the next call tries it again).
 const PAUSE_AFTER_FAILURE: Duration = Duration::from_secs(1);
@@ -76,6 +77,9 @@ pub struct RedisCache {
     release: Script,
     raise: Script,
     hit: Script,
+    /// Keyed pseudonyms for phone numbers in keys (the store's index key); `None` in unit
+    /// tests, which then use the unkeyed digest.
+    sealer: Option<CacheSealer>,
 }
 
 impl RedisCache {
@@ -105,7 +109,22 @@ impl RedisCache {
             release: Script::new(RELEASE),
             raise: Script::new(RAISE),
             hit: Script::new(HIT),
+            sealer: None,
         })
+    }
+
+    /// Uses the store's keyed hash for phone numbers in Redis keys (every instance shares the
+    /// key, so every instance finds the same lease).
+    pub fn with_sealer(mut self, sealer: CacheSealer) -> RedisCache {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    fn id(&self, value: &str) -> String {
+        match &self.sealer {
+            Some(s) => s.pseudonym(value),
+            None => pseudonym(value),
+        }
     }
 
     fn key(&self, kind: &str, id: &str) -> String {
@@ -250,7 +269,7 @@ impl Leases for RedisCache {
         wait: Duration,
     ) -> BoxFuture<'a, Result<Lease, LeaseError>> {
         Box::pin(async move {
-            let id = pseudonym(phone.as_str());
+            let id = self.id(phone.as_str());
             let (lease_key, epoch_key) = (self.key("lease", &id), self.key("epoch", &id));
             let deadline = tokio::time::Instant::now() + wait;
             let mut pause = Duration::from_millis(1);
@@ -292,7 +311,7 @@ impl Leases for RedisCache {
 
     fn release<'a>(&'a self, phone: &'a Phone, lease: &'a Lease) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let key = self.key("lease", &pseudonym(phone.as_str()));
+            let key = self.key("lease", &self.id(phone.as_str()));
             // Best effort: an unreleased lease simply expires.
             let _: Result<i64, _> = self
                 .script(
@@ -307,7 +326,7 @@ impl Leases for RedisCache {
 
     fn raise<'a>(&'a self, phone: &'a Phone, epoch: i64) -> BoxFuture<'a, Result<(), LeaseError>> {
         Box::pin(async move {
-            let key = self.key("epoch", &pseudonym(phone.as_str()));
+            let key = self.key("epoch", &self.id(phone.as_str()));
             self.script::<i64>(
                 "raise epoch",
                 &self.raise,

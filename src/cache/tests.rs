@@ -121,3 +121,39 @@ async fn an_unreachable_redis_degrades_to_no_cache_at_once() {
         Err(LeaseError::Unavailable(_))
     ));
 }
+
+#[tokio::test]
+async fn cached_replies_are_sealed_and_phones_keyed_on_redis() {
+    let mut config = crate::config::Config::default();
+    config.storage.redis_url = Some(
+        std::env::var("SARA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+    );
+    config.storage.redis_prefix = format!("sara-test-{}", uuid::Uuid::new_v4().simple());
+    let key = crate::store::EncryptionKey::generate();
+    let sealer = crate::store::CacheSealer::from_key(&key);
+    let cache = super::Cache::from_config(&config, sealer.clone()).expect("cache");
+    let reply = "I can book a cleaning for Imogen Radcliffe at 10:00 AM.";
+    cache.remember_reply("SM-sealed-1", reply).await;
+    assert_eq!(
+        cache.processed_reply("SM-sealed-1").await.as_deref(),
+        Some(reply)
+    );
+    let super::Backend::Redis(redis) = &cache.backend else {
+        panic!("configured for Redis");
+    };
+    let raw = redis
+        .processed_reply("SM-sealed-1")
+        .await
+        .expect("stored in Redis");
+    assert!(
+        !raw.contains("Imogen"),
+        "a reply is never kept in clear: {raw}"
+    );
+    // Another key cannot open it: a miss, not garbage.
+    let other = super::Cache::from_config(
+        &config,
+        crate::store::CacheSealer::from_key(&crate::store::EncryptionKey::generate()),
+    )
+    .expect("cache");
+    assert_eq!(other.processed_reply("SM-sealed-1").await, None);
+}

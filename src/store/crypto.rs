@@ -85,6 +85,8 @@ pub(crate) enum Field {
     BookingEmail,
     /// The known value that tells whether a key opens this database.
     KeyCheck,
+    /// A reply kept in the processed-webhook cache (Redis).
+    CachedReply,
 }
 
 impl Field {
@@ -99,6 +101,7 @@ impl Field {
             Field::BookingName => b"bookings.name",
             Field::BookingEmail => b"bookings.email",
             Field::KeyCheck => b"store_key_check.sealed",
+            Field::CachedReply => b"cache.reply",
         }
     }
 }
@@ -144,7 +147,13 @@ impl Sealer {
 
     /// hex(HMAC-SHA256(index key, E.164 phone)): how rows find a contact without the phone.
     pub(crate) fn contact_key(&self, phone: &Phone) -> String {
-        hex(hmac::sign(&self.index, phone.as_str().as_bytes()).as_ref())
+        self.pseudonym(phone.as_str())
+    }
+
+    /// hex(HMAC-SHA256(index key, value)): a stable stand-in that cannot be brute-forced
+    /// back to a phone number without the key.
+    pub(crate) fn pseudonym(&self, value: &str) -> String {
+        hex(hmac::sign(&self.index, value.as_bytes()).as_ref())
     }
 
     /// Seals with a fresh random 96-bit nonce. Random nonces are safe for far more values

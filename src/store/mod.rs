@@ -40,6 +40,42 @@ use sqlx::sqlite::{
 };
 
 pub use crypto::EncryptionKey;
+
+/// Seals what the processed-webhook cache keeps (replies hold names) and gives keyed
+/// pseudonyms for phone numbers and addresses in cache keys.
+#[derive(Clone)]
+pub struct CacheSealer {
+    sealer: Arc<Sealer>,
+}
+
+impl CacheSealer {
+    /// The sealer of any database opened with `key` (tests compute Redis keys with it).
+    pub fn from_key(key: &EncryptionKey) -> CacheSealer {
+        CacheSealer {
+            sealer: Arc::new(Sealer::new(key)),
+        }
+    }
+
+    pub fn pseudonym(&self, value: &str) -> String {
+        self.sealer.pseudonym(value)
+    }
+
+    /// The reply sealed and base64-encoded (Redis values are text).
+    pub fn seal_reply(&self, reply: &str) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(self.sealer.seal_str(Field::CachedReply, reply))
+    }
+
+    /// `None` for anything that does not open (another key, a tampered value).
+    pub fn open_reply(&self, sealed: &str) -> Option<String> {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .ok()?;
+        self.sealer.open_str(Field::CachedReply, &raw).ok()
+    }
+}
 pub use sara_actors::ports::StoreError;
 
 use crypto::{Field, Sealer};
@@ -261,6 +297,13 @@ impl Database {
     /// The key rows use to find the contact `phone`: hex(HMAC-SHA256(index key, E.164)).
     pub fn contact_key(&self, phone: &Phone) -> String {
         self.sealer.contact_key(phone)
+    }
+
+    /// The database's keys as the cache needs them, so Redis holds no contact detail in clear.
+    pub fn cache_sealer(&self) -> CacheSealer {
+        CacheSealer {
+            sealer: self.sealer.clone(),
+        }
     }
 
     /// A round trip to the database, for `/ready`.

@@ -389,7 +389,11 @@ async fn epoch_in_redis(redis_url: &str, prefix: &str, phone: &str) -> i64 {
         .get_multiplexed_async_connection()
         .await
         .expect("the test's Redis answers");
-    let key = format!("{prefix}:epoch:{}", sara::cache::pseudonym(phone));
+    // Redis keys name phones by the store's keyed hash, never in clear.
+    let key_of_db = sara::store::EncryptionKey::from_base64(crate::helpers::TEST_ENCRYPTION_KEY)
+        .expect("the test key is valid");
+    let id = sara::store::CacheSealer::from_key(&key_of_db).pseudonym(phone);
+    let key = format!("{prefix}:epoch:{id}");
     redis::cmd("GET")
         .arg(key)
         .query_async::<Option<i64>>(&mut con)
