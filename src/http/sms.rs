@@ -13,7 +13,7 @@ use chrono::Utc;
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 
-use super::webhook::{caller_reply, clip, param, verified_twilio_form};
+use super::webhook::{answer, clip, param, signed_twilio_form};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 
@@ -32,14 +32,10 @@ async fn sms(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let params = match verified_twilio_form(&app, &uri, &headers, &body) {
-        Ok(params) => params,
-        Err(refused) => return Err(super::limits::refuse_unsigned(&app, peer, refused).await),
-    };
+    let params = signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
     let phone = param(&params, "From")
         .and_then(Phone::parse)
         .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;
-    super::limits::check_phone(&app, &phone).await?;
     let inbound = Inbound {
         phone,
         channel: Channel::Sms,
@@ -49,30 +45,7 @@ async fn sms(
             .map(|s| s.chars().take(64).collect()),
         at: Utc::now(),
     };
-    // A webhook already processed is answered from the cache without touching the engine;
-    // a miss (or Redis down) goes on to the engine, whose store has the final word.
-    if let Some(id) = &inbound.provider_id
-        && let Some(text) = app.cache.processed_reply(id).await
-    {
-        metrics::counter!("sara_duplicate_webhooks_total").increment(1);
-        let doc = if text.is_empty() {
-            TwiML::new()
-        } else {
-            TwiML::new().message(&text)
-        };
-        return Ok(twiml(doc.render()));
-    }
-    let provider_id = inbound.provider_id.clone();
-    let reply = caller_reply(app.engine.turn(inbound).await)?;
-    if let Some(id) = &provider_id {
-        // Only now, after the commit: the cache never claims an id before it is done.
-        let text = if reply.silent {
-            ""
-        } else {
-            reply.text.as_str()
-        };
-        app.cache.remember_reply(id, text).await;
-    }
+    let reply = answer(&app, inbound).await?;
     let doc = if reply.silent || reply.text.is_empty() {
         TwiML::new()
     } else {

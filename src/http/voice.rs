@@ -5,7 +5,9 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{OriginalUri, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, OriginalUri, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -16,7 +18,7 @@ use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
 
 use super::sms::twiml;
-use super::webhook::{caller_reply, clip, param, verified_twilio_form};
+use super::webhook::{answer, clip, param, signed_twilio_form};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 
@@ -63,23 +65,25 @@ fn speak(app: &AppState, reply: &Reply, next: u32) -> TwiML {
 
 async fn call_start(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    verified_twilio_form(&app, &uri, &headers, &body)?;
+    signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
     let hello = dialogue::greeting(app.engine.business(), Channel::Voice);
     Ok(twiml(speak(&app, &hello, 1).render()))
 }
 
 async fn gather(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: OriginalUri,
     Query(turn): Query<Turn>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let params = verified_twilio_form(&app, &uri, &headers, &body)?;
+    let params = signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
     let n = turn.n.unwrap_or(1);
     let phone = param(&params, "From")
         .and_then(Phone::parse)
@@ -103,17 +107,18 @@ async fn gather(
         provider_id: Some(format!("{}:{n}", call.chars().take(64).collect::<String>())),
         at: Utc::now(),
     };
-    let reply = caller_reply(app.engine.turn(inbound).await)?;
+    let reply = answer(&app, inbound).await?;
     Ok(twiml(speak(&app, &reply, n + 1).render()))
 }
 
 async fn status(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, ApiError> {
-    let params = verified_twilio_form(&app, &uri, &headers, &body)?;
+    let params = signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
     tracing::info!(
         status = param(&params, "CallStatus").unwrap_or("unknown"),
         "call status"

@@ -1,10 +1,11 @@
-//! What every webhook does before and after the engine: Twilio signature checks, reading
-//! form parameters, and turning an engine result into what the caller hears.
+//! What every webhook does before and after the engine: Twilio signature checks (and the
+//! per-address limit on failed ones), reading form parameters, the per-caller limit and the
+//! processed-webhook cache, and turning an engine result into what the caller hears.
 
 use axum::extract::OriginalUri;
 use axum::http::HeaderMap;
 use sara_actors::dialogue::{self, Reply};
-use sara_actors::engine::TurnError;
+use sara_actors::engine::{Inbound, TurnError};
 
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwilioSignature;
@@ -74,4 +75,47 @@ pub fn caller_reply(result: Result<Reply, TurnError>) -> Result<Reply, ApiError>
             Ok(dialogue::missed_turn_reply())
         }
     }
+}
+
+/// Like [`verified_twilio_form`], counting a failed check against the source address (a
+/// flood of forged webhooks from one address gets 429).
+pub async fn signed_twilio_form(
+    app: &AppState,
+    peer: std::net::SocketAddr,
+    uri: &OriginalUri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<(String, String)>, ApiError> {
+    match verified_twilio_form(app, uri, headers, body) {
+        Ok(params) => Ok(params),
+        Err(refused) => Err(super::limits::refuse_unsigned(app, peer, refused).await),
+    }
+}
+
+/// One verified message through the engine, as every channel runs it: the caller's rate
+/// limit, then the processed-webhook cache (a provider's retry is answered without the
+/// engine), then the turn; the reply is remembered only once the turn has committed.
+pub async fn answer(app: &AppState, inbound: Inbound) -> Result<Reply, ApiError> {
+    super::limits::check_phone(app, &inbound.phone).await?;
+    if let Some(id) = &inbound.provider_id
+        && let Some(text) = app.cache.processed_reply(id).await
+    {
+        metrics::counter!("sara_duplicate_webhooks_total").increment(1);
+        return Ok(Reply {
+            silent: text.is_empty(),
+            text,
+            ..Reply::default()
+        });
+    }
+    let provider_id = inbound.provider_id.clone();
+    let reply = caller_reply(app.engine.turn(inbound).await)?;
+    if let Some(id) = &provider_id {
+        let text = if reply.silent {
+            ""
+        } else {
+            reply.text.as_str()
+        };
+        app.cache.remember_reply(id, text).await;
+    }
+    Ok(reply)
 }

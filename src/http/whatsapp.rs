@@ -4,7 +4,9 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -16,7 +18,7 @@ use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::webhook::{caller_reply, clip};
+use super::webhook::{answer, clip};
 use super::{ApiError, AppState};
 use crate::channels::whatsapp::{WhatsAppSignature, WhatsAppWebhook};
 
@@ -56,6 +58,7 @@ async fn verify(
 
 async fn receive(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
@@ -65,12 +68,13 @@ async fn receive(
         .app_secret
         .as_deref()
         .ok_or_else(|| ApiError::forbidden("whatsapp.app_secret is not configured"))?;
-    let signature = headers
+    let signed = headers
         .get("x-hub-signature-256")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::forbidden("missing X-Hub-Signature-256"))?;
-    if !WhatsAppSignature::new(secret).verify(&body, signature) {
-        return Err(ApiError::forbidden("bad X-Hub-Signature-256"));
+        .is_some_and(|signature| WhatsAppSignature::new(secret).verify(&body, signature));
+    if !signed {
+        let refused = ApiError::forbidden("missing or bad X-Hub-Signature-256");
+        return Err(super::limits::refuse_unsigned(&app, peer, refused).await);
     }
     let hook: WhatsAppWebhook = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed webhook JSON: {e}")))?;
@@ -104,7 +108,7 @@ async fn receive(
                 };
                 // A store outage is a 503 so Meta delivers the webhook again; turns already
                 // committed are then answered from the dedup record.
-                caller_reply(app.engine.turn(inbound).await)?
+                answer(&app, inbound).await?
             }
         };
         if reply.silent || reply.text.is_empty() {
