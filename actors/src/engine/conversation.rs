@@ -83,6 +83,10 @@ pub struct Conversation {
     owner_epoch: i64,
     /// The epoch of the last lease this actor was granted; 0 = none, or memory may be stale.
     lease_epoch: i64,
+    /// Whether `state` has been read from the store. Activation does not read it, so the
+    /// supervisor never waits on the store (an outage would stall every conversation); the
+    /// first message does, and a failed read is retried by the next one.
+    loaded: bool,
 }
 
 impl Actor for ConversationActor {
@@ -95,16 +99,15 @@ impl Actor for ConversationActor {
         _myself: ActorRef<ConversationMsg>,
         args: ConversationArgs,
     ) -> Result<Conversation, ActorProcessingErr> {
-        let mut conversation = Conversation {
+        Ok(Conversation {
             phone: args.phone,
             shared: args.shared,
             state: ConversationState::default(),
             version: 0,
             owner_epoch: 0,
             lease_epoch: 0,
-        };
-        conversation.reload().await?;
-        Ok(conversation)
+            loaded: false,
+        })
     }
 
     async fn handle(
@@ -148,11 +151,20 @@ impl Conversation {
                 self.owner_epoch = 0;
             }
         }
+        self.loaded = true;
         Ok(())
+    }
+
+    async fn ensure_loaded(&mut self) -> Result<(), TurnError> {
+        if self.loaded {
+            return Ok(());
+        }
+        self.reload().await
     }
 
     /// Clears the hand-over and records who did it in the turn log.
     async fn hand_back(&mut self) -> Result<(), TurnError> {
+        self.ensure_loaded().await?;
         for _ in 0..2 {
             let mut next = self.state.clone();
             next.dialogue.hand_back();
@@ -249,7 +261,10 @@ impl Conversation {
     async fn turn(&mut self, inbound: Inbound) -> Result<Reply, TurnError> {
         let lease = self.take_lease().await?;
         let epoch = lease.as_ref().map_or(0, |l| l.epoch);
-        let result = self.turn_under(inbound, epoch).await;
+        let result = match self.ensure_loaded().await {
+            Ok(()) => self.turn_under(inbound, epoch).await,
+            Err(error) => Err(error),
+        };
         if let (Some(leases), Some(lease)) = (&self.shared.leases, &lease) {
             // Early release so the next turn (maybe on another instance) need not wait for
             // the lease to expire.
