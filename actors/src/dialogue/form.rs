@@ -61,7 +61,27 @@ impl Outcome {
 }
 
 /// Runs one turn of a form (new or continuing).
-pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
+pub(super) fn run(form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
+    // The calendar may already hold this form's booking: the write went through but the
+    // turn that made it was never committed (a crash in between), so the caller confirms
+    // again. Its own booking must not make its slot look taken; booking it again is a no-op.
+    if let Some(own) = ctx.bookings.iter().find(|b| b.id == form.id) {
+        let busy: Vec<crate::model::Interval> = ctx
+            .busy
+            .iter()
+            .filter(|i| !(i.start == own.start && i.end == own.end))
+            .copied()
+            .collect();
+        let ctx = TurnContext {
+            busy: &busy,
+            ..ctx.clone()
+        };
+        return run_form(form, u, &ctx);
+    }
+    run_form(form, u, ctx)
+}
+
+fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
     form.touched = ctx.now;
     let asked = form.asked;
     let changes_when = u.date.is_some() || u.time.is_some() || u.day_part.is_some();

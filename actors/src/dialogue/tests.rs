@@ -953,3 +953,34 @@ fn without_a_staff_alert_a_text_hand_over_gives_the_number_and_promises_nothing(
         "nobody would answer, so Sara keeps answering"
     );
 }
+
+#[test]
+fn a_booking_written_before_a_crash_does_not_block_its_own_confirmation() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(
+        says(&[Act::Book, Act::Inform])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Maria Lopez"),
+    );
+    let before = c.state.clone();
+    let d = c.say(says(&[Act::Affirm]));
+    let Some(Effect::Book(written)) = d.effect else {
+        panic!("expected a booking, got {:?}", d.effect)
+    };
+    // The calendar kept the booking but the turn was lost: the caller says yes again.
+    c.state = before;
+    c.busy.push(Interval {
+        start: written.start,
+        end: written.end,
+    });
+    c.bookings.push(written.clone());
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(
+        d.effect,
+        Some(Effect::Book(written)),
+        "the same booking again"
+    );
+    says_all(&d, &["you're booked"]);
+}
