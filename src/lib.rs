@@ -6,10 +6,11 @@
 //! - [`ai`] the rule NLU and the knowledge base; [`calendar`] the local calendar;
 //!   [`store`] the sqlx repositories (SQLite, PostgreSQL).
 //! - [`config`] reads `config.toml` and `SARA_*` variables; [`cli`] the commands; [`eval`]
-//!   scores the NLU on a dialog corpus.
+//!   scores the NLU on a dialog corpus; [`bench`] is the load generator behind `sara bench`.
 
 pub mod ai;
 pub mod app;
+pub mod bench;
 pub mod calendar;
 pub mod channels;
 pub mod cli;
