@@ -120,6 +120,13 @@ pub async fn bench_memory(
         r.rss_after_passivation_mib,
         r.passivation_released_mib
     );
+    if let Some(trimmed) = r.rss_after_trim_mib {
+        println!("{:<34} {:.1} MiB", "after malloc_trim", trimmed);
+    }
+    println!(
+        "{:<34} {:.1} MiB",
+        "after as many new activations", r.rss_after_reactivation_mib
+    );
     println!("(in-process: VmRSS of the whole process; turns go straight to the engine, no HTTP)");
     println!("{}", serde_json::to_string(&r)?);
     Ok(())

@@ -77,8 +77,9 @@ struct BenchArgs {
     /// Memory mode: activate this many conversations (half-filled bookings) and report RSS.
     #[arg(long)]
     memory: Option<usize>,
-    /// Memory mode: idle timeout after which conversations are passivated.
-    #[arg(long, default_value_t = 5)]
+    /// Memory mode: idle timeout after which conversations are passivated (longer than the
+    /// activation takes, or the first ones leave before the last arrive).
+    #[arg(long, default_value_t = 60)]
     idle_secs: u64,
 }
 
