@@ -205,6 +205,15 @@ impl Customer {
     }
 }
 
+/// The synthetic dialog, for a human reading why it failed (never a real customer's).
+pub fn show(customer: &Customer) -> String {
+    let mut out = format!("dialog of {} ended without a booking:\n", customer.phone);
+    for (sent, answer) in &customer.transcript {
+        out.push_str(&format!("  C: {sent}\n  S: {answer}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,7 +247,7 @@ mod tests {
             "actually make it 2pm",
             "yes please",
         ];
-        assert_eq!(sent, expected.map(|m| Step::Send(m.to_string())).to_vec());
+        assert_eq!(sent, Vec::from(expected.map(|m| Step::Send(m.to_string()))));
         assert_eq!(
             c.react("Which one — 3:00 PM or 4:00 PM on Tuesday, March 9?"),
             Step::Send("the first one".into())
@@ -246,13 +255,4 @@ mod tests {
         assert_eq!(c.react("Done — you're booked for a cleaning"), Step::Booked);
         assert!(c.booked);
     }
-}
-
-/// The synthetic dialog, for a human reading why it failed (never a real customer's).
-pub fn show(customer: &Customer) -> String {
-    let mut out = format!("dialog of {} ended without a booking:\n", customer.phone);
-    for (sent, answer) in &customer.transcript {
-        out.push_str(&format!("  C: {sent}\n  S: {answer}\n"));
-    }
-    out
 }

@@ -68,6 +68,9 @@ fn histogram() -> Histogram<u64> {
 
 /// A client that keeps one connection per dialog in flight.
 pub fn client(concurrency: usize) -> reqwest::Client {
+    // reqwest is built without a TLS provider of its own; `main` installs ring, and so must
+    // a library caller (a test) before the first client. A second install is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .pool_max_idle_per_host(concurrency.max(1))
         .tcp_nodelay(true)
