@@ -6,13 +6,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use ractor::{Actor, ActorRef};
+use sara_actors::engine::channel::{ChannelActor, ChannelArgs, ChannelMsg};
 use sara_actors::engine::{Engine, Ports};
 use sara_actors::ports::SystemClock;
 use tokio::net::TcpListener;
 
 use crate::ai::knowledge::KnowledgeBase;
 use crate::ai::rules::RuleNlu;
+use crate::cache::{Cache, CacheError};
+use crate::calendar::google::{GoogleCalendar, GoogleSettings};
 use crate::calendar::local::LocalCalendar;
+use crate::channels::email::EmailNotifier;
+use crate::channels::whatsapp::GraphClient;
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
 use crate::store::Database;
@@ -29,6 +35,8 @@ pub enum AppError {
     Engine(#[from] sara_actors::engine::StartError),
     #[error("server: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cache: {0}")]
+    Cache(#[from] CacheError),
 }
 
 /// A built application: the engine running on its ports, ready to serve.
@@ -37,6 +45,7 @@ pub struct App {
     pub config: Arc<Config>,
     pub db: Database,
     pub engine: Engine,
+    pub cache: Cache,
 }
 
 /// The process-wide Prometheus recorder (there can be only one per process).
@@ -76,7 +85,7 @@ impl App {
     /// the engine.
     pub async fn build(config: Config) -> Result<App, AppError> {
         let business = config.business()?;
-        let db = Database::connect(&config.storage.database_url).await?;
+        let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
         if config.ai.provider != "rules" {
             return Err(AppError::Unsupported(format!(
@@ -84,26 +93,32 @@ impl App {
                 config.ai.provider
             )));
         }
-        if config.calendar.provider != "local" {
-            return Err(AppError::Unsupported(format!(
-                "calendar.provider {:?} is not available in this build; use \"local\"",
-                config.calendar.provider
-            )));
-        }
+        let calendar = calendar(&config, &business, &db).await?;
         let services = business.services.iter().map(|s| s.name.clone()).collect();
         let ports = Ports {
             nlu: Arc::new(RuleNlu::new(services)),
             fallback_nlu: None,
             knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
-            calendar: Arc::new(LocalCalendar::new(db.clone())),
+            calendar,
             store: Arc::new(db.clone()),
             clock: Arc::new(SystemClock),
+            notifier: email_notifier(&config, &business)?,
         };
-        let engine = Engine::start(business, config.engine_settings(), ports).await?;
+        // Every turn runs under its conversation's lease: in process on one instance, in
+        // Redis across several (see README, "Production mode").
+        let cache = Cache::from_config(&config)?;
+        let engine = Engine::start_with_leases(
+            business,
+            config.engine_settings(),
+            ports,
+            Some(cache.leases()),
+        )
+        .await?;
         Ok(App {
             config: Arc::new(config),
             db,
             engine,
+            cache,
         })
     }
 
@@ -114,11 +129,14 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let whatsapp = self.whatsapp_channel().await?;
         let state = AppState {
             engine: self.engine.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: metrics_handle(),
+            cache: self.cache.clone(),
+            whatsapp: whatsapp.clone(),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         axum::serve(
@@ -128,9 +146,94 @@ impl App {
         .with_graceful_shutdown(shutdown)
         .await?;
         let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
+        if let Some(channel) = whatsapp {
+            channel.stop(None);
+        }
         self.db.close().await;
         Ok(())
     }
+}
+
+impl App {
+    /// The channel actor for WhatsApp replies, when an access token and phone number id are set.
+    async fn whatsapp_channel(&self) -> Result<Option<ActorRef<ChannelMsg>>, AppError> {
+        let wa = &self.config.whatsapp;
+        let (Some(token), Some(number)) =
+            (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
+        else {
+            return Ok(None);
+        };
+        let client = GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
+            .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))?;
+        let args = ChannelArgs {
+            outbound: Arc::new(client),
+            max_attempts: 6,
+            first_backoff: Duration::from_millis(500),
+        };
+        let (actor, _) = Actor::spawn(None, ChannelActor, args)
+            .await
+            .map_err(|e| AppError::Unsupported(format!("whatsapp channel: {e}")))?;
+        Ok(Some(actor))
+    }
+}
+
+/// The calendar `calendar.provider` names: "local" (the bookings table) or "google".
+async fn calendar(
+    config: &Config,
+    business: &sara_actors::business::Business,
+    db: &Database,
+) -> Result<Arc<dyn sara_actors::ports::Calendar>, AppError> {
+    let cal = &config.calendar;
+    match cal.provider.as_str() {
+        "local" => Ok(Arc::new(LocalCalendar::new(db.clone()))),
+        "google" => {
+            let (Some(calendar_id), Some(credentials)) =
+                (cal.calendar_id.clone(), cal.credentials.as_deref())
+            else {
+                return Err(AppError::Unsupported(
+                    "calendar.provider \"google\" needs calendar.calendar_id and calendar.credentials"
+                        .into(),
+                ));
+            };
+            let settings = GoogleSettings {
+                base_url: cal.google_base_url.clone(),
+                calendar_id,
+                credentials: credentials.into(),
+                timezone: business.timezone,
+                // The whole booking horizon, and the day that is already under way.
+                lookahead: chrono::Duration::days(i64::from(business.horizon_days) + 2),
+                deadline: Duration::from_secs(10),
+            };
+            let google = GoogleCalendar::connect(settings)
+                .await
+                .map_err(|e| AppError::Unsupported(e.to_string()))?;
+            Ok(Arc::new(google))
+        }
+        other => Err(AppError::Unsupported(format!(
+            "calendar.provider {other:?} is not available; use \"local\" or \"google\""
+        ))),
+    }
+}
+
+/// Email confirmations, when `email.smtp_url` and `email.from` are set.
+fn email_notifier(
+    config: &Config,
+    business: &sara_actors::business::Business,
+) -> Result<Option<Arc<dyn sara_actors::ports::Notifier>>, AppError> {
+    let (Some(url), Some(from)) = (
+        config.email.smtp_url.as_deref(),
+        config.email.from.as_deref(),
+    ) else {
+        return Ok(None);
+    };
+    let notifier = EmailNotifier::new(
+        url,
+        from,
+        config.email.staff.as_deref(),
+        Arc::new(business.clone()),
+    )
+    .map_err(|e| AppError::Unsupported(e.to_string()))?;
+    Ok(Some(Arc::new(notifier)))
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -26,7 +26,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
-    let db = crate::store::Database::connect(&config.storage.database_url).await?;
+    let db = crate::store::Database::connect(
+        &config.storage.database_url,
+        config.storage.encryption_key.as_deref(),
+    )
+    .await?;
     db.migrate().await?;
     println!("migrations applied ({})", db.backend());
     Ok(())
@@ -64,7 +68,7 @@ pub async fn chat(config: Config, phone: &str) -> anyhow::Result<()> {
             provider_id: None,
             at: Utc::now(),
         };
-        let reply = crate::http::sms::caller_reply(app.engine.turn(inbound).await)
+        let reply = crate::http::webhook::caller_reply(app.engine.turn(inbound).await)
             .map(|r| r.text)
             .unwrap_or_else(|e| format!("(Sara is unavailable: {})", e.detail));
         if !reply.is_empty() {

@@ -37,6 +37,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub debug: DebugConfig,
     pub engine: EngineConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -111,6 +112,18 @@ pub struct StorageConfig {
     #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub encryption_key: Option<String>,
     pub max_connections: u32,
+    /// How long a request waits for a pooled database connection before it is answered 503.
+    pub acquire_timeout_ms: u64,
+    /// PostgreSQL `statement_timeout`: no query holds a connection longer than this.
+    pub statement_timeout_ms: u64,
+    /// Prefix of every Redis key, so that several deployments (or test runs) can share one.
+    pub redis_prefix: String,
+    /// Deadline of every Redis call; past it Sara carries on without Redis.
+    pub redis_timeout_ms: u64,
+    /// How long a conversation's lease lasts unless released (longer than a turn takes).
+    pub lease_ttl_ms: u64,
+    /// How long a turn waits for a lease another instance holds before answering 503.
+    pub lease_wait_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -120,6 +133,12 @@ impl Default for StorageConfig {
             redis_url: None,
             encryption_key: None,
             max_connections: 8,
+            acquire_timeout_ms: 2000,
+            statement_timeout_ms: 10_000,
+            redis_prefix: "sara".into(),
+            redis_timeout_ms: 250,
+            lease_ttl_ms: 15_000,
+            lease_wait_ms: 5000,
         }
     }
 }
@@ -175,7 +194,7 @@ pub struct TwilioConfig {
     pub auth_token: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WhatsAppConfig {
     #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
@@ -186,14 +205,33 @@ pub struct WhatsAppConfig {
     pub access_token: Option<String>,
     #[serde(deserialize_with = "lenient_opt_string")]
     pub phone_number_id: Option<String>,
-    pub graph_base_url: Option<String>,
+    /// Where the Graph API lives (a local stand-in in tests).
+    pub graph_base_url: String,
+    pub graph_version: String,
+}
+
+impl Default for WhatsAppConfig {
+    fn default() -> Self {
+        WhatsAppConfig {
+            app_secret: None,
+            verify_token: None,
+            access_token: None,
+            phone_number_id: None,
+            graph_base_url: "https://graph.facebook.com".into(),
+            graph_version: "v21.0".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EmailConfig {
+    /// May carry SMTP credentials, so it is never written back out.
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub smtp_url: Option<String>,
     pub from: Option<String>,
+    /// Where hand-over alerts go (the front desk's address).
+    pub staff: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -232,6 +270,26 @@ impl Default for EngineConfig {
             failure_window_secs: 300,
             quarantine_secs: 3600,
             max_batch: 512,
+        }
+    }
+}
+
+/// Rate limits (fixed one-minute windows). Generous by default: they stop floods, not people.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LimitsConfig {
+    /// Signed webhooks per caller phone per minute.
+    pub phone_per_minute: u32,
+    /// Requests that fail the signature check, per source IP per minute (signed traffic is
+    /// never limited per IP: providers send everyone's webhooks from a few addresses).
+    pub bad_signature_per_ip_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            phone_per_minute: 120,
+            bad_signature_per_ip_per_minute: 60,
         }
     }
 }
@@ -337,6 +395,7 @@ impl Config {
             failure_window: Duration::from_secs(e.failure_window_secs),
             quarantine: Duration::from_secs(e.quarantine_secs),
             max_batch: e.max_batch.max(1),
+            lease_wait: Duration::from_millis(self.storage.lease_wait_ms),
             ..EngineSettings::default()
         }
     }

@@ -90,6 +90,7 @@ async fn engine(settings: EngineSettings) -> (Engine, Arc<MemoryStore>) {
         calendar: Arc::new(MemoryCalendar::default()),
         store: store.clone(),
         clock: Arc::new(SystemClock),
+        notifier: None,
     };
     let engine = Engine::start(Business::example(), settings, ports)
         .await
@@ -165,6 +166,7 @@ async fn seed(store: &MemoryStore, phone: Phone, state: &str) {
     let commit = TurnCommit {
         phone,
         expected_version: 0,
+        owner_epoch: 0,
         state: state.to_string(),
         turn: TurnRecord {
             channel: Channel::Sms,

@@ -68,7 +68,13 @@ impl ConversationStore for MemoryStore {
                         reply: reply.clone(),
                     };
                 }
-                let current = t.conversations.get(&c.phone).map_or(0, |s| s.version);
+                let (current, stored_epoch) = t
+                    .conversations
+                    .get(&c.phone)
+                    .map_or((0, 0), |s| (s.version, s.owner_epoch));
+                if c.owner_epoch > 0 && stored_epoch > c.owner_epoch {
+                    return CommitOutcome::Fenced;
+                }
                 if current != c.expected_version {
                     return CommitOutcome::VersionConflict;
                 }
@@ -78,6 +84,7 @@ impl ConversationStore for MemoryStore {
                     StoredConversation {
                         state: c.state,
                         version,
+                        owner_epoch: stored_epoch.max(c.owner_epoch),
                     },
                 );
                 if let Some(id) = &c.turn.provider_id {

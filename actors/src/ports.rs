@@ -84,6 +84,8 @@ pub struct StoredConversation {
     pub state: String,
     /// Bumped by every commit; a commit must name the version it read.
     pub version: i64,
+    /// The fencing token (lease epoch) of the last commit that carried one; 0 = none yet.
+    pub owner_epoch: i64,
 }
 
 /// The audit record of one turn (what `GET /logs/{id}` shows).
@@ -110,6 +112,11 @@ pub struct TurnCommit {
     pub phone: Phone,
     /// The version the turn started from; 0 for a conversation never stored.
     pub expected_version: i64,
+    /// The fencing token of the lease this turn ran under; 0 = no lease (single instance, or
+    /// Redis unreachable). When non-zero the commit also requires the stored `owner_epoch` to
+    /// be no greater, and stores this one: a writer whose lease was taken over cannot commit
+    /// after the new owner has.
+    pub owner_epoch: i64,
     pub state: String,
     pub turn: TurnRecord,
 }
@@ -125,6 +132,9 @@ pub enum CommitOutcome {
     Duplicate {
         reply: String,
     },
+    /// A newer lease owner has committed this conversation (stored `owner_epoch` is greater
+    /// than the turn's); nothing was written.
+    Fenced,
 }
 
 /// Where conversations live between turns and across restarts.
@@ -146,6 +156,88 @@ pub trait ConversationStore: Send + Sync + 'static {
         &'a self,
         provider_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum OutboundError {
+    /// Worth trying again later (network, rate limit, the provider's 5xx).
+    #[error("temporary delivery failure: {0}")]
+    Retryable(String),
+    /// Trying again will not help (bad recipient, bad credentials).
+    #[error("delivery refused: {0}")]
+    Permanent(String),
+}
+
+/// Sends a reply to a contact outside the HTTP response (WhatsApp, SMS by REST, email).
+pub trait Outbound: Send + Sync + 'static {
+    fn send<'a>(
+        &'a self,
+        to: &'a Phone,
+        reply: &'a crate::dialogue::Reply,
+    ) -> BoxFuture<'a, Result<(), OutboundError>>;
+
+    /// Short name for logs and metrics ("whatsapp").
+    fn name(&self) -> &'static str;
+}
+
+/// What happened to a booking, for confirmations sent outside the conversation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BookingChange {
+    Booked,
+    Moved,
+    Cancelled,
+}
+
+/// Tells people outside the conversation what happened in it: the customer about a booking
+/// change (an email with a calendar invite), the staff about a hand-over. It must not hold up
+/// the turn: deliver in the background.
+pub trait Notifier: Send + Sync + 'static {
+    fn booking_changed(&self, booking: &Booking, change: BookingChange);
+
+    /// A customer asked for a person on `channel`.
+    fn handover_requested(&self, phone: &Phone, channel: Channel);
+
+    /// Whether `handover_requested` reaches a person (so Sara may say the team will reply).
+    fn alerts_staff(&self) -> bool;
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum LeaseError {
+    /// Someone else held the lease for the whole wait.
+    #[error("the conversation is busy elsewhere")]
+    Busy,
+    /// The lease service (Redis) did not answer in time.
+    #[error("lease service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A granted ownership lease over one conversation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Lease {
+    /// The fencing token: strictly greater than every earlier grant for the same phone.
+    pub epoch: i64,
+    /// Identifies this grant, so that only its holder can release it.
+    pub token: String,
+}
+
+/// Per-conversation ownership across instances: one holder at a time, each grant with a
+/// larger fencing token. Leases expire on their own (a crashed holder blocks nobody for
+/// long); every wait is bounded.
+pub trait Leases: Send + Sync + 'static {
+    /// Waits at most `wait` for the phone's lease; `Busy` when it stayed taken.
+    fn acquire<'a>(
+        &'a self,
+        phone: &'a Phone,
+        wait: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Lease, LeaseError>>;
+
+    /// Gives the lease back early; a lease that already expired (or was taken over) is left
+    /// alone.
+    fn release<'a>(&'a self, phone: &'a Phone, lease: &'a Lease) -> BoxFuture<'a, ()>;
+
+    /// Makes the next grants for `phone` larger than `epoch` (the counter was lost, e.g. by a
+    /// Redis restart without persistence, while the store remembers a larger token).
+    fn raise<'a>(&'a self, phone: &'a Phone, epoch: i64) -> BoxFuture<'a, Result<(), LeaseError>>;
 }
 
 /// The time, so that tests can choose it.

@@ -116,6 +116,12 @@ pub struct Understanding {
     pub email: Option<String>,
     /// 0-based index into the offered options ("the second one" = 1).
     pub choice: Option<usize>,
+    /// "same time": when moving a booking, keep its time of day.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub same_time: bool,
+    /// "next week" with no day named: when moving a booking, the same weekday a week later.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub next_week: bool,
     /// The knowledge base's answer when the message asks a question it knows.
     pub faq_answer: Option<String>,
     /// 0..=1, how sure the NLU is; the hybrid router asks the model below a threshold.

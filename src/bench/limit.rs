@@ -19,8 +19,8 @@ const TWIML: &str =
 
 /// Creates the two tables the bare route writes (in the database Sara uses, beside its own).
 pub async fn prepare(db: &Database) -> Result<(), sqlx::Error> {
-    match db {
-        Database::Sqlite(pool) => {
+    if let Some(pool) = db.sqlite_pool() {
+        {
             sqlx::query(
                 "CREATE TABLE IF NOT EXISTS bench_turns (id INTEGER PRIMARY KEY, \
                  phone TEXT NOT NULL, provider_id TEXT UNIQUE, payload TEXT NOT NULL)",
@@ -34,7 +34,8 @@ pub async fn prepare(db: &Database) -> Result<(), sqlx::Error> {
             .execute(pool)
             .await?;
         }
-        Database::Postgres(pool) => {
+    } else if let Some(pool) = db.postgres_pool() {
+        {
             sqlx::query(
                 "CREATE TABLE IF NOT EXISTS bench_turns (id BIGSERIAL PRIMARY KEY, \
                  phone TEXT NOT NULL, provider_id TEXT UNIQUE, payload TEXT NOT NULL)",
@@ -69,8 +70,8 @@ fn payload(text: &str) -> String {
 async fn write(db: &Database, phone: &str, sid: &str, text: &str) -> Result<(), sqlx::Error> {
     let payload = payload(text);
     let state = "{\"d\":{\"k\":\"book\",\"s\":\"Cleaning\"}}";
-    match db {
-        Database::Sqlite(pool) => {
+    if let Some(pool) = db.sqlite_pool() {
+        {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::query("INSERT INTO bench_turns (phone, provider_id, payload) VALUES (?, ?, ?)")
                 .bind(phone)
@@ -89,7 +90,8 @@ async fn write(db: &Database, phone: &str, sid: &str, text: &str) -> Result<(), 
             .await?;
             tx.commit().await
         }
-        Database::Postgres(pool) => {
+    } else if let Some(pool) = db.postgres_pool() {
+        {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO bench_turns (phone, provider_id, payload) VALUES ($1, $2, $3)",
@@ -110,6 +112,8 @@ async fn write(db: &Database, phone: &str, sid: &str, text: &str) -> Result<(), 
             .await?;
             tx.commit().await
         }
+    } else {
+        Err(sqlx::Error::PoolClosed)
     }
 }
 

@@ -348,6 +348,7 @@ async fn run_on(
     db_url: &str,
 ) -> anyhow::Result<Measured> {
     let concurrency = options.concurrency.max(1);
+    let encryption_key = config.storage.encryption_key.clone();
     let (load, rss, rss_source) = match &options.url {
         Some(url) => {
             let token = config
@@ -396,7 +397,7 @@ async fn run_on(
     } else {
         // The same dialogs' messages, the same concurrency (256 for an open-loop run), the
         // same number of requests, against the bare route on the same backend.
-        let db = Database::connect(db_url).await?;
+        let db = Database::connect(db_url, encryption_key.as_deref()).await?;
         limit::prepare(&db).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);

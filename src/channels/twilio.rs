@@ -72,9 +72,18 @@ impl TwiML {
         self
     }
 
+    /// Rings `number`; when nobody answers within the timeout Twilio goes on to the next verb.
     pub fn dial(mut self, number: &str) -> Self {
         self.body
-            .push_str(&format!("<Dial>{}</Dial>", escape(number)));
+            .push_str(&format!("<Dial timeout=\"20\">{}</Dial>", escape(number)));
+        self
+    }
+
+    /// Lets the caller leave a voicemail after the beep.
+    pub fn record(mut self, max_seconds: u32) -> Self {
+        self.body.push_str(&format!(
+            "<Record maxLength=\"{max_seconds}\" playBeep=\"true\"/>"
+        ));
         self
     }
 

@@ -1,13 +1,14 @@
-//! `/health` (alive), `/ready` (store reachable) and `/metrics` (Prometheus text).
+//! `/health` (alive), `/ready` (store and Redis reachable) and `/metrics` (Prometheus text).
 
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::{ApiError, AppState};
+use super::AppState;
+use crate::cache::CacheHealth;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -20,14 +21,35 @@ async fn health() -> Json<serde_json::Value> {
     Json(json!({"status": "ok"}))
 }
 
-async fn ready(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    match app.db.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready", "store": app.db.backend()}))),
+/// 200 when the store and (if configured) Redis answer; 503 otherwise, with which one is
+/// down. Redis down is "degraded": turns are still answered (the store's guarantees hold),
+/// but the instance runs without cross-instance leases and rate limits, so it is not ready.
+async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    let (store, cache) = tokio::join!(app.db.ping(), app.cache.health());
+    let store_up = match store {
+        Ok(()) => true,
         Err(error) => {
             tracing::warn!(%error, "store not reachable");
-            Err(ApiError::unavailable("store not reachable"))
+            false
         }
-    }
+    };
+    let redis = match cache {
+        CacheHealth::InProcess => "off",
+        CacheHealth::Up => "up",
+        CacheHealth::Down => "down",
+    };
+    let (code, status) = match (store_up, cache) {
+        (false, _) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (true, CacheHealth::Down) => (StatusCode::SERVICE_UNAVAILABLE, "degraded"),
+        (true, _) => (StatusCode::OK, "ready"),
+    };
+    let body = json!({
+        "status": status,
+        "store": app.db.backend(),
+        "database": if store_up { "up" } else { "down" },
+        "redis": redis,
+    });
+    (code, Json(body))
 }
 
 async fn metrics(State(app): State<AppState>) -> impl IntoResponse {

@@ -5,7 +5,11 @@ pub mod admin;
 pub mod dashboard;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod sms;
+pub mod voice;
+pub mod webhook;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +20,7 @@ use sara_actors::engine::Engine;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::cache::Cache;
 use crate::config::Config;
 use crate::store::Database;
 pub use error::ApiError;
@@ -27,12 +32,18 @@ pub struct AppState {
     pub db: Database,
     pub config: Arc<Config>,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Processed-webhook replies, rate limits (and the engine's leases).
+    pub cache: Cache,
+    /// Delivers WhatsApp replies; `None` when WhatsApp sending is not configured.
+    pub whatsapp: Option<ractor::ActorRef<sara_actors::engine::channel::ChannelMsg>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(sms::router())
+        .merge(voice::router())
+        .merge(whatsapp::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(dashboard::router())

@@ -6,19 +6,25 @@
 //! takes the write lock with `BEGIN IMMEDIATE`; PostgreSQL forbids double bookings with an
 //! exclusion constraint).
 //!
-//! Personal data: rows find a contact through a *contact key* ([`contact_key`]). Today that
-//! is the E.164 phone itself; encryption at rest will make it a keyed hash and store the
-//! phone, name and email as ciphertext, without changing the queries' shape.
+//! Personal data is encrypted at rest ([`crypto`]): phones, names, emails, the conversation
+//! state and the turns' text, reply and understanding are AES-256-GCM values, and rows find a
+//! contact through a *contact key*, a keyed hash of the phone ([`Database::contact_key`]).
+//! Provider message ids, intents, services and times stay clear: they are not personal data
+//! and the queries need them.
 
+mod crypto;
 mod postgres;
 mod sqlite;
 
+#[cfg(test)]
+mod privacy_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -33,20 +39,31 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+pub use crypto::EncryptionKey;
 pub use sara_actors::ports::StoreError;
+
+use crypto::{Field, Sealer};
 
 /// How long a SQLite connection waits for the write lock before giving up. Writers are
 /// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long to wait for a pooled connection before reporting the store unavailable.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A connected store. Cloning is cheap (the pools are shared).
+/// A connected store with its encryption keys. Cloning is cheap (the pool and keys are
+/// shared).
 #[derive(Clone, Debug)]
-pub enum Database {
+pub struct Database {
+    pool: Pool,
+    sealer: Arc<Sealer>,
+}
+
+#[derive(Clone, Debug)]
+enum Pool {
     Sqlite(SqlitePool),
     Postgres(PgPool),
 }
+
+/// What the key check row holds once opened: proof that the key in use is the database's.
+const KEY_CHECK: &[u8] = b"sara: this key opens this database";
 
 /// `GET /logs/{id}`: one conversation's turns in order.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -100,9 +117,36 @@ pub struct BookingCounts {
 
 impl Database {
     /// Connects to `sqlite://PATH` (the file is created when missing; `sqlite::memory:` for a
-    /// throw-away database) or `postgres://...`. Does not migrate: call [`Database::migrate`].
+    /// throw-away database) or `postgres://...`. Does not migrate: call [`Database::migrate`],
+    /// which also checks that the key opens the database.
+    ///
+    /// `encryption_key` is `storage.encryption_key` (base64 of 32 bytes). PostgreSQL requires
+    /// it. For a SQLite file without one, the key is read from `PATH.key`, which is created
+    /// (mode 0600) on first start; `sqlite::memory:` gets a random key that dies with it.
     #[tracing::instrument(skip_all)]
-    pub async fn connect(url: &str) -> Result<Database, StoreError> {
+    pub async fn connect(url: &str, encryption_key: Option<&str>) -> Result<Database, StoreError> {
+        Database::connect_with(&crate::config::StorageConfig {
+            database_url: url.to_string(),
+            encryption_key: encryption_key.map(str::to_string),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Like [`Database::connect`] with the pool settings of `[storage]`: its size, how long a
+    /// request waits for a connection (then the store is "unavailable" and the webhook gets
+    /// a fast 503 instead of hanging while the database is down), and PostgreSQL's
+    /// `statement_timeout`. The pool reconnects by itself when the database comes back.
+    pub async fn connect_with(
+        storage: &crate::config::StorageConfig,
+    ) -> Result<Database, StoreError> {
+        let url = storage.database_url.as_str();
+        let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
+        let given = storage
+            .encryption_key
+            .as_deref()
+            .map(EncryptionKey::from_base64)
+            .transpose()?;
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
@@ -126,22 +170,42 @@ impl Database {
                 } else {
                     Some(Duration::from_secs(3600))
                 })
-                .acquire_timeout(ACQUIRE_TIMEOUT)
-                .connect_with(options)
+                .acquire_timeout(acquire_timeout.max(SQLITE_BUSY_TIMEOUT))
+                .connect_with(options.clone())
                 .await
                 .map_err(unavailable)?;
-            Ok(Database::Sqlite(pool))
+            let key = match given {
+                Some(key) => key,
+                None if in_memory => EncryptionKey::generate(),
+                // After connecting: the database file (hence its directory) exists now.
+                None => {
+                    crypto::load_or_create_key_file(&crypto::key_file_for(options.get_filename()))?
+                }
+            };
+            Ok(Database::new(Pool::Sqlite(pool), &key))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            let options = PgConnectOptions::from_str(url).map_err(|e| {
-                StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e)))
+            // Several instances share the database, so no instance may invent a key.
+            let key = given.ok_or_else(|| {
+                StoreError::Unavailable(
+                    "storage.encryption_key (SARA_STORAGE__ENCRYPTION_KEY) is required with \
+                     PostgreSQL: base64 of 32 random bytes, e.g. `openssl rand -base64 32`, the \
+                     same on every instance"
+                        .to_string(),
+                )
             })?;
+            let statement_timeout = format!("{}ms", storage.statement_timeout_ms.max(1));
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|e| {
+                    StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e)))
+                })?
+                .options([("statement_timeout", statement_timeout.as_str())]);
             let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .max_connections(storage.max_connections.max(1))
+                .acquire_timeout(acquire_timeout)
                 .connect_with(options)
                 .await
                 .map_err(unavailable)?;
-            Ok(Database::Postgres(pool))
+            Ok(Database::new(Pool::Postgres(pool), &key))
         } else {
             Err(StoreError::Unavailable(
                 "unsupported database URL: expected sqlite:// or postgres://".to_string(),
@@ -149,38 +213,94 @@ impl Database {
         }
     }
 
-    /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
+    fn new(pool: Pool, key: &EncryptionKey) -> Database {
+        Database {
+            pool,
+            sealer: Arc::new(Sealer::new(key)),
+        }
+    }
+
+    /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`), then
+    /// checks that the key opens this database: the first start seals a known value, later
+    /// starts must open it, so a wrong key is refused here rather than failing turn by turn.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let outcome = match self {
-            Database::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
-            Database::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
+        let outcome = match &self.pool {
+            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
+            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         };
-        outcome.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        outcome.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        let candidate = self.sealer.seal(Field::KeyCheck, KEY_CHECK);
+        let stored = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::key_check(pool, &candidate).await?,
+            Pool::Postgres(pool) => postgres::key_check(pool, &candidate).await?,
+        };
+        match self.sealer.open(Field::KeyCheck, &stored) {
+            Ok(opened) if opened == KEY_CHECK => Ok(()),
+            _ => Err(StoreError::Unavailable(
+                "storage.encryption_key does not open this database: its personal data was \
+                 encrypted with another key (SARA_STORAGE__ENCRYPTION_KEY, or for SQLite \
+                 without it, the .key file beside the database)"
+                    .to_string(),
+            )),
+        }
+    }
+
+    /// The same pool under another key (tests: a wrong key must fail clearly).
+    #[cfg(test)]
+    pub(crate) fn with_key(&self, key: &EncryptionKey) -> Database {
+        Database::new(self.pool.clone(), key)
+    }
+
+    /// A database on a pool made elsewhere (tests create one PostgreSQL database each).
+    #[cfg(test)]
+    pub(crate) fn on_postgres_pool(pool: PgPool, key: &EncryptionKey) -> Database {
+        Database::new(Pool::Postgres(pool), key)
+    }
+
+    /// The key rows use to find the contact `phone`: hex(HMAC-SHA256(index key, E.164)).
+    pub fn contact_key(&self, phone: &Phone) -> String {
+        self.sealer.contact_key(phone)
     }
 
     /// A round trip to the database, for `/ready`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match self {
-            Database::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-            Database::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
         }
         .map_err(unavailable)
     }
 
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     pub fn backend(&self) -> &'static str {
-        match self {
-            Database::Sqlite(_) => "sqlite",
-            Database::Postgres(_) => "postgres",
+        match &self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
         }
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
+    /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Some(pool),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
     pub async fn close(&self) {
-        match self {
-            Database::Sqlite(pool) => pool.close().await,
-            Database::Postgres(pool) => pool.close().await,
+        match &self.pool {
+            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.close().await,
         }
     }
 
@@ -188,25 +308,26 @@ impl Database {
     /// also finds turns stored as the CallSid plus a suffix) or a phone number.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn turns_for(&self, id: &str) -> Result<Option<ConversationLog>, StoreError> {
-        let by_provider = match self {
-            Database::Sqlite(pool) => sqlite::conversation_of_provider_id(pool, id).await?,
-            Database::Postgres(pool) => postgres::conversation_of_provider_id(pool, id).await?,
+        let by_provider = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::conversation_of_provider_id(pool, id).await?,
+            Pool::Postgres(pool) => postgres::conversation_of_provider_id(pool, id).await?,
         };
-        let Some(key) = by_provider.or_else(|| Phone::parse(id).map(|p| contact_key(&p))) else {
+        let Some(key) = by_provider.or_else(|| Phone::parse(id).map(|p| self.contact_key(&p)))
+        else {
             return Ok(None);
         };
-        match self {
-            Database::Sqlite(pool) => sqlite::conversation_log(pool, &key).await,
-            Database::Postgres(pool) => postgres::conversation_log(pool, &key).await,
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::conversation_log(pool, &self.sealer, &key).await,
+            Pool::Postgres(pool) => postgres::conversation_log(pool, &self.sealer, &key).await,
         }
     }
 
     /// Every booking, ordered by start, times shown in `tz`.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
-        let all = match self {
-            Database::Sqlite(pool) => sqlite::all_bookings(pool).await?,
-            Database::Postgres(pool) => postgres::all_bookings(pool).await?,
+        let all = match &self.pool {
+            Pool::Sqlite(pool) => sqlite::all_bookings(pool, &self.sealer).await?,
+            Pool::Postgres(pool) => postgres::all_bookings(pool, &self.sealer).await?,
         };
         Ok(all
             .into_iter()
@@ -224,9 +345,9 @@ impl Database {
 
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn stats(&self) -> Result<Stats, StoreError> {
-        match self {
-            Database::Sqlite(pool) => sqlite::stats(pool).await,
-            Database::Postgres(pool) => postgres::stats(pool).await,
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::stats(pool).await,
+            Pool::Postgres(pool) => postgres::stats(pool).await,
         }
     }
 
@@ -235,9 +356,9 @@ impl Database {
         &self,
         from: DateTime<Utc>,
     ) -> Result<Vec<Booking>, CalendarError> {
-        match self {
-            Database::Sqlite(pool) => sqlite::upcoming_bookings(pool, from).await,
-            Database::Postgres(pool) => postgres::upcoming_bookings(pool, from).await,
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::upcoming_bookings(pool, &self.sealer, from).await,
+            Pool::Postgres(pool) => postgres::upcoming_bookings(pool, &self.sealer, from).await,
         }
         .map_err(calendar_unavailable)
     }
@@ -245,9 +366,9 @@ impl Database {
     /// Writes a booking, idempotent by id; `SlotTaken` when a confirmed booking overlaps a
     /// confirmed one.
     pub async fn insert_booking(&self, booking: &Booking) -> Result<(), CalendarError> {
-        match self {
-            Database::Sqlite(pool) => sqlite::insert_booking(pool, booking).await,
-            Database::Postgres(pool) => postgres::insert_booking(pool, booking).await,
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::insert_booking(pool, &self.sealer, booking).await,
+            Pool::Postgres(pool) => postgres::insert_booking(pool, &self.sealer, booking).await,
         }
     }
 
@@ -258,17 +379,17 @@ impl Database {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<(), CalendarError> {
-        match self {
-            Database::Sqlite(pool) => sqlite::move_booking(pool, id, start, end).await,
-            Database::Postgres(pool) => postgres::move_booking(pool, id, start, end).await,
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::move_booking(pool, id, start, end).await,
+            Pool::Postgres(pool) => postgres::move_booking(pool, id, start, end).await,
         }
     }
 
     /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
     pub async fn cancel_booking(&self, id: BookingId) -> Result<(), CalendarError> {
-        match self {
-            Database::Sqlite(pool) => sqlite::cancel_booking(pool, id).await,
-            Database::Postgres(pool) => postgres::cancel_booking(pool, id).await,
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlite::cancel_booking(pool, id).await,
+            Pool::Postgres(pool) => postgres::cancel_booking(pool, id).await,
         }
     }
 }
@@ -279,10 +400,10 @@ impl ConversationStore for Database {
         phone: &'a Phone,
     ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
         Box::pin(async move {
-            let key = contact_key(phone);
-            match self {
-                Database::Sqlite(pool) => sqlite::load(pool, &key).await,
-                Database::Postgres(pool) => postgres::load(pool, &key).await,
+            let key = self.contact_key(phone);
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::load(pool, &self.sealer, &key).await,
+                Pool::Postgres(pool) => postgres::load(pool, &self.sealer, &key).await,
             }
         })
     }
@@ -295,9 +416,9 @@ impl ConversationStore for Database {
             if batch.is_empty() {
                 return Ok(Vec::new());
             }
-            match self {
-                Database::Sqlite(pool) => sqlite::commit(pool, &batch).await,
-                Database::Postgres(pool) => postgres::commit(pool, &batch).await,
+            match &self.pool {
+                Pool::Sqlite(pool) => sqlite::commit(pool, &self.sealer, &batch).await,
+                Pool::Postgres(pool) => postgres::commit(pool, &self.sealer, &batch).await,
             }
         })
     }
@@ -307,18 +428,16 @@ impl ConversationStore for Database {
         provider_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         Box::pin(async move {
-            match self {
-                Database::Sqlite(pool) => sqlite::processed_reply(pool, provider_id).await,
-                Database::Postgres(pool) => postgres::processed_reply(pool, provider_id).await,
+            match &self.pool {
+                Pool::Sqlite(pool) => {
+                    sqlite::processed_reply(pool, &self.sealer, provider_id).await
+                }
+                Pool::Postgres(pool) => {
+                    postgres::processed_reply(pool, &self.sealer, provider_id).await
+                }
             }
         })
     }
-}
-
-/// The key rows use to find a contact. The phone itself until encryption at rest lands;
-/// then a keyed hash of it (the one place to change).
-pub fn contact_key(phone: &Phone) -> String {
-    phone.as_str().to_string()
 }
 
 /// A database error in words that carry no data: SQL text and values may hold personal

@@ -13,25 +13,53 @@ use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnC
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use super::crypto::{Field, Sealer};
 use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, TurnView, contact_key, describe,
-    parse_channel, parse_phone, parse_status, unavailable,
+    BookingCounts, ConversationLog, Stats, StoreError, TurnView, describe, parse_channel,
+    parse_phone, parse_status, unavailable,
 };
 
 /// SQLSTATE for an exclusion-constraint violation: the slot is taken.
 const EXCLUSION_VIOLATION: &str = "23P01";
 
+/// The sealed key check value: the stored one, or `candidate` when this is the first start
+/// (instances starting together agree on whichever row was inserted first).
+pub(super) async fn key_check(pool: &PgPool, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+    sqlx::query(
+        "INSERT INTO store_key_check (id, sealed, created_at) VALUES (1, $1, $2) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(candidate)
+    .bind(Utc::now())
+    .execute(pool)
+    .await
+    .map_err(unavailable)?;
+    sqlx::query_scalar("SELECT sealed FROM store_key_check WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)
+}
+
 pub(super) async fn load(
     pool: &PgPool,
+    sealer: &Sealer,
     key: &str,
 ) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT state, version FROM conversations WHERE contact_key = $1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    Ok(row.map(|(state, version)| StoredConversation { state, version }))
+    let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
+        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = $1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable)?;
+    row.map(|(state, version, owner_epoch)| {
+        Ok(StoredConversation {
+            state: sealer.open_str(Field::ConversationState, &state)?,
+            version,
+            owner_epoch,
+        })
+    })
+    .transpose()
 }
 
 /// The whole batch in one transaction, in `3 + n` statements: one query finds the batch's
@@ -42,11 +70,27 @@ pub(super) async fn load(
 /// Two instances cannot both insert the same provider id: a provider id belongs to one
 /// phone, and the compare-and-swap on that phone's conversation row makes the second writer
 /// wait for the first and then see a version conflict.
+///
+/// Values are sealed before the transaction opens, so no row lock is held while AES runs.
 pub(super) async fn commit(
     pool: &PgPool,
+    sealer: &Sealer,
     batch: &[TurnCommit],
 ) -> Result<Vec<CommitOutcome>, StoreError> {
     let now = Utc::now();
+    let keys: Vec<String> = batch
+        .iter()
+        .map(|item| sealer.contact_key(&item.phone))
+        .collect();
+    let sealed: Vec<SealedTurn> = batch
+        .iter()
+        .map(|item| SealedTurn {
+            state: sealer.seal_str(Field::ConversationState, &item.state),
+            text: sealer.seal_str(Field::TurnText, &item.turn.text),
+            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply),
+            understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
+        })
+        .collect();
     let mut tx = pool.begin().await.map_err(unavailable)?;
 
     let provider_ids: Vec<String> = batch
@@ -55,31 +99,35 @@ pub(super) async fn commit(
         .collect();
     let mut replies: HashMap<String, String> = HashMap::new();
     if !provider_ids.is_empty() {
-        let seen: Vec<(String, String)> =
+        let seen: Vec<(String, Vec<u8>)> =
             sqlx::query_as("SELECT provider_id, reply FROM turns WHERE provider_id = ANY($1)")
                 .bind(&provider_ids)
                 .fetch_all(&mut *tx)
                 .await
                 .map_err(unavailable)?;
-        replies.extend(seen);
+        for (id, reply) in seen {
+            replies.insert(id, sealer.open_str(Field::TurnReply, &reply)?);
+        }
     }
 
     // Contacts of conversations that may start here. Inserting one whose conversation then
     // conflicts writes nothing new: a conflict on version 0 means the contact exists.
-    let keys: Vec<String> = batch.iter().map(|item| contact_key(&item.phone)).collect();
     // Rows are locked in contact-key order (a stable sort keeps each conversation's items in
     // batch order), so two instances' batches cannot deadlock on each other's rows.
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
-    let (new_keys, new_phones): (Vec<&str>, Vec<&str>) = order
+    let (new_keys, new_phones): (Vec<&str>, Vec<Vec<u8>>) = order
         .iter()
         .filter(|&&i| batch[i].expected_version == 0)
-        .map(|&i| (keys[i].as_str(), batch[i].phone.as_str()))
+        .map(|&i| {
+            let phone = sealer.seal_str(Field::ContactPhone, batch[i].phone.as_str());
+            (keys[i].as_str(), phone)
+        })
         .unzip();
     if !new_keys.is_empty() {
         sqlx::query(
             "INSERT INTO contacts (contact_key, phone, created_at) \
-             SELECT key, phone, $3 FROM UNNEST($1::text[], $2::text[]) AS c (key, phone) \
+             SELECT key, phone, $3 FROM UNNEST($1::text[], $2::bytea[]) AS c (key, phone) \
              ON CONFLICT (contact_key) DO NOTHING",
         )
         .bind(&new_keys)
@@ -93,7 +141,7 @@ pub(super) async fn commit(
     let mut outcomes: Vec<Option<CommitOutcome>> = vec![None; batch.len()];
     let mut turns = TurnColumns::default();
     for &i in &order {
-        let (item, key) = (&batch[i], &keys[i]);
+        let (item, key, sealed) = (&batch[i], &keys[i], &sealed[i]);
         if let Some(reply) = item
             .turn
             .provider_id
@@ -107,33 +155,51 @@ pub(super) async fn commit(
         }
         let swapped: Option<(i64, i64)> = if item.expected_version == 0 {
             sqlx::query_as(
-                "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
-                 VALUES ($1, $2, 1, 1, $3) ON CONFLICT (contact_key) DO NOTHING \
+                "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
+                 owner_epoch) VALUES ($1, $2, 1, 1, $3, $4) ON CONFLICT (contact_key) DO NOTHING \
                  RETURNING version, last_seq",
             )
             .bind(key)
-            .bind(&item.state)
+            .bind(&sealed.state)
             .bind(now)
+            .bind(item.owner_epoch)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?
         } else {
+            // The version check and the fencing check in one compare-and-swap (a token of 0
+            // is an unfenced commit: no lease was held, the version check alone decides).
             sqlx::query_as(
                 "UPDATE conversations \
-                 SET state = $1, version = version + 1, last_seq = last_seq + 1, updated_at = $2 \
-                 WHERE contact_key = $3 AND version = $4 \
+                 SET state = $1, version = version + 1, last_seq = last_seq + 1, updated_at = $2, \
+                 owner_epoch = GREATEST(owner_epoch, $5) \
+                 WHERE contact_key = $3 AND version = $4 AND ($5 = 0 OR owner_epoch <= $5) \
                  RETURNING version, last_seq",
             )
-            .bind(&item.state)
+            .bind(&sealed.state)
             .bind(now)
             .bind(key)
             .bind(item.expected_version)
+            .bind(item.owner_epoch)
             .fetch_optional(&mut *tx)
             .await
             .map_err(unavailable)?
         };
         let Some((version, seq)) = swapped else {
-            outcomes[i] = Some(CommitOutcome::VersionConflict);
+            // Refused: tell a fenced-off writer (a newer lease owner committed) from a plain
+            // version conflict, since only the latter is worth redoing.
+            let stored: Option<i64> =
+                sqlx::query_scalar("SELECT owner_epoch FROM conversations WHERE contact_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(unavailable)?;
+            let fenced = item.owner_epoch > 0 && stored.is_some_and(|e| e > item.owner_epoch);
+            outcomes[i] = Some(if fenced {
+                CommitOutcome::Fenced
+            } else {
+                CommitOutcome::VersionConflict
+            });
             continue;
         };
         let turn = &item.turn;
@@ -141,11 +207,11 @@ pub(super) async fn commit(
         turns.seq.push(seq);
         turns.channel.push(turn.channel.as_str());
         turns.provider_id.push(turn.provider_id.as_deref());
-        turns.text.push(&turn.text);
-        turns.reply.push(&turn.reply);
+        turns.text.push(&sealed.text);
+        turns.reply.push(&sealed.reply);
         turns.intent.push(&turn.intent);
         turns.nlu.push(&turn.nlu);
-        turns.understood.push(&turn.understood);
+        turns.understood.push(&sealed.understood);
         turns.at.push(turn.at);
         turns.elapsed_ms.push(i64::from(turn.elapsed_ms));
         if let Some(id) = &turn.provider_id {
@@ -157,8 +223,9 @@ pub(super) async fn commit(
         sqlx::query(
             "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
              nlu, understood, at, elapsed_ms) \
-             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::bigint[])",
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
+             $5::bytea[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], \
+             $10::timestamptz[], $11::bigint[])",
         )
         .bind(&turns.key)
         .bind(&turns.seq)
@@ -189,24 +256,37 @@ struct TurnColumns<'a> {
     seq: Vec<i64>,
     channel: Vec<&'a str>,
     provider_id: Vec<Option<&'a str>>,
-    text: Vec<&'a str>,
-    reply: Vec<&'a str>,
+    text: Vec<&'a [u8]>,
+    reply: Vec<&'a [u8]>,
     intent: Vec<&'a str>,
     nlu: Vec<&'a str>,
-    understood: Vec<&'a str>,
+    understood: Vec<&'a [u8]>,
     at: Vec<DateTime<Utc>>,
     elapsed_ms: Vec<i64>,
 }
 
+/// One item's personal data, sealed.
+struct SealedTurn {
+    state: Vec<u8>,
+    text: Vec<u8>,
+    reply: Vec<u8>,
+    understood: Vec<u8>,
+}
+
 pub(super) async fn processed_reply(
     pool: &PgPool,
+    sealer: &Sealer,
     provider_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = $1")
-        .bind(provider_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(unavailable)
+    let reply: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = $1")
+            .bind(provider_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+    reply
+        .map(|r| sealer.open_str(Field::TurnReply, &r))
+        .transpose()
 }
 
 /// The contact key of the conversation that holds `id`: an exact provider id, else the
@@ -239,17 +319,18 @@ type TurnRow = (
     i64,
     String,
     Option<String>,
-    String,
-    String,
+    Vec<u8>,
+    Vec<u8>,
     String,
     DateTime<Utc>,
 );
 
 pub(super) async fn conversation_log(
     pool: &PgPool,
+    sealer: &Sealer,
     key: &str,
 ) -> Result<Option<ConversationLog>, StoreError> {
-    let phone: Option<String> =
+    let phone: Option<Vec<u8>> =
         sqlx::query_scalar("SELECT phone FROM contacts WHERE contact_key = $1")
             .bind(key)
             .fetch_optional(pool)
@@ -273,15 +354,15 @@ pub(super) async fn conversation_log(
                 seq,
                 channel: parse_channel(&channel)?,
                 provider_id,
-                text,
-                reply,
+                text: sealer.open_str(Field::TurnText, &text)?,
+                reply: sealer.open_str(Field::TurnReply, &reply)?,
                 intent,
                 at,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(ConversationLog {
-        conversation: phone,
+        conversation: sealer.open_str(Field::ContactPhone, &phone)?,
         turns,
     }))
 }
@@ -314,9 +395,9 @@ pub(super) async fn stats(pool: &PgPool) -> Result<Stats, StoreError> {
 
 type BookingRow = (
     Uuid,
-    String,
-    Option<String>,
-    Option<String>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
     String,
     DateTime<Utc>,
     DateTime<Utc>,
@@ -325,13 +406,13 @@ type BookingRow = (
 
 const BOOKING_COLUMNS: &str = "id, phone, name, email, service, start, \"end\", status";
 
-fn booking_from_row(row: BookingRow) -> Result<Booking, StoreError> {
+fn booking_from_row(sealer: &Sealer, row: BookingRow) -> Result<Booking, StoreError> {
     let (id, phone, name, email, service, start, end, status) = row;
     Ok(Booking {
         id,
-        phone: parse_phone(&phone)?,
-        name,
-        email,
+        phone: parse_phone(&sealer.open_str(Field::BookingPhone, &phone)?)?,
+        name: sealer.open_opt(Field::BookingName, name.as_deref())?,
+        email: sealer.open_opt(Field::BookingEmail, email.as_deref())?,
         service,
         start,
         end,
@@ -339,18 +420,24 @@ fn booking_from_row(row: BookingRow) -> Result<Booking, StoreError> {
     })
 }
 
-pub(super) async fn all_bookings(pool: &PgPool) -> Result<Vec<Booking>, StoreError> {
+pub(super) async fn all_bookings(
+    pool: &PgPool,
+    sealer: &Sealer,
+) -> Result<Vec<Booking>, StoreError> {
     let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BOOKING_COLUMNS} FROM bookings ORDER BY start, id"
     )))
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    rows.into_iter().map(booking_from_row).collect()
+    rows.into_iter()
+        .map(|row| booking_from_row(sealer, row))
+        .collect()
 }
 
 pub(super) async fn upcoming_bookings(
     pool: &PgPool,
+    sealer: &Sealer,
     from: DateTime<Utc>,
 ) -> Result<Vec<Booking>, StoreError> {
     let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -361,7 +448,9 @@ pub(super) async fn upcoming_bookings(
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    rows.into_iter().map(booking_from_row).collect()
+    rows.into_iter()
+        .map(|row| booking_from_row(sealer, row))
+        .collect()
 }
 
 /// The exclusion constraint's verdict is `SlotTaken`; anything else is the database's fault.
@@ -374,8 +463,15 @@ fn calendar_db_error(e: sqlx::Error) -> CalendarError {
     CalendarError::Unavailable(describe(&e))
 }
 
-pub(super) async fn insert_booking(pool: &PgPool, booking: &Booking) -> Result<(), CalendarError> {
+pub(super) async fn insert_booking(
+    pool: &PgPool,
+    sealer: &Sealer,
+    booking: &Booking,
+) -> Result<(), CalendarError> {
     let now = Utc::now();
+    let phone = sealer.seal_str(Field::BookingPhone, booking.phone.as_str());
+    let name = (booking.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n));
+    let email = (booking.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e));
     // ON CONFLICT (id): a retried write of the same booking is a no-op, and the exclusion
     // constraint is not consulted for it.
     sqlx::query(
@@ -384,10 +480,10 @@ pub(super) async fn insert_booking(pool: &PgPool, booking: &Booking) -> Result<(
          ON CONFLICT (id) DO NOTHING",
     )
     .bind(booking.id)
-    .bind(contact_key(&booking.phone))
-    .bind(booking.phone.as_str())
-    .bind(booking.name.as_deref())
-    .bind(booking.email.as_deref())
+    .bind(sealer.contact_key(&booking.phone))
+    .bind(phone)
+    .bind(name)
+    .bind(email)
     .bind(&booking.service)
     .bind(booking.start)
     .bind(booking.end)

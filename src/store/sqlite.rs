@@ -11,9 +11,10 @@ use sara_actors::model::{Booking, BookingId, BookingStatus};
 use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
 use sqlx::SqlitePool;
 
+use super::crypto::{Field, Sealer};
 use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, TurnView, contact_key, corrupt, describe,
-    parse_channel, parse_phone, parse_status, unavailable,
+    BookingCounts, ConversationLog, Stats, StoreError, TurnView, corrupt, describe, parse_channel,
+    parse_phone, parse_status, unavailable,
 };
 
 /// Instants are stored as fixed-width UTC text (microseconds, `Z`), so that text order is
@@ -28,17 +29,40 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|_| corrupt("a stored time is not RFC 3339"))
 }
 
+/// The sealed key check value: the stored one, or `candidate` when this is the first start.
+pub(super) async fn key_check(pool: &SqlitePool, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
+    sqlx::query("INSERT INTO store_key_check (id, sealed, created_at) VALUES (1, ?1, ?2) ON CONFLICT (id) DO NOTHING")
+        .bind(candidate)
+        .bind(ts(Utc::now()))
+        .execute(pool)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query_scalar("SELECT sealed FROM store_key_check WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)
+}
+
 pub(super) async fn load(
     pool: &SqlitePool,
+    sealer: &Sealer,
     key: &str,
 ) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(String, i64)> =
-        sqlx::query_as("SELECT state, version FROM conversations WHERE contact_key = ?1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    Ok(row.map(|(state, version)| StoredConversation { state, version }))
+    let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
+        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = ?1",
+    )
+    .bind(key)
+    .fetch_optional(pool)
+    .await
+    .map_err(unavailable)?;
+    row.map(|(state, version, owner_epoch)| {
+        Ok(StoredConversation {
+            state: sealer.open_str(Field::ConversationState, &state)?,
+            version,
+            owner_epoch,
+        })
+    })
+    .transpose()
 }
 
 /// The whole batch in one `BEGIN IMMEDIATE … COMMIT`, in at most five statements whatever
@@ -50,10 +74,31 @@ pub(super) async fn load(
 /// would decide it. Then the new contacts, the conversations' final states and all the
 /// committed turns are written with one statement each; the lists travel as one JSON
 /// parameter (`json_each`), so the round trips to SQLite's worker do not grow with the batch.
+/// Sealed values travel beside each list as one concatenated blob ([`Blobs`]).
+///
+/// Values are sealed before `BEGIN IMMEDIATE`, so the write lock is not held while AES runs;
+/// a turn that then turns out to be a duplicate or a conflict only wasted its sealing.
 pub(super) async fn commit(
     pool: &SqlitePool,
+    sealer: &Sealer,
     batch: &[TurnCommit],
 ) -> Result<Vec<CommitOutcome>, StoreError> {
+    let keys: Vec<String> = batch
+        .iter()
+        .map(|item| sealer.contact_key(&item.phone))
+        .collect();
+    let sealed: Vec<SealedTurn> = batch
+        .iter()
+        .map(|item| SealedTurn {
+            // Only a first turn may create the contact.
+            phone: (item.expected_version == 0)
+                .then(|| sealer.seal_str(Field::ContactPhone, item.phone.as_str())),
+            state: sealer.seal_str(Field::ConversationState, &item.state),
+            text: sealer.seal_str(Field::TurnText, &item.turn.text),
+            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply),
+            understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
+        })
+        .collect();
     let now = ts(Utc::now());
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
@@ -67,7 +112,7 @@ pub(super) async fn commit(
         .collect();
     let mut replies: HashMap<String, String> = HashMap::new();
     if !provider_ids.is_empty() {
-        let seen: Vec<(String, String)> = sqlx::query_as(
+        let seen: Vec<(String, Vec<u8>)> = sqlx::query_as(
             "SELECT provider_id, reply FROM turns \
              WHERE provider_id IN (SELECT value FROM json_each(?1))",
         )
@@ -75,12 +120,13 @@ pub(super) async fn commit(
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        replies.extend(seen);
+        for (id, reply) in seen {
+            replies.insert(id, sealer.open_str(Field::TurnReply, &reply)?);
+        }
     }
 
-    let keys: Vec<String> = batch.iter().map(|item| contact_key(&item.phone)).collect();
-    let stored: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT contact_key, version, last_seq FROM conversations \
+    let stored: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT contact_key, version, last_seq, owner_epoch FROM conversations \
          WHERE contact_key IN (SELECT value FROM json_each(?1))",
     )
     .bind(json_list(&keys))
@@ -89,10 +135,11 @@ pub(super) async fn commit(
     .map_err(unavailable)?;
     let mut heads: HashMap<&str, Head> = stored
         .iter()
-        .map(|(key, version, last_seq)| {
+        .map(|(key, version, last_seq, owner_epoch)| {
             let head = Head {
                 version: *version,
                 last_seq: *last_seq,
+                owner_epoch: *owner_epoch,
                 state: None,
                 created: false,
             };
@@ -102,7 +149,8 @@ pub(super) async fn commit(
 
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut turns: Vec<serde_json::Value> = Vec::with_capacity(batch.len());
-    for (item, key) in batch.iter().zip(&keys) {
+    let mut turn_blobs = Blobs::default();
+    for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
         if let Some(reply) = item
             .turn
             .provider_id
@@ -114,11 +162,21 @@ pub(super) async fn commit(
             });
             continue;
         }
+        // The fencing check: a newer lease owner has committed (token 0 = unfenced commit).
+        if item.owner_epoch > 0
+            && heads
+                .get(key.as_str())
+                .is_some_and(|h| h.owner_epoch > item.owner_epoch)
+        {
+            outcomes.push(CommitOutcome::Fenced);
+            continue;
+        }
         let head = match heads.get_mut(key.as_str()) {
             Some(head) if head.version == item.expected_version => head,
             None if item.expected_version == 0 => heads.entry(key.as_str()).or_insert(Head {
                 version: 0,
                 last_seq: 0,
+                owner_epoch: 0,
                 state: None,
                 created: true,
             }),
@@ -129,18 +187,25 @@ pub(super) async fn commit(
         };
         head.version += 1;
         head.last_seq += 1;
-        head.state = Some(&item.state);
+        head.owner_epoch = head.owner_epoch.max(item.owner_epoch);
+        head.state = Some(&sealed.state);
         let turn = &item.turn;
+        let [text_at, text_len] = turn_blobs.push(&sealed.text);
+        let [reply_at, reply_len] = turn_blobs.push(&sealed.reply);
+        let [understood_at, understood_len] = turn_blobs.push(&sealed.understood);
         turns.push(serde_json::json!([
             key,
             head.last_seq,
             turn.channel.as_str(),
             turn.provider_id,
-            turn.text,
-            turn.reply,
+            text_at,
+            text_len,
+            reply_at,
+            reply_len,
             turn.intent,
             turn.nlu,
-            turn.understood,
+            understood_at,
+            understood_len,
             ts(turn.at),
             turn.elapsed_ms,
         ]));
@@ -157,52 +222,73 @@ pub(super) async fn commit(
         tx.rollback().await.map_err(unavailable)?;
         return Ok(outcomes);
     }
-    let new_contacts: Vec<[&str; 2]> = batch
-        .iter()
-        .zip(&keys)
-        .filter(|(_, key)| heads.get(key.as_str()).is_some_and(|h| h.created))
-        .map(|(item, key)| [key.as_str(), item.phone.as_str()])
-        .collect();
+    // Each new contact once, even when several of its turns are in the batch.
+    let mut new_contacts: Vec<serde_json::Value> = Vec::new();
+    let mut contact_blobs = Blobs::default();
+    for (key, sealed) in keys.iter().zip(&sealed) {
+        if let Some(head) = heads.get_mut(key.as_str())
+            && head.created
+            && let Some(phone) = &sealed.phone
+        {
+            head.created = false;
+            let [at, len] = contact_blobs.push(phone);
+            new_contacts.push(serde_json::json!([key, at, len]));
+        }
+    }
     if !new_contacts.is_empty() {
         sqlx::query(
             "INSERT INTO contacts (contact_key, phone, created_at) \
-             SELECT value ->> 0, value ->> 1, ?2 FROM json_each(?1) WHERE true \
+             SELECT value ->> 0, substr(?3, value ->> 1, value ->> 2), ?2 \
+             FROM json_each(?1) WHERE true \
              ON CONFLICT (contact_key) DO NOTHING",
         )
         .bind(json_list(&new_contacts))
         .bind(&now)
+        .bind(contact_blobs.0)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
     }
+    let mut state_blobs = Blobs::default();
     let changed: Vec<serde_json::Value> = heads
         .iter()
         .filter_map(|(key, head)| {
-            let state = head.state?;
-            Some(serde_json::json!([key, state, head.version, head.last_seq]))
+            let [at, len] = state_blobs.push(head.state?);
+            Some(serde_json::json!([
+                key,
+                at,
+                len,
+                head.version,
+                head.last_seq,
+                head.owner_epoch
+            ]))
         })
         .collect();
     sqlx::query(
-        "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, ?2 \
-         FROM json_each(?1) WHERE true \
+        "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
+         owner_epoch) \
+         SELECT value ->> 0, substr(?3, value ->> 1, value ->> 2), value ->> 3, value ->> 4, \
+         ?2, value ->> 5 FROM json_each(?1) WHERE true \
          ON CONFLICT (contact_key) DO UPDATE SET state = excluded.state, \
          version = excluded.version, last_seq = excluded.last_seq, \
-         updated_at = excluded.updated_at",
+         updated_at = excluded.updated_at, owner_epoch = excluded.owner_epoch",
     )
     .bind(json_list(&changed))
     .bind(&now)
+    .bind(state_blobs.0)
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
          nlu, understood, at, elapsed_ms) \
-         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-         value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10 \
-         FROM json_each(?1)",
+         SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
+         substr(?2, value ->> 4, value ->> 5), substr(?2, value ->> 6, value ->> 7), \
+         value ->> 8, value ->> 9, substr(?2, value ->> 10, value ->> 11), value ->> 12, \
+         value ->> 13 FROM json_each(?1)",
     )
     .bind(json_list(&turns))
+    .bind(turn_blobs.0)
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
@@ -215,10 +301,36 @@ pub(super) async fn commit(
 struct Head<'a> {
     version: i64,
     last_seq: i64,
-    /// The state to write, when an item of this batch committed.
-    state: Option<&'a str>,
-    /// The conversation did not exist before this batch.
+    /// The largest fencing token committed so far.
+    owner_epoch: i64,
+    /// The sealed state to write, when an item of this batch committed.
+    state: Option<&'a [u8]>,
+    /// The conversation did not exist before this batch (its contact is still to write).
     created: bool,
+}
+
+/// One item's personal data, sealed.
+struct SealedTurn {
+    /// For a first turn, which may create the contact.
+    phone: Option<Vec<u8>>,
+    state: Vec<u8>,
+    text: Vec<u8>,
+    reply: Vec<u8>,
+    understood: Vec<u8>,
+}
+
+/// The sealed values of one statement, concatenated into one blob parameter. The JSON list
+/// names each by (1-based offset, length) and `substr` cuts it back out: on a blob, `substr`
+/// counts bytes and returns a blob. No hex or base64 round trip, and the list stays small.
+#[derive(Default)]
+struct Blobs(Vec<u8>);
+
+impl Blobs {
+    fn push(&mut self, value: &[u8]) -> [usize; 2] {
+        let at = self.0.len() + 1;
+        self.0.extend_from_slice(value);
+        [at, value.len()]
+    }
 }
 
 fn json_list<T: serde::Serialize>(items: &[T]) -> String {
@@ -227,13 +339,18 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> String {
 
 pub(super) async fn processed_reply(
     pool: &SqlitePool,
+    sealer: &Sealer,
     provider_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = ?1")
-        .bind(provider_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(unavailable)
+    let reply: Option<Vec<u8>> =
+        sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = ?1")
+            .bind(provider_id)
+            .fetch_optional(pool)
+            .await
+            .map_err(unavailable)?;
+    reply
+        .map(|r| sealer.open_str(Field::TurnReply, &r))
+        .transpose()
 }
 
 /// The contact key of the conversation that holds `id`: an exact provider id, else the
@@ -267,13 +384,22 @@ pub(super) async fn conversation_of_provider_id(
     .map_err(unavailable)
 }
 
-type TurnRow = (i64, String, Option<String>, String, String, String, String);
+type TurnRow = (
+    i64,
+    String,
+    Option<String>,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    String,
+);
 
 pub(super) async fn conversation_log(
     pool: &SqlitePool,
+    sealer: &Sealer,
     key: &str,
 ) -> Result<Option<ConversationLog>, StoreError> {
-    let phone: Option<String> =
+    let phone: Option<Vec<u8>> =
         sqlx::query_scalar("SELECT phone FROM contacts WHERE contact_key = ?1")
             .bind(key)
             .fetch_optional(pool)
@@ -297,15 +423,15 @@ pub(super) async fn conversation_log(
                 seq,
                 channel: parse_channel(&channel)?,
                 provider_id,
-                text,
-                reply,
+                text: sealer.open_str(Field::TurnText, &text)?,
+                reply: sealer.open_str(Field::TurnReply, &reply)?,
                 intent,
                 at: parse_ts(&at)?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(ConversationLog {
-        conversation: phone,
+        conversation: sealer.open_str(Field::ContactPhone, &phone)?,
         turns,
     }))
 }
@@ -341,9 +467,9 @@ pub(super) async fn stats(pool: &SqlitePool) -> Result<Stats, StoreError> {
 
 type BookingRow = (
     String,
-    String,
-    Option<String>,
-    Option<String>,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    Option<Vec<u8>>,
     String,
     String,
     String,
@@ -352,15 +478,15 @@ type BookingRow = (
 
 const BOOKING_COLUMNS: &str = "id, phone, name, email, service, start, \"end\", status";
 
-fn booking_from_row(row: BookingRow) -> Result<Booking, StoreError> {
+fn booking_from_row(sealer: &Sealer, row: BookingRow) -> Result<Booking, StoreError> {
     let (id, phone, name, email, service, start, end, status) = row;
     Ok(Booking {
         id: id
             .parse()
             .map_err(|_| corrupt("a stored booking id is not a UUID"))?,
-        phone: parse_phone(&phone)?,
-        name,
-        email,
+        phone: parse_phone(&sealer.open_str(Field::BookingPhone, &phone)?)?,
+        name: sealer.open_opt(Field::BookingName, name.as_deref())?,
+        email: sealer.open_opt(Field::BookingEmail, email.as_deref())?,
         service,
         start: parse_ts(&start)?,
         end: parse_ts(&end)?,
@@ -368,18 +494,24 @@ fn booking_from_row(row: BookingRow) -> Result<Booking, StoreError> {
     })
 }
 
-pub(super) async fn all_bookings(pool: &SqlitePool) -> Result<Vec<Booking>, StoreError> {
+pub(super) async fn all_bookings(
+    pool: &SqlitePool,
+    sealer: &Sealer,
+) -> Result<Vec<Booking>, StoreError> {
     let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {BOOKING_COLUMNS} FROM bookings ORDER BY start, id"
     )))
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    rows.into_iter().map(booking_from_row).collect()
+    rows.into_iter()
+        .map(|row| booking_from_row(sealer, row))
+        .collect()
 }
 
 pub(super) async fn upcoming_bookings(
     pool: &SqlitePool,
+    sealer: &Sealer,
     from: DateTime<Utc>,
 ) -> Result<Vec<Booking>, StoreError> {
     let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -390,7 +522,9 @@ pub(super) async fn upcoming_bookings(
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    rows.into_iter().map(booking_from_row).collect()
+    rows.into_iter()
+        .map(|row| booking_from_row(sealer, row))
+        .collect()
 }
 
 fn calendar_db_error(e: sqlx::Error) -> CalendarError {
@@ -419,9 +553,13 @@ async fn overlaps_confirmed(
 
 pub(super) async fn insert_booking(
     pool: &SqlitePool,
+    sealer: &Sealer,
     booking: &Booking,
 ) -> Result<(), CalendarError> {
     let id = booking.id.to_string();
+    let phone = sealer.seal_str(Field::BookingPhone, booking.phone.as_str());
+    let name = (booking.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n));
+    let email = (booking.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e));
     let (start, end) = (ts(booking.start), ts(booking.end));
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
@@ -447,10 +585,10 @@ pub(super) async fn insert_booking(
          status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
     )
     .bind(&id)
-    .bind(contact_key(&booking.phone))
-    .bind(booking.phone.as_str())
-    .bind(booking.name.as_deref())
-    .bind(booking.email.as_deref())
+    .bind(sealer.contact_key(&booking.phone))
+    .bind(phone)
+    .bind(name)
+    .bind(email)
     .bind(&booking.service)
     .bind(&start)
     .bind(&end)

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
-use super::Database;
+use super::{Database, EncryptionKey};
 
 /// Where the PostgreSQL tests create their databases. They fail (not skip) when it is
 /// unreachable: a green run must mean both backends were tested.
@@ -24,7 +24,10 @@ where
 {
     let dir = tempfile::tempdir().expect("a temp dir for the test database");
     let url = format!("sqlite://{}", dir.path().join("sara.db").display());
-    let db = Database::connect(&url).await.expect("open the SQLite file");
+    // No key given: the store creates `sara.db.key` beside the file, as on a first start.
+    let db = Database::connect(&url, None)
+        .await
+        .expect("open the SQLite file");
     db.migrate().await.expect("migrate SQLite");
     let outcome = tokio::spawn(test(db.clone())).await;
     db.close().await;
@@ -56,7 +59,7 @@ where
         .connect_with(admin_options.clone().database(&name))
         .await
         .expect("connect to the test database");
-    let db = Database::Postgres(pool);
+    let db = Database::on_postgres_pool(pool, &EncryptionKey::generate());
     db.migrate().await.expect("migrate PostgreSQL");
     let outcome = tokio::spawn(test(db.clone())).await;
     db.close().await;

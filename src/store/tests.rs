@@ -23,6 +23,7 @@ fn turn(phone: &Phone, expected_version: i64, provider_id: Option<&str>, text: &
     TurnCommit {
         phone: phone.clone(),
         expected_version,
+        owner_epoch: 0,
         state: format!("{{\"after\":\"{text}\"}}"),
         turn: TurnRecord {
             channel: Channel::Sms,
@@ -57,7 +58,46 @@ on_both_backends!(
     stats_count_conversations_turns_and_bookings,
     ping_answers_and_an_empty_batch_is_fine,
     concurrent_writers_of_one_conversation_get_one_commit,
+    a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
 );
+
+/// The commit checks the fencing token as well as the version: once a newer lease owner has
+/// committed, an older one cannot, even when it names the current version.
+async fn a_stale_lease_owner_is_fenced_off_even_with_the_right_version(db: Database) {
+    let me = Phone::parse("+15550009001").expect("test phone");
+    let fenced = |expected: i64, epoch: i64, text: &str| TurnCommit {
+        owner_epoch: epoch,
+        ..turn(&me, expected, None, text)
+    };
+    let out = db
+        .commit(vec![fenced(0, 3, "first")])
+        .await
+        .expect("commit");
+    assert_eq!(out, vec![CommitOutcome::Committed { version: 1 }]);
+    let stored = db.load(&me).await.expect("load").expect("stored");
+    assert_eq!((stored.version, stored.owner_epoch), (1, 3));
+    // Owner 5 takes over and commits; owner 4 (paused, lease expired) then names version 2.
+    let out = db
+        .commit(vec![fenced(1, 5, "new owner")])
+        .await
+        .expect("commit");
+    assert_eq!(out, vec![CommitOutcome::Committed { version: 2 }]);
+    let out = db
+        .commit(vec![fenced(2, 4, "stale")])
+        .await
+        .expect("commit");
+    assert_eq!(out, vec![CommitOutcome::Fenced]);
+    // An unfenced commit (no lease: Redis down) is decided by the version alone and keeps
+    // the stored token.
+    let out = db
+        .commit(vec![fenced(2, 0, "unfenced")])
+        .await
+        .expect("commit");
+    assert_eq!(out, vec![CommitOutcome::Committed { version: 3 }]);
+    let stored = db.load(&me).await.expect("load").expect("stored");
+    assert_eq!((stored.version, stored.owner_epoch), (3, 5));
+    assert_eq!(seqs(&db, &me).await, vec![1, 2, 3]);
+}
 
 async fn a_stale_version_is_a_conflict_and_writes_nothing(db: Database) {
     let p = phone(1);
@@ -388,7 +428,7 @@ async fn ping_answers_and_an_empty_batch_is_fine(db: Database) {
 
 #[tokio::test]
 async fn connect_refuses_an_unknown_scheme() {
-    let err = Database::connect("mysql://localhost/sara")
+    let err = Database::connect("mysql://localhost/sara", None)
         .await
         .expect_err("only SQLite and PostgreSQL");
     assert!(err.to_string().contains("unsupported database URL"));
@@ -398,14 +438,14 @@ async fn connect_refuses_an_unknown_scheme() {
 async fn connect_creates_a_missing_sqlite_file_in_wal_mode() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("new.db");
-    let db = Database::connect(&format!("sqlite://{}", path.display()))
+    let db = Database::connect(&format!("sqlite://{}", path.display()), None)
         .await
         .expect("connect");
     db.migrate().await.expect("migrate");
     // Migrating twice is a no-op.
     db.migrate().await.expect("migrate again");
     assert!(path.exists());
-    let Database::Sqlite(pool) = &db else {
+    let super::Pool::Sqlite(pool) = &db.pool else {
         panic!("a sqlite URL gives a SQLite database");
     };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
@@ -423,7 +463,9 @@ async fn connect_creates_a_missing_sqlite_file_in_wal_mode() {
 
 #[tokio::test]
 async fn an_in_memory_sqlite_database_keeps_its_tables() {
-    let db = Database::connect("sqlite::memory:").await.expect("connect");
+    let db = Database::connect("sqlite::memory:", None)
+        .await
+        .expect("connect");
     db.migrate().await.expect("migrate");
     let p = phone(20);
     db.commit(vec![turn(&p, 0, None, "hi")])

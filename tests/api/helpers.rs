@@ -12,6 +12,8 @@ use sara::channels::twilio::TwilioSignature;
 
 pub const AUTH_TOKEN: &str = "test-twilio-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+/// base64 of 32 bytes: the personal-data key of the PostgreSQL tests.
+pub const TEST_ENCRYPTION_KEY: &str = "c2FyYS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
 
 /// A running `sara serve` process; killed when dropped.
 pub struct Sara {
@@ -47,11 +49,28 @@ impl Sara {
         Sara::start_on(dir, db_url).await
     }
 
+    /// Starts Sara on a new temporary database with extra `SARA_*` settings.
+    pub async fn start_with(env: &[(&str, &str)]) -> Sara {
+        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let db_url = format!("sqlite://{}", dir.join("sara.db").display());
+        Sara::launch(dir, db_url, env).await
+    }
+
     /// Starts Sara on an existing database (after a crash, say).
     pub async fn start_on(dir: PathBuf, db_url: String) -> Sara {
+        Sara::launch(dir, db_url, &[]).await
+    }
+
+    pub async fn launch(dir: PathBuf, db_url: String, env: &[(&str, &str)]) -> Sara {
         install_crypto();
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sara"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sara"));
+        if db_url.starts_with("postgres") {
+            // PostgreSQL needs the key from the environment (every instance the same); SQLite
+            // tests leave it unset so the generated key file is exercised.
+            command.env("SARA_STORAGE__ENCRYPTION_KEY", TEST_ENCRYPTION_KEY);
+        }
+        let mut child = command
             .arg("serve")
             .env("SARA_CONFIG", &config)
             .env("SARA_SERVER__BIND", "127.0.0.1:0")
@@ -61,6 +80,7 @@ impl Sara {
             .env("SARA_ADMIN__TOKEN", ADMIN_TOKEN)
             .env("SARA_DEBUG__FAULTS", "true")
             .env("SARA_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -102,19 +122,20 @@ impl Sara {
 
     /// Posts a signed SMS webhook; returns (status, body).
     pub async fn sms_with_sid(&self, from: &str, body: &str, sid: &str) -> (u16, String) {
-        let params = vec![
-            (
-                "AccountSid".to_string(),
-                "AC00000000000000000000000000000000".to_string(),
-            ),
-            ("Body".to_string(), body.to_string()),
-            ("From".to_string(), from.to_string()),
-            ("MessageSid".to_string(), sid.to_string()),
-            ("To".to_string(), "+15550100000".to_string()),
-        ];
-        let signature =
-            TwilioSignature::new(AUTH_TOKEN).sign("https://sara.example.com/webhook/sms", &params);
-        self.post_form("/webhook/sms", &params, Some(&signature))
+        signed_sms(&self.client, &self.base, from, body, sid)
+            .await
+            .expect("request reaches sara")
+    }
+
+    /// Posts form `params` to `path_and_query`, signed as Twilio signs it.
+    pub async fn twilio(&self, path_and_query: &str, params: &[(&str, &str)]) -> (u16, String) {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let url = format!("https://sara.example.com{path_and_query}");
+        let signature = TwilioSignature::new(AUTH_TOKEN).sign(&url, &params);
+        self.post_form(path_and_query, &params, Some(&signature))
             .await
     }
 
@@ -225,6 +246,38 @@ impl Drop for Sara {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Posts a Twilio-signed SMS webhook to the Sara at `base`, as Twilio would (and re-would).
+pub async fn signed_sms(
+    client: &reqwest::Client,
+    base: &str,
+    from: &str,
+    body: &str,
+    sid: &str,
+) -> Result<(u16, String), reqwest::Error> {
+    let params = [
+        ("AccountSid", "AC00000000000000000000000000000000"),
+        ("Body", body),
+        ("From", from),
+        ("MessageSid", sid),
+        ("To", "+15550100000"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    let signature =
+        TwilioSignature::new(AUTH_TOKEN).sign("https://sara.example.com/webhook/sms", &params);
+    let form: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&params)
+        .finish();
+    let resp = client
+        .post(format!("{base}/webhook/sms"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(form)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await?))
 }
 
 /// The text inside `<Message>…</Message>`, unescaped; empty when Sara stayed quiet.

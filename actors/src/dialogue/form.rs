@@ -103,6 +103,21 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         return confirm_cancel(form, ctx);
     }
 
+    // Moving a booking: "same time", "next week" and a bare new time are read against it.
+    if form.kind == FormKind::Reschedule
+        && let Some(b) = chosen_booking(&form, ctx)
+    {
+        let local = b.start.with_timezone(&ctx.business.timezone);
+        if wanted.same_time && wanted.time.is_none() && wanted.day_part.is_none() {
+            wanted.time = Some(local.time());
+        }
+        if wanted.next_week && wanted.date.is_none() {
+            wanted.date = local.date_naive().checked_add_days(chrono::Days::new(7));
+        }
+        if wanted.time.is_some() && wanted.date.is_none() && form.date.is_none() {
+            wanted.date = Some(local.date_naive());
+        }
+    }
     let u = &wanted;
     let changes_when = u.date.is_some() || u.time.is_some() || u.day_part.is_some();
     if asked == Some(Slot::Option)

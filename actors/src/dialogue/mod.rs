@@ -36,6 +36,9 @@ pub struct TurnContext<'a> {
     pub bookings: &'a [Booking],
     /// A fresh id the policy may use for a new booking form (it cannot make its own).
     pub fresh_id: Uuid,
+    /// Whether staff are alerted when a customer asks for a person on a text channel; when
+    /// not, Sara gives the business number instead of promising a reply.
+    pub staff_alerts: bool,
 }
 
 /// What a form is for.
@@ -211,6 +214,11 @@ pub fn greeting(business: &Business, channel: Channel) -> Reply {
         "Hi! This is Sara at {}. How can I help?",
         business.name
     ))
+}
+
+/// An instant as Sara says it: "Tuesday, December 1 at 3:00 PM" in the business time zone.
+pub fn spoken_when(tz: chrono_tz::Tz, at: DateTime<Utc>) -> String {
+    speech::when(tz, at)
 }
 
 /// The reply to a turn whose processing crashed: the caller is asked to repeat it.
@@ -521,11 +529,22 @@ fn small_talk(
 /// Pass the conversation to a human: voice dials through, text goes quiet for a while.
 fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
     state.proposal = None;
-    let text = if ctx.channel.is_text() {
+    let text = if ctx.channel.is_text() && ctx.staff_alerts {
         state.handed_over_until =
             Some(ctx.now + Duration::minutes(i64::from(ctx.business.handover_minutes)));
         format!(
             "I've asked the team to reply to you here; {}.",
+            staff_hours(ctx)
+        )
+    } else if ctx.channel.is_text() {
+        // Nobody would be told, so promise nothing: give the number instead.
+        let number = ctx
+            .business
+            .phone
+            .as_ref()
+            .map_or("the clinic".to_string(), |p| p.as_str().to_string());
+        format!(
+            "To talk to someone, please call us on {number}; {}.",
             staff_hours(ctx)
         )
     } else {

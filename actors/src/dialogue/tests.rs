@@ -93,6 +93,8 @@ struct Conversation {
     busy: Vec<Interval>,
     bookings: Vec<Booking>,
     turns: u128,
+    /// Whether a hand-over reaches staff (an alert channel is configured).
+    staff_alerts: bool,
 }
 
 impl Conversation {
@@ -107,6 +109,7 @@ impl Conversation {
             busy: Vec::new(),
             bookings: Vec::new(),
             turns: 0,
+            staff_alerts: true,
         }
     }
 
@@ -119,6 +122,7 @@ impl Conversation {
             busy: &self.busy,
             bookings: &self.bookings,
             fresh_id: Uuid::from_u128(1000 + self.turns),
+            staff_alerts: self.staff_alerts,
         }
     }
 
@@ -905,4 +909,47 @@ fn a_name_given_before_anything_else_is_kept_for_the_booking() {
         &["a cleaning for Sam Ortiz on Tuesday, March 10 at 10:00 AM"],
     );
     assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+}
+
+#[test]
+fn moving_a_booking_to_next_week_same_time_reads_both_against_the_booking() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+    c.say(says(&[Act::Reschedule]));
+    let mut u = says(&[Act::Inform]).service("Cleaning");
+    u.same_time = true;
+    u.next_week = true;
+    let d = c.say(u);
+    assert_eq!(
+        d.reply.text,
+        "Friday, March 13 at 2:00 PM is free. Move your cleaning there?"
+    );
+}
+
+#[test]
+fn moving_a_booking_to_a_bare_new_time_keeps_its_day() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.say(says(&[Act::Reschedule]));
+    let d = c.say(says(&[Act::Inform]).at(16, 0));
+    says_all(
+        &d,
+        &["Friday, March 6 at 4:00 PM is free. Move your cleaning there?"],
+    );
+}
+
+#[test]
+fn without_a_staff_alert_a_text_hand_over_gives_the_number_and_promises_nothing() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.staff_alerts = false;
+    let d = c.say(says(&[Act::Handover]));
+    assert_eq!(
+        d.reply.text,
+        "To talk to someone, please call us on +15550100000; they're in until 5:00 PM today."
+    );
+    assert!(
+        !c.state.handed_over(c.now),
+        "nobody would answer, so Sara keeps answering"
+    );
 }

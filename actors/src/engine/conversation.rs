@@ -2,6 +2,12 @@
 //! handles that contact's turns strictly in order: understand → decide (pure policy) → act on
 //! the calendar → commit state and turn together → reply. Nothing is answered before it is
 //! committed, so a crash anywhere loses no committed turn.
+//!
+//! Several instances: with leases configured, each turn runs under the phone's lease (one
+//! holder across all instances at a time) and commits with the lease's epoch as a fencing
+//! token. The lease keeps turns of one conversation one at a time and mostly conflict-free;
+//! the store's version check and fencing check keep them exactly-once even when the lease
+//! fails (expired under a paused process, Redis down).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -16,7 +22,9 @@ use super::calendar::{CalendarMsg, CalendarView};
 use super::{EngineShared, Inbound, TurnError};
 use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext};
 use crate::model::{Channel, Phone};
-use crate::ports::{CalendarError, CommitOutcome, TurnCommit, TurnRecord};
+use crate::ports::{
+    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, TurnCommit, TurnRecord,
+};
 use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
@@ -71,6 +79,10 @@ pub struct Conversation {
     state: ConversationState,
     /// The store version `state` was read at or last committed as (0 = never stored).
     version: i64,
+    /// The stored fencing token of the last commit that carried one.
+    owner_epoch: i64,
+    /// The epoch of the last lease this actor was granted; 0 = none, or memory may be stale.
+    lease_epoch: i64,
 }
 
 impl Actor for ConversationActor {
@@ -88,6 +100,8 @@ impl Actor for ConversationActor {
             shared: args.shared,
             state: ConversationState::default(),
             version: 0,
+            owner_epoch: 0,
+            lease_epoch: 0,
         };
         conversation.reload().await?;
         Ok(conversation)
@@ -128,10 +142,12 @@ impl Conversation {
                     ConversationState::default()
                 });
                 self.version = stored.version;
+                self.owner_epoch = stored.owner_epoch;
             }
             None => {
                 self.state = ConversationState::default();
                 self.version = 0;
+                self.owner_epoch = 0;
             }
         }
         Ok(())
@@ -156,6 +172,8 @@ impl Conversation {
             let commit = TurnCommit {
                 phone: self.phone.clone(),
                 expected_version: self.version,
+                // Staff actions are rare and not fenced: the version check alone guards them.
+                owner_epoch: 0,
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
                 turn: record,
@@ -172,8 +190,78 @@ impl Conversation {
         Err(TurnError::Conflict)
     }
 
+    /// Takes the conversation's lease (when leases are configured), makes sure the state in
+    /// memory is the newest committed one, and returns the lease to commit under.
+    ///
+    /// Outcomes, each bounded by `lease_wait` plus the lease service's own timeouts:
+    /// granted → `Some(lease)`; held elsewhere for the whole wait → `TurnError::Busy` (nothing
+    /// applied, the provider retries); lease service down → `None`, and the turn runs on the
+    /// freshly reloaded state with the version check as its only guard.
+    async fn take_lease(&mut self) -> Result<Option<Lease>, TurnError> {
+        let Some(leases) = self.shared.leases.clone() else {
+            return Ok(None);
+        };
+        // Two rounds: the second only after lifting a counter that went backwards.
+        for _ in 0..2 {
+            match leases
+                .acquire(&self.phone, self.shared.settings.lease_wait)
+                .await
+            {
+                Ok(lease) => {
+                    // Epochs are handed out one by one per phone: the next number after ours
+                    // means nobody else held the lease since our last turn, so memory is
+                    // current; any other number means another instance may have committed.
+                    if (self.lease_epoch == 0 || lease.epoch != self.lease_epoch + 1)
+                        && let Err(error) = self.reload().await
+                    {
+                        leases.release(&self.phone, &lease).await;
+                        return Err(error);
+                    }
+                    if self.owner_epoch >= lease.epoch {
+                        // The store has seen a larger token than Redis just gave: Redis lost
+                        // its counter (restart without persistence). Lift it and ask again.
+                        tracing::warn!("lease epoch behind the store's; raising it");
+                        leases.release(&self.phone, &lease).await;
+                        self.lease_epoch = 0;
+                        if let Err(error) = leases.raise(&self.phone, self.owner_epoch).await {
+                            tracing::warn!(%error, "could not raise the lease epoch");
+                            return Err(TurnError::Busy);
+                        }
+                        continue;
+                    }
+                    self.lease_epoch = lease.epoch;
+                    return Ok(Some(lease));
+                }
+                Err(LeaseError::Busy) => {
+                    tracing::info!("conversation lease stayed taken; giving up this delivery");
+                    return Err(TurnError::Busy);
+                }
+                Err(LeaseError::Unavailable(error)) => {
+                    tracing::warn!(%error, "lease service unavailable; turn runs unfenced");
+                    self.lease_epoch = 0;
+                    self.reload().await?;
+                    return Ok(None);
+                }
+            }
+        }
+        Err(TurnError::Busy)
+    }
+
     #[tracing::instrument(skip_all, fields(conversation = %self.phone.masked(), channel = inbound.channel.as_str(), turn = %Uuid::new_v4()))]
     async fn turn(&mut self, inbound: Inbound) -> Result<Reply, TurnError> {
+        let lease = self.take_lease().await?;
+        let epoch = lease.as_ref().map_or(0, |l| l.epoch);
+        let result = self.turn_under(inbound, epoch).await;
+        if let (Some(leases), Some(lease)) = (&self.shared.leases, &lease) {
+            // Early release so the next turn (maybe on another instance) need not wait for
+            // the lease to expire.
+            leases.release(&self.phone, lease).await;
+        }
+        result
+    }
+
+    /// One turn, the lease (if any) already held with fencing token `epoch`.
+    async fn turn_under(&mut self, inbound: Inbound, epoch: i64) -> Result<Reply, TurnError> {
         let started = Instant::now();
         if let Some(id) = &inbound.provider_id
             && let Some(reply) = self.state.replied(id)
@@ -198,6 +286,7 @@ impl Conversation {
             let commit = TurnCommit {
                 phone: self.phone.clone(),
                 expected_version: self.version,
+                owner_epoch: epoch,
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
                 turn: TurnRecord {
@@ -216,6 +305,7 @@ impl Conversation {
                 CommitOutcome::Committed { version } => {
                     self.state = next;
                     self.version = version;
+                    self.owner_epoch = self.owner_epoch.max(epoch);
                     self.shared.record_turn(started.elapsed());
                     return Ok(decision.reply);
                 }
@@ -229,6 +319,13 @@ impl Conversation {
                 CommitOutcome::VersionConflict => {
                     tracing::info!(attempt, "version conflict; reloading the conversation");
                     self.reload().await?;
+                }
+                CommitOutcome::Fenced => {
+                    // Our lease expired and a newer owner has committed: this turn must not
+                    // be applied. The provider's retry will find the new owner's state.
+                    tracing::warn!("commit fenced off by a newer lease owner");
+                    self.lease_epoch = 0;
+                    return Err(TurnError::Busy);
                 }
             }
         }
@@ -285,9 +382,18 @@ impl Conversation {
             dialogue::step(&self.state.dialogue, &understood, &ctx)
         };
         let decision = match &decision.effect {
-            None | Some(Effect::Handover) => decision,
+            None => decision,
+            Some(Effect::Handover) => {
+                if let Some(notifier) = &self.shared.notifier {
+                    notifier.handover_requested(&self.phone, inbound.channel);
+                }
+                decision
+            }
             Some(effect) => match self.run_effect(effect).await {
-                Ok(()) => decision,
+                Ok(()) => {
+                    self.notify(effect, &view);
+                    decision
+                }
                 Err(error) => {
                     tracing::info!(%error, "calendar refused the effect");
                     let view = self.view().await?;
@@ -306,13 +412,43 @@ impl Conversation {
         fresh_id: Uuid,
     ) -> TurnContext<'a> {
         TurnContext {
-            now: inbound.at,
+            now: self.shared.clock.now(),
             business: &self.shared.business,
             phone: &self.phone,
             channel: inbound.channel,
             busy: &view.busy,
             bookings: &view.mine,
             fresh_id,
+            staff_alerts: self
+                .shared
+                .notifier
+                .as_ref()
+                .is_some_and(|n| n.alerts_staff()),
+        }
+    }
+
+    /// Tells the notifier (email confirmations) about a change the calendar accepted.
+    fn notify(&self, effect: &Effect, view: &CalendarView) {
+        let Some(notifier) = &self.shared.notifier else {
+            return;
+        };
+        let mine = |id| view.mine.iter().find(|b| b.id == id).cloned();
+        match effect {
+            Effect::Book(b) => notifier.booking_changed(b, BookingChange::Booked),
+            Effect::Reschedule { id, start, end } => {
+                if let Some(mut b) = mine(*id) {
+                    b.start = *start;
+                    b.end = *end;
+                    notifier.booking_changed(&b, BookingChange::Moved);
+                }
+            }
+            Effect::Cancel { id } => {
+                if let Some(mut b) = mine(*id) {
+                    b.status = crate::model::BookingStatus::Cancelled;
+                    notifier.booking_changed(&b, BookingChange::Cancelled);
+                }
+            }
+            Effect::Handover => {}
         }
     }
 

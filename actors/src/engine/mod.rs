@@ -8,6 +8,7 @@
 
 pub mod ai;
 pub mod calendar;
+pub mod channel;
 pub mod conversation;
 pub mod supervisor;
 pub mod writer;
@@ -27,7 +28,9 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::ports::{Calendar, Clock, ConversationStore, KnowledgeBase, Nlu, StoreError};
+use crate::ports::{
+    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+};
 use ai::{AiActor, AiArgs, AiMsg};
 use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use conversation::ConversationMsg;
@@ -42,7 +45,8 @@ pub struct Inbound {
     pub text: String,
     /// The provider's id for this message; a second delivery with the same id is a retry.
     pub provider_id: Option<String>,
-    /// When the message was sent; "tomorrow" is read relative to this.
+    /// When the message was sent; "tomorrow" is read relative to this (the policy's checks,
+    /// such as minimum notice, use the engine's clock).
     pub at: DateTime<Utc>,
 }
 
@@ -59,6 +63,10 @@ pub enum TurnError {
     Conflict,
     #[error("the turn took too long")]
     Timeout,
+    /// Another instance held the conversation's lease for the whole lease wait; nothing was
+    /// applied, so the provider's retry is safe.
+    #[error("the conversation is busy on another instance")]
+    Busy,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -88,6 +96,9 @@ pub struct EngineSettings {
     pub quarantine: Duration,
     pub max_batch: usize,
     pub calendar_refresh: Duration,
+    /// How long a turn waits for the conversation's lease (several instances) before it gives
+    /// up with [`TurnError::Busy`].
+    pub lease_wait: Duration,
 }
 
 impl Default for EngineSettings {
@@ -103,6 +114,7 @@ impl Default for EngineSettings {
             quarantine: Duration::from_secs(3600),
             max_batch: 512,
             calendar_refresh: Duration::from_secs(60),
+            lease_wait: Duration::from_secs(5),
         }
     }
 }
@@ -115,6 +127,8 @@ pub struct Ports {
     pub calendar: Arc<dyn Calendar>,
     pub store: Arc<dyn ConversationStore>,
     pub clock: Arc<dyn Clock>,
+    /// Confirmations and staff alerts outside the conversation (email); `None` = none.
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 /// Counts kept for `/admin/stats` (the same events also go to `metrics`).
@@ -140,6 +154,11 @@ pub struct EngineShared {
     pub calendar: ActorRef<CalendarMsg>,
     pub writer: TurnWriter,
     pub counters: Counters,
+    /// Per-conversation ownership across instances; `None` = this process is the only writer.
+    pub leases: Option<Arc<dyn Leases>>,
+    /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
+    pub clock: Arc<dyn Clock>,
+    pub notifier: Option<Arc<dyn Notifier>>,
 }
 
 impl EngineShared {
@@ -172,6 +191,17 @@ impl Engine {
         settings: EngineSettings,
         ports: Ports,
     ) -> Result<Engine, StartError> {
+        Engine::start_with_leases(business, settings, ports, None).await
+    }
+
+    /// Like [`Engine::start`], with every turn run under the conversation's lease (see
+    /// `conversation.rs`), so that several instances can share one store.
+    pub async fn start_with_leases(
+        business: Business,
+        settings: EngineSettings,
+        ports: Ports,
+        leases: Option<Arc<dyn Leases>>,
+    ) -> Result<Engine, StartError> {
         let fail = |e: ractor::SpawnErr| StartError(e.to_string());
         let ai_args = AiArgs {
             primary: ports.nlu,
@@ -181,7 +211,7 @@ impl Engine {
         let (ai, _) = Actor::spawn(None, AiActor, ai_args).await.map_err(fail)?;
         let calendar_args = CalendarArgs {
             calendar: ports.calendar,
-            clock: ports.clock,
+            clock: ports.clock.clone(),
             refresh: settings.calendar_refresh,
         };
         let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
@@ -196,6 +226,9 @@ impl Engine {
             calendar,
             writer,
             counters: Counters::default(),
+            leases,
+            clock: ports.clock,
+            notifier: ports.notifier,
         });
         let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
             .await

@@ -41,6 +41,7 @@ async fn engine(settings: EngineSettings) -> (Engine, Arc<MemoryStore>) {
         calendar: Arc::new(MemoryCalendar::default()),
         store: store.clone(),
         clock: Arc::new(SystemClock),
+        notifier: None,
     };
     let engine = Engine::start(Business::example(), settings, ports)
         .await
@@ -156,6 +157,7 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
     let other = TurnCommit {
         phone: phone(),
         expected_version: 1,
+        owner_epoch: 0,
         state: "{}".into(),
         turn: TurnRecord {
             channel: Channel::Sms,
@@ -183,4 +185,101 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
         .map(|t| t.text)
         .collect();
     assert_eq!(texts, ["one", "elsewhere", "three"]);
+}
+
+/// A lease service whose counter can be set, to play a Redis that lost its data or a lease
+/// that is always held elsewhere.
+#[derive(Default)]
+struct FakeLeases {
+    epoch: std::sync::Mutex<i64>,
+    busy: bool,
+}
+
+impl crate::ports::Leases for FakeLeases {
+    fn acquire<'a>(
+        &'a self,
+        _: &'a Phone,
+        _: Duration,
+    ) -> BoxFuture<'a, Result<crate::ports::Lease, crate::ports::LeaseError>> {
+        Box::pin(async move {
+            if self.busy {
+                return Err(crate::ports::LeaseError::Busy);
+            }
+            let mut epoch = self.epoch.lock().expect("fake lease lock");
+            *epoch += 1;
+            Ok(crate::ports::Lease {
+                epoch: *epoch,
+                token: epoch.to_string(),
+            })
+        })
+    }
+    fn release<'a>(&'a self, _: &'a Phone, _: &'a crate::ports::Lease) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+    fn raise<'a>(
+        &'a self,
+        _: &'a Phone,
+        to: i64,
+    ) -> BoxFuture<'a, Result<(), crate::ports::LeaseError>> {
+        Box::pin(async move {
+            let mut epoch = self.epoch.lock().expect("fake lease lock");
+            *epoch = (*epoch).max(to);
+            Ok(())
+        })
+    }
+}
+
+async fn leased_engine(leases: Arc<FakeLeases>) -> (Engine, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::default());
+    let ports = Ports {
+        nlu: Arc::new(NothingNlu),
+        fallback_nlu: None,
+        knowledge: Arc::new(NoAnswers),
+        calendar: Arc::new(MemoryCalendar::default()),
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        notifier: None,
+    };
+    let engine = Engine::start_with_leases(
+        Business::example(),
+        EngineSettings::default(),
+        ports,
+        Some(leases),
+    )
+    .await
+    .expect("engine starts");
+    (engine, store)
+}
+
+#[tokio::test]
+async fn a_lease_counter_that_went_backwards_is_lifted_past_the_stores_token() {
+    let leases = Arc::new(FakeLeases::default());
+    let (engine, store) = leased_engine(leases.clone()).await;
+    engine.turn(msg("one", None)).await.expect("turn");
+    engine.turn(msg("two", None)).await.expect("turn");
+    // Redis restarts empty: its counter starts over below the token the store holds.
+    *leases.epoch.lock().expect("fake lease lock") = 0;
+    engine
+        .turn(msg("three", None))
+        .await
+        .expect("not fenced off by its own older token");
+    assert_eq!(store.turns_of(&phone()).len(), 3);
+    assert!(
+        *leases.epoch.lock().expect("fake lease lock") > 2,
+        "the counter was raised past the stored token"
+    );
+}
+
+#[tokio::test]
+async fn a_lease_held_elsewhere_for_the_whole_wait_is_busy_and_applies_nothing() {
+    let leases = Arc::new(FakeLeases {
+        busy: true,
+        ..FakeLeases::default()
+    });
+    let (engine, store) = leased_engine(leases).await;
+    assert_eq!(
+        engine.turn(msg("one", Some("SM1"))).await,
+        Err(TurnError::Busy)
+    );
+    assert!(store.turns_of(&phone()).is_empty());
 }

@@ -77,6 +77,8 @@ impl RuleNlu {
             name,
             email,
             choice,
+            same_time: has_phrase(&norm, "same time"),
+            next_week: moment.date.is_none() && has_phrase(&norm, "next week"),
             faq_answer: None,
             confidence,
             source: NluSource::Rules,
@@ -97,6 +99,15 @@ impl Nlu for RuleNlu {
     fn name(&self) -> &'static str {
         "rules"
     }
+}
+
+/// Whether `phrase` occurs in `norm` as whole words.
+fn has_phrase(norm: &str, phrase: &str) -> bool {
+    norm.match_indices(phrase).any(|(i, _)| {
+        let before = norm[..i].chars().next_back();
+        let after = norm[i + phrase.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric) && !after.is_some_and(char::is_alphanumeric)
+    })
 }
 
 /// Lower case, straight quotes, common typos fixed, number words as digits.

@@ -663,3 +663,15 @@ fn never_panics_and_caps_work_on_any_input() {
         let _ = nlu.understand(odd, &ctx);
     }
 }
+
+#[test]
+fn same_time_and_next_week_are_flagged_for_moving_a_booking() {
+    let ctx = context("2026-03-05 10:00", Some(Slot::Booking));
+    let u = nlu().understand("the cleaning, to next week same time", &ctx);
+    assert!(u.same_time && u.next_week, "{u:?}");
+    assert_eq!(u.date, None);
+    let u = nlu().understand("next week on Monday", &ctx);
+    assert!(!u.next_week, "a named day is a date, not a shift: {u:?}");
+    let u = nlu().understand("sometime next weekend", &ctx);
+    assert!(!u.next_week && !u.same_time, "{u:?}");
+}

@@ -1,0 +1,161 @@
+//! The in-process cache: the same behaviour as Redis for a single instance. Bounded: old
+//! replies and stale rate-limit windows are dropped (the store stays the authority).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sara_actors::model::Phone;
+use sara_actors::ports::{BoxFuture, Lease, LeaseError, Leases};
+
+use super::{Limited, REPLY_TTL, WINDOW, window_left_secs};
+
+/// Most replies remembered; beyond it the oldest go first (the store still answers them).
+const MAX_REPLIES: usize = 100_000;
+/// Most rate-limit counters kept before stale windows are swept.
+const MAX_COUNTERS: usize = 100_000;
+
+pub struct MemoryCache {
+    replies: Mutex<Replies>,
+    counters: Mutex<HashMap<String, (u128, u32)>>,
+    leases: Mutex<HashMap<String, Slot>>,
+    lease_ttl: Duration,
+}
+
+#[derive(Default)]
+struct Replies {
+    by_id: HashMap<String, (String, Instant)>,
+    /// Insertion order, for eviction.
+    order: VecDeque<String>,
+}
+
+/// One phone's lease state: the epoch counter and the current holder, if any.
+#[derive(Default)]
+struct Slot {
+    epoch: i64,
+    holder: Option<(String, Instant)>,
+}
+
+impl MemoryCache {
+    pub fn new(lease_ttl: Duration) -> MemoryCache {
+        MemoryCache {
+            replies: Mutex::new(Replies::default()),
+            counters: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
+            lease_ttl,
+        }
+    }
+
+    pub fn processed_reply(&self, provider_id: &str) -> Option<String> {
+        let replies = self.replies.lock().expect("reply cache lock poisoned");
+        replies
+            .by_id
+            .get(provider_id)
+            .filter(|(_, expires)| *expires > Instant::now())
+            .map(|(reply, _)| reply.clone())
+    }
+
+    pub fn remember_reply(&self, provider_id: &str, reply: &str) {
+        let mut replies = self.replies.lock().expect("reply cache lock poisoned");
+        let expires = Instant::now() + REPLY_TTL;
+        if replies
+            .by_id
+            .insert(provider_id.to_string(), (reply.to_string(), expires))
+            .is_none()
+        {
+            replies.order.push_back(provider_id.to_string());
+        }
+        while replies.order.len() > MAX_REPLIES {
+            if let Some(old) = replies.order.pop_front() {
+                replies.by_id.remove(&old);
+            }
+        }
+    }
+
+    pub fn hit(&self, key: &str, limit: u32) -> Result<(), Limited> {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis();
+        let window = now_ms / WINDOW.as_millis();
+        let mut counters = self.counters.lock().expect("rate limit lock poisoned");
+        if counters.len() > MAX_COUNTERS {
+            counters.retain(|_, (w, _)| *w == window);
+        }
+        let entry = counters.entry(key.to_string()).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+        if entry.1 > limit {
+            Err(Limited {
+                retry_after_secs: window_left_secs(now_ms),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// One attempt: the lease if it is free (or its holder's time is up).
+    fn try_acquire(&self, key: &str) -> Option<Lease> {
+        let mut leases = self.leases.lock().expect("lease lock poisoned");
+        let slot = leases.entry(key.to_string()).or_default();
+        let now = Instant::now();
+        if slot.holder.as_ref().is_some_and(|(_, until)| *until > now) {
+            return None;
+        }
+        slot.epoch += 1;
+        let token = uuid::Uuid::new_v4().to_string();
+        slot.holder = Some((token.clone(), now + self.lease_ttl));
+        Some(Lease {
+            epoch: slot.epoch,
+            token,
+        })
+    }
+}
+
+impl Leases for MemoryCache {
+    fn acquire<'a>(
+        &'a self,
+        phone: &'a Phone,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Lease, LeaseError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + wait;
+            let mut pause = Duration::from_millis(1);
+            loop {
+                if let Some(lease) = self.try_acquire(phone.as_str()) {
+                    return Ok(lease);
+                }
+                if tokio::time::Instant::now() + pause > deadline {
+                    return Err(LeaseError::Busy);
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+        })
+    }
+
+    fn release<'a>(&'a self, phone: &'a Phone, lease: &'a Lease) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut leases = self.leases.lock().expect("lease lock poisoned");
+            if let Some(slot) = leases.get_mut(phone.as_str())
+                && slot
+                    .holder
+                    .as_ref()
+                    .is_some_and(|(token, _)| *token == lease.token)
+            {
+                slot.holder = None;
+            }
+        })
+    }
+
+    fn raise<'a>(&'a self, phone: &'a Phone, epoch: i64) -> BoxFuture<'a, Result<(), LeaseError>> {
+        Box::pin(async move {
+            let mut leases = self.leases.lock().expect("lease lock poisoned");
+            let slot = leases.entry(phone.as_str().to_string()).or_default();
+            slot.epoch = slot.epoch.max(epoch);
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! Twilio Voice: `POST /webhook/voice` (a call starts), `/webhook/voice/gather` (what the
+//! caller said, transcribed by Twilio) and `/webhook/voice/status` (call status callbacks).
+//! Each spoken turn is one engine turn; its provider id is `CallSid:n`, where `n` counts the
+//! gathers of the call (carried in the action URL, which Twilio signs).
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{OriginalUri, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::Utc;
+use sara_actors::dialogue::{self, Reply};
+use sara_actors::engine::Inbound;
+use sara_actors::model::{Channel, Phone};
+use serde::Deserialize;
+
+use super::sms::twiml;
+use super::webhook::{caller_reply, clip, param, verified_twilio_form};
+use super::{ApiError, AppState};
+use crate::channels::twilio::TwiML;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/webhook/voice", post(call_start))
+        .route("/webhook/voice/gather", post(gather))
+        .route("/webhook/voice/status", post(status))
+}
+
+#[derive(Deserialize)]
+struct Turn {
+    /// Which gather of the call this is (1 for the first).
+    n: Option<u32>,
+}
+
+fn gather_url(app: &AppState, n: u32) -> String {
+    format!(
+        "{}/webhook/voice/gather?n={n}",
+        app.config.server.public_url.trim_end_matches('/')
+    )
+}
+
+/// Speaks `reply` and listens for the next turn, or dials staff, or hangs up.
+fn speak(app: &AppState, reply: &Reply, next: u32) -> TwiML {
+    let business = app.engine.business();
+    if reply.handover {
+        let doc = TwiML::new().say(&reply.text);
+        return match &business.phone {
+            Some(staff) => doc
+                .dial(staff.as_str())
+                .say("Nobody could take the call just now. Please leave a message after the tone.")
+                .record(120),
+            None => doc
+                .say("Please leave a message after the tone and the team will call you back.")
+                .record(120),
+        };
+    }
+    if reply.end {
+        return TwiML::new().say(&reply.text).hangup();
+    }
+    TwiML::new().gather_speech(&gather_url(app, next), &reply.text)
+}
+
+async fn call_start(
+    State(app): State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    verified_twilio_form(&app, &uri, &headers, &body)?;
+    let hello = dialogue::greeting(app.engine.business(), Channel::Voice);
+    Ok(twiml(speak(&app, &hello, 1).render()))
+}
+
+async fn gather(
+    State(app): State<AppState>,
+    uri: OriginalUri,
+    Query(turn): Query<Turn>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let params = verified_twilio_form(&app, &uri, &headers, &body)?;
+    let n = turn.n.unwrap_or(1);
+    let phone = param(&params, "From")
+        .and_then(Phone::parse)
+        .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;
+    let call = param(&params, "CallSid")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("CallSid is missing"))?;
+    let speech = param(&params, "SpeechResult").unwrap_or_default().trim();
+    if speech.is_empty() {
+        // Silence or noise: ask again without spending a turn.
+        let again = Reply {
+            text: "Sorry, I didn't catch that. How can I help?".into(),
+            ..Reply::default()
+        };
+        return Ok(twiml(speak(&app, &again, n).render()));
+    }
+    let inbound = Inbound {
+        phone,
+        channel: Channel::Voice,
+        text: clip(speech),
+        provider_id: Some(format!("{}:{n}", call.chars().take(64).collect::<String>())),
+        at: Utc::now(),
+    };
+    let reply = caller_reply(app.engine.turn(inbound).await)?;
+    Ok(twiml(speak(&app, &reply, n + 1).render()))
+}
+
+async fn status(
+    State(app): State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    let params = verified_twilio_form(&app, &uri, &headers, &body)?;
+    tracing::info!(
+        status = param(&params, "CallStatus").unwrap_or("unknown"),
+        "call status"
+    );
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,123 @@
+//! WhatsApp Cloud API webhooks: `GET /webhook/whatsapp` (Meta's verification handshake) and
+//! `POST /webhook/whatsapp` (messages and delivery statuses). A message is answered with 200
+//! once its turn is committed; the reply itself goes out through the channel actor.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use chrono::{Duration, Utc};
+use sara_actors::dialogue::Reply;
+use sara_actors::engine::Inbound;
+use sara_actors::engine::channel::ChannelMsg;
+use sara_actors::model::{Channel, Phone};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use super::webhook::{caller_reply, clip};
+use super::{ApiError, AppState};
+use crate::channels::whatsapp::{WhatsAppSignature, WhatsAppWebhook};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/webhook/whatsapp", get(verify).post(receive))
+}
+
+#[derive(Deserialize)]
+struct Handshake {
+    #[serde(rename = "hub.mode")]
+    mode: Option<String>,
+    #[serde(rename = "hub.verify_token")]
+    token: Option<String>,
+    #[serde(rename = "hub.challenge")]
+    challenge: Option<String>,
+}
+
+async fn verify(
+    State(app): State<AppState>,
+    Query(q): Query<Handshake>,
+) -> Result<impl IntoResponse, ApiError> {
+    let expected = app
+        .config
+        .whatsapp
+        .verify_token
+        .as_deref()
+        .ok_or_else(|| ApiError::forbidden("whatsapp.verify_token is not configured"))?;
+    let given = q.token.unwrap_or_default();
+    let token_ok: bool = given.as_bytes().ct_eq(expected.as_bytes()).into();
+    match (q.mode.as_deref(), q.challenge) {
+        (Some("subscribe"), Some(challenge)) if token_ok => {
+            Ok(([(header::CONTENT_TYPE, "text/plain")], challenge))
+        }
+        _ => Err(ApiError::forbidden("verification refused")),
+    }
+}
+
+async fn receive(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let secret = app
+        .config
+        .whatsapp
+        .app_secret
+        .as_deref()
+        .ok_or_else(|| ApiError::forbidden("whatsapp.app_secret is not configured"))?;
+    let signature = headers
+        .get("x-hub-signature-256")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::forbidden("missing X-Hub-Signature-256"))?;
+    if !WhatsAppSignature::new(secret).verify(&body, signature) {
+        return Err(ApiError::forbidden("bad X-Hub-Signature-256"));
+    }
+    let hook: WhatsAppWebhook = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("malformed webhook JSON: {e}")))?;
+    for status in hook.statuses() {
+        tracing::info!(status = %status.status, "whatsapp delivery status");
+    }
+    let now = Utc::now();
+    for message in hook.messages() {
+        let Some(phone) = Phone::parse(&message.from) else {
+            tracing::warn!("whatsapp message from something that is not a phone number");
+            continue;
+        };
+        let reply = match message.said() {
+            None => Reply {
+                text: "Sorry, I can only read text messages. Could you type it for me?".into(),
+                ..Reply::default()
+            },
+            Some(text) => {
+                // "Friday" is read relative to the message's own day, which Meta signs; a
+                // time in the future is not believed.
+                let at = message
+                    .sent_at()
+                    .filter(|t| *t <= now + Duration::minutes(5))
+                    .unwrap_or(now);
+                let inbound = Inbound {
+                    phone: phone.clone(),
+                    channel: Channel::WhatsApp,
+                    text: clip(text),
+                    provider_id: Some(message.id.chars().take(128).collect()),
+                    at,
+                };
+                // A store outage is a 503 so Meta delivers the webhook again; turns already
+                // committed are then answered from the dedup record.
+                caller_reply(app.engine.turn(inbound).await)?
+            }
+        };
+        if reply.silent || reply.text.is_empty() {
+            continue;
+        }
+        match &app.whatsapp {
+            Some(channel) => {
+                let _ = channel.send_message(ChannelMsg::Deliver { to: phone, reply });
+            }
+            None => tracing::warn!(
+                "whatsapp replies are not configured (access token, phone number id)"
+            ),
+        }
+    }
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,218 @@
+//! WhatsApp: Meta's handshake, signed webhooks, replies through a local stand-in for the Graph
+//! API (same client code as production, base URL from config), retries and button taps.
+
+use std::time::Duration;
+
+use chrono::Weekday;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+use crate::helpers::{Sara, upcoming};
+use sara::channels::whatsapp::WhatsAppSignature;
+
+const SECRET: &str = "wa-app-secret";
+
+/// Hands every message Sara sends to the test, and answers as the Graph API does.
+struct Forward(mpsc::UnboundedSender<Value>);
+
+impl Respond for Forward {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let _ = self.0.send(body);
+        ResponseTemplate::new(200).set_body_json(json!({
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": "15550002222", "wa_id": "15550002222"}],
+            "messages": [{"id": "wamid.sent"}]
+        }))
+    }
+}
+
+struct Fixture {
+    sara: Sara,
+    sent: mpsc::UnboundedReceiver<Value>,
+    _graph: MockServer,
+}
+
+async fn fixture(first_send_fails: bool) -> Fixture {
+    let graph = MockServer::start().await;
+    let (tx, sent) = mpsc::unbounded_channel();
+    if first_send_fails {
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(503))
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&graph)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/v21.0/1234567890/messages"))
+        .and(header("authorization", "Bearer wa-access-token"))
+        .respond_with(Forward(tx))
+        .with_priority(2)
+        .mount(&graph)
+        .await;
+    let sara = Sara::start_with(&[
+        ("SARA_WHATSAPP__APP_SECRET", SECRET),
+        ("SARA_WHATSAPP__VERIFY_TOKEN", "wa-verify"),
+        ("SARA_WHATSAPP__ACCESS_TOKEN", "wa-access-token"),
+        ("SARA_WHATSAPP__PHONE_NUMBER_ID", "1234567890"),
+        ("SARA_WHATSAPP__GRAPH_BASE_URL", &graph.uri()),
+    ])
+    .await;
+    Fixture {
+        sara,
+        sent,
+        _graph: graph,
+    }
+}
+
+fn text_message(from: &str, id: &str, body: &str) -> Value {
+    message(
+        from,
+        json!({"from": from, "id": id, "timestamp": chrono::Utc::now().timestamp().to_string(), "type": "text", "text": {"body": body}}),
+    )
+}
+
+fn message(from: &str, m: Value) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100000", "phone_number_id": "1234567890"},
+        "contacts": [{"profile": {"name": "Test"}, "wa_id": from}],
+        "messages": [m]}}]}]})
+}
+
+impl Fixture {
+    async fn post(&self, body: &Value, signature: Option<String>) -> u16 {
+        let raw = serde_json::to_vec(body).expect("json");
+        let signature = signature.unwrap_or_else(|| WhatsAppSignature::new(SECRET).sign(&raw));
+        let resp = self
+            .sara
+            .client
+            .post(format!("{}/webhook/whatsapp", self.sara.base))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(raw)
+            .send()
+            .await
+            .expect("sara answers");
+        resp.status().as_u16()
+    }
+
+    /// The next message Sara sent through the Graph API (waits for it, up to a deadline).
+    async fn next_sent(&mut self) -> Value {
+        tokio::time::timeout(Duration::from_secs(15), self.sent.recv())
+            .await
+            .expect("Sara sent a reply before the deadline")
+            .expect("graph stand-in alive")
+    }
+}
+
+fn sent_text(v: &Value) -> String {
+    v["text"]["body"]
+        .as_str()
+        .or(v["interactive"]["body"]["text"].as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn meta_verification_echoes_the_challenge_only_for_the_right_token() {
+    let f = fixture(false).await;
+    let get = |q: &str| {
+        let url = format!("{}/webhook/whatsapp?{q}", f.sara.base);
+        let client = f.sara.client.clone();
+        async move {
+            let r = client.get(url).send().await.expect("answers");
+            (r.status().as_u16(), r.text().await.unwrap_or_default())
+        }
+    };
+    let ok = get("hub.mode=subscribe&hub.verify_token=wa-verify&hub.challenge=1158201444").await;
+    assert_eq!(ok, (200, "1158201444".to_string()));
+    let bad = get("hub.mode=subscribe&hub.verify_token=nope&hub.challenge=1").await;
+    assert_eq!(bad.0, 403);
+}
+
+#[tokio::test]
+async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_first_send_fails() {
+    let mut f = fixture(true).await;
+    let from = "15550002222";
+    let (_, day_text) = upcoming(Weekday::Thu);
+    let ask = format!("Hi, can I book a cleaning on {day_text} at 2pm? I'm Nia Cole");
+    assert_eq!(
+        f.post(&text_message(from, "wamid.in1", &ask), None).await,
+        200
+    );
+    let first = f.next_sent().await;
+    assert_eq!(first["to"], from);
+    assert_eq!(first["messaging_product"], "whatsapp");
+    let text = sent_text(&first);
+    assert!(
+        text.contains("Nia Cole") && text.contains("2:00 PM"),
+        "{first}"
+    );
+
+    // Meta delivers the same message again: answered from the record, no second turn.
+    assert_eq!(
+        f.post(&text_message(from, "wamid.in1", &ask), None).await,
+        200
+    );
+    assert_eq!(sent_text(&f.next_sent().await), text);
+
+    assert_eq!(
+        f.post(&text_message(from, "wamid.in2", "yes please"), None)
+            .await,
+        200
+    );
+    let done = sent_text(&f.next_sent().await);
+    assert!(done.to_lowercase().contains("booked"), "{done}");
+    let bookings = f.sara.bookings().await;
+    assert_eq!(bookings.len(), 1);
+    assert_eq!(bookings[0]["phone"], "+15550002222");
+    let (_, log) = f.sara.admin_get("/logs/wamid.in2").await;
+    assert_eq!(log["turns"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn a_tapped_button_is_read_as_its_title_and_statuses_start_no_turn() {
+    let mut f = fixture(false).await;
+    let from = "15550003333";
+    let tap = message(
+        from,
+        json!({"from": from, "id": "wamid.tap", "timestamp": "1", "type": "interactive",
+        "interactive": {"type": "button_reply", "button_reply": {"id": "option-1", "title": "Hello"}}}),
+    );
+    assert_eq!(f.post(&tap, None).await, 200);
+    assert!(sent_text(&f.next_sent().await).contains("Harbor Street Clinic"));
+    let status = json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp", "statuses": [{"id": "wamid.sent", "status": "delivered", "timestamp": "1", "recipient_id": from}]}}]}]});
+    assert_eq!(f.post(&status, None).await, 200);
+    let (_, stats) = f.sara.admin_get("/admin/stats").await;
+    assert_eq!(stats["turns"], 1);
+}
+
+#[tokio::test]
+async fn forged_signatures_get_403_and_malformed_bodies_a_clear_400() {
+    let f = fixture(false).await;
+    let body = text_message("15550004444", "wamid.x", "hello");
+    assert_eq!(f.post(&body, Some("sha256=00".into())).await, 403);
+    let other = WhatsAppSignature::new("not-the-secret").sign(&serde_json::to_vec(&body).unwrap());
+    assert_eq!(f.post(&body, Some(other)).await, 403);
+    let raw = b"{not json".to_vec();
+    let resp = f
+        .sara
+        .client
+        .post(format!("{}/webhook/whatsapp", f.sara.base))
+        .header(
+            "x-hub-signature-256",
+            WhatsAppSignature::new(SECRET).sign(&raw),
+        )
+        .body(raw)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 400);
+    let error: Value = resp.json().await.expect("json error");
+    assert_eq!(error["error"], "bad_request");
+}
