@@ -1,4 +1,4 @@
-//! The commands behind `sara serve | migrate | chat | eval`.
+//! The commands behind `sara serve | migrate | chat | eval | bench`.
 
 use std::io::{BufRead, Write};
 use std::path::Path;
@@ -91,5 +91,53 @@ pub async fn eval(config: Config, path: &Path, predictions: Option<&Path>) -> an
     };
     let summary = crate::eval::run(path, predictions, &nlu, services).await?;
     summary.print();
+    Ok(())
+}
+
+/// `sara bench`: a human table, then the summary as the last stdout line (one JSON object).
+pub async fn bench(config: Config, options: crate::bench::BenchOptions) -> anyhow::Result<()> {
+    let report = crate::bench::run(config, options).await?;
+    print!("{}", report.table());
+    println!("{}", report.json());
+    Ok(())
+}
+
+/// `sara bench --memory K`: RSS per live conversation and after passivation.
+pub async fn bench_memory(
+    config: Config,
+    count: usize,
+    idle: std::time::Duration,
+    backend: crate::bench::Backend,
+    postgres: &str,
+) -> anyhow::Result<()> {
+    let r = crate::bench::memory(config, count, idle, backend, postgres).await?;
+    println!("{:<34} {}", "backend", r.backend);
+    println!(
+        "{:<34} {} ({} live, {} failed turns)",
+        "conversations activated", r.conversations, r.live, r.failed_turns
+    );
+    println!("{:<34} {:.1} MiB", "RSS before", r.rss_base_mib);
+    println!("{:<34} {:.1} MiB", "RSS with them live", r.rss_live_mib);
+    println!(
+        "{:<34} {:.2} KiB",
+        "per live conversation", r.kib_per_live_conversation
+    );
+    println!("{:<34} {} s", "idle timeout", r.idle_timeout_s);
+    println!(
+        "{:<34} {} live, RSS {:.1} MiB (released {:.1} MiB)",
+        "after passivation",
+        r.live_after_passivation,
+        r.rss_after_passivation_mib,
+        r.passivation_released_mib
+    );
+    if let Some(trimmed) = r.rss_after_trim_mib {
+        println!("{:<34} {:.1} MiB", "after malloc_trim", trimmed);
+    }
+    println!(
+        "{:<34} {:.1} MiB",
+        "after as many new activations", r.rss_after_reactivation_mib
+    );
+    println!("(in-process: VmRSS of the whole process; turns go straight to the engine, no HTTP)");
+    println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }

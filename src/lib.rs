@@ -7,10 +7,11 @@
 //!   [`store`] the sqlx repositories (SQLite, PostgreSQL); [`cache`] processed-webhook
 //!   replies, rate limits and per-conversation leases (in process or Redis).
 //! - [`config`] reads `config.toml` and `SARA_*` variables; [`cli`] the commands; [`eval`]
-//!   scores the NLU on a dialog corpus.
+//!   scores the NLU on a dialog corpus; [`bench`] is the load generator behind `sara bench`.
 
 pub mod ai;
 pub mod app;
+pub mod bench;
 pub mod cache;
 pub mod calendar;
 pub mod channels;

@@ -37,6 +37,50 @@ enum Command {
         #[arg(long)]
         predictions: Option<PathBuf>,
     },
+    /// Load generator: simulated customers book through signed SMS webhooks; the last
+    /// stdout line is a JSON summary.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Customers, each a whole booking dialog (at least six turns).
+    #[arg(long, default_value_t = 5000)]
+    dialogs: usize,
+    /// Closed loop: dialogs in flight.
+    #[arg(long, default_value_t = 256, conflicts_with = "rate")]
+    concurrency: usize,
+    /// Open loop: turns started per second, across many conversations.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop starting new dialogs after this many seconds.
+    #[arg(long)]
+    duration: Option<f64>,
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: sara::bench::Backend,
+    /// Load a running Sara instead of starting one in this process (its Twilio token comes
+    /// from the config / SARA_TWILIO__AUTH_TOKEN).
+    #[arg(long)]
+    url: Option<String>,
+    /// With --url: the server's pid, to report its RSS.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// PostgreSQL server where a fresh benchmark database is created and dropped.
+    #[arg(long, default_value = sara::bench::DEFAULT_POSTGRES)]
+    postgres: String,
+    /// Skip the bare-route yardstick.
+    #[arg(long)]
+    no_limit: bool,
+    /// Spread the customers over only this many distinct slots, so that they compete.
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Memory mode: activate this many conversations (half-filled bookings) and report RSS.
+    #[arg(long)]
+    memory: Option<usize>,
+    /// Memory mode: idle timeout after which conversations are passivated (longer than the
+    /// activation takes, or the first ones leave before the last arrive).
+    #[arg(long, default_value_t = 60)]
+    idle_secs: u64,
 }
 
 #[tokio::main]
@@ -60,6 +104,27 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Eval { path, predictions } => {
             sara::cli::eval(config, &path, predictions.as_deref()).await
+        }
+        Command::Bench(args) => {
+            sara::telemetry::init(true);
+            if let Some(count) = args.memory {
+                let idle = std::time::Duration::from_secs(args.idle_secs);
+                return sara::cli::bench_memory(config, count, idle, args.backend, &args.postgres)
+                    .await;
+            }
+            let options = sara::bench::BenchOptions {
+                dialogs: args.dialogs,
+                concurrency: args.concurrency,
+                rate: args.rate,
+                duration: args.duration.map(std::time::Duration::from_secs_f64),
+                backend: args.backend,
+                url: args.url,
+                server_pid: args.server_pid,
+                postgres: args.postgres,
+                skip_limit: args.no_limit,
+                slots: args.slots,
+            };
+            sara::cli::bench(config, options).await
         }
     }
 }

@@ -324,6 +324,22 @@ impl Database {
     }
 
     /// Closes the pool, waiting for connections in use to be returned.
+    /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        match &self.pool {
+            Pool::Sqlite(pool) => Some(pool),
+            Pool::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    pub fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(pool) => Some(pool),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
     pub async fn close(&self) {
         match &self.pool {
             Pool::Sqlite(pool) => pool.close().await,

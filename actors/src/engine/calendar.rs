@@ -49,6 +49,12 @@ pub enum CalendarMsg {
         reply: RpcReplyPort<Result<(), CalendarError>>,
     },
     Refresh,
+    /// A booking write finished (sent by the task that ran it).
+    Booked {
+        booking: Booking,
+        result: Result<(), CalendarError>,
+        reply: RpcReplyPort<Result<(), CalendarError>>,
+    },
 }
 
 pub struct CalendarState {
@@ -123,7 +129,7 @@ impl Actor for CalendarActor {
 
     async fn handle(
         &self,
-        _myself: ActorRef<CalendarMsg>,
+        myself: ActorRef<CalendarMsg>,
         message: CalendarMsg,
         state: &mut CalendarState,
     ) -> Result<(), ActorProcessingErr> {
@@ -132,7 +138,25 @@ impl Actor for CalendarActor {
                 let _ = reply.send(state.view(&phone));
             }
             CalendarMsg::Book { booking, reply } => {
-                let result = state.calendar.book(&booking).await;
+                // The write runs beside the actor: every turn asks this actor for a view,
+                // and a booking transaction waiting for the database's write lock would hold
+                // all of them up. The database still refuses overlaps, so two bookings in
+                // flight cannot double-book; the view is updated when the write is done.
+                let calendar = state.calendar.clone();
+                tokio::spawn(async move {
+                    let result = calendar.book(&booking).await;
+                    let _ = myself.send_message(CalendarMsg::Booked {
+                        booking,
+                        result,
+                        reply,
+                    });
+                });
+            }
+            CalendarMsg::Booked {
+                booking,
+                result,
+                reply,
+            } => {
                 match &result {
                     Ok(()) => {
                         state.bookings.retain(|b| b.id != booking.id);

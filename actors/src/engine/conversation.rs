@@ -118,7 +118,9 @@ impl Actor for ConversationActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             ConversationMsg::Turn(inbound, reply) => {
-                let result = conversation.turn(inbound).await;
+                // Boxed: the turn's future is large and would otherwise be part of every
+                // idle actor's task, i.e. of the memory of each live conversation.
+                let result = Box::pin(conversation.turn(inbound)).await;
                 let _ = reply.send(result);
             }
             ConversationMsg::HandBack(reply) => {
