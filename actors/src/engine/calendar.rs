@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use tokio::sync::mpsc;
 
 use crate::model::{Booking, BookingId, BookingStatus, Interval, Phone};
 use crate::ports::{Calendar, CalendarError, Clock};
@@ -64,6 +65,32 @@ pub struct CalendarState {
     bookings: Vec<Booking>,
     /// Confirmed intervals of `bookings`, shared with every turn until the next change.
     busy: Arc<[Interval]>,
+    /// The booking writer's queue: bookings are written one at a time, in order, by one task
+    /// beside the actor, so views never wait behind a write.
+    writes: mpsc::UnboundedSender<PendingBooking>,
+}
+
+type PendingBooking = (Booking, RpcReplyPort<Result<(), CalendarError>>);
+
+/// Writes queued bookings one after another and reports each result to the actor.
+async fn write_bookings(
+    calendar: Arc<dyn Calendar>,
+    actor: ActorRef<CalendarMsg>,
+    mut queue: mpsc::UnboundedReceiver<PendingBooking>,
+) {
+    while let Some((booking, reply)) = queue.recv().await {
+        let result = calendar.book(&booking).await;
+        if actor
+            .send_message(CalendarMsg::Booked {
+                booking,
+                result,
+                reply,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
 }
 
 impl CalendarState {
@@ -113,11 +140,14 @@ impl Actor for CalendarActor {
         myself: ActorRef<CalendarMsg>,
         args: CalendarArgs,
     ) -> Result<CalendarState, ActorProcessingErr> {
+        let (writes, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_bookings(args.calendar.clone(), myself.clone(), queue));
         let mut state = CalendarState {
             calendar: args.calendar,
             clock: args.clock,
             bookings: Vec::new(),
             busy: Arc::from(Vec::new()),
+            writes,
         };
         if let Err(error) = state.reload().await {
             // Start anyway: the next refresh tries again and the store still guards writes.
@@ -129,7 +159,7 @@ impl Actor for CalendarActor {
 
     async fn handle(
         &self,
-        myself: ActorRef<CalendarMsg>,
+        _myself: ActorRef<CalendarMsg>,
         message: CalendarMsg,
         state: &mut CalendarState,
     ) -> Result<(), ActorProcessingErr> {
@@ -138,19 +168,14 @@ impl Actor for CalendarActor {
                 let _ = reply.send(state.view(&phone));
             }
             CalendarMsg::Book { booking, reply } => {
-                // The write runs beside the actor: every turn asks this actor for a view,
-                // and a booking transaction waiting for the database's write lock would hold
-                // all of them up. The database still refuses overlaps, so two bookings in
-                // flight cannot double-book; the view is updated when the write is done.
-                let calendar = state.calendar.clone();
-                tokio::spawn(async move {
-                    let result = calendar.book(&booking).await;
-                    let _ = myself.send_message(CalendarMsg::Booked {
-                        booking,
-                        result,
-                        reply,
-                    });
-                });
+                // Every turn asks this actor for a view; a write waiting for the database's
+                // write lock must not hold them up, so the writer task does it (in order).
+                if let Err(mpsc::error::SendError((_, reply))) = state.writes.send((booking, reply))
+                {
+                    let _ = reply.send(Err(CalendarError::Unavailable(
+                        "booking writer stopped".into(),
+                    )));
+                }
             }
             CalendarMsg::Booked {
                 booking,
