@@ -33,6 +33,13 @@ static CANCEL: LazyLock<Regex> = LazyLock::new(|| {
         r"\b(?:cancel\w*|call off|calling off|drop my (?:appointment|booking)|delete my (?:appointment|booking)|remove my (?:appointment|booking)|(?:won't|will not|can't|cannot) (?:make|come to|attend) (?:it|my appointment|the appointment))\b",
     )
 });
+/// Asking about cancelling ("what is your cancellation policy?", "is there a cancellation
+/// fee?") is a question, not a request to cancel.
+static ABOUT_CANCELLING: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\bcancell?ation (?:polic\w*|fees?|charges?|rules?|terms|period|window|notice)\b|\b(?:polic\w*|fees?|charges?) (?:for|on|about) cancel\w*|\b(?:how|when) (?:do|can|could|would) (?:i|you|we) cancel|\bhow (?:late|far ahead|long before) can i cancel",
+    )
+});
 static RESCHEDULE: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"\b(?:re-?schedul\w*|re-?book\w*|move (?:my|the|our) (?:appointment|booking|visit)|move it|change (?:my|the) (?:appointment|booking|visit)|push (?:it|my appointment|the appointment) (?:back|forward)|bring (?:it|my appointment) forward|postpone\w*|different (?:day|date) for my)\b",
@@ -116,7 +123,8 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     };
     push(Act::Handover, HANDOVER.is_match(norm));
     push(Act::OutOfScope, OUT_OF_SCOPE.is_match(norm));
-    push(Act::Cancel, CANCEL.is_match(norm));
+    let asks_about_cancelling = ABOUT_CANCELLING.is_match(norm);
+    push(Act::Cancel, CANCEL.is_match(norm) && !asks_about_cancelling);
     push(Act::Choose, cues.choice);
     push(Act::Inform, cues.informs);
     let reschedule = RESCHEDULE.is_match(norm);
@@ -128,7 +136,10 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     push(Act::Affirm, AFFIRM_LEAD.is_match(norm));
     let book = (BOOK.is_match(norm) || (cues.service && WANT.is_match(norm))) && !reschedule;
     push(Act::Book, book);
-    push(Act::Question, !other && QUESTION.is_match(norm));
+    push(
+        Act::Question,
+        asks_about_cancelling || (!other && QUESTION.is_match(norm)),
+    );
     push(Act::Deny, DENY.is_match(norm));
     // "not sure" is doubt, not a yes.
     let unsure = norm.contains("not sure") || norm.contains("unsure");

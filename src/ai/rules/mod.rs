@@ -47,7 +47,11 @@ impl RuleNlu {
         );
         let service = entities::service(&norm, services);
         let email = entities::email(&original);
-        let name = entities::name(&original, ctx.expecting);
+        // A message giving a date or time is not a bare name ("actually make it 2pm").
+        let gives_moment =
+            moment.date.is_some() || moment.time.is_some() || moment.day_part.is_some();
+        let name_expected = ctx.expecting.filter(|_| !gives_moment);
+        let name = entities::name(&original, name_expected);
         let choice = entities::choice(&norm, ctx.expecting);
 
         let cues = acts::Cues {

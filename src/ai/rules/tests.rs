@@ -675,3 +675,30 @@ fn same_time_and_next_week_are_flagged_for_moving_a_booking() {
     let u = nlu().understand("sometime next weekend", &ctx);
     assert!(!u.next_week && !u.same_time, "{u:?}");
 }
+
+#[test]
+fn asking_about_cancelling_is_a_question_and_a_correction_is_not_a_name() {
+    let ctx = context("2026-03-05 10:00", Some(Slot::Name));
+    for text in [
+        "what is your cancellation policy?",
+        "is there a cancellation fee?",
+        "how late can I cancel?",
+    ] {
+        let u = nlu().understand(text, &ctx);
+        assert!(!u.has(Act::Cancel), "{text}: {u:?}");
+        assert_eq!(u.primary(), Some(Act::Question), "{text}: {u:?}");
+    }
+    assert_eq!(
+        nlu()
+            .understand("please cancel my appointment", &ctx)
+            .primary(),
+        Some(Act::Cancel)
+    );
+    let u = nlu().understand("actually make it 2pm", &ctx);
+    assert_eq!(u.name, None, "{u:?}");
+    assert_eq!(u.time, Some(t("14:00")));
+    assert_eq!(
+        nlu().understand("Jo Park", &ctx).name.as_deref(),
+        Some("Jo Park")
+    );
+}
