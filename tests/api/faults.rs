@@ -31,8 +31,18 @@ fn dialog(n: usize, day: &str) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn killing_sara_at_random_moments_loses_no_committed_turn_and_double_books_nothing() {
+    fault_suite(Sara::start().await).await;
+}
+
+#[tokio::test]
+async fn the_same_on_postgresql() {
+    let db = crate::production::PgDatabase::create().await;
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    fault_suite(Sara::launch(dir, db.url_on(5432), &[]).await).await;
+}
+
+async fn fault_suite(sara: Sara) {
     const CALLERS: usize = 14;
-    let sara = Sara::start().await;
     let client = sara.client.clone();
     // Two distinct days so 14 callers x 7 hours never need the same slot.
     let (first_day, _) = upcoming(Weekday::Tue);

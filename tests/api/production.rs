@@ -30,12 +30,12 @@ fn shared_redis_url() -> String {
 }
 
 /// A PostgreSQL database made for one test; dropped (with its connections) at the end.
-struct PgDatabase {
+pub(crate) struct PgDatabase {
     name: String,
 }
 
 impl PgDatabase {
-    async fn create() -> PgDatabase {
+    pub(crate) async fn create() -> PgDatabase {
         let mut admin = admin_connection().await;
         let name = format!("sara_it_{}", uuid::Uuid::new_v4().simple());
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -46,7 +46,7 @@ impl PgDatabase {
     }
 
     /// The database's URL on `port` (5432, or a proxy in front of it).
-    fn url_on(&self, port: u16) -> String {
+    pub(crate) fn url_on(&self, port: u16) -> String {
         let options = PgConnectOptions::from_str(&postgres_url()).expect("a PostgreSQL URL");
         format!(
             "postgres://{}@127.0.0.1:{port}/{}",
