@@ -60,6 +60,8 @@ static QUESTION: LazyLock<Regex> = LazyLock::new(|| {
         r"(?:^|[.!?,]\s*|\b(?:and|also|ok|okay|so|but)\s+)(?:what|where|how|which|who|why|when|do you|do they|does|is (?:there|it|he|she|the|that|this|their|his|her)|are (?:you|they|the|there)|can i|could i|may i|(?:tell|give|send) me (?:the|their|his|her|your|its|a |an )|i need (?:the|their|his|her|your)|i'd like (?:the|their|his|her|your))\b|\b(?:let me know|address|phone number|contact (?:info|information|number|details)|rating|rated|reviews?|unisex|cosmetic|website|their number|his number|her number|the number|located|location|directions|parking|park|price|prices|cost|costs|fee|fees|how much|hours|open|insurance|accept|payment|pay|wheelchair|policy)\b",
     )
 });
+/// "Can I / could I / may I …" asks a question only when it is not asking to book.
+static MODAL_ASK: LazyLock<Regex> = LazyLock::new(|| re(r"\b(?:can|could|may) i\b"));
 static DENY: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"^(?:oh |well |actually,? |um,? |uh,? |sorry,? |hmm,? )*(?:no\b|nope|nah|nay|negative|not really|not now|not right now|not at the moment|not yet|not that|not quite|i don't think so|never ?mind)|\b(?:(?:doesn't|does not|won't|will not|wouldn't|would not|don't|do not|can't|cannot|isn't|is not) (?:work|suit|fit|be able)|not (?:work|suit|good|going to work|convenient|possible)|can't make|cannot make|(?:i've|i have) changed my mind|changed my mind|nothing else|not interested|no thanks|no thank you|maybe (?:later|another time|at a later time|in the future|some other time|next time)|not for now|that's not right|that is not right|that's wrong|incorrect)\b",
@@ -136,10 +138,12 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     push(Act::Affirm, AFFIRM_LEAD.is_match(norm));
     let book = (BOOK.is_match(norm) || (cues.service && WANT.is_match(norm))) && !reschedule;
     push(Act::Book, book);
-    push(
-        Act::Question,
-        asks_about_cancelling || (!other && QUESTION.is_match(norm)),
-    );
+    // "Can I book a cleaning tomorrow?" is a booking, not a question for the FAQ.
+    let question = QUESTION.is_match(norm)
+        && !(book
+            && MODAL_ASK.is_match(norm)
+            && !QUESTION.is_match(&MODAL_ASK.replace_all(norm, "")));
+    push(Act::Question, asks_about_cancelling || (!other && question));
     push(Act::Deny, DENY.is_match(norm));
     // "not sure" is doubt, not a yes.
     let unsure = norm.contains("not sure") || norm.contains("unsure");

@@ -702,3 +702,14 @@ fn asking_about_cancelling_is_a_question_and_a_correction_is_not_a_name() {
         Some("Jo Park")
     );
 }
+
+#[test]
+fn can_i_book_is_a_booking_and_a_real_question_beside_it_still_counts() {
+    let ctx = context("2026-03-05 10:00", None);
+    let u = nlu().understand("can I book a cleaning next tuesday at 2pm?", &ctx);
+    assert!(u.has(Act::Book) && !u.has(Act::Question), "{u:?}");
+    let u = nlu().understand("can I book a cleaning, and do you have parking?", &ctx);
+    assert!(u.has(Act::Book) && u.has(Act::Question), "{u:?}");
+    let u = nlu().understand("can I park behind the building?", &ctx);
+    assert!(u.has(Act::Question), "{u:?}");
+}
