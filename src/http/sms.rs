@@ -2,18 +2,16 @@
 //! turn; the reply goes back in the TwiML body.
 
 use axum::Router;
-use axum::body::Bytes;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, OriginalUri, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::State;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 
-use super::webhook::{answer, clip, param, signed_twilio_form};
+use super::webhook::{TwilioForm, answer, clip, param};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 
@@ -27,12 +25,8 @@ pub fn twiml(xml: String) -> Response {
 
 async fn sms(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
     let phone = param(&params, "From")
         .and_then(Phone::parse)
         .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;

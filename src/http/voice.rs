@@ -4,11 +4,9 @@
 //! gathers of the call (carried in the action URL, which Twilio signs).
 
 use axum::Router;
-use axum::body::Bytes;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, OriginalUri, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
@@ -18,7 +16,7 @@ use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
 
 use super::sms::twiml;
-use super::webhook::{answer, clip, param, signed_twilio_form};
+use super::webhook::{TwilioForm, answer, clip, param};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 
@@ -65,25 +63,17 @@ fn speak(app: &AppState, reply: &Reply, next: u32) -> TwiML {
 
 async fn call_start(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
+    _signed: TwilioForm,
 ) -> Result<Response, ApiError> {
-    signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
     let hello = dialogue::greeting(app.engine.business(), Channel::Voice);
     Ok(twiml(speak(&app, &hello, 1).render()))
 }
 
 async fn gather(
     State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: OriginalUri,
     Query(turn): Query<Turn>,
-    headers: HeaderMap,
-    body: Bytes,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let params = signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
     let n = turn.n.unwrap_or(1);
     let phone = param(&params, "From")
         .and_then(Phone::parse)
@@ -111,14 +101,7 @@ async fn gather(
     Ok(twiml(speak(&app, &reply, n + 1).render()))
 }
 
-async fn status(
-    State(app): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<impl IntoResponse, ApiError> {
-    let params = signed_twilio_form(&app, peer, &uri, &headers, &body).await?;
+async fn status(TwilioForm(params): TwilioForm) -> Result<impl IntoResponse, ApiError> {
     tracing::info!(
         status = param(&params, "CallStatus").unwrap_or("unknown"),
         "call status"

@@ -2,7 +2,10 @@
 //! per-address limit on failed ones), reading form parameters, the per-caller limit and the
 //! processed-webhook cache, and turning an engine result into what the caller hears.
 
-use axum::extract::OriginalUri;
+use std::net::SocketAddr;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, OriginalUri, Request};
 use axum::http::HeaderMap;
 use sara_actors::dialogue::{self, Reply};
 use sara_actors::engine::{Inbound, TurnError};
@@ -77,18 +80,38 @@ pub fn caller_reply(result: Result<Reply, TurnError>) -> Result<Reply, ApiError>
     }
 }
 
-/// Like [`verified_twilio_form`], counting a failed check against the source address (a
-/// flood of forged webhooks from one address gets 429).
-pub async fn signed_twilio_form(
-    app: &AppState,
-    peer: std::net::SocketAddr,
-    uri: &OriginalUri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<(String, String)>, ApiError> {
-    match verified_twilio_form(app, uri, headers, body) {
-        Ok(params) => Ok(params),
-        Err(refused) => Err(super::limits::refuse_unsigned(app, peer, refused).await),
+/// The form parameters of a Twilio webhook whose `X-Twilio-Signature` checked out. As an
+/// extractor it reads the body (within the body limit), checks the signature against the
+/// public URL and counts a failed check against the source address (a flood of forged
+/// webhooks from one address gets 429).
+pub struct TwilioForm(pub Vec<(String, String)>);
+
+impl FromRequest<AppState> for TwilioForm {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, ApiError> {
+        let (mut parts, body) = req.into_parts();
+        let uri = match OriginalUri::from_request_parts(&mut parts, app).await {
+            Ok(uri) => uri,
+            Err(never) => match never {},
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0);
+        let headers = parts.headers.clone();
+        let body = Bytes::from_request(Request::from_parts(parts, body), app)
+            .await
+            .map_err(|rejection| {
+                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+            })?;
+        match verified_twilio_form(app, &uri, &headers, &body) {
+            Ok(params) => Ok(TwilioForm(params)),
+            Err(refused) => Err(match peer {
+                Some(peer) => super::limits::refuse_unsigned(app, peer, refused).await,
+                None => refused,
+            }),
+        }
     }
 }
 
