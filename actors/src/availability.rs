@@ -38,6 +38,25 @@ pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> Option<DateTim
         .map(|t| t.with_timezone(&Utc))
 }
 
+/// Busy intervals in the form every [`Availability`] method expects: sorted by start, with
+/// intervals that overlap one another merged. Blocking the union blocks exactly what the
+/// intervals block (each busy interval's buffer follows its end, and a merged end is the
+/// latest of the ends). Cheap on a list that is already sorted and apart.
+pub fn busy_list(mut busy: Vec<Interval>) -> Vec<Interval> {
+    if busy.windows(2).all(|w| w[0].end <= w[1].start) {
+        return busy;
+    }
+    busy.sort_unstable_by_key(|b| (b.start, b.end));
+    let mut merged: Vec<Interval> = Vec::with_capacity(busy.len());
+    for b in busy {
+        match merged.last_mut() {
+            Some(last) if b.start < last.end => last.end = last.end.max(b.end),
+            _ => merged.push(b),
+        }
+    }
+    merged
+}
+
 /// Opening-hours arithmetic for one business.
 #[derive(Clone, Copy, Debug)]
 pub struct Availability<'a> {
@@ -96,7 +115,8 @@ impl<'a> Availability<'a> {
 
     /// Whether a service of `minutes` may start at `start`, and if not, why.
     /// Busy intervals are kept clear of the new appointment plus its buffer, and each busy
-    /// interval is followed by its own buffer.
+    /// interval is followed by its own buffer. `busy` is sorted by start with no two
+    /// intervals overlapping, as [`busy_list`] makes it (and every method here takes it so).
     pub fn check(
         &self,
         start: DateTime<Utc>,
@@ -123,16 +143,15 @@ impl<'a> Availability<'a> {
             return Err(Unavailable::Closed);
         }
         let buffer = Duration::minutes(i64::from(self.business.buffer_minutes));
-        let wanted = Interval {
-            start,
-            end: end + buffer,
-        };
-        if busy.iter().any(|b| {
-            wanted.overlaps(&Interval {
-                start: b.start,
-                end: b.end + buffer,
-            })
-        }) {
+        debug_assert!(
+            busy.windows(2).all(|w| w[0].end <= w[1].start),
+            "busy intervals must be sorted and apart (see `busy_list`)"
+        );
+        // The busy list is sorted and its intervals do not overlap, so their ends rise with
+        // their starts: of the intervals that start before the new appointment (plus its
+        // buffer) ends, the last one reaches furthest. It alone decides.
+        let before_end = busy.partition_point(|b| b.start < end + buffer);
+        if before_end > 0 && busy[before_end - 1].end + buffer > start {
             return Err(Unavailable::Taken);
         }
         Ok(())
@@ -386,6 +405,53 @@ mod tests {
             "the new appointment's own buffer"
         );
         assert_eq!(a.check(at((2026, 3, 6), (11, 0)), 30, &busy, now()), Ok(()));
+    }
+
+    /// The binary search over the busy list agrees with checking every busy interval, for
+    /// lists with overlapping and nested intervals merged by `busy_list`.
+    #[test]
+    fn the_search_agrees_with_a_scan_of_every_busy_interval() {
+        let mut b = business();
+        let all_day = crate::business::WeeklyHours::parse_day("00:00-23:59").unwrap();
+        b.hours.days = std::array::from_fn(|_| all_day.clone());
+        let base = at((2026, 3, 6), (0, 0));
+        let m = |x: i64| base + Duration::minutes(x);
+        // Pseudo-random intervals, some overlapping, some nested, some touching.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: i64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as i64
+        };
+        for round in 0..40 {
+            b.buffer_minutes = (round % 3 * 10) as u32;
+            let raw: Vec<Interval> = (0..next(12))
+                .map(|_| {
+                    let s = next(1300);
+                    Interval {
+                        start: m(s),
+                        end: m(s + 1 + next(180)),
+                    }
+                })
+                .collect();
+            let busy = busy_list(raw.clone());
+            let a = Availability::new(&b);
+            let buffer = Duration::minutes(i64::from(b.buffer_minutes));
+            for start in (0..1380).step_by(5) {
+                let minutes = 5 + (start % 50) as u32;
+                let end = m(start) + Duration::minutes(i64::from(minutes));
+                let scan = raw
+                    .iter()
+                    .any(|r| r.start < end + buffer && m(start) < r.end + buffer);
+                let got = a.check(m(start), minutes, &busy, now());
+                assert_eq!(
+                    got == Err(Unavailable::Taken),
+                    scan,
+                    "round {round}, start {start}, busy {raw:?}"
+                );
+            }
+        }
     }
 
     #[test]

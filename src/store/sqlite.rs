@@ -535,16 +535,37 @@ fn calendar_db_error(e: sqlx::Error) -> CalendarError {
 async fn overlaps_confirmed(
     conn: &mut sqlx::SqliteConnection,
     except: &str,
-    start: &str,
-    end: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
 ) -> Result<bool, CalendarError> {
+    // A booking that overlaps [start, end) starts before `end` and no earlier than `start`
+    // minus the longest confirmed booking, so the search is a range of the partial index on
+    // confirmed starts instead of every earlier booking. The longest length comes from an
+    // index too; julianday() is a double (~40 µs resolution at today's dates), so the bound
+    // gets a second of slack: a wider window only costs a row or two, never a missed overlap.
+    let longest_days: Option<f64> = sqlx::query_scalar(
+        "SELECT max(julianday(\"end\") - julianday(start)) FROM bookings \
+         WHERE status = 'confirmed'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(calendar_db_error)?;
+    let Some(longest_days) = longest_days else {
+        return Ok(false);
+    };
+    // The CHECK (start < "end") keeps the length positive; a corrupt row cannot shrink the
+    // window below the booking being checked's own second of slack.
+    let longest_ms = (longest_days.max(0.0) * 86_400_000.0).ceil() as i64 + 1_000;
+    let lower = start - chrono::Duration::milliseconds(longest_ms);
     let hit: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM bookings \
-         WHERE status = 'confirmed' AND start < ?1 AND \"end\" > ?2 AND id <> ?3 LIMIT 1",
+         WHERE status = 'confirmed' AND start < ?1 AND start > ?4 AND \"end\" > ?2 AND id <> ?3 \
+         LIMIT 1",
     )
-    .bind(end)
-    .bind(start)
+    .bind(ts(end))
+    .bind(ts(start))
     .bind(except)
+    .bind(ts(lower))
     .fetch_optional(conn)
     .await
     .map_err(calendar_db_error)?;
@@ -575,7 +596,7 @@ pub(super) async fn insert_booking(
         return Ok(());
     }
     if booking.status == BookingStatus::Confirmed
-        && overlaps_confirmed(&mut tx, &id, &start, &end).await?
+        && overlaps_confirmed(&mut tx, &id, booking.start, booking.end).await?
     {
         return Err(CalendarError::SlotTaken);
     }
@@ -603,11 +624,11 @@ pub(super) async fn insert_booking(
 pub(super) async fn move_booking(
     pool: &SqlitePool,
     id: BookingId,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    new_start: DateTime<Utc>,
+    new_end: DateTime<Utc>,
 ) -> Result<(), CalendarError> {
     let id = id.to_string();
-    let (start, end) = (ts(start), ts(end));
+    let (start, end) = (ts(new_start), ts(new_end));
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -626,7 +647,9 @@ pub(super) async fn move_booking(
         }
         Some(Some(status)) => status,
     };
-    if status == BookingStatus::Confirmed && overlaps_confirmed(&mut tx, &id, &start, &end).await? {
+    if status == BookingStatus::Confirmed
+        && overlaps_confirmed(&mut tx, &id, new_start, new_end).await?
+    {
         return Err(CalendarError::SlotTaken);
     }
     sqlx::query("UPDATE bookings SET start = ?1, \"end\" = ?2, updated_at = ?3 WHERE id = ?4")

@@ -59,6 +59,7 @@ on_both_backends!(
     ping_answers_and_an_empty_batch_is_fine,
     concurrent_writers_of_one_conversation_get_one_commit,
     a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
+    overlaps_are_refused_however_long_the_earlier_booking,
 );
 
 /// The commit checks the fencing token as well as the version: once a newer lease owner has
@@ -313,6 +314,69 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         end: start + chrono::Duration::minutes(minutes),
         status,
     }
+}
+
+/// The overlap check searches a window of starts bounded by the longest confirmed booking:
+/// a booking that starts days earlier still blocks, a pending or cancelled one never does,
+/// and a booking ending exactly where another starts is fine.
+async fn overlaps_are_refused_however_long_the_earlier_booking(db: Database) {
+    let day = |d: u32, h: u32| {
+        Utc.with_ymd_and_hms(2027, 3, d, h, 0, 0)
+            .single()
+            .expect("a valid test time")
+    };
+    let taken = |r: Result<(), sara_actors::ports::CalendarError>| {
+        matches!(r, Err(sara_actors::ports::CalendarError::SlotTaken))
+    };
+    // Many short bookings before and after, so the long one is not the latest start.
+    for h in 8..12 {
+        let short = booking(1, day(1, h), 30, BookingStatus::Confirmed);
+        db.insert_booking(&short).await.expect("a free short slot");
+        let later = booking(1, day(20, h), 30, BookingStatus::Confirmed);
+        db.insert_booking(&later).await.expect("a free later slot");
+    }
+    // Four days long, from March 2 at 12:00 to March 6 at 12:00.
+    let long = booking(2, day(2, 12), 4 * 24 * 60, BookingStatus::Confirmed);
+    db.insert_booking(&long).await.expect("a free long slot");
+    for h in 8..12 {
+        let short = booking(1, day(3, h), 30, BookingStatus::Confirmed);
+        assert!(
+            taken(db.insert_booking(&short).await),
+            "inside the long booking, {h}:00 on its second day"
+        );
+    }
+    let inside = booking(3, day(5, 23), 30, BookingStatus::Confirmed);
+    assert!(taken(db.insert_booking(&inside).await), "near its end");
+    let across = booking(3, day(6, 11), 120, BookingStatus::Confirmed);
+    assert!(taken(db.insert_booking(&across).await), "across its end");
+    let after = booking(3, day(6, 12), 30, BookingStatus::Confirmed);
+    db.insert_booking(&after)
+        .await
+        .expect("starts as the long one ends");
+    let pending = booking(4, day(4, 9), 30, BookingStatus::Pending);
+    db.insert_booking(&pending)
+        .await
+        .expect("pending never conflicts");
+
+    // Moving a short booking into the long one is refused; moving it clear is fine.
+    let movable = booking(5, day(10, 9), 30, BookingStatus::Confirmed);
+    db.insert_booking(&movable).await.expect("a free slot");
+    let (s, e) = (day(4, 9), day(4, 9) + chrono::Duration::minutes(30));
+    assert!(
+        taken(db.move_booking(movable.id, s, e).await),
+        "moved inside"
+    );
+    let (s, e) = (day(10, 10), day(10, 10) + chrono::Duration::minutes(30));
+    db.move_booking(movable.id, s, e)
+        .await
+        .expect("moved clear");
+
+    // Once the long booking is cancelled its days are free.
+    db.cancel_booking(long.id).await.expect("cancel");
+    let freed = booking(1, day(3, 9), 30, BookingStatus::Confirmed);
+    db.insert_booking(&freed)
+        .await
+        .expect("free after the cancel");
 }
 
 async fn bookings_are_shown_in_the_business_offset(db: Database) {

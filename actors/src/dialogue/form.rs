@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 
 use super::speech;
 use super::{Decision, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext};
-use crate::availability::{Availability, Unavailable, local_instant};
+use crate::availability::{Availability, Unavailable, busy_list, local_instant};
 use crate::model::{Booking, BookingStatus, Interval};
 use crate::understanding::{Act, Slot, Understanding};
 
@@ -374,6 +374,7 @@ fn service_minutes(form: &Form, ctx: &TurnContext) -> u32 {
 }
 
 /// The busy intervals that count for this form: a booking being moved does not block itself.
+/// Sorted and merged as [`Availability`] expects (the calendar's view already is).
 fn busy_for(form: &Form, ctx: &TurnContext) -> Vec<Interval> {
     let own = if form.kind == FormKind::Reschedule {
         chosen_booking(form, ctx)
@@ -381,11 +382,13 @@ fn busy_for(form: &Form, ctx: &TurnContext) -> Vec<Interval> {
         None
     };
     let buffer = Duration::minutes(i64::from(ctx.business.buffer_minutes));
-    ctx.busy
-        .iter()
-        .filter(|i| !own.is_some_and(|b| b.start <= i.start && i.end <= b.end + buffer))
-        .copied()
-        .collect()
+    busy_list(
+        ctx.busy
+            .iter()
+            .filter(|i| !own.is_some_and(|b| b.start <= i.start && i.end <= b.end + buffer))
+            .copied()
+            .collect(),
+    )
 }
 
 /// Decides what to say next from what the form knows: check the time, offer alternatives,

@@ -3,6 +3,7 @@
 //! store round trip. The store behind the `Calendar` port still refuses overlaps, so a stale
 //! view here can cost a re-offer, never a double booking.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,9 +62,12 @@ pub enum CalendarMsg {
 pub struct CalendarState {
     calendar: Arc<dyn Calendar>,
     clock: Arc<dyn Clock>,
-    /// Upcoming bookings that are not cancelled, by start.
-    bookings: Vec<Booking>,
-    /// Confirmed intervals of `bookings`, shared with every turn until the next change.
+    /// Upcoming bookings that are not cancelled.
+    bookings: HashMap<BookingId, Booking>,
+    /// The ids in `bookings` of each phone, so a view need not look at everyone's.
+    by_phone: HashMap<Phone, Vec<BookingId>>,
+    /// Confirmed intervals of `bookings` sorted by start, shared with every turn until the
+    /// next change. Kept up to date one booking at a time rather than rebuilt.
     busy: Arc<[Interval]>,
     /// The booking writer's queue: bookings are written one at a time, in order, by one task
     /// beside the actor, so views never wait behind a write.
@@ -93,39 +97,95 @@ async fn write_bookings(
     }
 }
 
+fn interval(b: &Booking) -> Interval {
+    Interval {
+        start: b.start,
+        end: b.end,
+    }
+}
+
 impl CalendarState {
-    fn rebuild(&mut self) {
-        self.bookings.sort_by_key(|b| b.start);
-        self.busy = self
-            .bookings
+    /// Replaces everything with `bookings` (a reload from the store).
+    fn set_all(&mut self, bookings: Vec<Booking>) {
+        let mut busy: Vec<Interval> = bookings
             .iter()
             .filter(|b| b.status == BookingStatus::Confirmed)
-            .map(|b| Interval {
-                start: b.start,
-                end: b.end,
-            })
+            .map(interval)
             .collect();
+        busy.sort_unstable_by_key(|i| (i.start, i.end));
+        self.busy = Arc::from(busy);
+        self.by_phone.clear();
+        for b in &bookings {
+            self.by_phone.entry(b.phone.clone()).or_default().push(b.id);
+        }
+        self.bookings = bookings.into_iter().map(|b| (b.id, b)).collect();
+    }
+
+    /// Adds or replaces one booking.
+    fn insert(&mut self, booking: Booking) {
+        self.remove(booking.id);
+        if booking.status == BookingStatus::Confirmed {
+            let mut busy = self.busy.to_vec();
+            let i = interval(&booking);
+            busy.insert(
+                busy.partition_point(|b| (b.start, b.end) < (i.start, i.end)),
+                i,
+            );
+            self.busy = Arc::from(busy);
+        }
+        self.by_phone
+            .entry(booking.phone.clone())
+            .or_default()
+            .push(booking.id);
+        self.bookings.insert(booking.id, booking);
+    }
+
+    /// Forgets one booking (cancelled, or about to be replaced); its interval, if confirmed,
+    /// is no longer busy.
+    fn remove(&mut self, id: BookingId) -> Option<Booking> {
+        let old = self.bookings.remove(&id)?;
+        if let Some(ids) = self.by_phone.get_mut(&old.phone) {
+            ids.retain(|&b| b != id);
+            if ids.is_empty() {
+                self.by_phone.remove(&old.phone);
+            }
+        }
+        if old.status == BookingStatus::Confirmed {
+            let i = interval(&old);
+            let at = self
+                .busy
+                .partition_point(|b| (b.start, b.end) < (i.start, i.end));
+            if self.busy.get(at) == Some(&i) {
+                let mut busy = self.busy.to_vec();
+                busy.remove(at);
+                self.busy = Arc::from(busy);
+            }
+        }
+        Some(old)
     }
 
     async fn reload(&mut self) -> Result<(), CalendarError> {
         let from = self.clock.now() - chrono::Duration::days(1);
-        self.bookings = self.calendar.upcoming(from).await?;
-        self.rebuild();
+        let bookings = self.calendar.upcoming(from).await?;
+        self.set_all(bookings);
         Ok(())
     }
 
     fn view(&self, phone: &Phone) -> CalendarView {
         let now = self.clock.now();
+        let mut mine: Vec<Booking> = self
+            .by_phone
+            .get(phone)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.bookings.get(id))
+            .filter(|b| b.end > now && b.status != BookingStatus::Cancelled)
+            .cloned()
+            .collect();
+        mine.sort_by_key(|b| b.start);
         CalendarView {
             busy: self.busy.clone(),
-            mine: self
-                .bookings
-                .iter()
-                .filter(|b| {
-                    &b.phone == phone && b.end > now && b.status != BookingStatus::Cancelled
-                })
-                .cloned()
-                .collect(),
+            mine,
         }
     }
 }
@@ -145,7 +205,8 @@ impl Actor for CalendarActor {
         let mut state = CalendarState {
             calendar: args.calendar,
             clock: args.clock,
-            bookings: Vec::new(),
+            bookings: HashMap::new(),
+            by_phone: HashMap::new(),
             busy: Arc::from(Vec::new()),
             writes,
         };
@@ -183,11 +244,7 @@ impl Actor for CalendarActor {
                 reply,
             } => {
                 match &result {
-                    Ok(()) => {
-                        state.bookings.retain(|b| b.id != booking.id);
-                        state.bookings.push(booking);
-                        state.rebuild();
-                    }
+                    Ok(()) => state.insert(booking),
                     // Someone else took it: our view is stale, so look again.
                     Err(CalendarError::SlotTaken) => {
                         let _ = state.reload().await;
@@ -205,11 +262,11 @@ impl Actor for CalendarActor {
                 let result = state.calendar.reschedule(id, start, end).await;
                 match &result {
                     Ok(()) => {
-                        if let Some(b) = state.bookings.iter_mut().find(|b| b.id == id) {
+                        if let Some(mut b) = state.remove(id) {
                             b.start = start;
                             b.end = end;
+                            state.insert(b);
                         }
-                        state.rebuild();
                     }
                     Err(CalendarError::SlotTaken | CalendarError::NotFound) => {
                         let _ = state.reload().await;
@@ -221,8 +278,7 @@ impl Actor for CalendarActor {
             CalendarMsg::Cancel { id, reply } => {
                 let result = state.calendar.cancel(id).await;
                 if result.is_ok() {
-                    state.bookings.retain(|b| b.id != id);
-                    state.rebuild();
+                    state.remove(id);
                 }
                 let _ = reply.send(result);
             }
