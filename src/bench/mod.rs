@@ -305,7 +305,12 @@ async fn start_sara(config: Config, listener: TcpListener) -> anyhow::Result<(Se
 }
 
 /// Runs the benchmark described by `options`.
-pub async fn run(config: Config, options: BenchOptions) -> anyhow::Result<Report> {
+pub async fn run(mut config: Config, options: BenchOptions) -> anyhow::Result<Report> {
+    // The bench's database is thrown away afterwards, so a throwaway key is the right one
+    // (PostgreSQL refuses to start without a key).
+    if config.storage.encryption_key.is_none() {
+        config.storage.encryption_key = Some(crate::store::EncryptionKey::generate().to_base64());
+    }
     let concurrency = options.concurrency.max(1);
     let client = load::client(concurrency.max(256));
     let (temp, db_url) = TempDb::create(options.backend, &options.postgres).await?;
