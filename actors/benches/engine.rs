@@ -19,12 +19,10 @@ use std::time::{Duration, Instant};
 use chrono::{Datelike, NaiveTime, Utc, Weekday};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sara_actors::business::Business;
-use sara_actors::engine::{Engine, EngineSettings, Inbound, Ports, TurnError};
-use sara_actors::memory::{MemoryCalendar, MemoryStore};
+use sara_actors::engine::{Engine, EngineSettings, Inbound, TurnError};
+use sara_actors::memory::MemoryStore;
 use sara_actors::model::{Channel, Phone};
-use sara_actors::ports::{
-    BoxFuture, ConversationStore, KnowledgeBase, Nlu, NluError, SystemClock, TurnCommit, TurnRecord,
-};
+use sara_actors::ports::{BoxFuture, ConversationStore, Nlu, NluError, TurnCommit, TurnRecord};
 use sara_actors::understanding::{Act, NluContext, Understanding};
 
 /// "book" = a cleaning next week at 10:00 for Sam Ortiz; "no" = a refusal.
@@ -67,13 +65,6 @@ impl Nlu for FixedNlu {
     }
 }
 
-struct NoAnswers;
-impl KnowledgeBase for NoAnswers {
-    fn answer(&self, _: &str) -> Option<String> {
-        None
-    }
-}
-
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -82,16 +73,7 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 async fn engine(settings: EngineSettings) -> (Engine, Arc<MemoryStore>) {
-    let store = Arc::new(MemoryStore::default());
-    let ports = Ports {
-        nlu: Arc::new(FixedNlu),
-        fallback_nlu: None,
-        knowledge: Arc::new(NoAnswers),
-        calendar: Arc::new(MemoryCalendar::default()),
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
-        notifier: None,
-    };
+    let (ports, store) = sara_actors::memory::in_memory_ports(Arc::new(FixedNlu));
     let engine = Engine::start(Business::example(), settings, ports)
         .await
         .expect("engine starts");

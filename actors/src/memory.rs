@@ -1,15 +1,17 @@
-//! In-memory implementations of the store and calendar ports: for engine tests and the
-//! in-process benchmarks (no I/O, so they measure the engine alone).
+//! In-memory implementations of the store, calendar and knowledge-base ports, and a set of
+//! ports built from them: for engine tests and the in-process benchmarks (no I/O, so they
+//! measure the engine alone).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use crate::engine::Ports;
 use crate::model::{Booking, BookingId, BookingStatus, Interval, Phone};
 use crate::ports::{
-    BoxFuture, Calendar, CalendarError, CommitOutcome, ConversationStore, StoreError,
-    StoredConversation, TurnCommit, TurnRecord,
+    BoxFuture, Calendar, CalendarError, CommitOutcome, ConversationStore, KnowledgeBase, Nlu,
+    StoreError, StoredConversation, SystemClock, TurnCommit, TurnRecord,
 };
 
 #[derive(Default)]
@@ -205,4 +207,28 @@ impl Calendar for MemoryCalendar {
         };
         Box::pin(async move { result })
     }
+}
+
+/// A knowledge base that knows nothing (every question goes to staff).
+pub struct NoAnswers;
+
+impl KnowledgeBase for NoAnswers {
+    fn answer(&self, _: &str) -> Option<String> {
+        None
+    }
+}
+
+/// Ports with `nlu` and everything else in memory; the store is returned too, to inspect.
+pub fn in_memory_ports(nlu: Arc<dyn Nlu>) -> (Ports, Arc<MemoryStore>) {
+    let store = Arc::new(MemoryStore::default());
+    let ports = Ports {
+        nlu,
+        fallback_nlu: None,
+        knowledge: Arc::new(NoAnswers),
+        calendar: Arc::new(MemoryCalendar::default()),
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        notifier: None,
+    };
+    (ports, store)
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use chrono::Utc;
 
 use super::*;
-use crate::memory::{MemoryCalendar, MemoryStore};
-use crate::ports::{BoxFuture, NluError, SystemClock, TurnCommit, TurnRecord};
+use crate::memory::MemoryStore;
+use crate::ports::{BoxFuture, NluError, TurnCommit, TurnRecord};
 use crate::understanding::{NluContext, Understanding};
 
 struct NothingNlu;
@@ -25,24 +25,8 @@ impl Nlu for NothingNlu {
     }
 }
 
-struct NoAnswers;
-impl KnowledgeBase for NoAnswers {
-    fn answer(&self, _: &str) -> Option<String> {
-        None
-    }
-}
-
 async fn engine(settings: EngineSettings) -> (Engine, Arc<MemoryStore>) {
-    let store = Arc::new(MemoryStore::default());
-    let ports = Ports {
-        nlu: Arc::new(NothingNlu),
-        fallback_nlu: None,
-        knowledge: Arc::new(NoAnswers),
-        calendar: Arc::new(MemoryCalendar::default()),
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
-        notifier: None,
-    };
+    let (ports, store) = crate::memory::in_memory_ports(Arc::new(NothingNlu));
     let engine = Engine::start(Business::example(), settings, ports)
         .await
         .expect("engine starts");
@@ -230,16 +214,7 @@ impl crate::ports::Leases for FakeLeases {
 }
 
 async fn leased_engine(leases: Arc<FakeLeases>) -> (Engine, Arc<MemoryStore>) {
-    let store = Arc::new(MemoryStore::default());
-    let ports = Ports {
-        nlu: Arc::new(NothingNlu),
-        fallback_nlu: None,
-        knowledge: Arc::new(NoAnswers),
-        calendar: Arc::new(MemoryCalendar::default()),
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
-        notifier: None,
-    };
+    let (ports, store) = crate::memory::in_memory_ports(Arc::new(NothingNlu));
     let engine = Engine::start_with_leases(
         Business::example(),
         EngineSettings::default(),
