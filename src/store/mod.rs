@@ -119,6 +119,8 @@ pub struct TurnView {
     pub text: String,
     pub reply: String,
     pub intent: String,
+    /// Which understanding read the message ("rules", "llm", "staff").
+    pub nlu: String,
     pub at: DateTime<Utc>,
 }
 

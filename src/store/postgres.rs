@@ -322,6 +322,7 @@ type TurnRow = (
     Vec<u8>,
     Vec<u8>,
     String,
+    String,
     DateTime<Utc>,
 );
 
@@ -340,7 +341,7 @@ pub(super) async fn conversation_log(
         return Ok(None);
     };
     let rows: Vec<TurnRow> = sqlx::query_as(
-        "SELECT seq, channel, provider_id, text, reply, intent, at FROM turns \
+        "SELECT seq, channel, provider_id, text, reply, intent, nlu, at FROM turns \
          WHERE contact_key = $1 ORDER BY seq",
     )
     .bind(key)
@@ -349,17 +350,20 @@ pub(super) async fn conversation_log(
     .map_err(unavailable)?;
     let turns = rows
         .into_iter()
-        .map(|(seq, channel, provider_id, text, reply, intent, at)| {
-            Ok(TurnView {
-                seq,
-                channel: parse_channel(&channel)?,
-                provider_id,
-                text: sealer.open_str(Field::TurnText, &text)?,
-                reply: sealer.open_str(Field::TurnReply, &reply)?,
-                intent,
-                at,
-            })
-        })
+        .map(
+            |(seq, channel, provider_id, text, reply, intent, nlu, at)| {
+                Ok(TurnView {
+                    seq,
+                    channel: parse_channel(&channel)?,
+                    provider_id,
+                    text: sealer.open_str(Field::TurnText, &text)?,
+                    reply: sealer.open_str(Field::TurnReply, &reply)?,
+                    intent,
+                    nlu,
+                    at,
+                })
+            },
+        )
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(Some(ConversationLog {
         conversation: sealer.open_str(Field::ContactPhone, &phone)?,

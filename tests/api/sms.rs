@@ -67,6 +67,10 @@ async fn a_booking_spread_over_turns_in_any_order_with_a_correction_lands_at_the
         "gapless: {seqs:?}"
     );
     assert_eq!(turns[5]["text"], "yes please");
+    assert_eq!(
+        turns[5]["nlu"], "rules",
+        "the log says which understanding read it"
+    );
 }
 
 #[tokio::test]
