@@ -522,6 +522,49 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
+/// A conversation row as both backends read it, its state opened.
+fn open_conversation(
+    sealer: &Sealer,
+    state: &[u8],
+    version: i64,
+    owner_epoch: i64,
+) -> Result<StoredConversation, StoreError> {
+    Ok(StoredConversation {
+        state: sealer.open_str(Field::ConversationState, state)?,
+        version,
+        owner_epoch,
+    })
+}
+
+/// A turn row as both backends read it (seq, channel, provider id, sealed text, sealed reply,
+/// intent, nlu), opened; each backend reads `at` its own way.
+type SealedTurnRow = (
+    i64,
+    String,
+    Option<String>,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    String,
+);
+
+fn open_turn(
+    sealer: &Sealer,
+    (seq, channel, provider_id, text, reply, intent, nlu): SealedTurnRow,
+    at: DateTime<Utc>,
+) -> Result<TurnView, StoreError> {
+    Ok(TurnView {
+        seq,
+        channel: parse_channel(&channel)?,
+        provider_id,
+        text: sealer.open_str(Field::TurnText, &text)?,
+        reply: sealer.open_str(Field::TurnReply, &reply)?,
+        intent,
+        nlu,
+        at,
+    })
+}
+
 fn parse_channel(s: &str) -> Result<Channel, StoreError> {
     Channel::parse(s).ok_or_else(|| corrupt("unknown channel in the turn log"))
 }

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::crypto::{Field, Sealer};
 use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, TurnView, describe, parse_channel,
+    BookingCounts, ConversationLog, Stats, StoreError, describe, open_conversation, open_turn,
     parse_phone, parse_status, unavailable,
 };
 
@@ -52,14 +52,8 @@ pub(super) async fn load(
     .fetch_optional(pool)
     .await
     .map_err(unavailable)?;
-    row.map(|(state, version, owner_epoch)| {
-        Ok(StoredConversation {
-            state: sealer.open_str(Field::ConversationState, &state)?,
-            version,
-            owner_epoch,
-        })
-    })
-    .transpose()
+    row.map(|(state, version, owner_epoch)| open_conversation(sealer, &state, version, owner_epoch))
+        .transpose()
 }
 
 /// The whole batch in one transaction, in `3 + n` statements: one query finds the batch's
@@ -352,16 +346,8 @@ pub(super) async fn conversation_log(
         .into_iter()
         .map(
             |(seq, channel, provider_id, text, reply, intent, nlu, at)| {
-                Ok(TurnView {
-                    seq,
-                    channel: parse_channel(&channel)?,
-                    provider_id,
-                    text: sealer.open_str(Field::TurnText, &text)?,
-                    reply: sealer.open_str(Field::TurnReply, &reply)?,
-                    intent,
-                    nlu,
-                    at,
-                })
+                let sealed = (seq, channel, provider_id, text, reply, intent, nlu);
+                open_turn(sealer, sealed, at)
             },
         )
         .collect::<Result<Vec<_>, StoreError>>()?;

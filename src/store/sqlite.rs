@@ -13,8 +13,8 @@ use sqlx::SqlitePool;
 
 use super::crypto::{Field, Sealer};
 use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, TurnView, corrupt, describe, parse_channel,
-    parse_phone, parse_status, unavailable,
+    BookingCounts, ConversationLog, Stats, StoreError, corrupt, describe, open_conversation,
+    open_turn, parse_phone, parse_status, unavailable,
 };
 
 /// Instants are stored as fixed-width UTC text (microseconds, `Z`), so that text order is
@@ -55,14 +55,8 @@ pub(super) async fn load(
     .fetch_optional(pool)
     .await
     .map_err(unavailable)?;
-    row.map(|(state, version, owner_epoch)| {
-        Ok(StoredConversation {
-            state: sealer.open_str(Field::ConversationState, &state)?,
-            version,
-            owner_epoch,
-        })
-    })
-    .transpose()
+    row.map(|(state, version, owner_epoch)| open_conversation(sealer, &state, version, owner_epoch))
+        .transpose()
 }
 
 /// The whole batch in one `BEGIN IMMEDIATE … COMMIT`, in at most five statements whatever
@@ -421,16 +415,8 @@ pub(super) async fn conversation_log(
         .into_iter()
         .map(
             |(seq, channel, provider_id, text, reply, intent, nlu, at)| {
-                Ok(TurnView {
-                    seq,
-                    channel: parse_channel(&channel)?,
-                    provider_id,
-                    text: sealer.open_str(Field::TurnText, &text)?,
-                    reply: sealer.open_str(Field::TurnReply, &reply)?,
-                    intent,
-                    nlu,
-                    at: parse_ts(&at)?,
-                })
+                let sealed = (seq, channel, provider_id, text, reply, intent, nlu);
+                open_turn(sealer, sealed, parse_ts(&at)?)
             },
         )
         .collect::<Result<Vec<_>, StoreError>>()?;
