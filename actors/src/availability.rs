@@ -43,7 +43,7 @@ pub fn local_instant(tz: Tz, date: NaiveDate, time: NaiveTime) -> Option<DateTim
 /// intervals block (each busy interval's buffer follows its end, and a merged end is the
 /// latest of the ends). Cheap on a list that is already sorted and apart.
 pub fn busy_list(mut busy: Vec<Interval>) -> Vec<Interval> {
-    if busy.windows(2).all(|w| w[0].end <= w[1].start) {
+    if is_busy_list(&busy) {
         return busy;
     }
     busy.sort_unstable_by_key(|b| (b.start, b.end));
@@ -55,6 +55,11 @@ pub fn busy_list(mut busy: Vec<Interval>) -> Vec<Interval> {
         }
     }
     merged
+}
+
+/// Whether `busy` already is what [`busy_list`] makes: sorted by start, no two overlapping.
+pub fn is_busy_list(busy: &[Interval]) -> bool {
+    busy.windows(2).all(|w| w[0].end <= w[1].start)
 }
 
 /// Opening-hours arithmetic for one business.

@@ -58,6 +58,23 @@ pub trait Calendar: Send + Sync + 'static {
     /// Writes a confirmed booking; `SlotTaken` when it overlaps another confirmed booking.
     fn book<'a>(&'a self, booking: &'a Booking) -> BoxFuture<'a, Result<(), CalendarError>>;
 
+    /// Writes several bookings, decided in order as if [`Calendar::book`] were called for each
+    /// one after the other: one result per booking, so a later booking that overlaps an
+    /// earlier one of the same batch gets `SlotTaken`. A calendar that can (the local one)
+    /// writes them in one transaction; the default books them one at a time.
+    fn book_many<'a>(
+        &'a self,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Vec<Result<(), CalendarError>>> {
+        Box::pin(async move {
+            let mut results = Vec::with_capacity(bookings.len());
+            for booking in bookings {
+                results.push(self.book(booking).await);
+            }
+            results
+        })
+    }
+
     /// Moves a booking; the old time is released only if the new one is free.
     fn reschedule(
         &self,

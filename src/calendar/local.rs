@@ -29,6 +29,13 @@ impl Calendar for LocalCalendar {
         Box::pin(self.db.insert_booking(booking))
     }
 
+    fn book_many<'a>(
+        &'a self,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Vec<Result<(), CalendarError>>> {
+        Box::pin(self.db.insert_bookings(bookings))
+    }
+
     fn reschedule(
         &self,
         id: BookingId,
@@ -80,7 +87,57 @@ mod tests {
         rescheduling_into_a_taken_slot_keeps_the_old_time,
         cancelling_frees_the_slot_and_is_idempotent,
         upcoming_skips_past_and_cancelled_bookings_in_start_order,
+        a_batch_of_bookings_is_decided_in_order_as_one_write_each,
+        a_batch_without_overlaps_writes_every_booking,
     );
+
+    async fn a_batch_of_bookings_is_decided_in_order_as_one_write_each(db: Database) {
+        let calendar = LocalCalendar::new(db);
+        let existing = booking(nine_am() + Duration::hours(3), 60);
+        calendar.book(&existing).await.expect("book");
+        let first = booking(nine_am(), 30);
+        let overlaps_first = booking(nine_am() + Duration::minutes(15), 30);
+        let retry_of_first = first.clone();
+        let overlaps_existing = booking(existing.start + Duration::minutes(30), 60);
+        let free = booking(nine_am() + Duration::hours(1), 30);
+        let batch = vec![
+            first.clone(),
+            overlaps_first,
+            retry_of_first,
+            overlaps_existing,
+            free.clone(),
+            existing.clone(),
+        ];
+        assert_eq!(
+            calendar.book_many(&batch).await,
+            vec![
+                Ok(()),
+                Err(CalendarError::SlotTaken),
+                Ok(()),
+                Err(CalendarError::SlotTaken),
+                Ok(()),
+                Ok(()),
+            ]
+        );
+        let upcoming = calendar.upcoming(nine_am()).await.expect("upcoming");
+        assert_eq!(upcoming, vec![first, free, existing]);
+    }
+
+    async fn a_batch_without_overlaps_writes_every_booking(db: Database) {
+        let calendar = LocalCalendar::new(db);
+        let batch: Vec<Booking> = (0..40)
+            .map(|i| booking(nine_am() + Duration::minutes(30 * i), 30))
+            .collect();
+        let results = calendar.book_many(&batch).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(
+            calendar.book_many(&batch).await,
+            vec![Ok(()); 40],
+            "a retry"
+        );
+        let upcoming = calendar.upcoming(nine_am()).await.expect("upcoming");
+        assert_eq!(upcoming, batch);
+    }
 
     async fn twenty_concurrent_bookers_of_one_slot_get_exactly_one_booking(db: Database) {
         let calendar = Arc::new(LocalCalendar::new(db));

@@ -90,6 +90,8 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct Database {
     pool: Pool,
     sealer: Arc<Sealer>,
+    /// SQLite only: this process's queue for the write lock ([`sqlite::WriteGate`]).
+    sqlite_writes: Arc<sqlite::WriteGate>,
 }
 
 #[derive(Clone, Debug)]
@@ -255,6 +257,7 @@ impl Database {
         Database {
             pool,
             sealer: Arc::new(Sealer::new(key)),
+            sqlite_writes: Arc::new(sqlite::WriteGate::default()),
         }
     }
 
@@ -411,10 +414,23 @@ impl Database {
     /// Writes a booking, idempotent by id; `SlotTaken` when a confirmed booking overlaps a
     /// confirmed one.
     pub async fn insert_booking(&self, booking: &Booking) -> Result<(), CalendarError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlite::insert_booking(pool, &self.sealer, booking).await,
-            Pool::Postgres(pool) => postgres::insert_booking(pool, &self.sealer, booking).await,
-        }
+        self.insert_bookings(std::slice::from_ref(booking))
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(CalendarError::Unavailable("no booking result".into())))
+    }
+
+    /// Writes several bookings in one transaction, decided in order as one
+    /// [`Database::insert_booking`] each would be; one result per booking.
+    pub async fn insert_bookings(&self, bookings: &[Booking]) -> Vec<Result<(), CalendarError>> {
+        let outcome = match &self.pool {
+            Pool::Sqlite(pool) => {
+                sqlite::insert_bookings(pool, &self.sqlite_writes, &self.sealer, bookings).await
+            }
+            Pool::Postgres(pool) => postgres::insert_bookings(pool, &self.sealer, bookings).await,
+        };
+        outcome.unwrap_or_else(|error| vec![Err(error); bookings.len()])
     }
 
     /// Moves a booking that is not cancelled; the old time is kept when the new one is taken.
@@ -425,7 +441,9 @@ impl Database {
         end: DateTime<Utc>,
     ) -> Result<(), CalendarError> {
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::move_booking(pool, id, start, end).await,
+            Pool::Sqlite(pool) => {
+                sqlite::move_booking(pool, &self.sqlite_writes, id, start, end).await
+            }
             Pool::Postgres(pool) => postgres::move_booking(pool, id, start, end).await,
         }
     }
@@ -433,7 +451,7 @@ impl Database {
     /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
     pub async fn cancel_booking(&self, id: BookingId) -> Result<(), CalendarError> {
         match &self.pool {
-            Pool::Sqlite(pool) => sqlite::cancel_booking(pool, id).await,
+            Pool::Sqlite(pool) => sqlite::cancel_booking(pool, &self.sqlite_writes, id).await,
             Pool::Postgres(pool) => postgres::cancel_booking(pool, id).await,
         }
     }
@@ -462,7 +480,9 @@ impl ConversationStore for Database {
                 return Ok(Vec::new());
             }
             match &self.pool {
-                Pool::Sqlite(pool) => sqlite::commit(pool, &self.sealer, &batch).await,
+                Pool::Sqlite(pool) => {
+                    sqlite::commit(pool, &self.sqlite_writes, &self.sealer, &batch).await
+                }
                 Pool::Postgres(pool) => postgres::commit(pool, &self.sealer, &batch).await,
             }
         })

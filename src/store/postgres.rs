@@ -5,7 +5,7 @@
 //! then re-checks), and the exclusion constraint `bookings_no_overlap` forbids two confirmed
 //! bookings at once whichever instance writes them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use sara_actors::model::{Booking, BookingId, BookingStatus};
@@ -56,10 +56,12 @@ pub(super) async fn load(
         .transpose()
 }
 
-/// The whole batch in one transaction, in `3 + n` statements: one query finds the batch's
-/// already committed provider ids, one inserts the new contacts, one compare-and-swap per
-/// item updates (or creates) its conversation, and one inserts every committed turn (the
-/// lists travel as arrays and come back as rows through `UNNEST`).
+/// The whole batch in one transaction, in a handful of statements whatever its size: one
+/// query finds the batch's already committed provider ids, one inserts the new contacts,
+/// [`swap_all`] compare-and-swaps every conversation (lock, insert new, update existing,
+/// and a look at the refused ones), and one inserts every committed turn. The lists travel
+/// as arrays and come back as rows through `UNNEST`, so a batch of 300 turns is not 300
+/// round trips inside one transaction (the commit of the next batch waits for those).
 ///
 /// Two instances cannot both insert the same provider id: a provider id belongs to one
 /// phone, and the compare-and-swap on that phone's conversation row makes the second writer
@@ -133,8 +135,48 @@ pub(super) async fn commit(
     }
 
     let mut outcomes: Vec<Option<CommitOutcome>> = vec![None; batch.len()];
-    let mut turns = TurnColumns::default();
+    // Items already committed (a provider's retry) are answered with their stored reply.
+    // Of the rest, the first item of each conversation goes into the set-based
+    // compare-and-swap below; a second item of the same conversation in one batch (rare: a
+    // conversation's turns are one at a time) must see the first one's version, so it is
+    // swapped on its own afterwards.
+    let mut first: Vec<usize> = Vec::with_capacity(batch.len());
+    let mut later: Vec<usize> = Vec::new();
+    let mut seen_keys: HashSet<&str> = HashSet::with_capacity(batch.len());
     for &i in &order {
+        if let Some(reply) = batch[i]
+            .turn
+            .provider_id
+            .as_deref()
+            .and_then(|id| replies.get(id))
+        {
+            outcomes[i] = Some(CommitOutcome::Duplicate {
+                reply: reply.clone(),
+            });
+        } else if seen_keys.insert(keys[i].as_str()) {
+            first.push(i);
+        } else {
+            later.push(i);
+        }
+    }
+    let swapped = swap_all(&mut tx, batch, &keys, &sealed, &first, now).await?;
+    let mut turns = TurnColumns::default();
+    for &i in &first {
+        match swapped.get(keys[i].as_str()) {
+            Some(&Swap::Done { version, seq }) => {
+                turns.push(&batch[i], &keys[i], &sealed[i], seq);
+                if let Some(id) = &batch[i].turn.provider_id {
+                    replies.insert(id.clone(), batch[i].turn.reply.clone());
+                }
+                outcomes[i] = Some(CommitOutcome::Committed { version });
+            }
+            Some(Swap::Refused { stored_epoch }) => {
+                outcomes[i] = Some(refusal(&batch[i], *stored_epoch));
+            }
+            None => outcomes[i] = Some(refusal(&batch[i], None)),
+        }
+    }
+    for &i in &later {
         let (item, key, sealed) = (&batch[i], &keys[i], &sealed[i]);
         if let Some(reply) = item
             .turn
@@ -161,8 +203,6 @@ pub(super) async fn commit(
             .await
             .map_err(unavailable)?
         } else {
-            // The version check and the fencing check in one compare-and-swap (a token of 0
-            // is an unfenced commit: no lease was held, the version check alone decides).
             sqlx::query_as(
                 "UPDATE conversations \
                  SET state = $1, version = version + 1, last_seq = last_seq + 1, updated_at = $2, \
@@ -180,36 +220,18 @@ pub(super) async fn commit(
             .map_err(unavailable)?
         };
         let Some((version, seq)) = swapped else {
-            // Refused: tell a fenced-off writer (a newer lease owner committed) from a plain
-            // version conflict, since only the latter is worth redoing.
             let stored: Option<i64> =
                 sqlx::query_scalar("SELECT owner_epoch FROM conversations WHERE contact_key = $1")
                     .bind(key)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(unavailable)?;
-            let fenced = item.owner_epoch > 0 && stored.is_some_and(|e| e > item.owner_epoch);
-            outcomes[i] = Some(if fenced {
-                CommitOutcome::Fenced
-            } else {
-                CommitOutcome::VersionConflict
-            });
+            outcomes[i] = Some(refusal(item, stored));
             continue;
         };
-        let turn = &item.turn;
-        turns.key.push(key.as_str());
-        turns.seq.push(seq);
-        turns.channel.push(turn.channel.as_str());
-        turns.provider_id.push(turn.provider_id.as_deref());
-        turns.text.push(&sealed.text);
-        turns.reply.push(&sealed.reply);
-        turns.intent.push(&turn.intent);
-        turns.nlu.push(&turn.nlu);
-        turns.understood.push(&sealed.understood);
-        turns.at.push(turn.at);
-        turns.elapsed_ms.push(i64::from(turn.elapsed_ms));
-        if let Some(id) = &turn.provider_id {
-            replies.insert(id.clone(), turn.reply.clone());
+        turns.push(item, key, sealed, seq);
+        if let Some(id) = &item.turn.provider_id {
+            replies.insert(id.clone(), item.turn.reply.clone());
         }
         outcomes[i] = Some(CommitOutcome::Committed { version });
     }
@@ -243,6 +265,133 @@ pub(super) async fn commit(
         .collect())
 }
 
+/// What the set-based compare-and-swap did to one conversation.
+enum Swap {
+    /// Swapped: the conversation's new version and its new turn's seq.
+    Done { version: i64, seq: i64 },
+    /// Refused; the stored fencing token, when the conversation exists.
+    Refused { stored_epoch: Option<i64> },
+}
+
+/// A refused compare-and-swap: a fenced-off writer (a newer lease owner committed) is told
+/// apart from a plain version conflict, since only the latter is worth redoing.
+fn refusal(item: &TurnCommit, stored_epoch: Option<i64>) -> CommitOutcome {
+    if item.owner_epoch > 0 && stored_epoch.is_some_and(|e| e > item.owner_epoch) {
+        CommitOutcome::Fenced
+    } else {
+        CommitOutcome::VersionConflict
+    }
+}
+
+/// The compare-and-swap of the items `which` (at most one per conversation) in a fixed number
+/// of statements whatever their count: lock the existing rows in contact-key order (so two
+/// instances' batches cannot deadlock), insert the new conversations, update the others
+/// where version and fencing token allow, and read the stored token of the refused ones.
+/// Each statement takes its items as arrays through `UNNEST`, so the round trips to the
+/// database do not grow with the batch.
+async fn swap_all<'k>(
+    tx: &mut sqlx::PgConnection,
+    batch: &[TurnCommit],
+    keys: &'k [String],
+    sealed: &[SealedTurn],
+    which: &[usize],
+    now: DateTime<Utc>,
+) -> Result<HashMap<&'k str, Swap>, StoreError> {
+    let mut result: HashMap<&'k str, Swap> = HashMap::with_capacity(which.len());
+    if which.is_empty() {
+        return Ok(result);
+    }
+    let all_keys: Vec<&str> = which.iter().map(|&i| keys[i].as_str()).collect();
+    sqlx::query(
+        "SELECT 1 FROM conversations WHERE contact_key = ANY($1) \
+         ORDER BY contact_key FOR UPDATE",
+    )
+    .bind(&all_keys)
+    .execute(&mut *tx)
+    .await
+    .map_err(unavailable)?;
+
+    let (new, old): (Vec<usize>, Vec<usize>) =
+        which.iter().partition(|&&i| batch[i].expected_version == 0);
+    let mut done: Vec<(String, i64, i64)> = Vec::with_capacity(which.len());
+    if !new.is_empty() {
+        let new_keys: Vec<&str> = new.iter().map(|&i| keys[i].as_str()).collect();
+        let states: Vec<&[u8]> = new.iter().map(|&i| sealed[i].state.as_slice()).collect();
+        let epochs: Vec<i64> = new.iter().map(|&i| batch[i].owner_epoch).collect();
+        let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
+            "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
+             owner_epoch) \
+             SELECT key, state, 1, 1, $4, epoch \
+             FROM UNNEST($1::text[], $2::bytea[], $3::bigint[]) AS i (key, state, epoch) \
+             ON CONFLICT (contact_key) DO NOTHING \
+             RETURNING contact_key, version, last_seq",
+        )
+        .bind(&new_keys)
+        .bind(&states)
+        .bind(&epochs)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        done.extend(inserted);
+    }
+    if !old.is_empty() {
+        let old_keys: Vec<&str> = old.iter().map(|&i| keys[i].as_str()).collect();
+        let states: Vec<&[u8]> = old.iter().map(|&i| sealed[i].state.as_slice()).collect();
+        let versions: Vec<i64> = old.iter().map(|&i| batch[i].expected_version).collect();
+        let epochs: Vec<i64> = old.iter().map(|&i| batch[i].owner_epoch).collect();
+        // A token of 0 is an unfenced commit: no lease was held, the version check decides.
+        let updated: Vec<(String, i64, i64)> = sqlx::query_as(
+            "UPDATE conversations AS c \
+             SET state = i.state, version = c.version + 1, last_seq = c.last_seq + 1, \
+             updated_at = $5, owner_epoch = GREATEST(c.owner_epoch, i.epoch) \
+             FROM UNNEST($1::text[], $2::bytea[], $3::bigint[], $4::bigint[]) \
+             AS i (key, state, expected, epoch) \
+             WHERE c.contact_key = i.key AND c.version = i.expected \
+             AND (i.epoch = 0 OR c.owner_epoch <= i.epoch) \
+             RETURNING c.contact_key, c.version, c.last_seq",
+        )
+        .bind(&old_keys)
+        .bind(&states)
+        .bind(&versions)
+        .bind(&epochs)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        done.extend(updated);
+    }
+    let mut by_key: HashMap<String, (i64, i64)> = done
+        .into_iter()
+        .map(|(key, version, seq)| (key, (version, seq)))
+        .collect();
+    let mut refused: Vec<&str> = Vec::new();
+    for &i in which {
+        let key = keys[i].as_str();
+        match by_key.remove(key) {
+            Some((version, seq)) => {
+                result.insert(key, Swap::Done { version, seq });
+            }
+            None => refused.push(key),
+        }
+    }
+    if !refused.is_empty() {
+        let stored: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT contact_key, owner_epoch FROM conversations WHERE contact_key = ANY($1)",
+        )
+        .bind(&refused)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        let stored: HashMap<String, i64> = stored.into_iter().collect();
+        for key in refused {
+            let stored_epoch = stored.get(key).copied();
+            result.insert(key, Swap::Refused { stored_epoch });
+        }
+    }
+    Ok(result)
+}
+
 /// The committed turns of a batch, column by column, for one `UNNEST` insert.
 #[derive(Default)]
 struct TurnColumns<'a> {
@@ -257,6 +406,23 @@ struct TurnColumns<'a> {
     understood: Vec<&'a [u8]>,
     at: Vec<DateTime<Utc>>,
     elapsed_ms: Vec<i64>,
+}
+
+impl<'a> TurnColumns<'a> {
+    fn push(&mut self, item: &'a TurnCommit, key: &'a str, sealed: &'a SealedTurn, seq: i64) {
+        let turn = &item.turn;
+        self.key.push(key);
+        self.seq.push(seq);
+        self.channel.push(turn.channel.as_str());
+        self.provider_id.push(turn.provider_id.as_deref());
+        self.text.push(&sealed.text);
+        self.reply.push(&sealed.reply);
+        self.intent.push(&turn.intent);
+        self.nlu.push(&turn.nlu);
+        self.understood.push(&sealed.understood);
+        self.at.push(turn.at);
+        self.elapsed_ms.push(i64::from(turn.elapsed_ms));
+    }
 }
 
 /// One item's personal data, sealed.
@@ -479,6 +645,83 @@ pub(super) async fn insert_booking(
     .bind(booking.end)
     .bind(booking.status.as_str())
     .bind(now)
+    .execute(pool)
+    .await
+    .map_err(calendar_db_error)?;
+    Ok(())
+}
+
+/// Writes bookings as one statement in one transaction when none of them overlaps a
+/// confirmed booking (the common case: one commit instead of one per booking); when the
+/// exclusion constraint refuses the statement, nothing of it was written and each booking
+/// is written on its own, in order, so that each gets its own verdict.
+pub(super) async fn insert_bookings(
+    pool: &PgPool,
+    sealer: &Sealer,
+    bookings: &[Booking],
+) -> Result<Vec<Result<(), CalendarError>>, CalendarError> {
+    if bookings.len() > 1 {
+        match insert_all(pool, sealer, bookings).await {
+            Err(CalendarError::SlotTaken) => {}
+            Err(error) => return Err(error),
+            Ok(()) => return Ok(vec![Ok(()); bookings.len()]),
+        }
+    }
+    let mut results = Vec::with_capacity(bookings.len());
+    for booking in bookings {
+        results.push(insert_booking(pool, sealer, booking).await);
+    }
+    Ok(results)
+}
+
+/// All of `bookings` in one `INSERT … SELECT FROM UNNEST`, or none (`SlotTaken` when any
+/// overlaps a confirmed booking, another of the batch included). An id already written is
+/// skipped, as in [`insert_booking`].
+async fn insert_all(
+    pool: &PgPool,
+    sealer: &Sealer,
+    bookings: &[Booking],
+) -> Result<(), CalendarError> {
+    let ids: Vec<Uuid> = bookings.iter().map(|b| b.id).collect();
+    let keys: Vec<String> = bookings
+        .iter()
+        .map(|b| sealer.contact_key(&b.phone))
+        .collect();
+    let phones: Vec<Vec<u8>> = bookings
+        .iter()
+        .map(|b| sealer.seal_str(Field::BookingPhone, b.phone.as_str()))
+        .collect();
+    let names: Vec<Option<Vec<u8>>> = bookings
+        .iter()
+        .map(|b| (b.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n)))
+        .collect();
+    let emails: Vec<Option<Vec<u8>>> = bookings
+        .iter()
+        .map(|b| (b.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e)))
+        .collect();
+    let services: Vec<&str> = bookings.iter().map(|b| b.service.as_str()).collect();
+    let starts: Vec<DateTime<Utc>> = bookings.iter().map(|b| b.start).collect();
+    let ends: Vec<DateTime<Utc>> = bookings.iter().map(|b| b.end).collect();
+    let statuses: Vec<&str> = bookings.iter().map(|b| b.status.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
+         status, created_at, updated_at) \
+         SELECT id, key, phone, name, email, service, s, e, status, $10, $10 \
+         FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], \
+         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]) \
+         AS b (id, key, phone, name, email, service, s, e, status) \
+         ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&ids)
+    .bind(&keys)
+    .bind(&phones)
+    .bind(&names)
+    .bind(&emails)
+    .bind(&services)
+    .bind(&starts)
+    .bind(&ends)
+    .bind(&statuses)
+    .bind(Utc::now())
     .execute(pool)
     .await
     .map_err(calendar_db_error)?;

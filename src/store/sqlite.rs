@@ -17,6 +17,14 @@ use super::{
     open_turn, parse_phone, parse_status, unavailable,
 };
 
+/// This process's turn at SQLite's single write lock. Every write transaction of the
+/// process takes it before `BEGIN IMMEDIATE`, so the group commit and the booking writer
+/// queue for each other here and are woken the moment the other is done. Without it the
+/// loser of a race for the lock got `SQLITE_BUSY` and slept in SQLite's busy handler (1, 2,
+/// 5, 10 … ms), which stalled every turn queued behind it. Other processes on the same file
+/// (`sara migrate`, a second `sara chat`) still meet the busy timeout.
+pub(super) type WriteGate = tokio::sync::Mutex<()>;
+
 /// Instants are stored as fixed-width UTC text (microseconds, `Z`), so that text order is
 /// time order and range checks can compare the columns directly.
 fn ts(at: DateTime<Utc>) -> String {
@@ -74,6 +82,7 @@ pub(super) async fn load(
 /// a turn that then turns out to be a duplicate or a conflict only wasted its sealing.
 pub(super) async fn commit(
     pool: &SqlitePool,
+    gate: &WriteGate,
     sealer: &Sealer,
     batch: &[TurnCommit],
 ) -> Result<Vec<CommitOutcome>, StoreError> {
@@ -94,6 +103,7 @@ pub(super) async fn commit(
         })
         .collect();
     let now = ts(Utc::now());
+    let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -562,63 +572,99 @@ async fn overlaps_confirmed(
     Ok(hit.is_some())
 }
 
-pub(super) async fn insert_booking(
+/// Writes bookings in one `BEGIN IMMEDIATE … COMMIT`, each decided in order exactly as a
+/// write of its own would be (idempotent by id, `SlotTaken` on an overlap with a confirmed
+/// booking, the earlier ones of the batch included): the calendar's writer hands over the
+/// bookings that queued up together, so a busy hour is not one commit per booking.
+///
+/// A database error fails the whole batch (the transaction rolls back, nothing is written).
+pub(super) async fn insert_bookings(
     pool: &SqlitePool,
+    gate: &WriteGate,
     sealer: &Sealer,
-    booking: &Booking,
-) -> Result<(), CalendarError> {
-    let id = booking.id.to_string();
-    let phone = sealer.seal_str(Field::BookingPhone, booking.phone.as_str());
-    let name = (booking.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n));
-    let email = (booking.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e));
-    let (start, end) = (ts(booking.start), ts(booking.end));
+    bookings: &[Booking],
+) -> Result<Vec<Result<(), CalendarError>>, CalendarError> {
+    // Sealed before the write lock is taken, so AES does not run under it.
+    let sealed: Vec<SealedBooking> = bookings
+        .iter()
+        .map(|b| SealedBooking {
+            id: b.id.to_string(),
+            contact_key: sealer.contact_key(&b.phone),
+            phone: sealer.seal_str(Field::BookingPhone, b.phone.as_str()),
+            name: (b.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n)),
+            email: (b.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e)),
+        })
+        .collect();
+    let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(calendar_db_error)?;
-    let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1")
-        .bind(&id)
-        .fetch_optional(&mut *tx)
+    let now = ts(Utc::now());
+    let mut results = Vec::with_capacity(bookings.len());
+    for (booking, sealed) in bookings.iter().zip(&sealed) {
+        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1")
+            .bind(&sealed.id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(calendar_db_error)?;
+        if exists.is_some() {
+            // A retried write of the same booking: it is already there.
+            results.push(Ok(()));
+            continue;
+        }
+        if booking.status == BookingStatus::Confirmed
+            && overlaps_confirmed(&mut tx, &sealed.id, booking.start, booking.end).await?
+        {
+            results.push(Err(CalendarError::SlotTaken));
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
+             status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+        )
+        .bind(&sealed.id)
+        .bind(&sealed.contact_key)
+        .bind(&sealed.phone)
+        .bind(&sealed.name)
+        .bind(&sealed.email)
+        .bind(&booking.service)
+        .bind(ts(booking.start))
+        .bind(ts(booking.end))
+        .bind(booking.status.as_str())
+        .bind(&now)
+        .execute(&mut *tx)
         .await
         .map_err(calendar_db_error)?;
-    if exists.is_some() {
-        // A retried write of the same booking: it is already there.
-        return Ok(());
+        results.push(Ok(()));
     }
-    if booking.status == BookingStatus::Confirmed
-        && overlaps_confirmed(&mut tx, &id, booking.start, booking.end).await?
-    {
-        return Err(CalendarError::SlotTaken);
+    if results.iter().any(Result::is_ok) {
+        tx.commit().await.map_err(calendar_db_error)?;
+    } else {
+        tx.rollback().await.map_err(calendar_db_error)?;
     }
-    let now = ts(Utc::now());
-    sqlx::query(
-        "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
-         status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-    )
-    .bind(&id)
-    .bind(sealer.contact_key(&booking.phone))
-    .bind(phone)
-    .bind(name)
-    .bind(email)
-    .bind(&booking.service)
-    .bind(&start)
-    .bind(&end)
-    .bind(booking.status.as_str())
-    .bind(&now)
-    .execute(&mut *tx)
-    .await
-    .map_err(calendar_db_error)?;
-    tx.commit().await.map_err(calendar_db_error)
+    Ok(results)
+}
+
+/// One booking's personal data, sealed, and the keys its row is found by.
+struct SealedBooking {
+    id: String,
+    contact_key: String,
+    phone: Vec<u8>,
+    name: Option<Vec<u8>>,
+    email: Option<Vec<u8>>,
 }
 
 pub(super) async fn move_booking(
     pool: &SqlitePool,
+    gate: &WriteGate,
     id: BookingId,
     new_start: DateTime<Utc>,
     new_end: DateTime<Utc>,
 ) -> Result<(), CalendarError> {
     let id = id.to_string();
     let (start, end) = (ts(new_start), ts(new_end));
+    let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -653,7 +699,12 @@ pub(super) async fn move_booking(
     tx.commit().await.map_err(calendar_db_error)
 }
 
-pub(super) async fn cancel_booking(pool: &SqlitePool, id: BookingId) -> Result<(), CalendarError> {
+pub(super) async fn cancel_booking(
+    pool: &SqlitePool,
+    gate: &WriteGate,
+    id: BookingId,
+) -> Result<(), CalendarError> {
+    let _turn = gate.lock().await;
     let done =
         sqlx::query("UPDATE bookings SET status = 'cancelled', updated_at = ?1 WHERE id = ?2")
             .bind(ts(Utc::now()))

@@ -1,11 +1,13 @@
 //! The booking, reschedule and cancel forms: fill what a message gives, check availability,
 //! offer the nearest free times, ask only for what is missing, and confirm before any write.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 
 use super::speech;
 use super::{Decision, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext};
-use crate::availability::{Availability, Unavailable, busy_list, local_instant};
+use crate::availability::{Availability, Unavailable, busy_list, is_busy_list, local_instant};
 use crate::model::{Booking, BookingStatus, Interval};
 use crate::understanding::{Act, Slot, Understanding};
 
@@ -374,21 +376,29 @@ fn service_minutes(form: &Form, ctx: &TurnContext) -> u32 {
 }
 
 /// The busy intervals that count for this form: a booking being moved does not block itself.
-/// Sorted and merged as [`Availability`] expects (the calendar's view already is).
-fn busy_for(form: &Form, ctx: &TurnContext) -> Vec<Interval> {
+/// Sorted and merged as [`Availability`] expects. The calendar's view already is, and then it
+/// is borrowed as it is: a turn must not copy every upcoming booking of the business.
+fn busy_for<'c>(form: &Form, ctx: &TurnContext<'c>) -> Cow<'c, [Interval]> {
     let own = if form.kind == FormKind::Reschedule {
         chosen_booking(form, ctx)
     } else {
         None
     };
+    let Some(own) = own else {
+        return if is_busy_list(ctx.busy) {
+            Cow::Borrowed(ctx.busy)
+        } else {
+            Cow::Owned(busy_list(ctx.busy.to_vec()))
+        };
+    };
     let buffer = Duration::minutes(i64::from(ctx.business.buffer_minutes));
-    busy_list(
+    Cow::Owned(busy_list(
         ctx.busy
             .iter()
-            .filter(|i| !own.is_some_and(|b| b.start <= i.start && i.end <= b.end + buffer))
+            .filter(|i| !(own.start <= i.start && i.end <= own.end + buffer))
             .copied()
             .collect(),
-    )
+    ))
 }
 
 /// Decides what to say next from what the form knows: check the time, offer alternatives,

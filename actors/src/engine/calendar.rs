@@ -51,12 +51,8 @@ pub enum CalendarMsg {
         reply: RpcReplyPort<Result<(), CalendarError>>,
     },
     Refresh,
-    /// A booking write finished (sent by the task that ran it).
-    Booked {
-        booking: Booking,
-        result: Result<(), CalendarError>,
-        reply: RpcReplyPort<Result<(), CalendarError>>,
-    },
+    /// A batch of booking writes finished (sent by the task that ran it), in queue order.
+    Booked(Vec<WrittenBooking>),
 }
 
 pub struct CalendarState {
@@ -69,30 +65,62 @@ pub struct CalendarState {
     /// Confirmed intervals of `bookings` sorted by start, shared with every turn until the
     /// next change. Kept up to date one booking at a time rather than rebuilt.
     busy: Arc<[Interval]>,
-    /// The booking writer's queue: bookings are written one at a time, in order, by one task
-    /// beside the actor, so views never wait behind a write.
+    /// The booking writer's queue: bookings are written in order by one task beside the
+    /// actor (those that queue up together in one batch), so views never wait behind a write.
     writes: mpsc::UnboundedSender<PendingBooking>,
 }
 
 type PendingBooking = (Booking, RpcReplyPort<Result<(), CalendarError>>);
 
-/// Writes queued bookings one after another and reports each result to the actor.
+/// A booking the writer task tried to write, with the store's verdict and who waits for it.
+pub struct WrittenBooking {
+    booking: Booking,
+    result: Result<(), CalendarError>,
+    reply: RpcReplyPort<Result<(), CalendarError>>,
+}
+
+/// How many queued bookings one write takes at most.
+const MAX_BOOKING_BATCH: usize = 128;
+
+/// Writes queued bookings in order and reports each result to the actor. The bookings that
+/// queued up while the previous write ran go together in one [`Calendar::book_many`] (one
+/// transaction for the local calendar), so bookings are not held to one commit each.
 async fn write_bookings(
     calendar: Arc<dyn Calendar>,
     actor: ActorRef<CalendarMsg>,
     mut queue: mpsc::UnboundedReceiver<PendingBooking>,
 ) {
-    while let Some((booking, reply)) = queue.recv().await {
-        let result = calendar.book(&booking).await;
-        if actor
-            .send_message(CalendarMsg::Booked {
+    let mut pending: Vec<PendingBooking> = Vec::with_capacity(MAX_BOOKING_BATCH);
+    while queue.recv_many(&mut pending, MAX_BOOKING_BATCH).await > 0 {
+        let (bookings, replies): (Vec<Booking>, Vec<_>) = pending.drain(..).unzip();
+        let t0 = std::time::Instant::now();
+        let mut results = calendar.book_many(&bookings).await;
+        if std::env::var_os("SARA_TRACE_COMMIT").is_some() {
+            eprintln!("BOOK {} {}", bookings.len(), t0.elapsed().as_micros());
+        }
+        if results.len() != bookings.len() {
+            tracing::error!(
+                expected = bookings.len(),
+                got = results.len(),
+                "calendar returned a wrong number of booking results"
+            );
+            results = vec![
+                Err(CalendarError::Unavailable("booking result count".into()));
+                bookings.len()
+            ];
+        }
+        let written = bookings
+            .into_iter()
+            .zip(replies)
+            .zip(results)
+            .map(|((booking, reply), result)| WrittenBooking {
                 booking,
                 result,
                 reply,
             })
-            .is_err()
-        {
-            break;
+            .collect();
+        if actor.send_message(CalendarMsg::Booked(written)).is_err() {
+            return;
         }
     }
 }
@@ -123,21 +151,45 @@ impl CalendarState {
 
     /// Adds or replaces one booking.
     fn insert(&mut self, booking: Booking) {
-        self.remove(booking.id);
-        if booking.status == BookingStatus::Confirmed {
-            let mut busy = self.busy.to_vec();
-            let i = interval(&booking);
-            busy.insert(
-                busy.partition_point(|b| (b.start, b.end) < (i.start, i.end)),
-                i,
-            );
-            self.busy = Arc::from(busy);
+        self.insert_many(vec![booking]);
+    }
+
+    /// Adds or replaces several bookings; the shared busy list is copied once for all of
+    /// them (a merge of two sorted lists), not once per booking.
+    fn insert_many(&mut self, bookings: Vec<Booking>) {
+        let mut added: Vec<Interval> = Vec::new();
+        for booking in bookings {
+            self.remove(booking.id);
+            if booking.status == BookingStatus::Confirmed {
+                added.push(interval(&booking));
+            }
+            self.by_phone
+                .entry(booking.phone.clone())
+                .or_default()
+                .push(booking.id);
+            self.bookings.insert(booking.id, booking);
         }
-        self.by_phone
-            .entry(booking.phone.clone())
-            .or_default()
-            .push(booking.id);
-        self.bookings.insert(booking.id, booking);
+        if added.is_empty() {
+            return;
+        }
+        let key = |i: &Interval| (i.start, i.end);
+        added.sort_unstable_by_key(key);
+        let mut busy = Vec::with_capacity(self.busy.len() + added.len());
+        let (mut old, mut new) = (self.busy.iter().peekable(), added.into_iter().peekable());
+        loop {
+            let take_old = match (old.peek(), new.peek()) {
+                (Some(a), Some(b)) => key(a) <= key(b),
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            if take_old {
+                busy.extend(old.next().copied());
+            } else {
+                busy.extend(new.next());
+            }
+        }
+        self.busy = Arc::from(busy);
     }
 
     /// Forgets one booking (cancelled, or about to be replaced); its interval, if confirmed,
@@ -238,20 +290,32 @@ impl Actor for CalendarActor {
                     )));
                 }
             }
-            CalendarMsg::Booked {
-                booking,
-                result,
-                reply,
-            } => {
-                match &result {
-                    Ok(()) => state.insert(booking),
-                    // Someone else took it: our view is stale, so look again.
-                    Err(CalendarError::SlotTaken) => {
-                        let _ = state.reload().await;
+            CalendarMsg::Booked(written) => {
+                let mut accepted = Vec::with_capacity(written.len());
+                let mut stale = false;
+                let mut replies = Vec::with_capacity(written.len());
+                for WrittenBooking {
+                    booking,
+                    result,
+                    reply,
+                } in written
+                {
+                    match &result {
+                        Ok(()) => accepted.push(booking),
+                        Err(CalendarError::SlotTaken) => stale = true,
+                        Err(_) => {}
                     }
-                    Err(_) => {}
+                    replies.push((reply, result));
                 }
-                let _ = reply.send(result);
+                state.insert_many(accepted);
+                if stale {
+                    // Someone else took a slot this view showed free: look again (once).
+                    let _ = state.reload().await;
+                }
+                // Only now, so that the callers' next views include their bookings.
+                for (reply, result) in replies {
+                    let _ = reply.send(result);
+                }
             }
             CalendarMsg::Reschedule {
                 id,
