@@ -268,6 +268,9 @@ pub struct EngineConfig {
     pub quarantine_secs: u64,
     /// Most turns committed in one transaction.
     pub max_batch: usize,
+    /// Group commits that may run at once; 0 picks for the backend: 1 on SQLite (one writer
+    /// at a time anyway), 4 on PostgreSQL (commits overlap there).
+    pub commits_in_flight: usize,
 }
 
 impl Default for EngineConfig {
@@ -279,6 +282,7 @@ impl Default for EngineConfig {
             failure_window_secs: 300,
             quarantine_secs: 3600,
             max_batch: 512,
+            commits_in_flight: 0,
         }
     }
 }
@@ -404,6 +408,11 @@ impl Config {
             failure_window: Duration::from_secs(e.failure_window_secs),
             quarantine: Duration::from_secs(e.quarantine_secs),
             max_batch: e.max_batch.max(1),
+            commits_in_flight: match e.commits_in_flight {
+                0 if self.storage.database_url.starts_with("postgres") => 4,
+                0 => 1,
+                n => n,
+            },
             lease_wait: Duration::from_millis(self.storage.lease_wait_ms),
             ..EngineSettings::default()
         }

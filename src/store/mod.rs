@@ -84,6 +84,40 @@ use crypto::{Field, Sealer};
 /// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How much of a SQLite file is read through a memory map (256 MiB).
+const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The WAL size (in 4 KiB pages, ~40 MiB) at which a commit checkpoints by itself.
+const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// How often the background checkpoint copies the WAL back into the database file.
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Copies committed WAL frames into the database file every second on a connection of its
+/// own. SQLite's automatic checkpoint runs inside the commit that crosses the threshold
+/// (1,000 pages by default) and holds that commit, and every turn waiting behind it, through
+/// the copy and two fsyncs; a `PASSIVE` checkpoint here takes no write lock, so commits go on
+/// meanwhile. Ends when the pool is closed.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    let mut every = tokio::time::interval(SQLITE_CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %describe(&error), "background checkpoint failed");
+        }
+    }
+}
+
 /// A connected store with its encryption keys. Cloning is cheap (the pool and keys are
 /// shared).
 #[derive(Clone, Debug)]
@@ -194,7 +228,17 @@ impl Database {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Reads through a memory map instead of a pread per page, and a larger page
+                // cache: a turn reads conversation and index pages all over the file.
+                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
+                .pragma("cache_size", "-16384")
+                // Checkpoints run beside the commits (see `checkpoint_in_background`); this
+                // only catches up if they fall far behind.
+                .pragma(
+                    "wal_autocheckpoint",
+                    SQLITE_AUTOCHECKPOINT_PAGES.to_string(),
+                );
             // Every connection to `:memory:` is its own database: keep exactly one.
             let in_memory = url.contains(":memory:") || url.contains("mode=memory");
             let pool = SqlitePoolOptions::new()
@@ -222,6 +266,9 @@ impl Database {
                     crypto::load_or_create_key_file(&crypto::key_file_for(options.get_filename()))?
                 }
             };
+            if !in_memory {
+                tokio::spawn(checkpoint_in_background(pool.clone()));
+            }
             Ok(Database::new(Pool::Sqlite(pool), &key))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             // Several instances share the database, so no instance may invent a key.

@@ -95,6 +95,8 @@ pub struct EngineSettings {
     pub failure_window: Duration,
     pub quarantine: Duration,
     pub max_batch: usize,
+    /// Group commits that may run at once (see [`TurnWriter::spawn`]).
+    pub commits_in_flight: usize,
     pub calendar_refresh: Duration,
     /// How long a turn waits for the conversation's lease (several instances) before it gives
     /// up with [`TurnError::Busy`].
@@ -113,6 +115,7 @@ impl Default for EngineSettings {
             failure_window: Duration::from_secs(300),
             quarantine: Duration::from_secs(3600),
             max_batch: 512,
+            commits_in_flight: 1,
             calendar_refresh: Duration::from_secs(60),
             lease_wait: Duration::from_secs(5),
         }
@@ -217,7 +220,11 @@ impl Engine {
         let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
             .await
             .map_err(fail)?;
-        let writer = TurnWriter::spawn(ports.store.clone(), settings.max_batch);
+        let writer = TurnWriter::spawn(
+            ports.store.clone(),
+            settings.max_batch,
+            settings.commits_in_flight,
+        );
         let shared = Arc::new(EngineShared {
             business: Arc::new(business),
             settings,
