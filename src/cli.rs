@@ -95,10 +95,36 @@ pub async fn eval(config: Config, path: &Path, predictions: Option<&Path>) -> an
 }
 
 /// `sara bench`: a human table, then the summary as the last stdout line (one JSON object).
-pub async fn bench(config: Config, options: crate::bench::BenchOptions) -> anyhow::Result<()> {
+/// The timeline goes to `timeline` (CSV) and `plot` (SVG) when given.
+pub async fn bench(
+    config: Config,
+    options: crate::bench::BenchOptions,
+    timeline: Option<std::path::PathBuf>,
+    plot: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let report = crate::bench::run(config, options).await?;
+    write_timeline(&report, timeline.as_deref(), plot.as_deref())?;
     print!("{}", report.table());
     println!("{}", report.json());
+    Ok(())
+}
+
+/// Writes the run's timeline as CSV and/or SVG.
+pub fn write_timeline(
+    report: &crate::bench::Report,
+    csv: Option<&Path>,
+    svg: Option<&Path>,
+) -> anyhow::Result<()> {
+    use crate::bench::timeline;
+    let samples = &report.load.timeline;
+    if let Some(path) = csv {
+        std::fs::write(path, timeline::csv(samples))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = svg {
+        std::fs::write(path, timeline::svg(samples, &report.plot_title()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 
