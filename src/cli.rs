@@ -128,6 +128,37 @@ pub fn write_timeline(
     Ok(())
 }
 
+/// `sara bench --restart N`: restart time with the reload from the database.
+pub async fn bench_restart(
+    config: Config,
+    count: usize,
+    backend: crate::bench::Backend,
+    postgres: &str,
+) -> anyhow::Result<()> {
+    let r = crate::bench::restart::run(config, count, backend, postgres).await?;
+    println!("{:<34} {}", "backend", r.backend);
+    println!(
+        "{:<34} {} ({} turns interrupted and sent again)",
+        "restarts", r.restarts, r.interrupted_turns
+    );
+    println!(
+        "{:<34} p50 {:.3} / p99 {:.3} / max {:.3} ms (mean {:.3})",
+        "panic → replacement answers", r.p50_ms, r.p99_ms, r.max_ms, r.mean_ms
+    );
+    println!(
+        "{:<34} p50 {:.3} / p99 {:.3} / max {:.3} ms",
+        "same turn, live actor", r.live_turn_p50_ms, r.live_turn_p99_ms, r.live_turn_max_ms
+    );
+    println!(
+        "{:<34} {}",
+        "half-filled booking survived",
+        if r.form_survived { "yes" } else { "NO" }
+    );
+    println!("(in process, no HTTP: the turn reloads the state from the store and commits)");
+    println!("{}", serde_json::to_string(&r)?);
+    Ok(())
+}
+
 /// `sara bench --memory K`: RSS per live conversation and after passivation.
 pub async fn bench_memory(
     config: Config,

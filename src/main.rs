@@ -95,6 +95,10 @@ struct BenchArgs {
     /// conversations after one idle timeout.
     #[arg(long)]
     idle_secs: Option<u64>,
+    /// Restart mode: this many times, make a conversation with a half-filled booking panic
+    /// and time until the replacement answers (reloading it from the database).
+    #[arg(long, conflicts_with = "memory")]
+    restart: Option<usize>,
 }
 
 #[tokio::main]
@@ -120,11 +124,18 @@ async fn main() -> anyhow::Result<()> {
             sara::cli::eval(config, &path, predictions.as_deref()).await
         }
         Command::Bench(args) => {
-            sara::telemetry::init(true);
+            // Restart mode: every restart logs a warning, and printing a thousand of them is
+            // not what is measured (SARA_LOG still turns logging on).
+            if args.restart.is_none() || std::env::var_os("SARA_LOG").is_some() {
+                sara::telemetry::init(true);
+            }
             if let Some(count) = args.memory {
                 let idle = std::time::Duration::from_secs(args.idle_secs.unwrap_or(60));
                 return sara::cli::bench_memory(config, count, idle, args.backend, &args.postgres)
                     .await;
+            }
+            if let Some(count) = args.restart {
+                return sara::cli::bench_restart(config, count, args.backend, &args.postgres).await;
             }
             let options = sara::bench::BenchOptions {
                 dialogs: args.dialogs,

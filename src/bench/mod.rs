@@ -4,12 +4,14 @@
 //! against a running one (`--url`). In the same run it measures the same load against a bare
 //! route doing one transaction per request ([`limit`]), the yardstick for group commit.
 //! `--memory K` instead measures the RSS cost of K live conversations and their release
-//! after passivation. An open-loop run with a duration is a soak: it samples RSS and
-//! latency per interval ([`timeline`]).
+//! after passivation; `--restart N` the time a conversation takes to answer again after its
+//! actor panicked, reloading its state from the database ([`restart`]). An open-loop run
+//! with a duration is a soak: it samples RSS and latency per interval ([`timeline`]).
 
 pub mod dialog;
 pub mod limit;
 pub mod load;
+pub mod restart;
 pub mod timeline;
 
 use std::sync::Arc;
