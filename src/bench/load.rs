@@ -231,8 +231,12 @@ impl Sampler {
                     _ = &mut stopped => true,
                 };
                 let sample = take_sample(&shared, started, &mut last, &sampling).await;
-                // The last, partial interval only when something happened in it.
-                if !end || sample.turns > 0 || sample.errors > 0 {
+                // The last, partial interval only when something happened in it and it is
+                // at least half an interval long (a few turns over a few milliseconds would
+                // be noise in the plot and the trend); the run's totals still count them.
+                let worth_a_row = (sample.turns > 0 || sample.errors > 0)
+                    && (samples.is_empty() || sample.length_s >= every.as_secs_f64() / 2.0);
+                if !end || worth_a_row {
                     if sampling.progress {
                         eprintln!("{}", super::timeline::progress_line(&sample));
                     }
