@@ -95,10 +95,67 @@ pub async fn eval(config: Config, path: &Path, predictions: Option<&Path>) -> an
 }
 
 /// `sara bench`: a human table, then the summary as the last stdout line (one JSON object).
-pub async fn bench(config: Config, options: crate::bench::BenchOptions) -> anyhow::Result<()> {
+/// The timeline goes to `timeline` (CSV) and `plot` (SVG) when given.
+pub async fn bench(
+    config: Config,
+    options: crate::bench::BenchOptions,
+    timeline: Option<std::path::PathBuf>,
+    plot: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
     let report = crate::bench::run(config, options).await?;
+    write_timeline(&report, timeline.as_deref(), plot.as_deref())?;
     print!("{}", report.table());
     println!("{}", report.json());
+    Ok(())
+}
+
+/// Writes the run's timeline as CSV and/or SVG.
+pub fn write_timeline(
+    report: &crate::bench::Report,
+    csv: Option<&Path>,
+    svg: Option<&Path>,
+) -> anyhow::Result<()> {
+    use crate::bench::timeline;
+    let samples = &report.load.timeline;
+    if let Some(path) = csv {
+        std::fs::write(path, timeline::csv(samples))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = svg {
+        std::fs::write(path, timeline::svg(samples, &report.plot_title()))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `sara bench --restart N`: restart time with the reload from the database.
+pub async fn bench_restart(
+    config: Config,
+    count: usize,
+    backend: crate::bench::Backend,
+    postgres: &str,
+) -> anyhow::Result<()> {
+    let r = crate::bench::restart::run(config, count, backend, postgres).await?;
+    println!("{:<34} {}", "backend", r.backend);
+    println!(
+        "{:<34} {} ({} turns interrupted and sent again)",
+        "restarts", r.restarts, r.interrupted_turns
+    );
+    println!(
+        "{:<34} p50 {:.3} / p99 {:.3} / max {:.3} ms (mean {:.3})",
+        "panic → replacement answers", r.p50_ms, r.p99_ms, r.max_ms, r.mean_ms
+    );
+    println!(
+        "{:<34} p50 {:.3} / p99 {:.3} / max {:.3} ms",
+        "same turn, live actor", r.live_turn_p50_ms, r.live_turn_p99_ms, r.live_turn_max_ms
+    );
+    println!(
+        "{:<34} {}",
+        "half-filled booking survived",
+        if r.form_survived { "yes" } else { "NO" }
+    );
+    println!("(in process, no HTTP: the turn reloads the state from the store and commits)");
+    println!("{}", serde_json::to_string(&r)?);
     Ok(())
 }
 

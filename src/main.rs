@@ -53,9 +53,21 @@ struct BenchArgs {
     /// Open loop: turns started per second, across many conversations.
     #[arg(long)]
     rate: Option<f64>,
-    /// Stop starting new dialogs after this many seconds.
+    /// Stop starting new dialogs after this long: seconds (`90`) or with a unit (`90s`,
+    /// `30m`, `1h`, `1h30m`). With --rate it is a soak: dialogs keep starting (cycling
+    /// through --dialogs slots, each customer cancelling the booking again) until it is over.
+    #[arg(long, value_parser = sara::bench::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Length of one timeline interval in seconds: RSS and the latency of the turns that
+    /// finished in it are sampled and printed to stderr at its end.
+    #[arg(long, default_value_t = 10)]
+    sample_secs: u64,
+    /// Write the timeline (one row per interval) to this CSV file.
     #[arg(long)]
-    duration: Option<f64>,
+    timeline: Option<PathBuf>,
+    /// Draw RSS and p99 per interval against minutes into this SVG file.
+    #[arg(long)]
+    plot: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "sqlite")]
     backend: sara::bench::Backend,
     /// Load a running Sara instead of starting one in this process (its Twilio token comes
@@ -77,10 +89,16 @@ struct BenchArgs {
     /// Memory mode: activate this many conversations (half-filled bookings) and report RSS.
     #[arg(long)]
     memory: Option<usize>,
-    /// Memory mode: idle timeout after which conversations are passivated (longer than the
-    /// activation takes, or the first ones leave before the last arrive).
-    #[arg(long, default_value_t = 60)]
-    idle_secs: u64,
+    /// Conversation idle timeout of the in-process Sara, in seconds. Memory mode (default
+    /// 60): longer than the activation takes, or the first ones leave before the last
+    /// arrive. Load runs (default: the config's): a soak reaches its steady number of live
+    /// conversations after one idle timeout.
+    #[arg(long)]
+    idle_secs: Option<u64>,
+    /// Restart mode: this many times, make a conversation with a half-filled booking panic
+    /// and time until the replacement answers (reloading it from the database).
+    #[arg(long, conflicts_with = "memory")]
+    restart: Option<usize>,
 }
 
 #[tokio::main]
@@ -106,25 +124,35 @@ async fn main() -> anyhow::Result<()> {
             sara::cli::eval(config, &path, predictions.as_deref()).await
         }
         Command::Bench(args) => {
-            sara::telemetry::init(true);
+            // Restart mode: every restart logs a warning, and printing a thousand of them is
+            // not what is measured (SARA_LOG still turns logging on).
+            if args.restart.is_none() || std::env::var_os("SARA_LOG").is_some() {
+                sara::telemetry::init(true);
+            }
             if let Some(count) = args.memory {
-                let idle = std::time::Duration::from_secs(args.idle_secs);
+                let idle = std::time::Duration::from_secs(args.idle_secs.unwrap_or(60));
                 return sara::cli::bench_memory(config, count, idle, args.backend, &args.postgres)
                     .await;
+            }
+            if let Some(count) = args.restart {
+                return sara::cli::bench_restart(config, count, args.backend, &args.postgres).await;
             }
             let options = sara::bench::BenchOptions {
                 dialogs: args.dialogs,
                 concurrency: args.concurrency,
                 rate: args.rate,
-                duration: args.duration.map(std::time::Duration::from_secs_f64),
+                duration: args.duration,
                 backend: args.backend,
                 url: args.url,
                 server_pid: args.server_pid,
                 postgres: args.postgres,
                 skip_limit: args.no_limit,
                 slots: args.slots,
+                sample_every: std::time::Duration::from_secs(args.sample_secs.max(1)),
+                progress: true,
+                idle_timeout: args.idle_secs.map(std::time::Duration::from_secs),
             };
-            sara::cli::bench(config, options).await
+            sara::cli::bench(config, options, args.timeline, args.plot).await
         }
     }
 }

@@ -1,6 +1,8 @@
 //! The simulated customer: a booking dialog of at least six turns (ask, date and time, the
 //! name, an FAQ question, a correction, "yes") that reacts to what Sara answers, so a slot
 //! someone else took still ends in a booking through one of the alternatives Sara offers.
+//! In a soak ([`Customer::cancelling`]) the customer then cancels it again (two more turns),
+//! so the calendar holds a bounded number of bookings however long the run.
 
 use chrono::{Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc};
 use sara_actors::business::Business;
@@ -114,12 +116,15 @@ pub struct Customer {
     /// (sent, answered) so far, for `--show-failures`.
     pub transcript: Vec<(String, String)>,
     last_sent: String,
+    /// Cancel the booking once made (soak runs).
+    cancel_after: bool,
 }
 
 /// What the customer does after a reply.
 #[derive(Debug, PartialEq)]
 pub enum Step {
     Send(String),
+    /// The dialog reached its end: booked (and, for a cancelling customer, cancelled again).
     Booked,
     /// Sara said something the customer cannot continue from.
     Stuck,
@@ -157,7 +162,17 @@ impl Customer {
             booked: false,
             transcript: Vec::new(),
             last_sent: String::new(),
+            cancel_after: false,
         }
+    }
+
+    /// This customer cancels the booking right after making it, and the dialog ends when
+    /// Sara says it is cancelled: a run of any length then never fills the calendar (and the
+    /// calendar actor's in-memory view of upcoming bookings stays small), so RSS over a soak
+    /// shows the process, not the growing number of bookings.
+    pub fn cancelling(mut self) -> Customer {
+        self.cancel_after = true;
+        self
     }
 
     /// The first message.
@@ -173,8 +188,21 @@ impl Customer {
         self.transcript
             .push((std::mem::take(&mut self.last_sent), reply.to_string()));
         let r = reply.to_lowercase();
+        if self.booked {
+            // Cancelling (only customers made with `cancelling` get here).
+            if r.contains("it's cancelled") {
+                return Step::Booked;
+            }
+            if self.turns >= MAX_TURNS + 2 || !r.contains("cancel your") {
+                return Step::Stuck;
+            }
+            return self.say("yes".to_string());
+        }
         if r.contains("you're booked") {
             self.booked = true;
+            if self.cancel_after {
+                return self.say("please cancel my appointment".to_string());
+            }
             return Step::Booked;
         }
         if self.turns >= MAX_TURNS {
@@ -199,6 +227,10 @@ impl Customer {
         } else {
             return Step::Stuck;
         };
+        self.say(next)
+    }
+
+    fn say(&mut self, next: String) -> Step {
         self.turns += 1;
         self.last_sent = next.clone();
         Step::Send(next)
@@ -254,5 +286,35 @@ mod tests {
         );
         assert_eq!(c.react("Done — you're booked for a cleaning"), Step::Booked);
         assert!(c.booked);
+    }
+
+    #[test]
+    fn a_cancelling_customer_cancels_the_booking_and_ends_when_it_is_cancelled() {
+        let wish = Wish {
+            service: "Cleaning".into(),
+            date: NaiveDate::from_ymd_opt(2027, 3, 9).expect("valid"),
+            hour: 14,
+        };
+        let mut c = Customer::new(0, &wish).cancelling();
+        c.start();
+        for _ in 0..5 {
+            c.react("Shall I confirm it?");
+        }
+        assert_eq!(
+            c.react("Done — you're booked for a cleaning"),
+            Step::Send("please cancel my appointment".into())
+        );
+        assert_eq!(
+            c.react("Cancel your cleaning on Tuesday, March 9 at 2:00 PM? Please cancel at least 24 hours ahead."),
+            Step::Send("yes".into())
+        );
+        assert_eq!(
+            c.react("It's cancelled. Would you like to book another time?"),
+            Step::Booked
+        );
+        let mut stuck = Customer::new(1, &wish).cancelling();
+        stuck.start();
+        stuck.react("Done — you're booked for a cleaning");
+        assert_eq!(stuck.react("Sorry, I didn't quite get that."), Step::Stuck);
     }
 }

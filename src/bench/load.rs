@@ -1,18 +1,20 @@
 //! Driving the load: Twilio-signed `POST /webhook/sms` requests from one shared, pooled
 //! HTTP client, either closed loop (C dialogs in flight, each sending its next message as
 //! soon as the reply arrives) or open loop (turns start at a fixed rate whatever the
-//! latency, so a slow server shows up as latency, not as a lower request rate).
+//! latency, so a slow server shows up as latency, not as a lower request rate). While it
+//! runs, a sampler takes one [`Sample`] per interval (the soak's timeline).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::dialog::{Customer, Step, Wish};
+use super::timeline::{Sample, Sampling};
 use crate::channels::twilio::TwilioSignature;
 
 /// Where the turns go.
@@ -42,6 +44,8 @@ pub struct LoadResult {
     pub elapsed: Duration,
     /// Turn latency in microseconds.
     pub latency: Histogram<u64>,
+    /// One sample per interval (empty when the run was not sampled).
+    pub timeline: Vec<Sample>,
 }
 
 impl LoadResult {
@@ -91,11 +95,18 @@ struct Counters {
     sid: AtomicU64,
 }
 
+/// The whole run's latencies and those of the current sampling interval, under one lock so
+/// that a turn is in both or in neither.
+struct Latencies {
+    run: Histogram<u64>,
+    interval: Histogram<u64>,
+}
+
 struct Shared {
     client: reqwest::Client,
     target: Target,
     counters: Counters,
-    latency: Mutex<Histogram<u64>>,
+    latency: Mutex<Latencies>,
 }
 
 impl Shared {
@@ -104,16 +115,30 @@ impl Shared {
             client,
             target,
             counters: Counters::default(),
-            latency: Mutex::new(histogram()),
+            latency: Mutex::new(Latencies {
+                run: histogram(),
+                interval: histogram(),
+            }),
         })
     }
 
     fn record(&self, took: Duration) {
         let micros = (took.as_micros() as u64).clamp(1, 120_000_000);
-        self.latency
-            .lock()
-            .expect("histogram lock poisoned")
-            .saturating_record(micros);
+        let mut latency = self.latency.lock().expect("histogram lock poisoned");
+        latency.run.saturating_record(micros);
+        latency.interval.saturating_record(micros);
+    }
+
+    fn errors(&self) -> u64 {
+        self.counters.failed_turns.load(Ordering::Relaxed)
+            + self.counters.failed.load(Ordering::Relaxed)
+    }
+
+    /// Ends the current interval: its histogram is swapped for a fresh one.
+    fn take_interval(&self) -> Histogram<u64> {
+        let fresh = histogram();
+        let mut latency = self.latency.lock().expect("histogram lock poisoned");
+        std::mem::replace(&mut latency.interval, fresh)
     }
 
     /// Sends one signed message and returns Sara's reply text; `None` when the request
@@ -154,12 +179,13 @@ impl Shared {
         reply.map(|xml| message_text(&xml))
     }
 
-    fn finish(self: Arc<Self>, elapsed: Duration) -> LoadResult {
+    fn finish(self: Arc<Self>, elapsed: Duration, timeline: Vec<Sample>) -> LoadResult {
         let c = &self.counters;
         let latency = self
             .latency
             .lock()
             .expect("histogram lock poisoned")
+            .run
             .clone();
         LoadResult {
             turns: c.turns.load(Ordering::Relaxed),
@@ -171,7 +197,96 @@ impl Shared {
             peak_in_flight: c.peak.load(Ordering::Relaxed),
             elapsed,
             latency,
+            timeline,
         }
+    }
+}
+
+/// The sampler of one run: stop it with [`Sampler::finish`] once the load is over.
+struct Sampler {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Vec<Sample>>,
+}
+
+impl Sampler {
+    /// Samples `shared` every `sampling.every` from `started` until stopped; `None` samples
+    /// nothing (the bare-route run).
+    fn start(
+        shared: &Arc<Shared>,
+        started: Instant,
+        sampling: Option<Sampling>,
+    ) -> Option<Sampler> {
+        let sampling = sampling?;
+        let shared = shared.clone();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let every = sampling.every.max(Duration::from_millis(100));
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval_at(started + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last = (started, 0u64);
+            loop {
+                let end = tokio::select! {
+                    _ = tick.tick() => false,
+                    _ = &mut stopped => true,
+                };
+                let sample = take_sample(&shared, started, &mut last, &sampling).await;
+                // The last, partial interval only when something happened in it and it is
+                // at least half an interval long (a few turns over a few milliseconds would
+                // be noise in the plot and the trend); the run's totals still count them.
+                let worth_a_row = (sample.turns > 0 || sample.errors > 0)
+                    && (samples.is_empty() || sample.length_s >= every.as_secs_f64() / 2.0);
+                if !end || worth_a_row {
+                    if sampling.progress {
+                        eprintln!("{}", super::timeline::progress_line(&sample));
+                    }
+                    samples.push(sample);
+                }
+                if end {
+                    return samples;
+                }
+            }
+        });
+        Some(Sampler { stop, task })
+    }
+
+    async fn finish(sampler: Option<Sampler>) -> Vec<Sample> {
+        let Some(sampler) = sampler else {
+            return Vec::new();
+        };
+        let _ = sampler.stop.send(());
+        sampler.task.await.unwrap_or_default()
+    }
+}
+
+/// One interval: the turns that finished since `last` (their own histogram), the errors
+/// since then and the server's RSS now.
+async fn take_sample(
+    shared: &Shared,
+    started: Instant,
+    last: &mut (Instant, u64),
+    sampling: &Sampling,
+) -> Sample {
+    let now = Instant::now();
+    let interval = shared.take_interval();
+    let errors = shared.errors();
+    let length = now.duration_since(last.0).as_secs_f64().max(1e-9);
+    let error_delta = errors.saturating_sub(last.1);
+    *last = (now, errors);
+    let (rss_mib, live) = sampling.probe.read().await;
+    let ms = |q: f64| interval.value_at_quantile(q) as f64 / 1000.0;
+    let turns = interval.len();
+    Sample {
+        elapsed_s: now.duration_since(started).as_secs_f64(),
+        length_s: length,
+        turns,
+        turns_per_s: turns as f64 / length,
+        p50_ms: ms(0.50),
+        p99_ms: ms(0.99),
+        max_ms: interval.max() as f64 / 1000.0,
+        errors: error_delta,
+        rss_mib,
+        live,
     }
 }
 
@@ -255,6 +370,7 @@ pub async fn closed_loop(
     concurrency: usize,
     duration: Option<Duration>,
     mode: Mode,
+    sampling: Option<Sampling>,
 ) -> LoadResult {
     let shared = Shared::new(client, target);
     shared
@@ -263,6 +379,7 @@ pub async fn closed_loop(
         .store(concurrency.max(1) as u64, Ordering::Relaxed);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let sampler = Sampler::start(&shared, started, sampling);
     let deadline = duration.map(|d| started + d);
     let mut workers = JoinSet::new();
     for _ in 0..concurrency.max(1) {
@@ -279,24 +396,36 @@ pub async fn closed_loop(
         });
     }
     while workers.join_next().await.is_some() {}
-    shared.finish(started.elapsed())
+    let elapsed = started.elapsed();
+    let timeline = Sampler::finish(sampler).await;
+    shared.finish(elapsed, timeline)
 }
 
 /// Turns start at `rate` per second across many conversations. A conversation's next
 /// message becomes ready when its reply arrives; each arrival takes the next ready
 /// conversation or starts a new dialog. Latency is measured from the arrival's scheduled
 /// time, so a server that falls behind cannot hide it (no coordinated omission).
+///
+/// `soak`: new dialogs keep starting until `duration` is over (there must be one), cycling
+/// through `wishes` with a new customer (phone) each time, and every customer cancels the
+/// booking again once made, so the calendar never fills however long the run (see
+/// [`Customer::cancelling`]). Otherwise each wish is one dialog.
 pub async fn open_loop(
     client: reqwest::Client,
     target: Target,
     wishes: Arc<Vec<Wish>>,
     rate: f64,
     duration: Option<Duration>,
+    soak: bool,
+    sampling: Option<Sampling>,
 ) -> LoadResult {
     let shared = Shared::new(client, target);
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel::<(Customer, String)>();
     let in_flight = Arc::new(AtomicUsize::new(0));
+    // Without a deadline or anything to cycle through, a soak would never end.
+    let soak = soak && duration.is_some() && !wishes.is_empty();
     let started = Instant::now();
+    let sampler = Sampler::start(&shared, started, sampling);
     let mut next_dialog = 0usize;
     let mut sent: u64 = 0;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -308,7 +437,7 @@ pub async fn open_loop(
         if duration.is_some_and(|d| now.duration_since(started) >= d) {
             break;
         }
-        let all_started = next_dialog >= wishes.len();
+        let all_started = !soak && next_dialog >= wishes.len();
         if all_started && in_flight.load(Ordering::Acquire) == 0 && ready_rx.is_empty() {
             break;
         }
@@ -318,8 +447,12 @@ pub async fn open_loop(
             sent += 1;
             let (customer, message) = match ready_rx.try_recv() {
                 Ok(ready) => ready,
-                Err(_) if next_dialog < wishes.len() => {
-                    let mut customer = Customer::new(next_dialog, &wishes[next_dialog]);
+                Err(_) if soak || next_dialog < wishes.len() => {
+                    let wish = &wishes[next_dialog % wishes.len()];
+                    let mut customer = Customer::new(next_dialog, wish);
+                    if soak {
+                        customer = customer.cancelling();
+                    }
                     next_dialog += 1;
                     shared.counters.started.fetch_add(1, Ordering::Relaxed);
                     let first = customer.start();
@@ -359,7 +492,9 @@ pub async fn open_loop(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
-    shared.finish(started.elapsed())
+    let elapsed = started.elapsed();
+    let timeline = Sampler::finish(sampler).await;
+    shared.finish(elapsed, timeline)
 }
 
 #[cfg(test)]

@@ -4,11 +4,15 @@
 //! against a running one (`--url`). In the same run it measures the same load against a bare
 //! route doing one transaction per request ([`limit`]), the yardstick for group commit.
 //! `--memory K` instead measures the RSS cost of K live conversations and their release
-//! after passivation.
+//! after passivation; `--restart N` the time a conversation takes to answer again after its
+//! actor panicked, reloading its state from the database ([`restart`]). An open-loop run
+//! with a duration is a soak: it samples RSS and latency per interval ([`timeline`]).
 
 pub mod dialog;
 pub mod limit;
 pub mod load;
+pub mod restart;
+pub mod timeline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +31,7 @@ use crate::config::Config;
 use crate::store::Database;
 use dialog::Wish;
 use load::{LoadResult, Mode, Target};
+use timeline::{Probe, Sampling};
 
 /// Where PostgreSQL benchmark databases are created (and dropped afterwards).
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
@@ -70,6 +75,20 @@ pub struct BenchOptions {
     /// Use only this many distinct slots, so that customers compete for them and take
     /// the alternatives Sara offers.
     pub slots: Option<usize>,
+    /// Length of one timeline interval (RSS and latency are sampled at its end).
+    pub sample_every: Duration,
+    /// Print each timeline sample to stderr while running.
+    pub progress: bool,
+    /// The in-process Sara's conversation idle timeout instead of the config's (a soak
+    /// reaches its steady number of live conversations after one idle timeout).
+    pub idle_timeout: Option<Duration>,
+}
+
+impl BenchOptions {
+    /// An open-loop run with a duration keeps starting dialogs until the duration is over.
+    pub fn is_soak(&self) -> bool {
+        self.rate.is_some() && self.duration.is_some()
+    }
 }
 
 impl Default for BenchOptions {
@@ -85,8 +104,46 @@ impl Default for BenchOptions {
             postgres: DEFAULT_POSTGRES.into(),
             skip_limit: false,
             slots: None,
+            sample_every: Duration::from_secs(10),
+            progress: true,
+            idle_timeout: None,
         }
     }
+}
+
+/// Parses a duration: plain seconds (`90`, `2.5`) or numbers with units `ms`, `s`, `m`/`min`,
+/// `h`, also combined (`30m`, `1h30m`, `1.5h`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let bad = || format!("`{text}` is not a duration (e.g. 90, 90s, 30m, 1h, 1h30m)");
+    if text.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = text.parse::<f64>() {
+        return Duration::try_from_secs_f64(secs).map_err(|_| bad());
+    }
+    let mut total = 0.0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let seconds = match rest[..unit_len].trim() {
+            "ms" => 0.001,
+            "s" | "sec" | "secs" => 1.0,
+            "m" | "min" | "mins" => 60.0,
+            "h" | "hr" | "hrs" => 3600.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total += number * seconds;
+    }
+    Duration::try_from_secs_f64(total).map_err(|_| bad())
 }
 
 /// The last line of `sara bench`.
@@ -116,6 +173,8 @@ pub struct Report {
     /// Where the RSS figure comes from.
     pub rss_source: String,
     pub dialogs_booked: u64,
+    /// The in-process Sara's conversation idle timeout.
+    pub idle_timeout_s: Option<u64>,
 }
 
 fn round(x: f64, places: i32) -> f64 {
@@ -128,12 +187,30 @@ impl Report {
         serde_json::to_string(&self.summary).expect("the summary always serialises")
     }
 
+    /// The title of the timeline plot: what ran, and for how long.
+    pub fn plot_title(&self) -> String {
+        let rate = match self.options.rate {
+            Some(rate) => format!("open loop {rate} turns/s"),
+            None => format!("closed loop, {} in flight", self.options.concurrency),
+        };
+        format!(
+            "sara bench ({}, {rate}, {:.1} min): RSS and p99 per {:.0} s interval",
+            self.summary.backend,
+            self.load.elapsed.as_secs_f64() / 60.0,
+            self.options.sample_every.as_secs_f64()
+        )
+    }
+
     /// The human-readable table printed before the JSON line.
     pub fn table(&self) -> String {
         let s = &self.summary;
         let o = &self.options;
         let l = &self.load;
         let mode = match o.rate {
+            Some(rate) if o.is_soak() => format!(
+                "open loop, {rate} turns/s, soak: dialogs keep starting for {:.0} s, each booking cancelled again",
+                o.duration.unwrap_or_default().as_secs_f64()
+            ),
             Some(rate) => format!("open loop, {rate} turns/s"),
             None => format!("closed loop, {} dialogs in flight", o.concurrency),
         };
@@ -170,6 +247,53 @@ impl Report {
                 None => format!("unknown ({})", self.rss_source),
             },
         );
+        if let Some(idle) = self.idle_timeout_s {
+            row("conversation idle timeout", format!("{idle} s"));
+        }
+        let timeline = &l.timeline;
+        if !timeline.is_empty() {
+            row(
+                "timeline",
+                format!(
+                    "{} intervals of {:.0} s",
+                    timeline.len(),
+                    o.sample_every.as_secs_f64()
+                ),
+            );
+        }
+        if let Some(t) = timeline::trend(timeline) {
+            row(
+                "RSS first → last interval",
+                format!("{:.1} → {:.1} MiB", t.rss_first_mib, t.rss_last_mib),
+            );
+            row(
+                "RSS first 10 % → last 10 %",
+                format!(
+                    "{:.1} → {:.1} MiB ({:+.1} MiB; max {:.1})",
+                    t.rss_first_tenth_mib,
+                    t.rss_last_tenth_mib,
+                    t.rss_last_tenth_mib - t.rss_first_tenth_mib,
+                    t.rss_max_mib
+                ),
+            );
+            row(
+                "RSS slope, second half",
+                format!("{:+.2} MiB/min", t.rss_slope_second_half_mib_per_min),
+            );
+        }
+        if let (Some(worst), Some(median)) = (
+            timeline::worst_p99(timeline),
+            timeline::median_p99(timeline),
+        ) {
+            row(
+                "interval p99 median / worst",
+                format!(
+                    "{median:.2} / {:.2} ms (worst in the interval ending at {:.1} min)",
+                    worst.p99_ms,
+                    worst.elapsed_s / 60.0
+                ),
+            );
+        }
         match (&self.limit, s.ratio) {
             (Some(limit), Some(ratio)) => {
                 row(
@@ -316,7 +440,7 @@ pub async fn run(mut config: Config, options: BenchOptions) -> anyhow::Result<Re
     let (temp, db_url) = TempDb::create(options.backend, &options.postgres).await?;
     let outcome = run_on(config, &options, &client, &db_url).await;
     temp.remove().await;
-    let (load, limit, rss, rss_source) = outcome?;
+    let (load, limit, rss, rss_source, idle_timeout_s) = outcome?;
     let summary = Summary {
         backend: options.backend.as_str(),
         dialogs: load.dialogs_started,
@@ -341,10 +465,17 @@ pub async fn run(mut config: Config, options: BenchOptions) -> anyhow::Result<Re
         load,
         limit,
         rss_source,
+        idle_timeout_s,
     })
 }
 
-type Measured = (LoadResult, Option<LoadResult>, Option<f64>, String);
+type Measured = (
+    LoadResult,
+    Option<LoadResult>,
+    Option<f64>,
+    String,
+    Option<u64>,
+);
 
 async fn run_on(
     config: Config,
@@ -354,7 +485,7 @@ async fn run_on(
 ) -> anyhow::Result<Measured> {
     let concurrency = options.concurrency.max(1);
     let encryption_key = config.storage.encryption_key.clone();
-    let (load, rss, rss_source) = match &options.url {
+    let (load, rss, rss_source, idle_timeout_s) = match &options.url {
         Some(url) => {
             let token = config
                 .twilio
@@ -368,32 +499,42 @@ async fn run_on(
                 public_url: url.trim_end_matches('/').to_string(),
                 auth_token: token,
             };
-            let load = drive(client, target, wishes, options, Mode::Converse).await;
+            let probe = match options.server_pid {
+                Some(pid) => Probe::Pid(pid),
+                None => Probe::Nothing,
+            };
+            let load = drive(client, target, wishes, options, Mode::Converse, probe).await;
             let (rss, source) = match options.server_pid {
                 Some(pid) => (rss_mib(Some(pid)), format!("VmRSS of pid {pid}")),
                 None => (None, "external server; pass --server-pid".to_string()),
             };
-            (load, rss, source)
+            (load, rss, source, None)
         }
         None => {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             let base = format!("http://{}", listener.local_addr()?);
-            let config = bench_config(config, db_url, &base);
+            let mut config = bench_config(config, db_url, &base);
+            if let Some(idle) = options.idle_timeout {
+                config.engine.idle_timeout_secs = idle.as_secs().max(1);
+            }
+            let idle_timeout_s = config.engine.idle_timeout_secs;
             let business = config.business()?;
             let wishes = Arc::new(dialog::plan(&business, options.dialogs, options.slots));
-            let (server, _app) = start_sara(config, listener).await?;
+            let (server, app) = start_sara(config, listener).await?;
             let target = Target {
                 base: base.clone(),
                 public_url: base,
                 auth_token: BENCH_TOKEN.to_string(),
             };
-            let load = drive(client, target, wishes, options, Mode::Converse).await;
+            let probe = Probe::InProcess(app.engine.clone());
+            let load = drive(client, target, wishes, options, Mode::Converse, probe).await;
             let rss = rss_mib(None);
             server.stop().await?;
             (
                 load,
                 rss,
                 "in-process: VmRSS of the whole bench process, load generator included".to_string(),
+                Some(idle_timeout_s),
             )
         }
     };
@@ -424,6 +565,12 @@ async fn run_on(
             public_url: base,
             auth_token: BENCH_TOKEN.to_string(),
         };
+        // After an open-loop run (a soak may last half an hour) a minute of the bare route
+        // is plenty for its rate.
+        let duration = match options.rate {
+            Some(_) => options.duration.map(|d| d.min(Duration::from_secs(60))),
+            None => options.duration,
+        };
         let result = load::closed_loop(
             client.clone(),
             target,
@@ -433,8 +580,9 @@ async fn run_on(
             } else {
                 concurrency
             },
-            options.duration,
+            duration,
             Mode::Replay,
+            None,
         )
         .await;
         let _ = stop.send(());
@@ -442,7 +590,7 @@ async fn run_on(
         db.close().await;
         Some(result)
     };
-    Ok((load, limit, rss, rss_source))
+    Ok((load, limit, rss, rss_source, idle_timeout_s))
 }
 
 async fn drive(
@@ -451,9 +599,26 @@ async fn drive(
     wishes: Arc<Vec<Wish>>,
     options: &BenchOptions,
     mode: Mode,
+    probe: Probe,
 ) -> LoadResult {
+    let sampling = Some(Sampling {
+        every: options.sample_every,
+        probe,
+        progress: options.progress,
+    });
     match options.rate {
-        Some(rate) => load::open_loop(client.clone(), target, wishes, rate, options.duration).await,
+        Some(rate) => {
+            load::open_loop(
+                client.clone(),
+                target,
+                wishes,
+                rate,
+                options.duration,
+                options.is_soak(),
+                sampling,
+            )
+            .await
+        }
         None => {
             load::closed_loop(
                 client.clone(),
@@ -462,6 +627,7 @@ async fn drive(
                 options.concurrency,
                 options.duration,
                 mode,
+                sampling,
             )
             .await
         }

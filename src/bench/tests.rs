@@ -52,3 +52,68 @@ async fn five_dialogs_all_end_in_a_booking_and_the_summary_has_every_key() {
     assert_eq!(json["backend"], "sqlite");
     assert_eq!(json["dialogs"], 5);
 }
+
+#[tokio::test]
+async fn a_short_soak_samples_every_second_and_draws_the_plot() {
+    let options = BenchOptions {
+        // Three wishes cycled: the same slots are booked again and again, which only works
+        // because every customer cancels the booking.
+        dialogs: 3,
+        rate: Some(40.0),
+        duration: Some(Duration::from_secs(4)),
+        sample_every: Duration::from_secs(1),
+        skip_limit: true,
+        idle_timeout: Some(Duration::from_secs(2)),
+        ..BenchOptions::default()
+    };
+    let report = run(config(), options).await.expect("bench runs");
+    assert!(
+        report.load.dialogs_started > 3,
+        "dialogs keep starting: {}",
+        report.table()
+    );
+    assert!(report.dialogs_booked >= 1, "{}", report.table());
+    assert_eq!(report.summary.errors, 0, "{}", report.table());
+    let timeline = &report.load.timeline;
+    assert!(timeline.len() >= 2, "{timeline:?}");
+    assert!(
+        timeline
+            .iter()
+            .all(|s| s.rss_mib.is_some() && s.live.is_some())
+    );
+    assert!(report.table().contains("RSS first 10 % → last 10 %"));
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (csv, svg) = (dir.path().join("t.csv"), dir.path().join("t.svg"));
+    crate::cli::write_timeline(&report, Some(&csv), Some(&svg)).expect("written");
+    let csv = std::fs::read_to_string(csv).expect("csv");
+    assert_eq!(csv.lines().count(), timeline.len() + 1);
+    assert!(csv.starts_with(timeline::CSV_HEADER));
+    let svg = std::fs::read_to_string(svg).expect("svg");
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
+    assert_eq!(svg.matches("<polyline class=\"series\"").count(), 2);
+    assert_eq!(svg.matches("<svg").count(), 1);
+    assert_eq!(svg.matches("<text").count(), svg.matches("</text>").count());
+
+    // The JSON line keeps exactly its keys in a soak too.
+    let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
+    assert_eq!(json.as_object().expect("an object").len(), 13);
+}
+
+#[test]
+fn durations_read_plain_seconds_and_units() {
+    let secs = |s: &str| parse_duration(s).map(|d| d.as_secs_f64());
+    assert_eq!(secs("90"), Ok(90.0));
+    assert_eq!(secs("2.5"), Ok(2.5));
+    assert_eq!(secs("90s"), Ok(90.0));
+    assert_eq!(secs("30m"), Ok(1800.0));
+    assert_eq!(secs("1h"), Ok(3600.0));
+    assert_eq!(secs("1h30m"), Ok(5400.0));
+    assert_eq!(secs("1.5h"), Ok(5400.0));
+    assert_eq!(secs("250ms"), Ok(0.25));
+    assert_eq!(secs("10 min"), Ok(600.0));
+    for bad in ["", "m", "30x", "-5", "1h-3m", "NaN", "1e400"] {
+        assert!(parse_duration(bad).is_err(), "{bad}");
+    }
+}
