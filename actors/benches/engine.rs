@@ -63,6 +63,11 @@ impl Nlu for FixedNlu {
     fn name(&self) -> &'static str {
         "fixed"
     }
+
+    /// Like the rule NLU it stands for.
+    fn answers_at_once(&self) -> bool {
+        true
+    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {

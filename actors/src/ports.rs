@@ -31,6 +31,13 @@ pub trait Nlu: Send + Sync + 'static {
 
     /// Short name for logs and the turn record ("rules", "openai").
     fn name(&self) -> &'static str;
+
+    /// True when understanding needs no I/O and takes microseconds (the rules). Such an NLU,
+    /// configured without a fallback, is asked by the conversation itself: a deadline and a
+    /// trip through the AI actor would cost more than the understanding.
+    fn answers_at_once(&self) -> bool {
+        false
+    }
 }
 
 /// Answers questions from the business's FAQ.

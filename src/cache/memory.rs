@@ -18,7 +18,7 @@ const MAX_COUNTERS: usize = 100_000;
 pub struct MemoryCache {
     replies: Mutex<Replies>,
     counters: Mutex<HashMap<String, (u128, u32)>>,
-    leases: Mutex<HashMap<String, Slot>>,
+    leases: Mutex<LeaseSlots>,
     lease_ttl: Duration,
 }
 
@@ -29,11 +29,53 @@ struct Replies {
     order: VecDeque<String>,
 }
 
+/// A free lease slot unused for this long is forgotten when the map is swept.
+const LEASE_FORGET_AFTER: Duration = Duration::from_secs(900);
+/// The lease map is first swept when it holds this many phones.
+const LEASE_SWEEP_FROM: usize = 1024;
+
 /// One phone's lease state: the epoch counter and the current holder, if any.
-#[derive(Default)]
 struct Slot {
     epoch: i64,
     holder: Option<(String, Instant)>,
+    last_used: Instant,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot {
+            epoch: 0,
+            holder: None,
+            last_used: Instant::now(),
+        }
+    }
+}
+
+/// Every phone's lease slot. Slots of phones gone quiet are forgotten, so the map does not
+/// keep every phone ever seen. That is safe: a forgotten epoch restarts at 1, and the
+/// conversation that next takes the lease finds the store's token larger, lifts the counter
+/// past it (`raise`) and takes it again, as after a Redis restart.
+#[derive(Default)]
+struct LeaseSlots {
+    slots: HashMap<String, Slot>,
+    /// The size at which the next sweep runs (doubles with what survives a sweep).
+    sweep_at: usize,
+}
+
+impl LeaseSlots {
+    fn slot(&mut self, key: &str) -> &mut Slot {
+        if self.slots.len() >= self.sweep_at.max(LEASE_SWEEP_FROM) && !self.slots.contains_key(key)
+        {
+            let now = Instant::now();
+            self.slots.retain(|_, slot| {
+                slot.holder.is_some() || now.duration_since(slot.last_used) < LEASE_FORGET_AFTER
+            });
+            self.sweep_at = self.slots.len() * 2;
+        }
+        let slot = self.slots.entry(key.to_string()).or_default();
+        slot.last_used = Instant::now();
+        slot
+    }
 }
 
 impl MemoryCache {
@@ -41,7 +83,7 @@ impl MemoryCache {
         MemoryCache {
             replies: Mutex::new(Replies::default()),
             counters: Mutex::new(HashMap::new()),
-            leases: Mutex::new(HashMap::new()),
+            leases: Mutex::new(LeaseSlots::default()),
             lease_ttl,
         }
     }
@@ -99,7 +141,7 @@ impl MemoryCache {
     /// One attempt: the lease if it is free (or its holder's time is up).
     fn try_acquire(&self, key: &str) -> Option<Lease> {
         let mut leases = self.leases.lock().expect("lease lock poisoned");
-        let slot = leases.entry(key.to_string()).or_default();
+        let slot = leases.slot(key);
         let now = Instant::now();
         if slot.holder.as_ref().is_some_and(|(_, until)| *until > now) {
             return None;
@@ -139,7 +181,7 @@ impl Leases for MemoryCache {
     fn release<'a>(&'a self, phone: &'a Phone, lease: &'a Lease) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let mut leases = self.leases.lock().expect("lease lock poisoned");
-            if let Some(slot) = leases.get_mut(phone.as_str())
+            if let Some(slot) = leases.slots.get_mut(phone.as_str())
                 && slot
                     .holder
                     .as_ref()
@@ -153,9 +195,43 @@ impl Leases for MemoryCache {
     fn raise<'a>(&'a self, phone: &'a Phone, epoch: i64) -> BoxFuture<'a, Result<(), LeaseError>> {
         Box::pin(async move {
             let mut leases = self.leases.lock().expect("lease lock poisoned");
-            let slot = leases.entry(phone.as_str().to_string()).or_default();
+            let slot = leases.slot(phone.as_str());
             slot.epoch = slot.epoch.max(epoch);
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_free_lease_slots_are_forgotten_and_held_ones_kept() {
+        let Some(long_ago) = Instant::now().checked_sub(LEASE_FORGET_AFTER * 2) else {
+            return; // the machine has not been up long enough to have a "long ago"
+        };
+        let mut leases = LeaseSlots::default();
+        let held = leases.slot("held");
+        held.holder = Some(("token".into(), Instant::now()));
+        held.last_used = long_ago;
+        for i in 1..LEASE_SWEEP_FROM {
+            let slot = leases.slot(&format!("quiet-{i}"));
+            slot.epoch = 7;
+            slot.last_used = long_ago;
+        }
+        assert_eq!(leases.slots.len(), LEASE_SWEEP_FROM);
+        // The map is full: the next new phone sweeps it.
+        leases.slot("recent").epoch = 3;
+
+        assert!(leases.slot("newcomer").epoch == 0);
+        let mut kept: Vec<&str> = leases.slots.keys().map(String::as_str).collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec!["held", "newcomer", "recent"]);
+        assert_eq!(
+            leases.slot("recent").epoch,
+            3,
+            "a recent slot keeps its epoch"
+        );
     }
 }

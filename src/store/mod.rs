@@ -84,8 +84,8 @@ use crypto::{Field, Sealer};
 /// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How much of a SQLite file is read through a memory map (256 MiB).
-const SQLITE_MMAP_BYTES: u64 = 256 * 1024 * 1024;
+/// SQLite's page cache per connection, as its `cache_size` pragma takes it (negative: KiB).
+const SQLITE_CACHE_KIB: i64 = -8192;
 
 /// The WAL size (in 4 KiB pages, ~40 MiB) at which a commit checkpoints by itself.
 const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
@@ -229,10 +229,9 @@ impl Database {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true)
-                // Reads through a memory map instead of a pread per page, and a larger page
-                // cache: a turn reads conversation and index pages all over the file.
-                .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
-                .pragma("cache_size", "-16384")
+                // A larger page cache than SQLite's 2 MiB: a turn reads conversation and
+                // index pages all over the file.
+                .pragma("cache_size", SQLITE_CACHE_KIB.to_string())
                 // Checkpoints run beside the commits (see `checkpoint_in_background`); this
                 // only catches up if they fall far behind.
                 .pragma(

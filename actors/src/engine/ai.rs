@@ -58,15 +58,24 @@ impl Actor for AiActor {
         // Understanding runs beside the actor so a slow model call never holds up the
         // other conversations' turns.
         tokio::spawn(async move {
-            let mut understood =
+            let understood =
                 understand(&*primary, fallback.as_deref(), &text, &ctx, deadline).await;
-            if understood.has(Act::Question) && understood.faq_answer.is_none() {
-                understood.faq_answer = knowledge.answer(&text);
-            }
-            let _ = reply.send(understood);
+            let _ = reply.send(with_faq_answer(understood, &*knowledge, &text));
         });
         Ok(())
     }
+}
+
+/// Looks a question up in the knowledge base, unless the NLU already answered it.
+pub fn with_faq_answer(
+    mut understood: Understanding,
+    knowledge: &dyn KnowledgeBase,
+    text: &str,
+) -> Understanding {
+    if understood.has(Act::Question) && understood.faq_answer.is_none() {
+        understood.faq_answer = knowledge.answer(text);
+    }
+    understood
 }
 
 /// Understands `text` with `primary` within `deadline`; on its error or lateness counts

@@ -1,10 +1,12 @@
-//! The calendar actor: one per calendar. It serialises bookings (one write at a time) and
-//! keeps the upcoming bookings in memory so that every turn can see what is busy without a
-//! store round trip. The store behind the `Calendar` port still refuses overlaps, so a stale
-//! view here can cost a re-offer, never a double booking.
+//! The calendar actor: one per calendar. It serialises bookings (written by a task beside
+//! it, in order) and keeps the upcoming bookings in memory on a [`CalendarBoard`] that every
+//! turn reads directly, so seeing what is busy costs neither a store round trip nor a trip
+//! through this actor's mailbox (and a reload never holds turns up). Only this actor writes
+//! the board. The store behind the `Calendar` port still refuses overlaps, so a stale board
+//! can cost a re-offer, never a double booking.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -21,6 +23,8 @@ pub struct CalendarArgs {
     pub clock: Arc<dyn Clock>,
     /// How often the view is reloaded to see bookings made elsewhere (other instances, staff).
     pub refresh: Duration,
+    /// Where the actor publishes what turns see (see [`CalendarBoard`]).
+    pub board: Arc<CalendarBoard>,
 }
 
 /// What one turn sees of the calendar.
@@ -32,10 +36,6 @@ pub struct CalendarView {
 }
 
 pub enum CalendarMsg {
-    View {
-        phone: Phone,
-        reply: RpcReplyPort<CalendarView>,
-    },
     Book {
         booking: Booking,
         reply: RpcReplyPort<Result<(), CalendarError>>,
@@ -58,13 +58,7 @@ pub enum CalendarMsg {
 pub struct CalendarState {
     calendar: Arc<dyn Calendar>,
     clock: Arc<dyn Clock>,
-    /// Upcoming bookings that are not cancelled.
-    bookings: HashMap<BookingId, Booking>,
-    /// The ids in `bookings` of each phone, so a view need not look at everyone's.
-    by_phone: HashMap<Phone, Vec<BookingId>>,
-    /// Confirmed intervals of `bookings` sorted by start, shared with every turn until the
-    /// next change. Kept up to date one booking at a time rather than rebuilt.
-    busy: Arc<[Interval]>,
+    board: Arc<CalendarBoard>,
     /// The booking writer's queue: bookings are written in order by one task beside the
     /// actor (those that queue up together in one batch), so views never wait behind a write.
     writes: mpsc::UnboundedSender<PendingBooking>,
@@ -132,7 +126,58 @@ fn interval(b: &Booking) -> Interval {
     }
 }
 
-impl CalendarState {
+/// What turns see of the calendar: the upcoming bookings, shared. Written only by the
+/// calendar actor, read by every turn (a short read lock; no `await` is ever held under it).
+#[derive(Default)]
+pub struct CalendarBoard {
+    board: RwLock<Board>,
+}
+
+#[derive(Default)]
+struct Board {
+    /// Upcoming bookings that are not cancelled.
+    bookings: HashMap<BookingId, Booking>,
+    /// The ids in `bookings` of each phone, so a view need not look at everyone's.
+    by_phone: HashMap<Phone, Vec<BookingId>>,
+    /// Confirmed intervals of `bookings` sorted by start, shared with every turn until the
+    /// next change. Kept up to date booking by booking rather than rebuilt.
+    busy: Arc<[Interval]>,
+}
+
+impl CalendarBoard {
+    /// The busy times and `phone`'s own upcoming bookings (soonest first) as of `now`.
+    pub fn view(&self, phone: &Phone, now: DateTime<Utc>) -> CalendarView {
+        let board = self
+            .board
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut mine: Vec<Booking> = board
+            .by_phone
+            .get(phone)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| board.bookings.get(id))
+            .filter(|b| b.end > now && b.status != BookingStatus::Cancelled)
+            .cloned()
+            .collect();
+        mine.sort_by_key(|b| b.start);
+        CalendarView {
+            busy: board.busy.clone(),
+            mine,
+        }
+    }
+
+    /// Changes the board (the calendar actor only).
+    fn change<T>(&self, change: impl FnOnce(&mut Board) -> T) -> T {
+        let mut board = self
+            .board
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(&mut board)
+    }
+}
+
+impl Board {
     /// Replaces everything with `bookings` (a reload from the store).
     fn set_all(&mut self, bookings: Vec<Booking>) {
         let mut busy: Vec<Interval> = bookings
@@ -147,11 +192,6 @@ impl CalendarState {
             self.by_phone.entry(b.phone.clone()).or_default().push(b.id);
         }
         self.bookings = bookings.into_iter().map(|b| (b.id, b)).collect();
-    }
-
-    /// Adds or replaces one booking.
-    fn insert(&mut self, booking: Booking) {
-        self.insert_many(vec![booking]);
     }
 
     /// Adds or replaces several bookings; the shared busy list is copied once for all of
@@ -215,30 +255,14 @@ impl CalendarState {
         }
         Some(old)
     }
+}
 
+impl CalendarState {
     async fn reload(&mut self) -> Result<(), CalendarError> {
         let from = self.clock.now() - chrono::Duration::days(1);
         let bookings = self.calendar.upcoming(from).await?;
-        self.set_all(bookings);
+        self.board.change(|board| board.set_all(bookings));
         Ok(())
-    }
-
-    fn view(&self, phone: &Phone) -> CalendarView {
-        let now = self.clock.now();
-        let mut mine: Vec<Booking> = self
-            .by_phone
-            .get(phone)
-            .into_iter()
-            .flatten()
-            .filter_map(|id| self.bookings.get(id))
-            .filter(|b| b.end > now && b.status != BookingStatus::Cancelled)
-            .cloned()
-            .collect();
-        mine.sort_by_key(|b| b.start);
-        CalendarView {
-            busy: self.busy.clone(),
-            mine,
-        }
     }
 }
 
@@ -257,9 +281,7 @@ impl Actor for CalendarActor {
         let mut state = CalendarState {
             calendar: args.calendar,
             clock: args.clock,
-            bookings: HashMap::new(),
-            by_phone: HashMap::new(),
-            busy: Arc::from(Vec::new()),
+            board: args.board,
             writes,
         };
         if let Err(error) = state.reload().await {
@@ -277,12 +299,9 @@ impl Actor for CalendarActor {
         state: &mut CalendarState,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            CalendarMsg::View { phone, reply } => {
-                let _ = reply.send(state.view(&phone));
-            }
             CalendarMsg::Book { booking, reply } => {
-                // Every turn asks this actor for a view; a write waiting for the database's
-                // write lock must not hold them up, so the writer task does it (in order).
+                // Reschedules, cancels and refreshes must not wait behind a write waiting for
+                // the database's write lock, so the writer task does it (in order).
                 if let Err(mpsc::error::SendError((_, reply))) = state.writes.send((booking, reply))
                 {
                     let _ = reply.send(Err(CalendarError::Unavailable(
@@ -307,7 +326,7 @@ impl Actor for CalendarActor {
                     }
                     replies.push((reply, result));
                 }
-                state.insert_many(accepted);
+                state.board.change(|board| board.insert_many(accepted));
                 if stale {
                     // Someone else took a slot this view showed free: look again (once).
                     let _ = state.reload().await;
@@ -325,13 +344,13 @@ impl Actor for CalendarActor {
             } => {
                 let result = state.calendar.reschedule(id, start, end).await;
                 match &result {
-                    Ok(()) => {
-                        if let Some(mut b) = state.remove(id) {
+                    Ok(()) => state.board.change(|board| {
+                        if let Some(mut b) = board.remove(id) {
                             b.start = start;
                             b.end = end;
-                            state.insert(b);
+                            board.insert_many(vec![b]);
                         }
-                    }
+                    }),
                     Err(CalendarError::SlotTaken | CalendarError::NotFound) => {
                         let _ = state.reload().await;
                     }
@@ -342,7 +361,7 @@ impl Actor for CalendarActor {
             CalendarMsg::Cancel { id, reply } => {
                 let result = state.calendar.cancel(id).await;
                 if result.is_ok() {
-                    state.remove(id);
+                    state.board.change(|board| board.remove(id));
                 }
                 let _ = reply.send(result);
             }

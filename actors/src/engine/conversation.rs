@@ -360,37 +360,20 @@ impl Conversation {
             services: business.services.iter().map(|s| s.name.clone()).collect(),
             expecting: self.state.dialogue.expecting(),
         };
-        let deadline = match inbound.channel {
-            Channel::Voice => shared.settings.voice_deadline,
-            _ => shared.settings.chat_deadline,
-        };
-        let text = inbound.text.clone();
-        // The AI actor applies the deadline and the fallback itself; this outer bound only
-        // covers an AI actor that is gone.
-        let understood = match shared
-            .ai
-            .call(
-                |reply| super::ai::AiMsg::Understand {
-                    text,
-                    ctx,
-                    deadline,
-                    reply,
-                },
-                Some(deadline + Duration::from_secs(2)),
-            )
-            .await
-        {
-            Ok(CallResult::Success(u)) => u,
-            _ => {
-                tracing::warn!("AI actor did not answer; treating the message as not understood");
-                Understanding::default()
-            }
+        let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
+            let understood = nlu
+                .understand(&inbound.text, &ctx)
+                .await
+                .unwrap_or_default();
+            super::ai::with_faq_answer(understood, &**knowledge, &inbound.text)
+        } else {
+            self.understand_through_ai(inbound, ctx).await
         };
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",
         };
-        let view = self.view().await?;
+        let view = self.view();
         let fresh_id = Uuid::new_v4();
         let decision = {
             let ctx = self.turn_context(inbound, &view, fresh_id);
@@ -411,13 +394,43 @@ impl Conversation {
                 }
                 Err(error) => {
                     tracing::info!(%error, "calendar refused the effect");
-                    let view = self.view().await?;
+                    let view = self.view();
                     let ctx = self.turn_context(inbound, &view, fresh_id);
                     dialogue::effect_failed(&self.state.dialogue, effect, &error, &ctx)
                 }
             },
         };
         Ok((decision, understood, nlu))
+    }
+
+    /// Asks the AI actor, which applies the deadline and the fallback itself.
+    async fn understand_through_ai(&self, inbound: &Inbound, ctx: NluContext) -> Understanding {
+        let shared = &self.shared;
+        let deadline = match inbound.channel {
+            Channel::Voice => shared.settings.voice_deadline,
+            _ => shared.settings.chat_deadline,
+        };
+        let text = inbound.text.clone();
+        // The outer bound only covers an AI actor that is gone.
+        match shared
+            .ai
+            .call(
+                |reply| super::ai::AiMsg::Understand {
+                    text,
+                    ctx,
+                    deadline,
+                    reply,
+                },
+                Some(deadline + Duration::from_secs(2)),
+            )
+            .await
+        {
+            Ok(CallResult::Success(u)) => u,
+            _ => {
+                tracing::warn!("AI actor did not answer; treating the message as not understood");
+                Understanding::default()
+            }
+        }
     }
 
     fn turn_context<'a>(
@@ -467,20 +480,11 @@ impl Conversation {
         }
     }
 
-    async fn view(&self) -> Result<CalendarView, TurnError> {
-        let phone = self.phone.clone();
-        match self
-            .shared
-            .calendar
-            .call(
-                |reply| CalendarMsg::View { phone, reply },
-                Some(self.shared.settings.calendar_timeout),
-            )
-            .await
-        {
-            Ok(CallResult::Success(view)) => Ok(view),
-            _ => Err(TurnError::CalendarUnavailable),
-        }
+    /// What the calendar shows now: read from the calendar's board, not asked of the actor.
+    fn view(&self) -> CalendarView {
+        self.shared
+            .calendar_board
+            .view(&self.phone, self.shared.clock.now())
     }
 
     async fn run_effect(&self, effect: &Effect) -> Result<(), CalendarError> {

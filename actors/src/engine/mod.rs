@@ -32,7 +32,7 @@ use crate::ports::{
     Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
 };
 use ai::{AiActor, AiArgs, AiMsg};
-use calendar::{CalendarActor, CalendarArgs, CalendarMsg};
+use calendar::{CalendarActor, CalendarArgs, CalendarBoard, CalendarMsg};
 use conversation::ConversationMsg;
 use supervisor::{ConversationSupervisor, SupervisorMsg};
 use writer::TurnWriter;
@@ -154,7 +154,12 @@ pub struct EngineShared {
     pub settings: EngineSettings,
     pub store: Arc<dyn ConversationStore>,
     pub ai: ActorRef<AiMsg>,
+    /// The NLU and knowledge base a conversation asks itself, when the NLU answers at once
+    /// and has no fallback (the rules); otherwise `None` and turns go through `ai`.
+    pub instant_nlu: Option<(Arc<dyn Nlu>, Arc<dyn KnowledgeBase>)>,
     pub calendar: ActorRef<CalendarMsg>,
+    /// What the calendar actor publishes for turns to read (busy times, own bookings).
+    pub calendar_board: Arc<CalendarBoard>,
     pub writer: TurnWriter,
     pub counters: Counters,
     /// Per-conversation ownership across instances; `None` = this process is the only writer.
@@ -206,16 +211,20 @@ impl Engine {
         leases: Option<Arc<dyn Leases>>,
     ) -> Result<Engine, StartError> {
         let fail = |e: ractor::SpawnErr| StartError(e.to_string());
+        let instant_nlu = (ports.nlu.answers_at_once() && ports.fallback_nlu.is_none())
+            .then(|| (ports.nlu.clone(), ports.knowledge.clone()));
         let ai_args = AiArgs {
             primary: ports.nlu,
             fallback: ports.fallback_nlu,
             knowledge: ports.knowledge,
         };
         let (ai, _) = Actor::spawn(None, AiActor, ai_args).await.map_err(fail)?;
+        let calendar_board = Arc::new(CalendarBoard::default());
         let calendar_args = CalendarArgs {
             calendar: ports.calendar,
             clock: ports.clock.clone(),
             refresh: settings.calendar_refresh,
+            board: calendar_board.clone(),
         };
         let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
             .await
@@ -230,7 +239,9 @@ impl Engine {
             settings,
             store: ports.store,
             ai,
+            instant_nlu,
             calendar,
+            calendar_board,
             writer,
             counters: Counters::default(),
             leases,

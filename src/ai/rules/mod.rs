@@ -103,6 +103,10 @@ impl Nlu for RuleNlu {
     fn name(&self) -> &'static str {
         "rules"
     }
+
+    fn answers_at_once(&self) -> bool {
+        true
+    }
 }
 
 /// Whether `phrase` occurs in `norm` as whole words.
