@@ -132,7 +132,7 @@ impl Default for StorageConfig {
             database_url: "sqlite://sara.db".into(),
             redis_url: None,
             encryption_key: None,
-            max_connections: 8,
+            max_connections: 16,
             acquire_timeout_ms: 2000,
             statement_timeout_ms: 10_000,
             redis_prefix: "sara".into(),
@@ -269,7 +269,8 @@ pub struct EngineConfig {
     /// Most turns committed in one transaction.
     pub max_batch: usize,
     /// Group commits that may run at once; 0 picks for the backend: 1 on SQLite (one writer
-    /// at a time anyway), 4 on PostgreSQL (commits overlap there).
+    /// at a time anyway), half the pool on PostgreSQL (commits overlap there, and each waits
+    /// for its WAL flush).
     pub commits_in_flight: usize,
 }
 
@@ -409,7 +410,9 @@ impl Config {
             quarantine: Duration::from_secs(e.quarantine_secs),
             max_batch: e.max_batch.max(1),
             commits_in_flight: match e.commits_in_flight {
-                0 if self.storage.database_url.starts_with("postgres") => 4,
+                0 if self.storage.database_url.starts_with("postgres") => {
+                    (self.storage.max_connections as usize / 2).max(1)
+                }
                 0 => 1,
                 n => n,
             },

@@ -232,6 +232,9 @@ impl Database {
                 // A larger page cache than SQLite's 2 MiB: a turn reads conversation and
                 // index pages all over the file.
                 .pragma("cache_size", SQLITE_CACHE_KIB.to_string())
+                // Statement journals (a multi-row insert inside the group commit keeps one)
+                // in memory rather than in a temporary file.
+                .pragma("temp_store", "memory")
                 // Checkpoints run beside the commits (see `checkpoint_in_background`); this
                 // only catches up if they fall far behind.
                 .pragma(
