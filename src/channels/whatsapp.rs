@@ -45,8 +45,9 @@ impl<'a> WhatsAppSignature<'a> {
     }
 }
 
+/// Hex digits only: `u8::from_str_radix` alone would also take a sign ("+a" as 0x0a).
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..hex.len())
@@ -292,6 +293,32 @@ mod tests {
         assert!(!WhatsAppSignature::new("other").verify(body.as_bytes(), header));
         assert!(!sig.verify(body.as_bytes(), "sha256=zz"));
         assert!(!sig.verify(body.as_bytes(), ""));
+    }
+
+    /// Found by `fuzz/whatsapp_signature`: a `+` in place of a `0` high nibble decoded to the
+    /// same byte, so a header that is not the hex Meta sends still verified.
+    #[test]
+    fn a_sign_in_the_hex_is_refused() {
+        assert_eq!(decode_hex("+6"), None);
+        assert_eq!(decode_hex("-6"), None);
+        assert_eq!(decode_hex("06"), Some(vec![6]));
+        assert_eq!(decode_hex("Af"), Some(vec![0xaf]));
+        // Some body's signature has a 0 as the high nibble of a byte: write it as "+".
+        let signer = WhatsAppSignature::new("secret");
+        let (body, header, at) = (0u32..)
+            .map(|i| i.to_string())
+            .find_map(|body| {
+                let header = signer.sign(body.as_bytes());
+                let at = ("sha256=".len()..header.len())
+                    .step_by(2)
+                    .find(|&i| header.as_bytes()[i] == b'0')?;
+                Some((body, header, at))
+            })
+            .expect("a signature with a 0 high nibble");
+        assert!(signer.verify(body.as_bytes(), &header));
+        let mut forged = header.clone();
+        forged.replace_range(at..=at, "+");
+        assert!(!signer.verify(body.as_bytes(), &forged), "{forged}");
     }
 
     #[test]
