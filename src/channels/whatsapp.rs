@@ -145,10 +145,12 @@ impl Message {
             .or(self.button.as_ref().map(|b| b.text.as_str()))
     }
 
-    /// The message's own time (Meta sends Unix seconds as a string).
+    /// The message's own time (Meta sends Unix seconds as a string). `None` for a time before
+    /// 1970, which no message has: it would be read against a calendar chrono can barely
+    /// represent (the caller also refuses times in the future).
     pub fn sent_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let secs: i64 = self.timestamp.as_deref()?.parse().ok()?;
-        chrono::DateTime::from_timestamp(secs, 0)
+        chrono::DateTime::from_timestamp(secs, 0).filter(|_| secs >= 0)
     }
 }
 
@@ -319,6 +321,21 @@ mod tests {
         let mut forged = header.clone();
         forged.replace_range(at..=at, "+");
         assert!(!signer.verify(body.as_bytes(), &forged), "{forged}");
+    }
+
+    #[test]
+    fn a_message_time_before_1970_is_not_believed() {
+        let at = |timestamp: &str| {
+            let message: Message = serde_json::from_value(json!({
+                "from": "15551234567", "id": "wamid.1", "timestamp": timestamp, "type": "text"
+            }))
+            .expect("message");
+            message.sent_at()
+        };
+        assert_eq!(at("1730231903").map(|t| t.timestamp()), Some(1730231903));
+        assert_eq!(at("-1"), None);
+        assert_eq!(at("-8334601228800"), None);
+        assert_eq!(at("1e9"), None);
     }
 
     #[test]
