@@ -45,8 +45,9 @@ impl<'a> WhatsAppSignature<'a> {
     }
 }
 
+/// Hex digits only: `u8::from_str_radix` alone would also take a sign ("+a" as 0x0a).
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+    if !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..hex.len())
@@ -144,10 +145,12 @@ impl Message {
             .or(self.button.as_ref().map(|b| b.text.as_str()))
     }
 
-    /// The message's own time (Meta sends Unix seconds as a string).
+    /// The message's own time (Meta sends Unix seconds as a string). `None` for a time before
+    /// 1970, which no message has: it would be read against a calendar chrono can barely
+    /// represent (the caller also refuses times in the future).
     pub fn sent_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let secs: i64 = self.timestamp.as_deref()?.parse().ok()?;
-        chrono::DateTime::from_timestamp(secs, 0)
+        chrono::DateTime::from_timestamp(secs, 0).filter(|_| secs >= 0)
     }
 }
 
@@ -292,6 +295,47 @@ mod tests {
         assert!(!WhatsAppSignature::new("other").verify(body.as_bytes(), header));
         assert!(!sig.verify(body.as_bytes(), "sha256=zz"));
         assert!(!sig.verify(body.as_bytes(), ""));
+    }
+
+    /// Found by `fuzz/whatsapp_signature`: a `+` in place of a `0` high nibble decoded to the
+    /// same byte, so a header that is not the hex Meta sends still verified.
+    #[test]
+    fn a_sign_in_the_hex_is_refused() {
+        assert_eq!(decode_hex("+6"), None);
+        assert_eq!(decode_hex("-6"), None);
+        assert_eq!(decode_hex("06"), Some(vec![6]));
+        assert_eq!(decode_hex("Af"), Some(vec![0xaf]));
+        // Some body's signature has a 0 as the high nibble of a byte: write it as "+".
+        let signer = WhatsAppSignature::new("secret");
+        let (body, header, at) = (0u32..)
+            .map(|i| i.to_string())
+            .find_map(|body| {
+                let header = signer.sign(body.as_bytes());
+                let at = ("sha256=".len()..header.len())
+                    .step_by(2)
+                    .find(|&i| header.as_bytes()[i] == b'0')?;
+                Some((body, header, at))
+            })
+            .expect("a signature with a 0 high nibble");
+        assert!(signer.verify(body.as_bytes(), &header));
+        let mut forged = header.clone();
+        forged.replace_range(at..=at, "+");
+        assert!(!signer.verify(body.as_bytes(), &forged), "{forged}");
+    }
+
+    #[test]
+    fn a_message_time_before_1970_is_not_believed() {
+        let at = |timestamp: &str| {
+            let message: Message = serde_json::from_value(json!({
+                "from": "15551234567", "id": "wamid.1", "timestamp": timestamp, "type": "text"
+            }))
+            .expect("message");
+            message.sent_at()
+        };
+        assert_eq!(at("1730231903").map(|t| t.timestamp()), Some(1730231903));
+        assert_eq!(at("-1"), None);
+        assert_eq!(at("-8334601228800"), None);
+        assert_eq!(at("1e9"), None);
     }
 
     #[test]

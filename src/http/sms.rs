@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 
@@ -23,22 +23,27 @@ pub fn twiml(xml: String) -> Response {
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
 }
 
+/// The engine's view of a (signature-checked) SMS webhook's form parameters.
+pub fn sms_inbound(params: &[(String, String)], at: DateTime<Utc>) -> Result<Inbound, ApiError> {
+    let phone = param(params, "From")
+        .and_then(Phone::parse)
+        .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;
+    Ok(Inbound {
+        phone,
+        channel: Channel::Sms,
+        text: clip(param(params, "Body").unwrap_or_default()),
+        provider_id: param(params, "MessageSid")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(64).collect()),
+        at,
+    })
+}
+
 async fn sms(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let phone = param(&params, "From")
-        .and_then(Phone::parse)
-        .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;
-    let inbound = Inbound {
-        phone,
-        channel: Channel::Sms,
-        text: clip(param(&params, "Body").unwrap_or_default()),
-        provider_id: param(&params, "MessageSid")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.chars().take(64).collect()),
-        at: Utc::now(),
-    };
+    let inbound = sms_inbound(&params, Utc::now())?;
     let reply = answer(&app, inbound).await?;
     let doc = if reply.silent || reply.text.is_empty() {
         TwiML::new()

@@ -9,7 +9,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sara_actors::dialogue::{self, Reply};
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
@@ -75,30 +75,42 @@ async fn gather(
     TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
     let n = turn.n.unwrap_or(1);
-    let phone = param(&params, "From")
-        .and_then(Phone::parse)
-        .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;
-    let call = param(&params, "CallSid")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad_request("CallSid is missing"))?;
-    let speech = param(&params, "SpeechResult").unwrap_or_default().trim();
-    if speech.is_empty() {
+    let Some(inbound) = gather_inbound(&params, n, Utc::now())? else {
         // Silence or noise: ask again without spending a turn.
         let again = Reply {
             text: "Sorry, I didn't catch that. How can I help?".into(),
             ..Reply::default()
         };
         return Ok(twiml(speak(&app, &again, n).render()));
+    };
+    let reply = answer(&app, inbound).await?;
+    Ok(twiml(speak(&app, &reply, n.saturating_add(1)).render()))
+}
+
+/// The engine's view of a (signature-checked) gather webhook, the `n`th of its call: `None`
+/// when Twilio heard nothing (silence or noise).
+pub fn gather_inbound(
+    params: &[(String, String)],
+    n: u32,
+    at: DateTime<Utc>,
+) -> Result<Option<Inbound>, ApiError> {
+    let phone = param(params, "From")
+        .and_then(Phone::parse)
+        .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;
+    let call = param(params, "CallSid")
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::bad_request("CallSid is missing"))?;
+    let speech = param(params, "SpeechResult").unwrap_or_default().trim();
+    if speech.is_empty() {
+        return Ok(None);
     }
-    let inbound = Inbound {
+    Ok(Some(Inbound {
         phone,
         channel: Channel::Voice,
         text: clip(speech),
         provider_id: Some(format!("{}:{n}", call.chars().take(64).collect::<String>())),
-        at: Utc::now(),
-    };
-    let reply = answer(&app, inbound).await?;
-    Ok(twiml(speak(&app, &reply, n + 1).render()))
+        at,
+    }))
 }
 
 async fn status(TwilioForm(params): TwilioForm) -> Result<impl IntoResponse, ApiError> {

@@ -32,9 +32,7 @@ pub fn verified_twilio_form(
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| ApiError::forbidden("missing X-Twilio-Signature"))?;
-    let params: Vec<(String, String)> = form_urlencoded::parse(body)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
+    let params = form_params(body);
     let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let url = format!(
         "{}{}",
@@ -45,6 +43,14 @@ pub fn verified_twilio_form(
         return Err(ApiError::forbidden("bad X-Twilio-Signature"));
     }
     Ok(params)
+}
+
+/// The parameters of an `application/x-www-form-urlencoded` body, in order. Any bytes are
+/// accepted: invalid UTF-8 is replaced, never refused.
+pub fn form_params(body: &[u8]) -> Vec<(String, String)> {
+    form_urlencoded::parse(body)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {

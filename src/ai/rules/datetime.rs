@@ -237,12 +237,17 @@ fn next_weekday(today: NaiveDate, day: Weekday) -> NaiveDate {
 
 /// `day` in the Monday-first week after the current one.
 fn weekday_next_week(today: NaiveDate, day: Weekday) -> NaiveDate {
-    let monday = today - Days::new(today.weekday().num_days_from_monday() as u64);
+    let monday = sub_days(today, today.weekday().num_days_from_monday() as u64);
     add_days(monday, 7 + day.num_days_from_monday() as u64)
 }
 
 fn add_days(date: NaiveDate, n: u64) -> NaiveDate {
     date.checked_add_days(Days::new(n)).unwrap_or(date)
+}
+
+/// Like [`add_days`], backwards: `NaiveDate - Days` panics in the first days of chrono's range.
+fn sub_days(date: NaiveDate, n: u64) -> NaiveDate {
+    date.checked_sub_days(Days::new(n)).unwrap_or(date)
 }
 
 /// Month/day without a year: this year unless already past, then next year.
@@ -428,7 +433,7 @@ fn find_date(work: &mut String, today: NaiveDate) -> Option<NaiveDate> {
             (Some(b), _) if b.starts_with("next") => weekday_next_week(today, day),
             (_, Some("next week")) => weekday_next_week(today, day),
             (Some("this week" | "this week on"), _) | (_, Some("this week")) => {
-                let monday = today - Days::new(today.weekday().num_days_from_monday() as u64);
+                let monday = sub_days(today, today.weekday().num_days_from_monday() as u64);
                 let d = add_days(monday, day.num_days_from_monday() as u64);
                 if d >= today {
                     d

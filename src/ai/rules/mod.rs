@@ -12,6 +12,8 @@ mod entities;
 #[cfg(test)]
 mod tests;
 
+use chrono::{DateTime, NaiveDate, Offset};
+use chrono_tz::Tz;
 use sara_actors::ports::{BoxFuture, Nlu, NluError};
 use sara_actors::understanding::{Act, NluContext, NluSource, Understanding};
 
@@ -42,7 +44,7 @@ impl RuleNlu {
 
         let moment = datetime::extract(
             &entities::without_greeting(&norm),
-            ctx.now.date_naive(),
+            local_date(&ctx.now),
             ctx.expecting,
         );
         let service = entities::service(&norm, services);
@@ -107,6 +109,16 @@ impl Nlu for RuleNlu {
     fn answers_at_once(&self) -> bool {
         true
     }
+}
+
+/// The local date of `now`. `DateTime::date_naive` panics when the local time falls outside
+/// chrono's range (the first or last hours of it, with a time zone offset); the UTC date is
+/// used there instead.
+fn local_date(now: &DateTime<Tz>) -> NaiveDate {
+    let utc = now.naive_utc();
+    utc.checked_add_offset(now.offset().fix())
+        .unwrap_or(utc)
+        .date()
 }
 
 /// Whether `phrase` occurs in `norm` as whole words.

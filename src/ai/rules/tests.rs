@@ -713,3 +713,51 @@ fn can_i_book_is_a_booking_and_a_real_question_beside_it_still_counts() {
     let u = nlu().understand("can I park behind the building?", &ctx);
     assert!(u.has(Act::Question), "{u:?}");
 }
+
+/// Found by `fuzz/rule_nlu`: a message time in the first or last days chrono can represent
+/// panicked ("`NaiveDate - Days` out of range" for "next monday"; `date_naive` itself when the
+/// local time is outside the range). Such a time comes only from a provider's timestamp, but
+/// `understand` promises never to panic.
+#[test]
+fn a_message_time_at_the_ends_of_the_calendar_does_not_panic() {
+    let nlu = nlu();
+    let zones = [
+        chrono_tz::UTC,
+        chrono_tz::America::New_York,
+        chrono_tz::Asia::Tokyo,
+        chrono_tz::Pacific::Kiritimati,
+        chrono_tz::Pacific::Pago_Pago,
+    ];
+    let ends = [
+        chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        chrono::DateTime::<chrono::Utc>::MAX_UTC,
+    ];
+    let texts = [
+        "next monday",
+        "tuesday this week",
+        "sunday after next",
+        "a week from next friday",
+        "today at 3",
+        "tomorrow",
+        "in 99 weeks",
+        "dec 31",
+        "the 31st",
+        "12/31",
+        "31st of next month",
+    ];
+    for end in ends {
+        for zone in zones {
+            let ctx = NluContext {
+                now: end.with_timezone(&zone),
+                services: vec![],
+                expecting: None,
+            };
+            for text in texts {
+                let u = nlu.understand(text, &ctx);
+                if matches!(text, "tomorrow" | "next monday") {
+                    assert!(u.date.is_some(), "{text} at {end} in {zone}: {u:?}");
+                }
+            }
+        }
+    }
+}
