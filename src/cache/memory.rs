@@ -29,8 +29,10 @@ struct Replies {
     order: VecDeque<String>,
 }
 
-/// A free lease slot unused for this long is forgotten when the map is swept.
-const LEASE_FORGET_AFTER: Duration = Duration::from_secs(900);
+/// A free lease slot unused for this long is forgotten when the map is swept: the engine's
+/// default idle timeout, after which the conversation's actor has left memory anyway and
+/// reloads on its next turn. A forgotten slot costs that turn a `raise`.
+const LEASE_FORGET_AFTER: Duration = Duration::from_secs(600);
 /// The lease map is first swept when it holds this many phones.
 const LEASE_SWEEP_FROM: usize = 1024;
 
