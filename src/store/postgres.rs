@@ -135,105 +135,49 @@ pub(super) async fn commit(
     }
 
     let mut outcomes: Vec<Option<CommitOutcome>> = vec![None; batch.len()];
-    // Items already committed (a provider's retry) are answered with their stored reply.
-    // Of the rest, the first item of each conversation goes into the set-based
-    // compare-and-swap below; a second item of the same conversation in one batch (rare: a
-    // conversation's turns are one at a time) must see the first one's version, so it is
-    // swapped on its own afterwards.
-    let mut first: Vec<usize> = Vec::with_capacity(batch.len());
-    let mut later: Vec<usize> = Vec::new();
-    let mut seen_keys: HashSet<&str> = HashSet::with_capacity(batch.len());
-    for &i in &order {
-        if let Some(reply) = batch[i]
-            .turn
-            .provider_id
-            .as_deref()
-            .and_then(|id| replies.get(id))
-        {
-            outcomes[i] = Some(CommitOutcome::Duplicate {
-                reply: reply.clone(),
-            });
-        } else if seen_keys.insert(keys[i].as_str()) {
-            first.push(i);
-        } else {
-            later.push(i);
-        }
-    }
-    let swapped = swap_all(&mut tx, batch, &keys, &sealed, &first, now).await?;
     let mut turns = TurnColumns::default();
-    for &i in &first {
-        match swapped.get(keys[i].as_str()) {
-            Some(&Swap::Done { version, seq }) => {
-                turns.push(&batch[i], &keys[i], &sealed[i], seq);
-                if let Some(id) = &batch[i].turn.provider_id {
-                    replies.insert(id.clone(), batch[i].turn.reply.clone());
+    // Items already committed (a provider's retry) are answered with their stored reply. The
+    // rest are compare-and-swapped in rounds of at most one item per conversation: a second
+    // item of the same conversation in one batch (rare: a conversation's turns are one at a
+    // time) must see the first one's version, so it waits for the next round.
+    let mut pending: Vec<usize> = order;
+    while !pending.is_empty() {
+        let mut round: Vec<usize> = Vec::with_capacity(pending.len());
+        let mut next: Vec<usize> = Vec::new();
+        let mut in_round: HashSet<&str> = HashSet::with_capacity(pending.len());
+        for &i in &pending {
+            if let Some(reply) = batch[i]
+                .turn
+                .provider_id
+                .as_deref()
+                .and_then(|id| replies.get(id))
+            {
+                outcomes[i] = Some(CommitOutcome::Duplicate {
+                    reply: reply.clone(),
+                });
+            } else if in_round.insert(keys[i].as_str()) {
+                round.push(i);
+            } else {
+                next.push(i);
+            }
+        }
+        let swapped = swap_all(&mut tx, batch, &keys, &sealed, &round, now).await?;
+        for &i in &round {
+            match swapped.get(keys[i].as_str()) {
+                Some(&Swap::Done { version, seq }) => {
+                    turns.push(&batch[i], &keys[i], &sealed[i], seq);
+                    if let Some(id) = &batch[i].turn.provider_id {
+                        replies.insert(id.clone(), batch[i].turn.reply.clone());
+                    }
+                    outcomes[i] = Some(CommitOutcome::Committed { version });
                 }
-                outcomes[i] = Some(CommitOutcome::Committed { version });
+                Some(Swap::Refused { stored_epoch }) => {
+                    outcomes[i] = Some(refusal(&batch[i], *stored_epoch));
+                }
+                None => outcomes[i] = Some(refusal(&batch[i], None)),
             }
-            Some(Swap::Refused { stored_epoch }) => {
-                outcomes[i] = Some(refusal(&batch[i], *stored_epoch));
-            }
-            None => outcomes[i] = Some(refusal(&batch[i], None)),
         }
-    }
-    for &i in &later {
-        let (item, key, sealed) = (&batch[i], &keys[i], &sealed[i]);
-        if let Some(reply) = item
-            .turn
-            .provider_id
-            .as_deref()
-            .and_then(|id| replies.get(id))
-        {
-            outcomes[i] = Some(CommitOutcome::Duplicate {
-                reply: reply.clone(),
-            });
-            continue;
-        }
-        let swapped: Option<(i64, i64)> = if item.expected_version == 0 {
-            sqlx::query_as(
-                "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
-                 owner_epoch) VALUES ($1, $2, 1, 1, $3, $4) ON CONFLICT (contact_key) DO NOTHING \
-                 RETURNING version, last_seq",
-            )
-            .bind(key)
-            .bind(&sealed.state)
-            .bind(now)
-            .bind(item.owner_epoch)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
-        } else {
-            sqlx::query_as(
-                "UPDATE conversations \
-                 SET state = $1, version = version + 1, last_seq = last_seq + 1, updated_at = $2, \
-                 owner_epoch = GREATEST(owner_epoch, $5) \
-                 WHERE contact_key = $3 AND version = $4 AND ($5 = 0 OR owner_epoch <= $5) \
-                 RETURNING version, last_seq",
-            )
-            .bind(&sealed.state)
-            .bind(now)
-            .bind(key)
-            .bind(item.expected_version)
-            .bind(item.owner_epoch)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(unavailable)?
-        };
-        let Some((version, seq)) = swapped else {
-            let stored: Option<i64> =
-                sqlx::query_scalar("SELECT owner_epoch FROM conversations WHERE contact_key = $1")
-                    .bind(key)
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(unavailable)?;
-            outcomes[i] = Some(refusal(item, stored));
-            continue;
-        };
-        turns.push(item, key, sealed, seq);
-        if let Some(id) = &item.turn.provider_id {
-            replies.insert(id.clone(), item.turn.reply.clone());
-        }
-        outcomes[i] = Some(CommitOutcome::Committed { version });
+        pending = next;
     }
     if !turns.key.is_empty() {
         sqlx::query(
