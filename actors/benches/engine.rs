@@ -159,7 +159,7 @@ async fn seed(store: &MemoryStore, phone: Phone, state: &str) {
             channel: Channel::Sms,
             provider_id: None,
             text: String::new(),
-            reply: String::new(),
+            reply: sara_actors::dialogue::Reply::default(),
             intent: "book".into(),
             nlu: "fixed".into(),
             understood: "{}".into(),

@@ -119,7 +119,9 @@ pub struct TurnRecord {
     /// The provider's message id (MessageSid, CallSid + sequence, wamid); unique when present.
     pub provider_id: Option<String>,
     pub text: String,
-    pub reply: String,
+    /// The whole reply (text, buttons, hand-over, hang-up): a duplicate delivery of
+    /// `provider_id` is answered with it again, exactly as the first time.
+    pub reply: crate::dialogue::Reply,
     /// The act the policy acted on, e.g. "book".
     pub intent: String,
     /// Which NLU understood the turn ("rules", "openai").
@@ -152,9 +154,10 @@ pub enum CommitOutcome {
     },
     /// Someone else committed this conversation since it was read; nothing was written.
     VersionConflict,
-    /// The provider id was already committed; nothing was written. Carries the stored reply.
+    /// The provider id was already committed; nothing was written. Carries the stored reply,
+    /// whole (its buttons, hand-over and hang-up as well as its text).
     Duplicate {
-        reply: String,
+        reply: crate::dialogue::Reply,
     },
     /// A newer lease owner has committed this conversation (stored `owner_epoch` is greater
     /// than the turn's); nothing was written.
@@ -175,11 +178,11 @@ pub trait ConversationStore: Send + Sync + 'static {
         batch: Vec<TurnCommit>,
     ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>>;
 
-    /// The stored reply of an already processed provider message id.
+    /// The stored reply, whole, of an already processed provider message id.
     fn processed_reply<'a>(
         &'a self,
         provider_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<crate::dialogue::Reply>, StoreError>>;
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

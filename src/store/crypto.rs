@@ -79,6 +79,8 @@ pub(crate) enum Field {
     ConversationState,
     TurnText,
     TurnReply,
+    /// The rest of a turn's reply beside its text (buttons, hand-over, hang-up, silence).
+    TurnReplyExtra,
     TurnUnderstood,
     BookingPhone,
     BookingName,
@@ -96,6 +98,7 @@ impl Field {
             Field::ConversationState => b"conversations.state",
             Field::TurnText => b"turns.text",
             Field::TurnReply => b"turns.reply",
+            Field::TurnReplyExtra => b"turns.reply_extra",
             Field::TurnUnderstood => b"turns.understood",
             Field::BookingPhone => b"bookings.phone",
             Field::BookingName => b"bookings.name",

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel, Phone};
 use sara_actors::ports::{
     BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
@@ -60,20 +61,28 @@ impl CacheSealer {
         self.sealer.pseudonym(value)
     }
 
-    /// The reply sealed and base64-encoded (Redis values are text).
-    pub fn seal_reply(&self, reply: &str) -> String {
+    /// The whole reply as JSON, sealed and base64-encoded (Redis values are text).
+    pub fn seal_reply(&self, reply: &Reply) -> String {
         use base64::Engine as _;
+        let json = serde_json::to_string(reply).expect("a reply serializes");
         base64::engine::general_purpose::STANDARD
-            .encode(self.sealer.seal_str(Field::CachedReply, reply))
+            .encode(self.sealer.seal_str(Field::CachedReply, &json))
     }
 
-    /// `None` for anything that does not open (another key, a tampered value).
-    pub fn open_reply(&self, sealed: &str) -> Option<String> {
+    /// `None` for anything that does not open (another key, a tampered value). A value
+    /// remembered before whole replies were (its text alone) opens as that text, silent
+    /// when empty, as it was answered then.
+    pub fn open_reply(&self, sealed: &str) -> Option<Reply> {
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(sealed)
             .ok()?;
-        self.sealer.open_str(Field::CachedReply, &raw).ok()
+        let opened = self.sealer.open_str(Field::CachedReply, &raw).ok()?;
+        Some(serde_json::from_str(&opened).unwrap_or_else(|_| Reply {
+            silent: opened.is_empty(),
+            text: opened,
+            ..Reply::default()
+        }))
     }
 }
 pub use sara_actors::ports::StoreError;
@@ -540,7 +549,7 @@ impl ConversationStore for Database {
     fn processed_reply<'a>(
         &'a self,
         provider_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
         Box::pin(async move {
             match &self.pool {
                 Pool::Sqlite(pool) => {
@@ -632,6 +641,35 @@ fn open_turn(
         nlu,
         at,
     })
+}
+
+/// The parts of `reply` beside its text, sealed, for the `reply_extra` column; `None` when
+/// the reply is its text alone (most are: no second seal for them).
+fn seal_reply_extra(sealer: &Sealer, reply: &Reply) -> Option<Vec<u8>> {
+    let extra = Reply {
+        text: String::new(),
+        ..reply.clone()
+    };
+    if extra == Reply::default() {
+        return None;
+    }
+    let json = serde_json::to_string(&extra).expect("a reply serializes");
+    Some(sealer.seal_str(Field::TurnReplyExtra, &json))
+}
+
+/// A stored reply, whole again: its sealed text and, when there is one, its sealed rest.
+fn open_reply(sealer: &Sealer, text: &[u8], extra: Option<&[u8]>) -> Result<Reply, StoreError> {
+    let text = sealer.open_str(Field::TurnReply, text)?;
+    let Some(extra) = extra else {
+        return Ok(Reply {
+            text,
+            ..Reply::default()
+        });
+    };
+    let extra = sealer.open_str(Field::TurnReplyExtra, extra)?;
+    let extra: Reply =
+        serde_json::from_str(&extra).map_err(|_| corrupt("a stored reply does not parse"))?;
+    Ok(Reply { text, ..extra })
 }
 
 fn parse_channel(s: &str) -> Result<Channel, StoreError> {

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, BookingStatus};
 use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
 use sqlx::PgPool;
@@ -15,8 +16,8 @@ use uuid::Uuid;
 
 use super::crypto::{Field, Sealer};
 use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, describe, open_conversation, open_turn,
-    parse_phone, parse_status, unavailable,
+    BookingCounts, ConversationLog, Stats, StoreError, describe, open_conversation, open_reply,
+    open_turn, parse_phone, parse_status, seal_reply_extra, unavailable,
 };
 
 /// SQLSTATE for an exclusion-constraint violation: the slot is taken.
@@ -83,7 +84,8 @@ pub(super) async fn commit(
         .map(|item| SealedTurn {
             state: sealer.seal_str(Field::ConversationState, &item.state),
             text: sealer.seal_str(Field::TurnText, &item.turn.text),
-            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply),
+            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply.text),
+            reply_extra: seal_reply_extra(sealer, &item.turn.reply),
             understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
         })
         .collect();
@@ -93,16 +95,17 @@ pub(super) async fn commit(
         .iter()
         .filter_map(|item| item.turn.provider_id.clone())
         .collect();
-    let mut replies: HashMap<String, String> = HashMap::new();
+    let mut replies: HashMap<String, Reply> = HashMap::new();
     if !provider_ids.is_empty() {
-        let seen: Vec<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT provider_id, reply FROM turns WHERE provider_id = ANY($1)")
-                .bind(&provider_ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        for (id, reply) in seen {
-            replies.insert(id, sealer.open_str(Field::TurnReply, &reply)?);
+        let seen: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT provider_id, reply, reply_extra FROM turns WHERE provider_id = ANY($1)",
+        )
+        .bind(&provider_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        for (id, reply, extra) in seen {
+            replies.insert(id, open_reply(sealer, &reply, extra.as_deref())?);
         }
     }
 
@@ -182,10 +185,10 @@ pub(super) async fn commit(
     if !turns.key.is_empty() {
         sqlx::query(
             "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
-             nlu, understood, at, elapsed_ms) \
+             nlu, understood, at, elapsed_ms, reply_extra) \
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
              $5::bytea[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], \
-             $10::timestamptz[], $11::bigint[])",
+             $10::timestamptz[], $11::bigint[], $12::bytea[])",
         )
         .bind(&turns.key)
         .bind(&turns.seq)
@@ -198,6 +201,7 @@ pub(super) async fn commit(
         .bind(&turns.understood)
         .bind(&turns.at)
         .bind(&turns.elapsed_ms)
+        .bind(&turns.reply_extra)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -350,6 +354,7 @@ struct TurnColumns<'a> {
     understood: Vec<&'a [u8]>,
     at: Vec<DateTime<Utc>>,
     elapsed_ms: Vec<i64>,
+    reply_extra: Vec<Option<&'a [u8]>>,
 }
 
 impl<'a> TurnColumns<'a> {
@@ -366,6 +371,7 @@ impl<'a> TurnColumns<'a> {
         self.understood.push(&sealed.understood);
         self.at.push(turn.at);
         self.elapsed_ms.push(i64::from(turn.elapsed_ms));
+        self.reply_extra.push(sealed.reply_extra.as_deref());
     }
 }
 
@@ -374,6 +380,8 @@ struct SealedTurn {
     state: Vec<u8>,
     text: Vec<u8>,
     reply: Vec<u8>,
+    /// The reply's parts beside its text, when it has any.
+    reply_extra: Option<Vec<u8>>,
     understood: Vec<u8>,
 }
 
@@ -381,15 +389,15 @@ pub(super) async fn processed_reply(
     pool: &PgPool,
     sealer: &Sealer,
     provider_id: &str,
-) -> Result<Option<String>, StoreError> {
-    let reply: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = $1")
+) -> Result<Option<Reply>, StoreError> {
+    let reply: Option<(Vec<u8>, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT reply, reply_extra FROM turns WHERE provider_id = $1")
             .bind(provider_id)
             .fetch_optional(pool)
             .await
             .map_err(unavailable)?;
     reply
-        .map(|r| sealer.open_str(Field::TurnReply, &r))
+        .map(|(text, extra)| open_reply(sealer, &text, extra.as_deref()))
         .transpose()
 }
 

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, BookingStatus};
 use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
 use sqlx::SqlitePool;
@@ -14,7 +15,7 @@ use sqlx::SqlitePool;
 use super::crypto::{Field, Sealer};
 use super::{
     BookingCounts, ConversationLog, Stats, StoreError, corrupt, describe, open_conversation,
-    open_turn, parse_phone, parse_status, unavailable,
+    open_reply, open_turn, parse_phone, parse_status, seal_reply_extra, unavailable,
 };
 
 /// This process's turn at SQLite's single write lock. Every write transaction of the
@@ -98,7 +99,8 @@ pub(super) async fn commit(
                 .then(|| sealer.seal_str(Field::ContactPhone, item.phone.as_str())),
             state: sealer.seal_str(Field::ConversationState, &item.state),
             text: sealer.seal_str(Field::TurnText, &item.turn.text),
-            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply),
+            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply.text),
+            reply_extra: seal_reply_extra(sealer, &item.turn.reply),
             understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
         })
         .collect();
@@ -114,18 +116,18 @@ pub(super) async fn commit(
         .iter()
         .filter_map(|item| item.turn.provider_id.as_deref())
         .collect();
-    let mut replies: HashMap<String, String> = HashMap::new();
+    let mut replies: HashMap<String, Reply> = HashMap::new();
     if !provider_ids.is_empty() {
-        let seen: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT provider_id, reply FROM turns \
+        let seen: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT provider_id, reply, reply_extra FROM turns \
              WHERE provider_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_list(&provider_ids))
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        for (id, reply) in seen {
-            replies.insert(id, sealer.open_str(Field::TurnReply, &reply)?);
+        for (id, reply, extra) in seen {
+            replies.insert(id, open_reply(sealer, &reply, extra.as_deref())?);
         }
     }
 
@@ -197,6 +199,10 @@ pub(super) async fn commit(
         let [text_at, text_len] = turn_blobs.push(&sealed.text);
         let [reply_at, reply_len] = turn_blobs.push(&sealed.reply);
         let [understood_at, understood_len] = turn_blobs.push(&sealed.understood);
+        let [extra_at, extra_len] = match &sealed.reply_extra {
+            Some(extra) => turn_blobs.push(extra).map(Some),
+            None => [None, None],
+        };
         turns.push(serde_json::json!([
             key,
             head.last_seq,
@@ -212,6 +218,8 @@ pub(super) async fn commit(
             understood_len,
             ts(turn.at),
             turn.elapsed_ms,
+            extra_at,
+            extra_len,
         ]));
         if let Some(id) = &turn.provider_id {
             replies.insert(id.clone(), turn.reply.clone());
@@ -285,11 +293,11 @@ pub(super) async fn commit(
     .map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
-         nlu, understood, at, elapsed_ms) \
+         nlu, understood, at, elapsed_ms, reply_extra) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
          substr(?2, value ->> 4, value ->> 5), substr(?2, value ->> 6, value ->> 7), \
          value ->> 8, value ->> 9, substr(?2, value ->> 10, value ->> 11), value ->> 12, \
-         value ->> 13 FROM json_each(?1)",
+         value ->> 13, substr(?2, value ->> 14, value ->> 15) FROM json_each(?1)",
     )
     .bind(json_list(&turns))
     .bind(turn_blobs.0)
@@ -320,6 +328,8 @@ struct SealedTurn {
     state: Vec<u8>,
     text: Vec<u8>,
     reply: Vec<u8>,
+    /// The reply's parts beside its text, when it has any.
+    reply_extra: Option<Vec<u8>>,
     understood: Vec<u8>,
 }
 
@@ -345,15 +355,15 @@ pub(super) async fn processed_reply(
     pool: &SqlitePool,
     sealer: &Sealer,
     provider_id: &str,
-) -> Result<Option<String>, StoreError> {
-    let reply: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = ?1")
+) -> Result<Option<Reply>, StoreError> {
+    let reply: Option<(Vec<u8>, Option<Vec<u8>>)> =
+        sqlx::query_as("SELECT reply, reply_extra FROM turns WHERE provider_id = ?1")
             .bind(provider_id)
             .fetch_optional(pool)
             .await
             .map_err(unavailable)?;
     reply
-        .map(|r| sealer.open_str(Field::TurnReply, &r))
+        .map(|(text, extra)| open_reply(sealer, &text, extra.as_deref()))
         .transpose()
 }
 

@@ -29,32 +29,67 @@ use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
 /// provider's retry is answered from memory; older duplicates are caught by the store.
-const RECENT_IDS: usize = 8;
+pub(crate) const RECENT_IDS: usize = 8;
 
 /// The persisted state of a conversation.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ConversationState {
     #[serde(rename = "d")]
     pub dialogue: DialogueState,
-    /// (provider id, reply text) of the last few turns, newest last.
+    /// (provider id, reply) of the last few turns, newest last.
     #[serde(rename = "r", default, skip_serializing_if = "VecDeque::is_empty")]
-    pub recent: VecDeque<(String, String)>,
+    pub recent: VecDeque<(String, Remembered)>,
+}
+
+/// A reply as a conversation remembers it for a provider's retry: its text alone when
+/// that is all it is (the form states had before whole replies were kept, and the
+/// smallest), else the whole reply, so a retried delivery is answered with the same
+/// buttons, hand-over or hang-up as the first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Remembered {
+    Text(String),
+    Whole(Reply),
+}
+
+impl Remembered {
+    pub fn new(reply: &Reply) -> Remembered {
+        let plain = Reply {
+            text: reply.text.clone(),
+            ..Reply::default()
+        };
+        if *reply == plain {
+            Remembered::Text(plain.text)
+        } else {
+            Remembered::Whole(reply.clone())
+        }
+    }
+
+    pub fn reply(&self) -> Reply {
+        match self {
+            Remembered::Text(text) => Reply {
+                text: text.clone(),
+                ..Reply::default()
+            },
+            Remembered::Whole(reply) => reply.clone(),
+        }
+    }
 }
 
 impl ConversationState {
-    fn replied(&self, provider_id: &str) -> Option<&str> {
+    fn replied(&self, provider_id: &str) -> Option<Reply> {
         self.recent
             .iter()
             .find(|(id, _)| id == provider_id)
-            .map(|(_, r)| r.as_str())
+            .map(|(_, r)| r.reply())
     }
 
-    fn remember(&mut self, provider_id: &str, reply: &str) {
+    fn remember(&mut self, provider_id: &str, reply: &Reply) {
         if self.recent.len() == RECENT_IDS {
             self.recent.pop_front();
         }
         self.recent
-            .push_back((provider_id.to_string(), reply.to_string()));
+            .push_back((provider_id.to_string(), Remembered::new(reply)));
     }
 }
 
@@ -174,7 +209,7 @@ impl Conversation {
                 channel: Channel::Staff,
                 provider_id: None,
                 text: String::new(),
-                reply: String::new(),
+                reply: Reply::default(),
                 intent: "hand_back".into(),
                 nlu: "staff".into(),
                 understood: "{}".into(),
@@ -282,10 +317,7 @@ impl Conversation {
             && let Some(reply) = self.state.replied(id)
         {
             tracing::info!("duplicate delivery answered from memory");
-            return Ok(Reply {
-                text: reply.to_string(),
-                ..Reply::default()
-            });
+            return Ok(reply);
         }
         // A version conflict means another writer got there first (another instance, or an
         // actor that was passivated while we activated): read again and redo the turn once.
@@ -296,7 +328,7 @@ impl Conversation {
                 recent: self.state.recent.clone(),
             };
             if let Some(id) = &inbound.provider_id {
-                next.remember(id, &decision.reply.text);
+                next.remember(id, &decision.reply);
             }
             let commit = TurnCommit {
                 phone: self.phone.clone(),
@@ -308,7 +340,7 @@ impl Conversation {
                     channel: inbound.channel,
                     provider_id: inbound.provider_id.clone(),
                     text: inbound.text.clone(),
-                    reply: decision.reply.text.clone(),
+                    reply: decision.reply.clone(),
                     intent: decision.intent.as_str().to_string(),
                     nlu: nlu.to_string(),
                     understood: serde_json::to_string(&understood).unwrap_or_default(),
@@ -326,10 +358,7 @@ impl Conversation {
                 }
                 CommitOutcome::Duplicate { reply } => {
                     tracing::info!("duplicate delivery answered from the store");
-                    return Ok(Reply {
-                        text: reply,
-                        ..Reply::default()
-                    });
+                    return Ok(reply);
                 }
                 CommitOutcome::VersionConflict => {
                     tracing::info!(attempt, "version conflict; reloading the conversation");

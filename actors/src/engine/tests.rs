@@ -147,7 +147,7 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
             channel: Channel::Sms,
             provider_id: None,
             text: "elsewhere".into(),
-            reply: String::new(),
+            reply: crate::dialogue::Reply::default(),
             intent: "inform".into(),
             nlu: "rules".into(),
             understood: "{}".into(),
@@ -257,4 +257,100 @@ async fn a_lease_held_elsewhere_for_the_whole_wait_is_busy_and_applies_nothing()
         Err(TurnError::Busy)
     );
     assert!(store.turns_of(&phone()).is_empty());
+}
+
+/// Understands "person" as a request for a human, anything else as nothing.
+struct HandoverNlu;
+impl Nlu for HandoverNlu {
+    fn understand<'a>(
+        &'a self,
+        text: &'a str,
+        _: &'a NluContext,
+    ) -> BoxFuture<'a, Result<Understanding, NluError>> {
+        let acts = if text.contains("person") {
+            vec![crate::understanding::Act::Handover]
+        } else {
+            Vec::new()
+        };
+        Box::pin(async move {
+            Ok(Understanding {
+                acts,
+                ..Understanding::default()
+            })
+        })
+    }
+    fn name(&self) -> &'static str {
+        "handover"
+    }
+}
+
+/// A retried delivery gets the first answer whole, hand-over included, both from the
+/// conversation's recent ids and, once those have moved on, from the store's duplicate.
+#[tokio::test]
+async fn a_retried_delivery_gets_the_whole_first_reply_from_memory_and_from_the_store() {
+    let (ports, store) = crate::memory::in_memory_ports(Arc::new(HandoverNlu));
+    let engine = Engine::start(Business::example(), EngineSettings::default(), ports)
+        .await
+        .expect("engine starts");
+    let voice = |text: &str, id: &str| Inbound {
+        channel: Channel::Voice,
+        ..msg(text, Some(id))
+    };
+    let first = engine
+        .turn(voice("a person please", "CA1-1"))
+        .await
+        .expect("turn");
+    assert!(first.handover, "{first:?}");
+    let from_memory = engine
+        .turn(voice("a person please", "CA1-1"))
+        .await
+        .expect("turn");
+    assert_eq!(from_memory, first);
+    // Enough later turns that the conversation's recent ids no longer hold CA1-1.
+    for n in 0..conversation::RECENT_IDS {
+        engine
+            .turn(voice("hello", &format!("CA2-{n}")))
+            .await
+            .expect("turn");
+    }
+    let turns = store.turns_of(&phone()).len();
+    let from_store = engine
+        .turn(voice("a person please", "CA1-1"))
+        .await
+        .expect("turn");
+    assert_eq!(from_store, first);
+    assert_eq!(
+        store.turns_of(&phone()).len(),
+        turns,
+        "nothing new committed"
+    );
+}
+
+/// States written before whole replies were remembered (id and text) still load, and a
+/// plain reply is still written in that compact form.
+#[test]
+fn recent_replies_read_the_old_text_form_and_write_plain_replies_in_it() {
+    use conversation::{ConversationState, Remembered};
+    let old = r#"{"d":{},"r":[["SM1","see you then"]]}"#;
+    let state: ConversationState = serde_json::from_str(old).expect("old state parses");
+    assert_eq!(
+        state.recent[0],
+        ("SM1".to_string(), Remembered::Text("see you then".into()))
+    );
+    let plain = Reply {
+        text: "hi".into(),
+        ..Reply::default()
+    };
+    assert_eq!(
+        serde_json::to_value(Remembered::new(&plain)).expect("json"),
+        "hi"
+    );
+    let buttons = Reply {
+        text: "Which time?".into(),
+        options: vec!["10:00".into(), "11:00".into()],
+        ..Reply::default()
+    };
+    let json = serde_json::to_string(&Remembered::new(&buttons)).expect("json");
+    let back: Remembered = serde_json::from_str(&json).expect("parses");
+    assert_eq!(back.reply(), buttons);
 }
