@@ -8,7 +8,7 @@ use sara_actors::ports::{CommitOutcome, ConversationStore, TurnCommit, TurnRecor
 use uuid::Uuid;
 
 use super::testing::on_both_backends;
-use super::{Database, EncryptionKey, Pool, StoreError};
+use super::{Database, EncryptionKey, StoreError};
 
 const PHONE: &str = "+15550123987";
 const DIGITS: &str = "15550123987";
@@ -67,8 +67,8 @@ fn the_booking() -> Booking {
 /// the database file and its WAL).
 async fn dump(db: &Database) -> String {
     let mut out = String::new();
-    match &db.pool {
-        Pool::Postgres(pool) => {
+    match (db.postgres_pool(), db.sqlite_pool()) {
+        (Some(pool), _) => {
             let tables: Vec<String> = sqlx::query_scalar(
                 "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
             )
@@ -87,7 +87,7 @@ async fn dump(db: &Database) -> String {
                 out.push('\n');
             }
         }
-        Pool::Sqlite(pool) => {
+        (None, Some(pool)) => {
             let tables: Vec<String> =
                 sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
                     .fetch_all(pool)
@@ -125,6 +125,7 @@ async fn dump(db: &Database) -> String {
                 }
             }
         }
+        (None, None) => unreachable!("a store has a pool"),
     }
     out
 }
@@ -322,7 +323,7 @@ async fn a_database_written_in_clear_is_refused_by_the_migration() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
     let db = Database::connect(&url, None).await.expect("connect");
-    let Pool::Sqlite(pool) = &db.pool else {
+    let Some(pool) = db.sqlite_pool() else {
         panic!("a SQLite URL gives SQLite");
     };
     let mut migrator = sqlx::migrate!("./migrations/sqlite");

@@ -1,22 +1,44 @@
-//! The SQLite repository: conversations, the turn log and bookings in one embedded file.
+//! The SQLite backend: conversations, the turn log and bookings in one embedded file.
 //!
 //! Writes open with `BEGIN IMMEDIATE` so that the write lock is taken before anything is
 //! read: a check ("is this slot free?", "was this message seen?") and the write that depends
-//! on it cannot be interleaved with another writer's.
+//! on it cannot be interleaved with another writer's. What SQLite does like PostgreSQL is in
+//! [`super::sql`] and [`super::admin`]; here are the group commit, the booking writes with
+//! their overlap check, and the connect options.
 
 use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sara_actors::dialogue::Reply;
-use sara_actors::model::{Booking, BookingId, BookingStatus};
-use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
-use sqlx::SqlitePool;
-
-use super::crypto::{Field, Sealer};
-use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, corrupt, describe, open_conversation,
-    open_reply, open_turn, parse_phone, parse_status, seal_reply_extra, unavailable,
+use sara_actors::model::{Booking, BookingId, BookingStatus, Phone};
+use sara_actors::ports::{
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
 };
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
+use sqlx::{Sqlite, SqlitePool};
+
+use super::crypto::{self, EncryptionKey, Sealer};
+use super::sql::{self, Dialect, ReplyRow, SealedBooking, SealedTurn, open_replies};
+use super::{BookingRepository, Store, StoreError, corrupt, describe, unavailable};
+
+/// How long a SQLite connection waits for the write lock before giving up. Writers are
+/// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite's page cache per connection, as its `cache_size` pragma takes it (negative: KiB).
+const SQLITE_CACHE_KIB: i64 = -8192;
+
+/// The WAL size (in 4 KiB pages, ~40 MiB) at which a commit checkpoints by itself.
+const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// How often the background checkpoint copies the WAL back into the database file.
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// This process's turn at SQLite's single write lock. Every write transaction of the
 /// process takes it before `BEGIN IMMEDIATE`, so the group commit and the booking writer
@@ -24,7 +46,7 @@ use super::{
 /// loser of a race for the lock got `SQLITE_BUSY` and slept in SQLite's busy handler (1, 2,
 /// 5, 10 … ms), which stalled every turn queued behind it. Other processes on the same file
 /// (`sara migrate`, a second `sara chat`) still meet the busy timeout.
-pub(super) type WriteGate = tokio::sync::Mutex<()>;
+type WriteGate = tokio::sync::Mutex<()>;
 
 /// Instants are stored as fixed-width UTC text (microseconds, `Z`), so that text order is
 /// time order and range checks can compare the columns directly.
@@ -38,34 +60,244 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|_| corrupt("a stored time is not RFC 3339"))
 }
 
-/// The sealed key check value: the stored one, or `candidate` when this is the first start.
-pub(super) async fn key_check(pool: &SqlitePool, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
-    sqlx::query("INSERT INTO store_key_check (id, sealed, created_at) VALUES (1, ?1, ?2) ON CONFLICT (id) DO NOTHING")
-        .bind(candidate)
-        .bind(ts(Utc::now()))
-        .execute(pool)
-        .await
-        .map_err(unavailable)?;
-    sqlx::query_scalar("SELECT sealed FROM store_key_check WHERE id = 1")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)
+impl Dialect for Sqlite {
+    type Time = String;
+    type Id = String;
+    const NAME: &'static str = "sqlite";
+    // Text compares bytewise here, so the range is exactly the ids starting with `$1`, and
+    // the unique index on provider_id answers it.
+    const PROVIDER_PREFIX: &'static str = "SELECT contact_key FROM turns \
+         WHERE provider_id >= $1 AND provider_id < $2 LIMIT 1";
+
+    fn time(at: DateTime<Utc>) -> String {
+        ts(at)
+    }
+
+    fn read_time(stored: String) -> Result<DateTime<Utc>, StoreError> {
+        parse_ts(&stored)
+    }
+
+    fn id(id: BookingId) -> String {
+        id.to_string()
+    }
+
+    fn read_id(stored: String) -> Result<BookingId, StoreError> {
+        stored
+            .parse()
+            .map_err(|_| corrupt("a stored booking id is not a UUID"))
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
-pub(super) async fn load(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    key: &str,
-) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
-        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = ?1",
-    )
-    .bind(key)
-    .fetch_optional(pool)
-    .await
-    .map_err(unavailable)?;
-    row.map(|(state, version, owner_epoch)| open_conversation(sealer, &state, version, owner_epoch))
-        .transpose()
+/// The SQLite store: its pool, the keys, and this process's queue for the write lock.
+pub struct SqliteStore {
+    pool: SqlitePool,
+    sealer: Arc<Sealer>,
+    gate: WriteGate,
+}
+
+impl SqliteStore {
+    pub(super) fn new(pool: SqlitePool, sealer: Arc<Sealer>) -> SqliteStore {
+        SqliteStore {
+            pool,
+            sealer,
+            gate: WriteGate::default(),
+        }
+    }
+}
+
+/// Opens the pool for `storage.database_url` (WAL, a larger page cache, one connection for
+/// `:memory:`), with the key given, else the one in the key file beside the database (made
+/// on first start), else a random one for a database in memory.
+pub(super) async fn connect(
+    storage: &crate::config::StorageConfig,
+    given: Option<EncryptionKey>,
+) -> Result<(SqlitePool, EncryptionKey), StoreError> {
+    let url = storage.database_url.as_str();
+    let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+        // A larger page cache than SQLite's 2 MiB: a turn reads conversation and
+        // index pages all over the file.
+        .pragma("cache_size", SQLITE_CACHE_KIB.to_string())
+        // Statement journals (a multi-row insert inside the group commit keeps one)
+        // in memory rather than in a temporary file.
+        .pragma("temp_store", "memory")
+        // Checkpoints run beside the commits (see `checkpoint_in_background`); this
+        // only catches up if they fall far behind.
+        .pragma(
+            "wal_autocheckpoint",
+            SQLITE_AUTOCHECKPOINT_PAGES.to_string(),
+        );
+    // Every connection to `:memory:` is its own database: keep exactly one.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(if in_memory { 1 } else { 8 })
+        .min_connections(if in_memory { 1 } else { 0 })
+        .idle_timeout(if in_memory {
+            None
+        } else {
+            Some(Duration::from_secs(600))
+        })
+        .max_lifetime(if in_memory {
+            None
+        } else {
+            Some(Duration::from_secs(3600))
+        })
+        .acquire_timeout(acquire_timeout.max(SQLITE_BUSY_TIMEOUT))
+        .connect_with(options.clone())
+        .await
+        .map_err(unavailable)?;
+    let key = match given {
+        Some(key) => key,
+        None if in_memory => EncryptionKey::generate(),
+        // After connecting: the database file (hence its directory) exists now.
+        None => crypto::load_or_create_key_file(&crypto::key_file_for(options.get_filename()))?,
+    };
+    if !in_memory {
+        tokio::spawn(checkpoint_in_background(pool.clone()));
+    }
+    Ok((pool, key))
+}
+
+/// Copies committed WAL frames into the database file every second on a connection of its
+/// own. SQLite's automatic checkpoint runs inside the commit that crosses the threshold
+/// (1,000 pages by default) and holds that commit, and every turn waiting behind it, through
+/// the copy and two fsyncs; a `PASSIVE` checkpoint here takes no write lock, so commits go on
+/// meanwhile. Ends when the pool is closed.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    let mut every = tokio::time::interval(SQLITE_CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %describe(&error), "background checkpoint failed");
+        }
+    }
+}
+
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        Sqlite::NAME
+    }
+
+    fn admin(&self) -> &dyn super::AdminReadModel {
+        self
+    }
+
+    fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            sqlx::migrate!("./migrations/sqlite")
+                .run(&self.pool)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        })
+    }
+
+    fn key_check<'a>(&'a self, candidate: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
+        Box::pin(sql::key_check(&self.pool, candidate))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(sql::ping(&self.pool))
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
+    }
+
+    fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        Some(&self.pool)
+    }
+}
+
+super::admin::admin_read_model!(SqliteStore);
+
+impl ConversationStore for SqliteStore {
+    fn load<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
+        Box::pin(async move {
+            sql::load(&self.pool, &self.sealer, &self.sealer.contact_key(phone)).await
+        })
+    }
+
+    fn commit(
+        &self,
+        batch: Vec<TurnCommit>,
+    ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>> {
+        Box::pin(async move { commit(&self.pool, &self.gate, &self.sealer, &batch).await })
+    }
+
+    fn processed_reply<'a>(
+        &'a self,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
+        Box::pin(sql::processed_reply(&self.pool, &self.sealer, provider_id))
+    }
+}
+
+impl BookingRepository for SqliteStore {
+    fn upcoming_bookings(
+        &self,
+        from: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
+        Box::pin(sql::bookings(&self.pool, &self.sealer, Some(from)))
+    }
+
+    fn insert_bookings<'a>(
+        &'a self,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
+        Box::pin(insert_bookings(
+            &self.pool,
+            &self.gate,
+            &self.sealer,
+            bookings,
+        ))
+    }
+
+    fn move_booking(
+        &self,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(move_booking(&self.pool, &self.gate, id, start, end))
+    }
+
+    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(async move {
+            let _turn = self.gate.lock().await;
+            match sql::cancel_booking(&self.pool, id).await {
+                Ok(0) => Err(CalendarError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) => Err(calendar_db_error(e)),
+            }
+        })
+    }
+}
+
+fn calendar_db_error(e: sqlx::Error) -> CalendarError {
+    CalendarError::Unavailable(describe(&e))
 }
 
 /// The whole batch in one `BEGIN IMMEDIATE … COMMIT`, in at most five statements whatever
@@ -81,7 +313,7 @@ pub(super) async fn load(
 ///
 /// Values are sealed before `BEGIN IMMEDIATE`, so the write lock is not held while AES runs;
 /// a turn that then turns out to be a duplicate or a conflict only wasted its sealing.
-pub(super) async fn commit(
+async fn commit(
     pool: &SqlitePool,
     gate: &WriteGate,
     sealer: &Sealer,
@@ -93,16 +325,7 @@ pub(super) async fn commit(
         .collect();
     let sealed: Vec<SealedTurn> = batch
         .iter()
-        .map(|item| SealedTurn {
-            // Only a first turn may create the contact.
-            phone: (item.expected_version == 0)
-                .then(|| sealer.seal_str(Field::ContactPhone, item.phone.as_str())),
-            state: sealer.seal_str(Field::ConversationState, &item.state),
-            text: sealer.seal_str(Field::TurnText, &item.turn.text),
-            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply.text),
-            reply_extra: seal_reply_extra(sealer, &item.turn.reply),
-            understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
-        })
+        .map(|item| SealedTurn::new(sealer, item))
         .collect();
     let now = ts(Utc::now());
     let _turn = gate.lock().await;
@@ -118,7 +341,7 @@ pub(super) async fn commit(
         .collect();
     let mut replies: HashMap<String, Reply> = HashMap::new();
     if !provider_ids.is_empty() {
-        let seen: Vec<(String, Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+        let seen: Vec<ReplyRow> = sqlx::query_as(
             "SELECT provider_id, reply, reply_extra FROM turns \
              WHERE provider_id IN (SELECT value FROM json_each(?1))",
         )
@@ -126,12 +349,10 @@ pub(super) async fn commit(
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        for (id, reply, extra) in seen {
-            replies.insert(id, open_reply(sealer, &reply, extra.as_deref())?);
-        }
+        replies = open_replies(sealer, seen)?;
     }
 
-    let stored: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+    let stored: Vec<HeadRow> = sqlx::query_as(
         "SELECT contact_key, version, last_seq, owner_epoch FROM conversations \
          WHERE contact_key IN (SELECT value FROM json_each(?1))",
     )
@@ -141,15 +362,15 @@ pub(super) async fn commit(
     .map_err(unavailable)?;
     let mut heads: HashMap<&str, Head> = stored
         .iter()
-        .map(|(key, version, last_seq, owner_epoch)| {
+        .map(|row| {
             let head = Head {
-                version: *version,
-                last_seq: *last_seq,
-                owner_epoch: *owner_epoch,
+                version: row.version,
+                last_seq: row.last_seq,
+                owner_epoch: row.owner_epoch,
                 state: None,
                 created: false,
             };
-            (key.as_str(), head)
+            (row.contact_key.as_str(), head)
         })
         .collect();
 
@@ -308,6 +529,15 @@ pub(super) async fn commit(
     Ok(outcomes)
 }
 
+/// A conversation's head as stored: what its compare-and-swap is decided against.
+#[derive(sqlx::FromRow)]
+struct HeadRow {
+    contact_key: String,
+    version: i64,
+    last_seq: i64,
+    owner_epoch: i64,
+}
+
 /// A conversation's newest version as the batch goes: read from the table, then advanced by
 /// each item of the batch that commits.
 struct Head<'a> {
@@ -319,18 +549,6 @@ struct Head<'a> {
     state: Option<&'a [u8]>,
     /// The conversation did not exist before this batch (its contact is still to write).
     created: bool,
-}
-
-/// One item's personal data, sealed.
-struct SealedTurn {
-    /// For a first turn, which may create the contact.
-    phone: Option<Vec<u8>>,
-    state: Vec<u8>,
-    text: Vec<u8>,
-    reply: Vec<u8>,
-    /// The reply's parts beside its text, when it has any.
-    reply_extra: Option<Vec<u8>>,
-    understood: Vec<u8>,
 }
 
 /// The sealed values of one statement, concatenated into one blob parameter. The JSON list
@@ -349,196 +567,6 @@ impl Blobs {
 
 fn json_list<T: serde::Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).expect("strings and numbers serialize")
-}
-
-pub(super) async fn processed_reply(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    provider_id: &str,
-) -> Result<Option<Reply>, StoreError> {
-    let reply: Option<(Vec<u8>, Option<Vec<u8>>)> =
-        sqlx::query_as("SELECT reply, reply_extra FROM turns WHERE provider_id = ?1")
-            .bind(provider_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    reply
-        .map(|(text, extra)| open_reply(sealer, &text, extra.as_deref()))
-        .transpose()
-}
-
-/// The contact key of the conversation that holds `id`: an exact provider id, else the
-/// first one that starts with it (a CallSid whose turns carry a per-turn suffix).
-pub(super) async fn conversation_of_provider_id(
-    pool: &SqlitePool,
-    id: &str,
-) -> Result<Option<String>, StoreError> {
-    if id.is_empty() {
-        return Ok(None);
-    }
-    let exact: Option<String> =
-        sqlx::query_scalar("SELECT contact_key FROM turns WHERE provider_id = ?1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    if exact.is_some() {
-        return Ok(exact);
-    }
-    // Text compares bytewise here, so [id, id + U+10FFFF) is exactly the ids starting with
-    // `id`, and the unique index on provider_id answers it.
-    let upper = format!("{id}\u{10FFFF}");
-    sqlx::query_scalar(
-        "SELECT contact_key FROM turns WHERE provider_id >= ?1 AND provider_id < ?2 LIMIT 1",
-    )
-    .bind(id)
-    .bind(upper)
-    .fetch_optional(pool)
-    .await
-    .map_err(unavailable)
-}
-
-type TurnRow = (
-    i64,
-    String,
-    Option<String>,
-    Vec<u8>,
-    Vec<u8>,
-    String,
-    String,
-    String,
-);
-
-pub(super) async fn conversation_log(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    key: &str,
-) -> Result<Option<ConversationLog>, StoreError> {
-    let phone: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT phone FROM contacts WHERE contact_key = ?1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    let Some(phone) = phone else {
-        return Ok(None);
-    };
-    let rows: Vec<TurnRow> = sqlx::query_as(
-        "SELECT seq, channel, provider_id, text, reply, intent, nlu, at FROM turns \
-         WHERE contact_key = ?1 ORDER BY seq",
-    )
-    .bind(key)
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    let turns = rows
-        .into_iter()
-        .map(
-            |(seq, channel, provider_id, text, reply, intent, nlu, at)| {
-                let sealed = (seq, channel, provider_id, text, reply, intent, nlu);
-                open_turn(sealer, sealed, parse_ts(&at)?)
-            },
-        )
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Some(ConversationLog {
-        conversation: sealer.open_str(Field::ContactPhone, &phone)?,
-        turns,
-    }))
-}
-
-pub(super) async fn stats(pool: &SqlitePool) -> Result<Stats, StoreError> {
-    let conversations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)?;
-    let turns: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)?;
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM bookings GROUP BY status")
-            .fetch_all(pool)
-            .await
-            .map_err(unavailable)?;
-    let mut bookings = BookingCounts::default();
-    for (status, n) in by_status {
-        match parse_status(&status)? {
-            BookingStatus::Confirmed => bookings.confirmed = n,
-            BookingStatus::Pending => bookings.pending = n,
-            BookingStatus::Cancelled => bookings.cancelled = n,
-        }
-    }
-    Ok(Stats {
-        conversations,
-        turns,
-        bookings,
-    })
-}
-
-type BookingRow = (
-    String,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    String,
-    String,
-    String,
-    String,
-);
-
-const BOOKING_COLUMNS: &str = "id, phone, name, email, service, start, \"end\", status";
-
-fn booking_from_row(sealer: &Sealer, row: BookingRow) -> Result<Booking, StoreError> {
-    let (id, phone, name, email, service, start, end, status) = row;
-    Ok(Booking {
-        id: id
-            .parse()
-            .map_err(|_| corrupt("a stored booking id is not a UUID"))?,
-        phone: parse_phone(&sealer.open_str(Field::BookingPhone, &phone)?)?,
-        name: sealer.open_opt(Field::BookingName, name.as_deref())?,
-        email: sealer.open_opt(Field::BookingEmail, email.as_deref())?,
-        service,
-        start: parse_ts(&start)?,
-        end: parse_ts(&end)?,
-        status: parse_status(&status)?,
-    })
-}
-
-pub(super) async fn all_bookings(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-) -> Result<Vec<Booking>, StoreError> {
-    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings ORDER BY start, id"
-    )))
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    rows.into_iter()
-        .map(|row| booking_from_row(sealer, row))
-        .collect()
-}
-
-pub(super) async fn upcoming_bookings(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    from: DateTime<Utc>,
-) -> Result<Vec<Booking>, StoreError> {
-    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings \
-         WHERE status <> 'cancelled' AND \"end\" > ?1 ORDER BY start, id"
-    )))
-    .bind(ts(from))
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    rows.into_iter()
-        .map(|row| booking_from_row(sealer, row))
-        .collect()
-}
-
-fn calendar_db_error(e: sqlx::Error) -> CalendarError {
-    CalendarError::Unavailable(describe(&e))
 }
 
 /// Whether a confirmed booking other than `except` overlaps `[start, end)`.
@@ -588,7 +616,7 @@ async fn overlaps_confirmed(
 /// bookings that queued up together, so a busy hour is not one commit per booking.
 ///
 /// A database error fails the whole batch (the transaction rolls back, nothing is written).
-pub(super) async fn insert_bookings(
+async fn insert_bookings(
     pool: &SqlitePool,
     gate: &WriteGate,
     sealer: &Sealer,
@@ -597,24 +625,18 @@ pub(super) async fn insert_bookings(
     // Sealed before the write lock is taken, so AES does not run under it.
     let sealed: Vec<SealedBooking> = bookings
         .iter()
-        .map(|b| SealedBooking {
-            id: b.id.to_string(),
-            contact_key: sealer.contact_key(&b.phone),
-            phone: sealer.seal_str(Field::BookingPhone, b.phone.as_str()),
-            name: (b.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n)),
-            email: (b.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e)),
-        })
+        .map(|b| SealedBooking::new(sealer, b))
         .collect();
     let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(calendar_db_error)?;
-    let now = ts(Utc::now());
     let mut results = Vec::with_capacity(bookings.len());
     for (booking, sealed) in bookings.iter().zip(&sealed) {
+        let id = booking.id.to_string();
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1")
-            .bind(&sealed.id)
+            .bind(&id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(calendar_db_error)?;
@@ -624,28 +646,14 @@ pub(super) async fn insert_bookings(
             continue;
         }
         if booking.status == BookingStatus::Confirmed
-            && overlaps_confirmed(&mut tx, &sealed.id, booking.start, booking.end).await?
+            && overlaps_confirmed(&mut tx, &id, booking.start, booking.end).await?
         {
             results.push(Err(CalendarError::SlotTaken));
             continue;
         }
-        sqlx::query(
-            "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
-             status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-        )
-        .bind(&sealed.id)
-        .bind(&sealed.contact_key)
-        .bind(&sealed.phone)
-        .bind(&sealed.name)
-        .bind(&sealed.email)
-        .bind(&booking.service)
-        .bind(ts(booking.start))
-        .bind(ts(booking.end))
-        .bind(booking.status.as_str())
-        .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(calendar_db_error)?;
+        sql::insert_booking::<Sqlite>(&mut tx, booking, sealed)
+            .await
+            .map_err(calendar_db_error)?;
         results.push(Ok(()));
     }
     if results.iter().any(Result::is_ok) {
@@ -656,31 +664,21 @@ pub(super) async fn insert_bookings(
     Ok(results)
 }
 
-/// One booking's personal data, sealed, and the keys its row is found by.
-struct SealedBooking {
-    id: String,
-    contact_key: String,
-    phone: Vec<u8>,
-    name: Option<Vec<u8>>,
-    email: Option<Vec<u8>>,
-}
-
-pub(super) async fn move_booking(
+async fn move_booking(
     pool: &SqlitePool,
     gate: &WriteGate,
     id: BookingId,
     new_start: DateTime<Utc>,
     new_end: DateTime<Utc>,
 ) -> Result<(), CalendarError> {
-    let id = id.to_string();
-    let (start, end) = (ts(new_start), ts(new_end));
+    let key = id.to_string();
     let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(calendar_db_error)?;
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM bookings WHERE id = ?1")
-        .bind(&id)
+        .bind(&key)
         .fetch_optional(&mut *tx)
         .await
         .map_err(calendar_db_error)?;
@@ -694,36 +692,12 @@ pub(super) async fn move_booking(
         Some(Some(status)) => status,
     };
     if status == BookingStatus::Confirmed
-        && overlaps_confirmed(&mut tx, &id, new_start, new_end).await?
+        && overlaps_confirmed(&mut tx, &key, new_start, new_end).await?
     {
         return Err(CalendarError::SlotTaken);
     }
-    sqlx::query("UPDATE bookings SET start = ?1, \"end\" = ?2, updated_at = ?3 WHERE id = ?4")
-        .bind(&start)
-        .bind(&end)
-        .bind(ts(Utc::now()))
-        .bind(&id)
-        .execute(&mut *tx)
+    sql::move_booking::<Sqlite>(&mut tx, id, new_start, new_end)
         .await
         .map_err(calendar_db_error)?;
     tx.commit().await.map_err(calendar_db_error)
-}
-
-pub(super) async fn cancel_booking(
-    pool: &SqlitePool,
-    gate: &WriteGate,
-    id: BookingId,
-) -> Result<(), CalendarError> {
-    let _turn = gate.lock().await;
-    let done =
-        sqlx::query("UPDATE bookings SET status = 'cancelled', updated_at = ?1 WHERE id = ?2")
-            .bind(ts(Utc::now()))
-            .bind(id.to_string())
-            .execute(pool)
-            .await
-            .map_err(calendar_db_error)?;
-    if done.rows_affected() == 0 {
-        return Err(CalendarError::NotFound);
-    }
-    Ok(())
 }

@@ -615,7 +615,7 @@ async fn connect_creates_a_missing_sqlite_file_in_wal_mode() {
     // Migrating twice is a no-op.
     db.migrate().await.expect("migrate again");
     assert!(path.exists());
-    let super::Pool::Sqlite(pool) = &db.pool else {
+    let Some(pool) = db.sqlite_pool() else {
         panic!("a sqlite URL gives a SQLite database");
     };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
