@@ -43,8 +43,7 @@ use sqlx::sqlite::SqlitePool;
 
 pub use admin::{AdminReadModel, BookingCounts, BookingView, ConversationLog, Stats, TurnView};
 pub use crypto::EncryptionKey;
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sql::{PgStore, SqlStore, SqliteStore};
 
 /// Seals what the processed-webhook cache keeps (replies hold names) and gives keyed
 /// pseudonyms for phone numbers and addresses in cache keys.

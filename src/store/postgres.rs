@@ -9,22 +9,20 @@
 
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
-use sara_actors::model::{Booking, BookingId, Phone};
-use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
-};
+use sara_actors::model::{Booking, BookingId};
+use sara_actors::ports::{BoxFuture, CalendarError, CommitOutcome, TurnCommit};
+use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
 use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
 use super::crypto::Sealer;
-use super::sql::{self, Dialect, ReplyRow, SealedBooking, SealedTurn, open_replies};
-use super::{BookingRepository, Store, StoreError, describe, unavailable};
+use super::sql::{self, Dialect, PgStore, ReplyRow, SealedBooking, SealedTurn, open_replies};
+use super::{StoreError, describe, unavailable};
 
 /// SQLSTATE for an exclusion-constraint violation: the slot is taken.
 const EXCLUSION_VIOLATION: &str = "23P01";
@@ -32,7 +30,7 @@ const EXCLUSION_VIOLATION: &str = "23P01";
 impl Dialect for Postgres {
     type Time = DateTime<Utc>;
     type Id = Uuid;
-    const NAME: &'static str = "postgres";
+    const BACKEND: &'static str = "postgres";
     // Admin-only fallback, a scan: the index's collation does not serve prefixes. Compared
     // in the "C" collation, which orders UTF-8 text by code point as the bounds need.
     const PROVIDER_PREFIX: &'static str = "SELECT contact_key FROM turns \
@@ -57,17 +55,52 @@ impl Dialect for Postgres {
     fn rows_affected(done: &PgQueryResult) -> u64 {
         done.rows_affected()
     }
-}
 
-/// The PostgreSQL store: its pool and the keys.
-pub struct PgStore {
-    pool: PgPool,
-    sealer: Arc<Sealer>,
-}
+    const SINGLE_WRITER: bool = false;
 
-impl PgStore {
-    pub(super) fn new(pool: PgPool, sealer: Arc<Sealer>) -> PgStore {
-        PgStore { pool, sealer }
+    fn migrator() -> &'static Migrator {
+        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+        &MIGRATOR
+    }
+
+    fn commit<'a>(
+        store: &'a PgStore,
+        batch: &'a [TurnCommit],
+    ) -> BoxFuture<'a, Result<Vec<CommitOutcome>, StoreError>> {
+        Box::pin(commit(&store.pool, &store.sealer, batch))
+    }
+
+    fn insert_bookings<'a>(
+        store: &'a PgStore,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
+        Box::pin(insert_bookings(&store.pool, &store.sealer, bookings))
+    }
+
+    /// One statement: if the new time is taken the constraint rejects it and the row keeps
+    /// its old time.
+    fn move_booking(
+        store: &PgStore,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(async move {
+            let mut conn = store.pool.acquire().await.map_err(calendar_db_error)?;
+            match sql::move_booking::<Postgres>(&mut conn, id, start, end).await {
+                Ok(0) => Err(CalendarError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) => Err(calendar_db_error(e)),
+            }
+        })
+    }
+
+    fn calendar_error(e: sqlx::Error) -> CalendarError {
+        calendar_db_error(e)
+    }
+
+    fn postgres_pool(pool: &PgPool) -> Option<&PgPool> {
+        Some(pool)
     }
 }
 
@@ -84,112 +117,6 @@ pub(super) async fn connect(storage: &crate::config::StorageConfig) -> Result<Pg
         .connect_with(options)
         .await
         .map_err(unavailable)
-}
-
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        Postgres::NAME
-    }
-
-    fn admin(&self) -> &dyn super::AdminReadModel {
-        self
-    }
-
-    fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            sqlx::migrate!("./migrations/postgres")
-                .run(&self.pool)
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
-        })
-    }
-
-    fn key_check<'a>(&'a self, candidate: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
-        Box::pin(sql::key_check(&self.pool, candidate))
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(sql::ping(&self.pool))
-    }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.pool.close())
-    }
-
-    fn postgres_pool(&self) -> Option<&PgPool> {
-        Some(&self.pool)
-    }
-}
-
-super::admin::admin_read_model!(PgStore);
-
-impl ConversationStore for PgStore {
-    fn load<'a>(
-        &'a self,
-        phone: &'a Phone,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-        Box::pin(async move {
-            sql::load(&self.pool, &self.sealer, &self.sealer.contact_key(phone)).await
-        })
-    }
-
-    fn commit(
-        &self,
-        batch: Vec<TurnCommit>,
-    ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>> {
-        Box::pin(async move { commit(&self.pool, &self.sealer, &batch).await })
-    }
-
-    fn processed_reply<'a>(
-        &'a self,
-        provider_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
-        Box::pin(sql::processed_reply(&self.pool, &self.sealer, provider_id))
-    }
-}
-
-impl BookingRepository for PgStore {
-    fn upcoming_bookings(
-        &self,
-        from: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
-        Box::pin(sql::bookings(&self.pool, &self.sealer, Some(from)))
-    }
-
-    fn insert_bookings<'a>(
-        &'a self,
-        bookings: &'a [Booking],
-    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
-        Box::pin(insert_bookings(&self.pool, &self.sealer, bookings))
-    }
-
-    /// One statement: if the new time is taken the constraint rejects it and the row keeps
-    /// its old time.
-    fn move_booking(
-        &self,
-        id: BookingId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), CalendarError>> {
-        Box::pin(async move {
-            let mut conn = self.pool.acquire().await.map_err(calendar_db_error)?;
-            match sql::move_booking::<Postgres>(&mut conn, id, start, end).await {
-                Ok(0) => Err(CalendarError::NotFound),
-                Ok(_) => Ok(()),
-                Err(e) => Err(calendar_db_error(e)),
-            }
-        })
-    }
-
-    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>> {
-        Box::pin(async move {
-            match sql::cancel_booking(&self.pool, id).await {
-                Ok(0) => Err(CalendarError::NotFound),
-                Ok(_) => Ok(()),
-                Err(e) => Err(calendar_db_error(e)),
-            }
-        })
-    }
 }
 
 /// The exclusion constraint's verdict is `SlotTaken`; anything else is the database's fault.

@@ -6,15 +6,23 @@
 //! and moves, the overlap check and the connect options.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId};
-use sara_actors::ports::StoredConversation;
+use sara_actors::ports::{
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
+};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
+use super::admin::{self, AdminReadModel, ConversationLog, Stats};
 use super::crypto::{Field, Sealer};
-use super::{StoreError, open_reply, parse_phone, parse_status, unavailable};
+use super::{
+    BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
+};
 
 /// How the two backends store what their SQL has in common: an instant is fixed-width UTC
 /// text on SQLite (so text order is time order) and a `timestamptz` on PostgreSQL; a booking
@@ -36,7 +44,7 @@ pub(super) trait Dialect: Database<Arguments: sqlx::IntoArguments<Self>> {
         + 'static;
 
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
-    const NAME: &'static str;
+    const BACKEND: &'static str;
 
     /// The contact key of the first turn whose provider id starts with `$1`; `$2` is `$1`
     /// followed by U+10FFFF, so `[$1, $2)` in code point order is exactly those ids.
@@ -47,6 +55,76 @@ pub(super) trait Dialect: Database<Arguments: sqlx::IntoArguments<Self>> {
     fn id(id: BookingId) -> Self::Id;
     fn read_id(stored: Self::Id) -> Result<BookingId, StoreError>;
     fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// Whether the backend has one writer at a time (SQLite): then every write of the process
+    /// queues on the store's [`WriteGate`] first.
+    const SINGLE_WRITER: bool;
+
+    /// The backend's migrations (`migrations/sqlite` or `migrations/postgres`).
+    fn migrator() -> &'static sqlx::migrate::Migrator;
+
+    /// The group commit (see [`ConversationStore::commit`]).
+    fn commit<'a>(
+        store: &'a SqlStore<Self>,
+        batch: &'a [TurnCommit],
+    ) -> BoxFuture<'a, Result<Vec<CommitOutcome>, StoreError>>;
+
+    /// See [`BookingRepository::insert_bookings`].
+    fn insert_bookings<'a>(
+        store: &'a SqlStore<Self>,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>>;
+
+    /// See [`BookingRepository::move_booking`].
+    fn move_booking(
+        store: &SqlStore<Self>,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>>;
+
+    /// A database error of a booking write in the calendar's terms.
+    fn calendar_error(e: sqlx::Error) -> CalendarError;
+
+    fn sqlite_pool(_pool: &sqlx::Pool<Self>) -> Option<&SqlitePool> {
+        None
+    }
+
+    fn postgres_pool(_pool: &sqlx::Pool<Self>) -> Option<&PgPool> {
+        None
+    }
+}
+
+/// This process's turn at SQLite's single write lock. Every write transaction of the
+/// process takes it before `BEGIN IMMEDIATE`, so the group commit and the booking writer
+/// queue for each other here and are woken the moment the other is done. Without it the
+/// loser of a race for the lock got `SQLITE_BUSY` and slept in SQLite's busy handler (1, 2,
+/// 5, 10 … ms), which stalled every turn queued behind it. Other processes on the same file
+/// (`sara migrate`, a second `sara chat`) still meet the busy timeout.
+pub(super) type WriteGate = tokio::sync::Mutex<()>;
+
+/// A store on one backend: its pool, the keys, and this process's queue for the write lock
+/// (taken only on a [`Dialect::SINGLE_WRITER`] backend). One implementation of the store's
+/// traits serves both backends; what differs comes from the [`Dialect`].
+pub struct SqlStore<DB: Database> {
+    pub(super) pool: sqlx::Pool<DB>,
+    pub(super) sealer: Arc<Sealer>,
+    pub(super) writes: WriteGate,
+}
+
+/// The SQLite store.
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+/// The PostgreSQL store.
+pub type PgStore = SqlStore<sqlx::Postgres>;
+
+impl<DB: Database> SqlStore<DB> {
+    pub(super) fn new(pool: sqlx::Pool<DB>, sealer: Arc<Sealer>) -> SqlStore<DB> {
+        SqlStore {
+            pool,
+            sealer,
+            writes: WriteGate::default(),
+        }
+    }
 }
 
 pub(super) const KEY_CHECK_INSERT: &str = "INSERT INTO store_key_check (id, sealed, created_at) \
@@ -372,4 +450,235 @@ where
         .await
         .map(drop)
         .map_err(unavailable)
+}
+
+/// The reads and writes above as boxed futures, for any backend that meets what their SQL
+/// needs of it (both do): the sqlx bounds are stated once, here.
+pub(super) trait Shared: Dialect {
+    fn run_migrations(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn key_check<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        candidate: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
+    fn ping(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn load<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: String,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>>;
+    fn processed_reply<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>>;
+    fn bookings<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        from: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<Booking>, StoreError>>;
+    fn cancel_booking(
+        pool: &sqlx::Pool<Self>,
+        id: BookingId,
+    ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    fn turns_for<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>>;
+    fn stats(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Stats, StoreError>>;
+}
+
+impl<DB: Dialect> Shared for DB
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+    (Vec<u8>,): for<'r> FromRow<'r, DB::Row>,
+    ConversationRow: for<'r> FromRow<'r, DB::Row>,
+    StoredReply: for<'r> FromRow<'r, DB::Row>,
+    BookingRow<DB::Id, DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::TurnRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::Counts: for<'r> FromRow<'r, DB::Row>,
+    admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
+    DB::Connection: sqlx::migrate::Migrate,
+{
+    fn run_migrations(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            DB::migrator()
+                .run(pool)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        })
+    }
+
+    fn key_check<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        candidate: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
+        Box::pin(key_check(pool, candidate))
+    }
+
+    fn ping(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(ping(pool))
+    }
+
+    fn load<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: String,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
+        Box::pin(async move { load(pool, sealer, &key).await })
+    }
+
+    fn processed_reply<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
+        Box::pin(processed_reply(pool, sealer, provider_id))
+    }
+
+    fn bookings<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        from: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<Booking>, StoreError>> {
+        Box::pin(bookings(pool, sealer, from))
+    }
+
+    fn cancel_booking(
+        pool: &sqlx::Pool<Self>,
+        id: BookingId,
+    ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+        Box::pin(cancel_booking(pool, id))
+    }
+
+    fn turns_for<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>> {
+        Box::pin(admin::turns_for(pool, sealer, id))
+    }
+
+    fn stats(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Stats, StoreError>> {
+        Box::pin(admin::stats(pool))
+    }
+}
+
+impl<DB: Shared> Store for SqlStore<DB> {
+    fn backend(&self) -> &'static str {
+        DB::BACKEND
+    }
+
+    fn admin(&self) -> &dyn AdminReadModel {
+        self
+    }
+
+    fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        DB::run_migrations(&self.pool)
+    }
+
+    fn key_check<'a>(&'a self, candidate: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
+        DB::key_check(&self.pool, candidate)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        DB::ping(&self.pool)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
+    }
+
+    fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        DB::sqlite_pool(&self.pool)
+    }
+
+    fn postgres_pool(&self) -> Option<&PgPool> {
+        DB::postgres_pool(&self.pool)
+    }
+}
+
+impl<DB: Shared> ConversationStore for SqlStore<DB> {
+    fn load<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
+        DB::load(&self.pool, &self.sealer, self.sealer.contact_key(phone))
+    }
+
+    fn commit(
+        &self,
+        batch: Vec<TurnCommit>,
+    ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>> {
+        Box::pin(async move { DB::commit(self, &batch).await })
+    }
+
+    fn processed_reply<'a>(
+        &'a self,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
+        DB::processed_reply(&self.pool, &self.sealer, provider_id)
+    }
+}
+
+impl<DB: Shared> BookingRepository for SqlStore<DB> {
+    fn upcoming_bookings(
+        &self,
+        from: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
+        DB::bookings(&self.pool, &self.sealer, Some(from))
+    }
+
+    fn insert_bookings<'a>(
+        &'a self,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
+        DB::insert_bookings(self, bookings)
+    }
+
+    fn move_booking(
+        &self,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>> {
+        DB::move_booking(self, id, start, end)
+    }
+
+    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(async move {
+            let _turn = if DB::SINGLE_WRITER {
+                Some(self.writes.lock().await)
+            } else {
+                None
+            };
+            match DB::cancel_booking(&self.pool, id).await {
+                Ok(0) => Err(CalendarError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) => Err(DB::calendar_error(e)),
+            }
+        })
+    }
+}
+
+impl<DB: Shared> AdminReadModel for SqlStore<DB> {
+    fn turns_for<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>> {
+        DB::turns_for(&self.pool, &self.sealer, id)
+    }
+
+    fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
+        DB::bookings(&self.pool, &self.sealer, None)
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
+        DB::stats(&self.pool)
+    }
 }

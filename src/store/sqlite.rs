@@ -8,15 +8,13 @@
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use sara_actors::dialogue::Reply;
-use sara_actors::model::{Booking, BookingId, BookingStatus, Phone};
-use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
-};
+use sara_actors::model::{Booking, BookingId, BookingStatus};
+use sara_actors::ports::{BoxFuture, CalendarError, CommitOutcome, TurnCommit};
+use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
@@ -24,8 +22,10 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqlitePool};
 
 use super::crypto::{self, EncryptionKey, Sealer};
-use super::sql::{self, Dialect, ReplyRow, SealedBooking, SealedTurn, open_replies};
-use super::{BookingRepository, Store, StoreError, corrupt, describe, unavailable};
+use super::sql::{
+    self, Dialect, ReplyRow, SealedBooking, SealedTurn, SqliteStore, WriteGate, open_replies,
+};
+use super::{StoreError, corrupt, describe, unavailable};
 
 /// How long a SQLite connection waits for the write lock before giving up. Writers are
 /// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
@@ -39,14 +39,6 @@ const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// How often the background checkpoint copies the WAL back into the database file.
 const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-
-/// This process's turn at SQLite's single write lock. Every write transaction of the
-/// process takes it before `BEGIN IMMEDIATE`, so the group commit and the booking writer
-/// queue for each other here and are woken the moment the other is done. Without it the
-/// loser of a race for the lock got `SQLITE_BUSY` and slept in SQLite's busy handler (1, 2,
-/// 5, 10 … ms), which stalled every turn queued behind it. Other processes on the same file
-/// (`sara migrate`, a second `sara chat`) still meet the busy timeout.
-type WriteGate = tokio::sync::Mutex<()>;
 
 /// Instants are stored as fixed-width UTC text (microseconds, `Z`), so that text order is
 /// time order and range checks can compare the columns directly.
@@ -63,7 +55,7 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
 impl Dialect for Sqlite {
     type Time = String;
     type Id = String;
-    const NAME: &'static str = "sqlite";
+    const BACKEND: &'static str = "sqlite";
     // Text compares bytewise here, so the range is exactly the ids starting with `$1`, and
     // the unique index on provider_id answers it.
     const PROVIDER_PREFIX: &'static str = "SELECT contact_key FROM turns \
@@ -90,22 +82,48 @@ impl Dialect for Sqlite {
     fn rows_affected(done: &SqliteQueryResult) -> u64 {
         done.rows_affected()
     }
-}
 
-/// The SQLite store: its pool, the keys, and this process's queue for the write lock.
-pub struct SqliteStore {
-    pool: SqlitePool,
-    sealer: Arc<Sealer>,
-    gate: WriteGate,
-}
+    const SINGLE_WRITER: bool = true;
 
-impl SqliteStore {
-    pub(super) fn new(pool: SqlitePool, sealer: Arc<Sealer>) -> SqliteStore {
-        SqliteStore {
-            pool,
-            sealer,
-            gate: WriteGate::default(),
-        }
+    fn migrator() -> &'static Migrator {
+        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+        &MIGRATOR
+    }
+
+    fn commit<'a>(
+        store: &'a SqliteStore,
+        batch: &'a [TurnCommit],
+    ) -> BoxFuture<'a, Result<Vec<CommitOutcome>, StoreError>> {
+        Box::pin(commit(&store.pool, &store.writes, &store.sealer, batch))
+    }
+
+    fn insert_bookings<'a>(
+        store: &'a SqliteStore,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
+        Box::pin(insert_bookings(
+            &store.pool,
+            &store.writes,
+            &store.sealer,
+            bookings,
+        ))
+    }
+
+    fn move_booking(
+        store: &SqliteStore,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(move_booking(&store.pool, &store.writes, id, start, end))
+    }
+
+    fn calendar_error(e: sqlx::Error) -> CalendarError {
+        calendar_db_error(e)
+    }
+
+    fn sqlite_pool(pool: &SqlitePool) -> Option<&SqlitePool> {
+        Some(pool)
     }
 }
 
@@ -190,109 +208,6 @@ async fn checkpoint_in_background(pool: SqlitePool) {
             }
             tracing::warn!(error = %describe(&error), "background checkpoint failed");
         }
-    }
-}
-
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        Sqlite::NAME
-    }
-
-    fn admin(&self) -> &dyn super::AdminReadModel {
-        self
-    }
-
-    fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            sqlx::migrate!("./migrations/sqlite")
-                .run(&self.pool)
-                .await
-                .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
-        })
-    }
-
-    fn key_check<'a>(&'a self, candidate: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
-        Box::pin(sql::key_check(&self.pool, candidate))
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(sql::ping(&self.pool))
-    }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.pool.close())
-    }
-
-    fn sqlite_pool(&self) -> Option<&SqlitePool> {
-        Some(&self.pool)
-    }
-}
-
-super::admin::admin_read_model!(SqliteStore);
-
-impl ConversationStore for SqliteStore {
-    fn load<'a>(
-        &'a self,
-        phone: &'a Phone,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-        Box::pin(async move {
-            sql::load(&self.pool, &self.sealer, &self.sealer.contact_key(phone)).await
-        })
-    }
-
-    fn commit(
-        &self,
-        batch: Vec<TurnCommit>,
-    ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>> {
-        Box::pin(async move { commit(&self.pool, &self.gate, &self.sealer, &batch).await })
-    }
-
-    fn processed_reply<'a>(
-        &'a self,
-        provider_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
-        Box::pin(sql::processed_reply(&self.pool, &self.sealer, provider_id))
-    }
-}
-
-impl BookingRepository for SqliteStore {
-    fn upcoming_bookings(
-        &self,
-        from: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
-        Box::pin(sql::bookings(&self.pool, &self.sealer, Some(from)))
-    }
-
-    fn insert_bookings<'a>(
-        &'a self,
-        bookings: &'a [Booking],
-    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
-        Box::pin(insert_bookings(
-            &self.pool,
-            &self.gate,
-            &self.sealer,
-            bookings,
-        ))
-    }
-
-    fn move_booking(
-        &self,
-        id: BookingId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), CalendarError>> {
-        Box::pin(move_booking(&self.pool, &self.gate, id, start, end))
-    }
-
-    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>> {
-        Box::pin(async move {
-            let _turn = self.gate.lock().await;
-            match sql::cancel_booking(&self.pool, id).await {
-                Ok(0) => Err(CalendarError::NotFound),
-                Ok(_) => Ok(()),
-                Err(e) => Err(calendar_db_error(e)),
-            }
-        })
     }
 }
 
