@@ -80,6 +80,12 @@ pub struct Form {
     /// Start times last offered, in the order they were read out ("the second one").
     #[serde(rename = "o", default, skip_serializing_if = "Vec::is_empty")]
     pub offers: Vec<DateTime<Utc>>,
+    /// Times the caller turned down ("anything later?"): never offered again in this form.
+    #[serde(rename = "v", default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<DateTime<Utc>>,
+    /// "The earliest you have": offer the first free times rather than ask for a day.
+    #[serde(rename = "x", default, skip_serializing_if = "std::ops::Not::not")]
+    pub earliest: bool,
     /// What Sara asked last; `Confirmation` means a confirmation is pending.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     pub asked: Option<Slot>,
@@ -102,6 +108,8 @@ impl Form {
             email: None,
             booking: None,
             offers: Vec::new(),
+            avoid: Vec::new(),
+            earliest: false,
             asked: None,
             touched: ctx.now,
         }

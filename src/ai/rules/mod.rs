@@ -42,26 +42,33 @@ impl RuleNlu {
             &self.services
         };
 
-        let moment = datetime::extract(
+        let mut moment = datetime::extract(
             &entities::without_greeting(&norm),
             local_date(&ctx.now),
             ctx.expecting,
         );
+        // Something about when went unread: the reading may be wrong, so say nothing about
+        // when rather than something wrong; the policy asks again, the router asks the model.
+        if moment.unclear {
+            moment.date = None;
+            moment.time = None;
+            moment.day_part = None;
+            moment.shift = None;
+        }
         let service = entities::service(&norm, services);
         let email = entities::email(&original);
         // A message giving a date or time is not a bare name ("actually make it 2pm").
-        let gives_moment =
-            moment.date.is_some() || moment.time.is_some() || moment.day_part.is_some();
+        let gives_moment = moment.unclear
+            || moment.date.is_some()
+            || moment.time.is_some()
+            || moment.day_part.is_some()
+            || moment.shift.is_some();
         let name_expected = ctx.expecting.filter(|_| !gives_moment);
         let name = entities::name(&original, name_expected);
         let choice = entities::choice(&norm, ctx.expecting);
 
         let cues = acts::Cues {
-            informs: moment.date.is_some()
-                || moment.time.is_some()
-                || moment.day_part.is_some()
-                || name.is_some()
-                || email.is_some(),
+            informs: gives_moment || name.is_some() || email.is_some(),
             service: service.is_some(),
             choice: choice.is_some(),
         };
@@ -69,6 +76,7 @@ impl RuleNlu {
         // Keywords read short messages well; a long one likely says more than they catch.
         let long = norm.split_whitespace().count() > 30;
         let confidence = match acts.first() {
+            _ if moment.unclear => 0.4,
             None => 0.2,
             Some(Act::Inform) if moment.weak_time && moment.date.is_none() => 0.6,
             Some(_) if long => 0.6,
@@ -84,7 +92,13 @@ impl RuleNlu {
             email,
             choice,
             same_time: has_phrase(&norm, "same time"),
-            next_week: moment.date.is_none() && has_phrase(&norm, "next week"),
+            next_week: moment.date.is_none()
+                && moment.shift.is_none()
+                && has_phrase(&norm, "next week"),
+            shift: moment.shift,
+            lean: moment.lean,
+            earliest: moment.earliest,
+            unclear_when: moment.unclear,
             faq_answer: None,
             confidence,
             source: NluSource::Rules,
@@ -157,20 +171,45 @@ fn normalise(text: &str) -> String {
         .collect();
     let mut out = String::with_capacity(lower.len() + 8);
     let mut previous = "";
-    for (i, word) in words.iter().enumerate() {
-        if !word.chars().next().is_some_and(char::is_alphabetic) {
+    let alphabetic = |w: &str| w.chars().next().is_some_and(char::is_alphabetic);
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i];
+        if !alphabetic(word) {
             out.push_str(word);
+            i += 1;
             continue;
         }
         let next = words[i + 1..]
             .iter()
-            .find(|w| w.chars().next().is_some_and(char::is_alphabetic))
+            .find(|w| alphabetic(w))
             .copied()
             .unwrap_or("");
-        let number = number_word(word).filter(|_| match *word {
+        // "forty-five", "twenty five": one number; "twenty-first" stays an ordinal.
+        let joined = words.get(i + 1).is_some_and(|s| *s == "-" || *s == " ");
+        if let (Some(tens), true) = (tens_word(word), joined)
+            && let Some(unit) = words.get(i + 2).and_then(|w| unit_word(w))
+        {
+            out.push_str(&(tens + unit).to_string());
+            previous = word;
+            i += 3;
+            continue;
+        }
+        // "nine oh five": the minutes of a spoken time.
+        if matches!(word, "oh" | "o")
+            && out.trim_end().ends_with(|c: char| c.is_ascii_digit())
+            && words.get(i + 1) == Some(&" ")
+            && let Some(unit) = words.get(i + 2).and_then(|w| unit_word(w))
+        {
+            out.push_str(&format!("0{unit}"));
+            previous = word;
+            i += 3;
+            continue;
+        }
+        let number = number_word(word).filter(|_| match word {
             "one" => is_number_one(previous, next),
-            // "thirty-first" is a day of the month.
-            "thirty" => next != "first",
+            // "thirty-first", "twenty second" are days of the month.
+            "twenty" | "thirty" => !is_ordinal_word(next),
             _ => true,
         });
         match number {
@@ -178,8 +217,49 @@ fn normalise(text: &str) -> String {
             None => out.push_str(word),
         }
         previous = word;
+        i += 1;
     }
     out
+}
+
+fn tens_word(word: &str) -> Option<u32> {
+    Some(match word {
+        "twenty" => 20,
+        "thirty" => 30,
+        "forty" | "fourty" => 40,
+        "fifty" => 50,
+        _ => return None,
+    })
+}
+
+fn unit_word(word: &str) -> Option<u32> {
+    Some(match word {
+        "one" => 1,
+        "two" => 2,
+        "three" => 3,
+        "four" => 4,
+        "five" => 5,
+        "six" => 6,
+        "seven" => 7,
+        "eight" => 8,
+        "nine" => 9,
+        _ => return None,
+    })
+}
+
+fn is_ordinal_word(word: &str) -> bool {
+    matches!(
+        word,
+        "first"
+            | "second"
+            | "third"
+            | "fourth"
+            | "fifth"
+            | "sixth"
+            | "seventh"
+            | "eighth"
+            | "ninth"
+    )
 }
 
 /// "one" is the number only next to time words or after a preposition of time; "that one",
@@ -187,7 +267,16 @@ fn normalise(text: &str) -> String {
 fn is_number_one(previous: &str, next: &str) -> bool {
     if matches!(
         next,
-        "pm" | "am" | "o'clock" | "oclock" | "thirty" | "fifteen" | "in"
+        "pm" | "am"
+            | "o'clock"
+            | "oclock"
+            | "thirty"
+            | "fifteen"
+            | "forty"
+            | "fifty"
+            | "twenty"
+            | "oh"
+            | "in"
     ) {
         return true;
     }
@@ -289,9 +378,18 @@ fn number_word(word: &str) -> Option<&'static str> {
         "ten" => "10",
         "eleven" => "11",
         "twelve" => "12",
-        // Minutes after an hour word: "five thirty pm".
+        "thirteen" => "13",
+        "fourteen" => "14",
+        "sixteen" => "16",
+        "seventeen" => "17",
+        "eighteen" => "18",
+        "nineteen" => "19",
+        // Minutes after an hour word: "five thirty pm", "ten forty".
         "fifteen" => "15",
+        "twenty" => "20",
         "thirty" => "30",
+        "forty" | "fourty" => "40",
+        "fifty" => "50",
         _ => return None,
     })
 }

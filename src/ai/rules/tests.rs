@@ -114,12 +114,69 @@ fn context(now: &str, expecting: Option<Slot>) -> NluContext {
         now,
         services: vec![],
         expecting,
+        prompt: None,
     }
 }
 
 fn cases() -> Vec<Case> {
     use Act::*;
     vec![
+        // Spoken, British and 24-hour times (number words are digits after normalising).
+        c("ten forty-five tomorrow works")
+            .date("2026-11-26")
+            .time("10:45"),
+        c("could I come at eleven fifteen on friday")
+            .date("2026-11-27")
+            .time("11:15"),
+        c("nine oh five please").time("09:05"),
+        c("half three on Friday").date("2026-11-27").time("15:30"),
+        c("half 10 tomorrow?").date("2026-11-26").time("10:30"),
+        c("twenty to four on monday")
+            .date("2026-11-30")
+            .time("15:40"),
+        c("ten past two tomorrow").date("2026-11-26").time("14:10"),
+        c("25 past 9 on thursday").date("2026-11-26").time("09:25"),
+        c("five to twelve tomorrow")
+            .date("2026-11-26")
+            .time("11:55"),
+        c("quarter to 11 on friday")
+            .date("2026-11-27")
+            .time("10:45"),
+        c("a quarter of ten tomorrow")
+            .date("2026-11-26")
+            .time("09:45"),
+        c("quarter after three friday")
+            .date("2026-11-27")
+            .time("15:15"),
+        c("half past two on monday")
+            .date("2026-11-30")
+            .time("14:30"),
+        c("tomorrow at noon").date("2026-11-26").time("12:00"),
+        c("15:30 on friday").date("2026-11-27").time("15:30"),
+        c("friday at 1530").date("2026-11-27").time("15:30"),
+        c("actually make it 4").first(Inform).time("16:00"),
+        c("can we do 11 instead").time("11:00"),
+        // Vague times.
+        c("friday around lunch")
+            .date("2026-11-27")
+            .part(DayPart::Between(t("11:30"), t("14:00"))),
+        c("late afternoon tomorrow")
+            .date("2026-11-26")
+            .part(DayPart::Between(t("15:00"), t("18:00"))),
+        c("monday before lunch")
+            .date("2026-11-30")
+            .part(DayPart::Before(t("12:00"))),
+        c("after lunch on friday")
+            .date("2026-11-27")
+            .part(DayPart::After(t("13:00"))),
+        c("first thing tomorrow")
+            .date("2026-11-26")
+            .part(DayPart::Morning),
+        c("anything after 11?").part(DayPart::After(t("11:00"))),
+        // Numbers that are still not times.
+        c("twenty five minutes is fine"),
+        c("I have 2 kids"),
+        c("No. Have a great one."),
         // Relative days.
         c("tomorrow").first(Inform).date("2026-11-26"),
         c("Can I come in tomorrow?")
@@ -751,6 +808,7 @@ fn a_message_time_at_the_ends_of_the_calendar_does_not_panic() {
                 now: end.with_timezone(&zone),
                 services: vec![],
                 expecting: None,
+                prompt: None,
             };
             for text in texts {
                 let u = nlu.understand(text, &ctx);
@@ -759,5 +817,78 @@ fn a_message_time_at_the_ends_of_the_calendar_does_not_panic() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn shifts_lean_and_earliest_are_read_relative_to_the_time_discussed() {
+    use sara_actors::understanding::{Lean, Shift};
+    let nlu = nlu();
+    let ctx = context(WEDNESDAY, Some(Slot::Confirmation));
+    let shift = |days, minutes| Some(Shift { days, minutes });
+    let cases = [
+        ("can we do an hour later", shift(0, 60)),
+        ("push it back 30 minutes please", shift(0, 30)),
+        ("could you bring it forward by an hour", shift(0, -60)),
+        ("half an hour earlier?", shift(0, -30)),
+        ("a week later would be better", shift(7, 0)),
+        ("same time but the following week", shift(7, 0)),
+        ("the day after?", shift(1, 0)),
+        ("2 days later", shift(2, 0)),
+        ("the week after next", shift(14, 0)),
+    ];
+    for (text, expected) in cases {
+        let u = nlu.understand(text, &ctx);
+        assert_eq!(u.shift, expected, "{text}: {u:?}");
+        assert_eq!(u.time, None, "{text}: the span is not a clock time");
+        assert!(!u.unclear_when, "{text}: {u:?}");
+    }
+    // A week after a named day is that date, not a move.
+    let u = nlu.understand("a week after tomorrow", &ctx);
+    assert_eq!(u.shift, None);
+    assert_eq!(
+        u.date,
+        Some(NaiveDate::from_ymd_opt(2026, 12, 3).expect("date"))
+    );
+    let u = nlu.understand("the day after tomorrow", &ctx);
+    assert_eq!(u.shift, None);
+    let later = nlu.understand("anything later?", &ctx);
+    assert_eq!(later.lean, Some(Lean::Later));
+    assert!(later.has(Act::OtherOptions));
+    let earlier = nlu.understand("nothing earlier?", &ctx);
+    assert_eq!(earlier.lean, Some(Lean::Earlier));
+    for text in [
+        "what's the earliest you have",
+        "first available please",
+        "asap",
+    ] {
+        assert!(nlu.understand(text, &ctx).earliest, "{text}");
+    }
+}
+
+#[test]
+fn a_time_the_grammar_cannot_read_is_not_guessed() {
+    let nlu = nlu();
+    let ctx = context(WEDNESDAY, Some(Slot::Confirmation));
+    for text in [
+        "at 3 or maybe 4",
+        "monday or tuesday",
+        "make it quarter to",
+        "around 10 or half",
+        "2 to 4 on friday",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(u.unclear_when, "{text}: {u:?}");
+        assert!(u.confidence < 0.8, "{text}: {u:?}");
+        assert_eq!(u.time, None, "{text}: {u:?}");
+    }
+    for text in [
+        "tomorrow at 3pm",
+        "friday at 10:30",
+        "half past 2",
+        "the second one",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(!u.unclear_when, "{text}: {u:?}");
     }
 }
