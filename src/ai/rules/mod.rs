@@ -15,7 +15,7 @@ mod tests;
 use chrono::{DateTime, NaiveDate, Offset};
 use chrono_tz::Tz;
 use sara_actors::ports::{BoxFuture, Nlu, NluError};
-use sara_actors::understanding::{Act, NluContext, NluSource, Understanding};
+use sara_actors::understanding::{Act, NluContext, NluSource, Slot, Understanding};
 
 /// Only this many characters of a message are read: a longer message is cut, never refused.
 const MAX_CHARS: usize = 2_000;
@@ -71,8 +71,24 @@ impl RuleNlu {
             informs: gives_moment || name.is_some() || email.is_some(),
             service: service.is_some(),
             choice: choice.is_some(),
+            confirming: ctx.expecting == Some(Slot::Confirmation)
+                || (ctx.expecting.is_none() && ctx.prompt.as_deref().is_some_and(asks_yes_no)),
         };
-        let acts = acts::detect(&norm, cues);
+        // A name is not a keyword: "Jo Park" asks nothing about parking.
+        // Only a name written as one (capitalised) is set aside: a lower-case answer read as
+        // a name because a name was asked for may still be a request.
+        let written_as_name = |n: &str| {
+            n.split_whitespace().all(|w| {
+                original
+                    .split_whitespace()
+                    .any(|o| o.trim_matches(|c: char| !c.is_alphanumeric()) == w)
+            })
+        };
+        let acts_text = match &name {
+            Some(n) if written_as_name(n) => without_words(&norm, &n.to_lowercase()),
+            _ => norm.clone(),
+        };
+        let acts = acts::detect(&acts_text, cues);
         // Keywords read short messages well; a long one likely says more than they catch.
         let long = norm.split_whitespace().count() > 30;
         let confidence = match acts.first() {
@@ -133,6 +149,53 @@ fn local_date(now: &DateTime<Tz>) -> NaiveDate {
     utc.checked_add_offset(now.offset().fix())
         .unwrap_or(utc)
         .date()
+}
+
+/// Whether Sara's line asks a yes/no question about one thing ("Shall I book it?").
+fn asks_yes_no(prompt: &str) -> bool {
+    let p = prompt.to_lowercase();
+    let last = p
+        .rsplit(['.', '!'])
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or(&p);
+    last.trim_end().ends_with('?')
+        && [
+            "shall i",
+            "should i",
+            "would you like",
+            "do you want",
+            "want me to",
+            "is that",
+            "does that",
+            "can i go ahead",
+            "confirm",
+            "is this",
+            "okay?",
+            "ok?",
+            "right?",
+        ]
+        .iter()
+        .any(|k| last.contains(k))
+}
+
+/// `norm` with each word of `words` blanked where it stands alone.
+fn without_words(norm: &str, words: &str) -> String {
+    let mut out = norm.to_string();
+    for w in words.split_whitespace() {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(w).map(|i| i + from) {
+            let end = i + w.len();
+            let before = out[..i].chars().next_back();
+            let after = out[end..].chars().next();
+            if !before.is_some_and(char::is_alphanumeric)
+                && !after.is_some_and(char::is_alphanumeric)
+            {
+                out.replace_range(i..end, &" ".repeat(w.len()));
+            }
+            from = end;
+        }
+    }
+    out
 }
 
 /// Whether `phrase` occurs in `norm` as whole words.

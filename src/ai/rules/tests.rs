@@ -892,3 +892,63 @@ fn a_time_the_grammar_cannot_read_is_not_guessed() {
         assert!(!u.unclear_when, "{text}: {u:?}");
     }
 }
+
+#[test]
+fn booking_asks_and_names_are_not_questions_for_the_faq() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    for text in [
+        "how about Monday?",
+        "what about next tuesday",
+        "any openings on Friday?",
+        "do you have a consultation Wednesday?",
+        "is 3pm on friday free?",
+        "have you got anything tomorrow afternoon",
+        "Can I come in Monday at 9 for a consultation? Jo Park",
+        "this is Sam Park, i'd like a cleaning",
+        "move my appointment please",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(!u.has(Act::Question), "{text}: {u:?}");
+    }
+    for text in [
+        "do you have any parking?",
+        "where do I park",
+        "are you open on saturday?",
+        "how much is a whitening",
+        "what about parking?",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(u.has(Act::Question), "{text}: {u:?}");
+    }
+    let u = nlu.understand("any openings on Friday?", &ctx);
+    assert!(u.has(Act::Book), "{u:?}");
+}
+
+#[test]
+fn the_same_words_affirm_after_a_yes_no_question_and_thank_after_a_booking() {
+    let nlu = nlu();
+    let mut asked = context(THURSDAY, Some(Slot::Confirmation));
+    asked.prompt = Some("Tuesday at 10:00 AM is free. Shall I book it?".into());
+    let mut done = context(THURSDAY, None);
+    done.prompt = Some("Done — you're booked for a cleaning on Tuesday at 10:00 AM.".into());
+    for text in ["great, thanks", "Perfect, thank you!", "lovely thanks"] {
+        assert_eq!(
+            nlu.understand(text, &asked).primary(),
+            Some(Act::Affirm),
+            "{text}"
+        );
+        assert_eq!(
+            nlu.understand(text, &done).primary(),
+            Some(Act::Thanks),
+            "{text}"
+        );
+    }
+    // The prompt alone tells a yes/no question when the slot is not known.
+    let mut prompt_only = context(THURSDAY, None);
+    prompt_only.prompt = Some("Would you like me to book it?".into());
+    assert_eq!(
+        nlu.understand("great, thanks", &prompt_only).primary(),
+        Some(Act::Affirm)
+    );
+}
