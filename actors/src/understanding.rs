@@ -156,6 +156,10 @@ pub struct Understanding {
     /// again rather than keep or guess a time.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unclear_when: bool,
+    /// A second request in the same message ("cancel Thursday's cleaning and book me a
+    /// whitening Monday"), handled once this one is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Box<Understanding>>,
     /// The knowledge base's answer when the message asks a question it knows.
     pub faq_answer: Option<String>,
     /// 0..=1, how sure the NLU is; the hybrid router asks the model below a threshold.

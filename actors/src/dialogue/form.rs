@@ -262,11 +262,16 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
         let minutes = service_minutes(&form, ctx);
         let busy = busy_for(&form, ctx);
         let av = Availability::new(ctx.business);
-        let others = match u.lean {
-            Some(Lean::Earlier) => av.before(declined, minutes, &busy, ctx.now, OFFERS),
-            Some(Lean::Later) => av.after(declined, minutes, &busy, ctx.now, OFFERS),
-            None => av.nearest(declined, minutes, &busy, ctx.now, OFFERS + 1),
+        let n = OFFERS + form.avoid.len();
+        let mut others = match u.lean {
+            Some(Lean::Earlier) => av.before(declined, minutes, &busy, ctx.now, n),
+            Some(Lean::Later) => av.after(declined, minutes, &busy, ctx.now, n),
+            None => av.nearest(declined, minutes, &busy, ctx.now, n),
         };
+        others.retain(|o| !form.avoid.contains(o));
+        if u.lean == Some(Lean::Earlier) {
+            others.drain(..others.len().saturating_sub(OFFERS));
+        }
         return offer(form, ctx, note, others);
     }
     let want_options = moves_window || u.has(Act::OtherOptions);
@@ -443,13 +448,19 @@ fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option
         let av = Availability::new(ctx.business);
         let declined = std::mem::take(&mut form.offers);
         form.avoid.extend(declined.iter().copied());
-        let others = if u.lean == Some(Lean::Earlier) {
+        let n = OFFERS + form.avoid.len();
+        let mut others = if u.lean == Some(Lean::Earlier) {
             let first = *declined.iter().min()?;
-            av.before(first, minutes, &busy, ctx.now, OFFERS)
+            av.before(first, minutes, &busy, ctx.now, n)
         } else {
             let last = *declined.iter().max()?;
-            av.after(last, minutes, &busy, ctx.now, OFFERS)
+            av.after(last, minutes, &busy, ctx.now, n)
         };
+        others.retain(|o| !form.avoid.contains(o));
+        if u.lean == Some(Lean::Earlier) {
+            // The closest ones before the declined times.
+            others.drain(..others.len().saturating_sub(OFFERS));
+        }
         if others.is_empty() {
             let which = if u.lean == Some(Lean::Earlier) {
                 "earlier"

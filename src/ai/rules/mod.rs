@@ -33,8 +33,34 @@ impl RuleNlu {
     }
 
     /// Understands one message. Never panics; reads at most the first 2,000 characters.
+    /// A message making two requests ("cancel Thursday's cleaning and book me a whitening
+    /// Monday") is read as the first, with the second in `then`.
     pub fn understand(&self, text: &str, ctx: &NluContext) -> Understanding {
         let original: String = text.chars().take(MAX_CHARS).collect();
+        if let Some(at) = second_request(&original) {
+            let (head, tail) = original.split_at(at);
+            let first = self.understand_one(head, ctx);
+            let second = self.understand_one(tail, ctx);
+            let starts = |u: &Understanding| {
+                u.acts
+                    .iter()
+                    .find(|a| matches!(a, Act::Book | Act::Cancel | Act::Reschedule))
+                    .copied()
+            };
+            if let (Some(a), Some(b)) = (starts(&first), starts(&second))
+                && a != b
+            {
+                let mut first = first;
+                first.confidence = first.confidence.min(second.confidence);
+                first.then = Some(Box::new(second));
+                return first;
+            }
+        }
+        self.understand_one(&original, ctx)
+    }
+
+    fn understand_one(&self, text: &str, ctx: &NluContext) -> Understanding {
+        let original = text.to_string();
         let norm = normalise(&original);
         let services = if self.services.is_empty() {
             &ctx.services
@@ -115,6 +141,7 @@ impl RuleNlu {
             lean: moment.lean,
             earliest: moment.earliest,
             unclear_when: moment.unclear,
+            then: None,
             faq_answer: None,
             confidence,
             source: NluSource::Rules,
@@ -149,6 +176,19 @@ fn local_date(now: &DateTime<Tz>) -> NaiveDate {
     utc.checked_add_offset(now.offset().fix())
         .unwrap_or(utc)
         .date()
+}
+
+/// Where a second request starts: "… and book me a whitening Monday", "…, then cancel …".
+fn second_request(text: &str) -> Option<usize> {
+    static JOIN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)(?:,|\.|;|\band\b|\bthen\b|\balso\b)\s*(?:then\s+|also\s+|instead\s+|please\s+|can you\s+|could you\s+|i'?d like to\s+|i want to\s+|i need to\s+)*(?:book|put me|schedule|make (?:me )?an?|get me|set me up|sign me up|i'?d like an?|i want an?|i need an?|re-?schedule|move|cancel|change)\b",
+        )
+        .expect("built-in pattern is valid")
+    });
+    JOIN.find_iter(text)
+        .map(|m| m.start())
+        .find(|&i| i > 0 && text[..i].split_whitespace().count() >= 2)
 }
 
 /// Whether Sara's line asks a yes/no question about one thing ("Shall I book it?").

@@ -952,3 +952,75 @@ fn the_same_words_affirm_after_a_yes_no_question_and_thank_after_a_booking() {
         Some(Act::Affirm)
     );
 }
+
+#[test]
+fn typos_in_service_names_and_loosely_given_names_are_read() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    for (text, service) in [
+        ("can i get a cleening tomorrow", "Cleaning"),
+        ("need a whitning on friday", "Whitening"),
+        ("book a consulation monday", "Consultation"),
+        ("teeth whitenning please", "Whitening"),
+    ] {
+        assert_eq!(
+            nlu.understand(text, &ctx).service.as_deref(),
+            Some(service),
+            "{text}"
+        );
+    }
+    for text in ["what does that meaning", "i'm cleaning up my calendar"] {
+        let u = nlu.understand(text, &ctx);
+        assert_ne!(u.service.as_deref(), Some("Whitening"), "{text}");
+    }
+    for (text, name) in [
+        ("its jake ross", "Jake Ross"),
+        ("im priya shah", "Priya Shah"),
+        (
+            "Cleaning on Friday at 10 please — Aiko Tanaka",
+            "Aiko Tanaka",
+        ),
+        ("book me for tuesday at 2\nBen Okafor", "Ben Okafor"),
+    ] {
+        assert_eq!(
+            nlu.understand(text, &ctx).name.as_deref(),
+            Some(name),
+            "{text}"
+        );
+    }
+    for text in ["its fine thanks", "its too late now", "im running late"] {
+        assert_eq!(nlu.understand(text, &ctx).name, None, "{text}");
+    }
+}
+
+#[test]
+fn two_requests_in_one_message_are_read_in_order() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    let u = nlu.understand(
+        "cancel Thursday's cleaning and book me a whitening Monday at 11 instead",
+        &ctx,
+    );
+    assert_eq!(u.primary(), Some(Act::Cancel), "{u:?}");
+    assert_eq!(u.service.as_deref(), Some("Cleaning"));
+    assert_eq!(
+        u.date,
+        Some(NaiveDate::from_ymd_opt(2026, 3, 12).expect("date"))
+    );
+    let then = u.then.as_deref().expect("a second request");
+    assert!(then.has(Act::Book), "{then:?}");
+    assert_eq!(then.service.as_deref(), Some("Whitening"));
+    assert_eq!(
+        then.date,
+        Some(NaiveDate::from_ymd_opt(2026, 3, 9).expect("date"))
+    );
+    assert_eq!(then.time, Some(t("11:00")));
+    // One request with "and" in it stays one.
+    for text in [
+        "book a cleaning and a whitening on friday",
+        "I'd like to book friday at 2 and my name is Sam Ortiz",
+        "cancel my appointment and thanks",
+    ] {
+        assert!(nlu.understand(text, &ctx).then.is_none(), "{text}");
+    }
+}
