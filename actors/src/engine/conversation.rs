@@ -388,6 +388,7 @@ impl Conversation {
             now: inbound.at.with_timezone(&tz),
             services: business.services.iter().map(|s| s.name.clone()).collect(),
             expecting: self.state.dialogue.expecting(),
+            prompt: self.state.recent.back().map(|(_, reply)| reply.clone()),
         };
         let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
