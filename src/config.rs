@@ -228,6 +228,10 @@ impl Default for CalendarConfig {
 pub struct TwilioConfig {
     #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub auth_token: Option<String>,
+    /// The secret of a Twilio Webhooks SharedKey, for webhooks a Webhook Rule signs with it
+    /// (they carry `X-Twilio-Webhooks-Signature-Settings`).
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub shared_key_secret: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
