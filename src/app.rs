@@ -136,12 +136,11 @@ impl App {
             whatsapp: whatsapp.clone(),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
-        axum::serve(
-            listener,
-            http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let limits = http::server::ServerLimits::new(
+            &self.config.server.connections,
+            http::server::raise_fd_limit(),
+        );
+        http::server::serve(listener, http::router(state), limits, shutdown, grace).await?;
         let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
         if let Some(channel) = whatsapp {
             channel.stop(None);

@@ -49,6 +49,32 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight turns.
     pub shutdown_grace_secs: u64,
+    /// Timeouts and the cap of inbound connections (keys of `[server]` too).
+    #[serde(flatten)]
+    pub connections: ConnectionLimits,
+}
+
+/// How long and how many inbound connections may stay open (`[server]` keys; see
+/// `http::server`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionLimits {
+    /// A request head (and, on a kept-alive connection, the next one) must arrive within this.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moving for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; lowered at start when the open-file limit is too small.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -58,6 +84,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 20,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -201,6 +228,10 @@ impl Default for CalendarConfig {
 pub struct TwilioConfig {
     #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub auth_token: Option<String>,
+    /// The secret of a Twilio Webhooks SharedKey, for webhooks a Webhook Rule signs with it
+    /// (they carry `X-Twilio-Webhooks-Signature-Settings`).
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub shared_key_secret: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

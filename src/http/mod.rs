@@ -6,6 +6,7 @@ pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod server;
 pub mod sms;
 pub mod voice;
 pub mod webhook;

@@ -5,6 +5,7 @@ mod email;
 mod faults;
 mod google;
 mod helpers;
+mod hostile;
 mod limits;
 mod openai;
 mod privacy;
