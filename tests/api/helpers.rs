@@ -226,6 +226,7 @@ impl Sara {
         body.as_array().cloned().unwrap_or_default()
     }
 
+    /// A counter or gauge from `/metrics`, summed over its labels; 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self
             .client
@@ -236,13 +237,15 @@ impl Sara {
             .text()
             .await
             .expect("text");
+        // The sum over every series of the metric (`name` and `name{label="…"}`).
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
+            .filter_map(|l| {
                 let (k, v) = l.rsplit_once(' ')?;
-                (k == name).then(|| v.parse().ok()).flatten()
+                let series = k.split_once('{').map_or(k, |(n, _)| n);
+                (series == name).then(|| v.parse::<f64>().ok()).flatten()
             })
-            .unwrap_or(0.0)
+            .sum()
     }
 }
 

@@ -18,6 +18,7 @@ use crate::ports::{Calendar, CalendarError, Clock};
 
 pub struct CalendarActor;
 
+#[derive(Clone)]
 pub struct CalendarArgs {
     pub calendar: Arc<dyn Calendar>,
     pub clock: Arc<dyn Clock>,
@@ -53,6 +54,8 @@ pub enum CalendarMsg {
     Refresh,
     /// A batch of booking writes finished (sent by the task that ran it), in queue order.
     Booked(Vec<WrittenBooking>),
+    /// Fault injection: the actor panics (its supervisor starts a new one).
+    Panic,
 }
 
 pub struct CalendarState {
@@ -304,9 +307,12 @@ impl Actor for CalendarActor {
                 // the database's write lock, so the writer task does it (in order).
                 if let Err(mpsc::error::SendError((_, reply))) = state.writes.send((booking, reply))
                 {
+                    // The writer task is gone (the calendar port panicked under it): this
+                    // actor fails so its supervisor starts a new one, with a new writer.
                     let _ = reply.send(Err(CalendarError::Unavailable(
                         "booking writer stopped".into(),
                     )));
+                    return Err("the booking writer task stopped".into());
                 }
             }
             CalendarMsg::Booked(written) => {
@@ -365,6 +371,7 @@ impl Actor for CalendarActor {
                 }
                 let _ = reply.send(result);
             }
+            CalendarMsg::Panic => panic!("fault injection: calendar actor panic"),
             CalendarMsg::Refresh => {
                 if let Err(error) = state.reload().await {
                     tracing::warn!(%error, "calendar refresh failed");
