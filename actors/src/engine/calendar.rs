@@ -92,9 +92,11 @@ async fn write_bookings(
         let (bookings, replies): (Vec<Booking>, Vec<_>) = pending.drain(..).unzip();
         let t0 = std::time::Instant::now();
         let mut results = calendar.book_many(&bookings).await;
-        if std::env::var_os("SARA_TRACE_COMMIT").is_some() {
-            eprintln!("BOOK {} {}", bookings.len(), t0.elapsed().as_micros());
-        }
+        tracing::debug!(
+            bookings = bookings.len(),
+            micros = t0.elapsed().as_micros() as u64,
+            "booking batch written"
+        );
         if results.len() != bookings.len() {
             tracing::error!(
                 expected = bookings.len(),

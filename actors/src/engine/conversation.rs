@@ -177,7 +177,7 @@ impl Conversation {
                 intent: "hand_back".into(),
                 nlu: "staff".into(),
                 understood: "{}".into(),
-                at: chrono::Utc::now(),
+                at: self.shared.clock.now(),
                 elapsed_ms: 0,
             };
             let commit = TurnCommit {
