@@ -7,7 +7,7 @@
 //! - [`availability`] — pure opening-hours arithmetic: which start times are free.
 //! - [`dialogue`] — the pure dialogue policy: `step(state, understanding, context)`.
 //! - [`ports`] — the traits the engine needs from the outside world (NLU, calendar, store).
-//! - [`memory`] — in-memory store and calendar, for tests and in-process benchmarks.
+//! - `memory` — in-memory store and calendar for tests and benchmarks (feature `test-support`).
 //! - [`engine`] — the ractor actors: one conversation actor per phone under a supervisor,
 //!   the AI and calendar actors, and the turn writer that group-commits turns.
 //!
@@ -17,6 +17,7 @@ pub mod availability;
 pub mod business;
 pub mod dialogue;
 pub mod engine;
+#[cfg(any(test, feature = "test-support"))]
 pub mod memory;
 pub mod model;
 pub mod ports;

@@ -35,8 +35,6 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Processed-webhook replies, rate limits (and the engine's leases).
     pub cache: Cache,
-    /// Delivers WhatsApp replies; `None` when WhatsApp sending is not configured.
-    pub whatsapp: Option<ractor::ActorRef<sara_actors::engine::channel::ChannelMsg>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -62,7 +60,15 @@ pub fn router(state: AppState) -> Router {
                     .get::<axum::extract::MatchedPath>()
                     .map(|p| p.as_str().to_owned())
                     .unwrap_or_else(|| "unmatched".into());
-                tracing::info_span!("http", method = %req.method(), route)
+                // One id for the request, carried by every span under it: the engine's
+                // actors continue this span (ractor's message span propagation), so the
+                // turn and its commit log under the same `request_id`.
+                tracing::info_span!(
+                    "http",
+                    method = %req.method(),
+                    route,
+                    request_id = %uuid::Uuid::now_v7()
+                )
             }),
         )
         .with_state(state)

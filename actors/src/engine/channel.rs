@@ -14,6 +14,7 @@ use crate::ports::{Outbound, OutboundError};
 
 pub struct ChannelActor;
 
+#[derive(Clone)]
 pub struct ChannelArgs {
     pub outbound: Arc<dyn Outbound>,
     /// Attempts per message, the first included.
