@@ -37,12 +37,14 @@ def email_report(raw: bytes) -> dict:
         report["parts"].append(
             {"type": ctype, "params": dict(part.get_params() or [])}
         )
-        if ctype != "text/calendar":
+        if ctype not in ("text/calendar", "application/ics"):
             continue
         data = part.get_payload(decode=True)
         lines = data.split(b"\r\n")
-        report["longest_ics_line"] = max(len(line) for line in lines)
-        report["bare_lf"] = b"\n" in data.replace(b"\r\n", b"")
+        report["longest_ics_line"] = max(
+            [report["longest_ics_line"]] + [len(line) for line in lines]
+        )
+        report["bare_lf"] = report.get("bare_lf", False) or b"\n" in data.replace(b"\r\n", b"")
         cal = icalendar.Calendar.from_ical(data)
         invite = {
             "method": str(cal.get("METHOD")),
@@ -60,9 +62,15 @@ def email_report(raw: bytes) -> dict:
                     "zoneinfo_ok": tz.to_tz() is not None,
                 }
             )
+        zones = {str(tz["TZID"]): tz.to_tz() for tz in cal.walk("VTIMEZONE")}
         for event in cal.walk("VEVENT"):
             start = event.decoded("DTSTART")
             end = event.decoded("DTEND")
+            # The calendar's own VTIMEZONE must put the local times where zoneinfo does.
+            own = zones.get(event["DTSTART"].params.get("TZID"))
+            offsets_match = own is not None and all(
+                own.utcoffset(t.replace(tzinfo=None)) == t.utcoffset() for t in (start, end)
+            )
             attendees = event.get("ATTENDEE", [])
             if not isinstance(attendees, list):
                 attendees = [attendees]
@@ -80,6 +88,7 @@ def email_report(raw: bytes) -> dict:
                     "dtstart_utc": start.astimezone(__import__("datetime").timezone.utc).isoformat(),
                     "dtend_utc": end.astimezone(__import__("datetime").timezone.utc).isoformat(),
                     "dtstart_local": start.replace(tzinfo=None).isoformat(),
+                    "vtimezone_offsets_match": offsets_match,
                     "organizer": str(organizer) if organizer is not None else None,
                     "organizer_cn": organizer.params.get("CN") if organizer is not None else None,
                     "attendees": [str(a) for a in attendees],
