@@ -134,6 +134,8 @@ impl App {
             metrics: metrics_handle(),
             cache: self.cache.clone(),
             whatsapp: whatsapp.clone(),
+            // The store's outbox implements DeliveryStatuses once it has the table.
+            delivery: None,
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         axum::serve(
@@ -164,8 +166,7 @@ impl App {
             .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))?;
         let args = ChannelArgs {
             outbound: Arc::new(client),
-            max_attempts: 6,
-            first_backoff: Duration::from_millis(500),
+            retry: self.config.outbox.retry_policy(),
         };
         let (actor, _) = Actor::spawn(None, ChannelActor, args)
             .await
