@@ -17,6 +17,8 @@ use sara_actors::outbound::{
 use sara_actors::ports::BoxFuture;
 use serde::Deserialize;
 
+use crate::config::Config;
+
 /// Twilio cuts a message body at 1,600 characters.
 const MAX_BODY_CHARS: usize = 1600;
 
@@ -94,6 +96,28 @@ struct TwilioErrorBody {
 }
 
 impl TwilioRest {
+    /// The client `[twilio]` describes: `None` unless `account_sid`, `from` and `auth_token`
+    /// are all set (Sara then starts no SMS); a bad `from` stops the start.
+    pub fn from_config(config: &Config) -> Result<Option<TwilioRest>, TwilioRestError> {
+        let t = &config.twilio;
+        let (Some(account_sid), Some(from), Some(auth_token)) = (
+            t.account_sid.as_deref(),
+            t.from.as_deref(),
+            t.auth_token.as_deref(),
+        ) else {
+            return Ok(None);
+        };
+        TwilioRest::new(TwilioRestSettings {
+            api_base: t.api_base.clone(),
+            account_sid: account_sid.to_string(),
+            auth_token: auth_token.to_string(),
+            from: TwilioSender::parse(from)?,
+            public_url: config.server.public_url.clone(),
+            timeout: Duration::from_secs(10),
+        })
+        .map(Some)
+    }
+
     pub fn new(settings: TwilioRestSettings) -> Result<TwilioRest, TwilioRestError> {
         if settings.account_sid.trim().is_empty() {
             return Err(TwilioRestError::Missing("account_sid"));

@@ -429,3 +429,36 @@ async fn twilios_own_client_sends_the_request_sara_sends() {
         assert_eq!(a, b, "from {from}");
     }
 }
+
+#[tokio::test]
+async fn the_client_is_built_from_config_only_when_all_three_keys_are_set() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = stand_in(created("SM55555555555555555555555555555555")).await;
+    let mut config = crate::config::Config::default();
+    config.server.public_url = "https://sara.example".into();
+    config.twilio.api_base = server.uri();
+    assert!(TwilioRest::from_config(&config).expect("valid").is_none());
+    config.twilio.account_sid = Some(SID.into());
+    config.twilio.from = Some("15550100000".into());
+    assert!(
+        TwilioRest::from_config(&config).expect("valid").is_none(),
+        "no token"
+    );
+    config.twilio.auth_token = Some(TOKEN.into());
+    let twilio = TwilioRest::from_config(&config)
+        .expect("valid")
+        .expect("configured");
+    twilio.send(&message("Hello")).await.expect("sent");
+    let requests = server.received_requests().await.expect("recorded");
+    let form = form_of(&requests[0]);
+    assert!(
+        form.contains(&("From".into(), "+15550100000".into())),
+        "{form:?}"
+    );
+    assert!(form.contains(&(
+        "StatusCallback".into(),
+        "https://sara.example/webhook/sms/status".into()
+    )));
+    config.twilio.from = Some("Sara".into());
+    assert!(TwilioRest::from_config(&config).is_err());
+}
