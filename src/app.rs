@@ -130,6 +130,8 @@ impl App {
             config: self.config.clone(),
             metrics: metrics_handle(),
             cache: self.cache.clone(),
+            // The store's outbox implements DeliveryStatuses once it has the table.
+            delivery: None,
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let limits = http::server::ServerLimits::new(

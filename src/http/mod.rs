@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod dashboard;
+pub mod delivery;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -35,12 +36,16 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Processed-webhook replies, rate limits (and the engine's leases).
     pub cache: Cache,
+    /// Where providers' delivery reports (Twilio status callbacks, WhatsApp `statuses`) are
+    /// applied: the outbox, once the store keeps one. `None` = reports are counted only.
+    pub delivery: Option<Arc<dyn sara_actors::outbound::DeliveryStatuses>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(sms::router())
+        .merge(delivery::router())
         .merge(voice::router())
         .merge(whatsapp::router())
         .merge(health::router())

@@ -77,8 +77,8 @@ async fn receive(
     }
     let hook: WhatsAppWebhook = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed webhook JSON: {e}")))?;
-    for status in hook.statuses() {
-        tracing::info!(status = %status.status, "whatsapp delivery status");
+    for update in hook.status_updates() {
+        super::delivery::record(&app, &update).await?;
     }
     let now = Utc::now();
     for message in hook.messages() {

@@ -226,7 +226,9 @@ impl Sara {
         body.as_array().cloned().unwrap_or_default()
     }
 
-    /// A counter or gauge from `/metrics`, summed over its labels; 0 when absent.
+    /// A counter or gauge from `/metrics`: one series when `name` carries its labels
+    /// (`name{label="…"}`, written as Prometheus renders it), else the sum over every series of
+    /// the metric; 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self
             .client
@@ -242,7 +244,11 @@ impl Sara {
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| {
                 let (k, v) = l.rsplit_once(' ')?;
-                let series = k.split_once('{').map_or(k, |(n, _)| n);
+                let series = if name.contains('{') {
+                    k
+                } else {
+                    k.split_once('{').map_or(k, |(n, _)| n)
+                };
                 (series == name).then(|| v.parse::<f64>().ok()).flatten()
             })
             .sum()

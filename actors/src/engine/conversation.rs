@@ -64,6 +64,14 @@ impl Remembered {
         }
     }
 
+    /// What Sara said, without the buttons or the call's next step.
+    pub fn text(&self) -> &str {
+        match self {
+            Remembered::Text(text) => text,
+            Remembered::Whole(reply) => &reply.text,
+        }
+    }
+
     pub fn reply(&self) -> Reply {
         match self {
             Remembered::Text(text) => Reply {
@@ -387,7 +395,11 @@ impl Conversation {
             now: inbound.at.with_timezone(&tz),
             services: business.services.iter().map(|s| s.name.clone()).collect(),
             expecting: self.state.dialogue.expecting(),
-            prompt: self.state.recent.back().map(|(_, reply)| reply.clone()),
+            prompt: self
+                .state
+                .recent
+                .back()
+                .map(|(_, reply)| reply.text().to_owned()),
         };
         let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu

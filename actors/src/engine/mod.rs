@@ -34,6 +34,7 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
+use crate::outbound::RetryPolicy;
 use crate::ports::{
     Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, Outbound, StoreError,
 };
@@ -110,10 +111,8 @@ pub struct EngineSettings {
     /// How long a turn waits for the conversation's lease (several instances) before it gives
     /// up with [`TurnError::Busy`].
     pub lease_wait: Duration,
-    /// Attempts per outbound message (the first included), and the wait before the second
-    /// attempt, doubled for each one after.
-    pub delivery_attempts: u32,
-    pub delivery_first_backoff: Duration,
+    /// When the channel actor tries a failed delivery again, and when it gives up (`[outbox]`).
+    pub delivery_retry: RetryPolicy,
 }
 
 impl Default for EngineSettings {
@@ -131,8 +130,7 @@ impl Default for EngineSettings {
             commits_in_flight: 1,
             calendar_refresh: Duration::from_secs(60),
             lease_wait: Duration::from_secs(5),
-            delivery_attempts: 6,
-            delivery_first_backoff: Duration::from_millis(500),
+            delivery_retry: RetryPolicy::default(),
         }
     }
 }
@@ -275,8 +273,7 @@ impl Engine {
         };
         let channel = ports.outbound.map(|outbound| ChannelArgs {
             outbound,
-            max_attempts: settings.delivery_attempts,
-            first_backoff: settings.delivery_first_backoff,
+            retry: settings.delivery_retry,
         });
         let writer = TurnWriter::spawn(
             ports.store.clone(),

@@ -353,6 +353,7 @@ fn recent_replies_read_the_old_text_form_and_write_plain_replies_in_it() {
     let json = serde_json::to_string(&Remembered::new(&buttons)).expect("json");
     let back: Remembered = serde_json::from_str(&json).expect("parses");
     assert_eq!(back.reply(), buttons);
+}
 
 /// "book N" = a cleaning N hours after the first opening of the first open day a week ahead,
 /// for Sam Ortiz (the date comes from the business's hours and closures, never from a fixed
