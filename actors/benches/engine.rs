@@ -166,6 +166,8 @@ async fn seed(store: &MemoryStore, phone: Phone, state: &str) {
             at: Utc::now(),
             elapsed_ms: 0,
         },
+        outbox: Vec::new(),
+        jobs: Vec::new(),
     };
     store.commit(vec![commit]).await.expect("seeded");
 }

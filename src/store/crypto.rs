@@ -85,6 +85,9 @@ pub(crate) enum Field {
     BookingPhone,
     BookingName,
     BookingEmail,
+    OutboxRecipient,
+    OutboxPayload,
+    JobPayload,
     /// The known value that tells whether a key opens this database.
     KeyCheck,
     /// A reply kept in the processed-webhook cache (Redis).
@@ -103,6 +106,9 @@ impl Field {
             Field::BookingPhone => b"bookings.phone",
             Field::BookingName => b"bookings.name",
             Field::BookingEmail => b"bookings.email",
+            Field::OutboxRecipient => b"outbox.recipient",
+            Field::OutboxPayload => b"outbox.payload",
+            Field::JobPayload => b"jobs.payload",
             Field::KeyCheck => b"store_key_check.sealed",
             Field::CachedReply => b"cache.reply",
         }

@@ -18,10 +18,13 @@
 
 mod admin;
 mod crypto;
+pub mod outbox;
 mod postgres;
 mod sql;
 mod sqlite;
 
+#[cfg(test)]
+mod outbox_tests;
 #[cfg(test)]
 mod privacy_tests;
 #[cfg(test)]
@@ -127,6 +130,8 @@ pub trait Store: ConversationStore + BookingRepository {
     fn backend(&self) -> &'static str;
 
     fn admin(&self) -> &dyn AdminReadModel;
+
+    fn outbox(&self) -> &dyn outbox::OutboxRepository;
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -311,6 +316,11 @@ impl Database {
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn turns_for(&self, id: &str) -> Result<Option<ConversationLog>, StoreError> {
         self.store.admin().turns_for(id).await
+    }
+
+    /// The outbox, for its relays and `/admin/outbox` (see [`outbox`]).
+    pub fn outbox(&self) -> &dyn outbox::OutboxRepository {
+        self.store.outbox()
     }
 
     /// Every booking, ordered by start, times shown in `tz`.

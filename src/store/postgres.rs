@@ -36,6 +36,8 @@ impl Dialect for Postgres {
     const PROVIDER_PREFIX: &'static str = "SELECT contact_key FROM turns \
          WHERE provider_id COLLATE \"C\" >= $1 AND provider_id COLLATE \"C\" < $2 LIMIT 1";
 
+    const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!(" FOR UPDATE SKIP LOCKED");
+
     fn time(at: DateTime<Utc>) -> DateTime<Utc> {
         at
     }
@@ -211,6 +213,7 @@ async fn commit(
 
     let mut outcomes: Vec<Option<CommitOutcome>> = vec![None; batch.len()];
     let mut turns = TurnColumns::default();
+    let mut effects = EffectColumns::default();
     // Items already committed (a provider's retry) are answered with their stored reply. The
     // rest are compare-and-swapped in rounds of at most one item per conversation: a second
     // item of the same conversation in one batch (rare: a conversation's turns are one at a
@@ -241,6 +244,7 @@ async fn commit(
             match swapped.get(keys[i].as_str()) {
                 Some(&Swap::Done { version, seq }) => {
                     turns.push(&batch[i], &keys[i], &sealed[i], seq);
+                    effects.push(&batch[i], &sealed[i]);
                     if let Some(id) = &batch[i].turn.provider_id {
                         replies.insert(id.clone(), batch[i].turn.reply.clone());
                     }
@@ -278,6 +282,8 @@ async fn commit(
         .await
         .map_err(unavailable)?;
     }
+    // In the turns' transaction: a turn and its messages commit or vanish together.
+    effects.insert(&mut tx, now).await?;
     tx.commit().await.map_err(unavailable)?;
     Ok(outcomes
         .into_iter()
@@ -298,6 +304,86 @@ struct Swapped {
 struct StoredEpoch {
     contact_key: String,
     owner_epoch: i64,
+}
+
+/// The committed turns' outbox rows and jobs, column by column, for one `UNNEST` insert
+/// each.
+#[derive(Default)]
+struct EffectColumns<'a> {
+    contact: Vec<&'a str>,
+    recipient: Vec<&'a [u8]>,
+    channel: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    payload: Vec<&'a [u8]>,
+    idempotency_key: Vec<&'a str>,
+    not_before: Vec<DateTime<Utc>>,
+    job_kind: Vec<&'a str>,
+    job_due: Vec<DateTime<Utc>>,
+    job_payload: Vec<&'a [u8]>,
+    job_key: Vec<&'a str>,
+}
+
+impl<'a> EffectColumns<'a> {
+    fn push(&mut self, item: &'a TurnCommit, sealed: &'a SealedTurn) {
+        for ((contact, recipient, payload), message) in sealed.outbox.iter().zip(&item.outbox) {
+            self.contact.push(contact);
+            self.recipient.push(recipient);
+            self.channel.push(message.channel.as_str());
+            self.kind.push(message.kind.as_str());
+            self.payload.push(payload);
+            self.idempotency_key.push(&message.idempotency_key);
+            self.not_before.push(message.not_before);
+        }
+        for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
+            self.job_kind.push(&job.kind);
+            self.job_due.push(job.due_at);
+            self.job_payload.push(payload);
+            self.job_key.push(&job.unique_key);
+        }
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !self.contact.is_empty() {
+            sqlx::query(
+                "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
+                 idempotency_key, next_attempt_at, created_at) \
+                 SELECT o.*, $8 FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], \
+                 $5::bytea[], $6::text[], $7::timestamptz[]) AS o \
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&self.contact)
+            .bind(&self.recipient)
+            .bind(&self.channel)
+            .bind(&self.kind)
+            .bind(&self.payload)
+            .bind(&self.idempotency_key)
+            .bind(&self.not_before)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        if !self.job_kind.is_empty() {
+            sqlx::query(
+                "INSERT INTO jobs (kind, due_at, payload, unique_key, created_at) \
+                 SELECT j.*, $5 FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[], \
+                 $4::text[]) AS j ON CONFLICT (unique_key) DO NOTHING",
+            )
+            .bind(&self.job_kind)
+            .bind(&self.job_due)
+            .bind(&self.job_payload)
+            .bind(&self.job_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        Ok(())
+    }
 }
 
 /// What the set-based compare-and-swap did to one conversation.

@@ -4,7 +4,9 @@
 use chrono::{TimeZone, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingStatus, Channel, Phone};
-use sara_actors::ports::{CommitOutcome, ConversationStore, TurnCommit, TurnRecord};
+use sara_actors::ports::{
+    CommitOutcome, ConversationStore, OutboxKind, OutboxMessage, TurnCommit, TurnRecord,
+};
 use uuid::Uuid;
 
 use super::testing::on_both_backends;
@@ -42,6 +44,17 @@ fn commit_of(expected_version: i64, provider_id: &str) -> TurnCommit {
             at: Utc::now(),
             elapsed_ms: 3,
         },
+        // A message in the outbox too: its recipient and payload are personal data.
+        outbox: vec![OutboxMessage {
+            contact: phone(),
+            recipient: PHONE.to_string(),
+            channel: Channel::Sms,
+            kind: OutboxKind::Reply,
+            payload: format!("{{\"text\":\"Thanks {NAME}\",\"email\":\"{EMAIL}\"}}"),
+            idempotency_key: format!("{provider_id}:0"),
+            not_before: Utc::now(),
+        }],
+        jobs: Vec::new(),
     }
 }
 
@@ -184,6 +197,11 @@ async fn a_raw_dump_holds_no_personal_data_but_admin_reads_do(db: Database) {
             .expect("read")
             .map(|r| r.text.contains(NAME) && r.options[0].contains(NAME)),
         Some(true)
+    );
+    let outbox = db.outbox().list_outbox(10).await.expect("outbox");
+    assert!(
+        !outbox.is_empty() && outbox.iter().all(|m| m.phone == PHONE),
+        "{outbox:?}"
     );
     let views = db.bookings(chrono_tz::UTC).await.expect("list");
     assert_eq!(views.len(), 1);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
-use sara_actors::model::{Booking, BookingId};
+use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
     BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
 };
@@ -20,6 +20,7 @@ use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
 use super::admin::{self, AdminReadModel, ConversationLog, Stats};
 use super::crypto::{Field, Sealer};
+use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
 use super::{
     BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
 };
@@ -49,6 +50,9 @@ pub(super) trait Dialect: Database<Arguments: sqlx::IntoArguments<Self>> {
     /// The contact key of the first turn whose provider id starts with `$1`; `$2` is `$1`
     /// followed by U+10FFFF, so `[$1, $2)` in code point order is exactly those ids.
     const PROVIDER_PREFIX: &'static str;
+
+    /// [`outbox::claim_sql`] with the backend's row lock clause.
+    const CLAIM_OUTBOX: &'static str;
 
     fn time(at: DateTime<Utc>) -> Self::Time;
     fn read_time(stored: Self::Time) -> Result<DateTime<Utc>, StoreError>;
@@ -228,6 +232,10 @@ pub(super) struct SealedTurn {
     /// The reply's parts beside its text, when it has any.
     pub reply_extra: Option<Vec<u8>>,
     pub understood: Vec<u8>,
+    /// The turn's outbox rows: (contact key, sealed recipient, sealed payload).
+    pub outbox: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// The turn's jobs' sealed payloads.
+    pub jobs: Vec<Vec<u8>>,
 }
 
 impl SealedTurn {
@@ -241,6 +249,18 @@ impl SealedTurn {
             reply: sealer.seal_str(Field::TurnReply, &item.turn.reply.text),
             reply_extra: super::seal_reply_extra(sealer, &item.turn.reply),
             understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
+            outbox: (item.outbox.iter())
+                .map(|m| {
+                    (
+                        sealer.contact_key(&m.contact),
+                        sealer.seal_str(Field::OutboxRecipient, &m.recipient),
+                        sealer.seal_str(Field::OutboxPayload, &m.payload),
+                    )
+                })
+                .collect(),
+            jobs: (item.jobs.iter())
+                .map(|j| sealer.seal_str(Field::JobPayload, &j.payload))
+                .collect(),
         }
     }
 }
@@ -486,6 +506,28 @@ pub(super) trait Shared: Dialect {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>>;
     fn stats(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Stats, StoreError>>;
+    fn claim_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (Channel, &'a str, DateTime<Utc>, DateTime<Utc>, i64),
+    ) -> BoxFuture<'a, Result<Vec<ClaimedMessage>, StoreError>>;
+    fn settle<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: i64,
+        owner: &'a str,
+        how: Settle<'a>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn update_status<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        channel: Channel,
+        provider_id: &'a str,
+        report: DeliveryReport,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn list_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -504,7 +546,44 @@ where
     admin::Counts: for<'r> FromRow<'r, DB::Row>,
     admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
     DB::Connection: sqlx::migrate::Migrate,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
 {
+    fn claim_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (Channel, &'a str, DateTime<Utc>, DateTime<Utc>, i64),
+    ) -> BoxFuture<'a, Result<Vec<ClaimedMessage>, StoreError>> {
+        Box::pin(outbox::claim(pool, sealer, args))
+    }
+
+    fn settle<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: i64,
+        owner: &'a str,
+        how: Settle<'a>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(outbox::settle(pool, id, owner, how))
+    }
+
+    fn update_status<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        channel: Channel,
+        provider_id: &'a str,
+        report: DeliveryReport,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(outbox::update_status(pool, channel, provider_id, report))
+    }
+
+    fn list_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>> {
+        Box::pin(outbox::list(pool, sealer, limit))
+    }
+
     fn run_migrations(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
             DB::migrator()
@@ -575,6 +654,10 @@ impl<DB: Shared> Store for SqlStore<DB> {
     }
 
     fn admin(&self) -> &dyn AdminReadModel {
+        self
+    }
+
+    fn outbox(&self) -> &dyn OutboxRepository {
         self
     }
 
@@ -652,11 +735,7 @@ impl<DB: Shared> BookingRepository for SqlStore<DB> {
 
     fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>> {
         Box::pin(async move {
-            let _turn = if DB::SINGLE_WRITER {
-                Some(self.writes.lock().await)
-            } else {
-                None
-            };
+            let _turn = single_writer(self).await;
             match DB::cancel_booking(&self.pool, id).await {
                 Ok(0) => Err(CalendarError::NotFound),
                 Ok(_) => Ok(()),
@@ -680,5 +759,95 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
         DB::stats(&self.pool)
+    }
+}
+
+/// The write gate's guard on a single-writer backend, nothing on the others.
+async fn single_writer<DB: Dialect>(
+    store: &SqlStore<DB>,
+) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    if DB::SINGLE_WRITER {
+        Some(store.writes.lock().await)
+    } else {
+        None
+    }
+}
+
+/// The claim holder's update of row `id`.
+fn settled<'a, DB: Shared>(
+    store: &'a SqlStore<DB>,
+    id: i64,
+    owner: &'a str,
+    how: Settle<'a>,
+) -> BoxFuture<'a, Result<bool, StoreError>> {
+    Box::pin(async move {
+        let _turn = single_writer(store).await;
+        DB::settle(&store.pool, id, owner, how).await
+    })
+}
+
+impl<DB: Shared> OutboxRepository for SqlStore<DB> {
+    fn claim_outbox<'a>(
+        &'a self,
+        channel: Channel,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ClaimedMessage>, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            let args = (channel, owner, now, lease_until, limit);
+            DB::claim_outbox(&self.pool, &self.sealer, args).await
+        })
+    }
+
+    fn mark_sent<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        provider_id: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        settled(self, id, owner, Settle::Sent { provider_id, at })
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        next_attempt_at: DateTime<Utc>,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let how = Settle::Retry {
+            at: next_attempt_at,
+            error,
+        };
+        settled(self, id, owner, how)
+    }
+
+    fn mark_dead<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        settled(self, id, owner, Settle::Dead { error })
+    }
+
+    fn update_status<'a>(
+        &'a self,
+        channel: Channel,
+        provider_id: &'a str,
+        report: DeliveryReport,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::update_status(&self.pool, channel, provider_id, report).await
+        })
+    }
+
+    fn list_outbox(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OutboxView>, StoreError>> {
+        DB::list_outbox(&self.pool, &self.sealer, limit)
     }
 }

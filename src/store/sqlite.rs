@@ -61,6 +61,8 @@ impl Dialect for Sqlite {
     const PROVIDER_PREFIX: &'static str = "SELECT contact_key FROM turns \
          WHERE provider_id >= $1 AND provider_id < $2 LIMIT 1";
 
+    const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!("");
+
     fn time(at: DateTime<Utc>) -> String {
         ts(at)
     }
@@ -292,6 +294,10 @@ async fn commit(
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut turns: Vec<serde_json::Value> = Vec::with_capacity(batch.len());
     let mut turn_blobs = Blobs::default();
+    // The committed turns' outbox rows and jobs; their sealed values in one blob.
+    let (mut outbox, mut jobs): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        Default::default();
+    let mut effect_blobs = Blobs::default();
     for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
         if let Some(reply) = item
             .turn
@@ -359,6 +365,31 @@ async fn commit(
         ]));
         if let Some(id) = &turn.provider_id {
             replies.insert(id.clone(), turn.reply.clone());
+        }
+        for ((contact, recipient, payload), message) in sealed.outbox.iter().zip(&item.outbox) {
+            let [recipient_at, recipient_len] = effect_blobs.push(recipient);
+            let [payload_at, payload_len] = effect_blobs.push(payload);
+            outbox.push(serde_json::json!([
+                contact,
+                recipient_at,
+                recipient_len,
+                message.channel.as_str(),
+                message.kind.as_str(),
+                payload_at,
+                payload_len,
+                message.idempotency_key,
+                ts(message.not_before),
+            ]));
+        }
+        for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
+            let [payload_at, payload_len] = effect_blobs.push(payload);
+            jobs.push(serde_json::json!([
+                job.kind,
+                ts(job.due_at),
+                payload_at,
+                payload_len,
+                job.unique_key,
+            ]));
         }
         outcomes.push(CommitOutcome::Committed {
             version: head.version,
@@ -440,6 +471,36 @@ async fn commit(
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
+    // In the turns' transaction: a turn and its messages commit or vanish together.
+    if !outbox.is_empty() {
+        sqlx::query(
+            "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
+             idempotency_key, next_attempt_at, created_at) \
+             SELECT value ->> 0, substr(?2, value ->> 1, value ->> 2), value ->> 3, \
+             value ->> 4, substr(?2, value ->> 5, value ->> 6), value ->> 7, value ->> 8, ?3 \
+             FROM json_each(?1) WHERE true ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(json_list(&outbox))
+        .bind(&effect_blobs.0)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if !jobs.is_empty() {
+        sqlx::query(
+            "INSERT INTO jobs (kind, due_at, payload, unique_key, created_at) \
+             SELECT value ->> 0, value ->> 1, substr(?2, value ->> 2, value ->> 3), \
+             value ->> 4, ?3 FROM json_each(?1) WHERE true \
+             ON CONFLICT (unique_key) DO NOTHING",
+        )
+        .bind(json_list(&jobs))
+        .bind(&effect_blobs.0)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
     tx.commit().await.map_err(unavailable)?;
     Ok(outcomes)
 }

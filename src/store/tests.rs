@@ -37,6 +37,8 @@ fn turn(phone: &Phone, expected_version: i64, provider_id: Option<&str>, text: &
             at: at(expected_version as u32),
             elapsed_ms: 12,
         },
+        outbox: Vec::new(),
+        jobs: Vec::new(),
     }
 }
 

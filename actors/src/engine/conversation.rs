@@ -231,6 +231,8 @@ impl Conversation {
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
                 turn: record,
+                outbox: Vec::new(),
+                jobs: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
@@ -354,6 +356,8 @@ impl Conversation {
                     at: inbound.at,
                     elapsed_ms: started.elapsed().as_millis().min(u32::MAX as u128) as u32,
                 },
+                outbox: Vec::new(),
+                jobs: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {

@@ -154,6 +154,8 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
             at: Utc::now(),
             elapsed_ms: 0,
         },
+        outbox: Vec::new(),
+        jobs: Vec::new(),
     };
     assert_eq!(
         store.commit(vec![other]).await.expect("commit"),
