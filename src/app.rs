@@ -126,7 +126,8 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let whatsapp = self.whatsapp_channel().await?;
+        let graph = self.graph_client()?;
+        let whatsapp = self.whatsapp_channel(graph.clone()).await?;
         let state = AppState {
             engine: self.engine.clone(),
             db: self.db.clone(),
@@ -134,6 +135,7 @@ impl App {
             metrics: metrics_handle(),
             cache: self.cache.clone(),
             whatsapp: whatsapp.clone(),
+            read_receipts: graph,
             // The store's outbox implements DeliveryStatuses once it has the table.
             delivery: None,
         };
@@ -154,16 +156,27 @@ impl App {
 }
 
 impl App {
-    /// The channel actor for WhatsApp replies, when an access token and phone number id are set.
-    async fn whatsapp_channel(&self) -> Result<Option<ActorRef<ChannelMsg>>, AppError> {
+    /// The Graph API client, when an access token and phone number id are set.
+    fn graph_client(&self) -> Result<Option<GraphClient>, AppError> {
         let wa = &self.config.whatsapp;
         let (Some(token), Some(number)) =
             (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
         else {
             return Ok(None);
         };
-        let client = GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
-            .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))?;
+        GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
+            .map(Some)
+            .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))
+    }
+
+    /// The channel actor for WhatsApp replies, when the Graph API client is configured.
+    async fn whatsapp_channel(
+        &self,
+        client: Option<GraphClient>,
+    ) -> Result<Option<ActorRef<ChannelMsg>>, AppError> {
+        let Some(client) = client else {
+            return Ok(None);
+        };
         let args = ChannelArgs {
             outbound: Arc::new(client),
             retry: self.config.outbox.retry_policy(),
