@@ -130,6 +130,7 @@ impl App {
             config: self.config.clone(),
             metrics: metrics_handle(),
             cache: self.cache.clone(),
+            read_receipts: graph_client(&self.config)?,
             // The store's outbox implements DeliveryStatuses once it has the table.
             delivery: None,
         };
@@ -145,19 +146,23 @@ impl App {
     }
 }
 
-/// The WhatsApp Graph client for replies, when an access token and phone number id are set;
-/// the engine's channel actor delivers through it.
-fn whatsapp_outbound(
-    config: &Config,
-) -> Result<Option<Arc<dyn sara_actors::ports::Outbound>>, AppError> {
+/// The Graph API client, when an access token and phone number id are set.
+fn graph_client(config: &Config) -> Result<Option<GraphClient>, AppError> {
     let wa = &config.whatsapp;
     let (Some(token), Some(number)) = (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
     else {
         return Ok(None);
     };
-    let client = GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
-        .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))?;
-    Ok(Some(Arc::new(client)))
+    GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
+        .map(Some)
+        .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))
+}
+
+/// The WhatsApp Graph client for replies; the engine's channel actor delivers through it.
+fn whatsapp_outbound(
+    config: &Config,
+) -> Result<Option<Arc<dyn sara_actors::ports::Outbound>>, AppError> {
+    Ok(graph_client(config)?.map(|c| Arc::new(c) as Arc<dyn sara_actors::ports::Outbound>))
 }
 
 /// The calendar `calendar.provider` names: "local" (the bookings table) or "google".

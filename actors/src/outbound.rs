@@ -394,6 +394,108 @@ impl RetryPolicy {
     }
 }
 
+/// What becomes of an outbox row after one attempt: the relay writes this back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Settlement {
+    /// Accepted: record the provider's id, status `sent`.
+    Sent { provider_id: String },
+    /// Still `pending`: try again at `at` (the row keeps its place in its customer's order).
+    Retry { at: DateTime<Utc>, error: String },
+    /// Given up (`dead`): a permanent refusal, or the give-up time reached.
+    Dead { error: String },
+}
+
+impl RetryPolicy {
+    /// Settles one attempt of a row created at `created` that had failed `failed_before` times
+    /// already, with the attempt's `result` at `now`; `jitter` as in
+    /// [`RetryPolicy::next_attempt`].
+    pub fn settle(
+        &self,
+        result: Result<Sent, SendError>,
+        failed_before: u32,
+        created: DateTime<Utc>,
+        now: DateTime<Utc>,
+        jitter: f64,
+    ) -> Settlement {
+        match result {
+            Ok(sent) => Settlement::Sent {
+                provider_id: sent.provider_id,
+            },
+            Err(SendError::Permanent { reason }) => Settlement::Dead { error: reason },
+            Err(SendError::Retryable {
+                reason,
+                retry_after,
+            }) => match self.next_attempt(
+                failed_before.saturating_add(1),
+                created,
+                now,
+                retry_after,
+                jitter,
+            ) {
+                NextAttempt::At(at) => Settlement::Retry { at, error: reason },
+                NextAttempt::GiveUp => Settlement::Dead {
+                    error: format!("given up: {reason}"),
+                },
+            },
+        }
+    }
+}
+
+/// A [`ChannelSender`] for tests of whatever drives senders: it answers from a script (one
+/// result per attempt, in order; `Sent` with `fake-N` ids once the script is used up) and
+/// remembers every message it was handed.
+pub struct ScriptedSender {
+    channel: Channel,
+    script: std::sync::Mutex<std::collections::VecDeque<Result<Sent, SendError>>>,
+    attempts: std::sync::Mutex<Vec<OutboundMessage>>,
+}
+
+impl ScriptedSender {
+    pub fn new(channel: Channel, script: Vec<Result<Sent, SendError>>) -> ScriptedSender {
+        ScriptedSender {
+            channel,
+            script: std::sync::Mutex::new(script.into()),
+            attempts: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every message handed to [`ChannelSender::send`], in order, failed attempts included.
+    pub fn attempts(&self) -> Vec<OutboundMessage> {
+        self.attempts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl ChannelSender for ScriptedSender {
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+
+    fn send<'a>(&'a self, message: &'a OutboundMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
+        let n = {
+            let mut attempts = self
+                .attempts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            attempts.push(message.clone());
+            attempts.len()
+        };
+        let next = self
+            .script
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
+        let result = next.unwrap_or_else(|| {
+            Ok(Sent {
+                provider_id: format!("fake-{n}"),
+            })
+        });
+        Box::pin(async move { result })
+    }
+}
+
 fn to_chrono(d: Duration) -> chrono::Duration {
     chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
@@ -597,6 +699,90 @@ mod tests {
             let wait = (t - created).num_milliseconds();
             assert!((2000..=4000).contains(&wait), "{wait}");
         }
+    }
+
+    #[test]
+    fn an_attempt_settles_as_sent_retried_or_dead() {
+        let policy = RetryPolicy {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            give_up_after: Duration::from_secs(600),
+        };
+        let created = at("2026-12-01T12:00:00Z");
+        let secs = |n: i64| created + chrono::Duration::seconds(n);
+        let sent = Ok(Sent {
+            provider_id: "SM1".into(),
+        });
+        assert_eq!(
+            policy.settle(sent, 3, created, secs(5), 0.0),
+            Settlement::Sent {
+                provider_id: "SM1".into()
+            }
+        );
+        assert_eq!(
+            policy.settle(
+                Err(SendError::permanent("HTTP 400")),
+                0,
+                created,
+                secs(0),
+                0.0
+            ),
+            Settlement::Dead {
+                error: "HTTP 400".into()
+            }
+        );
+        // The third failure (two before): base 4 s, jitter 0 → 2 s.
+        assert_eq!(
+            policy.settle(
+                Err(SendError::retryable("HTTP 503")),
+                2,
+                created,
+                secs(10),
+                0.0
+            ),
+            Settlement::Retry {
+                at: secs(12),
+                error: "HTTP 503".into()
+            }
+        );
+        let later = Err(SendError::Retryable {
+            reason: "HTTP 429".into(),
+            retry_after: Some(Duration::from_secs(90)),
+        });
+        assert_eq!(
+            policy.settle(later.clone(), 0, created, secs(10), 0.0),
+            Settlement::Retry {
+                at: secs(100),
+                error: "HTTP 429".into()
+            }
+        );
+        assert_eq!(
+            policy.settle(later, 0, created, secs(550), 0.0),
+            Settlement::Dead {
+                error: "given up: HTTP 429".into()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn the_scripted_sender_answers_in_order_and_remembers_every_attempt() {
+        let sender = ScriptedSender::new(Channel::Sms, vec![Err(SendError::retryable("HTTP 503"))]);
+        let message = OutboundMessage {
+            key: "k".into(),
+            channel: Channel::Sms,
+            to: Recipient::Phone(Phone::parse("+15550001111").expect("phone")),
+            kind: OutboundKind::Reminder,
+            content: Content::text("Hi"),
+        };
+        assert!(sender.send(&message).await.is_err());
+        assert_eq!(
+            sender.send(&message).await,
+            Ok(Sent {
+                provider_id: "fake-2".into()
+            })
+        );
+        assert_eq!(sender.attempts().len(), 2);
+        assert_eq!(sender.channel(), Channel::Sms);
     }
 
     #[test]

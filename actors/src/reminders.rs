@@ -144,7 +144,8 @@ fn outside_quiet(
     if ends < start { ends } else { began }
 }
 
-/// The reminders of a booking starting at `start`, made at `created`, in order of due time.
+/// The reminders of a booking starting at `start`, made (or last moved) at `created`, in
+/// order of due time. A reschedule computes them again with the time of the move.
 /// An offset whose time had already come when the booking was made is skipped, and so is
 /// one that the quiet hours push to before that; two offsets that land on the same instant
 /// give one reminder.
@@ -177,6 +178,57 @@ pub fn schedule(
     }
     due.sort_by_key(|d| d.due);
     due
+}
+
+/// What the scheduler does with a reminder job it holds at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReminderAction {
+    /// Not yet due.
+    Wait,
+    /// Due (or its mark was jumped over, by a restart or the test clock): send it now.
+    Send,
+    /// The appointment has started: a reminder now would only confuse; drop it.
+    Drop,
+}
+
+/// A due reminder goes out at once, however late, as long as its appointment has not started.
+pub fn reminder_action(
+    due: DateTime<Utc>,
+    appointment: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> ReminderAction {
+    if now >= appointment {
+        ReminderAction::Drop
+    } else if now >= due {
+        ReminderAction::Send
+    } else {
+        ReminderAction::Wait
+    }
+}
+
+/// The answers a reminder invites, as the customer sends them by letter or by tapping one of
+/// its WhatsApp buttons. Free phrasings ("yes, I'll be there", "can we do Monday instead") are
+/// the NLU's to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReminderAnswer {
+    /// "C": the customer will come (attendance confirmed).
+    Confirm,
+    /// "R": move it.
+    Reschedule,
+    /// "X": cancel it (after Sara's usual confirmation).
+    Cancel,
+}
+
+impl ReminderAnswer {
+    pub fn parse(text: &str) -> Option<ReminderAnswer> {
+        let t = text.trim().trim_end_matches(['.', '!']).trim();
+        match t.to_lowercase().as_str() {
+            "c" | "yes, i'll be there" => Some(ReminderAnswer::Confirm),
+            "r" | "move it" => Some(ReminderAnswer::Reschedule),
+            "x" | "please cancel it" => Some(ReminderAnswer::Cancel),
+            _ => None,
+        }
+    }
 }
 
 /// "Maria" from "Maria Lopez"; "there" when Sara has no name ("Hi there").
@@ -496,6 +548,22 @@ mod tests {
                 &["2026-12-10T08:00:00-05:00"],
             ),
             (
+                "moved on the 9th at 15:00 to 16:00 on the 10th: both follow the new time",
+                "2026-12-10T16:00:00-05:00",
+                "2026-12-09T15:00:00-05:00",
+                &[1440, 120],
+                q,
+                &["2026-12-09T16:00:00-05:00", "2026-12-10T14:00:00-05:00"],
+            ),
+            (
+                "moved on the 9th at 17:00: the day-before mark has passed, the 2 h one stays",
+                "2026-12-10T16:00:00-05:00",
+                "2026-12-09T17:00:00-05:00",
+                &[1440, 120],
+                q,
+                &["2026-12-10T14:00:00-05:00"],
+            ),
+            (
                 "offsets given in any order and twice",
                 "2026-12-10T14:00:00-05:00",
                 "2026-12-01T10:00:00-05:00",
@@ -661,6 +729,60 @@ mod tests {
             reminder_content(Channel::Voice, &business, &b, now, false, None),
             None
         );
+    }
+
+    #[test]
+    fn a_jumped_over_reminder_goes_at_once_unless_the_appointment_began() {
+        let due = utc("2026-12-10T12:00:00Z");
+        let start = utc("2026-12-10T14:00:00Z");
+        let cases = [
+            ("2026-12-10T11:59:59Z", ReminderAction::Wait),
+            ("2026-12-10T12:00:00Z", ReminderAction::Send),
+            ("2026-12-10T13:59:59Z", ReminderAction::Send),
+            ("2026-12-10T14:00:00Z", ReminderAction::Drop),
+            ("2026-12-11T09:00:00Z", ReminderAction::Drop),
+        ];
+        for (now, want) in cases {
+            assert_eq!(reminder_action(due, start, utc(now)), want, "{now}");
+        }
+    }
+
+    #[test]
+    fn the_letters_and_buttons_a_reminder_offers_are_its_answers() {
+        let business = Business::example();
+        let b = booking(Some("Maria Lopez"), "2026-03-06T14:00:00-05:00");
+        let now = utc("2026-03-05T14:00:00-05:00");
+        let Some(Content::Buttons { buttons, .. }) =
+            reminder_content(Channel::WhatsApp, &business, &b, now, true, None)
+        else {
+            panic!("buttons");
+        };
+        let tapped: Vec<_> = buttons
+            .iter()
+            .map(|c| ReminderAnswer::parse(&c.title))
+            .collect();
+        assert_eq!(
+            tapped,
+            [
+                Some(ReminderAnswer::Confirm),
+                Some(ReminderAnswer::Reschedule),
+                Some(ReminderAnswer::Cancel)
+            ]
+        );
+        let cases = [
+            ("C", Some(ReminderAnswer::Confirm)),
+            (" c. ", Some(ReminderAnswer::Confirm)),
+            ("r", Some(ReminderAnswer::Reschedule)),
+            ("X!", Some(ReminderAnswer::Cancel)),
+            ("Please cancel it", Some(ReminderAnswer::Cancel)),
+            ("cancel", None),
+            ("stop", None),
+            ("can we do Monday instead", None),
+            ("", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ReminderAnswer::parse(text), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 #[cfg(test)]
 pub(crate) mod conformance;
 pub mod email;
+pub mod senders;
 pub mod twilio;
 pub mod twilio_rest;
 pub mod whatsapp;

@@ -36,6 +36,9 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Processed-webhook replies, rate limits (and the engine's leases).
     pub cache: Cache,
+    /// Marks customers' WhatsApp messages as read once their turn is committed (best effort);
+    /// `None` when WhatsApp sending is not configured.
+    pub read_receipts: Option<crate::channels::whatsapp::GraphClient>,
     /// Where providers' delivery reports (Twilio status callbacks, WhatsApp `statuses`) are
     /// applied: the outbox, once the store keeps one. `None` = reports are counted only.
     pub delivery: Option<Arc<dyn sara_actors::outbound::DeliveryStatuses>>,

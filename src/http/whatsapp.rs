@@ -107,7 +107,9 @@ async fn receive(
                 };
                 // A store outage is a 503 so Meta delivers the webhook again; turns already
                 // committed are then answered from the dedup record.
-                answer(&app, inbound).await?
+                let reply = answer(&app, inbound).await?;
+                mark_read(&app, &message.id);
+                reply
             }
         };
         if reply.silent || reply.text.is_empty() {
@@ -120,4 +122,18 @@ async fn receive(
         }
     }
     Ok(StatusCode::OK)
+}
+
+/// The blue ticks: tells WhatsApp the customer's message was read, now that its turn is
+/// committed. Best effort and off the webhook's path; a lost receipt costs nothing.
+fn mark_read(app: &AppState, message_id: &str) {
+    let Some(client) = app.read_receipts.clone() else {
+        return;
+    };
+    let id: String = message_id.chars().take(256).collect();
+    tokio::spawn(async move {
+        if let Err(error) = client.mark_read(&id).await {
+            tracing::debug!(%error, "whatsapp read receipt not sent");
+        }
+    });
 }
