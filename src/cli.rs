@@ -70,7 +70,7 @@ pub async fn chat(config: Config, phone: &str) -> anyhow::Result<()> {
         };
         let reply = crate::http::webhook::caller_reply(app.engine.turn(inbound).await)
             .map(|r| r.text)
-            .unwrap_or_else(|e| format!("(Sara is unavailable: {})", e.detail));
+            .unwrap_or_else(|e| format!("(Sara is unavailable: {})", e.detail()));
         if !reply.is_empty() {
             println!("Sara: {reply}");
         }

@@ -108,9 +108,7 @@ impl FromRequest<AppState> for TwilioForm {
         let headers = parts.headers.clone();
         let body = Bytes::from_request(Request::from_parts(parts, body), app)
             .await
-            .map_err(|rejection| {
-                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-            })?;
+            .map_err(|rejection| ApiError::rejected(rejection.status(), rejection.body_text()))?;
         match verified_twilio_form(app, &uri, &headers, &body) {
             Ok(params) => Ok(TwilioForm(params)),
             Err(refused) => Err(match peer {
