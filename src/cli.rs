@@ -10,7 +10,7 @@ use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 
 use crate::app::{App, shutdown_signal};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.server.bind.clone();
@@ -27,8 +27,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     let db = crate::store::Database::connect(
-        &config.storage.database_url,
-        config.storage.encryption_key.as_deref(),
+        config.storage.database_url.expose(),
+        config.storage.encryption_key.as_ref().map(Secret::expose),
     )
     .await?;
     db.migrate().await?;

@@ -10,6 +10,7 @@ use axum::http::request::Parts;
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::config::Secret;
 
 /// The dashboard's cookie holding the admin token.
 pub const COOKIE: &str = "sara_admin";
@@ -20,7 +21,14 @@ pub struct AdminAuth;
 
 /// Checks `given` against the configured admin token, in constant time.
 pub fn check_token(app: &AppState, given: Option<&str>) -> Result<AdminAuth, ApiError> {
-    let Some(token) = app.config.admin.token.as_deref().filter(|t| !t.is_empty()) else {
+    let Some(token) = app
+        .config
+        .admin
+        .token
+        .as_ref()
+        .map(Secret::expose)
+        .filter(|t| !t.is_empty())
+    else {
         return Err(ApiError::forbidden(
             "admin token is not configured (SARA_ADMIN__TOKEN)",
         ));

@@ -12,6 +12,7 @@ use sara_actors::engine::{Inbound, TurnError};
 
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwilioSignature;
+use crate::config::Secret;
 
 /// Longest message text handed to the engine; Twilio concatenates at most 1,600 characters.
 const MAX_TEXT_CHARS: usize = 1600;
@@ -24,7 +25,7 @@ pub fn verified_twilio_form(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let Some(token) = app.config.twilio.auth_token.as_deref() else {
+    let Some(token) = app.config.twilio.auth_token.as_ref().map(Secret::expose) else {
         tracing::warn!("twilio.auth_token is not set; refusing Twilio webhooks");
         return Err(ApiError::forbidden("webhook signing is not configured"));
     };
