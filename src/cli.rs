@@ -96,6 +96,7 @@ pub async fn eval(config: Config, path: &Path, predictions: Option<&Path>) -> an
 
 /// `sara bench`: a human table, then the summary as the last stdout line (one JSON object).
 /// The timeline goes to `timeline` (CSV) and `plot` (SVG) when given.
+#[cfg(feature = "bench")]
 pub async fn bench(
     config: Config,
     options: crate::bench::BenchOptions,
@@ -110,6 +111,7 @@ pub async fn bench(
 }
 
 /// Writes the run's timeline as CSV and/or SVG.
+#[cfg(feature = "bench")]
 pub fn write_timeline(
     report: &crate::bench::Report,
     csv: Option<&Path>,
@@ -129,6 +131,7 @@ pub fn write_timeline(
 }
 
 /// `sara bench --restart N`: restart time with the reload from the database.
+#[cfg(feature = "bench")]
 pub async fn bench_restart(
     config: Config,
     count: usize,
@@ -160,6 +163,7 @@ pub async fn bench_restart(
 }
 
 /// `sara bench --memory K`: RSS per live conversation and after passivation.
+#[cfg(feature = "bench")]
 pub async fn bench_memory(
     config: Config,
     count: usize,

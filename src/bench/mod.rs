@@ -665,6 +665,8 @@ pub struct MemoryReport {
 }
 
 /// Asks glibc to return freed heap memory to the OS; `false` where that is not available.
+/// The service crate's only unsafe code, and only in the `bench` feature.
+#[allow(unsafe_code)]
 fn trim_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
