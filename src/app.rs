@@ -16,7 +16,7 @@ use crate::calendar::google::{GoogleCalendar, GoogleSettings};
 use crate::calendar::local::LocalCalendar;
 use crate::channels::email::EmailNotifier;
 use crate::channels::whatsapp::GraphClient;
-use crate::config::{Config, ConfigError};
+use crate::config::{CalendarProvider, Config, ConfigError, Secret};
 use crate::http::{self, AppState};
 use crate::store::Database;
 
@@ -149,8 +149,10 @@ impl App {
 /// The Graph API client, when an access token and phone number id are set.
 fn graph_client(config: &Config) -> Result<Option<GraphClient>, AppError> {
     let wa = &config.whatsapp;
-    let (Some(token), Some(number)) = (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
-    else {
+    let (Some(token), Some(number)) = (
+        wa.access_token.as_ref().map(Secret::expose),
+        wa.phone_number_id.as_deref(),
+    ) else {
         return Ok(None);
     };
     GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
@@ -172,9 +174,9 @@ async fn calendar(
     db: &Database,
 ) -> Result<Arc<dyn sara_actors::ports::Calendar>, AppError> {
     let cal = &config.calendar;
-    match cal.provider.as_str() {
-        "local" => Ok(Arc::new(LocalCalendar::new(db.clone()))),
-        "google" => {
+    match cal.provider {
+        CalendarProvider::Local => Ok(Arc::new(LocalCalendar::new(db.clone()))),
+        CalendarProvider::Google => {
             let (Some(calendar_id), Some(credentials)) =
                 (cal.calendar_id.clone(), cal.credentials.as_deref())
             else {
@@ -190,16 +192,13 @@ async fn calendar(
                 timezone: business.timezone,
                 // The whole booking horizon, and the day that is already under way.
                 lookahead: chrono::Duration::days(i64::from(business.horizon_days) + 2),
-                deadline: Duration::from_secs(10),
+                deadline: Duration::from_millis(cal.google_deadline_ms.max(1)),
             };
             let google = GoogleCalendar::connect(settings)
                 .await
                 .map_err(|e| AppError::Unsupported(e.to_string()))?;
             Ok(Arc::new(google))
         }
-        other => Err(AppError::Unsupported(format!(
-            "calendar.provider {other:?} is not available; use \"local\" or \"google\""
-        ))),
     }
 }
 
@@ -209,7 +208,7 @@ fn email_notifier(
     business: &sara_actors::business::Business,
 ) -> Result<Option<Arc<dyn sara_actors::ports::Notifier>>, AppError> {
     let (Some(url), Some(from)) = (
-        config.email.smtp_url.as_deref(),
+        config.email.smtp_url.as_ref().map(Secret::expose),
         config.email.from.as_deref(),
     ) else {
         return Ok(None);

@@ -2,6 +2,7 @@
 //! exports its own `router()`; [`router`] puts them together with the shared layers.
 
 pub mod admin;
+pub mod auth;
 pub mod dashboard;
 pub mod delivery;
 pub mod error;

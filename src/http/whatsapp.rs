@@ -20,6 +20,7 @@ use subtle::ConstantTimeEq;
 use super::webhook::{answer, clip};
 use super::{ApiError, AppState};
 use crate::channels::whatsapp::{WhatsAppSignature, WhatsAppWebhook};
+use crate::config::Secret;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhook/whatsapp", get(verify).post(receive))
@@ -43,7 +44,8 @@ async fn verify(
         .config
         .whatsapp
         .verify_token
-        .as_deref()
+        .as_ref()
+        .map(Secret::expose)
         .ok_or_else(|| ApiError::forbidden("whatsapp.verify_token is not configured"))?;
     let given = q.token.unwrap_or_default();
     let token_ok: bool = given.as_bytes().ct_eq(expected.as_bytes()).into();
@@ -65,7 +67,8 @@ async fn receive(
         .config
         .whatsapp
         .app_secret
-        .as_deref()
+        .as_ref()
+        .map(Secret::expose)
         .ok_or_else(|| ApiError::forbidden("whatsapp.app_secret is not configured"))?;
     let signed = headers
         .get("x-hub-signature-256")

@@ -186,8 +186,8 @@ impl Database {
     #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str, encryption_key: Option<&str>) -> Result<Database, StoreError> {
         Database::connect_with(&crate::config::StorageConfig {
-            database_url: url.to_string(),
-            encryption_key: encryption_key.map(str::to_string),
+            database_url: crate::config::Secret::new(url),
+            encryption_key: encryption_key.map(crate::config::Secret::new),
             ..Default::default()
         })
         .await
@@ -200,10 +200,11 @@ impl Database {
     pub async fn connect_with(
         storage: &crate::config::StorageConfig,
     ) -> Result<Database, StoreError> {
-        let url = storage.database_url.as_str();
+        let url = storage.database_url.expose();
         let given = storage
             .encryption_key
-            .as_deref()
+            .as_ref()
+            .map(crate::config::Secret::expose)
             .map(EncryptionKey::from_base64)
             .transpose()?;
         if url.starts_with("sqlite:") {

@@ -136,7 +136,7 @@ pub(super) async fn connect(
     storage: &crate::config::StorageConfig,
     given: Option<EncryptionKey>,
 ) -> Result<(SqlitePool, EncryptionKey), StoreError> {
-    let url = storage.database_url.as_str();
+    let url = storage.database_url.expose();
     let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
