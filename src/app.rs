@@ -83,6 +83,14 @@ impl App {
     /// Connects the store (applying migrations), builds the ports the config names and starts
     /// the engine.
     pub async fn build(config: Config) -> Result<App, AppError> {
+        App::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::build`] with the engine's "now" read from `clock` (tests set it).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn sara_actors::ports::Clock>,
+    ) -> Result<App, AppError> {
         let business = config.business()?;
         let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
@@ -95,7 +103,7 @@ impl App {
             knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
             calendar,
             store: Arc::new(db.clone()),
-            clock: Arc::new(SystemClock),
+            clock,
             notifier: email_notifier(&config, &business)?,
             outbound: whatsapp_outbound(&config)?,
         };

@@ -1,11 +1,11 @@
 //! The admin surface: who gets in (bearer token or the dashboard's cookie) and what an
 //! error looks like.
 
-use crate::helpers::{ADMIN_TOKEN, Sara};
+use crate::helpers::{ADMIN_TOKEN, spawn_app};
 
 #[tokio::test]
 async fn admin_routes_take_the_bearer_token_or_the_dashboard_cookie_and_nothing_else() {
-    let sara = Sara::start().await;
+    let sara = spawn_app().await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
