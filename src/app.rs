@@ -87,6 +87,15 @@ impl App {
     /// the engine.
     pub async fn build(config: Config) -> Result<App, AppError> {
         let business = config.business()?;
+        if let Some(weakness) = config
+            .admin
+            .token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .and_then(http::admin_throttle::weakness)
+        {
+            return Err(ConfigError::Invalid(weakness).into());
+        }
         let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
         let nlu =

@@ -2,6 +2,7 @@
 //! exports its own `router()`; [`router`] puts them together with the shared layers.
 
 pub mod admin;
+pub mod admin_throttle;
 pub mod dashboard;
 pub mod error;
 pub mod health;
@@ -46,8 +47,9 @@ pub fn router(state: AppState) -> Router {
         .merge(voice::router())
         .merge(whatsapp::router())
         .merge(health::router())
-        .merge(admin::router())
-        .merge(dashboard::router())
+        .merge(admin::router().merge(dashboard::router()).route_layer(
+            axum::middleware::from_fn_with_state(state.clone(), admin_throttle::guard),
+        ))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(

@@ -367,3 +367,92 @@ async fn webhooks_signed_with_a_twilio_shared_key_and_hmac_sha256_are_accepted()
     let (status, _) = post_signed(&sara, "/webhook/sms", &params, &sha256, &unknown).await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn guessing_the_admin_token_is_throttled_per_address_and_counted() {
+    let sara = Sara::start_with(&[("SARA_LIMITS__ADMIN_FAILURES_PER_IP_PER_MINUTE", "5")]).await;
+    let get = |token: &str| {
+        sara.client
+            .get(format!("{}/admin/stats", sara.base))
+            .bearer_auth(token)
+            .send()
+    };
+    for i in 0..5 {
+        let r = get(&format!("guess-{i}")).await.expect("request");
+        assert_eq!(r.status(), 401);
+    }
+    let r = get("guess-5").await.expect("request");
+    assert_eq!(r.status(), 429);
+    let retry_after: u64 = r.headers()["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    let body: serde_json::Value = r.json().await.expect("JSON error");
+    assert_eq!(body["error"], "rate_limited");
+    // Even the right token: a 429 must not tell a right guess from a wrong one.
+    let r = get(crate::helpers::ADMIN_TOKEN).await.expect("request");
+    assert_eq!(r.status(), 429);
+    assert!(
+        sara.metric("sara_rate_limited_total{kind=\"admin_token\"}")
+            .await
+            >= 2.0,
+        "counted in the metrics"
+    );
+    // Webhooks are not admin routes.
+    assert!(!sara.text(&phone(1440), "hello").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_weak_admin_token_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_sara"))
+        .arg("serve")
+        .env("SARA_CONFIG", &config)
+        .env("SARA_SERVER__BIND", "127.0.0.1:0")
+        .env(
+            "SARA_STORAGE__DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("sara.db").display()),
+        )
+        .env("SARA_ADMIN__TOKEN", "admin")
+        .output()
+        .await
+        .expect("sara runs");
+    assert!(!output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("sara listening"), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("SARA_ADMIN__TOKEN") && stderr.contains("at least 16"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn admin_answers_are_not_cached_framed_or_sniffed() {
+    let sara = Sara::start().await;
+    for (path, token) in [
+        ("/admin", Some(crate::helpers::ADMIN_TOKEN)),
+        ("/admin/bookings", Some(crate::helpers::ADMIN_TOKEN)),
+        ("/admin/stats", None),
+    ] {
+        let mut req = sara.client.get(format!("{}{path}", sara.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("request");
+        let h = r.headers();
+        assert_eq!(h["cache-control"], "no-store", "{path}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        assert!(
+            h["content-security-policy"]
+                .to_str()
+                .unwrap_or_default()
+                .contains("frame-ancestors 'none'"),
+            "{path}"
+        );
+    }
+}
