@@ -7,6 +7,7 @@ pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod rejections;
 pub mod server;
 pub mod sms;
 pub mod voice;
@@ -56,6 +57,7 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        .layer(axum::middleware::map_response(rejections::as_json))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 // Named by the route template, never the raw path (it may hold a phone number).

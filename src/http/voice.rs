@@ -61,10 +61,33 @@ fn speak(app: &AppState, reply: &Reply, next: u32) -> TwiML {
     TwiML::new().gather_speech(&gather_url(app, next), &reply.text)
 }
 
+/// A caller whose number is withheld (`From=anonymous`, `Restricted`, …) has no phone to
+/// keep a conversation or a booking under: Sara says what she can do without one and puts
+/// the call through to staff (voicemail if nobody answers) instead of failing the call.
+fn withheld_number(app: &AppState) -> Response {
+    let reply = Reply {
+        text: "I can't see your number, so I can't book or look up an appointment on this call. \
+               You can text us, or call again from a number that isn't withheld. \
+               I'll put you through to the team now."
+            .into(),
+        handover: true,
+        ..Reply::default()
+    };
+    metrics::counter!("sara_withheld_number_calls_total").increment(1);
+    twiml(speak(app, &reply, 1).render())
+}
+
+fn is_withheld(params: &[(String, String)]) -> bool {
+    param(params, "From").and_then(Phone::parse).is_none()
+}
+
 async fn call_start(
     State(app): State<AppState>,
-    _signed: TwilioForm,
+    TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
+    if is_withheld(&params) {
+        return Ok(withheld_number(&app));
+    }
     let hello = dialogue::greeting(app.engine.business(), Channel::Voice);
     Ok(twiml(speak(&app, &hello, 1).render()))
 }
@@ -75,6 +98,9 @@ async fn gather(
     TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
     let n = turn.n.unwrap_or(1);
+    if is_withheld(&params) {
+        return Ok(withheld_number(&app));
+    }
     let Some(inbound) = gather_inbound(&params, n, Utc::now())? else {
         // Silence or noise: ask again without spending a turn.
         let again = Reply {

@@ -456,3 +456,143 @@ async fn admin_answers_are_not_cached_framed_or_sniffed() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_whatsapp_message_for_another_business_number_is_not_answered_through_ours() {
+    const SECRET: &str = "wa-app-secret";
+    let sara = Sara::start_with(&[
+        ("SARA_WHATSAPP__APP_SECRET", SECRET),
+        ("SARA_WHATSAPP__PHONE_NUMBER_ID", "1234567890"),
+    ])
+    .await;
+    let send = |number_id: &str, from: &str| {
+        let body = serde_json::json!({
+            "object": "whatsapp_business_account",
+            "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+                "messaging_product": "whatsapp",
+                "metadata": {"display_phone_number": "15550100000", "phone_number_id": number_id},
+                "messages": [{"from": from, "id": format!("wamid.{}", sid()),
+                    "timestamp": "1764547200", "type": "text", "text": {"body": "hello"}}]
+            }}]}]
+        })
+        .to_string();
+        let signature =
+            sara::channels::whatsapp::WhatsAppSignature::new(SECRET).sign(body.as_bytes());
+        sara.client
+            .post(format!("{}/webhook/whatsapp", sara.base))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", signature)
+            .body(body)
+            .send()
+    };
+    let other = phone(1450);
+    let r = send("9999999999", other.trim_start_matches('+'))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200, "acknowledged, so Meta does not retry");
+    let (status, _) = sara.admin_get(&format!("/logs/{other}")).await;
+    assert_eq!(status, 404, "no turn for another number's customer");
+    let ours = phone(1451);
+    let r = send("1234567890", ours.trim_start_matches('+'))
+        .await
+        .expect("request");
+    assert_eq!(r.status(), 200);
+    let (status, log) = sara.admin_get(&format!("/logs/{ours}")).await;
+    assert_eq!(status, 200, "{log}");
+}
+
+#[tokio::test]
+async fn a_call_from_a_withheld_number_is_told_what_sara_can_do_and_put_through_to_staff() {
+    let sara = Sara::start().await;
+    let call = [
+        ("CallSid", "CA00000000000000000000000000000a11"),
+        ("From", "anonymous"),
+        ("To", "+15550100000"),
+    ];
+    let (status, xml) = sara.twilio("/webhook/voice", &call).await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("see your number"), "{xml}");
+    assert!(
+        xml.contains("<Dial timeout=\"20\">+15550100000</Dial>"),
+        "{xml}"
+    );
+    let mut gather = call.to_vec();
+    gather.push(("SpeechResult", "cancel my appointment"));
+    let (status, xml) = sara.twilio("/webhook/voice/gather?n=1", &gather).await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(xml.contains("<Dial"), "{xml}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_files_are_private_to_sara() {
+    use std::os::unix::fs::PermissionsExt;
+    let sara = Sara::start().await;
+    // A turn makes SQLite write its WAL and shared-memory files.
+    assert!(!sara.text(&phone(1460), "hello").await.is_empty());
+    let db = std::path::PathBuf::from(sara.db_url.trim_start_matches("sqlite://"));
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let mode = std::fs::metadata(&name)
+            .unwrap_or_else(|e| panic!("{name:?}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_frameworks_own_refusals_answer_with_the_contracts_json_error() {
+    let sara = Sara::start().await;
+    let json_error = |status: u16, text: &str, want: u16| {
+        assert_eq!(status, want, "{text}");
+        let body: serde_json::Value =
+            serde_json::from_str(text).unwrap_or_else(|_| panic!("{want} is JSON: {text:?}"));
+        assert!(
+            body["error"].is_string() && body["detail"].is_string(),
+            "{body}"
+        );
+    };
+    // 405: a GET to a POST-only webhook.
+    let r = sara
+        .client
+        .get(format!("{}/webhook/sms", sara.base))
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    json_error(status, &r.text().await.unwrap_or_default(), 405);
+    // 404: no such route.
+    let r = sara
+        .client
+        .get(format!("{}/nope", sara.base))
+        .send()
+        .await
+        .expect("request");
+    let status = r.status().as_u16();
+    json_error(status, &r.text().await.unwrap_or_default(), 404);
+    // 400: a query the handler cannot read.
+    let (status, text) = sara
+        .twilio(
+            "/webhook/voice/gather?n=many",
+            &[
+                ("CallSid", "CA00000000000000000000000000000b22"),
+                ("From", &phone(1470)),
+            ],
+        )
+        .await;
+    json_error(status, &text, 400);
+    // 413: a WhatsApp body over the limit.
+    let r = sara
+        .client
+        .post(format!("{}/webhook/whatsapp", sara.base))
+        .header("content-type", "application/json")
+        .body(vec![b'{'; 200 * 1024])
+        .send()
+        .await;
+    if let Ok(r) = r {
+        let status = r.status().as_u16();
+        json_error(status, &r.text().await.unwrap_or_default(), 413);
+    }
+}
