@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_throttle;
+pub mod caller_id;
 pub mod dashboard;
 pub mod error;
 pub mod health;

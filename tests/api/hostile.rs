@@ -596,3 +596,81 @@ async fn the_frameworks_own_refusals_answer_with_the_contracts_json_error() {
         json_error(status, &r.text().await.unwrap_or_default(), 413);
     }
 }
+
+#[tokio::test]
+async fn an_unverified_caller_id_may_book_but_not_hear_or_cancel_a_booking() {
+    use chrono::Weekday;
+    let sara = Sara::start().await;
+    let me = phone(1480);
+    // The real customer booked by text.
+    let (_, day_text) = crate::helpers::upcoming(Weekday::Wed);
+    let asked = sara
+        .text(
+            &me,
+            &format!("I'd like a consultation on {day_text} at 11am, my name is Ana Ruiz"),
+        )
+        .await;
+    assert!(asked.contains("Ana Ruiz"), "{asked}");
+    let done = sara.text(&me, "yes").await;
+    assert!(done.to_lowercase().contains("booked"), "{done}");
+    assert_eq!(sara.bookings().await.len(), 1);
+
+    // Someone calls showing her number; Twilio could not verify it (no StirVerstat, or a
+    // lower attestation).
+    for (call_sid, verstat) in [
+        ("CA000000000000000000000000000000c1", None),
+        (
+            "CA000000000000000000000000000000c2",
+            Some("TN-Validation-Passed-C"),
+        ),
+    ] {
+        let mut start = vec![("CallSid", call_sid), ("From", me.as_str())];
+        if let Some(v) = verstat {
+            start.push(("StirVerstat", v));
+        }
+        let (status, xml) = sara.twilio("/webhook/voice", &start).await;
+        assert_eq!(status, 200, "{xml}");
+        assert!(!xml.contains("caller=verified"), "{xml}");
+        let mut cancel = start.clone();
+        cancel.push(("SpeechResult", "I want to cancel my appointment"));
+        let (status, xml) = sara.twilio("/webhook/voice/gather?n=1", &cancel).await;
+        assert_eq!(status, 200, "{xml}");
+        assert!(xml.contains("<Dial"), "put through to staff: {xml}");
+        assert!(!xml.contains("11"), "the booking is not read out: {xml}");
+    }
+    let bookings = sara.bookings().await;
+    assert_eq!(bookings[0]["status"], "confirmed");
+
+    // A verified caller ID (full attestation) is believed.
+    let start = [
+        ("CallSid", "CA000000000000000000000000000000c3"),
+        ("From", me.as_str()),
+        ("StirVerstat", "TN-Validation-Passed-A"),
+    ];
+    let (_, xml) = sara.twilio("/webhook/voice", &start).await;
+    assert!(xml.contains("gather?n=1&amp;caller=verified"), "{xml}");
+    let cancel = [
+        ("CallSid", "CA000000000000000000000000000000c3"),
+        ("From", me.as_str()),
+        ("SpeechResult", "I want to cancel my appointment"),
+    ];
+    let (status, xml) = sara
+        .twilio("/webhook/voice/gather?n=1&caller=verified", &cancel)
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(
+        !xml.contains("<Dial"),
+        "a verified caller is answered: {xml}"
+    );
+
+    // An unverified caller can still book something new.
+    let other = phone(1481);
+    let book = [
+        ("CallSid", "CA000000000000000000000000000000c4"),
+        ("From", other.as_str()),
+        ("SpeechResult", "I'd like to book a consultation"),
+    ];
+    let (status, xml) = sara.twilio("/webhook/voice/gather?n=1", &book).await;
+    assert_eq!(status, 200, "{xml}");
+    assert!(!xml.contains("<Dial"), "{xml}");
+}
