@@ -14,6 +14,7 @@ fn addr(sara: &Sara) -> String {
 
 /// A client with no pooled connections, so each request opens a socket of its own.
 fn fresh_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(10))
@@ -673,4 +674,68 @@ async fn an_unverified_caller_id_may_book_but_not_hear_or_cancel_a_booking() {
     let (status, xml) = sara.twilio("/webhook/voice/gather?n=1", &book).await;
     assert_eq!(status, 200, "{xml}");
     assert!(!xml.contains("<Dial"), "{xml}");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn under_a_small_open_file_limit_idle_sockets_do_not_exhaust_the_descriptors() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    // The setting: a file limit Sara cannot raise (soft = hard), and more idle
+    // sockets than it allows. The cap is lowered to fit, so accept never fails.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    /// Kills the server however the test ends.
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 320 && exec \"$0\" serve")
+        .arg(env!("CARGO_BIN_EXE_sara"))
+        .env("SARA_CONFIG", &config)
+        .env("SARA_SERVER__BIND", "127.0.0.1:0")
+        .env("SARA_SERVER__PUBLIC_URL", "https://sara.example.com")
+        .env(
+            "SARA_STORAGE__DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("sara.db").display()),
+        )
+        .env("SARA_TWILIO__AUTH_TOKEN", crate::helpers::AUTH_TOKEN)
+        .env("SARA_SERVER__HEADER_READ_TIMEOUT_MS", "60000")
+        .env("SARA_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("sara starts");
+    let stdout = child.stdout.take().expect("piped");
+    let child = Killed(child);
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("reader")
+    .expect("first line");
+    let base = line
+        .trim()
+        .strip_prefix("sara listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        idle.push(TcpStream::connect(&addr).await.expect("connect"));
+    }
+    let client = fresh_client();
+    let health = client.get(format!("{base}/health")).send().await;
+    let sms = crate::helpers::signed_sms(&client, &base, &phone(1490), "hello", &sid()).await;
+    drop(child);
+    assert_eq!(health.expect("health answers").status(), 200);
+    let (status, body) = sms.expect("the signed SMS is answered");
+    assert_eq!(status, 200, "{body}");
+    drop(idle);
 }
