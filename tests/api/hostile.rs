@@ -739,3 +739,41 @@ async fn under_a_small_open_file_limit_idle_sockets_do_not_exhaust_the_descripto
     assert_eq!(status, 200, "{body}");
     drop(idle);
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_is_closed_after_the_idle_timeout() {
+    let sara = Sara::start_with(&[
+        ("SARA_SERVER__IDLE_TIMEOUT_MS", "500"),
+        ("SARA_SERVER__HEADER_READ_TIMEOUT_MS", "60000"),
+    ])
+    .await;
+    let stream = TcpStream::connect(addr(&sara)).await.expect("connect");
+    // Pipelined requests whose answers are never read: once the socket buffers are full,
+    // Sara's writes stall and no byte moves either way.
+    let (_read_half, mut write_half) = stream.into_split();
+    let writer = tokio::spawn(async move {
+        let batch = b"GET /health HTTP/1.1\r\nHost: sara\r\n\r\n".repeat(1000);
+        let started = Instant::now();
+        loop {
+            if write_half.write_all(&batch).await.is_err() {
+                return Some(started.elapsed());
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                return None;
+            }
+        }
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(25), writer)
+        .await
+        .expect("the writer ends")
+        .expect("writer task");
+    let after = closed.expect("Sara closed the stalled connection");
+    assert!(after < Duration::from_secs(15), "{after:?}");
+    // And keeps answering others.
+    let health = fresh_client()
+        .get(format!("{}/health", sara.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+}
