@@ -777,3 +777,122 @@ async fn a_client_that_never_reads_its_answers_is_closed_after_the_idle_timeout(
         .expect("health");
     assert_eq!(health.status(), 200);
 }
+
+#[tokio::test]
+async fn an_email_address_the_smtp_server_refuses_never_reaches_the_log() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    use tokio::io::AsyncBufReadExt;
+    // An SMTP server that refuses the recipient, quoting it as real servers do.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let smtp = format!("smtp://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = tokio::io::BufReader::new(read).lines();
+                let _ = write.write_all(b"220 stand-in ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let upper = line.to_ascii_uppercase();
+                    let answer = if upper.starts_with("EHLO") || upper.starts_with("HELO") {
+                        "250-stand-in\r\n250 8BITMIME\r\n".to_string()
+                    } else if upper.starts_with("RCPT TO:") {
+                        let rcpt = line[8..].trim().trim_matches(['<', '>']).to_string();
+                        format!("550 5.1.1 <{rcpt}>: Recipient address rejected: User unknown\r\n")
+                    } else if upper.starts_with("QUIT") {
+                        let _ = write.write_all(b"221 bye\r\n").await;
+                        break;
+                    } else {
+                        "250 OK\r\n".to_string()
+                    };
+                    let _ = write.write_all(answer.as_bytes()).await;
+                }
+            });
+        }
+    });
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sara"))
+        .arg("serve")
+        .env("SARA_CONFIG", &config)
+        .env("SARA_SERVER__BIND", "127.0.0.1:0")
+        .env("SARA_SERVER__PUBLIC_URL", "https://sara.example.com")
+        .env(
+            "SARA_STORAGE__DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("sara.db").display()),
+        )
+        .env("SARA_TWILIO__AUTH_TOKEN", crate::helpers::AUTH_TOKEN)
+        .env("SARA_EMAIL__SMTP_URL", &smtp)
+        .env(
+            "SARA_EMAIL__FROM",
+            "Harbor Street Clinic <desk@harbor.example>",
+        )
+        .env("SARA_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sara starts");
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    let child = Killed(child);
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("reader")
+    .expect("first line");
+    let base = line
+        .trim()
+        .strip_prefix("sara listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    // Every log line, until the one saying the email was given up.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let client = fresh_client();
+    let me = phone(1500);
+    let (_, day_text) = crate::helpers::upcoming(chrono::Weekday::Tue);
+    let ask = format!(
+        "Book a cleaning on {day_text} at 10am please. I'm Ana Diaz, ana.refused@example.com"
+    );
+    for text in [ask.as_str(), "yes"] {
+        let (status, body) = crate::helpers::signed_sms(&client, &base, &me, text, &sid())
+            .await
+            .expect("answered");
+        assert_eq!(status, 200, "{body}");
+    }
+    let mut log = Vec::new();
+    let given_up = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = rx.recv().await {
+            let done = line.contains("email given up");
+            log.push(line);
+            if done {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    drop(child);
+    let log = log.join("\n");
+    assert!(given_up, "the refusal is logged: {log}");
+    assert!(log.contains("550"), "{log}");
+    assert!(!log.contains("ana.refused"), "{log}");
+}
