@@ -35,6 +35,7 @@ pub fn asks_to_change_a_booking(app: &AppState, speech: &str) -> bool {
         now: Utc::now().with_timezone(&business.timezone),
         services: business.services.iter().map(|s| s.name.clone()).collect(),
         expecting: None,
+        prompt: None,
     };
     RuleNlu::new(vec![])
         .understand(speech, &ctx)

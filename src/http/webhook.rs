@@ -233,24 +233,15 @@ impl FromRequest<AppState> for TwilioForm {
 pub async fn answer(app: &AppState, inbound: Inbound) -> Result<Reply, ApiError> {
     super::limits::check_phone(app, &inbound.phone).await?;
     if let Some(id) = &inbound.provider_id
-        && let Some(text) = app.cache.processed_reply(id).await
+        && let Some(reply) = app.cache.processed_reply(id).await
     {
         metrics::counter!("sara_duplicate_webhooks_total").increment(1);
-        return Ok(Reply {
-            silent: text.is_empty(),
-            text,
-            ..Reply::default()
-        });
+        return Ok(reply);
     }
     let provider_id = inbound.provider_id.clone();
     let reply = caller_reply(app.engine.turn(inbound).await)?;
     if let Some(id) = &provider_id {
-        let text = if reply.silent {
-            ""
-        } else {
-            reply.text.as_str()
-        };
-        app.cache.remember_reply(id, text).await;
+        app.cache.remember_reply(id, &reply).await;
     }
     Ok(reply)
 }

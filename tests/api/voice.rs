@@ -62,7 +62,8 @@ async fn a_caller_books_by_voice_and_a_repeated_gather_is_answered_once() {
 }
 
 #[tokio::test]
-async fn asking_for_a_person_on_a_call_dials_the_staff_and_silence_is_asked_again() {
+async fn asking_for_a_person_on_a_call_dials_the_staff_even_when_redelivered_and_silence_is_asked_again()
+ {
     let sara = Sara::start().await;
     let me = phone(41);
     let call = [
@@ -90,6 +91,13 @@ async fn asking_for_a_person_on_a_call_dials_the_staff_and_silence_is_asked_agai
         xml.contains("<Record"),
         "voicemail when nobody answers: {xml}"
     );
+
+    // Twilio delivers the same gather again (a timeout on its side): the caller is put
+    // through again, not asked for another turn.
+    let (status, again) = sara.twilio("/webhook/voice/gather?n=1", &human).await;
+    assert_eq!(status, 200);
+    assert_eq!(again, xml, "a re-delivered gather gets the same TwiML");
+    assert!(!again.contains("<Gather"), "{again}");
 
     let (status, _) = sara
         .twilio(
