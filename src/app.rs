@@ -92,6 +92,15 @@ impl App {
         clock: Arc<dyn sara_actors::ports::Clock>,
     ) -> Result<App, AppError> {
         let business = config.business()?;
+        if let Some(weakness) = config
+            .admin
+            .token
+            .as_ref().map(crate::config::Secret::expose)
+            .filter(|t| !t.is_empty())
+            .and_then(http::admin_throttle::weakness)
+        {
+            return Err(ConfigError::Invalid(weakness).into());
+        }
         let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
         let nlu =

@@ -438,6 +438,9 @@ pub struct LimitsConfig {
     /// Requests that fail the signature check, per source IP per minute (signed traffic is
     /// never limited per IP: providers send everyone's webhooks from a few addresses).
     pub bad_signature_per_ip_per_minute: u32,
+    /// Failed admin requests (401) per source IP per minute; past it every admin request
+    /// from there gets 429 until the minute is over. 0 = no limit.
+    pub admin_failures_per_ip_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -445,6 +448,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             phone_per_minute: 120,
             bad_signature_per_ip_per_minute: 60,
+            admin_failures_per_ip_per_minute: 10,
         }
     }
 }

@@ -84,7 +84,15 @@ async fn receive(
         super::delivery::record(&app, &update).await?;
     }
     let now = Utc::now();
-    for message in hook.messages() {
+    let ours = app.config.whatsapp.phone_number_id.as_deref();
+    let for_others = hook.messages().count() - hook.messages_to(ours).count();
+    if for_others > 0 {
+        tracing::warn!(
+            messages = for_others,
+            "whatsapp messages for another business number ignored"
+        );
+    }
+    for message in hook.messages_to(ours) {
         let Some(phone) = Phone::parse(&message.from) else {
             tracing::warn!("whatsapp message from something that is not a phone number");
             continue;

@@ -18,6 +18,7 @@
 
 mod admin;
 mod crypto;
+mod file_mode;
 pub mod outbox;
 mod postgres;
 mod sql;

@@ -159,6 +159,11 @@ pub(super) async fn connect(
         );
     // Every connection to `:memory:` is its own database: keep exactly one.
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !in_memory {
+        super::file_mode::private_sqlite_files(options.get_filename()).map_err(|e| {
+            StoreError::Unavailable(format!("database file permissions: {}", e.kind()))
+        })?;
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(if in_memory { 1 } else { 8 })
         .min_connections(if in_memory { 1 } else { 0 })
