@@ -68,7 +68,7 @@ static OTHER_OPTIONS: LazyLock<Regex> = LazyLock::new(|| {
 });
 static BOOK: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:book\w*|schedul\w*|reserv\w*|appointments?|make (?:an?|one|me an?) (?:appointment|booking|visit|reservation)|set (?:me |one |it |something )?up|fit me in|squeeze me in|come in|get in|see (?:the|a) (?:doctor|dentist|hygienist|stylist|therapist)|visit)\b",
+        r"\b(?:book\w*|schedul\w*|reserv\w*|appointments?|make (?:an?|one|me an?) (?:appointment|booking|visit|reservation)|set (?:me |one |it |something )?up|fit me in|squeeze me in|come in|get in|see (?:the|a) (?:doctor|dentist|hygienist|stylist|therapist)|visit|put me (?:down|in)|pencil me in|sign me up|get me in)\b",
     )
 });
 static QUESTION: LazyLock<Regex> = LazyLock::new(|| {

@@ -85,6 +85,7 @@ impl RuleNlu {
         let email = entities::email(&original);
         // A message giving a date or time is not a bare name ("actually make it 2pm").
         let gives_moment = moment.unclear
+            || moment.earliest
             || moment.date.is_some()
             || moment.time.is_some()
             || moment.day_part.is_some()
@@ -114,7 +115,11 @@ impl RuleNlu {
             Some(n) if written_as_name(n) => without_words(&norm, &n.to_lowercase()),
             _ => norm.clone(),
         };
-        let acts = acts::detect(&acts_text, cues);
+        let mut acts = acts::detect(&acts_text, cues);
+        if let Some(act) = ctx.prompt.as_deref().and_then(|p| reply_keyword(p, &norm)) {
+            acts.retain(|a| *a != act);
+            acts.insert(0, act);
+        }
         // Keywords read short messages well; a long one likely says more than they catch.
         let long = norm.split_whitespace().count() > 30;
         let confidence = match acts.first() {
@@ -189,6 +194,39 @@ fn second_request(text: &str) -> Option<usize> {
     JOIN.find_iter(text)
         .map(|m| m.start())
         .find(|&i| i > 0 && text[..i].split_whitespace().count() >= 2)
+}
+
+/// "Reply C to confirm, R to change it or X to cancel": the act a one-word answer picks
+/// from the keywords Sara's line offered.
+fn reply_keyword(prompt: &str, norm: &str) -> Option<Act> {
+    let word = norm.trim().trim_matches(|c: char| !c.is_alphanumeric());
+    if word.is_empty() || word.contains(char::is_whitespace) || word.chars().count() > 8 {
+        return None;
+    }
+    let p = prompt.to_lowercase();
+    let at = p.find("reply ")?;
+    let offered = &p[at + "reply ".len()..];
+    for option in offered.split([',', ';']).flat_map(|s| s.split(" or ")) {
+        let option = option.trim();
+        let (key, rest) = option.split_once(' ')?;
+        if key.trim_matches(|c: char| !c.is_alphanumeric()) != word {
+            continue;
+        }
+        let verb = rest.trim_start_matches("to ").trim();
+        return Some(if verb.starts_with("confirm") || verb.starts_with("keep") {
+            Act::Affirm
+        } else if verb.starts_with("cancel") {
+            Act::Cancel
+        } else if ["change", "move", "reschedule", "rebook"]
+            .iter()
+            .any(|v| verb.starts_with(v))
+        {
+            Act::Reschedule
+        } else {
+            continue;
+        });
+    }
+    None
 }
 
 /// Whether Sara's line asks a yes/no question about one thing ("Shall I book it?").
@@ -385,7 +423,11 @@ fn is_number_one(previous: &str, next: &str) -> bool {
     }
     !matches!(
         previous,
-        "that"
+        // "2nd one", "the 3rd one".
+        "st" | "nd"
+            | "rd"
+            | "th"
+            | "that"
             | "this"
             | "the"
             | "another"
