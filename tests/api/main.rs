@@ -1,6 +1,7 @@
 //! Black-box tests: each test starts the real `sara` binary on port 0 with its own temporary
 //! SQLite database and talks HTTP to it, signing webhooks as Twilio does.
 
+mod dialogs;
 mod email;
 mod faults;
 mod google;

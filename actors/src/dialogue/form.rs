@@ -108,7 +108,10 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
     }
     // A time Sara could not read is never kept or guessed: ask again.
     let about_booking = form.kind == FormKind::Book || form.booking.is_some();
-    if u.unclear_when && u.date.is_none() && u.time.is_none() && about_booking {
+    if u.unclear_when && u.time.is_none() && about_booking {
+        if let Some(d) = u.date {
+            form.date = Some(d);
+        }
         if form.kind == FormKind::Book
             && let Some(s) = u.service.as_deref().and_then(|s| ctx.business.service(s))
         {

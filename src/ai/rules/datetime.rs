@@ -36,6 +36,8 @@ pub(crate) struct Moment {
     /// Something about when was left unread (a number, "half", "quarter", a second day):
     /// the reading above may be wrong, so it must not be acted on with confidence.
     pub unclear: bool,
+    /// What was left unread is about the day (a second weekday), not the time.
+    pub unclear_day: bool,
 }
 
 const WEEKDAY: &str = r"monday|tuesday|wednesday|thursday|friday|saturday|sunday";
@@ -195,7 +197,7 @@ pub(crate) fn extract(text: &str, today: NaiveDate, expecting: Option<Slot>) -> 
         "earlier" | "sooner" | "before that" => Some(Lean::Earlier),
         _ => None,
     });
-    let unclear = unread_when(&work, date);
+    let (unclear_time, unclear_day) = unread_when(&work, date);
     Moment {
         date,
         time,
@@ -204,7 +206,8 @@ pub(crate) fn extract(text: &str, today: NaiveDate, expecting: Option<Slot>) -> 
         shift,
         lean,
         earliest,
-        unclear,
+        unclear: unclear_time || unclear_day,
+        unclear_day,
     }
 }
 
@@ -321,15 +324,16 @@ fn find_shift(work: &mut String) -> Option<Shift> {
 }
 
 /// Whether what is left of the message after every date and time pattern took its part
-/// still speaks of when: a number that is not a count, money or an option, a clock word, or
-/// a second day name when a date was read.
-fn unread_when(work: &str, date: Option<NaiveDate>) -> bool {
+/// still speaks of when: (a number that is not a count, money or an option, or a clock word;
+/// a second day name when a date was read).
+fn unread_when(work: &str, date: Option<NaiveDate>) -> (bool, bool) {
     static NUMBER: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d{1,4}\b"));
     static CLOCK_WORD: LazyLock<Regex> = LazyLock::new(|| {
         re(&format!(
             r"\b(?:half|quarter|o'?clock|noon|midnight)\b|\b(?:{WEEKDAY})\b"
         ))
     });
+    let (mut time, mut day_unread) = (false, false);
     for m in NUMBER.find_iter(work) {
         let before = work[..m.start()].trim_end();
         let raw_before = work[..m.start()].chars().next_back();
@@ -348,18 +352,21 @@ fn unread_when(work: &str, date: Option<NaiveDate>) -> bool {
         {
             continue;
         }
-        return true;
+        time = true;
     }
-    CLOCK_WORD.find_iter(work).any(|m| {
+    for m in CLOCK_WORD.find_iter(work) {
         let w = m.as_str();
         if let Some(day) = weekday_of(w) {
             // "Monday the 16th" names one day twice; "Monday or Tuesday" names two.
-            return date.is_some_and(|d| d.weekday() != day);
+            day_unread |= date.is_some_and(|d| d.weekday() != day);
+            continue;
         }
         // "half an hour", "a quarter of the price" are not clock times.
         let next = next_word(work, m.end());
-        !(matches!(w, "half" | "quarter") && matches!(next, "an" | "a" | "the" | "of" | "price"))
-    })
+        time |= !(matches!(w, "half" | "quarter")
+            && matches!(next, "an" | "a" | "the" | "of" | "price"));
+    }
+    (time, day_unread)
 }
 
 /// Blanks a span so later patterns do not read it again.

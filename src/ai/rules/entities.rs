@@ -23,7 +23,7 @@ static NAME_STRONG: LazyLock<Regex> = LazyLock::new(|| {
 /// "it's Maria Lopez", "this is Jo Park", "I'm Sam": the name must be capitalised.
 static NAME_WEAK: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i:\b(?:it's|it is|this is|i'm|i am|im)\s+)(\p{Lu}[\p{L}'-]*(?:\s+\p{Lu}[\p{L}'-]*){0,3})",
+        r"(?i:\b(?:it's|its|it is|this is|i'm|i am|im)\s+)(\p{Lu}[\p{L}'-]*(?:\s+\p{Lu}[\p{L}'-]*){0,3})",
     )
 });
 /// "Can I come in Monday at 9? Jo Park": two or three capitalised words closing the message

@@ -76,10 +76,12 @@ impl RuleNlu {
         // Something about when went unread: the reading may be wrong, so say nothing about
         // when rather than something wrong; the policy asks again, the router asks the model.
         if moment.unclear {
-            moment.date = None;
             moment.time = None;
             moment.day_part = None;
             moment.shift = None;
+            if moment.unclear_day {
+                moment.date = None;
+            }
         }
         let service = entities::service(&norm, services);
         let email = entities::email(&original);
