@@ -12,6 +12,8 @@ pub(super) struct Cues {
     pub informs: bool,
     pub service: bool,
     pub choice: bool,
+    /// "Later" / "earlier" said while times are offered or proposed.
+    pub lean: bool,
     /// Sara's last line asked a yes/no question about one thing ("Shall I book 10 AM?").
     pub confirming: bool,
 }
@@ -148,7 +150,8 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     let reschedule = RESCHEDULE.is_match(norm);
     push(Act::Reschedule, reschedule);
     // "maybe another time" puts the booking off; it does not ask for other times.
-    let other = OTHER_OPTIONS.is_match(norm) && !DEFERRAL.is_match(norm);
+    let other = (OTHER_OPTIONS.is_match(norm) || (cues.lean && !GOODBYE.is_match(norm)))
+        && !DEFERRAL.is_match(norm);
     push(Act::OtherOptions, other);
     push(Act::Deny, DENY_LEAD.is_match(norm));
     push(Act::Affirm, AFFIRM_LEAD.is_match(norm));

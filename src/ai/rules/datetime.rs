@@ -113,11 +113,11 @@ static HOUR_MERIDIEM: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(\d{1,2})(?:\s+(\d{2}))?\s*(am|pm|a\.m\.?|p\.m\.?|o'?clock)(?:\b|$)"));
 /// "1630", "0900" after a preposition.
 static MILITARY: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(?:at|for|around|by|to|@)\s+([01]\d|2[0-3])([0-5]\d)\b"));
+    LazyLock::new(|| re(r"(?:^\s*|\b(?:at|for|around|by|to|@)\s+)([01]\d|2[0-3])([0-5]\d)\b"));
 /// "at 3", "around 4", "evening 5", "3 in the afternoon".
 static PREP_HOUR: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|@|make it|made it|how about|what about|maybe|perhaps|instead|rather|or|do|change it to|move it to|switch to|change to|prefer)\s+(\d{1,2})\b",
+        r"\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|@|make it|made it|how about|what about|maybe|perhaps|instead|rather|or|do|change it to|move it to|switch to|change to|prefer|like)\s+(\d{1,2})\b",
     )
 });
 static HOUR_IN_PART: LazyLock<Regex> = LazyLock::new(|| {
@@ -192,10 +192,31 @@ pub(crate) fn extract(text: &str, today: NaiveDate, expecting: Option<Slot>) -> 
     let earliest = EARLIEST.is_match(&work);
     let date = find_date(&mut work, today);
     let (time, day_part, weak_time) = find_time(&mut work, expecting);
-    let lean = LEAN.captures(&work).and_then(|c| match &c[1] {
-        "later" | "after that" => Some(Lean::Later),
-        "earlier" | "sooner" | "before that" => Some(Lean::Earlier),
-        _ => None,
+    let lean = LEAN.captures(&work).and_then(|c| {
+        let whole = c.get(0).expect("group 0 always matches");
+        // "see you later", "later today", "later this week" are not about the offered times.
+        let before = work[..whole.start()].trim_end();
+        let after = next_word(&work, whole.end());
+        if [
+            "see you",
+            "talk",
+            "speak",
+            "call",
+            "catch you",
+            "chat",
+            "text",
+        ]
+        .iter()
+        .any(|w| before.ends_with(w))
+            || matches!(after, "today" | "tonight" | "this" | "in" | "on" | "next")
+        {
+            return None;
+        }
+        match &c[1] {
+            "later" | "after that" => Some(Lean::Later),
+            "earlier" | "sooner" | "before that" => Some(Lean::Earlier),
+            _ => None,
+        }
     });
     let (unclear_time, unclear_day) = unread_when(&work, date);
     Moment {
@@ -1051,7 +1072,7 @@ fn find_time(
                 ]
                 .contains(&next_word)
                 || weekday_of(next_word).is_some();
-            if (*prep == "for" || *prep == "to")
+            if (*prep == "for" || *prep == "to" || *prep == "like")
                 && !matches!(expecting, Some(Slot::Time | Slot::Option))
                 && !closes
             {

@@ -100,6 +100,12 @@ impl RuleNlu {
             informs: gives_moment || name.is_some() || email.is_some(),
             service: service.is_some(),
             choice: choice.is_some(),
+            // "Sooner if possible" while times are offered or proposed asks for others.
+            lean: moment.lean.is_some()
+                && matches!(
+                    ctx.expecting,
+                    Some(Slot::Option | Slot::Confirmation | Slot::Time)
+                ),
             confirming: ctx.expecting == Some(Slot::Confirmation)
                 || (ctx.expecting.is_none() && ctx.prompt.as_deref().is_some_and(asks_yes_no)),
         };
@@ -301,6 +307,11 @@ fn normalise(text: &str) -> String {
     let lower = lower
         .replace("o\"clock", "o'clock")
         .replace("o clock", "o'clock");
+    // "4ish", "10:30ish": the time, roughly.
+    static ISH: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(\d)\s?-?ish\b").expect("built-in pattern is valid")
+    });
+    let lower = ISH.replace_all(&lower, "$1").into_owned();
     let tokens = split_keep(&lower);
     let words: Vec<&str> = tokens
         .iter()
