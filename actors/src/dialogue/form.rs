@@ -252,6 +252,12 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
         form.earliest = false;
     }
     if changes_when {
+        // Offers turned down for another window ("none of those, anything after 11?") are
+        // not offered again.
+        if wants_others || u.has(Act::Deny) {
+            let declined = std::mem::take(&mut form.offers);
+            form.avoid.extend(declined);
+        }
         form.offers.clear();
     }
     // The proposed time turned down with "later?" / "earlier?": offer past it, never it.
@@ -616,7 +622,8 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             near,
         );
     }
-    let free = av.free_starts(date, minutes, &busy, ctx.now);
+    let mut free = av.free_starts(date, minutes, &busy, ctx.now);
+    free.retain(|s| !form.avoid.contains(s));
     if let Some(part) = form.day_part {
         let (from, to) = part.window();
         let inside: Vec<_> = free
