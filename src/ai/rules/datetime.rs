@@ -793,7 +793,9 @@ fn find_time(
         if !(said_minutes && (1..60).contains(&m) || matches!(m, 5 | 10 | 20 | 25))
             || !(1..=12).contains(&h)
             || !free_number(work, c.get(3).expect("group 3").start(), whole.end())
-            || work[..whole.start()].trim_end().ends_with("from")
+            || ["from", "between", "open", "opened", "hours"]
+                .iter()
+                .any(|w| work[..whole.start()].trim_end().ends_with(w))
         {
             continue;
         }
@@ -1072,7 +1074,7 @@ fn find_time(
                 ]
                 .contains(&next_word)
                 || weekday_of(next_word).is_some();
-            if (*prep == "for" || *prep == "to" || *prep == "like")
+            if matches!(*prep, "for" | "to" | "like" | "do" | "or")
                 && !matches!(expecting, Some(Slot::Time | Slot::Option))
                 && !closes
             {

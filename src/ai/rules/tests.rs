@@ -177,6 +177,8 @@ fn cases() -> Vec<Case> {
         c("twenty five minutes is fine"),
         c("I have 2 kids"),
         c("No. Have a great one."),
+        c("can you do 2 cleanings on friday").date("2026-11-27"),
+        c("are you open 10 to 4 on saturday?").date("2026-11-28"),
         // Relative days.
         c("tomorrow").first(Inform).date("2026-11-26"),
         c("Can I come in tomorrow?")
