@@ -419,6 +419,11 @@ fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option
     let tz = ctx.business.timezone;
     let local = |o: &DateTime<Utc>| o.with_timezone(&tz);
     let picked = if let Some(i) = u.choice {
+        let i = if i == usize::MAX {
+            form.offers.len().saturating_sub(1)
+        } else {
+            i
+        };
         match form.offers.get(i) {
             Some(&o) => o,
             None => {

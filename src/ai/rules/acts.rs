@@ -133,6 +133,12 @@ static GREET: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^\s*(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|greetings|howdy|yo)\b")
 });
 
+/// Whether the message names something the knowledge base is asked about (parking, prices,
+/// opening hours, …).
+pub(super) fn names_faq_topic(norm: &str) -> bool {
+    FAQ_TOPIC.is_match(norm) || norm.contains("close") || norm.contains("open ")
+}
+
 /// The acts of a normalised message, most important first.
 pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     let mut acts = Vec::new();
@@ -166,7 +172,12 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     // an FAQ topic is named too ("do you have any parking?").
     let availability =
         AVAILABILITY.is_match(norm) && !FAQ_TOPIC.is_match(&AVAILABILITY.replace_all(norm, " "));
-    let question = question && !availability;
+    // "Could I swap to the whitening?" asks for the service, not the FAQ.
+    let asks_for_service = cues.service
+        && MODAL_ASK.is_match(norm)
+        && !FAQ_TOPIC.is_match(norm)
+        && !QUESTION.is_match(&MODAL_ASK.replace_all(norm, ""));
+    let question = question && !availability && !asks_for_service;
     // Asking after free times is asking to book.
     let book = book || (availability && !reschedule && (cues.informs || cues.service));
     push(Act::Book, book);

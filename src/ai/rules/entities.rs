@@ -414,7 +414,12 @@ pub(super) fn choice(norm: &str, expecting: Option<Slot>) -> Option<usize> {
         }
         if let Some(w) = c.get(3) {
             // The earliest offered option is the first; "last" needs the option count.
-            return (w.as_str() == "earliest").then_some(0);
+            // "The last one" is counted from the end: `usize::MAX` is the last offered.
+            return Some(if w.as_str() == "earliest" {
+                0
+            } else {
+                usize::MAX
+            });
         }
     }
     if let Some(c) = CHOICE_ALONE.captures(norm) {

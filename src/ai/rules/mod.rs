@@ -47,6 +47,13 @@ impl RuleNlu {
                     .find(|a| matches!(a, Act::Book | Act::Cancel | Act::Reschedule))
                     .copied()
             };
+            // "Cancel my whitening and rebook it for Friday" is one move.
+            if starts(&first) == Some(Act::Cancel) && starts(&second) == Some(Act::Reschedule) {
+                let mut moved = second;
+                moved.service = moved.service.or(first.service);
+                moved.confidence = moved.confidence.min(first.confidence);
+                return moved;
+            }
             if let (Some(a), Some(b)) = (starts(&first), starts(&second))
                 && a != b
             {
@@ -124,6 +131,22 @@ impl RuleNlu {
             _ => norm.clone(),
         };
         let mut acts = acts::detect(&acts_text, cues);
+        // "When do you close today?": the day belongs to the question, not to a booking.
+        let faq_only = acts.contains(&Act::Question)
+            && !acts.iter().any(|a| {
+                matches!(
+                    a,
+                    Act::Book | Act::Reschedule | Act::Cancel | Act::Choose | Act::OtherOptions
+                )
+            })
+            && name.is_none()
+            && email.is_none()
+            && service.is_none()
+            && acts::names_faq_topic(&acts_text);
+        if faq_only {
+            acts.retain(|a| *a != Act::Inform);
+            moment = datetime::Moment::default();
+        }
         if let Some(act) = ctx.prompt.as_deref().and_then(|p| reply_keyword(p, &norm)) {
             acts.retain(|a| *a != act);
             acts.insert(0, act);
@@ -195,7 +218,7 @@ fn local_date(now: &DateTime<Tz>) -> NaiveDate {
 fn second_request(text: &str) -> Option<usize> {
     static JOIN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(
-            r"(?i)(?:,|\.|;|\band\b|\bthen\b|\balso\b)\s*(?:then\s+|also\s+|instead\s+|please\s+|can you\s+|could you\s+|i'?d like to\s+|i want to\s+|i need to\s+)*(?:book|put me|schedule|make (?:me )?an?|get me|set me up|sign me up|i'?d like an?|i want an?|i need an?|re-?schedule|move|cancel|change)\b",
+            r"(?i)(?:,|\.|;|\band\b|\bthen\b|\balso\b)\s*(?:then\s+|also\s+|instead\s+|please\s+|can you\s+|could you\s+|i'?d like to\s+|i want to\s+|i need to\s+)*(?:book|re-?book|put me|schedule|make (?:me )?an?|get me|set me up|sign me up|i'?d like an?|i want an?|i need an?|re-?schedule|move|cancel|change)\b",
         )
         .expect("built-in pattern is valid")
     });
