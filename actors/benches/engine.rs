@@ -159,13 +159,15 @@ async fn seed(store: &MemoryStore, phone: Phone, state: &str) {
             channel: Channel::Sms,
             provider_id: None,
             text: String::new(),
-            reply: String::new(),
+            reply: sara_actors::dialogue::Reply::default(),
             intent: "book".into(),
             nlu: "fixed".into(),
             understood: "{}".into(),
             at: Utc::now(),
             elapsed_ms: 0,
         },
+        outbox: Vec::new(),
+        jobs: Vec::new(),
     };
     store.commit(vec![commit]).await.expect("seeded");
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 
+use crate::dialogue::Reply;
 use crate::engine::Ports;
 use crate::model::{Booking, BookingId, BookingStatus, Interval, Phone};
 use crate::ports::{
@@ -18,7 +19,7 @@ use crate::ports::{
 struct Tables {
     conversations: HashMap<Phone, StoredConversation>,
     turns: Vec<(Phone, TurnRecord)>,
-    replies: HashMap<String, String>,
+    replies: HashMap<String, Reply>,
 }
 
 /// A store in memory. One mutex makes each batch atomic, as a transaction would.
@@ -102,7 +103,7 @@ impl ConversationStore for MemoryStore {
     fn processed_reply<'a>(
         &'a self,
         provider_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
         let found = self
             .tables
             .lock()
@@ -229,6 +230,7 @@ pub fn in_memory_ports(nlu: Arc<dyn Nlu>) -> (Ports, Arc<MemoryStore>) {
         store: store.clone(),
         clock: Arc::new(SystemClock),
         notifier: None,
+        outbound: None,
     };
     (ports, store)
 }

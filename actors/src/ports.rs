@@ -119,7 +119,9 @@ pub struct TurnRecord {
     /// The provider's message id (MessageSid, CallSid + sequence, wamid); unique when present.
     pub provider_id: Option<String>,
     pub text: String,
-    pub reply: String,
+    /// The whole reply (text, buttons, hand-over, hang-up): a duplicate delivery of
+    /// `provider_id` is answered with it again, exactly as the first time.
+    pub reply: crate::dialogue::Reply,
     /// The act the policy acted on, e.g. "book".
     pub intent: String,
     /// Which NLU understood the turn ("rules", "openai").
@@ -143,6 +145,80 @@ pub struct TurnCommit {
     pub owner_epoch: i64,
     pub state: String,
     pub turn: TurnRecord,
+    /// Messages the turn sends outside its HTTP answer: written in the same transaction as
+    /// the turn (the group commit included), so both commit or neither does.
+    pub outbox: Vec<OutboxMessage>,
+    /// Work the turn schedules (reminders, retries), written in the same transaction too.
+    pub jobs: Vec<JobRecord>,
+}
+
+/// Why a message is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutboxKind {
+    Reply,
+    Confirmation,
+    Reminder,
+    Notice,
+    StaffAlert,
+    StaffReply,
+}
+
+impl OutboxKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxKind::Reply => "reply",
+            OutboxKind::Confirmation => "confirmation",
+            OutboxKind::Reminder => "reminder",
+            OutboxKind::Notice => "notice",
+            OutboxKind::StaffAlert => "staff_alert",
+            OutboxKind::StaffReply => "staff_reply",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<OutboxKind> {
+        [
+            OutboxKind::Reply,
+            OutboxKind::Confirmation,
+            OutboxKind::Reminder,
+            OutboxKind::Notice,
+            OutboxKind::StaffAlert,
+            OutboxKind::StaffReply,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+/// One outbound message, as a turn asks for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OutboxMessage {
+    /// The customer the message concerns (its contact key orders its messages).
+    pub contact: Phone,
+    /// Where it goes: an E.164 number (SMS, WhatsApp, voice) or an email address.
+    pub recipient: String,
+    pub channel: Channel,
+    pub kind: OutboxKind,
+    /// What the channel's sender needs, as JSON (e.g. a serialized `Reply`); sealed at rest.
+    pub payload: String,
+    /// Unique across the outbox (e.g. the turn's provider id + part): a second row with
+    /// the same key is not written.
+    pub idempotency_key: String,
+    /// Not sent before this instant.
+    pub not_before: DateTime<Utc>,
+}
+
+/// One scheduled job, as a turn asks for it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobRecord {
+    /// What to do, e.g. "reminder".
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    /// The job's arguments as JSON; sealed at rest.
+    pub payload: String,
+    /// Unique across the jobs table (e.g. "reminder:{booking}:{offset}"): scheduling the same
+    /// job twice leaves one.
+    pub unique_key: String,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -152,9 +228,10 @@ pub enum CommitOutcome {
     },
     /// Someone else committed this conversation since it was read; nothing was written.
     VersionConflict,
-    /// The provider id was already committed; nothing was written. Carries the stored reply.
+    /// The provider id was already committed; nothing was written. Carries the stored reply,
+    /// whole (its buttons, hand-over and hang-up as well as its text).
     Duplicate {
-        reply: String,
+        reply: crate::dialogue::Reply,
     },
     /// A newer lease owner has committed this conversation (stored `owner_epoch` is greater
     /// than the turn's); nothing was written.
@@ -175,11 +252,11 @@ pub trait ConversationStore: Send + Sync + 'static {
         batch: Vec<TurnCommit>,
     ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>>;
 
-    /// The stored reply of an already processed provider message id.
+    /// The stored reply, whole, of an already processed provider message id.
     fn processed_reply<'a>(
         &'a self,
         provider_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<crate::dialogue::Reply>, StoreError>>;
 }
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]

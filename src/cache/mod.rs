@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sara_actors::dialogue::Reply;
 use sara_actors::model::Phone;
 use sara_actors::ports::Leases;
 use sha2::{Digest, Sha256};
@@ -100,9 +101,9 @@ impl Cache {
         }
     }
 
-    /// The reply of a webhook already processed, when the cache remembers it. A miss (or
-    /// Redis down) only means the engine and the store decide.
-    pub async fn processed_reply(&self, provider_id: &str) -> Option<String> {
+    /// The reply, whole, of a webhook already processed, when the cache remembers it. A miss
+    /// (or Redis down) only means the engine and the store decide.
+    pub async fn processed_reply(&self, provider_id: &str) -> Option<Reply> {
         let sealed = match &self.backend {
             Backend::Memory(m) => m.processed_reply(provider_id),
             Backend::Redis(r) => r.processed_reply(provider_id).await,
@@ -111,10 +112,10 @@ impl Cache {
         self.sealer.open_reply(&sealed)
     }
 
-    /// Remembers a committed turn's reply for [`REPLY_TTL`]. Called only after the commit,
-    /// so nothing is ever claimed before it is done (no "claimed, then crashed" id that
-    /// would swallow the provider's retries).
-    pub async fn remember_reply(&self, provider_id: &str, reply: &str) {
+    /// Remembers a committed turn's whole reply (its buttons, hand-over and hang-up too) for
+    /// [`REPLY_TTL`]. Called only after the commit, so nothing is ever claimed before it is
+    /// done (no "claimed, then crashed" id that would swallow the provider's retries).
+    pub async fn remember_reply(&self, provider_id: &str, reply: &Reply) {
         // Sealed: replies hold names.
         let sealed = self.sealer.seal_reply(reply);
         match &self.backend {

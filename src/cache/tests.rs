@@ -132,12 +132,14 @@ async fn cached_replies_are_sealed_and_phones_keyed_on_redis() {
     let key = crate::store::EncryptionKey::generate();
     let sealer = crate::store::CacheSealer::from_key(&key);
     let cache = super::Cache::from_config(&config, sealer.clone()).expect("cache");
-    let reply = "I can book a cleaning for Imogen Radcliffe at 10:00 AM.";
-    cache.remember_reply("SM-sealed-1", reply).await;
-    assert_eq!(
-        cache.processed_reply("SM-sealed-1").await.as_deref(),
-        Some(reply)
-    );
+    // The whole reply comes back: its buttons as well as its text.
+    let reply = sara_actors::dialogue::Reply {
+        text: "I can book a cleaning for Imogen Radcliffe at 10:00 AM or 11:00 AM.".into(),
+        options: vec!["10:00 AM".into(), "11:00 AM".into()],
+        ..Default::default()
+    };
+    cache.remember_reply("SM-sealed-1", &reply).await;
+    assert_eq!(cache.processed_reply("SM-sealed-1").await, Some(reply));
     let super::Backend::Redis(redis) = &cache.backend else {
         panic!("configured for Redis");
     };

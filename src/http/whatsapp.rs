@@ -13,7 +13,6 @@ use axum::routing::get;
 use chrono::{Duration, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::engine::Inbound;
-use sara_actors::engine::channel::ChannelMsg;
 use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -78,8 +77,8 @@ async fn receive(
     }
     let hook: WhatsAppWebhook = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed webhook JSON: {e}")))?;
-    for status in hook.statuses() {
-        tracing::info!(status = %status.status, "whatsapp delivery status");
+    for update in hook.status_updates() {
+        super::delivery::record(&app, &update).await?;
     }
     let now = Utc::now();
     for message in hook.messages() {
@@ -108,20 +107,33 @@ async fn receive(
                 };
                 // A store outage is a 503 so Meta delivers the webhook again; turns already
                 // committed are then answered from the dedup record.
-                answer(&app, inbound).await?
+                let reply = answer(&app, inbound).await?;
+                mark_read(&app, &message.id);
+                reply
             }
         };
         if reply.silent || reply.text.is_empty() {
             continue;
         }
-        match &app.whatsapp {
-            Some(channel) => {
-                let _ = channel.send_message(ChannelMsg::Deliver { to: phone, reply });
-            }
-            None => tracing::warn!(
-                "whatsapp replies are not configured (access token, phone number id)"
-            ),
+        if !app.engine.deliver(phone, reply) {
+            tracing::warn!(
+                "whatsapp reply not sent: replies are not configured (access token, phone number id)"
+            );
         }
     }
     Ok(StatusCode::OK)
+}
+
+/// The blue ticks: tells WhatsApp the customer's message was read, now that its turn is
+/// committed. Best effort and off the webhook's path; a lost receipt costs nothing.
+fn mark_read(app: &AppState, message_id: &str) {
+    let Some(client) = app.read_receipts.clone() else {
+        return;
+    };
+    let id: String = message_id.chars().take(256).collect();
+    tokio::spawn(async move {
+        if let Err(error) = client.mark_read(&id).await {
+            tracing::debug!(%error, "whatsapp read receipt not sent");
+        }
+    });
 }

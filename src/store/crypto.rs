@@ -79,10 +79,15 @@ pub(crate) enum Field {
     ConversationState,
     TurnText,
     TurnReply,
+    /// The rest of a turn's reply beside its text (buttons, hand-over, hang-up, silence).
+    TurnReplyExtra,
     TurnUnderstood,
     BookingPhone,
     BookingName,
     BookingEmail,
+    OutboxRecipient,
+    OutboxPayload,
+    JobPayload,
     /// The known value that tells whether a key opens this database.
     KeyCheck,
     /// A reply kept in the processed-webhook cache (Redis).
@@ -96,10 +101,14 @@ impl Field {
             Field::ConversationState => b"conversations.state",
             Field::TurnText => b"turns.text",
             Field::TurnReply => b"turns.reply",
+            Field::TurnReplyExtra => b"turns.reply_extra",
             Field::TurnUnderstood => b"turns.understood",
             Field::BookingPhone => b"bookings.phone",
             Field::BookingName => b"bookings.name",
             Field::BookingEmail => b"bookings.email",
+            Field::OutboxRecipient => b"outbox.recipient",
+            Field::OutboxPayload => b"outbox.payload",
+            Field::JobPayload => b"jobs.payload",
             Field::KeyCheck => b"store_key_check.sealed",
             Field::CachedReply => b"cache.reply",
         }

@@ -1,10 +1,14 @@
 //! The store: where conversations, the turn log and bookings live (sqlx; SQLite embedded by
 //! default, PostgreSQL in production).
 //!
-//! One repository per backend ([`sqlite`], [`postgres`]) behind one [`Database`] value:
-//! `sqlx::Any` has no chrono/uuid types, and each backend wants its own SQL anyway (SQLite
-//! takes the write lock with `BEGIN IMMEDIATE`; PostgreSQL forbids double bookings with an
-//! exclusion constraint).
+//! One trait, [`Store`], and an implementation per backend: [`SqliteStore`] and [`PgStore`].
+//! Each implements the engine's [`ConversationStore`] port, the [`BookingRepository`] the
+//! local calendar writes through and, through the backend-neutral reads of [`admin`], the
+//! [`AdminReadModel`]; [`Database`] is the handle the service passes around. The SQL both
+//! backends run alike is written once ([`sql`], [`admin`]: sqlx's SQLite driver takes `$N`
+//! placeholders); a backend's module keeps only what truly differs (SQLite takes the write
+//! lock with `BEGIN IMMEDIATE` and checks overlaps itself, PostgreSQL batches with `UNNEST`
+//! and forbids double bookings with an exclusion constraint; the connect options).
 //!
 //! Personal data is encrypted at rest ([`crypto`]): phones, names, emails, the conversation
 //! state and the turns' text, reply and understanding are AES-256-GCM values, and rows find a
@@ -12,10 +16,15 @@
 //! Provider message ids, intents, services and times stay clear: they are not personal data
 //! and the queries need them.
 
+mod admin;
 mod crypto;
+pub mod outbox;
 mod postgres;
+mod sql;
 mod sqlite;
 
+#[cfg(test)]
+mod outbox_tests;
 #[cfg(test)]
 mod privacy_tests;
 #[cfg(test)]
@@ -23,23 +32,21 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel, Phone};
 use sara_actors::ports::{
     BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
 };
-use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
 
+pub use admin::{AdminReadModel, BookingCounts, BookingView, ConversationLog, Stats, TurnView};
 pub use crypto::EncryptionKey;
+pub use sql::{PgStore, SqlStore, SqliteStore};
 
 /// Seals what the processed-webhook cache keeps (replies hold names) and gives keyed
 /// pseudonyms for phone numbers and addresses in cache keys.
@@ -60,134 +67,113 @@ impl CacheSealer {
         self.sealer.pseudonym(value)
     }
 
-    /// The reply sealed and base64-encoded (Redis values are text).
-    pub fn seal_reply(&self, reply: &str) -> String {
+    /// The whole reply as JSON, sealed and base64-encoded (Redis values are text).
+    pub fn seal_reply(&self, reply: &Reply) -> String {
         use base64::Engine as _;
+        let json = serde_json::to_string(reply).expect("a reply serializes");
         base64::engine::general_purpose::STANDARD
-            .encode(self.sealer.seal_str(Field::CachedReply, reply))
+            .encode(self.sealer.seal_str(Field::CachedReply, &json))
     }
 
-    /// `None` for anything that does not open (another key, a tampered value).
-    pub fn open_reply(&self, sealed: &str) -> Option<String> {
+    /// `None` for anything that does not open (another key, a tampered value). A value
+    /// remembered before whole replies were (its text alone) opens as that text, silent
+    /// when empty, as it was answered then.
+    pub fn open_reply(&self, sealed: &str) -> Option<Reply> {
         use base64::Engine as _;
         let raw = base64::engine::general_purpose::STANDARD
             .decode(sealed)
             .ok()?;
-        self.sealer.open_str(Field::CachedReply, &raw).ok()
+        let opened = self.sealer.open_str(Field::CachedReply, &raw).ok()?;
+        Some(serde_json::from_str(&opened).unwrap_or_else(|_| Reply {
+            silent: opened.is_empty(),
+            text: opened,
+            ..Reply::default()
+        }))
     }
 }
 pub use sara_actors::ports::StoreError;
 
 use crypto::{Field, Sealer};
 
-/// How long a SQLite connection waits for the write lock before giving up. Writers are
-/// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The bookings as the local calendar keeps them. Writes are decided in order, idempotent by
+/// booking id; a confirmed booking never overlaps another confirmed one.
+pub trait BookingRepository: Send + Sync {
+    /// Bookings that are not cancelled and end after `from`, ordered by start.
+    fn upcoming_bookings(
+        &self,
+        from: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>>;
 
-/// SQLite's page cache per connection, as its `cache_size` pragma takes it (negative: KiB).
-const SQLITE_CACHE_KIB: i64 = -8192;
+    /// Writes several bookings in one transaction, each decided in order as a write of its
+    /// own would be (`SlotTaken` on an overlap with a confirmed booking, the earlier ones of
+    /// the batch included); one result per booking. `Err` when nothing could be decided.
+    fn insert_bookings<'a>(
+        &'a self,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>>;
 
-/// The WAL size (in 4 KiB pages, ~40 MiB) at which a commit checkpoints by itself.
-const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+    /// Moves a booking that is not cancelled; the old time is kept when the new one is taken.
+    fn move_booking(
+        &self,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>>;
 
-/// How often the background checkpoint copies the WAL back into the database file.
-const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+    /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
+    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>>;
+}
 
-/// Copies committed WAL frames into the database file every second on a connection of its
-/// own. SQLite's automatic checkpoint runs inside the commit that crosses the threshold
-/// (1,000 pages by default) and holds that commit, and every turn waiting behind it, through
-/// the copy and two fsyncs; a `PASSIVE` checkpoint here takes no write lock, so commits go on
-/// meanwhile. Ends when the pool is closed.
-async fn checkpoint_in_background(pool: SqlitePool) {
-    let mut every = tokio::time::interval(SQLITE_CHECKPOINT_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        every.tick().await;
-        if pool.is_closed() {
-            return;
-        }
-        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&pool)
-            .await
-        {
-            if pool.is_closed() {
-                return;
-            }
-            tracing::warn!(error = %describe(&error), "background checkpoint failed");
-        }
+/// A backend: the engine's port, the booking repository, the admin reads, and its upkeep.
+pub trait Store: ConversationStore + BookingRepository {
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    fn backend(&self) -> &'static str;
+
+    fn admin(&self) -> &dyn AdminReadModel;
+
+    fn outbox(&self) -> &dyn outbox::OutboxRepository;
+
+    /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
+    fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// The sealed key check value: the stored one, or `candidate` on the first start.
+    fn key_check<'a>(&'a self, candidate: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
+
+    /// A round trip to the database, for `/ready`.
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    fn close(&self) -> BoxFuture<'_, ()>;
+
+    /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        None
+    }
+
+    /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    fn postgres_pool(&self) -> Option<&PgPool> {
+        None
     }
 }
 
-/// A connected store with its encryption keys. Cloning is cheap (the pool and keys are
+/// A connected store with its encryption keys. Cloning is cheap (the store and keys are
 /// shared).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Database {
-    pool: Pool,
+    store: Arc<dyn Store>,
     sealer: Arc<Sealer>,
-    /// SQLite only: this process's queue for the write lock ([`sqlite::WriteGate`]).
-    sqlite_writes: Arc<sqlite::WriteGate>,
 }
 
-#[derive(Clone, Debug)]
-enum Pool {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What the key check row holds once opened: proof that the key in use is the database's.
 const KEY_CHECK: &[u8] = b"sara: this key opens this database";
-
-/// `GET /logs/{id}`: one conversation's turns in order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ConversationLog {
-    /// The contact's phone (E.164).
-    pub conversation: String,
-    pub turns: Vec<TurnView>,
-}
-
-/// One turn as the admin sees it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TurnView {
-    /// 1, 2, 3… per conversation, without gaps.
-    pub seq: i64,
-    pub channel: Channel,
-    pub provider_id: Option<String>,
-    pub text: String,
-    pub reply: String,
-    pub intent: String,
-    /// Which understanding read the message ("rules", "llm", "staff").
-    pub nlu: String,
-    pub at: DateTime<Utc>,
-}
-
-/// `GET /admin/bookings`: one booking, times in the business offset.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BookingView {
-    pub id: BookingId,
-    pub phone: String,
-    pub name: Option<String>,
-    pub service: String,
-    /// RFC 3339 with the business's UTC offset at that instant.
-    pub start: String,
-    pub end: String,
-    /// `confirmed`, `pending` or `cancelled`.
-    pub status: String,
-}
-
-/// `GET /admin/stats`: what the store counts.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Stats {
-    pub conversations: i64,
-    pub turns: i64,
-    pub bookings: BookingCounts,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct BookingCounts {
-    pub confirmed: i64,
-    pub pending: i64,
-    pub cancelled: i64,
-}
 
 impl Database {
     /// Connects to `sqlite://PATH` (the file is created when missing; `sqlite::memory:` for a
@@ -215,63 +201,14 @@ impl Database {
         storage: &crate::config::StorageConfig,
     ) -> Result<Database, StoreError> {
         let url = storage.database_url.as_str();
-        let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
         let given = storage
             .encryption_key
             .as_deref()
             .map(EncryptionKey::from_base64)
             .transpose()?;
         if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)
-                .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(SQLITE_BUSY_TIMEOUT)
-                .foreign_keys(true)
-                // A larger page cache than SQLite's 2 MiB: a turn reads conversation and
-                // index pages all over the file.
-                .pragma("cache_size", SQLITE_CACHE_KIB.to_string())
-                // Statement journals (a multi-row insert inside the group commit keeps one)
-                // in memory rather than in a temporary file.
-                .pragma("temp_store", "memory")
-                // Checkpoints run beside the commits (see `checkpoint_in_background`); this
-                // only catches up if they fall far behind.
-                .pragma(
-                    "wal_autocheckpoint",
-                    SQLITE_AUTOCHECKPOINT_PAGES.to_string(),
-                );
-            // Every connection to `:memory:` is its own database: keep exactly one.
-            let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-            let pool = SqlitePoolOptions::new()
-                .max_connections(if in_memory { 1 } else { 8 })
-                .min_connections(if in_memory { 1 } else { 0 })
-                .idle_timeout(if in_memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(600))
-                })
-                .max_lifetime(if in_memory {
-                    None
-                } else {
-                    Some(Duration::from_secs(3600))
-                })
-                .acquire_timeout(acquire_timeout.max(SQLITE_BUSY_TIMEOUT))
-                .connect_with(options.clone())
-                .await
-                .map_err(unavailable)?;
-            let key = match given {
-                Some(key) => key,
-                None if in_memory => EncryptionKey::generate(),
-                // After connecting: the database file (hence its directory) exists now.
-                None => {
-                    crypto::load_or_create_key_file(&crypto::key_file_for(options.get_filename()))?
-                }
-            };
-            if !in_memory {
-                tokio::spawn(checkpoint_in_background(pool.clone()));
-            }
-            Ok(Database::new(Pool::Sqlite(pool), &key))
+            let (pool, key) = sqlite::connect(storage, given).await?;
+            Ok(Database::on_sqlite(pool, &key))
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             // Several instances share the database, so no instance may invent a key.
             let key = given.ok_or_else(|| {
@@ -282,19 +219,8 @@ impl Database {
                         .to_string(),
                 )
             })?;
-            let statement_timeout = format!("{}ms", storage.statement_timeout_ms.max(1));
-            let options = PgConnectOptions::from_str(url)
-                .map_err(|e| {
-                    StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e)))
-                })?
-                .options([("statement_timeout", statement_timeout.as_str())]);
-            let pool = PgPoolOptions::new()
-                .max_connections(storage.max_connections.max(1))
-                .acquire_timeout(acquire_timeout)
-                .connect_with(options)
-                .await
-                .map_err(unavailable)?;
-            Ok(Database::new(Pool::Postgres(pool), &key))
+            let pool = postgres::connect(storage).await?;
+            Ok(Database::on_postgres_pool(pool, &key))
         } else {
             Err(StoreError::Unavailable(
                 "unsupported database URL: expected sqlite:// or postgres://".to_string(),
@@ -302,11 +228,20 @@ impl Database {
         }
     }
 
-    fn new(pool: Pool, key: &EncryptionKey) -> Database {
+    fn on_sqlite(pool: SqlitePool, key: &EncryptionKey) -> Database {
+        let sealer = Arc::new(Sealer::new(key));
         Database {
-            pool,
-            sealer: Arc::new(Sealer::new(key)),
-            sqlite_writes: Arc::new(sqlite::WriteGate::default()),
+            store: Arc::new(SqliteStore::new(pool, sealer.clone())),
+            sealer,
+        }
+    }
+
+    /// A database on a pool made elsewhere (tests create one PostgreSQL database each).
+    pub(crate) fn on_postgres_pool(pool: PgPool, key: &EncryptionKey) -> Database {
+        let sealer = Arc::new(Sealer::new(key));
+        Database {
+            store: Arc::new(PgStore::new(pool, sealer.clone())),
+            sealer,
         }
     }
 
@@ -315,16 +250,9 @@ impl Database {
     /// starts must open it, so a wrong key is refused here rather than failing turn by turn.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let outcome = match &self.pool {
-            Pool::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await,
-            Pool::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
-        };
-        outcome.map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))?;
+        self.store.run_migrations().await?;
         let candidate = self.sealer.seal(Field::KeyCheck, KEY_CHECK);
-        let stored = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::key_check(pool, &candidate).await?,
-            Pool::Postgres(pool) => postgres::key_check(pool, &candidate).await?,
-        };
+        let stored = self.store.key_check(&candidate).await?;
         match self.sealer.open(Field::KeyCheck, &stored) {
             Ok(opened) if opened == KEY_CHECK => Ok(()),
             _ => Err(StoreError::Unavailable(
@@ -339,13 +267,11 @@ impl Database {
     /// The same pool under another key (tests: a wrong key must fail clearly).
     #[cfg(test)]
     pub(crate) fn with_key(&self, key: &EncryptionKey) -> Database {
-        Database::new(self.pool.clone(), key)
-    }
-
-    /// A database on a pool made elsewhere (tests create one PostgreSQL database each).
-    #[cfg(test)]
-    pub(crate) fn on_postgres_pool(pool: PgPool, key: &EncryptionKey) -> Database {
-        Database::new(Pool::Postgres(pool), key)
+        match (self.sqlite_pool(), self.postgres_pool()) {
+            (Some(pool), _) => Database::on_sqlite(pool.clone(), key),
+            (None, Some(pool)) => Database::on_postgres_pool(pool.clone(), key),
+            (None, None) => unreachable!("a store has a pool"),
+        }
     }
 
     /// The key rows use to find the contact `phone`: hex(HMAC-SHA256(index key, E.164)).
@@ -362,70 +288,45 @@ impl Database {
 
     /// A round trip to the database, for `/ready`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-            Pool::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
-        }
-        .map_err(unavailable)
+        self.store.ping().await
     }
 
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     pub fn backend(&self) -> &'static str {
-        match &self.pool {
-            Pool::Sqlite(_) => "sqlite",
-            Pool::Postgres(_) => "postgres",
-        }
+        self.store.backend()
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
     /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
     pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
-        match &self.pool {
-            Pool::Sqlite(pool) => Some(pool),
-            Pool::Postgres(_) => None,
-        }
+        self.store.sqlite_pool()
     }
 
     /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
     pub fn postgres_pool(&self) -> Option<&PgPool> {
-        match &self.pool {
-            Pool::Postgres(pool) => Some(pool),
-            Pool::Sqlite(_) => None,
-        }
+        self.store.postgres_pool()
     }
 
+    /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        match &self.pool {
-            Pool::Sqlite(pool) => pool.close().await,
-            Pool::Postgres(pool) => pool.close().await,
-        }
+        self.store.close().await
     }
 
     /// The conversation behind `id`: a provider message id (MessageSid, wamid; a CallSid
     /// also finds turns stored as the CallSid plus a suffix) or a phone number.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn turns_for(&self, id: &str) -> Result<Option<ConversationLog>, StoreError> {
-        let by_provider = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::conversation_of_provider_id(pool, id).await?,
-            Pool::Postgres(pool) => postgres::conversation_of_provider_id(pool, id).await?,
-        };
-        let Some(key) = by_provider.or_else(|| Phone::parse(id).map(|p| self.contact_key(&p)))
-        else {
-            return Ok(None);
-        };
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlite::conversation_log(pool, &self.sealer, &key).await,
-            Pool::Postgres(pool) => postgres::conversation_log(pool, &self.sealer, &key).await,
-        }
+        self.store.admin().turns_for(id).await
+    }
+
+    /// The outbox, for its relays and `/admin/outbox` (see [`outbox`]).
+    pub fn outbox(&self) -> &dyn outbox::OutboxRepository {
+        self.store.outbox()
     }
 
     /// Every booking, ordered by start, times shown in `tz`.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
-        let all = match &self.pool {
-            Pool::Sqlite(pool) => sqlite::all_bookings(pool, &self.sealer).await?,
-            Pool::Postgres(pool) => postgres::all_bookings(pool, &self.sealer).await?,
-        };
+        let all = self.store.admin().all_bookings().await?;
         Ok(all
             .into_iter()
             .map(|b| BookingView {
@@ -442,10 +343,7 @@ impl Database {
 
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn stats(&self) -> Result<Stats, StoreError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlite::stats(pool).await,
-            Pool::Postgres(pool) => postgres::stats(pool).await,
-        }
+        self.store.admin().stats().await
     }
 
     /// Bookings that are not cancelled and end after `from`, ordered by start.
@@ -453,11 +351,10 @@ impl Database {
         &self,
         from: DateTime<Utc>,
     ) -> Result<Vec<Booking>, CalendarError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlite::upcoming_bookings(pool, &self.sealer, from).await,
-            Pool::Postgres(pool) => postgres::upcoming_bookings(pool, &self.sealer, from).await,
-        }
-        .map_err(calendar_unavailable)
+        self.store
+            .upcoming_bookings(from)
+            .await
+            .map_err(calendar_unavailable)
     }
 
     /// Writes a booking, idempotent by id; `SlotTaken` when a confirmed booking overlaps a
@@ -473,13 +370,10 @@ impl Database {
     /// Writes several bookings in one transaction, decided in order as one
     /// [`Database::insert_booking`] each would be; one result per booking.
     pub async fn insert_bookings(&self, bookings: &[Booking]) -> Vec<Result<(), CalendarError>> {
-        let outcome = match &self.pool {
-            Pool::Sqlite(pool) => {
-                sqlite::insert_bookings(pool, &self.sqlite_writes, &self.sealer, bookings).await
-            }
-            Pool::Postgres(pool) => postgres::insert_bookings(pool, &self.sealer, bookings).await,
-        };
-        outcome.unwrap_or_else(|error| vec![Err(error); bookings.len()])
+        self.store
+            .insert_bookings(bookings)
+            .await
+            .unwrap_or_else(|error| vec![Err(error); bookings.len()])
     }
 
     /// Moves a booking that is not cancelled; the old time is kept when the new one is taken.
@@ -489,20 +383,12 @@ impl Database {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<(), CalendarError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => {
-                sqlite::move_booking(pool, &self.sqlite_writes, id, start, end).await
-            }
-            Pool::Postgres(pool) => postgres::move_booking(pool, id, start, end).await,
-        }
+        self.store.move_booking(id, start, end).await
     }
 
     /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
     pub async fn cancel_booking(&self, id: BookingId) -> Result<(), CalendarError> {
-        match &self.pool {
-            Pool::Sqlite(pool) => sqlite::cancel_booking(pool, &self.sqlite_writes, id).await,
-            Pool::Postgres(pool) => postgres::cancel_booking(pool, id).await,
-        }
+        self.store.cancel_booking(id).await
     }
 }
 
@@ -511,46 +397,24 @@ impl ConversationStore for Database {
         &'a self,
         phone: &'a Phone,
     ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-        Box::pin(async move {
-            let key = self.contact_key(phone);
-            match &self.pool {
-                Pool::Sqlite(pool) => sqlite::load(pool, &self.sealer, &key).await,
-                Pool::Postgres(pool) => postgres::load(pool, &self.sealer, &key).await,
-            }
-        })
+        self.store.load(phone)
     }
 
     fn commit(
         &self,
         batch: Vec<TurnCommit>,
     ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>> {
-        Box::pin(async move {
-            if batch.is_empty() {
-                return Ok(Vec::new());
-            }
-            match &self.pool {
-                Pool::Sqlite(pool) => {
-                    sqlite::commit(pool, &self.sqlite_writes, &self.sealer, &batch).await
-                }
-                Pool::Postgres(pool) => postgres::commit(pool, &self.sealer, &batch).await,
-            }
-        })
+        if batch.is_empty() {
+            return Box::pin(async { Ok(Vec::new()) });
+        }
+        self.store.commit(batch)
     }
 
     fn processed_reply<'a>(
         &'a self,
         provider_id: &'a str,
-    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
-        Box::pin(async move {
-            match &self.pool {
-                Pool::Sqlite(pool) => {
-                    sqlite::processed_reply(pool, &self.sealer, provider_id).await
-                }
-                Pool::Postgres(pool) => {
-                    postgres::processed_reply(pool, &self.sealer, provider_id).await
-                }
-            }
-        })
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
+        self.store.processed_reply(provider_id)
     }
 }
 
@@ -591,47 +455,33 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
-/// A conversation row as both backends read it, its state opened.
-fn open_conversation(
-    sealer: &Sealer,
-    state: &[u8],
-    version: i64,
-    owner_epoch: i64,
-) -> Result<StoredConversation, StoreError> {
-    Ok(StoredConversation {
-        state: sealer.open_str(Field::ConversationState, state)?,
-        version,
-        owner_epoch,
-    })
+/// The parts of `reply` beside its text, sealed, for the `reply_extra` column; `None` when
+/// the reply is its text alone (most are: no second seal for them).
+fn seal_reply_extra(sealer: &Sealer, reply: &Reply) -> Option<Vec<u8>> {
+    let extra = Reply {
+        text: String::new(),
+        ..reply.clone()
+    };
+    if extra == Reply::default() {
+        return None;
+    }
+    let json = serde_json::to_string(&extra).expect("a reply serializes");
+    Some(sealer.seal_str(Field::TurnReplyExtra, &json))
 }
 
-/// A turn row as both backends read it (seq, channel, provider id, sealed text, sealed reply,
-/// intent, nlu), opened; each backend reads `at` its own way.
-type SealedTurnRow = (
-    i64,
-    String,
-    Option<String>,
-    Vec<u8>,
-    Vec<u8>,
-    String,
-    String,
-);
-
-fn open_turn(
-    sealer: &Sealer,
-    (seq, channel, provider_id, text, reply, intent, nlu): SealedTurnRow,
-    at: DateTime<Utc>,
-) -> Result<TurnView, StoreError> {
-    Ok(TurnView {
-        seq,
-        channel: parse_channel(&channel)?,
-        provider_id,
-        text: sealer.open_str(Field::TurnText, &text)?,
-        reply: sealer.open_str(Field::TurnReply, &reply)?,
-        intent,
-        nlu,
-        at,
-    })
+/// A stored reply, whole again: its sealed text and, when there is one, its sealed rest.
+fn open_reply(sealer: &Sealer, text: &[u8], extra: Option<&[u8]>) -> Result<Reply, StoreError> {
+    let text = sealer.open_str(Field::TurnReply, text)?;
+    let Some(extra) = extra else {
+        return Ok(Reply {
+            text,
+            ..Reply::default()
+        });
+    };
+    let extra = sealer.open_str(Field::TurnReplyExtra, extra)?;
+    let extra: Reply =
+        serde_json::from_str(&extra).map_err(|_| corrupt("a stored reply does not parse"))?;
+    Ok(Reply { text, ..extra })
 }
 
 fn parse_channel(s: &str) -> Result<Channel, StoreError> {

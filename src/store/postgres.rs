@@ -1,59 +1,146 @@
-//! The PostgreSQL repository: the same tables as SQLite for several instances at once.
+//! The PostgreSQL backend: the same tables as SQLite for several instances at once.
 //!
 //! Concurrency comes from the database itself: the conversation's version column is a
 //! compare-and-swap (`UPDATE … WHERE version = $n`, which waits for a concurrent writer and
 //! then re-checks), and the exclusion constraint `bookings_no_overlap` forbids two confirmed
-//! bookings at once whichever instance writes them.
+//! bookings at once whichever instance writes them. What PostgreSQL does like SQLite is in
+//! [`super::sql`] and [`super::admin`]; here are the group commit, the batched booking
+//! insert and the connect options.
 
 use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sara_actors::model::{Booking, BookingId, BookingStatus};
-use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
-use sqlx::PgPool;
+use sara_actors::dialogue::Reply;
+use sara_actors::model::{Booking, BookingId};
+use sara_actors::ports::{BoxFuture, CalendarError, CommitOutcome, TurnCommit};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
+use sqlx::{PgPool, Postgres};
 use uuid::Uuid;
 
-use super::crypto::{Field, Sealer};
-use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, describe, open_conversation, open_turn,
-    parse_phone, parse_status, unavailable,
-};
+use super::crypto::Sealer;
+use super::sql::{self, Dialect, PgStore, ReplyRow, SealedBooking, SealedTurn, open_replies};
+use super::{StoreError, describe, unavailable};
 
 /// SQLSTATE for an exclusion-constraint violation: the slot is taken.
 const EXCLUSION_VIOLATION: &str = "23P01";
 
-/// The sealed key check value: the stored one, or `candidate` when this is the first start
-/// (instances starting together agree on whichever row was inserted first).
-pub(super) async fn key_check(pool: &PgPool, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
-    sqlx::query(
-        "INSERT INTO store_key_check (id, sealed, created_at) VALUES (1, $1, $2) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(candidate)
-    .bind(Utc::now())
-    .execute(pool)
-    .await
-    .map_err(unavailable)?;
-    sqlx::query_scalar("SELECT sealed FROM store_key_check WHERE id = 1")
-        .fetch_one(pool)
+impl Dialect for Postgres {
+    type Time = DateTime<Utc>;
+    type Id = Uuid;
+    const BACKEND: &'static str = "postgres";
+    // Admin-only fallback, a scan: the index's collation does not serve prefixes. Compared
+    // in the "C" collation, which orders UTF-8 text by code point as the bounds need.
+    const PROVIDER_PREFIX: &'static str = "SELECT contact_key FROM turns \
+         WHERE provider_id COLLATE \"C\" >= $1 AND provider_id COLLATE \"C\" < $2 LIMIT 1";
+
+    const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!(" FOR UPDATE SKIP LOCKED");
+
+    fn time(at: DateTime<Utc>) -> DateTime<Utc> {
+        at
+    }
+
+    fn read_time(stored: DateTime<Utc>) -> Result<DateTime<Utc>, StoreError> {
+        Ok(stored)
+    }
+
+    fn id(id: BookingId) -> Uuid {
+        id
+    }
+
+    fn read_id(stored: Uuid) -> Result<BookingId, StoreError> {
+        Ok(stored)
+    }
+
+    fn rows_affected(done: &PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    const SINGLE_WRITER: bool = false;
+
+    fn migrator() -> &'static Migrator {
+        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+        &MIGRATOR
+    }
+
+    fn commit<'a>(
+        store: &'a PgStore,
+        batch: &'a [TurnCommit],
+    ) -> BoxFuture<'a, Result<Vec<CommitOutcome>, StoreError>> {
+        Box::pin(commit(&store.pool, &store.sealer, batch))
+    }
+
+    fn insert_bookings<'a>(
+        store: &'a PgStore,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
+        Box::pin(insert_bookings(&store.pool, &store.sealer, bookings))
+    }
+
+    /// One statement: if the new time is taken the constraint rejects it and the row keeps
+    /// its old time.
+    fn move_booking(
+        store: &PgStore,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(async move {
+            let mut conn = store.pool.acquire().await.map_err(calendar_db_error)?;
+            match sql::move_booking::<Postgres>(&mut conn, id, start, end).await {
+                Ok(0) => Err(CalendarError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) => Err(calendar_db_error(e)),
+            }
+        })
+    }
+
+    fn calendar_error(e: sqlx::Error) -> CalendarError {
+        calendar_db_error(e)
+    }
+
+    fn postgres_pool(pool: &PgPool) -> Option<&PgPool> {
+        Some(pool)
+    }
+}
+
+/// Opens the pool for `storage.database_url`: its size, how long a request waits for a
+/// connection, and each statement's `statement_timeout`.
+pub(super) async fn connect(storage: &crate::config::StorageConfig) -> Result<PgPool, StoreError> {
+    let statement_timeout = format!("{}ms", storage.statement_timeout_ms.max(1));
+    let options = PgConnectOptions::from_str(&storage.database_url)
+        .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e))))?
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    PgPoolOptions::new()
+        .max_connections(storage.max_connections.max(1))
+        .acquire_timeout(Duration::from_millis(storage.acquire_timeout_ms.max(1)))
+        .connect_with(options)
         .await
         .map_err(unavailable)
 }
 
-pub(super) async fn load(
+/// The exclusion constraint's verdict is `SlotTaken`; anything else is the database's fault.
+fn calendar_db_error(e: sqlx::Error) -> CalendarError {
+    if let sqlx::Error::Database(db) = &e
+        && db.code().as_deref() == Some(EXCLUSION_VIOLATION)
+    {
+        return CalendarError::SlotTaken;
+    }
+    CalendarError::Unavailable(describe(&e))
+}
+
+async fn insert_booking(
     pool: &PgPool,
     sealer: &Sealer,
-    key: &str,
-) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
-        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = $1",
-    )
-    .bind(key)
-    .fetch_optional(pool)
-    .await
-    .map_err(unavailable)?;
-    row.map(|(state, version, owner_epoch)| open_conversation(sealer, &state, version, owner_epoch))
-        .transpose()
+    booking: &Booking,
+) -> Result<(), CalendarError> {
+    let sealed = SealedBooking::new(sealer, booking);
+    let mut conn = pool.acquire().await.map_err(calendar_db_error)?;
+    sql::insert_booking::<Postgres>(&mut conn, booking, &sealed)
+        .await
+        .map_err(calendar_db_error)
 }
 
 /// The whole batch in one transaction, in a handful of statements whatever its size: one
@@ -68,7 +155,7 @@ pub(super) async fn load(
 /// wait for the first and then see a version conflict.
 ///
 /// Values are sealed before the transaction opens, so no row lock is held while AES runs.
-pub(super) async fn commit(
+async fn commit(
     pool: &PgPool,
     sealer: &Sealer,
     batch: &[TurnCommit],
@@ -80,12 +167,7 @@ pub(super) async fn commit(
         .collect();
     let sealed: Vec<SealedTurn> = batch
         .iter()
-        .map(|item| SealedTurn {
-            state: sealer.seal_str(Field::ConversationState, &item.state),
-            text: sealer.seal_str(Field::TurnText, &item.turn.text),
-            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply),
-            understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
-        })
+        .map(|item| SealedTurn::new(sealer, item))
         .collect();
     let mut tx = pool.begin().await.map_err(unavailable)?;
 
@@ -93,17 +175,16 @@ pub(super) async fn commit(
         .iter()
         .filter_map(|item| item.turn.provider_id.clone())
         .collect();
-    let mut replies: HashMap<String, String> = HashMap::new();
+    let mut replies: HashMap<String, Reply> = HashMap::new();
     if !provider_ids.is_empty() {
-        let seen: Vec<(String, Vec<u8>)> =
-            sqlx::query_as("SELECT provider_id, reply FROM turns WHERE provider_id = ANY($1)")
-                .bind(&provider_ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?;
-        for (id, reply) in seen {
-            replies.insert(id, sealer.open_str(Field::TurnReply, &reply)?);
-        }
+        let seen: Vec<ReplyRow> = sqlx::query_as(
+            "SELECT provider_id, reply, reply_extra FROM turns WHERE provider_id = ANY($1)",
+        )
+        .bind(&provider_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+        replies = open_replies(sealer, seen)?;
     }
 
     // Contacts of conversations that may start here. Inserting one whose conversation then
@@ -112,13 +193,9 @@ pub(super) async fn commit(
     // batch order), so two instances' batches cannot deadlock on each other's rows.
     let mut order: Vec<usize> = (0..batch.len()).collect();
     order.sort_by(|&a, &b| keys[a].cmp(&keys[b]));
-    let (new_keys, new_phones): (Vec<&str>, Vec<Vec<u8>>) = order
+    let (new_keys, new_phones): (Vec<&str>, Vec<&[u8]>) = order
         .iter()
-        .filter(|&&i| batch[i].expected_version == 0)
-        .map(|&i| {
-            let phone = sealer.seal_str(Field::ContactPhone, batch[i].phone.as_str());
-            (keys[i].as_str(), phone)
-        })
+        .filter_map(|&i| Some((keys[i].as_str(), sealed[i].phone.as_deref()?)))
         .unzip();
     if !new_keys.is_empty() {
         sqlx::query(
@@ -136,6 +213,7 @@ pub(super) async fn commit(
 
     let mut outcomes: Vec<Option<CommitOutcome>> = vec![None; batch.len()];
     let mut turns = TurnColumns::default();
+    let mut effects = EffectColumns::default();
     // Items already committed (a provider's retry) are answered with their stored reply. The
     // rest are compare-and-swapped in rounds of at most one item per conversation: a second
     // item of the same conversation in one batch (rare: a conversation's turns are one at a
@@ -166,6 +244,7 @@ pub(super) async fn commit(
             match swapped.get(keys[i].as_str()) {
                 Some(&Swap::Done { version, seq }) => {
                     turns.push(&batch[i], &keys[i], &sealed[i], seq);
+                    effects.push(&batch[i], &sealed[i]);
                     if let Some(id) = &batch[i].turn.provider_id {
                         replies.insert(id.clone(), batch[i].turn.reply.clone());
                     }
@@ -182,10 +261,10 @@ pub(super) async fn commit(
     if !turns.key.is_empty() {
         sqlx::query(
             "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
-             nlu, understood, at, elapsed_ms) \
+             nlu, understood, at, elapsed_ms, reply_extra) \
              SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], \
              $5::bytea[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], \
-             $10::timestamptz[], $11::bigint[])",
+             $10::timestamptz[], $11::bigint[], $12::bytea[])",
         )
         .bind(&turns.key)
         .bind(&turns.seq)
@@ -198,15 +277,113 @@ pub(super) async fn commit(
         .bind(&turns.understood)
         .bind(&turns.at)
         .bind(&turns.elapsed_ms)
+        .bind(&turns.reply_extra)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
     }
+    // In the turns' transaction: a turn and its messages commit or vanish together.
+    effects.insert(&mut tx, now).await?;
     tx.commit().await.map_err(unavailable)?;
     Ok(outcomes
         .into_iter()
         .map(|o| o.expect("every item of the batch gets an outcome"))
         .collect())
+}
+
+/// A conversation the compare-and-swap wrote: its new version and its new turn's seq.
+#[derive(sqlx::FromRow)]
+struct Swapped {
+    contact_key: String,
+    version: i64,
+    seq: i64,
+}
+
+/// The fencing token stored for a conversation whose compare-and-swap was refused.
+#[derive(sqlx::FromRow)]
+struct StoredEpoch {
+    contact_key: String,
+    owner_epoch: i64,
+}
+
+/// The committed turns' outbox rows and jobs, column by column, for one `UNNEST` insert
+/// each.
+#[derive(Default)]
+struct EffectColumns<'a> {
+    contact: Vec<&'a str>,
+    recipient: Vec<&'a [u8]>,
+    channel: Vec<&'a str>,
+    kind: Vec<&'a str>,
+    payload: Vec<&'a [u8]>,
+    idempotency_key: Vec<&'a str>,
+    not_before: Vec<DateTime<Utc>>,
+    job_kind: Vec<&'a str>,
+    job_due: Vec<DateTime<Utc>>,
+    job_payload: Vec<&'a [u8]>,
+    job_key: Vec<&'a str>,
+}
+
+impl<'a> EffectColumns<'a> {
+    fn push(&mut self, item: &'a TurnCommit, sealed: &'a SealedTurn) {
+        for ((contact, recipient, payload), message) in sealed.outbox.iter().zip(&item.outbox) {
+            self.contact.push(contact);
+            self.recipient.push(recipient);
+            self.channel.push(message.channel.as_str());
+            self.kind.push(message.kind.as_str());
+            self.payload.push(payload);
+            self.idempotency_key.push(&message.idempotency_key);
+            self.not_before.push(message.not_before);
+        }
+        for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
+            self.job_kind.push(&job.kind);
+            self.job_due.push(job.due_at);
+            self.job_payload.push(payload);
+            self.job_key.push(&job.unique_key);
+        }
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut sqlx::PgConnection,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if !self.contact.is_empty() {
+            sqlx::query(
+                "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
+                 idempotency_key, next_attempt_at, created_at) \
+                 SELECT o.*, $8 FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], \
+                 $5::bytea[], $6::text[], $7::timestamptz[]) AS o \
+                 ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(&self.contact)
+            .bind(&self.recipient)
+            .bind(&self.channel)
+            .bind(&self.kind)
+            .bind(&self.payload)
+            .bind(&self.idempotency_key)
+            .bind(&self.not_before)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        if !self.job_kind.is_empty() {
+            sqlx::query(
+                "INSERT INTO jobs (kind, due_at, payload, unique_key, created_at) \
+                 SELECT j.*, $5 FROM UNNEST($1::text[], $2::timestamptz[], $3::bytea[], \
+                 $4::text[]) AS j ON CONFLICT (unique_key) DO NOTHING",
+            )
+            .bind(&self.job_kind)
+            .bind(&self.job_due)
+            .bind(&self.job_payload)
+            .bind(&self.job_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        Ok(())
+    }
 }
 
 /// What the set-based compare-and-swap did to one conversation.
@@ -257,18 +434,18 @@ async fn swap_all<'k>(
 
     let (new, old): (Vec<usize>, Vec<usize>) =
         which.iter().partition(|&&i| batch[i].expected_version == 0);
-    let mut done: Vec<(String, i64, i64)> = Vec::with_capacity(which.len());
+    let mut done: Vec<Swapped> = Vec::with_capacity(which.len());
     if !new.is_empty() {
         let new_keys: Vec<&str> = new.iter().map(|&i| keys[i].as_str()).collect();
         let states: Vec<&[u8]> = new.iter().map(|&i| sealed[i].state.as_slice()).collect();
         let epochs: Vec<i64> = new.iter().map(|&i| batch[i].owner_epoch).collect();
-        let inserted: Vec<(String, i64, i64)> = sqlx::query_as(
+        let inserted: Vec<Swapped> = sqlx::query_as(
             "INSERT INTO conversations (contact_key, state, version, last_seq, updated_at, \
              owner_epoch) \
              SELECT key, state, 1, 1, $4, epoch \
              FROM UNNEST($1::text[], $2::bytea[], $3::bigint[]) AS i (key, state, epoch) \
              ON CONFLICT (contact_key) DO NOTHING \
-             RETURNING contact_key, version, last_seq",
+             RETURNING contact_key, version, last_seq AS seq",
         )
         .bind(&new_keys)
         .bind(&states)
@@ -285,7 +462,7 @@ async fn swap_all<'k>(
         let versions: Vec<i64> = old.iter().map(|&i| batch[i].expected_version).collect();
         let epochs: Vec<i64> = old.iter().map(|&i| batch[i].owner_epoch).collect();
         // A token of 0 is an unfenced commit: no lease was held, the version check decides.
-        let updated: Vec<(String, i64, i64)> = sqlx::query_as(
+        let updated: Vec<Swapped> = sqlx::query_as(
             "UPDATE conversations AS c \
              SET state = i.state, version = c.version + 1, last_seq = c.last_seq + 1, \
              updated_at = $5, owner_epoch = GREATEST(c.owner_epoch, i.epoch) \
@@ -293,7 +470,7 @@ async fn swap_all<'k>(
              AS i (key, state, expected, epoch) \
              WHERE c.contact_key = i.key AND c.version = i.expected \
              AND (i.epoch = 0 OR c.owner_epoch <= i.epoch) \
-             RETURNING c.contact_key, c.version, c.last_seq",
+             RETURNING c.contact_key, c.version, c.last_seq AS seq",
         )
         .bind(&old_keys)
         .bind(&states)
@@ -307,7 +484,7 @@ async fn swap_all<'k>(
     }
     let mut by_key: HashMap<String, (i64, i64)> = done
         .into_iter()
-        .map(|(key, version, seq)| (key, (version, seq)))
+        .map(|row| (row.contact_key, (row.version, row.seq)))
         .collect();
     let mut refused: Vec<&str> = Vec::new();
     for &i in which {
@@ -320,14 +497,17 @@ async fn swap_all<'k>(
         }
     }
     if !refused.is_empty() {
-        let stored: Vec<(String, i64)> = sqlx::query_as(
+        let stored: Vec<StoredEpoch> = sqlx::query_as(
             "SELECT contact_key, owner_epoch FROM conversations WHERE contact_key = ANY($1)",
         )
         .bind(&refused)
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        let stored: HashMap<String, i64> = stored.into_iter().collect();
+        let stored: HashMap<String, i64> = stored
+            .into_iter()
+            .map(|row| (row.contact_key, row.owner_epoch))
+            .collect();
         for key in refused {
             let stored_epoch = stored.get(key).copied();
             result.insert(key, Swap::Refused { stored_epoch });
@@ -350,6 +530,7 @@ struct TurnColumns<'a> {
     understood: Vec<&'a [u8]>,
     at: Vec<DateTime<Utc>>,
     elapsed_ms: Vec<i64>,
+    reply_extra: Vec<Option<&'a [u8]>>,
 }
 
 impl<'a> TurnColumns<'a> {
@@ -366,240 +547,15 @@ impl<'a> TurnColumns<'a> {
         self.understood.push(&sealed.understood);
         self.at.push(turn.at);
         self.elapsed_ms.push(i64::from(turn.elapsed_ms));
+        self.reply_extra.push(sealed.reply_extra.as_deref());
     }
-}
-
-/// One item's personal data, sealed.
-struct SealedTurn {
-    state: Vec<u8>,
-    text: Vec<u8>,
-    reply: Vec<u8>,
-    understood: Vec<u8>,
-}
-
-pub(super) async fn processed_reply(
-    pool: &PgPool,
-    sealer: &Sealer,
-    provider_id: &str,
-) -> Result<Option<String>, StoreError> {
-    let reply: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = $1")
-            .bind(provider_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    reply
-        .map(|r| sealer.open_str(Field::TurnReply, &r))
-        .transpose()
-}
-
-/// The contact key of the conversation that holds `id`: an exact provider id, else the
-/// first one that starts with it (a CallSid whose turns carry a per-turn suffix).
-pub(super) async fn conversation_of_provider_id(
-    pool: &PgPool,
-    id: &str,
-) -> Result<Option<String>, StoreError> {
-    if id.is_empty() {
-        return Ok(None);
-    }
-    let exact: Option<String> =
-        sqlx::query_scalar("SELECT contact_key FROM turns WHERE provider_id = $1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    if exact.is_some() {
-        return Ok(exact);
-    }
-    // Admin-only fallback: a scan, since the index's collation does not serve prefixes.
-    sqlx::query_scalar("SELECT contact_key FROM turns WHERE starts_with(provider_id, $1) LIMIT 1")
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(unavailable)
-}
-
-type TurnRow = (
-    i64,
-    String,
-    Option<String>,
-    Vec<u8>,
-    Vec<u8>,
-    String,
-    String,
-    DateTime<Utc>,
-);
-
-pub(super) async fn conversation_log(
-    pool: &PgPool,
-    sealer: &Sealer,
-    key: &str,
-) -> Result<Option<ConversationLog>, StoreError> {
-    let phone: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT phone FROM contacts WHERE contact_key = $1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    let Some(phone) = phone else {
-        return Ok(None);
-    };
-    let rows: Vec<TurnRow> = sqlx::query_as(
-        "SELECT seq, channel, provider_id, text, reply, intent, nlu, at FROM turns \
-         WHERE contact_key = $1 ORDER BY seq",
-    )
-    .bind(key)
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    let turns = rows
-        .into_iter()
-        .map(
-            |(seq, channel, provider_id, text, reply, intent, nlu, at)| {
-                let sealed = (seq, channel, provider_id, text, reply, intent, nlu);
-                open_turn(sealer, sealed, at)
-            },
-        )
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Some(ConversationLog {
-        conversation: sealer.open_str(Field::ContactPhone, &phone)?,
-        turns,
-    }))
-}
-
-pub(super) async fn stats(pool: &PgPool) -> Result<Stats, StoreError> {
-    let (conversations, turns): (i64, i64) =
-        sqlx::query_as("SELECT (SELECT COUNT(*) FROM conversations), (SELECT COUNT(*) FROM turns)")
-            .fetch_one(pool)
-            .await
-            .map_err(unavailable)?;
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM bookings GROUP BY status")
-            .fetch_all(pool)
-            .await
-            .map_err(unavailable)?;
-    let mut bookings = BookingCounts::default();
-    for (status, n) in by_status {
-        match parse_status(&status)? {
-            BookingStatus::Confirmed => bookings.confirmed = n,
-            BookingStatus::Pending => bookings.pending = n,
-            BookingStatus::Cancelled => bookings.cancelled = n,
-        }
-    }
-    Ok(Stats {
-        conversations,
-        turns,
-        bookings,
-    })
-}
-
-type BookingRow = (
-    Uuid,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    String,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    String,
-);
-
-const BOOKING_COLUMNS: &str = "id, phone, name, email, service, start, \"end\", status";
-
-fn booking_from_row(sealer: &Sealer, row: BookingRow) -> Result<Booking, StoreError> {
-    let (id, phone, name, email, service, start, end, status) = row;
-    Ok(Booking {
-        id,
-        phone: parse_phone(&sealer.open_str(Field::BookingPhone, &phone)?)?,
-        name: sealer.open_opt(Field::BookingName, name.as_deref())?,
-        email: sealer.open_opt(Field::BookingEmail, email.as_deref())?,
-        service,
-        start,
-        end,
-        status: parse_status(&status)?,
-    })
-}
-
-pub(super) async fn all_bookings(
-    pool: &PgPool,
-    sealer: &Sealer,
-) -> Result<Vec<Booking>, StoreError> {
-    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings ORDER BY start, id"
-    )))
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    rows.into_iter()
-        .map(|row| booking_from_row(sealer, row))
-        .collect()
-}
-
-pub(super) async fn upcoming_bookings(
-    pool: &PgPool,
-    sealer: &Sealer,
-    from: DateTime<Utc>,
-) -> Result<Vec<Booking>, StoreError> {
-    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings \
-         WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id"
-    )))
-    .bind(from)
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    rows.into_iter()
-        .map(|row| booking_from_row(sealer, row))
-        .collect()
-}
-
-/// The exclusion constraint's verdict is `SlotTaken`; anything else is the database's fault.
-fn calendar_db_error(e: sqlx::Error) -> CalendarError {
-    if let sqlx::Error::Database(db) = &e
-        && db.code().as_deref() == Some(EXCLUSION_VIOLATION)
-    {
-        return CalendarError::SlotTaken;
-    }
-    CalendarError::Unavailable(describe(&e))
-}
-
-pub(super) async fn insert_booking(
-    pool: &PgPool,
-    sealer: &Sealer,
-    booking: &Booking,
-) -> Result<(), CalendarError> {
-    let now = Utc::now();
-    let phone = sealer.seal_str(Field::BookingPhone, booking.phone.as_str());
-    let name = (booking.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n));
-    let email = (booking.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e));
-    // ON CONFLICT (id): a retried write of the same booking is a no-op, and the exclusion
-    // constraint is not consulted for it.
-    sqlx::query(
-        "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
-         status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
-         ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(booking.id)
-    .bind(sealer.contact_key(&booking.phone))
-    .bind(phone)
-    .bind(name)
-    .bind(email)
-    .bind(&booking.service)
-    .bind(booking.start)
-    .bind(booking.end)
-    .bind(booking.status.as_str())
-    .bind(now)
-    .execute(pool)
-    .await
-    .map_err(calendar_db_error)?;
-    Ok(())
 }
 
 /// Writes bookings as one statement in one transaction when none of them overlaps a
 /// confirmed booking (the common case: one commit instead of one per booking); when the
 /// exclusion constraint refuses the statement, nothing of it was written and each booking
 /// is written on its own, in order, so that each gets its own verdict.
-pub(super) async fn insert_bookings(
+async fn insert_bookings(
     pool: &PgPool,
     sealer: &Sealer,
     bookings: &[Booking],
@@ -627,22 +583,14 @@ async fn insert_all(
     bookings: &[Booking],
 ) -> Result<(), CalendarError> {
     let ids: Vec<Uuid> = bookings.iter().map(|b| b.id).collect();
-    let keys: Vec<String> = bookings
+    let sealed: Vec<SealedBooking> = bookings
         .iter()
-        .map(|b| sealer.contact_key(&b.phone))
+        .map(|b| SealedBooking::new(sealer, b))
         .collect();
-    let phones: Vec<Vec<u8>> = bookings
-        .iter()
-        .map(|b| sealer.seal_str(Field::BookingPhone, b.phone.as_str()))
-        .collect();
-    let names: Vec<Option<Vec<u8>>> = bookings
-        .iter()
-        .map(|b| (b.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n)))
-        .collect();
-    let emails: Vec<Option<Vec<u8>>> = bookings
-        .iter()
-        .map(|b| (b.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e)))
-        .collect();
+    let keys: Vec<&str> = sealed.iter().map(|s| s.contact_key.as_str()).collect();
+    let phones: Vec<&[u8]> = sealed.iter().map(|s| s.phone.as_slice()).collect();
+    let names: Vec<Option<&[u8]>> = sealed.iter().map(|s| s.name.as_deref()).collect();
+    let emails: Vec<Option<&[u8]>> = sealed.iter().map(|s| s.email.as_deref()).collect();
     let services: Vec<&str> = bookings.iter().map(|b| b.service.as_str()).collect();
     let starts: Vec<DateTime<Utc>> = bookings.iter().map(|b| b.start).collect();
     let ends: Vec<DateTime<Utc>> = bookings.iter().map(|b| b.end).collect();
@@ -669,44 +617,5 @@ async fn insert_all(
     .execute(pool)
     .await
     .map_err(calendar_db_error)?;
-    Ok(())
-}
-
-pub(super) async fn move_booking(
-    pool: &PgPool,
-    id: BookingId,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> Result<(), CalendarError> {
-    // One statement: if the new time is taken the constraint rejects it and the row keeps
-    // its old time.
-    let done = sqlx::query(
-        "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3 \
-         WHERE id = $4 AND status <> 'cancelled'",
-    )
-    .bind(start)
-    .bind(end)
-    .bind(Utc::now())
-    .bind(id)
-    .execute(pool)
-    .await
-    .map_err(calendar_db_error)?;
-    if done.rows_affected() == 0 {
-        return Err(CalendarError::NotFound);
-    }
-    Ok(())
-}
-
-pub(super) async fn cancel_booking(pool: &PgPool, id: BookingId) -> Result<(), CalendarError> {
-    let done =
-        sqlx::query("UPDATE bookings SET status = 'cancelled', updated_at = $1 WHERE id = $2")
-            .bind(Utc::now())
-            .bind(id)
-            .execute(pool)
-            .await
-            .map_err(calendar_db_error)?;
-    if done.rows_affected() == 0 {
-        return Err(CalendarError::NotFound);
-    }
     Ok(())
 }

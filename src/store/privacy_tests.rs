@@ -2,12 +2,15 @@
 //! email or message text; the admin reads still show them; a wrong key fails clearly.
 
 use chrono::{TimeZone, Utc};
+use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingStatus, Channel, Phone};
-use sara_actors::ports::{CommitOutcome, ConversationStore, TurnCommit, TurnRecord};
+use sara_actors::ports::{
+    CommitOutcome, ConversationStore, OutboxKind, OutboxMessage, TurnCommit, TurnRecord,
+};
 use uuid::Uuid;
 
 use super::testing::on_both_backends;
-use super::{Database, EncryptionKey, Pool, StoreError};
+use super::{Database, EncryptionKey, StoreError};
 
 const PHONE: &str = "+15550123987";
 const DIGITS: &str = "15550123987";
@@ -29,13 +32,29 @@ fn commit_of(expected_version: i64, provider_id: &str) -> TurnCommit {
             channel: Channel::Sms,
             provider_id: Some(provider_id.to_string()),
             text: TEXT.to_string(),
-            reply: format!("Thanks {NAME}, I have you down for a checkup"),
+            // Buttons too, so the raw-bytes checks cover the rest of the reply.
+            reply: Reply {
+                text: format!("Thanks {NAME}, I have you down for a checkup"),
+                options: vec![format!("Yes, {NAME}"), "No".to_string()],
+                ..Reply::default()
+            },
             intent: "book".to_string(),
             nlu: "rules".to_string(),
             understood: format!("{{\"name\":\"{NAME}\",\"email\":\"{EMAIL}\"}}"),
             at: Utc::now(),
             elapsed_ms: 3,
         },
+        // A message in the outbox too: its recipient and payload are personal data.
+        outbox: vec![OutboxMessage {
+            contact: phone(),
+            recipient: PHONE.to_string(),
+            channel: Channel::Sms,
+            kind: OutboxKind::Reply,
+            payload: format!("{{\"text\":\"Thanks {NAME}\",\"email\":\"{EMAIL}\"}}"),
+            idempotency_key: format!("{provider_id}:0"),
+            not_before: Utc::now(),
+        }],
+        jobs: Vec::new(),
     }
 }
 
@@ -61,8 +80,8 @@ fn the_booking() -> Booking {
 /// the database file and its WAL).
 async fn dump(db: &Database) -> String {
     let mut out = String::new();
-    match &db.pool {
-        Pool::Postgres(pool) => {
+    match (db.postgres_pool(), db.sqlite_pool()) {
+        (Some(pool), _) => {
             let tables: Vec<String> = sqlx::query_scalar(
                 "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
             )
@@ -81,7 +100,7 @@ async fn dump(db: &Database) -> String {
                 out.push('\n');
             }
         }
-        Pool::Sqlite(pool) => {
+        (None, Some(pool)) => {
             let tables: Vec<String> =
                 sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
                     .fetch_all(pool)
@@ -119,6 +138,7 @@ async fn dump(db: &Database) -> String {
                 }
             }
         }
+        (None, None) => unreachable!("a store has a pool"),
     }
     out
 }
@@ -168,15 +188,20 @@ async fn a_raw_dump_holds_no_personal_data_but_admin_reads_do(db: Database) {
         .await
         .expect("commit");
     assert!(
-        matches!(&duplicate[0], CommitOutcome::Duplicate { reply } if reply.contains(NAME)),
+        matches!(&duplicate[0], CommitOutcome::Duplicate { reply } if reply.text.contains(NAME) && reply.options[0].contains(NAME)),
         "{duplicate:?}"
     );
     assert_eq!(
         db.processed_reply("SMprivacy2")
             .await
             .expect("read")
-            .map(|r| r.contains(NAME)),
+            .map(|r| r.text.contains(NAME) && r.options[0].contains(NAME)),
         Some(true)
+    );
+    let outbox = db.outbox().list_outbox(10).await.expect("outbox");
+    assert!(
+        !outbox.is_empty() && outbox.iter().all(|m| m.phone == PHONE),
+        "{outbox:?}"
     );
     let views = db.bookings(chrono_tz::UTC).await.expect("list");
     assert_eq!(views.len(), 1);
@@ -316,7 +341,7 @@ async fn a_database_written_in_clear_is_refused_by_the_migration() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("old.db").display());
     let db = Database::connect(&url, None).await.expect("connect");
-    let Pool::Sqlite(pool) = &db.pool else {
+    let Some(pool) = db.sqlite_pool() else {
         panic!("a SQLite URL gives SQLite");
     };
     let mut migrator = sqlx::migrate!("./migrations/sqlite");

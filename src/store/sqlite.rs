@@ -1,29 +1,44 @@
-//! The SQLite repository: conversations, the turn log and bookings in one embedded file.
+//! The SQLite backend: conversations, the turn log and bookings in one embedded file.
 //!
 //! Writes open with `BEGIN IMMEDIATE` so that the write lock is taken before anything is
 //! read: a check ("is this slot free?", "was this message seen?") and the write that depends
-//! on it cannot be interleaved with another writer's.
+//! on it cannot be interleaved with another writer's. What SQLite does like PostgreSQL is in
+//! [`super::sql`] and [`super::admin`]; here are the group commit, the booking writes with
+//! their overlap check, and the connect options.
 
 use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, BookingStatus};
-use sara_actors::ports::{CalendarError, CommitOutcome, StoredConversation, TurnCommit};
-use sqlx::SqlitePool;
-
-use super::crypto::{Field, Sealer};
-use super::{
-    BookingCounts, ConversationLog, Stats, StoreError, corrupt, describe, open_conversation,
-    open_turn, parse_phone, parse_status, unavailable,
+use sara_actors::ports::{BoxFuture, CalendarError, CommitOutcome, TurnCommit};
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
 };
+use sqlx::{Sqlite, SqlitePool};
 
-/// This process's turn at SQLite's single write lock. Every write transaction of the
-/// process takes it before `BEGIN IMMEDIATE`, so the group commit and the booking writer
-/// queue for each other here and are woken the moment the other is done. Without it the
-/// loser of a race for the lock got `SQLITE_BUSY` and slept in SQLite's busy handler (1, 2,
-/// 5, 10 … ms), which stalled every turn queued behind it. Other processes on the same file
-/// (`sara migrate`, a second `sara chat`) still meet the busy timeout.
-pub(super) type WriteGate = tokio::sync::Mutex<()>;
+use super::crypto::{self, EncryptionKey, Sealer};
+use super::sql::{
+    self, Dialect, ReplyRow, SealedBooking, SealedTurn, SqliteStore, WriteGate, open_replies,
+};
+use super::{StoreError, corrupt, describe, unavailable};
+
+/// How long a SQLite connection waits for the write lock before giving up. Writers are
+/// serialised by SQLite; a group commit of a few hundred turns takes milliseconds.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SQLite's page cache per connection, as its `cache_size` pragma takes it (negative: KiB).
+const SQLITE_CACHE_KIB: i64 = -8192;
+
+/// The WAL size (in 4 KiB pages, ~40 MiB) at which a commit checkpoints by itself.
+const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
+
+/// How often the background checkpoint copies the WAL back into the database file.
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// Instants are stored as fixed-width UTC text (microseconds, `Z`), so that text order is
 /// time order and range checks can compare the columns directly.
@@ -37,34 +52,169 @@ fn parse_ts(s: &str) -> Result<DateTime<Utc>, StoreError> {
         .map_err(|_| corrupt("a stored time is not RFC 3339"))
 }
 
-/// The sealed key check value: the stored one, or `candidate` when this is the first start.
-pub(super) async fn key_check(pool: &SqlitePool, candidate: &[u8]) -> Result<Vec<u8>, StoreError> {
-    sqlx::query("INSERT INTO store_key_check (id, sealed, created_at) VALUES (1, ?1, ?2) ON CONFLICT (id) DO NOTHING")
-        .bind(candidate)
-        .bind(ts(Utc::now()))
-        .execute(pool)
-        .await
-        .map_err(unavailable)?;
-    sqlx::query_scalar("SELECT sealed FROM store_key_check WHERE id = 1")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)
+impl Dialect for Sqlite {
+    type Time = String;
+    type Id = String;
+    const BACKEND: &'static str = "sqlite";
+    // Text compares bytewise here, so the range is exactly the ids starting with `$1`, and
+    // the unique index on provider_id answers it.
+    const PROVIDER_PREFIX: &'static str = "SELECT contact_key FROM turns \
+         WHERE provider_id >= $1 AND provider_id < $2 LIMIT 1";
+
+    const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!("");
+
+    fn time(at: DateTime<Utc>) -> String {
+        ts(at)
+    }
+
+    fn read_time(stored: String) -> Result<DateTime<Utc>, StoreError> {
+        parse_ts(&stored)
+    }
+
+    fn id(id: BookingId) -> String {
+        id.to_string()
+    }
+
+    fn read_id(stored: String) -> Result<BookingId, StoreError> {
+        stored
+            .parse()
+            .map_err(|_| corrupt("a stored booking id is not a UUID"))
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    const SINGLE_WRITER: bool = true;
+
+    fn migrator() -> &'static Migrator {
+        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+        &MIGRATOR
+    }
+
+    fn commit<'a>(
+        store: &'a SqliteStore,
+        batch: &'a [TurnCommit],
+    ) -> BoxFuture<'a, Result<Vec<CommitOutcome>, StoreError>> {
+        Box::pin(commit(&store.pool, &store.writes, &store.sealer, batch))
+    }
+
+    fn insert_bookings<'a>(
+        store: &'a SqliteStore,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
+        Box::pin(insert_bookings(
+            &store.pool,
+            &store.writes,
+            &store.sealer,
+            bookings,
+        ))
+    }
+
+    fn move_booking(
+        store: &SqliteStore,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(move_booking(&store.pool, &store.writes, id, start, end))
+    }
+
+    fn calendar_error(e: sqlx::Error) -> CalendarError {
+        calendar_db_error(e)
+    }
+
+    fn sqlite_pool(pool: &SqlitePool) -> Option<&SqlitePool> {
+        Some(pool)
+    }
 }
 
-pub(super) async fn load(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    key: &str,
-) -> Result<Option<StoredConversation>, StoreError> {
-    let row: Option<(Vec<u8>, i64, i64)> = sqlx::query_as(
-        "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = ?1",
-    )
-    .bind(key)
-    .fetch_optional(pool)
-    .await
-    .map_err(unavailable)?;
-    row.map(|(state, version, owner_epoch)| open_conversation(sealer, &state, version, owner_epoch))
-        .transpose()
+/// Opens the pool for `storage.database_url` (WAL, a larger page cache, one connection for
+/// `:memory:`), with the key given, else the one in the key file beside the database (made
+/// on first start), else a random one for a database in memory.
+pub(super) async fn connect(
+    storage: &crate::config::StorageConfig,
+    given: Option<EncryptionKey>,
+) -> Result<(SqlitePool, EncryptionKey), StoreError> {
+    let url = storage.database_url.as_str();
+    let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .foreign_keys(true)
+        // A larger page cache than SQLite's 2 MiB: a turn reads conversation and
+        // index pages all over the file.
+        .pragma("cache_size", SQLITE_CACHE_KIB.to_string())
+        // Statement journals (a multi-row insert inside the group commit keeps one)
+        // in memory rather than in a temporary file.
+        .pragma("temp_store", "memory")
+        // Checkpoints run beside the commits (see `checkpoint_in_background`); this
+        // only catches up if they fall far behind.
+        .pragma(
+            "wal_autocheckpoint",
+            SQLITE_AUTOCHECKPOINT_PAGES.to_string(),
+        );
+    // Every connection to `:memory:` is its own database: keep exactly one.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(if in_memory { 1 } else { 8 })
+        .min_connections(if in_memory { 1 } else { 0 })
+        .idle_timeout(if in_memory {
+            None
+        } else {
+            Some(Duration::from_secs(600))
+        })
+        .max_lifetime(if in_memory {
+            None
+        } else {
+            Some(Duration::from_secs(3600))
+        })
+        .acquire_timeout(acquire_timeout.max(SQLITE_BUSY_TIMEOUT))
+        .connect_with(options.clone())
+        .await
+        .map_err(unavailable)?;
+    let key = match given {
+        Some(key) => key,
+        None if in_memory => EncryptionKey::generate(),
+        // After connecting: the database file (hence its directory) exists now.
+        None => crypto::load_or_create_key_file(&crypto::key_file_for(options.get_filename()))?,
+    };
+    if !in_memory {
+        tokio::spawn(checkpoint_in_background(pool.clone()));
+    }
+    Ok((pool, key))
+}
+
+/// Copies committed WAL frames into the database file every second on a connection of its
+/// own. SQLite's automatic checkpoint runs inside the commit that crosses the threshold
+/// (1,000 pages by default) and holds that commit, and every turn waiting behind it, through
+/// the copy and two fsyncs; a `PASSIVE` checkpoint here takes no write lock, so commits go on
+/// meanwhile. Ends when the pool is closed.
+async fn checkpoint_in_background(pool: SqlitePool) {
+    let mut every = tokio::time::interval(SQLITE_CHECKPOINT_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(error) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await
+        {
+            if pool.is_closed() {
+                return;
+            }
+            tracing::warn!(error = %describe(&error), "background checkpoint failed");
+        }
+    }
+}
+
+fn calendar_db_error(e: sqlx::Error) -> CalendarError {
+    CalendarError::Unavailable(describe(&e))
 }
 
 /// The whole batch in one `BEGIN IMMEDIATE … COMMIT`, in at most five statements whatever
@@ -80,7 +230,7 @@ pub(super) async fn load(
 ///
 /// Values are sealed before `BEGIN IMMEDIATE`, so the write lock is not held while AES runs;
 /// a turn that then turns out to be a duplicate or a conflict only wasted its sealing.
-pub(super) async fn commit(
+async fn commit(
     pool: &SqlitePool,
     gate: &WriteGate,
     sealer: &Sealer,
@@ -92,15 +242,7 @@ pub(super) async fn commit(
         .collect();
     let sealed: Vec<SealedTurn> = batch
         .iter()
-        .map(|item| SealedTurn {
-            // Only a first turn may create the contact.
-            phone: (item.expected_version == 0)
-                .then(|| sealer.seal_str(Field::ContactPhone, item.phone.as_str())),
-            state: sealer.seal_str(Field::ConversationState, &item.state),
-            text: sealer.seal_str(Field::TurnText, &item.turn.text),
-            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply),
-            understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
-        })
+        .map(|item| SealedTurn::new(sealer, item))
         .collect();
     let now = ts(Utc::now());
     let _turn = gate.lock().await;
@@ -114,22 +256,20 @@ pub(super) async fn commit(
         .iter()
         .filter_map(|item| item.turn.provider_id.as_deref())
         .collect();
-    let mut replies: HashMap<String, String> = HashMap::new();
+    let mut replies: HashMap<String, Reply> = HashMap::new();
     if !provider_ids.is_empty() {
-        let seen: Vec<(String, Vec<u8>)> = sqlx::query_as(
-            "SELECT provider_id, reply FROM turns \
+        let seen: Vec<ReplyRow> = sqlx::query_as(
+            "SELECT provider_id, reply, reply_extra FROM turns \
              WHERE provider_id IN (SELECT value FROM json_each(?1))",
         )
         .bind(json_list(&provider_ids))
         .fetch_all(&mut *tx)
         .await
         .map_err(unavailable)?;
-        for (id, reply) in seen {
-            replies.insert(id, sealer.open_str(Field::TurnReply, &reply)?);
-        }
+        replies = open_replies(sealer, seen)?;
     }
 
-    let stored: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+    let stored: Vec<HeadRow> = sqlx::query_as(
         "SELECT contact_key, version, last_seq, owner_epoch FROM conversations \
          WHERE contact_key IN (SELECT value FROM json_each(?1))",
     )
@@ -139,21 +279,25 @@ pub(super) async fn commit(
     .map_err(unavailable)?;
     let mut heads: HashMap<&str, Head> = stored
         .iter()
-        .map(|(key, version, last_seq, owner_epoch)| {
+        .map(|row| {
             let head = Head {
-                version: *version,
-                last_seq: *last_seq,
-                owner_epoch: *owner_epoch,
+                version: row.version,
+                last_seq: row.last_seq,
+                owner_epoch: row.owner_epoch,
                 state: None,
                 created: false,
             };
-            (key.as_str(), head)
+            (row.contact_key.as_str(), head)
         })
         .collect();
 
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut turns: Vec<serde_json::Value> = Vec::with_capacity(batch.len());
     let mut turn_blobs = Blobs::default();
+    // The committed turns' outbox rows and jobs; their sealed values in one blob.
+    let (mut outbox, mut jobs): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
+        Default::default();
+    let mut effect_blobs = Blobs::default();
     for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
         if let Some(reply) = item
             .turn
@@ -197,6 +341,10 @@ pub(super) async fn commit(
         let [text_at, text_len] = turn_blobs.push(&sealed.text);
         let [reply_at, reply_len] = turn_blobs.push(&sealed.reply);
         let [understood_at, understood_len] = turn_blobs.push(&sealed.understood);
+        let [extra_at, extra_len] = match &sealed.reply_extra {
+            Some(extra) => turn_blobs.push(extra).map(Some),
+            None => [None, None],
+        };
         turns.push(serde_json::json!([
             key,
             head.last_seq,
@@ -212,9 +360,36 @@ pub(super) async fn commit(
             understood_len,
             ts(turn.at),
             turn.elapsed_ms,
+            extra_at,
+            extra_len,
         ]));
         if let Some(id) = &turn.provider_id {
             replies.insert(id.clone(), turn.reply.clone());
+        }
+        for ((contact, recipient, payload), message) in sealed.outbox.iter().zip(&item.outbox) {
+            let [recipient_at, recipient_len] = effect_blobs.push(recipient);
+            let [payload_at, payload_len] = effect_blobs.push(payload);
+            outbox.push(serde_json::json!([
+                contact,
+                recipient_at,
+                recipient_len,
+                message.channel.as_str(),
+                message.kind.as_str(),
+                payload_at,
+                payload_len,
+                message.idempotency_key,
+                ts(message.not_before),
+            ]));
+        }
+        for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
+            let [payload_at, payload_len] = effect_blobs.push(payload);
+            jobs.push(serde_json::json!([
+                job.kind,
+                ts(job.due_at),
+                payload_at,
+                payload_len,
+                job.unique_key,
+            ]));
         }
         outcomes.push(CommitOutcome::Committed {
             version: head.version,
@@ -285,19 +460,58 @@ pub(super) async fn commit(
     .map_err(unavailable)?;
     sqlx::query(
         "INSERT INTO turns (contact_key, seq, channel, provider_id, text, reply, intent, \
-         nlu, understood, at, elapsed_ms) \
+         nlu, understood, at, elapsed_ms, reply_extra) \
          SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, \
          substr(?2, value ->> 4, value ->> 5), substr(?2, value ->> 6, value ->> 7), \
          value ->> 8, value ->> 9, substr(?2, value ->> 10, value ->> 11), value ->> 12, \
-         value ->> 13 FROM json_each(?1)",
+         value ->> 13, substr(?2, value ->> 14, value ->> 15) FROM json_each(?1)",
     )
     .bind(json_list(&turns))
     .bind(turn_blobs.0)
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
+    // In the turns' transaction: a turn and its messages commit or vanish together.
+    if !outbox.is_empty() {
+        sqlx::query(
+            "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
+             idempotency_key, next_attempt_at, created_at) \
+             SELECT value ->> 0, substr(?2, value ->> 1, value ->> 2), value ->> 3, \
+             value ->> 4, substr(?2, value ->> 5, value ->> 6), value ->> 7, value ->> 8, ?3 \
+             FROM json_each(?1) WHERE true ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(json_list(&outbox))
+        .bind(&effect_blobs.0)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    if !jobs.is_empty() {
+        sqlx::query(
+            "INSERT INTO jobs (kind, due_at, payload, unique_key, created_at) \
+             SELECT value ->> 0, value ->> 1, substr(?2, value ->> 2, value ->> 3), \
+             value ->> 4, ?3 FROM json_each(?1) WHERE true \
+             ON CONFLICT (unique_key) DO NOTHING",
+        )
+        .bind(json_list(&jobs))
+        .bind(&effect_blobs.0)
+        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
     tx.commit().await.map_err(unavailable)?;
     Ok(outcomes)
+}
+
+/// A conversation's head as stored: what its compare-and-swap is decided against.
+#[derive(sqlx::FromRow)]
+struct HeadRow {
+    contact_key: String,
+    version: i64,
+    last_seq: i64,
+    owner_epoch: i64,
 }
 
 /// A conversation's newest version as the batch goes: read from the table, then advanced by
@@ -311,16 +525,6 @@ struct Head<'a> {
     state: Option<&'a [u8]>,
     /// The conversation did not exist before this batch (its contact is still to write).
     created: bool,
-}
-
-/// One item's personal data, sealed.
-struct SealedTurn {
-    /// For a first turn, which may create the contact.
-    phone: Option<Vec<u8>>,
-    state: Vec<u8>,
-    text: Vec<u8>,
-    reply: Vec<u8>,
-    understood: Vec<u8>,
 }
 
 /// The sealed values of one statement, concatenated into one blob parameter. The JSON list
@@ -339,196 +543,6 @@ impl Blobs {
 
 fn json_list<T: serde::Serialize>(items: &[T]) -> String {
     serde_json::to_string(items).expect("strings and numbers serialize")
-}
-
-pub(super) async fn processed_reply(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    provider_id: &str,
-) -> Result<Option<String>, StoreError> {
-    let reply: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT reply FROM turns WHERE provider_id = ?1")
-            .bind(provider_id)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    reply
-        .map(|r| sealer.open_str(Field::TurnReply, &r))
-        .transpose()
-}
-
-/// The contact key of the conversation that holds `id`: an exact provider id, else the
-/// first one that starts with it (a CallSid whose turns carry a per-turn suffix).
-pub(super) async fn conversation_of_provider_id(
-    pool: &SqlitePool,
-    id: &str,
-) -> Result<Option<String>, StoreError> {
-    if id.is_empty() {
-        return Ok(None);
-    }
-    let exact: Option<String> =
-        sqlx::query_scalar("SELECT contact_key FROM turns WHERE provider_id = ?1")
-            .bind(id)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    if exact.is_some() {
-        return Ok(exact);
-    }
-    // Text compares bytewise here, so [id, id + U+10FFFF) is exactly the ids starting with
-    // `id`, and the unique index on provider_id answers it.
-    let upper = format!("{id}\u{10FFFF}");
-    sqlx::query_scalar(
-        "SELECT contact_key FROM turns WHERE provider_id >= ?1 AND provider_id < ?2 LIMIT 1",
-    )
-    .bind(id)
-    .bind(upper)
-    .fetch_optional(pool)
-    .await
-    .map_err(unavailable)
-}
-
-type TurnRow = (
-    i64,
-    String,
-    Option<String>,
-    Vec<u8>,
-    Vec<u8>,
-    String,
-    String,
-    String,
-);
-
-pub(super) async fn conversation_log(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    key: &str,
-) -> Result<Option<ConversationLog>, StoreError> {
-    let phone: Option<Vec<u8>> =
-        sqlx::query_scalar("SELECT phone FROM contacts WHERE contact_key = ?1")
-            .bind(key)
-            .fetch_optional(pool)
-            .await
-            .map_err(unavailable)?;
-    let Some(phone) = phone else {
-        return Ok(None);
-    };
-    let rows: Vec<TurnRow> = sqlx::query_as(
-        "SELECT seq, channel, provider_id, text, reply, intent, nlu, at FROM turns \
-         WHERE contact_key = ?1 ORDER BY seq",
-    )
-    .bind(key)
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    let turns = rows
-        .into_iter()
-        .map(
-            |(seq, channel, provider_id, text, reply, intent, nlu, at)| {
-                let sealed = (seq, channel, provider_id, text, reply, intent, nlu);
-                open_turn(sealer, sealed, parse_ts(&at)?)
-            },
-        )
-        .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Some(ConversationLog {
-        conversation: sealer.open_str(Field::ContactPhone, &phone)?,
-        turns,
-    }))
-}
-
-pub(super) async fn stats(pool: &SqlitePool) -> Result<Stats, StoreError> {
-    let conversations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM conversations")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)?;
-    let turns: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM turns")
-        .fetch_one(pool)
-        .await
-        .map_err(unavailable)?;
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM bookings GROUP BY status")
-            .fetch_all(pool)
-            .await
-            .map_err(unavailable)?;
-    let mut bookings = BookingCounts::default();
-    for (status, n) in by_status {
-        match parse_status(&status)? {
-            BookingStatus::Confirmed => bookings.confirmed = n,
-            BookingStatus::Pending => bookings.pending = n,
-            BookingStatus::Cancelled => bookings.cancelled = n,
-        }
-    }
-    Ok(Stats {
-        conversations,
-        turns,
-        bookings,
-    })
-}
-
-type BookingRow = (
-    String,
-    Vec<u8>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    String,
-    String,
-    String,
-    String,
-);
-
-const BOOKING_COLUMNS: &str = "id, phone, name, email, service, start, \"end\", status";
-
-fn booking_from_row(sealer: &Sealer, row: BookingRow) -> Result<Booking, StoreError> {
-    let (id, phone, name, email, service, start, end, status) = row;
-    Ok(Booking {
-        id: id
-            .parse()
-            .map_err(|_| corrupt("a stored booking id is not a UUID"))?,
-        phone: parse_phone(&sealer.open_str(Field::BookingPhone, &phone)?)?,
-        name: sealer.open_opt(Field::BookingName, name.as_deref())?,
-        email: sealer.open_opt(Field::BookingEmail, email.as_deref())?,
-        service,
-        start: parse_ts(&start)?,
-        end: parse_ts(&end)?,
-        status: parse_status(&status)?,
-    })
-}
-
-pub(super) async fn all_bookings(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-) -> Result<Vec<Booking>, StoreError> {
-    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings ORDER BY start, id"
-    )))
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    rows.into_iter()
-        .map(|row| booking_from_row(sealer, row))
-        .collect()
-}
-
-pub(super) async fn upcoming_bookings(
-    pool: &SqlitePool,
-    sealer: &Sealer,
-    from: DateTime<Utc>,
-) -> Result<Vec<Booking>, StoreError> {
-    let rows: Vec<BookingRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {BOOKING_COLUMNS} FROM bookings \
-         WHERE status <> 'cancelled' AND \"end\" > ?1 ORDER BY start, id"
-    )))
-    .bind(ts(from))
-    .fetch_all(pool)
-    .await
-    .map_err(unavailable)?;
-    rows.into_iter()
-        .map(|row| booking_from_row(sealer, row))
-        .collect()
-}
-
-fn calendar_db_error(e: sqlx::Error) -> CalendarError {
-    CalendarError::Unavailable(describe(&e))
 }
 
 /// Whether a confirmed booking other than `except` overlaps `[start, end)`.
@@ -578,7 +592,7 @@ async fn overlaps_confirmed(
 /// bookings that queued up together, so a busy hour is not one commit per booking.
 ///
 /// A database error fails the whole batch (the transaction rolls back, nothing is written).
-pub(super) async fn insert_bookings(
+async fn insert_bookings(
     pool: &SqlitePool,
     gate: &WriteGate,
     sealer: &Sealer,
@@ -587,24 +601,18 @@ pub(super) async fn insert_bookings(
     // Sealed before the write lock is taken, so AES does not run under it.
     let sealed: Vec<SealedBooking> = bookings
         .iter()
-        .map(|b| SealedBooking {
-            id: b.id.to_string(),
-            contact_key: sealer.contact_key(&b.phone),
-            phone: sealer.seal_str(Field::BookingPhone, b.phone.as_str()),
-            name: (b.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n)),
-            email: (b.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e)),
-        })
+        .map(|b| SealedBooking::new(sealer, b))
         .collect();
     let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(calendar_db_error)?;
-    let now = ts(Utc::now());
     let mut results = Vec::with_capacity(bookings.len());
     for (booking, sealed) in bookings.iter().zip(&sealed) {
+        let id = booking.id.to_string();
         let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1")
-            .bind(&sealed.id)
+            .bind(&id)
             .fetch_optional(&mut *tx)
             .await
             .map_err(calendar_db_error)?;
@@ -614,28 +622,14 @@ pub(super) async fn insert_bookings(
             continue;
         }
         if booking.status == BookingStatus::Confirmed
-            && overlaps_confirmed(&mut tx, &sealed.id, booking.start, booking.end).await?
+            && overlaps_confirmed(&mut tx, &id, booking.start, booking.end).await?
         {
             results.push(Err(CalendarError::SlotTaken));
             continue;
         }
-        sqlx::query(
-            "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
-             status, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
-        )
-        .bind(&sealed.id)
-        .bind(&sealed.contact_key)
-        .bind(&sealed.phone)
-        .bind(&sealed.name)
-        .bind(&sealed.email)
-        .bind(&booking.service)
-        .bind(ts(booking.start))
-        .bind(ts(booking.end))
-        .bind(booking.status.as_str())
-        .bind(&now)
-        .execute(&mut *tx)
-        .await
-        .map_err(calendar_db_error)?;
+        sql::insert_booking::<Sqlite>(&mut tx, booking, sealed)
+            .await
+            .map_err(calendar_db_error)?;
         results.push(Ok(()));
     }
     if results.iter().any(Result::is_ok) {
@@ -646,31 +640,21 @@ pub(super) async fn insert_bookings(
     Ok(results)
 }
 
-/// One booking's personal data, sealed, and the keys its row is found by.
-struct SealedBooking {
-    id: String,
-    contact_key: String,
-    phone: Vec<u8>,
-    name: Option<Vec<u8>>,
-    email: Option<Vec<u8>>,
-}
-
-pub(super) async fn move_booking(
+async fn move_booking(
     pool: &SqlitePool,
     gate: &WriteGate,
     id: BookingId,
     new_start: DateTime<Utc>,
     new_end: DateTime<Utc>,
 ) -> Result<(), CalendarError> {
-    let id = id.to_string();
-    let (start, end) = (ts(new_start), ts(new_end));
+    let key = id.to_string();
     let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(calendar_db_error)?;
     let status: Option<String> = sqlx::query_scalar("SELECT status FROM bookings WHERE id = ?1")
-        .bind(&id)
+        .bind(&key)
         .fetch_optional(&mut *tx)
         .await
         .map_err(calendar_db_error)?;
@@ -684,36 +668,12 @@ pub(super) async fn move_booking(
         Some(Some(status)) => status,
     };
     if status == BookingStatus::Confirmed
-        && overlaps_confirmed(&mut tx, &id, new_start, new_end).await?
+        && overlaps_confirmed(&mut tx, &key, new_start, new_end).await?
     {
         return Err(CalendarError::SlotTaken);
     }
-    sqlx::query("UPDATE bookings SET start = ?1, \"end\" = ?2, updated_at = ?3 WHERE id = ?4")
-        .bind(&start)
-        .bind(&end)
-        .bind(ts(Utc::now()))
-        .bind(&id)
-        .execute(&mut *tx)
+    sql::move_booking::<Sqlite>(&mut tx, id, new_start, new_end)
         .await
         .map_err(calendar_db_error)?;
     tx.commit().await.map_err(calendar_db_error)
-}
-
-pub(super) async fn cancel_booking(
-    pool: &SqlitePool,
-    gate: &WriteGate,
-    id: BookingId,
-) -> Result<(), CalendarError> {
-    let _turn = gate.lock().await;
-    let done =
-        sqlx::query("UPDATE bookings SET status = 'cancelled', updated_at = ?1 WHERE id = ?2")
-            .bind(ts(Utc::now()))
-            .bind(id.to_string())
-            .execute(pool)
-            .await
-            .map_err(calendar_db_error)?;
-    if done.rows_affected() == 0 {
-        return Err(CalendarError::NotFound);
-    }
-    Ok(())
 }

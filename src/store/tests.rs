@@ -2,6 +2,7 @@
 //! commit, gapless turn numbers and the admin read models.
 
 use chrono::{DateTime, TimeZone, Utc};
+use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingStatus, Channel, Phone};
 use sara_actors::ports::{CommitOutcome, ConversationStore, TurnCommit, TurnRecord};
 use uuid::Uuid;
@@ -29,13 +30,22 @@ fn turn(phone: &Phone, expected_version: i64, provider_id: Option<&str>, text: &
             channel: Channel::Sms,
             provider_id: provider_id.map(str::to_string),
             text: text.to_string(),
-            reply: format!("reply to {text}"),
+            reply: plain(&format!("reply to {text}")),
             intent: "book".to_string(),
             nlu: "rules".to_string(),
             understood: "{\"acts\":[]}".to_string(),
             at: at(expected_version as u32),
             elapsed_ms: 12,
         },
+        outbox: Vec::new(),
+        jobs: Vec::new(),
+    }
+}
+
+fn plain(text: &str) -> Reply {
+    Reply {
+        text: text.to_string(),
+        ..Reply::default()
     }
 }
 
@@ -50,6 +60,7 @@ async fn seqs(db: &Database, phone: &Phone) -> Vec<i64> {
 on_both_backends!(
     a_stale_version_is_a_conflict_and_writes_nothing,
     a_seen_provider_id_is_a_duplicate_with_the_stored_reply,
+    a_duplicate_is_answered_with_the_whole_reply,
     a_batch_commits_many_conversations_at_once,
     turns_of_one_phone_chain_inside_a_batch,
     turn_numbers_stay_gapless_across_conflicts_and_duplicates,
@@ -157,7 +168,7 @@ async fn a_seen_provider_id_is_a_duplicate_with_the_stored_reply(db: Database) {
         vec![
             CommitOutcome::Committed { version: 1 },
             CommitOutcome::Duplicate {
-                reply: "reply to book".to_string()
+                reply: plain("reply to book")
             },
         ]
     );
@@ -169,16 +180,113 @@ async fn a_seen_provider_id_is_a_duplicate_with_the_stored_reply(db: Database) {
     assert_eq!(
         out,
         vec![CommitOutcome::Duplicate {
-            reply: "reply to book".to_string()
+            reply: plain("reply to book")
         }]
     );
     let stored = db.load(&p).await.expect("load").expect("stored");
     assert_eq!(stored.version, 1, "a duplicate writes nothing");
     assert_eq!(
-        db.processed_reply("SM1").await.expect("query").as_deref(),
-        Some("reply to book")
+        db.processed_reply("SM1").await.expect("query"),
+        Some(plain("reply to book"))
     );
     assert_eq!(seqs(&db, &p).await, vec![1]);
+}
+
+/// A re-delivered message gets its first reply whole: a voice gather its hand-over (Twilio
+/// must dial again, not gather), a WhatsApp message its buttons, a call its hang-up, a
+/// message staff have its silence. Inside the batch and from a later one alike.
+async fn a_duplicate_is_answered_with_the_whole_reply(db: Database) {
+    let p = phone(20);
+    let replies = [
+        Reply {
+            text: "Connecting you now.".into(),
+            handover: true,
+            ..Reply::default()
+        },
+        Reply {
+            text: "Which time suits you?".into(),
+            options: vec!["10:00 AM".into(), "11:30 AM".into(), "2:00 PM".into()],
+            ..Reply::default()
+        },
+        Reply {
+            text: "Goodbye!".into(),
+            end: true,
+            ..Reply::default()
+        },
+        Reply {
+            silent: true,
+            ..Reply::default()
+        },
+    ];
+    let with = |version: i64, id: &str, reply: &Reply| {
+        let mut commit = turn(&p, version, Some(id), "hello");
+        commit.turn.reply = reply.clone();
+        commit
+    };
+    let mut batch: Vec<TurnCommit> = replies
+        .iter()
+        .enumerate()
+        .map(|(n, reply)| with(n as i64, &format!("WA{n}"), reply))
+        .collect();
+    // The first one retried inside the same batch.
+    batch.push(with(4, "WA0", &plain("other")));
+    let out = db.commit(batch).await.expect("commit");
+    assert_eq!(
+        out[4],
+        CommitOutcome::Duplicate {
+            reply: replies[0].clone()
+        }
+    );
+    for (n, reply) in replies.iter().enumerate() {
+        let again = db
+            .commit(vec![with(4, &format!("WA{n}"), &plain("other"))])
+            .await
+            .expect("commit");
+        assert_eq!(
+            again,
+            vec![CommitOutcome::Duplicate {
+                reply: reply.clone()
+            }]
+        );
+        assert_eq!(
+            db.processed_reply(&format!("WA{n}")).await.expect("query"),
+            Some(reply.clone())
+        );
+    }
+    // The log still shows the reply's words.
+    let log = db.turns_for("WA1").await.expect("log").expect("found");
+    assert_eq!(log.turns[1].reply, "Which time suits you?");
+}
+
+/// A reply the cache remembered before whole replies were (its text alone) opens as that
+/// text, silent when empty, as it was answered then; a whole reply opens whole.
+#[test]
+fn the_cache_sealer_opens_whole_replies_and_old_text_ones() {
+    use base64::Engine as _;
+    let key = super::EncryptionKey::generate();
+    let sealer = super::CacheSealer::from_key(&key);
+    let reply = Reply {
+        text: "Connecting you now.".into(),
+        handover: true,
+        ..Reply::default()
+    };
+    assert_eq!(sealer.open_reply(&sealer.seal_reply(&reply)), Some(reply));
+    let old = |text: &str| {
+        base64::engine::general_purpose::STANDARD
+            .encode(sealer.sealer.seal_str(super::Field::CachedReply, text))
+    };
+    assert_eq!(
+        sealer.open_reply(&old("see you then")),
+        Some(plain("see you then"))
+    );
+    assert_eq!(
+        sealer.open_reply(&old("")),
+        Some(Reply {
+            silent: true,
+            ..Reply::default()
+        })
+    );
+    assert_eq!(sealer.open_reply("not base64!"), None);
 }
 
 async fn a_batch_commits_many_conversations_at_once(db: Database) {
@@ -509,7 +617,7 @@ async fn connect_creates_a_missing_sqlite_file_in_wal_mode() {
     // Migrating twice is a no-op.
     db.migrate().await.expect("migrate again");
     assert!(path.exists());
-    let super::Pool::Sqlite(pool) = &db.pool else {
+    let Some(pool) = db.sqlite_pool() else {
         panic!("a sqlite URL gives a SQLite database");
     };
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")

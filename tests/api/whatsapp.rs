@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::Weekday;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use wiremock::matchers::{header, method, path};
+use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::helpers::{Sara, upcoming};
@@ -32,12 +32,35 @@ impl Respond for Forward {
 struct Fixture {
     sara: Sara,
     sent: mpsc::UnboundedReceiver<Value>,
+    /// Read receipts (`"status": "read"`), apart from the messages.
+    read: mpsc::UnboundedReceiver<Value>,
     _graph: MockServer,
+}
+
+/// Answers a read receipt as the Graph API does.
+struct Receipt(mpsc::UnboundedSender<Value>);
+
+impl Respond for Receipt {
+    fn respond(&self, request: &Request) -> ResponseTemplate {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
+        let _ = self.0.send(body);
+        ResponseTemplate::new(200).set_body_json(json!({"success": true}))
+    }
 }
 
 async fn fixture(first_send_fails: bool) -> Fixture {
     let graph = MockServer::start().await;
     let (tx, sent) = mpsc::unbounded_channel();
+    let (read_tx, read) = mpsc::unbounded_channel();
+    // Registered first, so a receipt never takes the failure meant for a message.
+    Mock::given(method("POST"))
+        .and(path("/v21.0/1234567890/messages"))
+        .and(header("authorization", "Bearer wa-access-token"))
+        .and(body_partial_json(json!({"status": "read"})))
+        .respond_with(Receipt(read_tx))
+        .with_priority(1)
+        .mount(&graph)
+        .await;
     if first_send_fails {
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(503))
@@ -64,6 +87,7 @@ async fn fixture(first_send_fails: bool) -> Fixture {
     Fixture {
         sara,
         sent,
+        read,
         _graph: graph,
     }
 }
@@ -152,6 +176,15 @@ async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_firs
         text.contains("Nia Cole") && text.contains("2:00 PM"),
         "{first}"
     );
+    // The customer's message is marked read once its turn is committed.
+    let receipt = tokio::time::timeout(Duration::from_secs(15), f.read.recv())
+        .await
+        .expect("a read receipt before the deadline")
+        .expect("graph stand-in alive");
+    assert_eq!(
+        receipt,
+        json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in1"})
+    );
 
     // Meta delivers the same message again: answered from the record, no second turn.
     assert_eq!(
@@ -190,6 +223,9 @@ async fn a_tapped_button_is_read_as_its_title_and_statuses_start_no_turn() {
     assert_eq!(f.post(&status, None).await, 200);
     let (_, stats) = f.sara.admin_get("/admin/stats").await;
     assert_eq!(stats["turns"], 1);
+    // The status is read as a delivery report of Sara's message.
+    let delivered = r#"sara_delivery_reports_total{channel="whatsapp",status="delivered"}"#;
+    assert_eq!(f.sara.metric(delivered).await, 1.0);
 }
 
 #[tokio::test]

@@ -13,7 +13,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -29,32 +28,75 @@ use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
 /// provider's retry is answered from memory; older duplicates are caught by the store.
-const RECENT_IDS: usize = 8;
+pub(crate) const RECENT_IDS: usize = 8;
 
 /// The persisted state of a conversation.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ConversationState {
     #[serde(rename = "d")]
     pub dialogue: DialogueState,
-    /// (provider id, reply text) of the last few turns, newest last.
+    /// (provider id, reply) of the last few turns, newest last.
     #[serde(rename = "r", default, skip_serializing_if = "VecDeque::is_empty")]
-    pub recent: VecDeque<(String, String)>,
+    pub recent: VecDeque<(String, Remembered)>,
+}
+
+/// A reply as a conversation remembers it for a provider's retry: its text alone when
+/// that is all it is (the form states had before whole replies were kept, and the
+/// smallest), else the whole reply, so a retried delivery is answered with the same
+/// buttons, hand-over or hang-up as the first.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Remembered {
+    Text(String),
+    Whole(Reply),
+}
+
+impl Remembered {
+    pub fn new(reply: &Reply) -> Remembered {
+        let plain = Reply {
+            text: reply.text.clone(),
+            ..Reply::default()
+        };
+        if *reply == plain {
+            Remembered::Text(plain.text)
+        } else {
+            Remembered::Whole(reply.clone())
+        }
+    }
+
+    /// What Sara said, without the buttons or the call's next step.
+    pub fn text(&self) -> &str {
+        match self {
+            Remembered::Text(text) => text,
+            Remembered::Whole(reply) => &reply.text,
+        }
+    }
+
+    pub fn reply(&self) -> Reply {
+        match self {
+            Remembered::Text(text) => Reply {
+                text: text.clone(),
+                ..Reply::default()
+            },
+            Remembered::Whole(reply) => reply.clone(),
+        }
+    }
 }
 
 impl ConversationState {
-    fn replied(&self, provider_id: &str) -> Option<&str> {
+    fn replied(&self, provider_id: &str) -> Option<Reply> {
         self.recent
             .iter()
             .find(|(id, _)| id == provider_id)
-            .map(|(_, r)| r.as_str())
+            .map(|(_, r)| r.reply())
     }
 
-    fn remember(&mut self, provider_id: &str, reply: &str) {
+    fn remember(&mut self, provider_id: &str, reply: &Reply) {
         if self.recent.len() == RECENT_IDS {
             self.recent.pop_front();
         }
         self.recent
-            .push_back((provider_id.to_string(), reply.to_string()));
+            .push_back((provider_id.to_string(), Remembered::new(reply)));
     }
 }
 
@@ -174,11 +216,11 @@ impl Conversation {
                 channel: Channel::Staff,
                 provider_id: None,
                 text: String::new(),
-                reply: String::new(),
+                reply: Reply::default(),
                 intent: "hand_back".into(),
                 nlu: "staff".into(),
                 understood: "{}".into(),
-                at: chrono::Utc::now(),
+                at: self.shared.clock.now(),
                 elapsed_ms: 0,
             };
             let commit = TurnCommit {
@@ -189,6 +231,8 @@ impl Conversation {
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
                 turn: record,
+                outbox: Vec::new(),
+                jobs: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
@@ -282,10 +326,7 @@ impl Conversation {
             && let Some(reply) = self.state.replied(id)
         {
             tracing::info!("duplicate delivery answered from memory");
-            return Ok(Reply {
-                text: reply.to_string(),
-                ..Reply::default()
-            });
+            return Ok(reply);
         }
         // A version conflict means another writer got there first (another instance, or an
         // actor that was passivated while we activated): read again and redo the turn once.
@@ -296,7 +337,7 @@ impl Conversation {
                 recent: self.state.recent.clone(),
             };
             if let Some(id) = &inbound.provider_id {
-                next.remember(id, &decision.reply.text);
+                next.remember(id, &decision.reply);
             }
             let commit = TurnCommit {
                 phone: self.phone.clone(),
@@ -308,13 +349,15 @@ impl Conversation {
                     channel: inbound.channel,
                     provider_id: inbound.provider_id.clone(),
                     text: inbound.text.clone(),
-                    reply: decision.reply.text.clone(),
+                    reply: decision.reply.clone(),
                     intent: decision.intent.as_str().to_string(),
                     nlu: nlu.to_string(),
                     understood: serde_json::to_string(&understood).unwrap_or_default(),
                     at: inbound.at,
                     elapsed_ms: started.elapsed().as_millis().min(u32::MAX as u128) as u32,
                 },
+                outbox: Vec::new(),
+                jobs: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
@@ -326,10 +369,7 @@ impl Conversation {
                 }
                 CommitOutcome::Duplicate { reply } => {
                     tracing::info!("duplicate delivery answered from the store");
-                    return Ok(Reply {
-                        text: reply,
-                        ..Reply::default()
-                    });
+                    return Ok(reply);
                 }
                 CommitOutcome::VersionConflict => {
                     tracing::info!(attempt, "version conflict; reloading the conversation");
@@ -359,7 +399,11 @@ impl Conversation {
             now: inbound.at.with_timezone(&tz),
             services: business.services.iter().map(|s| s.name.clone()).collect(),
             expecting: self.state.dialogue.expecting(),
-            prompt: self.state.recent.back().map(|(_, reply)| reply.clone()),
+            prompt: self
+                .state
+                .recent
+                .back()
+                .map(|(_, reply)| reply.text().to_owned()),
         };
         let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
@@ -413,25 +457,21 @@ impl Conversation {
         };
         let text = inbound.text.clone();
         // The outer bound only covers an AI actor that is gone.
-        match shared
-            .ai
-            .call(
+        let asked = shared
+            .ask_ai(
                 |reply| super::ai::AiMsg::Understand {
                     text,
                     ctx,
                     deadline,
                     reply,
                 },
-                Some(deadline + Duration::from_secs(2)),
+                deadline + Duration::from_secs(2),
             )
-            .await
-        {
-            Ok(CallResult::Success(u)) => u,
-            _ => {
-                tracing::warn!("AI actor did not answer; treating the message as not understood");
-                Understanding::default()
-            }
-        }
+            .await;
+        asked.unwrap_or_else(|error| {
+            tracing::warn!(%error, "AI actor did not answer; treating the message as not understood");
+            Understanding::default()
+        })
     }
 
     fn turn_context<'a>(
@@ -489,17 +529,17 @@ impl Conversation {
     }
 
     async fn run_effect(&self, effect: &Effect) -> Result<(), CalendarError> {
-        let calendar = &self.shared.calendar;
-        let timeout = Some(self.shared.settings.calendar_timeout);
+        let shared = &self.shared;
+        let timeout = shared.settings.calendar_timeout;
         let result = match effect.clone() {
             Effect::Book(booking) => {
-                calendar
-                    .call(|reply| CalendarMsg::Book { booking, reply }, timeout)
+                shared
+                    .ask_calendar(|reply| CalendarMsg::Book { booking, reply }, timeout)
                     .await
             }
             Effect::Reschedule { id, start, end } => {
-                calendar
-                    .call(
+                shared
+                    .ask_calendar(
                         |reply| CalendarMsg::Reschedule {
                             id,
                             start,
@@ -511,17 +551,16 @@ impl Conversation {
                     .await
             }
             Effect::Cancel { id } => {
-                calendar
-                    .call(|reply| CalendarMsg::Cancel { id, reply }, timeout)
+                shared
+                    .ask_calendar(|reply| CalendarMsg::Cancel { id, reply }, timeout)
                     .await
             }
             Effect::Handover => return Ok(()),
         };
-        match result {
-            Ok(CallResult::Success(r)) => r,
-            _ => Err(CalendarError::Unavailable(
-                "calendar actor did not answer".into(),
-            )),
-        }
+        result.unwrap_or_else(|error| {
+            Err(CalendarError::Unavailable(format!(
+                "calendar actor: {error}"
+            )))
+        })
     }
 }

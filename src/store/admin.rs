@@ -1,0 +1,208 @@
+//! The admin read model: what `/logs/{id}`, `/admin/bookings`, `/admin/stats` and the
+//! dashboard show, read the same way on both backends.
+
+use chrono::{DateTime, Utc};
+use sara_actors::model::{Booking, BookingId, BookingStatus, Channel};
+use sara_actors::ports::BoxFuture;
+use serde::{Deserialize, Serialize};
+use sqlx::{Executor, FromRow};
+
+use super::crypto::{Field, Sealer};
+use super::sql::Dialect;
+use super::{StoreError, parse_channel, parse_status, unavailable};
+
+/// `GET /logs/{id}`: one conversation's turns in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationLog {
+    /// The contact's phone (E.164).
+    pub conversation: String,
+    pub turns: Vec<TurnView>,
+}
+
+/// One turn as the admin sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TurnView {
+    /// 1, 2, 3… per conversation, without gaps.
+    pub seq: i64,
+    pub channel: Channel,
+    pub provider_id: Option<String>,
+    pub text: String,
+    pub reply: String,
+    pub intent: String,
+    /// Which understanding read the message ("rules", "llm", "staff").
+    pub nlu: String,
+    pub at: DateTime<Utc>,
+}
+
+/// `GET /admin/bookings`: one booking, times in the business offset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BookingView {
+    pub id: BookingId,
+    pub phone: String,
+    pub name: Option<String>,
+    pub service: String,
+    /// RFC 3339 with the business's UTC offset at that instant.
+    pub start: String,
+    pub end: String,
+    /// `confirmed`, `pending` or `cancelled`.
+    pub status: String,
+}
+
+/// `GET /admin/stats`: what the store counts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub conversations: i64,
+    pub turns: i64,
+    pub bookings: BookingCounts,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BookingCounts {
+    pub confirmed: i64,
+    pub pending: i64,
+    pub cancelled: i64,
+}
+
+/// What the admin reads from a store.
+pub trait AdminReadModel: Send + Sync {
+    /// The conversation behind `id`: a provider message id (MessageSid, wamid; a CallSid
+    /// also finds turns stored as the CallSid plus a suffix) or a phone number.
+    fn turns_for<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>>;
+
+    /// Every booking, ordered by start.
+    fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>>;
+
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>>;
+}
+
+const CONTACT_PHONE: &str = "SELECT phone FROM contacts WHERE contact_key = $1";
+const TURN_LOG: &str = "SELECT seq, channel, provider_id, text, reply, intent, nlu, at \
+     FROM turns WHERE contact_key = $1 ORDER BY seq";
+const COUNTS: &str = "SELECT (SELECT COUNT(*) FROM conversations) AS conversations, \
+     (SELECT COUNT(*) FROM turns) AS turns";
+const BOOKINGS_BY_STATUS: &str = "SELECT status, COUNT(*) AS n FROM bookings GROUP BY status";
+
+/// A turn of the log, its text and reply still sealed.
+#[derive(FromRow)]
+pub(super) struct TurnRow<T> {
+    seq: i64,
+    channel: String,
+    provider_id: Option<String>,
+    text: Vec<u8>,
+    reply: Vec<u8>,
+    intent: String,
+    nlu: String,
+    at: T,
+}
+
+#[derive(FromRow)]
+pub(super) struct Counts {
+    conversations: i64,
+    turns: i64,
+}
+
+#[derive(FromRow)]
+pub(super) struct StatusCount {
+    status: String,
+    n: i64,
+}
+
+/// The log of the conversation of contact `key`: its phone and its turns, opened.
+pub(super) async fn conversation_log<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    key: &str,
+) -> Result<Option<ConversationLog>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (Vec<u8>,): for<'r> FromRow<'r, DB::Row>,
+    TurnRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+{
+    let phone = sqlx::query_scalar::<DB, Vec<u8>>(CONTACT_PHONE)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    let Some(phone) = phone else {
+        return Ok(None);
+    };
+    let rows = sqlx::query_as::<DB, TurnRow<DB::Time>>(TURN_LOG)
+        .bind(key)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    let turns = rows
+        .into_iter()
+        .map(|row| {
+            Ok(TurnView {
+                seq: row.seq,
+                channel: parse_channel(&row.channel)?,
+                provider_id: row.provider_id,
+                text: sealer.open_str(Field::TurnText, &row.text)?,
+                reply: sealer.open_str(Field::TurnReply, &row.reply)?,
+                intent: row.intent,
+                nlu: row.nlu,
+                at: DB::read_time(row.at)?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Some(ConversationLog {
+        conversation: sealer.open_str(Field::ContactPhone, &phone)?,
+        turns,
+    }))
+}
+
+pub(super) async fn stats<DB: Dialect>(pool: &sqlx::Pool<DB>) -> Result<Stats, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    Counts: for<'r> FromRow<'r, DB::Row>,
+    StatusCount: for<'r> FromRow<'r, DB::Row>,
+{
+    let counts = sqlx::query_as::<DB, Counts>(COUNTS)
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)?;
+    let by_status = sqlx::query_as::<DB, StatusCount>(BOOKINGS_BY_STATUS)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    let mut bookings = BookingCounts::default();
+    for row in by_status {
+        match parse_status(&row.status)? {
+            BookingStatus::Confirmed => bookings.confirmed = row.n,
+            BookingStatus::Pending => bookings.pending = row.n,
+            BookingStatus::Cancelled => bookings.cancelled = row.n,
+        }
+    }
+    Ok(Stats {
+        conversations: counts.conversations,
+        turns: counts.turns,
+        bookings,
+    })
+}
+
+/// The conversation behind `id` (a provider message id, or a phone number), its log opened.
+pub(super) async fn turns_for<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    id: &str,
+) -> Result<Option<ConversationLog>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+    (Vec<u8>,): for<'r> FromRow<'r, DB::Row>,
+    TurnRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+{
+    let by_provider = super::sql::conversation_of_provider_id(pool, id).await?;
+    let by_phone = || sara_actors::model::Phone::parse(id).map(|p| sealer.contact_key(&p));
+    match by_provider.or_else(by_phone) {
+        Some(key) => conversation_log(pool, sealer, &key).await,
+        None => Ok(None),
+    }
+}

@@ -1,0 +1,853 @@
+//! What both backends share: the SQL text they run alike (sqlx's SQLite driver takes `$N`
+//! placeholders as PostgreSQL does), the rows it reads as `FromRow` structs, and the reads
+//! and writes built on them, written once over [`Dialect`].
+//!
+//! A backend's own module keeps only what truly differs: the group commit, booking inserts
+//! and moves, the overlap check and the connect options.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use sara_actors::dialogue::Reply;
+use sara_actors::model::{Booking, BookingId, Channel};
+use sara_actors::ports::{
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
+};
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::SqlitePool;
+use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
+
+use super::admin::{self, AdminReadModel, ConversationLog, Stats};
+use super::crypto::{Field, Sealer};
+use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
+use super::{
+    BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
+};
+
+/// How the two backends store what their SQL has in common: an instant is fixed-width UTC
+/// text on SQLite (so text order is time order) and a `timestamptz` on PostgreSQL; a booking
+/// id is text on SQLite and a `uuid` on PostgreSQL.
+pub(super) trait Dialect: Database<Arguments: sqlx::IntoArguments<Self>> {
+    type Time: for<'q> Encode<'q, Self>
+        + for<'r> Decode<'r, Self>
+        + Type<Self>
+        + Send
+        + Sync
+        + Unpin
+        + 'static;
+    type Id: for<'q> Encode<'q, Self>
+        + for<'r> Decode<'r, Self>
+        + Type<Self>
+        + Send
+        + Sync
+        + Unpin
+        + 'static;
+
+    /// `"sqlite"` or `"postgres"`, for logs and metrics.
+    const BACKEND: &'static str;
+
+    /// The contact key of the first turn whose provider id starts with `$1`; `$2` is `$1`
+    /// followed by U+10FFFF, so `[$1, $2)` in code point order is exactly those ids.
+    const PROVIDER_PREFIX: &'static str;
+
+    /// [`outbox::claim_sql`] with the backend's row lock clause.
+    const CLAIM_OUTBOX: &'static str;
+
+    fn time(at: DateTime<Utc>) -> Self::Time;
+    fn read_time(stored: Self::Time) -> Result<DateTime<Utc>, StoreError>;
+    fn id(id: BookingId) -> Self::Id;
+    fn read_id(stored: Self::Id) -> Result<BookingId, StoreError>;
+    fn rows_affected(done: &Self::QueryResult) -> u64;
+
+    /// Whether the backend has one writer at a time (SQLite): then every write of the process
+    /// queues on the store's [`WriteGate`] first.
+    const SINGLE_WRITER: bool;
+
+    /// The backend's migrations (`migrations/sqlite` or `migrations/postgres`).
+    fn migrator() -> &'static sqlx::migrate::Migrator;
+
+    /// The group commit (see [`ConversationStore::commit`]).
+    fn commit<'a>(
+        store: &'a SqlStore<Self>,
+        batch: &'a [TurnCommit],
+    ) -> BoxFuture<'a, Result<Vec<CommitOutcome>, StoreError>>;
+
+    /// See [`BookingRepository::insert_bookings`].
+    fn insert_bookings<'a>(
+        store: &'a SqlStore<Self>,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>>;
+
+    /// See [`BookingRepository::move_booking`].
+    fn move_booking(
+        store: &SqlStore<Self>,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>>;
+
+    /// A database error of a booking write in the calendar's terms.
+    fn calendar_error(e: sqlx::Error) -> CalendarError;
+
+    fn sqlite_pool(_pool: &sqlx::Pool<Self>) -> Option<&SqlitePool> {
+        None
+    }
+
+    fn postgres_pool(_pool: &sqlx::Pool<Self>) -> Option<&PgPool> {
+        None
+    }
+}
+
+/// This process's turn at SQLite's single write lock. Every write transaction of the
+/// process takes it before `BEGIN IMMEDIATE`, so the group commit and the booking writer
+/// queue for each other here and are woken the moment the other is done. Without it the
+/// loser of a race for the lock got `SQLITE_BUSY` and slept in SQLite's busy handler (1, 2,
+/// 5, 10 … ms), which stalled every turn queued behind it. Other processes on the same file
+/// (`sara migrate`, a second `sara chat`) still meet the busy timeout.
+pub(super) type WriteGate = tokio::sync::Mutex<()>;
+
+/// A store on one backend: its pool, the keys, and this process's queue for the write lock
+/// (taken only on a [`Dialect::SINGLE_WRITER`] backend). One implementation of the store's
+/// traits serves both backends; what differs comes from the [`Dialect`].
+pub struct SqlStore<DB: Database> {
+    pub(super) pool: sqlx::Pool<DB>,
+    pub(super) sealer: Arc<Sealer>,
+    pub(super) writes: WriteGate,
+}
+
+/// The SQLite store.
+pub type SqliteStore = SqlStore<sqlx::Sqlite>;
+/// The PostgreSQL store.
+pub type PgStore = SqlStore<sqlx::Postgres>;
+
+impl<DB: Database> SqlStore<DB> {
+    pub(super) fn new(pool: sqlx::Pool<DB>, sealer: Arc<Sealer>) -> SqlStore<DB> {
+        SqlStore {
+            pool,
+            sealer,
+            writes: WriteGate::default(),
+        }
+    }
+}
+
+pub(super) const KEY_CHECK_INSERT: &str = "INSERT INTO store_key_check (id, sealed, created_at) \
+     VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
+pub(super) const KEY_CHECK: &str = "SELECT sealed FROM store_key_check WHERE id = 1";
+const LOAD: &str = "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = $1";
+const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provider_id = $1";
+const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
+const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status \
+     FROM bookings ORDER BY start, id";
+const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status \
+     FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id";
+/// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the
+/// exclusion constraint is then not consulted for it.
+const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name, email, \
+     service, start, \"end\", status, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING";
+const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3 \
+     WHERE id = $4 AND status <> 'cancelled'";
+const CANCEL_BOOKING: &str =
+    "UPDATE bookings SET status = 'cancelled', updated_at = $1 WHERE id = $2";
+
+/// A conversation row, its state still sealed.
+#[derive(FromRow)]
+pub(super) struct ConversationRow {
+    state: Vec<u8>,
+    version: i64,
+    owner_epoch: i64,
+}
+
+/// A committed turn's reply, sealed: what a duplicate delivery is answered with.
+#[derive(FromRow)]
+pub(super) struct ReplyRow {
+    pub provider_id: String,
+    pub reply: Vec<u8>,
+    pub reply_extra: Option<Vec<u8>>,
+}
+
+#[derive(FromRow)]
+pub(super) struct StoredReply {
+    reply: Vec<u8>,
+    reply_extra: Option<Vec<u8>>,
+}
+
+/// A booking row, its personal data still sealed.
+#[derive(FromRow)]
+pub(super) struct BookingRow<I, T> {
+    id: I,
+    phone: Vec<u8>,
+    name: Option<Vec<u8>>,
+    email: Option<Vec<u8>>,
+    service: String,
+    start: T,
+    end: T,
+    status: String,
+}
+
+impl<I, T> BookingRow<I, T> {
+    fn open<DB: Dialect<Id = I, Time = T>>(self, sealer: &Sealer) -> Result<Booking, StoreError> {
+        Ok(Booking {
+            id: DB::read_id(self.id)?,
+            phone: parse_phone(&sealer.open_str(Field::BookingPhone, &self.phone)?)?,
+            name: sealer.open_opt(Field::BookingName, self.name.as_deref())?,
+            email: sealer.open_opt(Field::BookingEmail, self.email.as_deref())?,
+            service: self.service,
+            start: DB::read_time(self.start)?,
+            end: DB::read_time(self.end)?,
+            status: parse_status(&self.status)?,
+        })
+    }
+}
+
+/// One booking's personal data, sealed, and the keys its row is found by. Sealed before a
+/// transaction opens, so AES does not run under a lock.
+pub(super) struct SealedBooking {
+    pub contact_key: String,
+    pub phone: Vec<u8>,
+    pub name: Option<Vec<u8>>,
+    pub email: Option<Vec<u8>>,
+}
+
+impl SealedBooking {
+    pub fn new(sealer: &Sealer, booking: &Booking) -> SealedBooking {
+        SealedBooking {
+            contact_key: sealer.contact_key(&booking.phone),
+            phone: sealer.seal_str(Field::BookingPhone, booking.phone.as_str()),
+            name: (booking.name.as_deref()).map(|n| sealer.seal_str(Field::BookingName, n)),
+            email: (booking.email.as_deref()).map(|e| sealer.seal_str(Field::BookingEmail, e)),
+        }
+    }
+}
+
+/// One turn's personal data, sealed before the commit's transaction opens (no lock is held
+/// while AES runs; a turn that turns out a duplicate or a conflict only wasted its sealing).
+pub(super) struct SealedTurn {
+    /// For a first turn, which may create the contact.
+    pub phone: Option<Vec<u8>>,
+    pub state: Vec<u8>,
+    pub text: Vec<u8>,
+    pub reply: Vec<u8>,
+    /// The reply's parts beside its text, when it has any.
+    pub reply_extra: Option<Vec<u8>>,
+    pub understood: Vec<u8>,
+    /// The turn's outbox rows: (contact key, sealed recipient, sealed payload).
+    pub outbox: Vec<(String, Vec<u8>, Vec<u8>)>,
+    /// The turn's jobs' sealed payloads.
+    pub jobs: Vec<Vec<u8>>,
+}
+
+impl SealedTurn {
+    pub fn new(sealer: &Sealer, item: &sara_actors::ports::TurnCommit) -> SealedTurn {
+        SealedTurn {
+            // Only a first turn may create the contact.
+            phone: (item.expected_version == 0)
+                .then(|| sealer.seal_str(Field::ContactPhone, item.phone.as_str())),
+            state: sealer.seal_str(Field::ConversationState, &item.state),
+            text: sealer.seal_str(Field::TurnText, &item.turn.text),
+            reply: sealer.seal_str(Field::TurnReply, &item.turn.reply.text),
+            reply_extra: super::seal_reply_extra(sealer, &item.turn.reply),
+            understood: sealer.seal_str(Field::TurnUnderstood, &item.turn.understood),
+            outbox: (item.outbox.iter())
+                .map(|m| {
+                    (
+                        sealer.contact_key(&m.contact),
+                        sealer.seal_str(Field::OutboxRecipient, &m.recipient),
+                        sealer.seal_str(Field::OutboxPayload, &m.payload),
+                    )
+                })
+                .collect(),
+            jobs: (item.jobs.iter())
+                .map(|j| sealer.seal_str(Field::JobPayload, &j.payload))
+                .collect(),
+        }
+    }
+}
+
+/// Provider id → stored reply, opened, for the ids a commit's batch found already committed.
+pub(super) fn open_replies(
+    sealer: &Sealer,
+    rows: Vec<ReplyRow>,
+) -> Result<HashMap<String, Reply>, StoreError> {
+    rows.into_iter()
+        .map(|row| {
+            let reply = open_reply(sealer, &row.reply, row.reply_extra.as_deref())?;
+            Ok((row.provider_id, reply))
+        })
+        .collect()
+}
+
+/// The sealed key check value: the stored one, or `candidate` when this is the first start
+/// (instances starting together agree on whichever row was inserted first).
+pub(super) async fn key_check<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    candidate: &[u8],
+) -> Result<Vec<u8>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    (Vec<u8>,): for<'r> FromRow<'r, DB::Row>,
+{
+    sqlx::query::<DB>(KEY_CHECK_INSERT)
+        .bind(candidate)
+        .bind(DB::time(Utc::now()))
+        .execute(pool)
+        .await
+        .map_err(unavailable)?;
+    sqlx::query_scalar::<DB, Vec<u8>>(KEY_CHECK)
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)
+}
+
+pub(super) async fn load<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    key: &str,
+) -> Result<Option<StoredConversation>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    ConversationRow: for<'r> FromRow<'r, DB::Row>,
+{
+    let row = sqlx::query_as::<DB, ConversationRow>(LOAD)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    row.map(|row| {
+        Ok(StoredConversation {
+            state: sealer.open_str(Field::ConversationState, &row.state)?,
+            version: row.version,
+            owner_epoch: row.owner_epoch,
+        })
+    })
+    .transpose()
+}
+
+pub(super) async fn processed_reply<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    provider_id: &str,
+) -> Result<Option<Reply>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    StoredReply: for<'r> FromRow<'r, DB::Row>,
+{
+    let row = sqlx::query_as::<DB, StoredReply>(PROCESSED_REPLY)
+        .bind(provider_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    row.map(|row| open_reply(sealer, &row.reply, row.reply_extra.as_deref()))
+        .transpose()
+}
+
+/// The contact key of the conversation that holds `id`: an exact provider id, else the
+/// first one that starts with it (a CallSid whose turns carry a per-turn suffix).
+pub(super) async fn conversation_of_provider_id<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    id: &str,
+) -> Result<Option<String>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+{
+    if id.is_empty() {
+        return Ok(None);
+    }
+    let exact = sqlx::query_scalar::<DB, String>(CONTACT_OF_PROVIDER_ID)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    if exact.is_some() {
+        return Ok(exact);
+    }
+    sqlx::query_scalar::<DB, String>(DB::PROVIDER_PREFIX)
+        .bind(id)
+        .bind(format!("{id}\u{10FFFF}"))
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)
+}
+
+/// Every booking (`from` = `None`), or those not cancelled that end after `from`; ordered by
+/// start.
+pub(super) async fn bookings<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    from: Option<DateTime<Utc>>,
+) -> Result<Vec<Booking>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    BookingRow<DB::Id, DB::Time>: for<'r> FromRow<'r, DB::Row>,
+{
+    let query = match from {
+        None => sqlx::query_as::<DB, BookingRow<DB::Id, DB::Time>>(ALL_BOOKINGS),
+        Some(from) => sqlx::query_as(UPCOMING_BOOKINGS).bind(DB::time(from)),
+    };
+    let rows = query.fetch_all(pool).await.map_err(unavailable)?;
+    rows.into_iter().map(|row| row.open::<DB>(sealer)).collect()
+}
+
+/// Inserts one booking row (nothing when its id is already written).
+pub(super) async fn insert_booking<'c, DB: Dialect>(
+    conn: &'c mut DB::Connection,
+    booking: &Booking,
+    sealed: &SealedBooking,
+) -> Result<(), sqlx::Error>
+where
+    &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query::<DB>(INSERT_BOOKING)
+        .bind(DB::id(booking.id))
+        .bind(sealed.contact_key.as_str())
+        .bind(sealed.phone.as_slice())
+        .bind(sealed.name.as_deref())
+        .bind(sealed.email.as_deref())
+        .bind(booking.service.as_str())
+        .bind(DB::time(booking.start))
+        .bind(DB::time(booking.end))
+        .bind(booking.status.as_str())
+        .bind(DB::time(Utc::now()))
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+/// Moves a booking that is not cancelled; how many rows moved (0 or 1).
+pub(super) async fn move_booking<'c, DB: Dialect>(
+    conn: &'c mut DB::Connection,
+    id: BookingId,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<u64, sqlx::Error>
+where
+    &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let done = sqlx::query::<DB>(MOVE_BOOKING)
+        .bind(DB::time(start))
+        .bind(DB::time(end))
+        .bind(DB::time(Utc::now()))
+        .bind(DB::id(id))
+        .execute(conn)
+        .await?;
+    Ok(DB::rows_affected(&done))
+}
+
+/// Marks a booking cancelled; how many rows matched (0 for an unknown id).
+pub(super) async fn cancel_booking<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    id: BookingId,
+) -> Result<u64, sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let done = sqlx::query::<DB>(CANCEL_BOOKING)
+        .bind(DB::time(Utc::now()))
+        .bind(DB::id(id))
+        .execute(pool)
+        .await?;
+    Ok(DB::rows_affected(&done))
+}
+
+/// A round trip to the database, for `/ready`.
+pub(super) async fn ping<DB: Dialect>(pool: &sqlx::Pool<DB>) -> Result<(), StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    sqlx::query::<DB>("SELECT 1")
+        .execute(pool)
+        .await
+        .map(drop)
+        .map_err(unavailable)
+}
+
+/// The reads and writes above as boxed futures, for any backend that meets what their SQL
+/// needs of it (both do): the sqlx bounds are stated once, here.
+pub(super) trait Shared: Dialect {
+    fn run_migrations(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn key_check<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        candidate: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
+    fn ping(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>>;
+    fn load<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: String,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>>;
+    fn processed_reply<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>>;
+    fn bookings<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        from: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<Booking>, StoreError>>;
+    fn cancel_booking(
+        pool: &sqlx::Pool<Self>,
+        id: BookingId,
+    ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    fn turns_for<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>>;
+    fn stats(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Stats, StoreError>>;
+    fn claim_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (Channel, &'a str, DateTime<Utc>, DateTime<Utc>, i64),
+    ) -> BoxFuture<'a, Result<Vec<ClaimedMessage>, StoreError>>;
+    fn settle<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: i64,
+        owner: &'a str,
+        how: Settle<'a>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn update_status<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        channel: Channel,
+        provider_id: &'a str,
+        report: DeliveryReport,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn list_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>>;
+}
+
+impl<DB: Dialect> Shared for DB
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+    (Vec<u8>,): for<'r> FromRow<'r, DB::Row>,
+    ConversationRow: for<'r> FromRow<'r, DB::Row>,
+    StoredReply: for<'r> FromRow<'r, DB::Row>,
+    BookingRow<DB::Id, DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::TurnRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::Counts: for<'r> FromRow<'r, DB::Row>,
+    admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+{
+    fn claim_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (Channel, &'a str, DateTime<Utc>, DateTime<Utc>, i64),
+    ) -> BoxFuture<'a, Result<Vec<ClaimedMessage>, StoreError>> {
+        Box::pin(outbox::claim(pool, sealer, args))
+    }
+
+    fn settle<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: i64,
+        owner: &'a str,
+        how: Settle<'a>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(outbox::settle(pool, id, owner, how))
+    }
+
+    fn update_status<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        channel: Channel,
+        provider_id: &'a str,
+        report: DeliveryReport,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(outbox::update_status(pool, channel, provider_id, report))
+    }
+
+    fn list_outbox<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>> {
+        Box::pin(outbox::list(pool, sealer, limit))
+    }
+
+    fn run_migrations(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            DB::migrator()
+                .run(pool)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("migration failed: {e}")))
+        })
+    }
+
+    fn key_check<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        candidate: &'a [u8],
+    ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
+        Box::pin(key_check(pool, candidate))
+    }
+
+    fn ping(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(ping(pool))
+    }
+
+    fn load<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: String,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
+        Box::pin(async move { load(pool, sealer, &key).await })
+    }
+
+    fn processed_reply<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
+        Box::pin(processed_reply(pool, sealer, provider_id))
+    }
+
+    fn bookings<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        from: Option<DateTime<Utc>>,
+    ) -> BoxFuture<'a, Result<Vec<Booking>, StoreError>> {
+        Box::pin(bookings(pool, sealer, from))
+    }
+
+    fn cancel_booking(
+        pool: &sqlx::Pool<Self>,
+        id: BookingId,
+    ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
+        Box::pin(cancel_booking(pool, id))
+    }
+
+    fn turns_for<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>> {
+        Box::pin(admin::turns_for(pool, sealer, id))
+    }
+
+    fn stats(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Stats, StoreError>> {
+        Box::pin(admin::stats(pool))
+    }
+}
+
+impl<DB: Shared> Store for SqlStore<DB> {
+    fn backend(&self) -> &'static str {
+        DB::BACKEND
+    }
+
+    fn admin(&self) -> &dyn AdminReadModel {
+        self
+    }
+
+    fn outbox(&self) -> &dyn OutboxRepository {
+        self
+    }
+
+    fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        DB::run_migrations(&self.pool)
+    }
+
+    fn key_check<'a>(&'a self, candidate: &'a [u8]) -> BoxFuture<'a, Result<Vec<u8>, StoreError>> {
+        DB::key_check(&self.pool, candidate)
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        DB::ping(&self.pool)
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
+    }
+
+    fn sqlite_pool(&self) -> Option<&SqlitePool> {
+        DB::sqlite_pool(&self.pool)
+    }
+
+    fn postgres_pool(&self) -> Option<&PgPool> {
+        DB::postgres_pool(&self.pool)
+    }
+}
+
+impl<DB: Shared> ConversationStore for SqlStore<DB> {
+    fn load<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
+        DB::load(&self.pool, &self.sealer, self.sealer.contact_key(phone))
+    }
+
+    fn commit(
+        &self,
+        batch: Vec<TurnCommit>,
+    ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>> {
+        Box::pin(async move { DB::commit(self, &batch).await })
+    }
+
+    fn processed_reply<'a>(
+        &'a self,
+        provider_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Reply>, StoreError>> {
+        DB::processed_reply(&self.pool, &self.sealer, provider_id)
+    }
+}
+
+impl<DB: Shared> BookingRepository for SqlStore<DB> {
+    fn upcoming_bookings(
+        &self,
+        from: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
+        DB::bookings(&self.pool, &self.sealer, Some(from))
+    }
+
+    fn insert_bookings<'a>(
+        &'a self,
+        bookings: &'a [Booking],
+    ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
+        DB::insert_bookings(self, bookings)
+    }
+
+    fn move_booking(
+        &self,
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), CalendarError>> {
+        DB::move_booking(self, id, start, end)
+    }
+
+    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            match DB::cancel_booking(&self.pool, id).await {
+                Ok(0) => Err(CalendarError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) => Err(DB::calendar_error(e)),
+            }
+        })
+    }
+}
+
+impl<DB: Shared> AdminReadModel for SqlStore<DB> {
+    fn turns_for<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>> {
+        DB::turns_for(&self.pool, &self.sealer, id)
+    }
+
+    fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
+        DB::bookings(&self.pool, &self.sealer, None)
+    }
+
+    fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
+        DB::stats(&self.pool)
+    }
+}
+
+/// The write gate's guard on a single-writer backend, nothing on the others.
+async fn single_writer<DB: Dialect>(
+    store: &SqlStore<DB>,
+) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+    if DB::SINGLE_WRITER {
+        Some(store.writes.lock().await)
+    } else {
+        None
+    }
+}
+
+/// The claim holder's update of row `id`.
+fn settled<'a, DB: Shared>(
+    store: &'a SqlStore<DB>,
+    id: i64,
+    owner: &'a str,
+    how: Settle<'a>,
+) -> BoxFuture<'a, Result<bool, StoreError>> {
+    Box::pin(async move {
+        let _turn = single_writer(store).await;
+        DB::settle(&store.pool, id, owner, how).await
+    })
+}
+
+impl<DB: Shared> OutboxRepository for SqlStore<DB> {
+    fn claim_outbox<'a>(
+        &'a self,
+        channel: Channel,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ClaimedMessage>, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            let args = (channel, owner, now, lease_until, limit);
+            DB::claim_outbox(&self.pool, &self.sealer, args).await
+        })
+    }
+
+    fn mark_sent<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        provider_id: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        settled(self, id, owner, Settle::Sent { provider_id, at })
+    }
+
+    fn reschedule<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        next_attempt_at: DateTime<Utc>,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let how = Settle::Retry {
+            at: next_attempt_at,
+            error,
+        };
+        settled(self, id, owner, how)
+    }
+
+    fn mark_dead<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        settled(self, id, owner, Settle::Dead { error })
+    }
+
+    fn update_status<'a>(
+        &'a self,
+        channel: Channel,
+        provider_id: &'a str,
+        report: DeliveryReport,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::update_status(&self.pool, channel, provider_id, report).await
+        })
+    }
+
+    fn list_outbox(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OutboxView>, StoreError>> {
+        DB::list_outbox(&self.pool, &self.sealer, limit)
+    }
+}
