@@ -5,6 +5,7 @@
 
 mod admin;
 mod delivery;
+mod dialogs;
 mod email;
 mod faults;
 mod google;
