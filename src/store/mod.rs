@@ -18,11 +18,14 @@
 
 mod admin;
 mod crypto;
+pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod sql;
 mod sqlite;
 
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
@@ -132,6 +135,8 @@ pub trait Store: ConversationStore + BookingRepository {
     fn admin(&self) -> &dyn AdminReadModel;
 
     fn outbox(&self) -> &dyn outbox::OutboxRepository;
+
+    fn jobs(&self) -> &dyn jobs::JobRepository;
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -321,6 +326,11 @@ impl Database {
     /// The outbox, for its relays and `/admin/outbox` (see [`outbox`]).
     pub fn outbox(&self) -> &dyn outbox::OutboxRepository {
         self.store.outbox()
+    }
+
+    /// The scheduled jobs, for the schedulers (see [`jobs`]).
+    pub fn jobs(&self) -> &dyn jobs::JobRepository {
+        self.store.jobs()
     }
 
     /// Every booking, ordered by start, times shown in `tz`.
