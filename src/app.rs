@@ -6,8 +6,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use ractor::{Actor, ActorRef};
-use sara_actors::engine::channel::{ChannelActor, ChannelArgs, ChannelMsg};
 use sara_actors::engine::{Engine, Ports};
 use sara_actors::ports::SystemClock;
 use tokio::net::TcpListener;
@@ -68,12 +66,11 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (e.g. by an embedding program); then
             // our handle simply renders nothing.
             let _ = metrics::set_global_recorder(recorder);
-            for name in [
-                "sara_turns_total",
-                "sara_actor_restarts_total",
-                "sara_nlu_fallbacks_total",
-            ] {
+            for name in ["sara_turns_total", "sara_nlu_fallbacks_total"] {
                 metrics::counter!(name).absolute(0);
+            }
+            for actor in sara_actors::engine::ACTOR_KINDS {
+                metrics::counter!("sara_actor_restarts_total", "actor" => actor).absolute(0);
             }
             metrics::gauge!("sara_nlu_breaker_open").set(0.0);
             metrics::gauge!("sara_live_conversations").set(0.0);
@@ -100,6 +97,7 @@ impl App {
             store: Arc::new(db.clone()),
             clock: Arc::new(SystemClock),
             notifier: email_notifier(&config, &business)?,
+            outbound: whatsapp_outbound(&config)?,
         };
         // Every turn runs under its conversation's lease: in process on one instance, in
         // Redis across several (see README, "Production mode").
@@ -126,52 +124,40 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
-        let whatsapp = self.whatsapp_channel().await?;
         let state = AppState {
             engine: self.engine.clone(),
             db: self.db.clone(),
             config: self.config.clone(),
             metrics: metrics_handle(),
             cache: self.cache.clone(),
-            whatsapp: whatsapp.clone(),
+            // The store's outbox implements DeliveryStatuses once it has the table.
+            delivery: None,
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
-        axum::serve(
-            listener,
-            http::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await?;
+        let limits = http::server::ServerLimits::new(
+            &self.config.server.connections,
+            http::server::raise_fd_limit(),
+        );
+        http::server::serve(listener, http::router(state), limits, shutdown, grace).await?;
         let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
-        if let Some(channel) = whatsapp {
-            channel.stop(None);
-        }
         self.db.close().await;
         Ok(())
     }
 }
 
-impl App {
-    /// The channel actor for WhatsApp replies, when an access token and phone number id are set.
-    async fn whatsapp_channel(&self) -> Result<Option<ActorRef<ChannelMsg>>, AppError> {
-        let wa = &self.config.whatsapp;
-        let (Some(token), Some(number)) =
-            (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
-        else {
-            return Ok(None);
-        };
-        let client = GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
-            .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))?;
-        let args = ChannelArgs {
-            outbound: Arc::new(client),
-            max_attempts: 6,
-            first_backoff: Duration::from_millis(500),
-        };
-        let (actor, _) = Actor::spawn(None, ChannelActor, args)
-            .await
-            .map_err(|e| AppError::Unsupported(format!("whatsapp channel: {e}")))?;
-        Ok(Some(actor))
-    }
+/// The WhatsApp Graph client for replies, when an access token and phone number id are set;
+/// the engine's channel actor delivers through it.
+fn whatsapp_outbound(
+    config: &Config,
+) -> Result<Option<Arc<dyn sara_actors::ports::Outbound>>, AppError> {
+    let wa = &config.whatsapp;
+    let (Some(token), Some(number)) = (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
+    else {
+        return Ok(None);
+    };
+    let client = GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
+        .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))?;
+    Ok(Some(Arc::new(client)))
 }
 
 /// The calendar `calendar.provider` names: "local" (the bookings table) or "google".

@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use sara_actors::business::{Business, Faq, Service, WeeklyHours};
 use sara_actors::engine::EngineSettings;
 use sara_actors::model::Phone;
+use sara_actors::outbound::RetryPolicy;
+use sara_actors::reminders::{QuietHours, ReminderSettings};
 use serde::{Deserialize, Deserializer, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +40,8 @@ pub struct Config {
     pub debug: DebugConfig,
     pub engine: EngineConfig,
     pub limits: LimitsConfig,
+    pub reminders: RemindersConfig,
+    pub outbox: OutboxConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,6 +53,32 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// How long shutdown waits for in-flight turns.
     pub shutdown_grace_secs: u64,
+    /// Timeouts and the cap of inbound connections (keys of `[server]` too).
+    #[serde(flatten)]
+    pub connections: ConnectionLimits,
+}
+
+/// How long and how many inbound connections may stay open (`[server]` keys; see
+/// `http::server`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionLimits {
+    /// A request head (and, on a kept-alive connection, the next one) must arrive within this.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no byte moving for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Open connections at most; lowered at start when the open-file limit is too small.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -58,6 +88,7 @@ impl Default for ServerConfig {
             public_url: "http://127.0.0.1:8080".into(),
             max_body_bytes: 64 * 1024,
             shutdown_grace_secs: 20,
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -196,11 +227,35 @@ impl Default for CalendarConfig {
     }
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TwilioConfig {
     #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
     pub auth_token: Option<String>,
+    /// The secret of a Twilio Webhooks SharedKey, for webhooks a Webhook Rule signs with it
+    /// (they carry `X-Twilio-Webhooks-Signature-Settings`).
+    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
+    pub shared_key_secret: Option<String>,
+    /// The account (`AC…`) that sends SMS by REST; with `from` it enables messages Sara starts.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub account_sid: Option<String>,
+    /// An E.164 number of the account, or a Messaging Service SID (`MG…`).
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub from: Option<String>,
+    /// Where Twilio's REST API lives (a local stand-in in tests).
+    pub api_base: String,
+}
+
+impl Default for TwilioConfig {
+    fn default() -> Self {
+        TwilioConfig {
+            auth_token: None,
+            shared_key_secret: None,
+            account_sid: None,
+            from: None,
+            api_base: "https://api.twilio.com".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -217,6 +272,11 @@ pub struct WhatsAppConfig {
     /// Where the Graph API lives (a local stand-in in tests).
     pub graph_base_url: String,
     pub graph_version: String,
+    /// The approved template sent when the 24-hour customer-service window is closed; body
+    /// parameters {{1}} first name, {{2}} service, {{3}} day and time.
+    #[serde(deserialize_with = "lenient_opt_string")]
+    pub reminder_template: Option<String>,
+    pub template_language: String,
 }
 
 impl Default for WhatsAppConfig {
@@ -228,6 +288,8 @@ impl Default for WhatsAppConfig {
             phone_number_id: None,
             graph_base_url: "https://graph.facebook.com".into(),
             graph_version: "v21.0".into(),
+            reminder_template: None,
+            template_language: "en_US".into(),
         }
     }
 }
@@ -304,6 +366,79 @@ impl Default for LimitsConfig {
         LimitsConfig {
             phone_per_minute: 120,
             bad_signature_per_ip_per_minute: 60,
+        }
+    }
+}
+
+/// `[reminders]`: when reminders go out before each confirmed booking.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RemindersConfig {
+    /// Minutes before the appointment; a whole number of days keeps the local time (DST too).
+    pub offsets_minutes: Vec<u32>,
+    /// Local hours with no reminder, `"HH:MM-HH:MM"` (may wrap midnight); `""` = none.
+    pub quiet_hours: String,
+}
+
+impl Default for RemindersConfig {
+    fn default() -> Self {
+        RemindersConfig {
+            offsets_minutes: vec![1440, 120],
+            quiet_hours: "21:00-08:00".into(),
+        }
+    }
+}
+
+impl RemindersConfig {
+    /// The checked settings: offsets of at least one minute and readable quiet hours.
+    pub fn settings(&self) -> Result<ReminderSettings, ConfigError> {
+        if self.offsets_minutes.contains(&0) {
+            return Err(ConfigError::Invalid(
+                "reminders.offsets_minutes: every offset must be at least 1 minute".into(),
+            ));
+        }
+        let quiet_hours = match self.quiet_hours.trim() {
+            "" => None,
+            spec => Some(
+                QuietHours::parse(spec)
+                    .map_err(|e| ConfigError::Invalid(format!("reminders.quiet_hours: {e}")))?,
+            ),
+        };
+        Ok(ReminderSettings {
+            offsets_minutes: self.offsets_minutes.clone(),
+            quiet_hours,
+        })
+    }
+}
+
+/// `[outbox]`: how long and how often a message that a provider refused for now is retried.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutboxConfig {
+    /// Wait before the second attempt; doubled (with jitter) for each one after.
+    pub first_backoff_ms: u64,
+    /// The longest wait between two attempts (a provider's `Retry-After` may ask for more).
+    pub max_backoff_secs: u64,
+    /// After this long since the message was written it is given up (`dead`).
+    pub give_up_minutes: u64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        OutboxConfig {
+            first_backoff_ms: 500,
+            max_backoff_secs: 300,
+            give_up_minutes: 24 * 60,
+        }
+    }
+}
+
+impl OutboxConfig {
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            first: Duration::from_millis(self.first_backoff_ms.max(1)),
+            max: Duration::from_secs(self.max_backoff_secs.max(1)),
+            give_up_after: Duration::from_secs(self.give_up_minutes.saturating_mul(60)),
         }
     }
 }
@@ -417,6 +552,7 @@ impl Config {
                 n => n,
             },
             lease_wait: Duration::from_millis(self.storage.lease_wait_ms),
+            delivery_retry: self.outbox.retry_policy(),
             ..EngineSettings::default()
         }
     }
@@ -437,6 +573,11 @@ mod tests {
         assert_eq!(business.timezone, chrono_tz::America::New_York);
         assert!(business.services.len() >= 3);
         assert!(config.faq.len() >= 4);
+        let reminders = config
+            .reminders
+            .settings()
+            .expect("config.toml reminders are valid");
+        assert_eq!(reminders, ReminderSettings::default());
         assert!(
             config.twilio.auth_token.is_none(),
             "no secret in the repository config"
@@ -460,5 +601,70 @@ mod tests {
             assert!(config.debug.faults);
             Ok(())
         });
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure signature is fixed"
+    )]
+    fn reminders_and_twilio_rest_come_from_the_file_or_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "c.toml",
+                "[reminders]\noffsets_minutes = [2880, 60]\nquiet_hours = \"22:00-07:30\"\n",
+            )?;
+            jail.set_env("SARA_TWILIO__ACCOUNT_SID", "AC0123");
+            jail.set_env("SARA_TWILIO__FROM", "+15550100000");
+            jail.set_env("SARA_WHATSAPP__REMINDER_TEMPLATE", "appointment_reminder");
+            let config = Config::load(Path::new("c.toml")).expect("loads");
+            let settings = config.reminders.settings().expect("valid");
+            assert_eq!(settings.offsets_minutes, [2880, 60]);
+            let quiet = settings.quiet_hours.expect("quiet hours");
+            assert_eq!(quiet.start.to_string(), "22:00:00");
+            assert_eq!(quiet.end.to_string(), "07:30:00");
+            assert_eq!(config.twilio.account_sid.as_deref(), Some("AC0123"));
+            // The environment reads "+15550100000" as a number; the sender is the same.
+            let from = config.twilio.from.as_deref().expect("from");
+            assert_eq!(
+                crate::channels::twilio_rest::TwilioSender::parse(from).expect("sender"),
+                crate::channels::twilio_rest::TwilioSender::Number(
+                    Phone::parse("+15550100000").expect("phone")
+                )
+            );
+            assert_eq!(config.twilio.api_base, "https://api.twilio.com");
+            assert_eq!(
+                config.whatsapp.reminder_template.as_deref(),
+                Some("appointment_reminder")
+            );
+            assert_eq!(config.whatsapp.template_language, "en_US");
+            jail.set_env("SARA_REMINDERS__OFFSETS_MINUTES", "[1440]");
+            jail.set_env("SARA_REMINDERS__QUIET_HOURS", "");
+            let config = Config::load(Path::new("c.toml")).expect("loads");
+            let settings = config.reminders.settings().expect("valid");
+            assert_eq!(settings.offsets_minutes, [1440]);
+            assert_eq!(settings.quiet_hours, None);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_reminder_settings_stop_the_start_with_a_clear_message() {
+        let bad = |offsets: Vec<u32>, quiet: &str| {
+            RemindersConfig {
+                offsets_minutes: offsets,
+                quiet_hours: quiet.into(),
+            }
+            .settings()
+            .expect_err("refused")
+            .to_string()
+        };
+        assert!(bad(vec![0], "21:00-08:00").contains("offsets_minutes"));
+        assert!(bad(vec![60], "9pm-8am").contains("reminders.quiet_hours"));
+        let defaults = RemindersConfig::default().settings().expect("valid");
+        assert_eq!(defaults, ReminderSettings::default());
+        let policy = OutboxConfig::default().retry_policy();
+        assert_eq!(policy.first, Duration::from_millis(500));
+        assert_eq!(policy.give_up_after, Duration::from_secs(86_400));
     }
 }

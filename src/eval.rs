@@ -69,6 +69,36 @@ struct Turn {
     slots: BTreeMap<String, String>,
     #[serde(default = "yes")]
     score: bool,
+    /// What the receptionist said just before the turn.
+    #[serde(default)]
+    prompt: Option<String>,
+    /// What that line asked for; `Some(None)` when the corpus says it asked for nothing,
+    /// `None` when the corpus gives no context at all.
+    #[serde(default, deserialize_with = "present")]
+    expecting: Option<Option<String>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`, by `default`).
+fn present<'de, D>(d: D) -> Result<Option<Option<String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Option::<String>::deserialize(d).map(Some)
+}
+
+/// The corpus's name of what a line asked for, as the NLU's slot.
+fn slot_named(name: &str) -> Option<Slot> {
+    Some(match name {
+        "service" => Slot::Service,
+        "date" => Slot::Date,
+        "time" => Slot::Time,
+        "name" => Slot::Name,
+        "email" => Slot::Email,
+        "confirmation" => Slot::Confirmation,
+        "option" => Slot::Option,
+        "booking" => Slot::Booking,
+        _ => return None,
+    })
 }
 
 fn yes() -> bool {
@@ -155,16 +185,23 @@ pub async fn run(
             .from_local_datetime(&dialog.now)
             .earliest()
             .with_context(|| format!("dialog {}: `now` does not exist in its zone", dialog.id))?;
-        let mut expecting = None;
+        let mut guessed = None;
         for (index, turn) in dialog.turns.iter().enumerate() {
+            // The corpus's own context when it gives one, as a live conversation would;
+            // otherwise a guess from the previous turn.
+            let expecting = match &turn.expecting {
+                Some(named) => named.as_deref().and_then(slot_named),
+                None => guessed,
+            };
             let ctx = NluContext {
                 now,
                 services: services.clone(),
                 expecting,
+                prompt: turn.prompt.clone(),
             };
             // A failing NLU is scored as understanding nothing.
             let u = nlu.understand(&turn.user, &ctx).await.unwrap_or_default();
-            expecting = expecting_after(&u);
+            guessed = expecting_after(&u);
             summary.turns += 1;
             let llm = u.source == NluSource::Llm;
             let date = u.date.map(|d| d.format("%Y-%m-%d").to_string());

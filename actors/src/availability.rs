@@ -244,6 +244,37 @@ impl<'a> Availability<'a> {
         found
     }
 
+    /// Up to `n` free starts strictly before `before`, the closest first on the same day and
+    /// then the latest ones of earlier days (never before `now`), in time order:
+    /// "anything earlier?".
+    pub fn before(
+        &self,
+        before: DateTime<Utc>,
+        minutes: u32,
+        busy: &[Interval],
+        now: DateTime<Utc>,
+        n: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let today = self.local_date(now);
+        let mut day = self.local_date(before);
+        let mut found: Vec<DateTime<Utc>> = Vec::new();
+        while found.len() < n && day >= today {
+            let mut starts: Vec<_> = self
+                .free_starts(day, minutes, busy, now)
+                .into_iter()
+                .filter(|&s| s < before)
+                .collect();
+            while found.len() < n
+                && let Some(s) = starts.pop()
+            {
+                found.push(s);
+            }
+            day -= Duration::days(1);
+        }
+        found.sort();
+        found
+    }
+
     /// The earliest `n` free starts on the days after `day`, up to the horizon.
     fn following(
         &self,

@@ -61,6 +61,8 @@ pub enum DayPart {
     Evening,
     After(NaiveTime),
     Before(NaiveTime),
+    /// A window inside the day: "around lunch", "late afternoon", "first thing".
+    Between(NaiveTime, NaiveTime),
 }
 
 impl DayPart {
@@ -73,8 +75,27 @@ impl DayPart {
             DayPart::Evening => (t(17, 0), t(23, 59)),
             DayPart::After(x) => (x, t(23, 59)),
             DayPart::Before(x) => (t(0, 0), x),
+            DayPart::Between(a, b) => (a, b),
         }
     }
+}
+
+/// A move relative to the time being talked about (the offered, proposed or booked one):
+/// "an hour later", "push it back 30 minutes", "a week later", "the day after".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shift {
+    #[serde(default)]
+    pub days: i64,
+    #[serde(default)]
+    pub minutes: i64,
+}
+
+/// Which way the caller wants other times: "anything later?", "anything earlier?".
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lean {
+    Later,
+    Earlier,
 }
 
 /// A slot the dialogue is waiting for; it helps read bare answers ("3" after "what time?").
@@ -122,6 +143,23 @@ pub struct Understanding {
     /// "next week" with no day named: when moving a booking, the same weekday a week later.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub next_week: bool,
+    /// A move relative to the time being talked about; applied by the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<Shift>,
+    /// "Anything later?" / "anything earlier?": the direction other times are wanted in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lean: Option<Lean>,
+    /// "The earliest you have", "first thing", "asap": the first free times, searched forward.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub earliest: bool,
+    /// The message says something about when that the NLU could not read: the policy asks
+    /// again rather than keep or guess a time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unclear_when: bool,
+    /// A second request in the same message ("cancel Thursday's cleaning and book me a
+    /// whitening Monday"), handled once this one is done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Box<Understanding>>,
     /// The knowledge base's answer when the message asks a question it knows.
     pub faq_answer: Option<String>,
     /// 0..=1, how sure the NLU is; the hybrid router asks the model below a threshold.
@@ -148,4 +186,6 @@ pub struct NluContext {
     pub services: Vec<String>,
     /// What Sara asked for last, if anything.
     pub expecting: Option<Slot>,
+    /// What Sara said just before the message, when known.
+    pub prompt: Option<String>,
 }

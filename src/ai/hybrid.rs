@@ -36,6 +36,7 @@ impl HybridNlu {
             now: chrono::Utc::now().with_timezone(&chrono_tz::UTC),
             services: Vec::new(),
             expecting: None,
+            prompt: None,
         };
         let _ = rules.understand("hello, book me on Friday at 3pm", &warm_up);
         HybridNlu {

@@ -230,10 +230,138 @@ impl KnowledgeBase {
     }
 }
 
-impl sara_actors::ports::KnowledgeBase for KnowledgeBase {
-    fn answer(&self, question: &str) -> Option<String> {
+impl KnowledgeBase {
+    /// The entry that answers one question, when it scores above the floor.
+    fn best(&self, question: &str) -> Option<usize> {
         let best = *self.ranked(question).first()?;
-        (best.0 >= MIN_SCORE).then(|| self.entries[best.1].answer.clone())
+        (best.0 >= MIN_SCORE).then_some(best.1)
+    }
+}
+
+/// The parts of a message that may each ask something: "where are you and is there
+/// parking?" is two questions.
+fn clauses(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    let mut parts = Vec::new();
+    for sentence in lower.split(['?', '!', ';', '\n']) {
+        let mut rest = sentence;
+        loop {
+            let cut = [" and ", " also ", " plus ", ", "]
+                .iter()
+                .filter_map(|sep| rest.find(sep).map(|i| (i, sep.len())))
+                .filter(|&(i, len)| starts_question(&rest[i + len..]))
+                .min();
+            match cut {
+                Some((i, len)) => {
+                    parts.push(rest[..i].to_string());
+                    rest = &rest[i + len..];
+                }
+                None => {
+                    parts.push(rest.to_string());
+                    break;
+                }
+            }
+        }
+    }
+    parts.retain(|p| !p.trim().is_empty());
+    parts
+}
+
+/// Whether a clause opens like a question of its own.
+fn starts_question(clause: &str) -> bool {
+    let first: Vec<&str> = clause.split_whitespace().take(2).collect();
+    matches!(
+        first.first().copied().unwrap_or(""),
+        "where"
+            | "what"
+            | "what's"
+            | "whats"
+            | "how"
+            | "when"
+            | "which"
+            | "who"
+            | "is"
+            | "are"
+            | "do"
+            | "does"
+            | "can"
+            | "could"
+            | "may"
+            | "will"
+            | "would"
+    ) && !matches!(first.get(1).copied(), Some("i" | "we") if clause.contains("book"))
+}
+
+/// Whether a clause asks to book or change an appointment rather than about the business:
+/// "any openings on Friday?", "do you have a consultation Wednesday?".
+fn about_booking(clause: &str) -> bool {
+    let words: Vec<&str> = clause
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has = |list: &[&str]| words.iter().any(|w| list.contains(w));
+    let booking = has(&[
+        "book",
+        "booking",
+        "schedule",
+        "appointment",
+        "appointments",
+        "reserve",
+        "openings",
+        "opening",
+        "available",
+        "availability",
+        "slot",
+        "slots",
+        "free",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "tomorrow",
+        "today",
+        "tonight",
+    ]);
+    let asks_facts = clause.contains("how much")
+        || clause.contains("opening hours")
+        || has(&[
+            "price", "prices", "cost", "costs", "park", "parking", "where", "address", "policy",
+            "open", "close", "closed", "closing", "hours", "fee", "fees", "charge",
+        ]);
+    booking && !asks_facts
+}
+
+impl sara_actors::ports::KnowledgeBase for KnowledgeBase {
+    /// Every question in the message that an entry answers, in order, each answer once.
+    fn answer(&self, question: &str) -> Option<String> {
+        let parts = clauses(question);
+        let mut found: Vec<usize> = Vec::new();
+        if parts.len() > 1 {
+            for part in parts.iter().filter(|p| !about_booking(p)) {
+                if let Some(i) = self.best(part)
+                    && !found.contains(&i)
+                {
+                    found.push(i);
+                }
+            }
+        }
+        if found.is_empty() {
+            found.extend(
+                self.best(question)
+                    .filter(|_| !about_booking(&question.to_lowercase())),
+            );
+        }
+        if found.is_empty() {
+            return None;
+        }
+        let answers: Vec<&str> = found
+            .iter()
+            .map(|&i| self.entries[i].answer.as_str())
+            .collect();
+        Some(answers.join(" "))
     }
 }
 
@@ -300,6 +428,33 @@ mod tests {
                 .is_some_and(|a| a.contains("Monday"))
         );
         assert_eq!(kb.answer("where can I park"), None);
+    }
+
+    #[test]
+    fn two_questions_get_two_answers_and_booking_asks_get_none() {
+        let kb = kb();
+        let both = kb
+            .answer("where are you and is there parking?")
+            .expect("answers");
+        assert!(
+            both.contains("Harbor Street") && both.contains("parking"),
+            "{both}"
+        );
+        let both = kb
+            .answer("How much is a whitening? Also, what time do you close on saturday")
+            .expect("answers");
+        assert!(both.contains("$") && both.contains("10:00"), "{both}");
+        let one = kb
+            .answer("can I book a cleaning and where do I park?")
+            .expect("answers");
+        assert!(one.contains("parking") && !one.contains("$"), "{one}");
+        for q in [
+            "any openings on friday?",
+            "do you have a consultation Wednesday?",
+            "can I book an appointment for friday",
+        ] {
+            assert_eq!(kb.answer(q), None, "{q:?}");
+        }
     }
 
     #[test]

@@ -147,7 +147,7 @@ impl Shared {
         let sid = self.counters.sid.fetch_add(1, Ordering::Relaxed);
         let params = vec![
             ("AccountSid".to_string(), "ACbench".to_string()),
-            ("MessageSid".to_string(), format!("SMbench{sid:026}")),
+            ("MessageSid".to_string(), format!("SMbe0c{sid:028x}")),
             ("From".to_string(), phone.to_string()),
             ("To".to_string(), "+15550100000".to_string()),
             ("Body".to_string(), text.to_string()),

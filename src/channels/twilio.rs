@@ -8,14 +8,48 @@ use sha1::Sha1;
 use subtle::ConstantTimeEq;
 
 /// Twilio's request signature: base64(HMAC-SHA1(auth token, URL + each POST parameter's name
-/// and value, sorted by name)).
+/// and value, sorted by name)). An account that signs with a Webhooks SharedKey uses that
+/// key's secret and the algorithm named in `X-Twilio-Webhooks-Signature-Settings`
+/// (`key=…,algorithm=HMAC_SHA256`) over the same string.
 pub struct TwilioSignature<'a> {
     auth_token: &'a str,
+    algorithm: SignatureAlgorithm,
+}
+
+/// The HMAC of a Twilio signature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignatureAlgorithm {
+    HmacSha1,
+    HmacSha256,
+}
+
+impl SignatureAlgorithm {
+    /// The `algorithm=` of an `X-Twilio-Webhooks-Signature-Settings` header; `None` for one
+    /// Sara does not know.
+    pub fn from_settings(header: &str) -> Option<SignatureAlgorithm> {
+        let value = header
+            .split(',')
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case("algorithm"))
+            .map(|(_, v)| v.trim())?;
+        match value.to_ascii_uppercase().as_str() {
+            "HMAC_SHA256" | "HMAC-SHA256" => Some(SignatureAlgorithm::HmacSha256),
+            "HMAC_SHA1" | "HMAC-SHA1" => Some(SignatureAlgorithm::HmacSha1),
+            _ => None,
+        }
+    }
 }
 
 impl<'a> TwilioSignature<'a> {
     pub fn new(auth_token: &'a str) -> Self {
-        TwilioSignature { auth_token }
+        Self::with_algorithm(auth_token, SignatureAlgorithm::HmacSha1)
+    }
+
+    pub fn with_algorithm(key: &'a str, algorithm: SignatureAlgorithm) -> Self {
+        TwilioSignature {
+            auth_token: key,
+            algorithm,
+        }
     }
 
     /// The signature Twilio would send for `url` (as Twilio called it, query included) and the
@@ -23,14 +57,26 @@ impl<'a> TwilioSignature<'a> {
     pub fn sign(&self, url: &str, params: &[(String, String)]) -> String {
         let mut sorted: Vec<&(String, String)> = params.iter().collect();
         sorted.sort();
-        let mut mac = Hmac::<Sha1>::new_from_slice(self.auth_token.as_bytes())
-            .expect("HMAC takes a key of any length");
-        mac.update(url.as_bytes());
-        for (name, value) in sorted {
-            mac.update(name.as_bytes());
-            mac.update(value.as_bytes());
+        fn mac<M: Mac + hmac::digest::KeyInit>(
+            key: &str,
+            url: &str,
+            sorted: &[&(String, String)],
+        ) -> String {
+            let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key.as_bytes())
+                .expect("HMAC takes a key of any length");
+            mac.update(url.as_bytes());
+            for (name, value) in sorted {
+                mac.update(name.as_bytes());
+                mac.update(value.as_bytes());
+            }
+            BASE64.encode(mac.finalize().into_bytes())
         }
-        BASE64.encode(mac.finalize().into_bytes())
+        match self.algorithm {
+            SignatureAlgorithm::HmacSha1 => mac::<Hmac<Sha1>>(self.auth_token, url, &sorted),
+            SignatureAlgorithm::HmacSha256 => {
+                mac::<Hmac<sha2::Sha256>>(self.auth_token, url, &sorted)
+            }
+        }
     }
 
     /// Constant-time check of a received signature.

@@ -3,9 +3,11 @@
 
 pub mod admin;
 pub mod dashboard;
+pub mod delivery;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod server;
 pub mod sms;
 pub mod voice;
 pub mod webhook;
@@ -34,14 +36,16 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Processed-webhook replies, rate limits (and the engine's leases).
     pub cache: Cache,
-    /// Delivers WhatsApp replies; `None` when WhatsApp sending is not configured.
-    pub whatsapp: Option<ractor::ActorRef<sara_actors::engine::channel::ChannelMsg>>,
+    /// Where providers' delivery reports (Twilio status callbacks, WhatsApp `statuses`) are
+    /// applied: the outbox, once the store keeps one. `None` = reports are counted only.
+    pub delivery: Option<Arc<dyn sara_actors::outbound::DeliveryStatuses>>,
 }
 
 pub fn router(state: AppState) -> Router {
     let max_body = state.config.server.max_body_bytes;
     Router::new()
         .merge(sms::router())
+        .merge(delivery::router())
         .merge(voice::router())
         .merge(whatsapp::router())
         .merge(health::router())
@@ -61,7 +65,15 @@ pub fn router(state: AppState) -> Router {
                     .get::<axum::extract::MatchedPath>()
                     .map(|p| p.as_str().to_owned())
                     .unwrap_or_else(|| "unmatched".into());
-                tracing::info_span!("http", method = %req.method(), route)
+                // One id for the request, carried by every span under it: the engine's
+                // actors continue this span (ractor's message span propagation), so the
+                // turn and its commit log under the same `request_id`.
+                tracing::info_span!(
+                    "http",
+                    method = %req.method(),
+                    route,
+                    request_id = %uuid::Uuid::now_v7()
+                )
             }),
         )
         .with_state(state)

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 
-use super::webhook::{TwilioForm, answer, clip, param};
+use super::webhook::{TwilioForm, answer, clip, param, required_sid};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 
@@ -32,9 +32,8 @@ pub fn sms_inbound(params: &[(String, String)], at: DateTime<Utc>) -> Result<Inb
         phone,
         channel: Channel::Sms,
         text: clip(param(params, "Body").unwrap_or_default()),
-        provider_id: param(params, "MessageSid")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.chars().take(64).collect()),
+        // The dedup key: a replay must carry the same one (see `webhook::unambiguous`).
+        provider_id: Some(required_sid(params, "MessageSid", &["SM", "MM"])?.to_owned()),
         at,
     })
 }

@@ -16,7 +16,7 @@ use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
 
 use super::sms::twiml;
-use super::webhook::{TwilioForm, answer, clip, param};
+use super::webhook::{TwilioForm, answer, clip, param, required_sid};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 
@@ -97,9 +97,7 @@ pub fn gather_inbound(
     let phone = param(params, "From")
         .and_then(Phone::parse)
         .ok_or_else(|| ApiError::bad_request("From must be a phone number"))?;
-    let call = param(params, "CallSid")
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| ApiError::bad_request("CallSid is missing"))?;
+    let call = required_sid(params, "CallSid", &["CA"])?;
     let speech = param(params, "SpeechResult").unwrap_or_default().trim();
     if speech.is_empty() {
         return Ok(None);
@@ -108,7 +106,7 @@ pub fn gather_inbound(
         phone,
         channel: Channel::Voice,
         text: clip(speech),
-        provider_id: Some(format!("{}:{n}", call.chars().take(64).collect::<String>())),
+        provider_id: Some(format!("{call}:{n}")),
         at,
     }))
 }

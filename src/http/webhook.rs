@@ -11,7 +11,7 @@ use sara_actors::dialogue::{self, Reply};
 use sara_actors::engine::{Inbound, TurnError};
 
 use super::{ApiError, AppState};
-use crate::channels::twilio::TwilioSignature;
+use crate::channels::twilio::{SignatureAlgorithm, TwilioSignature};
 
 /// Longest message text handed to the engine; Twilio concatenates at most 1,600 characters.
 const MAX_TEXT_CHARS: usize = 1600;
@@ -24,10 +24,6 @@ pub fn verified_twilio_form(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let Some(token) = app.config.twilio.auth_token.as_deref() else {
-        tracing::warn!("twilio.auth_token is not set; refusing Twilio webhooks");
-        return Err(ApiError::forbidden("webhook signing is not configured"));
-    };
     let signature = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok())
@@ -39,10 +35,120 @@ pub fn verified_twilio_form(
         app.config.server.public_url.trim_end_matches('/'),
         path
     );
-    if !TwilioSignature::new(token).verify(&url, &params, signature) {
+    let signed = match headers
+        .get("x-twilio-webhooks-signature-settings")
+        .map(|v| v.to_str().unwrap_or_default())
+    {
+        // An account that signs with a Webhooks SharedKey says so in this header; only the
+        // key and the hash change, the signed string is the same.
+        Some(settings) => {
+            let Some(secret) = app.config.twilio.shared_key_secret.as_deref() else {
+                tracing::warn!(
+                    "a webhook signed with a Twilio SharedKey, but twilio.shared_key_secret is not set"
+                );
+                return Err(ApiError::forbidden("webhook shared key is not configured"));
+            };
+            let algorithm = SignatureAlgorithm::from_settings(settings)
+                .ok_or_else(|| ApiError::forbidden("unsupported signature algorithm"))?;
+            TwilioSignature::with_algorithm(secret, algorithm).verify(&url, &params, signature)
+        }
+        None => {
+            let Some(token) = app.config.twilio.auth_token.as_deref() else {
+                tracing::warn!("twilio.auth_token is not set; refusing Twilio webhooks");
+                return Err(ApiError::forbidden("webhook signing is not configured"));
+            };
+            TwilioSignature::new(token).verify(&url, &params, signature)
+        }
+    };
+    if !signed {
         return Err(ApiError::forbidden("bad X-Twilio-Signature"));
     }
+    unambiguous(&params)?;
     Ok(params)
+}
+
+/// Parameters whose value names the caller or the message: in the signed string they must
+/// stand where a parameter of one of these names starts. Twilio signs the sorted
+/// name+value pairs concatenated without separators, so the same signature fits any other
+/// split of that string; a captured webhook re-split so that the real `MessageSid` (or
+/// `From`) text hides inside another parameter would otherwise pass as a new message from
+/// someone else. A split that leaves such text anywhere else is refused.
+/// (the text, the parameter names it may end, what must follow it to count as that
+/// parameter's value).
+type Anchor = (&'static str, &'static [&'static str], fn(&str) -> bool);
+
+const ANCHORED: &[Anchor] = &[
+    ("From", &["From", "ForwardedFrom"], |rest| {
+        rest.starts_with(|c: char| c == '+' || c.is_ascii_digit())
+    }),
+    (
+        "MessageSid",
+        &["MessageSid", "SmsMessageSid", "OriginalRepliedMessageSid"],
+        |rest| is_sid(rest.get(..34).unwrap_or_default(), &["SM", "MM"]),
+    ),
+    ("CallSid", &["CallSid", "ParentCallSid"], |rest| {
+        is_sid(rest.get(..34).unwrap_or_default(), &["CA"])
+    }),
+];
+
+/// Refuses a signed form whose names repeat or whose caller/message text stands anywhere but
+/// at its own parameter (see [`ANCHORED`]).
+pub fn unambiguous(params: &[(String, String)]) -> Result<(), ApiError> {
+    let mut names: Vec<&str> = params.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(ApiError::bad_request("a form parameter is repeated"));
+    }
+    let mut sorted: Vec<&(String, String)> = params.iter().collect();
+    sorted.sort();
+    let mut signed = String::new();
+    // (start, end) of each parameter name in `signed`.
+    let mut name_spans = Vec::with_capacity(sorted.len());
+    for (name, value) in sorted {
+        name_spans.push((signed.len(), signed.len() + name.len(), name.as_str()));
+        signed.push_str(name);
+        signed.push_str(value);
+    }
+    for (needle, aliases, follows) in ANCHORED {
+        for (at, _) in signed.match_indices(needle) {
+            let end = at + needle.len();
+            if !follows(&signed[end..]) {
+                continue;
+            }
+            let anchored = name_spans.iter().any(|&(start, name_end, name)| {
+                name_end == end && start <= at && aliases.contains(&name)
+            });
+            if !anchored {
+                return Err(ApiError::forbidden(format!(
+                    "signed parameters do not split as Twilio sent them ({needle})"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A Twilio resource id: one of `prefixes` and 32 hex digits.
+pub fn is_sid(value: &str, prefixes: &[&str]) -> bool {
+    value.len() == 34
+        && prefixes.iter().any(|p| value.starts_with(p))
+        && value[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The well-formed Twilio id in parameter `name`, or a 400.
+pub fn required_sid<'a>(
+    params: &'a [(String, String)],
+    name: &str,
+    prefixes: &[&str],
+) -> Result<&'a str, ApiError> {
+    param(params, name)
+        .filter(|v| is_sid(v, prefixes))
+        .ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "{name} must be a Twilio id ({} and 32 hex digits)",
+                prefixes.join(" or ")
+            ))
+        })
 }
 
 /// The parameters of an `application/x-www-form-urlencoded` body, in order. Any bytes are

@@ -13,7 +13,6 @@ use axum::routing::get;
 use chrono::{Duration, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::engine::Inbound;
-use sara_actors::engine::channel::ChannelMsg;
 use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -78,8 +77,8 @@ async fn receive(
     }
     let hook: WhatsAppWebhook = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("malformed webhook JSON: {e}")))?;
-    for status in hook.statuses() {
-        tracing::info!(status = %status.status, "whatsapp delivery status");
+    for update in hook.status_updates() {
+        super::delivery::record(&app, &update).await?;
     }
     let now = Utc::now();
     for message in hook.messages() {
@@ -114,13 +113,10 @@ async fn receive(
         if reply.silent || reply.text.is_empty() {
             continue;
         }
-        match &app.whatsapp {
-            Some(channel) => {
-                let _ = channel.send_message(ChannelMsg::Deliver { to: phone, reply });
-            }
-            None => tracing::warn!(
-                "whatsapp replies are not configured (access token, phone number id)"
-            ),
+        if !app.engine.deliver(phone, reply) {
+            tracing::warn!(
+                "whatsapp reply not sent: replies are not configured (access token, phone number id)"
+            );
         }
     }
     Ok(StatusCode::OK)

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use chrono::{DateTime, Days, Weekday};
+use chrono::DateTime;
 use tokio::sync::{Mutex, Notify, watch};
 
-use crate::helpers::{Sara, message_of, phone, sid, signed_sms, upcoming};
+use crate::helpers::{Sara, consecutive_open_days, day_text, message_of, phone, sid, signed_sms};
 
 /// One caller's dialog: (text, MessageSid) in send order; the last turn confirms.
 fn dialog(n: usize, day: &str) -> Vec<(String, String)> {
@@ -45,16 +45,7 @@ async fn fault_suite(sara: Sara) {
     const CALLERS: usize = 14;
     let client = sara.client.clone();
     // Two distinct days so 14 callers x 7 hours never need the same slot.
-    let (first_day, _) = upcoming(Weekday::Tue);
-    let days: Vec<String> = (0..2)
-        .map(|i| {
-            first_day
-                .checked_add_days(Days::new(i))
-                .expect("date")
-                .format("%b %-d")
-                .to_string()
-        })
-        .collect();
+    let days: Vec<String> = consecutive_open_days(2).into_iter().map(day_text).collect();
     let dialogs: Vec<(String, Vec<(String, String)>)> = (0..CALLERS)
         .map(|n| (phone(300 + n as u32), dialog(n, &days[n / 7])))
         .collect();

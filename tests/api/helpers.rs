@@ -3,12 +3,17 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Once;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Once};
 use std::time::Duration;
 
-use chrono::{Datelike, Days, NaiveDate, Utc, Weekday};
+use chrono::{Datelike, Days, NaiveDate, Timelike, Utc, Weekday};
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
 use sara::channels::twilio::TwilioSignature;
+use sara::config::Config;
+use sara_actors::availability::Availability;
+use sara_actors::business::Business;
 
 pub const AUTH_TOKEN: &str = "test-twilio-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -221,6 +226,9 @@ impl Sara {
         body.as_array().cloned().unwrap_or_default()
     }
 
+    /// A counter or gauge from `/metrics`: one series when `name` carries its labels
+    /// (`name{label="…"}`, written as Prometheus renders it), else the sum over every series of
+    /// the metric; 0 when absent.
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self
             .client
@@ -231,13 +239,19 @@ impl Sara {
             .text()
             .await
             .expect("text");
+        // The sum over every series of the metric (`name` and `name{label="…"}`).
         text.lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
+            .filter_map(|l| {
                 let (k, v) = l.rsplit_once(' ')?;
-                (k == name).then(|| v.parse().ok()).flatten()
+                let series = if name.contains('{') {
+                    k
+                } else {
+                    k.split_once('{').map_or(k, |(n, _)| n)
+                };
+                (series == name).then(|| v.parse::<f64>().ok()).flatten()
             })
-            .unwrap_or(0.0)
+            .sum()
     }
 }
 
@@ -292,16 +306,98 @@ pub fn message_of(xml: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The next `weekday` at least 3 days from today (business time), as (date, "Dec 1").
+/// The business of `config.toml`, as every server these tests start reads it (the file
+/// alone: no `SARA_*` variable of the test process can change it).
+pub fn business() -> &'static Business {
+    static BUSINESS: LazyLock<Business> = LazyLock::new(|| {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(&path))
+            .extract()
+            .expect("config.toml loads");
+        config
+            .business()
+            .expect("config.toml names a valid business")
+    });
+    &BUSINESS
+}
+
+/// Every business-local day a test may book on, in order: open (its weekday has hours and
+/// it is no closure), at least three days and the minimum notice ahead of now (the server
+/// under test reads the same real clock), and within the booking horizon. The one place
+/// test dates come from, so no test depends on the day it runs.
+pub fn open_days() -> impl Iterator<Item = NaiveDate> {
+    let b = business();
+    let hours = Availability::new(b);
+    let now = Utc::now();
+    let today = hours.local_date(now);
+    let notice = now + chrono::Duration::minutes(i64::from(b.min_notice_minutes));
+    let first = hours
+        .local_date(notice)
+        .max(today + Days::new(3))
+        .succ_opt()
+        .expect("date in range");
+    let last = today + Days::new(u64::from(b.horizon_days));
+    first
+        .iter_days()
+        .take_while(move |d| *d <= last)
+        .filter(move |d| !hours.opening(*d).is_empty())
+}
+
+/// How a caller writes a date: "Dec 1".
+pub fn day_text(day: NaiveDate) -> String {
+    day.format("%b %-d").to_string()
+}
+
+/// The first open day (see [`open_days`]) that is a `weekday`, as (date, "Dec 1").
 pub fn upcoming(weekday: Weekday) -> (NaiveDate, String) {
-    let today = Utc::now()
-        .with_timezone(&chrono_tz::America::New_York)
-        .date_naive();
-    let mut d = today.checked_add_days(Days::new(3)).expect("date in range");
-    while d.weekday() != weekday {
-        d = d.succ_opt().expect("date in range");
+    let day = open_days()
+        .find(|d| d.weekday() == weekday)
+        .unwrap_or_else(|| panic!("no open {weekday} within the booking horizon"));
+    (day, day_text(day))
+}
+
+/// The first `n` open days that follow each other without a closed day between them.
+pub fn consecutive_open_days(n: usize) -> Vec<NaiveDate> {
+    let mut run: Vec<NaiveDate> = Vec::with_capacity(n);
+    for day in open_days() {
+        if run.last().is_some_and(|l| l.succ_opt() != Some(day)) {
+            run.clear();
+        }
+        run.push(day);
+        if run.len() == n {
+            return run;
+        }
     }
-    (d, d.format("%b %-d").to_string())
+    panic!("no {n} consecutive open days within the booking horizon");
+}
+
+/// `n` distinct starts for appointments of `minutes` on open days, `minutes` apart inside
+/// the opening hours, as (date, "Dec 1", "9:30am").
+pub fn distinct_slots(n: usize, minutes: u32) -> Vec<(NaiveDate, String, String)> {
+    let b = business();
+    let hours = Availability::new(b);
+    let length = chrono::Duration::minutes(i64::from(minutes));
+    let mut out = Vec::with_capacity(n);
+    for day in open_days() {
+        for range in hours.opening(day) {
+            let mut at = range.start;
+            while at + length <= range.end && out.len() < n {
+                let local = at.with_timezone(&b.timezone);
+                let time = if local.minute() == 0 {
+                    local.format("%-I%P").to_string()
+                } else {
+                    local.format("%-I:%M%P").to_string()
+                };
+                out.push((day, day_text(day), time));
+                at += length;
+            }
+        }
+        if out.len() == n {
+            return out;
+        }
+    }
+    panic!("fewer than {n} slots of {minutes} minutes within the booking horizon");
 }
 
 /// A distinct test phone number.

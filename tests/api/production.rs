@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Datelike, Days, FixedOffset, NaiveDate, Utc, Weekday};
+use chrono::{DateTime, FixedOffset};
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use crate::helpers::{Sara, message_of, phone, sid};
+use crate::helpers::{Sara, distinct_slots, message_of, phone, sid};
 
 fn postgres_url() -> String {
     std::env::var("SARA_TEST_POSTGRES_URL")
@@ -176,41 +176,6 @@ fn pick(instances: &[Sara]) -> &Sara {
     &instances[(uuid::Uuid::new_v4().as_u128() % instances.len() as u128) as usize]
 }
 
-fn new_york() -> chrono_tz::Tz {
-    chrono_tz::America::New_York
-}
-
-/// `n` distinct 30-minute starts on weekdays from three days ahead, within opening hours
-/// (09:00–12:00, 13:00–17:00), as (date, "Dec 1", "9:30am").
-fn distinct_slots(n: usize) -> Vec<(NaiveDate, String, String)> {
-    let mut day = Utc::now()
-        .with_timezone(&new_york())
-        .date_naive()
-        .checked_add_days(Days::new(3))
-        .expect("date in range");
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let closed = matches!(day.weekday(), Weekday::Sat | Weekday::Sun)
-            || (day.month() == 12 && day.day() == 25)
-            || (day.month() == 1 && day.day() == 1);
-        if !closed {
-            for (h, m) in (9..12).chain(13..17).flat_map(|h| [(h, 0), (h, 30)]) {
-                let hour12 = if h > 12 { h - 12 } else { h };
-                let suffix = if h >= 12 { "pm" } else { "am" };
-                let time = if m == 0 {
-                    format!("{hour12}{suffix}")
-                } else {
-                    format!("{hour12}:{m:02}{suffix}")
-                };
-                out.push((day, day.format("%b %-d").to_string(), time));
-            }
-        }
-        day = day.succ_opt().expect("date in range");
-    }
-    out.truncate(n);
-    out
-}
-
 fn caller_name(i: usize) -> String {
     const FIRST: [&str; 10] = [
         "Ann", "Ben", "Cara", "Dan", "Eva", "Finn", "Gia", "Hugo", "Ida", "Jon",
@@ -268,7 +233,7 @@ async fn three_instances_fifty_callers_book_once_each_with_gapless_ordered_logs(
     let db = PgDatabase::create().await;
     let instances = Arc::new(cluster(3, &db.url_on(5432), &shared_redis_url(), &[]).await);
     let callers = 50;
-    let slots = distinct_slots(callers);
+    let slots = distinct_slots(callers, 30);
     let retries = Arc::new(AtomicU64::new(0));
     let in_flight = Arc::new(Semaphore::new(12));
     let started = Instant::now();
@@ -328,7 +293,7 @@ async fn three_instances_fifty_callers_book_once_each_with_gapless_ordered_logs(
 async fn a_hundred_callers_racing_for_five_slots_get_exactly_five_bookings() {
     let db = PgDatabase::create().await;
     let instances = Arc::new(cluster(3, &db.url_on(5432), &shared_redis_url(), &[]).await);
-    let slots = distinct_slots(5);
+    let slots = distinct_slots(5, 30);
     let retries = Arc::new(AtomicU64::new(0));
     // Everyone asks first (each sees the slot free), then everyone confirms at once.
     let mut asks = JoinSet::new();

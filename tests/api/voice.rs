@@ -22,7 +22,7 @@ async fn a_caller_books_by_voice_and_a_repeated_gather_is_answered_once() {
     let sara = Sara::start().await;
     let me = phone(40);
     let call = [
-        ("CallSid", "CA0123456789abcdef"),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
         ("From", me.as_str()),
         ("To", "+15550100000"),
     ];
@@ -52,7 +52,9 @@ async fn a_caller_books_by_voice_and_a_repeated_gather_is_answered_once() {
     assert_eq!(says(&again), says(&done), "Twilio retried the same gather");
     assert_eq!(sara.bookings().await.len(), 1);
 
-    let (status, log) = sara.admin_get("/logs/CA0123456789abcdef").await;
+    let (status, log) = sara
+        .admin_get("/logs/CA0123456789abcdef0123456789abcdef")
+        .await;
     assert_eq!(status, 200);
     let turns = log["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 2);
@@ -64,7 +66,10 @@ async fn asking_for_a_person_on_a_call_dials_the_staff_even_when_redelivered_and
  {
     let sara = Sara::start().await;
     let me = phone(41);
-    let call = [("CallSid", "CAfeedface"), ("From", me.as_str())];
+    let call = [
+        ("CallSid", "CAfeedface000000000000000000000000"),
+        ("From", me.as_str()),
+    ];
     let mut silent = call.to_vec();
     silent.push(("SpeechResult", ""));
     let (status, xml) = sara.twilio("/webhook/voice/gather?n=1", &silent).await;
@@ -97,7 +102,10 @@ async fn asking_for_a_person_on_a_call_dials_the_staff_even_when_redelivered_and
     let (status, _) = sara
         .twilio(
             "/webhook/voice/status",
-            &[("CallSid", "CAfeedface"), ("CallStatus", "completed")],
+            &[
+                ("CallSid", "CAfeedface000000000000000000000000"),
+                ("CallStatus", "completed"),
+            ],
         )
         .await;
     assert_eq!(status, 204);

@@ -190,6 +190,9 @@ async fn a_tapped_button_is_read_as_its_title_and_statuses_start_no_turn() {
     assert_eq!(f.post(&status, None).await, 200);
     let (_, stats) = f.sara.admin_get("/admin/stats").await;
     assert_eq!(stats["turns"], 1);
+    // The status is read as a delivery report of Sara's message.
+    let delivered = r#"sara_delivery_reports_total{channel="whatsapp",status="delivered"}"#;
+    assert_eq!(f.sara.metric(delivered).await, 1.0);
 }
 
 #[tokio::test]

@@ -3,13 +3,13 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
 use super::speech;
 use super::{Decision, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext};
 use crate::availability::{Availability, Unavailable, busy_list, is_busy_list, local_instant};
 use crate::model::{Booking, BookingStatus, Interval};
-use crate::understanding::{Act, Slot, Understanding};
+use crate::understanding::{Act, DayPart, Lean, Slot, Understanding};
 
 /// How many alternative start times Sara reads out at once.
 const OFFERS: usize = 3;
@@ -86,17 +86,36 @@ pub(super) fn run(form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
 fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
     form.touched = ctx.now;
     let asked = form.asked;
-    let changes_when = u.date.is_some() || u.time.is_some() || u.day_part.is_some();
+    let changes_when = u.date.is_some()
+        || u.time.is_some()
+        || u.day_part.is_some()
+        || u.shift.is_some()
+        || u.earliest
+        || u.unclear_when;
     let changes_service = form.kind == FormKind::Book && u.service.is_some();
+    // "No — anything later?" turns the proposed time down and asks for others.
+    let wants_others = u.has(Act::OtherOptions)
+        || (u.lean.is_some() && (u.has(Act::Deny) || matches!(asked, Some(Slot::Option))));
 
     if asked == Some(Slot::Confirmation) && !changes_when && !changes_service {
-        if u.has(Act::Affirm) {
+        if u.has(Act::Affirm) && !wants_others {
             take_details(&mut form, u);
             return finish(form, ctx);
         }
-        if u.has(Act::Deny) {
+        if u.has(Act::Deny) && !wants_others {
             return declined(form, ctx);
         }
+    }
+    // A time Sara could not read is never kept or guessed: ask again.
+    let about_booking = form.kind == FormKind::Book || form.booking.is_some();
+    if u.unclear_when && u.date.is_none() && u.time.is_none() && about_booking {
+        if form.kind == FormKind::Book
+            && let Some(s) = u.service.as_deref().and_then(|s| ctx.business.service(s))
+        {
+            form.service = Some(s.name.clone());
+        }
+        take_details(&mut form, u);
+        return unclear_time(form, ctx);
     }
 
     // The slots that describe the wanted time, once those naming a booking are set aside.
@@ -123,6 +142,49 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
             return declined(form, ctx);
         }
         return confirm_cancel(form, ctx);
+    }
+
+    // "An hour later", "a week later", "the day after": from the time being talked about.
+    if let Some(shift) = u.shift.filter(|_| u.date.is_none() && u.time.is_none()) {
+        let tz = ctx.business.timezone;
+        let booked = chosen_booking(&form, ctx)
+            .filter(|_| form.kind == FormKind::Reschedule)
+            .map(|b| b.start.with_timezone(&tz).naive_local());
+        let offered = form
+            .offers
+            .first()
+            .map(|o| o.with_timezone(&tz).naive_local());
+        let base_date = form
+            .date
+            .or(booked.map(|b| b.date()))
+            .or(offered.map(|o| o.date()))
+            .unwrap_or_else(|| Availability::new(ctx.business).local_date(ctx.now));
+        let base_time = form
+            .time
+            .or(booked.map(|b| b.time()))
+            .or(offered.map(|o| o.time()));
+        let moved = |t: NaiveTime| {
+            NaiveDateTime::new(base_date, t)
+                .checked_add_signed(Duration::days(shift.days) + Duration::minutes(shift.minutes))
+        };
+        match base_time.and_then(moved) {
+            Some(at) => {
+                wanted.date = Some(at.date());
+                wanted.time = Some(at.time());
+            }
+            None if shift.minutes == 0 => {
+                wanted.date = base_date.checked_add_signed(Duration::days(shift.days));
+            }
+            // "An hour later" with no time to be later than.
+            None => return unclear_time(form, ctx),
+        }
+        if let Some(o) = form
+            .date
+            .zip(form.time)
+            .and_then(|(d, t)| local_instant(tz, d, t))
+        {
+            form.avoid.push(o);
+        }
     }
 
     // Moving a booking: "same time", "next week" and a bare new time are read against it.
@@ -180,8 +242,37 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
         form.time = None;
     }
     take_details(&mut form, u);
+    if u.earliest && u.time.is_none() {
+        form.earliest = true;
+        form.time = None;
+    } else if u.time.is_some() || u.date.is_some() {
+        form.earliest = false;
+    }
     if changes_when {
         form.offers.clear();
+    }
+    // The proposed time turned down with "later?" / "earlier?": offer past it, never it.
+    if wants_others
+        && !changes_when
+        && let (Some(d), Some(t)) = (form.date, form.time)
+        && let Some(declined) = local_instant(ctx.business.timezone, d, t)
+    {
+        form.avoid.push(declined);
+        form.time = None;
+        let minutes = service_minutes(&form, ctx);
+        let busy = busy_for(&form, ctx);
+        let av = Availability::new(ctx.business);
+        let n = OFFERS + form.avoid.len();
+        let mut others = match u.lean {
+            Some(Lean::Earlier) => av.before(declined, minutes, &busy, ctx.now, n),
+            Some(Lean::Later) => av.after(declined, minutes, &busy, ctx.now, n),
+            None => av.nearest(declined, minutes, &busy, ctx.now, n),
+        };
+        others.retain(|o| !form.avoid.contains(o));
+        if u.lean == Some(Lean::Earlier) {
+            others.drain(..others.len().saturating_sub(OFFERS));
+        }
+        return offer(form, ctx, note, others);
     }
     let want_options = moves_window || u.has(Act::OtherOptions);
     let mut outcome = advance(form, ctx, want_options, asked == Some(Slot::Confirmation));
@@ -348,12 +439,42 @@ fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option
         let text = format!("Which one — {}?", speech::offers(tz, &form.offers));
         let buttons = speech::offer_buttons(tz, &form.offers);
         return Some(Outcome::ask(form.clone(), Slot::Option, text).with_options(buttons));
-    } else if u.has(Act::OtherOptions) && u.date.is_none() && u.day_part.is_none() {
-        let last = *form.offers.iter().max()?;
+    } else if (u.has(Act::OtherOptions) || u.lean.is_some())
+        && u.date.is_none()
+        && u.day_part.is_none()
+    {
         let minutes = service_minutes(form, ctx);
         let busy = busy_for(form, ctx);
-        let later = Availability::new(ctx.business).after(last, minutes, &busy, ctx.now, OFFERS);
-        return Some(offer(form.clone(), ctx, String::new(), later));
+        let av = Availability::new(ctx.business);
+        let declined = std::mem::take(&mut form.offers);
+        form.avoid.extend(declined.iter().copied());
+        let n = OFFERS + form.avoid.len();
+        let mut others = if u.lean == Some(Lean::Earlier) {
+            let first = *declined.iter().min()?;
+            av.before(first, minutes, &busy, ctx.now, n)
+        } else {
+            let last = *declined.iter().max()?;
+            av.after(last, minutes, &busy, ctx.now, n)
+        };
+        others.retain(|o| !form.avoid.contains(o));
+        if u.lean == Some(Lean::Earlier) {
+            // The closest ones before the declined times.
+            others.drain(..others.len().saturating_sub(OFFERS));
+        }
+        if others.is_empty() {
+            let which = if u.lean == Some(Lean::Earlier) {
+                "earlier"
+            } else {
+                "later"
+            };
+            form.time = None;
+            return Some(Outcome::ask(
+                form.clone(),
+                Slot::Date,
+                format!("I don't have anything {which} than that. Which other day would suit you?"),
+            ));
+        }
+        return Some(offer(form.clone(), ctx, String::new(), others));
     } else {
         return None;
     };
@@ -439,6 +560,10 @@ fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bo
             );
             Outcome::ask(form, Slot::Service, text).with_options(service_buttons(ctx))
         }
+        (None, None) if form.earliest => {
+            let first = av.after(ctx.now, minutes, &busy, ctx.now, OFFERS);
+            offer(form, ctx, String::new(), first)
+        }
         (None, _) => {
             let text = match (form.kind, chosen_booking(&form, ctx)) {
                 (FormKind::Reschedule, Some(b)) => format!(
@@ -509,7 +634,14 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             );
             return offer(form, ctx, note, near);
         }
-        return offer(form, ctx, String::new(), spread(&inside, OFFERS));
+        let picked = match part {
+            _ if form.earliest => inside.iter().copied().take(OFFERS).collect(),
+            // "After 11": the first times after it; "before lunch": the last before it.
+            DayPart::After(_) => inside.iter().copied().take(OFFERS).collect(),
+            DayPart::Before(_) => inside[inside.len().saturating_sub(OFFERS)..].to_vec(),
+            _ => spread(&inside, OFFERS),
+        };
+        return offer(form, ctx, String::new(), picked);
     }
     if free.is_empty() {
         let near = av.nearest(midday, minutes, &busy, ctx.now, OFFERS);
@@ -519,6 +651,10 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             format!("{} is fully booked.", speech::day(date)),
             near,
         );
+    }
+    if form.earliest {
+        let first = free.iter().copied().take(OFFERS).collect();
+        return offer(form, ctx, String::new(), first);
     }
     if want_options {
         return offer(form, ctx, String::new(), spread(&free, OFFERS));
@@ -596,8 +732,15 @@ fn not_free(
 }
 
 /// Reads out offered start times and waits for a pick.
-fn offer(mut form: Form, ctx: &TurnContext, note: String, offers: Vec<DateTime<Utc>>) -> Outcome {
+fn offer(
+    mut form: Form,
+    ctx: &TurnContext,
+    note: String,
+    mut offers: Vec<DateTime<Utc>>,
+) -> Outcome {
     let tz = ctx.business.timezone;
+    offers.retain(|o| !form.avoid.contains(o));
+    offers.truncate(OFFERS);
     let lead = if note.is_empty() {
         String::new()
     } else {
@@ -777,5 +920,29 @@ pub(super) fn reminder(form: &Form, ctx: &TurnContext) -> String {
             Some(s) => format!("Now, which day suits you for your {s}?"),
             None => "Now, which day suits you?".into(),
         },
+    }
+}
+
+/// Sara could not read the time the caller gave: ask for it again, keeping nothing guessed.
+fn unclear_time(mut form: Form, ctx: &TurnContext) -> Outcome {
+    form.time = None;
+    form.day_part = None;
+    form.offers.clear();
+    let _ = ctx;
+    match form.date {
+        Some(d) => {
+            let text = format!(
+                "Sorry, I didn't catch the time. What time on {} would you like? \
+                 You can write it like 10:30 AM.",
+                speech::day(d)
+            );
+            Outcome::ask(form, Slot::Time, text)
+        }
+        None => Outcome::ask(
+            form,
+            Slot::Date,
+            "Sorry, I didn't catch when you meant. Which day and time would you like? \
+             You can write it like Friday at 10:30 AM.",
+        ),
     }
 }

@@ -80,6 +80,12 @@ pub struct Form {
     /// Start times last offered, in the order they were read out ("the second one").
     #[serde(rename = "o", default, skip_serializing_if = "Vec::is_empty")]
     pub offers: Vec<DateTime<Utc>>,
+    /// Times the caller turned down ("anything later?"): never offered again in this form.
+    #[serde(rename = "v", default, skip_serializing_if = "Vec::is_empty")]
+    pub avoid: Vec<DateTime<Utc>>,
+    /// "The earliest you have": offer the first free times rather than ask for a day.
+    #[serde(rename = "x", default, skip_serializing_if = "std::ops::Not::not")]
+    pub earliest: bool,
     /// What Sara asked last; `Confirmation` means a confirmation is pending.
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     pub asked: Option<Slot>,
@@ -102,6 +108,8 @@ impl Form {
             email: None,
             booking: None,
             offers: Vec::new(),
+            avoid: Vec::new(),
+            earliest: false,
             asked: None,
             touched: ctx.now,
         }
@@ -134,6 +142,9 @@ pub struct DialogueState {
     /// The caller's name as they last gave it, so a later booking need not ask again.
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// A second request of an earlier message, taken up once the current form is done.
+    #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<Box<Understanding>>,
     /// After a hand-over on a text channel Sara stays quiet until then (or until staff hand
     /// the conversation back with [`DialogueState::hand_back`]).
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
@@ -271,6 +282,7 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
     let mut opening = "";
     if state.form.as_ref().is_some_and(|f| f.expired(ctx)) {
         state.form = None;
+        state.queued = None;
         opening = "It's been a while, so let's start again. ";
     }
     let answer = u.has(Act::Question).then(|| u.faq_answer.clone()).flatten();
@@ -283,6 +295,44 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
         }
         None => small_talk(state, u, ctx, answer),
     };
+    // The message's second request: started in the same message when the first one
+    // starts a form, taken up once that form has done its write.
+    if let Some(then) = u.then.as_ref() {
+        if decision.state.form.is_some() && decision.effect.is_none() {
+            decision.state.queued = Some(then.clone());
+        }
+    } else if decision.state.form.is_none()
+        && matches!(
+            decision.effect,
+            Some(Effect::Book(_) | Effect::Cancel { .. } | Effect::Reschedule { .. })
+        )
+        && let Some(next) = decision.state.queued.take()
+    {
+        let mut after = decision.state.clone();
+        after.proposal = None;
+        // The cancelled booking's name is the caller's, for the one that replaces it.
+        if let Some(Effect::Cancel { id }) = &decision.effect
+            && after.caller.is_none()
+        {
+            after.caller = ctx
+                .bookings
+                .iter()
+                .find(|b| b.id == *id)
+                .and_then(|b| b.name.clone());
+        }
+        if let Some(second) = act(after, &next, ctx).filter(|d| d.effect.is_none()) {
+            let done = match decision.effect {
+                Some(Effect::Cancel { .. }) => "It's cancelled.".to_string(),
+                _ => decision.reply.text.clone(),
+            };
+            decision.reply.text = format!("{done} {}", second.reply.text);
+            decision.reply.options = second.reply.options;
+            decision.state = second.state;
+        }
+    } else if decision.state.form.is_none() && decision.effect.is_none() {
+        // The first request was dropped or declined: the second goes with it.
+        decision.state.queued = None;
+    }
     if !opening.is_empty() {
         decision.reply.text = format!("{opening}{}", decision.reply.text);
     }
@@ -492,6 +542,17 @@ fn small_talk(
             None => hello,
         };
         return decide(state, text, Act::Greet);
+    }
+    // "Thanks, bye!" closes the conversation politely.
+    if u.has(Act::Goodbye) && reminder.is_none() {
+        let text = if u.has(Act::Thanks) {
+            "You're welcome — thanks for getting in touch. Goodbye!"
+        } else {
+            "Thanks for getting in touch — goodbye!"
+        };
+        let mut d = decide(state, text.into(), Act::Goodbye);
+        d.reply.end = true;
+        return d;
     }
     if u.has(Act::Thanks) {
         return decide(

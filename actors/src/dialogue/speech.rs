@@ -123,6 +123,7 @@ pub(crate) fn day_part(part: DayPart) -> String {
         DayPart::Evening => "evening".into(),
         DayPart::After(t) => format!("after {}", clock(t)),
         DayPart::Before(t) => format!("before {}", clock(t)),
+        DayPart::Between(a, b) => format!("between {} and {}", clock(a), clock(b)),
     }
 }
 

@@ -984,3 +984,141 @@ fn a_booking_written_before_a_crash_does_not_block_its_own_confirmation() {
     );
     says_all(&d, &["you're booked"]);
 }
+
+// ---- shifts, later/earlier, earliest, unread times, two requests, closing -------------
+
+/// A cleaning for Sam on Tuesday, March 10 at 10:00, waiting for the yes.
+fn proposed() -> Conversation {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 10)
+            .at(10, 0)
+            .name("Sam Ortiz"),
+    );
+    says_all(&d, &["Tuesday, March 10 at 10:00 AM. Shall I confirm"]);
+    c
+}
+
+#[test]
+fn an_hour_later_moves_the_proposed_time_and_a_week_later_keeps_the_time() {
+    use crate::understanding::Shift;
+    let mut c = proposed();
+    let mut u = says(&[Act::Inform]);
+    u.shift = Some(Shift {
+        days: 0,
+        minutes: 60,
+    });
+    let d = c.say(u);
+    says_all(&d, &["Tuesday, March 10 at 11:00 AM", "book"]);
+    assert_eq!(d.effect, None);
+    let mut u = says(&[Act::Inform]);
+    u.shift = Some(Shift {
+        days: 7,
+        minutes: 0,
+    });
+    let d = c.say(u);
+    says_all(&d, &["Tuesday, March 17 at 11:00 AM"]);
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(matches!(d.effect, Some(Effect::Book(ref b)) if b.start == local(3, 17, 11, 0)));
+}
+
+#[test]
+fn anything_later_never_offers_the_declined_time_again() {
+    use crate::understanding::Lean;
+    let mut c = proposed();
+    let mut u = says(&[Act::OtherOptions]);
+    u.lean = Some(Lean::Later);
+    let d = c.say(u);
+    assert!(!d.reply.text.contains("10:00 AM"), "{}", d.reply.text);
+    says_all(&d, &["10:15 AM"]);
+    let mut u = says(&[Act::OtherOptions]);
+    u.lean = Some(Lean::Earlier);
+    let mut c = proposed();
+    let d = c.say(u);
+    says_all(&d, &["9:15 AM, 9:30 AM or 9:45 AM"]);
+    // Offers declined with "later?" move past the last one.
+    let mut u = says(&[Act::OtherOptions]);
+    u.lean = Some(Lean::Later);
+    let d = c.say(u);
+    says_all(&d, &["10:15 AM, 10:30 AM or 10:45 AM"]);
+}
+
+#[test]
+fn after_11_offers_the_first_times_after_it() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .part(DayPart::After(hm(11, 0))),
+    );
+    says_all(&d, &["11:15 AM"]);
+}
+
+#[test]
+fn the_earliest_you_have_searches_forward_from_now() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 5, (10, 0), (17, 0)));
+    let mut u = says(&[Act::Book]).service("Whitening");
+    u.earliest = true;
+    let d = c.say(u);
+    says_all(&d, &["9:00 AM, 9:15 AM or 9:30 AM on Friday, March 6"]);
+}
+
+#[test]
+fn an_unread_time_is_asked_again_never_kept() {
+    let mut c = proposed();
+    let mut u = says(&[Act::Inform]);
+    u.unclear_when = true;
+    let d = c.say(u);
+    says_all(&d, &["didn't catch the time", "Tuesday, March 10"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Time));
+    // A "yes" now books nothing: there is no time to book.
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, None);
+}
+
+#[test]
+fn dialog_12_two_requests_in_one_message_are_handled_in_order() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    let book = says(&[Act::Book, Act::Inform])
+        .service("Whitening")
+        .on(3, 9)
+        .at(11, 0);
+    let mut u = says(&[Act::Cancel, Act::Inform])
+        .service("Cleaning")
+        .on(3, 6);
+    u.then = Some(Box::new(book));
+    let d = c.say(u);
+    says_all(&d, &["Cancel your cleaning on Friday, March 6 at 2:00 PM?"]);
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(matches!(d.effect, Some(Effect::Cancel { .. })));
+    says_all(
+        &d,
+        &[
+            "It's cancelled.",
+            "whitening",
+            "Monday, March 9 at 11:00 AM",
+        ],
+    );
+    assert!(c.state.queued.is_none());
+    let d = if c.state.expecting() == Some(Slot::Name) {
+        c.say(says(&[Act::Inform]).name("Pat"))
+    } else {
+        d
+    };
+    says_all(&d, &["Monday, March 9 at 11:00 AM"]);
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(matches!(d.effect, Some(Effect::Book(ref b)) if b.service == "Whitening"));
+}
+
+#[test]
+fn thanks_bye_closes_politely() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Thanks, Act::Goodbye]));
+    says_all(&d, &["Goodbye", "welcome"]);
+    assert!(d.reply.end);
+}

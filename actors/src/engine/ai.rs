@@ -11,6 +11,7 @@ use crate::understanding::{Act, NluContext, Understanding};
 
 pub struct AiActor;
 
+#[derive(Clone)]
 pub struct AiArgs {
     pub primary: Arc<dyn Nlu>,
     /// Used when the primary fails or misses its deadline; `None` when the primary is the rules.
@@ -25,6 +26,8 @@ pub enum AiMsg {
         deadline: Duration,
         reply: RpcReplyPort<Understanding>,
     },
+    /// Fault injection: the actor panics (its supervisor starts a new one).
+    Panic,
 }
 
 impl Actor for AiActor {
@@ -46,12 +49,15 @@ impl Actor for AiActor {
         message: AiMsg,
         state: &mut AiArgs,
     ) -> Result<(), ActorProcessingErr> {
-        let AiMsg::Understand {
-            text,
-            ctx,
-            deadline,
-            reply,
-        } = message;
+        let (text, ctx, deadline, reply) = match message {
+            AiMsg::Understand {
+                text,
+                ctx,
+                deadline,
+                reply,
+            } => (text, ctx, deadline, reply),
+            AiMsg::Panic => panic!("fault injection: AI actor panic"),
+        };
         let primary = state.primary.clone();
         let fallback = state.fallback.clone();
         let knowledge = state.knowledge.clone();

@@ -18,6 +18,7 @@ use crate::ports::{Calendar, CalendarError, Clock};
 
 pub struct CalendarActor;
 
+#[derive(Clone)]
 pub struct CalendarArgs {
     pub calendar: Arc<dyn Calendar>,
     pub clock: Arc<dyn Clock>,
@@ -53,6 +54,8 @@ pub enum CalendarMsg {
     Refresh,
     /// A batch of booking writes finished (sent by the task that ran it), in queue order.
     Booked(Vec<WrittenBooking>),
+    /// Fault injection: the actor panics (its supervisor starts a new one).
+    Panic,
 }
 
 pub struct CalendarState {
@@ -89,9 +92,11 @@ async fn write_bookings(
         let (bookings, replies): (Vec<Booking>, Vec<_>) = pending.drain(..).unzip();
         let t0 = std::time::Instant::now();
         let mut results = calendar.book_many(&bookings).await;
-        if std::env::var_os("SARA_TRACE_COMMIT").is_some() {
-            eprintln!("BOOK {} {}", bookings.len(), t0.elapsed().as_micros());
-        }
+        tracing::debug!(
+            bookings = bookings.len(),
+            micros = t0.elapsed().as_micros() as u64,
+            "booking batch written"
+        );
         if results.len() != bookings.len() {
             tracing::error!(
                 expected = bookings.len(),
@@ -304,9 +309,12 @@ impl Actor for CalendarActor {
                 // the database's write lock, so the writer task does it (in order).
                 if let Err(mpsc::error::SendError((_, reply))) = state.writes.send((booking, reply))
                 {
+                    // The writer task is gone (the calendar port panicked under it): this
+                    // actor fails so its supervisor starts a new one, with a new writer.
                     let _ = reply.send(Err(CalendarError::Unavailable(
                         "booking writer stopped".into(),
                     )));
+                    return Err("the booking writer task stopped".into());
                 }
             }
             CalendarMsg::Booked(written) => {
@@ -365,6 +373,7 @@ impl Actor for CalendarActor {
                 }
                 let _ = reply.send(result);
             }
+            CalendarMsg::Panic => panic!("fault injection: calendar actor panic"),
             CalendarMsg::Refresh => {
                 if let Err(error) = state.reload().await {
                     tracing::warn!(%error, "calendar refresh failed");

@@ -1,25 +1,26 @@
 //! The channel actor: delivers replies that do not travel in the HTTP response (WhatsApp via
 //! the Graph API) through an `Outbound` port, retrying temporary failures with exponential
-//! backoff. Each delivery runs beside the actor so one slow provider call holds up no other.
+//! backoff and jitter until the `[outbox]` give-up time. Each delivery runs beside the actor so one slow provider call holds up no other.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
+use chrono::Utc;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::dialogue::Reply;
 use crate::model::Phone;
+use crate::outbound::{NextAttempt, RetryPolicy};
 use crate::ports::{Outbound, OutboundError};
 
 pub struct ChannelActor;
 
+#[derive(Clone)]
 pub struct ChannelArgs {
     pub outbound: Arc<dyn Outbound>,
-    /// Attempts per message, the first included.
-    pub max_attempts: u32,
-    /// Wait before the second attempt; doubled for each one after.
-    pub first_backoff: Duration,
+    /// When a temporary failure is tried again, and when a message is given up (`[outbox]`).
+    pub retry: RetryPolicy,
 }
 
 pub enum ChannelMsg {
@@ -56,26 +57,35 @@ impl Actor for ChannelActor {
     ) -> Result<(), ActorProcessingErr> {
         let ChannelMsg::Deliver { to, reply } = message;
         let outbound = state.args.outbound.clone();
-        let (attempts, first_backoff) = (state.args.max_attempts.max(1), state.args.first_backoff);
+        let retry = state.args.retry;
         let backlog = state.backlog.clone();
         let channel = outbound.name();
         metrics::gauge!("sara_outbox_backlog", "channel" => channel)
             .set(backlog.fetch_add(1, Ordering::Relaxed) as f64 + 1.0);
         tokio::spawn(async move {
-            let mut wait = first_backoff;
-            for attempt in 1..=attempts {
-                match outbound.send(&to, &reply).await {
+            let created = Utc::now();
+            for attempt in 1u32.. {
+                let error = match outbound.send(&to, &reply).await {
                     Ok(()) => {
                         metrics::counter!("sara_outbound_sent_total", "channel" => channel)
                             .increment(1);
                         break;
                     }
-                    Err(OutboundError::Retryable(error)) if attempt < attempts => {
-                        tracing::warn!(%error, attempt, channel, "delivery failed; will retry");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
+                    Err(OutboundError::Retryable(error)) => error,
                     Err(error) => {
+                        tracing::error!(%error, attempt, channel, "delivery refused");
+                        metrics::counter!("sara_outbound_failed_total", "channel" => channel)
+                            .increment(1);
+                        break;
+                    }
+                };
+                match retry.next_attempt_jittered(attempt, created, Utc::now(), None) {
+                    NextAttempt::At(at) => {
+                        tracing::warn!(%error, attempt, channel, "delivery failed; will retry");
+                        let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+                        tokio::time::sleep(wait).await;
+                    }
+                    NextAttempt::GiveUp => {
                         tracing::error!(%error, attempt, channel, "delivery given up");
                         metrics::counter!("sara_outbound_failed_total", "channel" => channel)
                             .increment(1);

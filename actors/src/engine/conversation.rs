@@ -13,7 +13,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -62,6 +61,14 @@ impl Remembered {
             Remembered::Text(plain.text)
         } else {
             Remembered::Whole(reply.clone())
+        }
+    }
+
+    /// What Sara said, without the buttons or the call's next step.
+    pub fn text(&self) -> &str {
+        match self {
+            Remembered::Text(text) => text,
+            Remembered::Whole(reply) => &reply.text,
         }
     }
 
@@ -213,7 +220,7 @@ impl Conversation {
                 intent: "hand_back".into(),
                 nlu: "staff".into(),
                 understood: "{}".into(),
-                at: chrono::Utc::now(),
+                at: self.shared.clock.now(),
                 elapsed_ms: 0,
             };
             let commit = TurnCommit {
@@ -392,6 +399,11 @@ impl Conversation {
             now: inbound.at.with_timezone(&tz),
             services: business.services.iter().map(|s| s.name.clone()).collect(),
             expecting: self.state.dialogue.expecting(),
+            prompt: self
+                .state
+                .recent
+                .back()
+                .map(|(_, reply)| reply.text().to_owned()),
         };
         let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
@@ -445,25 +457,21 @@ impl Conversation {
         };
         let text = inbound.text.clone();
         // The outer bound only covers an AI actor that is gone.
-        match shared
-            .ai
-            .call(
+        let asked = shared
+            .ask_ai(
                 |reply| super::ai::AiMsg::Understand {
                     text,
                     ctx,
                     deadline,
                     reply,
                 },
-                Some(deadline + Duration::from_secs(2)),
+                deadline + Duration::from_secs(2),
             )
-            .await
-        {
-            Ok(CallResult::Success(u)) => u,
-            _ => {
-                tracing::warn!("AI actor did not answer; treating the message as not understood");
-                Understanding::default()
-            }
-        }
+            .await;
+        asked.unwrap_or_else(|error| {
+            tracing::warn!(%error, "AI actor did not answer; treating the message as not understood");
+            Understanding::default()
+        })
     }
 
     fn turn_context<'a>(
@@ -521,17 +529,17 @@ impl Conversation {
     }
 
     async fn run_effect(&self, effect: &Effect) -> Result<(), CalendarError> {
-        let calendar = &self.shared.calendar;
-        let timeout = Some(self.shared.settings.calendar_timeout);
+        let shared = &self.shared;
+        let timeout = shared.settings.calendar_timeout;
         let result = match effect.clone() {
             Effect::Book(booking) => {
-                calendar
-                    .call(|reply| CalendarMsg::Book { booking, reply }, timeout)
+                shared
+                    .ask_calendar(|reply| CalendarMsg::Book { booking, reply }, timeout)
                     .await
             }
             Effect::Reschedule { id, start, end } => {
-                calendar
-                    .call(
+                shared
+                    .ask_calendar(
                         |reply| CalendarMsg::Reschedule {
                             id,
                             start,
@@ -543,17 +551,16 @@ impl Conversation {
                     .await
             }
             Effect::Cancel { id } => {
-                calendar
-                    .call(|reply| CalendarMsg::Cancel { id, reply }, timeout)
+                shared
+                    .ask_calendar(|reply| CalendarMsg::Cancel { id, reply }, timeout)
                     .await
             }
             Effect::Handover => return Ok(()),
         };
-        match result {
-            Ok(CallResult::Success(r)) => r,
-            _ => Err(CalendarError::Unavailable(
-                "calendar actor did not answer".into(),
-            )),
-        }
+        result.unwrap_or_else(|error| {
+            Err(CalendarError::Unavailable(format!(
+                "calendar actor: {error}"
+            )))
+        })
     }
 }

@@ -1,15 +1,22 @@
 //! The actors of the engine and the [`Engine`] handle the service drives them through.
 //!
 //! ```text
+//! EngineSupervisor (root.rs) ─spawn_linked─┬─ AiActor, CalendarActor, ChannelActor
+//!                                          └─ ConversationSupervisor
 //! Engine::turn ──▶ ConversationSupervisor ──spawn_linked──▶ ConversationActor (one per phone)
-//!                                                             │ ask: AiActor, CalendarActor
+//!                                                             │ ask (rpc.rs): AiActor, CalendarActor
 //!                                                             │ commit: TurnWriter (group commit)
 //! ```
+//!
+//! Every actor is supervised: the root restarts the long-lived ones, the conversation
+//! supervisor restarts (or quarantines) conversations.
 
 pub mod ai;
 pub mod calendar;
 pub mod channel;
 pub mod conversation;
+pub mod root;
+pub mod rpc;
 pub mod supervisor;
 pub mod writer;
 
@@ -21,20 +28,23 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use ractor::rpc::CallResult;
 use ractor::{Actor, ActorRef};
 use serde::Serialize;
 
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
+use crate::outbound::RetryPolicy;
 use crate::ports::{
-    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, Outbound, StoreError,
 };
-use ai::{AiActor, AiArgs, AiMsg};
-use calendar::{CalendarActor, CalendarArgs, CalendarBoard, CalendarMsg};
+use ai::{AiArgs, AiMsg};
+use calendar::{CalendarArgs, CalendarBoard, CalendarMsg};
+use channel::{ChannelArgs, ChannelMsg};
 use conversation::ConversationMsg;
-use supervisor::{ConversationSupervisor, SupervisorMsg};
+use root::{EngineSupervisor, RootArgs, Slots};
+use rpc::{AskError, ask};
+use supervisor::SupervisorMsg;
 use writer::TurnWriter;
 
 /// One incoming message, already verified and parsed by a channel.
@@ -101,6 +111,8 @@ pub struct EngineSettings {
     /// How long a turn waits for the conversation's lease (several instances) before it gives
     /// up with [`TurnError::Busy`].
     pub lease_wait: Duration,
+    /// When the channel actor tries a failed delivery again, and when it gives up (`[outbox]`).
+    pub delivery_retry: RetryPolicy,
 }
 
 impl Default for EngineSettings {
@@ -118,6 +130,7 @@ impl Default for EngineSettings {
             commits_in_flight: 1,
             calendar_refresh: Duration::from_secs(60),
             lease_wait: Duration::from_secs(5),
+            delivery_retry: RetryPolicy::default(),
         }
     }
 }
@@ -132,6 +145,15 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Confirmations and staff alerts outside the conversation (email); `None` = none.
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Delivers replies that do not travel in the HTTP answer (WhatsApp); `None` = none.
+    pub outbound: Option<Arc<dyn Outbound>>,
+}
+
+/// Which engine actor fault injection makes panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineActor {
+    Ai,
+    Calendar,
 }
 
 /// Counts kept for `/admin/stats` (the same events also go to `metrics`).
@@ -153,11 +175,11 @@ pub struct EngineShared {
     pub business: Arc<Business>,
     pub settings: EngineSettings,
     pub store: Arc<dyn ConversationStore>,
-    pub ai: ActorRef<AiMsg>,
+    /// The supervised actors, found again after a restart (see [`root`]).
+    pub slots: Slots,
     /// The NLU and knowledge base a conversation asks itself, when the NLU answers at once
     /// and has no fallback (the rules); otherwise `None` and turns go through `ai`.
     pub instant_nlu: Option<(Arc<dyn Nlu>, Arc<dyn KnowledgeBase>)>,
-    pub calendar: ActorRef<CalendarMsg>,
     /// What the calendar actor publishes for turns to read (busy times, own bookings).
     pub calendar_board: Arc<CalendarBoard>,
     pub writer: TurnWriter,
@@ -176,11 +198,35 @@ impl EngineShared {
         metrics::histogram!("sara_turn_seconds").record(took.as_secs_f64());
     }
 
-    fn record_restart(&self) {
+    /// Counts a restart of an actor of kind `actor` ("conversation", "calendar", ...).
+    fn record_restart(&self, actor: &'static str) {
         self.counters.restarts.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("sara_actor_restarts_total").increment(1);
+        metrics::counter!("sara_actor_restarts_total", "actor" => actor).increment(1);
+    }
+
+    /// Asks the AI actor; [`AskError::Gone`] while it is being restarted.
+    async fn ask_ai<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(ractor::RpcReplyPort<T>) -> AiMsg,
+        timeout: Duration,
+    ) -> Result<T, AskError> {
+        let actor = self.slots.ai.get().ok_or(AskError::Gone)?;
+        ask(&actor, make, timeout).await
+    }
+
+    /// Asks the calendar actor; [`AskError::Gone`] while it is being restarted.
+    async fn ask_calendar<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(ractor::RpcReplyPort<T>) -> CalendarMsg,
+        timeout: Duration,
+    ) -> Result<T, AskError> {
+        let actor = self.slots.calendar.get().ok_or(AskError::Gone)?;
+        ask(&actor, make, timeout).await
     }
 }
+
+/// Every kind of actor whose restarts `sara_actor_restarts_total` counts (its `actor` label).
+pub const ACTOR_KINDS: [&str; 5] = ["conversation", "conversations", "ai", "calendar", "channel"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("engine failed to start: {0}")]
@@ -190,7 +236,7 @@ pub struct StartError(String);
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<EngineShared>,
-    supervisor: ActorRef<SupervisorMsg>,
+    root: ActorRef<()>,
 }
 
 impl Engine {
@@ -213,22 +259,22 @@ impl Engine {
         let fail = |e: ractor::SpawnErr| StartError(e.to_string());
         let instant_nlu = (ports.nlu.answers_at_once() && ports.fallback_nlu.is_none())
             .then(|| (ports.nlu.clone(), ports.knowledge.clone()));
-        let ai_args = AiArgs {
+        let ai = AiArgs {
             primary: ports.nlu,
             fallback: ports.fallback_nlu,
             knowledge: ports.knowledge,
         };
-        let (ai, _) = Actor::spawn(None, AiActor, ai_args).await.map_err(fail)?;
         let calendar_board = Arc::new(CalendarBoard::default());
-        let calendar_args = CalendarArgs {
+        let calendar = CalendarArgs {
             calendar: ports.calendar,
             clock: ports.clock.clone(),
             refresh: settings.calendar_refresh,
             board: calendar_board.clone(),
         };
-        let (calendar, _) = Actor::spawn(None, CalendarActor, calendar_args)
-            .await
-            .map_err(fail)?;
+        let channel = ports.outbound.map(|outbound| ChannelArgs {
+            outbound,
+            retry: settings.delivery_retry,
+        });
         let writer = TurnWriter::spawn(
             ports.store.clone(),
             settings.max_batch,
@@ -238,9 +284,8 @@ impl Engine {
             business: Arc::new(business),
             settings,
             store: ports.store,
-            ai,
+            slots: Slots::default(),
             instant_nlu,
-            calendar,
             calendar_board,
             writer,
             counters: Counters::default(),
@@ -248,67 +293,108 @@ impl Engine {
             clock: ports.clock,
             notifier: ports.notifier,
         });
-        let (supervisor, _) = Actor::spawn(None, ConversationSupervisor, shared.clone())
+        let args = RootArgs {
+            ai,
+            calendar,
+            channel,
+            shared: shared.clone(),
+        };
+        let (root, _) = Actor::spawn(None, EngineSupervisor, args)
             .await
             .map_err(fail)?;
-        Ok(Engine { shared, supervisor })
+        Ok(Engine { shared, root })
     }
 
     pub fn business(&self) -> &Business {
         &self.shared.business
     }
 
+    /// Asks the conversation supervisor.
+    async fn ask_conversations<T: Send + 'static>(
+        &self,
+        make: impl FnOnce(ractor::RpcReplyPort<T>) -> SupervisorMsg,
+        timeout: Duration,
+    ) -> Result<T, AskError> {
+        let actor = self
+            .shared
+            .slots
+            .conversations
+            .get()
+            .ok_or(AskError::Gone)?;
+        ask(&actor, make, timeout).await
+    }
+
     /// Runs one turn and returns the reply once the turn is committed.
     pub async fn turn(&self, inbound: Inbound) -> Result<Reply, TurnError> {
         let phone = inbound.phone.clone();
-        let result = self
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, reply)),
-                Some(self.shared.settings.turn_timeout),
-            )
-            .await;
-        match result {
-            Ok(CallResult::Success(r)) => r,
-            Ok(CallResult::Timeout) => Err(TurnError::Timeout),
+        self.ask_conversations(
+            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, reply)),
+            self.shared.settings.turn_timeout,
+        )
+        .await
+        .unwrap_or_else(|e| match e {
+            AskError::Timeout => Err(TurnError::Timeout),
             // The conversation actor died with this turn in hand or in its mailbox.
-            Ok(CallResult::SenderError) => Err(TurnError::Interrupted),
-            Err(_) => Err(TurnError::Internal("supervisor stopped".into())),
-        }
+            AskError::Gone => Err(TurnError::Interrupted),
+        })
     }
 
     /// Staff give a handed-over conversation back to Sara.
     pub async fn hand_back(&self, phone: Phone) -> Result<(), TurnError> {
-        let result = self
-            .supervisor
-            .call(
-                |reply| SupervisorMsg::Deliver(phone, ConversationMsg::HandBack(reply)),
-                Some(self.shared.settings.turn_timeout),
-            )
-            .await;
-        match result {
-            Ok(CallResult::Success(r)) => r,
-            Ok(CallResult::Timeout) => Err(TurnError::Timeout),
-            _ => Err(TurnError::Interrupted),
-        }
+        self.ask_conversations(
+            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::HandBack(reply)),
+            self.shared.settings.turn_timeout,
+        )
+        .await
+        .unwrap_or_else(|e| match e {
+            AskError::Timeout => Err(TurnError::Timeout),
+            AskError::Gone => Err(TurnError::Interrupted),
+        })
+    }
+
+    /// Sends `reply` to `to` outside the HTTP answer (WhatsApp), retrying temporary
+    /// failures; false when no outbound channel is configured or it is restarting.
+    pub fn deliver(&self, to: Phone, reply: Reply) -> bool {
+        self.shared
+            .slots
+            .channel
+            .get()
+            .is_some_and(|c| c.send_message(ChannelMsg::Deliver { to, reply }).is_ok())
+    }
+
+    /// Whether replies outside the HTTP answer can be sent at all.
+    pub fn delivers(&self) -> bool {
+        self.shared.slots.channel.get().is_some()
     }
 
     /// Fault injection: activates the phone's conversation and makes it panic.
     pub fn inject_panic(&self, phone: Phone) -> bool {
-        self.supervisor
-            .send_message(SupervisorMsg::Deliver(phone, ConversationMsg::Panic))
-            .is_ok()
+        self.shared.slots.conversations.get().is_some_and(|s| {
+            s.send_message(SupervisorMsg::Deliver(phone, ConversationMsg::Panic))
+                .is_ok()
+        })
+    }
+
+    /// Fault injection: makes one of the engine's long-lived actors panic.
+    pub fn inject_actor_panic(&self, actor: EngineActor) -> bool {
+        let slots = &self.shared.slots;
+        match actor {
+            EngineActor::Ai => slots
+                .ai
+                .get()
+                .is_some_and(|a| a.send_message(AiMsg::Panic).is_ok()),
+            EngineActor::Calendar => slots
+                .calendar
+                .get()
+                .is_some_and(|a| a.send_message(CalendarMsg::Panic).is_ok()),
+        }
     }
 
     pub async fn stats(&self) -> EngineStats {
-        let live = match self
-            .supervisor
-            .call(SupervisorMsg::Live, Some(Duration::from_secs(2)))
+        let live = self
+            .ask_conversations(SupervisorMsg::Live, Duration::from_secs(2))
             .await
-        {
-            Ok(CallResult::Success(n)) => n,
-            _ => 0,
-        };
+            .unwrap_or(0);
         EngineStats {
             live_conversations: live,
             turns: self.shared.counters.turns.load(Ordering::Relaxed),
@@ -318,11 +404,18 @@ impl Engine {
 
     /// Stops the actors after the turns already queued have been answered.
     pub async fn shutdown(&self) {
+        let slots = &self.shared.slots;
+        if let Some(conversations) = slots.conversations.get() {
+            let _ = conversations
+                .drain_and_wait(Some(Duration::from_secs(10)))
+                .await;
+        }
+        if let Some(channel) = slots.channel.get() {
+            channel.stop(None);
+        }
         let _ = self
-            .supervisor
-            .drain_and_wait(Some(Duration::from_secs(10)))
+            .root
+            .stop_and_wait(None, Some(Duration::from_secs(10)))
             .await;
-        self.shared.ai.stop(None);
-        self.shared.calendar.stop(None);
     }
 }

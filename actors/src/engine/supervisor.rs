@@ -220,7 +220,7 @@ impl Actor for ConversationSupervisor {
                 let Some(phone) = state.forget(&cell) else {
                     return Ok(());
                 };
-                state.shared.record_restart();
+                state.shared.record_restart("conversation");
                 if state.record_failure(&phone) {
                     tracing::error!(conversation = %phone.masked(), %error, "conversation keeps failing; quarantined");
                     return Ok(());

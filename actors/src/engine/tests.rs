@@ -356,3 +356,212 @@ fn recent_replies_read_the_old_text_form_and_write_plain_replies_in_it() {
     let back: Remembered = serde_json::from_str(&json).expect("parses");
     assert_eq!(back.reply(), buttons);
 }
+
+/// "book N" = a cleaning N hours after the first opening of the first open day a week ahead,
+/// for Sam Ortiz (the date comes from the business's hours and closures, never from a fixed
+/// day); "yes" = agreement.
+struct BookingNlu;
+
+impl Nlu for BookingNlu {
+    fn understand<'a>(
+        &'a self,
+        text: &'a str,
+        ctx: &'a NluContext,
+    ) -> BoxFuture<'a, Result<Understanding, NluError>> {
+        let hours_later = text
+            .strip_prefix("book ")
+            .and_then(|n| n.parse::<i64>().ok());
+        let u = match (text, hours_later) {
+            (_, Some(later)) => {
+                let business = Business::example();
+                let hours = crate::availability::Availability::new(&business);
+                let (date, opens) = (7..60)
+                    .map(|d| ctx.now.date_naive() + chrono::Duration::days(d))
+                    .find_map(|day| {
+                        let first = hours.opening(day).first().copied()?;
+                        let start = first.start + chrono::Duration::hours(later);
+                        Some((day, start.with_timezone(&business.timezone).time()))
+                    })
+                    .expect("an open day within the horizon");
+                Understanding {
+                    acts: vec![
+                        crate::understanding::Act::Book,
+                        crate::understanding::Act::Inform,
+                    ],
+                    service: Some("Cleaning".into()),
+                    date: Some(date),
+                    time: Some(opens),
+                    name: Some("Sam Ortiz".into()),
+                    confidence: 0.9,
+                    ..Understanding::default()
+                }
+            }
+            ("yes", _) => Understanding {
+                acts: vec![crate::understanding::Act::Affirm],
+                confidence: 0.9,
+                ..Understanding::default()
+            },
+            _ => Understanding::default(),
+        };
+        Box::pin(async move { Ok(u) })
+    }
+    fn name(&self) -> &'static str {
+        "booking"
+    }
+}
+
+/// An engine whose NLU books; `through_ai` sends every message through the AI actor (as a
+/// model-backed NLU does) instead of understanding it in the conversation.
+async fn booking_engine(through_ai: bool) -> (Engine, Arc<crate::memory::MemoryCalendar>) {
+    let (mut ports, _) = crate::memory::in_memory_ports(Arc::new(BookingNlu));
+    let calendar = Arc::new(crate::memory::MemoryCalendar::default());
+    ports.calendar = calendar.clone();
+    if through_ai {
+        ports.fallback_nlu = Some(Arc::new(NothingNlu));
+    }
+    let engine = Engine::start(Business::example(), EngineSettings::default(), ports)
+        .await
+        .expect("engine starts");
+    (engine, calendar)
+}
+
+fn from(n: u32) -> Inbound {
+    Inbound {
+        phone: Phone::parse(&format!("+1555000{n:04}")).expect("valid"),
+        ..msg("", None)
+    }
+}
+
+/// Books for caller `n`: "book {n % 3}", then "yes"; the reply to "yes".
+async fn book(engine: &Engine, n: u32) -> Result<Reply, TurnError> {
+    engine
+        .turn(Inbound {
+            text: format!("book {}", n % 3),
+            ..from(n)
+        })
+        .await?;
+    engine
+        .turn(Inbound {
+            text: "yes".into(),
+            ..from(n)
+        })
+        .await
+}
+
+/// Until the supervisor has counted `n` restarts (it does so before starting the new actor;
+/// each `stats` call is a message behind which the supervisor's work is ordered).
+async fn restarts_reach(engine: &Engine, n: u64) {
+    for _ in 0..1000 {
+        if engine.stats().await.restarts >= n {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("the restart was never counted");
+}
+
+#[tokio::test]
+async fn a_panic_in_the_calendar_actor_is_survived_and_the_next_booking_works() {
+    let (engine, calendar) = booking_engine(false).await;
+    let first = book(&engine, 1).await.expect("booked");
+    assert!(first.text.to_lowercase().contains("booked"), "{first:?}");
+    assert!(engine.inject_actor_panic(EngineActor::Calendar));
+    restarts_reach(&engine, 1).await;
+    // The restarted actor reloads what is booked: the second caller gets another slot.
+    let mut answered = None;
+    for _ in 0..3 {
+        match book(&engine, 2).await {
+            Ok(reply) if reply.text.to_lowercase().contains("booked") => {
+                answered = Some(reply);
+                break;
+            }
+            _ => tokio::task::yield_now().await,
+        }
+    }
+    assert!(
+        answered.is_some(),
+        "no booking after the calendar restarted"
+    );
+    let booked = calendar.all();
+    assert_eq!(booked.len(), 2, "{booked:?}");
+    assert!(booked[0].end <= booked[1].start || booked[1].end <= booked[0].start);
+}
+
+#[tokio::test]
+async fn a_panic_in_the_ai_actor_is_survived_and_the_next_booking_works() {
+    let (engine, calendar) = booking_engine(true).await;
+    assert!(engine.inject_actor_panic(EngineActor::Ai));
+    restarts_reach(&engine, 1).await;
+    let reply = book(&engine, 3).await.expect("booked");
+    assert!(reply.text.to_lowercase().contains("booked"), "{reply:?}");
+    assert_eq!(calendar.all().len(), 1);
+}
+
+/// A calendar whose first booking write panics (a bug in a port), then works.
+struct PanicsOnce {
+    inner: crate::memory::MemoryCalendar,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl crate::ports::Calendar for PanicsOnce {
+    fn upcoming(
+        &self,
+        from: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<Vec<crate::model::Booking>, crate::ports::CalendarError>> {
+        self.inner.upcoming(from)
+    }
+    fn book<'a>(
+        &'a self,
+        booking: &'a crate::model::Booking,
+    ) -> BoxFuture<'a, Result<(), crate::ports::CalendarError>> {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("fault injection: the calendar port panics");
+        }
+        self.inner.book(booking)
+    }
+    fn reschedule(
+        &self,
+        id: crate::model::BookingId,
+        start: chrono::DateTime<Utc>,
+        end: chrono::DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), crate::ports::CalendarError>> {
+        self.inner.reschedule(id, start, end)
+    }
+    fn cancel(
+        &self,
+        id: crate::model::BookingId,
+    ) -> BoxFuture<'_, Result<(), crate::ports::CalendarError>> {
+        self.inner.cancel(id)
+    }
+}
+
+#[tokio::test]
+async fn a_calendar_port_that_panics_under_the_booking_writer_costs_one_booking_not_all() {
+    let (mut ports, _) = crate::memory::in_memory_ports(Arc::new(BookingNlu));
+    let calendar = Arc::new(PanicsOnce {
+        inner: crate::memory::MemoryCalendar::default(),
+        panicked: Default::default(),
+    });
+    ports.calendar = calendar.clone();
+    let engine = Engine::start(Business::example(), EngineSettings::default(), ports)
+        .await
+        .expect("engine starts");
+    // The write that panics is answered "unavailable", not left hanging.
+    let lost = book(&engine, 4).await.expect("answered");
+    assert!(!lost.text.to_lowercase().contains("booked"), "{lost:?}");
+    let mut booked = false;
+    for _ in 0..3 {
+        if book(&engine, 5)
+            .await
+            .is_ok_and(|r| r.text.to_lowercase().contains("booked"))
+        {
+            booked = true;
+            break;
+        }
+    }
+    assert!(booked, "bookings keep failing after the port panicked once");
+    assert_eq!(calendar.inner.all().len(), 1);
+}

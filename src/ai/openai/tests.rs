@@ -27,6 +27,7 @@ fn ctx(expecting: Option<Slot>) -> NluContext {
             .expect("a plain local time"),
         services: services(),
         expecting,
+        prompt: None,
     }
 }
 

@@ -12,7 +12,23 @@ pub(super) struct Cues {
     pub informs: bool,
     pub service: bool,
     pub choice: bool,
+    /// Sara's last line asked a yes/no question about one thing ("Shall I book 10 AM?").
+    pub confirming: bool,
 }
+
+/// Asking whether a time or service is available is a booking request, not a question for
+/// the FAQ: "how about Monday?", "any openings Friday?", "do you have a cleaning Wednesday?".
+static AVAILABILITY: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:(?:any|anything|something|some|got)\s+(?:(?:free|open|available)\s+)?(?:openings?|availability|available|free|open|slots?|times?|spots?|space|room|appointments?|dates?|days?)|(?:do|would|will|did) you (?:have|still have|happen to have|guys have) (?:any(?:thing)?|a|an|some|space|room|time|availability|openings?|slots?)|have you (?:got )?(?:any(?:thing)?|a|an|some|space|room|time)|are you (?:free|available|booked|busy)|is (?:there|it|that|he|she) (?:any(?:thing)?\s+|a |an )?(?:free|available|opening|slot|space|time|availability|appointment|taken|booked)|(?:how|what) about|can you (?:fit|squeeze|do)|any chance|(?:is|are) (?:\w+ )?(?:free|available)\s+(?:on|at|for|tomorrow|today|this|next|monday|tuesday|wednesday|thursday|friday|saturday|sunday|\d)|(?:works?|suits?) for you)\b",
+    )
+});
+/// Words that ask the knowledge base something even inside an availability ask.
+static FAQ_TOPIC: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:parking|park (?:my|the|a|there|nearby|near|on)|where|address|located|location|directions|how much|price|prices|cost|costs|fee|fees|charge|insurance|payment|pay|wheelchair|policy|opening hours|hours|website|phone number)\b",
+    )
+});
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("built-in pattern is valid")
@@ -143,6 +159,14 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
         && !(book
             && MODAL_ASK.is_match(norm)
             && !QUESTION.is_match(&MODAL_ASK.replace_all(norm, "")));
+    // "Any openings Friday?", "how about Monday": asks for a time, not for the FAQ, unless
+    // an FAQ topic is named too ("do you have any parking?").
+    let availability =
+        AVAILABILITY.is_match(norm) && !FAQ_TOPIC.is_match(&AVAILABILITY.replace_all(norm, " "));
+    let question = question && !availability;
+    // Asking after free times is asking to book.
+    let book = book || (availability && !reschedule && (cues.informs || cues.service));
+    push(Act::Book, book);
     push(Act::Question, asks_about_cancelling || (!other && question));
     push(Act::Deny, DENY.is_match(norm));
     // "not sure" is doubt, not a yes.
@@ -155,5 +179,17 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     push(Act::Greet, GREET.is_match(norm));
     // A service named on its own ("a cleaning please") gives a slot.
     push(Act::Inform, cues.service);
+    // After "Shall I book 10 AM?", "great, thanks" says yes before it thanks.
+    if cues.confirming
+        && !acts.contains(&Act::Deny)
+        && let Some(at) = acts.iter().position(|a| *a == Act::Affirm)
+        && let Some(polite) = acts
+            .iter()
+            .position(|a| matches!(a, Act::Thanks | Act::Goodbye | Act::Greet))
+        && polite < at
+    {
+        let affirm = acts.remove(at);
+        acts.insert(polite, affirm);
+    }
     acts
 }

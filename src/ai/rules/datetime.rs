@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 
 use chrono::{Datelike, Days, Months, NaiveDate, NaiveTime, Weekday};
 use regex::Regex;
-use sara_actors::understanding::{DayPart, Slot};
+use sara_actors::understanding::{DayPart, Lean, Shift, Slot};
 
 /// What the message says about when.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -27,6 +27,15 @@ pub(crate) struct Moment {
     pub day_part: Option<DayPart>,
     /// True when the time came only from a bare number (weak evidence).
     pub weak_time: bool,
+    /// "An hour later", "a week later": relative to the time being talked about.
+    pub shift: Option<Shift>,
+    /// "Anything later / earlier?"
+    pub lean: Option<Lean>,
+    /// "The earliest you have", "first thing".
+    pub earliest: bool,
+    /// Something about when was left unread (a number, "half", "quarter", a second day):
+    /// the reading above may be wrong, so it must not be acted on with confidence.
+    pub unclear: bool,
 }
 
 const WEEKDAY: &str = r"monday|tuesday|wednesday|thursday|friday|saturday|sunday";
@@ -90,7 +99,9 @@ static ISO_DATE: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d{4})-(\d{2})-(\d{2
 
 /// "half past 4", "quarter to 5", "quarter past 10".
 static FRACTION_TIME: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(half past|(?:a )?quarter past|(?:a )?quarter to|(?:a )?quarter till)\s+(\d{1,2})\b")
+    re(
+        r"\b(half past|half after|(?:a )?quarter (?:past|after)|(?:a )?quarter (?:to|till|til|of|before))\s+(\d{1,2})\b",
+    )
 });
 /// "3:30", "4.30", "15:00", optionally with am/pm.
 static CLOCK_TIME: LazyLock<Regex> =
@@ -103,7 +114,9 @@ static MILITARY: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(?:at|for|around|by|to|@)\s+([01]\d|2[0-3])([0-5]\d)\b"));
 /// "at 3", "around 4", "evening 5", "3 in the afternoon".
 static PREP_HOUR: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|@)\s+(\d{1,2})\b")
+    re(
+        r"\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|@|make it|made it|how about|what about|maybe|perhaps|instead|rather|or|do|change it to|move it to|switch to|change to|prefer)\s+(\d{1,2})\b",
+    )
 });
 static HOUR_IN_PART: LazyLock<Regex> = LazyLock::new(|| {
     re(r"\b(\d{1,2})\s+(?:in the (?:morning|afternoon|evening)|at night|tonight)")
@@ -111,11 +124,50 @@ static HOUR_IN_PART: LazyLock<Regex> = LazyLock::new(|| {
 static NOON: LazyLock<Regex> = LazyLock::new(|| re(r"\b(noon|midday|midnight)\b"));
 static AFTER_BEFORE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(after|past|later than|no earlier than|before|earlier than|by|until|till|no later than)\s+(noon|midday|\d{1,2}(?:[:.]\d{2})?\s*(?:am|pm|a\.m\.?|p\.m\.?)?)",
+        r"\b(after|past|later than|no earlier than|before|earlier than|by|until|till|no later than)\s+(noon|midday|lunch ?(?:time)?|work|\d{1,2}(?:[:.]\d{2})?\s*(?:am|pm|a\.m\.?|p\.m\.?)?)",
     )
 });
 static PART: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(morning|afternoon|evening|tonight|night)\b"));
+/// "20 to 4", "10 past 3", "5 after 2", "25 minutes to 6" (number words are digits by now).
+static MINUTES_PAST: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b(\d{1,2})\s+(?:minutes?\s+|mins?\s+)?(past|after|to|till|til|before|of)\s+(\d{1,2})\b")
+});
+/// British "half 3" = 3:30 (not "half an hour", not "half past").
+static HALF_HOUR: LazyLock<Regex> = LazyLock::new(|| re(r"\bhalf\s+(\d{1,2})\b"));
+/// "10 45", "9 05": an hour and its minutes, spoken.
+static SPOKEN: LazyLock<Regex> = LazyLock::new(|| re(r"\b(\d{1,2})\s+(\d{2})\b"));
+/// "an hour later", "30 minutes earlier", "a week later", "2 days after".
+static SHIFT_AFTER: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(an?|one|half an?|a half|a couple of|couple of|a few|\d{1,3})\s+(minutes?|mins?|hours?|hrs?|days?|weeks?)\s+(later|earlier|sooner|after|before|on|back|forward)\b",
+    )
+});
+/// "push it back 30 minutes", "bring it forward an hour", "move it later by a day".
+static SHIFT_VERB: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:push|move|bump|shift|put|bring|make)\s+(?:it|that|this|me|things|the (?:appointment|booking|time)|my (?:appointment|booking))?\s*(back|forward|later|earlier|up)\s+(?:by\s+)?(an?|one|half an?|a half|a couple of|couple of|\d{1,3})\s+(minutes?|mins?|hours?|hrs?|days?|weeks?)\b",
+    )
+});
+/// "the day after", "the following week", "the week after": relative to the day discussed.
+static SHIFT_DAY: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"\b(?:the )?(day after|day before|following day|next day|week after|following week)\b")
+});
+/// "later", "earlier" asked of the offered times: "anything later?", "something earlier".
+static LEAN: LazyLock<Regex> =
+    LazyLock::new(|| re(r"\b(later|earlier|sooner|after that|before that)\b"));
+/// "the earliest you have", "first available", "as soon as possible", "first thing".
+static EARLIEST: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:earliest|soonest|first (?:available|free|opening|slot|appointment|thing)|next (?:available|free|opening)|as soon as (?:possible|you can)|asap|first thing)\b",
+    )
+});
+/// Named windows inside the day.
+static WINDOW: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"\b(?:(?:around|about|at|over|for|during)\s+)?(?:(early|late|mid)[- ]?(morning|afternoon|evening)|lunch ?(?:time|hour)?|end of the day|close of business|first thing(?: in the morning)?)\b",
+    )
+});
 /// Words after a number that make it a quantity, not a time.
 static QUANTITY: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -134,14 +186,180 @@ pub(crate) fn extract(text: &str, today: NaiveDate, expecting: Option<Slot>) -> 
         }
     });
     let mut work = masked.into_owned();
+    let shift = find_shift(&mut work);
+    let earliest = EARLIEST.is_match(&work);
     let date = find_date(&mut work, today);
     let (time, day_part, weak_time) = find_time(&mut work, expecting);
+    let lean = LEAN.captures(&work).and_then(|c| match &c[1] {
+        "later" | "after that" => Some(Lean::Later),
+        "earlier" | "sooner" | "before that" => Some(Lean::Earlier),
+        _ => None,
+    });
+    let unclear = unread_when(&work, date);
     Moment {
         date,
         time,
         day_part,
         weak_time,
+        shift,
+        lean,
+        earliest,
+        unclear,
     }
+}
+
+/// A count in words or digits: "an", "half an", "a couple of", "30".
+fn count_of(word: &str) -> Option<f64> {
+    Some(match word {
+        "a" | "an" | "one" => 1.0,
+        "half an" | "half a" | "a half" => 0.5,
+        "a couple of" | "couple of" => 2.0,
+        "a few" => 3.0,
+        n => n.parse::<f64>().ok()?,
+    })
+}
+
+/// A span in minutes and days for a count and a unit.
+fn span_of(count: f64, unit: &str) -> Shift {
+    if unit.starts_with('d') {
+        Shift {
+            days: count as i64,
+            minutes: 0,
+        }
+    } else if unit.starts_with('w') {
+        Shift {
+            days: (count * 7.0) as i64,
+            minutes: 0,
+        }
+    } else if unit.starts_with('h') {
+        Shift {
+            days: 0,
+            minutes: (count * 60.0) as i64,
+        }
+    } else {
+        Shift {
+            days: 0,
+            minutes: count as i64,
+        }
+    }
+}
+
+fn negated(shift: Shift) -> Shift {
+    Shift {
+        days: -shift.days,
+        minutes: -shift.minutes,
+    }
+}
+
+/// The first word after `end`.
+fn next_word(work: &str, end: usize) -> &str {
+    work[end..]
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .find(|w| !w.is_empty())
+        .unwrap_or("")
+}
+
+/// Words that make "a week after …" a date of its own, not a move of the one discussed.
+fn names_a_day(word: &str) -> bool {
+    matches!(word, "today" | "tomorrow" | "this" | "next" | "the")
+        || weekday_of(word).is_some()
+        || month_of(word).is_some_and(|_| word.len() >= 3)
+        || word.chars().next().is_some_and(|c| c.is_ascii_digit())
+}
+
+/// Moves relative to the time being talked about; their numbers are consumed so they are not
+/// read as clock times.
+fn find_shift(work: &mut String) -> Option<Shift> {
+    if let Some(c) = SHIFT_VERB.captures(work) {
+        let whole = c.get(0).expect("group 0 always matches");
+        if let Some(n) = count_of(&c[2]) {
+            let span = span_of(n, &c[3]);
+            let shift = match &c[1] {
+                "back" | "later" => span,
+                _ => negated(span),
+            };
+            consume(work, whole.start(), whole.end());
+            return Some(shift);
+        }
+    }
+    for c in SHIFT_AFTER.captures_iter(&work.clone()) {
+        let whole = c.get(0).expect("group 0 always matches");
+        let direction = &c[3];
+        if matches!(direction, "after" | "before") && names_a_day(next_word(work, whole.end())) {
+            continue;
+        }
+        let Some(n) = count_of(&c[1]) else { continue };
+        let span = span_of(n, &c[2]);
+        let shift = match direction {
+            "later" | "after" | "back" => span,
+            _ => negated(span),
+        };
+        consume(work, whole.start(), whole.end());
+        return Some(shift);
+    }
+    if let Some(c) = SHIFT_DAY.captures(&work.clone()) {
+        let whole = c.get(0).expect("group 0 always matches");
+        let after = next_word(work, whole.end());
+        let after_next = after == "next";
+        if !names_a_day(after) || after_next {
+            let days = match &c[1] {
+                "day before" => -1,
+                "day after" | "following day" | "next day" => 1,
+                _ if after_next => 14,
+                _ => 7,
+            };
+            let end = if after_next {
+                whole.end() + work[whole.end()..].find("next").map_or(0, |i| i + 4)
+            } else {
+                whole.end()
+            };
+            consume(work, whole.start(), end);
+            return Some(Shift { days, minutes: 0 });
+        }
+    }
+    None
+}
+
+/// Whether what is left of the message after every date and time pattern took its part
+/// still speaks of when: a number that is not a count, money or an option, a clock word, or
+/// a second day name when a date was read.
+fn unread_when(work: &str, date: Option<NaiveDate>) -> bool {
+    static NUMBER: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d{1,4}\b"));
+    static CLOCK_WORD: LazyLock<Regex> = LazyLock::new(|| {
+        re(&format!(
+            r"\b(?:half|quarter|o'?clock|noon|midnight)\b|\b(?:{WEEKDAY})\b"
+        ))
+    });
+    for m in NUMBER.find_iter(work) {
+        let before = work[..m.start()].trim_end();
+        let raw_before = work[..m.start()].chars().next_back();
+        let after = work[m.end()..].chars().next();
+        if raw_before.is_some_and(|c| "$£€#-/+@.:".contains(c))
+            || after.is_some_and(|c| "-/%@$".contains(c) || c.is_alphabetic())
+            || QUANTITY.is_match(&work[m.end()..])
+            // "one" is often a pronoun the normaliser could not tell from the number.
+            || m.as_str() == "1"
+            || [
+                "option", "number", "no", "choice", "room", "suite", "apt", "unit", "of",
+                "me", "us", "party", "group",
+            ]
+            .iter()
+            .any(|w| before.ends_with(w))
+        {
+            continue;
+        }
+        return true;
+    }
+    CLOCK_WORD.find_iter(work).any(|m| {
+        let w = m.as_str();
+        if let Some(day) = weekday_of(w) {
+            // "Monday the 16th" names one day twice; "Monday or Tuesday" names two.
+            return date.is_some_and(|d| d.weekday() != day);
+        }
+        // "half an hour", "a quarter of the price" are not clock times.
+        let next = next_word(work, m.end());
+        !(matches!(w, "half" | "quarter") && matches!(next, "an" | "a" | "the" | "of" | "price"))
+    })
 }
 
 /// Blanks a span so later patterns do not read it again.
@@ -536,12 +754,70 @@ fn find_time(
     let mut day_part = None;
     // Global part of day: "tomorrow afternoon at 3" reads 3 as 15:00.
     let global_pm = PART.captures(work).map(|c| !c[1].starts_with("morning"));
+    let mut found: Option<NaiveTime> = None;
+
+    // "20 to 4", "10 past 3", "5 after 2": read before "after 2" can be taken for a bound.
+    for c in MINUTES_PAST.captures_iter(&work.clone()) {
+        let whole = c.get(0).expect("group 0 always matches");
+        let (m, h): (u32, u32) = (c[1].parse().unwrap_or(99), c[3].parse().unwrap_or(99));
+        let said_minutes = whole.as_str().contains("min");
+        // A bare pair like "2 to 4" is a range; minutes people say this way are these.
+        if !(said_minutes && (1..60).contains(&m) || matches!(m, 5 | 10 | 20 | 25))
+            || !(1..=12).contains(&h)
+            || !free_number(work, c.get(3).expect("group 3").start(), whole.end())
+            || work[..whole.start()].trim_end().ends_with("from")
+        {
+            continue;
+        }
+        let to = matches!(&c[2], "to" | "till" | "til" | "before" | "of");
+        let (hour, minute) = if to {
+            (if h == 1 { 12 } else { h - 1 }, 60 - m)
+        } else {
+            (h, m)
+        };
+        let pm = adjacent_part(work, whole.start(), whole.end()).or(global_meridiem(h, global_pm));
+        let pm = if hour == 12 && pm.is_none() {
+            Some(true)
+        } else {
+            pm
+        };
+        if let Some(t) = to_time(hour, minute, pm) {
+            found = Some(t);
+            consume(work, whole.start(), whole.end());
+            break;
+        }
+    }
+    // British "half 3" is 3:30.
+    if found.is_none() {
+        for c in HALF_HOUR.captures_iter(&work.clone()) {
+            let whole = c.get(0).expect("group 0 always matches");
+            let h: u32 = c[1].parse().unwrap_or(99);
+            let num = c.get(1).expect("group 1");
+            if !(1..=12).contains(&h) || !free_number(work, num.start(), num.end()) {
+                continue;
+            }
+            let pm =
+                adjacent_part(work, whole.start(), whole.end()).or(global_meridiem(h, global_pm));
+            if let Some(t) = to_time(h, 30, pm) {
+                found = Some(t);
+                consume(work, whole.start(), whole.end());
+                break;
+            }
+        }
+    }
 
     if let Some(c) = AFTER_BEFORE.captures(work) {
         let whole = c.get(0).expect("group 0 always matches");
-        let bound = parse_loose_time(&c[2], global_pm);
+        let after = matches!(&c[1], "after" | "past" | "later than" | "no earlier than");
+        let bound = match &c[2] {
+            // Before lunch is the morning; after lunch starts an hour later.
+            w if w.starts_with("lunch") => {
+                NaiveTime::from_hms_opt(if after { 13 } else { 12 }, 0, 0)
+            }
+            "work" => NaiveTime::from_hms_opt(if after { 17 } else { 9 }, 0, 0),
+            w => parse_loose_time(w, global_pm),
+        };
         if let Some(t) = bound {
-            let after = matches!(&c[1], "after" | "past" | "later than" | "no earlier than");
             // "past 4" inside "half past 4" is not a bound; that pattern ran first below.
             let in_fraction = work[..whole.start()].trim_end().ends_with("half")
                 || work[..whole.start()].trim_end().ends_with("quarter");
@@ -558,14 +834,37 @@ fn find_time(
         }
     }
 
-    let mut found: Option<NaiveTime> = None;
+    if day_part.is_none()
+        && let Some(c) = WINDOW.captures(work)
+    {
+        let whole = c.get(0).expect("group 0 always matches");
+        let t = |h, m| NaiveTime::from_hms_opt(h, m, 0).expect("valid constant time");
+        let part = match (c.get(1).map(|m| m.as_str()), c.get(2).map(|m| m.as_str())) {
+            (Some("early"), Some("morning")) => DayPart::Between(t(0, 0), t(10, 0)),
+            (Some("mid"), Some("morning")) => DayPart::Between(t(9, 30), t(11, 30)),
+            (Some(_), Some("morning")) => DayPart::Between(t(10, 0), t(12, 0)),
+            (Some("early"), Some("afternoon")) => DayPart::Between(t(12, 0), t(15, 0)),
+            (Some("mid"), Some("afternoon")) => DayPart::Between(t(13, 30), t(16, 0)),
+            (Some(_), Some("afternoon")) => DayPart::Between(t(15, 0), t(18, 0)),
+            (Some("early"), Some(_)) => DayPart::Between(t(17, 0), t(19, 0)),
+            (Some(_), Some(_)) => DayPart::Between(t(19, 0), t(23, 59)),
+            _ if whole.as_str().contains("lunch") => DayPart::Between(t(11, 30), t(14, 0)),
+            _ if whole.as_str().contains("first thing") => DayPart::Morning,
+            _ => DayPart::After(t(16, 0)),
+        };
+        day_part = Some(part);
+        consume(work, whole.start(), whole.end());
+    }
+
     let mut weak = false;
-    if let Some(c) = FRACTION_TIME.captures(work) {
+    if found.is_none()
+        && let Some(c) = FRACTION_TIME.captures(work)
+    {
         let whole = c.get(0).expect("group 0 always matches");
         let hour: u32 = c[2].parse().unwrap_or(99);
         let (h, m) = match &c[1] {
-            "half past" => (hour, 30),
-            s if s.ends_with("past") => (hour, 15),
+            "half past" | "half after" => (hour, 30),
+            s if s.ends_with("past") || s.ends_with("after") => (hour, 15),
             _ => (
                 if hour == 1 {
                     12
@@ -648,6 +947,30 @@ fn find_time(
             if (h <= 12 || c[3].starts_with('o'))
                 && let Some(t) = to_time(h, m, pm)
             {
+                found = Some(t);
+                consume(work, whole.start(), whole.end());
+                break;
+            }
+        }
+    }
+    if found.is_none() {
+        // "10 45", "9 05" (spoken "ten forty-five", "nine oh five").
+        for c in SPOKEN.captures_iter(&work.clone()) {
+            let whole = c.get(0).expect("group 0 always matches");
+            let (h, m): (u32, u32) = (c[1].parse().unwrap_or(99), c[2].parse().unwrap_or(99));
+            let hour = c.get(1).expect("group 1");
+            let before = work[..hour.start()].chars().next_back();
+            if !(1..=12).contains(&h)
+                || m >= 60
+                || m % 5 != 0
+                || matches!(before, Some(c) if c.is_ascii_digit() || "$£€#-/.:".contains(c))
+                || !free_number(work, c.get(2).expect("group 2").start(), whole.end())
+            {
+                continue;
+            }
+            let pm =
+                adjacent_part(work, whole.start(), whole.end()).or(global_meridiem(h, global_pm));
+            if let Some(t) = to_time(h, m, pm) {
                 found = Some(t);
                 consume(work, whole.start(), whole.end());
                 break;
@@ -755,6 +1078,10 @@ fn find_time(
                 weak = true;
             } else if trimmed.len() == 4 && matches!(expecting, Some(Slot::Time | Slot::Option)) {
                 found = NaiveTime::from_hms_opt(h / 100, h % 100, 0);
+            }
+            if found.is_some() {
+                let len = work.len();
+                consume(work, 0, len);
             }
         }
     }

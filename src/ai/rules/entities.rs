@@ -28,8 +28,16 @@ static NAME_WEAK: LazyLock<Regex> = LazyLock::new(|| {
 });
 /// "Can I come in Monday at 9? Jo Park": two or three capitalised words closing the message
 /// after a sentence break.
-static NAME_TRAILING: LazyLock<Regex> =
-    LazyLock::new(|| re(r"[.?!,;]\s+(\p{Lu}\p{Ll}+(?:[\s-]+\p{Lu}\p{Ll}+){1,2})\s*[.!]?\s*$"));
+static NAME_TRAILING: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?:[.?!,;\n]|\s[-–—~]+)\s*(\p{Lu}\p{Ll}+(?:[\s-]+\p{Lu}\p{Ll}+){1,2})\s*[.!]?\s*$")
+});
+/// "its jake ross", "im sam ortiz": a short message that is only a lead and a name, typed in
+/// lower case.
+static NAME_LOOSE: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)^\s*(?:hi|hey|hello)?[\s,]*(?:it's|its|it is|this is|i'm|im|i am|name'?s|me,?)\s+([\p{L}][\p{L}'-]+(?:\s+[\p{L}][\p{L}'-]+){1,2})\s*[.!]?\s*$",
+    )
+});
 static LEAD: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)^\s*(?:my name is|my name's|name is|name's|it's|it is|this is|i'm|i am|sure|yes|yeah|ok|okay)[\s,:]+",
@@ -45,6 +53,91 @@ static CHOICE_ALONE: LazyLock<Regex> = LazyLock::new(|| {
         r"^\s*(?:the\s+)?(first|second|third|fourth|fifth|1st|2nd|3rd|4th|5th)(?:\s+(?:one|please))?\s*[.!]?\s*$",
     )
 });
+
+/// Everyday words that a lower-case "its …" message may hold instead of a name.
+const COMMON: &[&str] = &[
+    "booked",
+    "cancelled",
+    "canceled",
+    "fine",
+    "okay",
+    "ok",
+    "late",
+    "early",
+    "too",
+    "very",
+    "not",
+    "no",
+    "about",
+    "for",
+    "my",
+    "your",
+    "the",
+    "a",
+    "an",
+    "at",
+    "on",
+    "in",
+    "to",
+    "and",
+    "or",
+    "is",
+    "be",
+    "been",
+    "going",
+    "gonna",
+    "fine",
+    "good",
+    "great",
+    "perfect",
+    "me",
+    "again",
+    "still",
+    "now",
+    "then",
+    "there",
+    "here",
+    "that",
+    "this",
+    "it",
+    "done",
+    "all",
+    "set",
+    "sorted",
+    "working",
+    "closed",
+    "open",
+    "busy",
+    "free",
+    "available",
+    "cleaning",
+    "whitening",
+    "consultation",
+    "appointment",
+    "time",
+    "today",
+    "tomorrow",
+    "tonight",
+    "morning",
+    "afternoon",
+    "evening",
+    "week",
+    "pm",
+    "am",
+    "please",
+    "thanks",
+    "thank",
+    "you",
+    "ready",
+    "urgent",
+    "important",
+    "raining",
+    "snowing",
+    "hot",
+    "cold",
+    "weird",
+    "confusing",
+];
 
 /// Words that follow "it's" / "I'm" but are not names.
 const NOT_NAMES: &[&str] = &[
@@ -154,6 +247,15 @@ pub(super) fn name(original: &str, expecting: Option<Slot>) -> Option<String> {
     {
         return Some(n);
     }
+    if let Some(c) = NAME_LOOSE.captures(original)
+        && let Some(n) = clean_name(&c[1], true)
+        && n.split_whitespace().count() >= 2
+        && !n
+            .split_whitespace()
+            .any(|w| COMMON.contains(&w.to_lowercase().as_str()))
+    {
+        return Some(n);
+    }
     if expecting == Some(Slot::Name) {
         let rest = LEAD.replace(original, "");
         let rest = rest.trim().trim_end_matches(['.', '!', ',']);
@@ -226,7 +328,44 @@ pub(super) fn service(norm: &str, services: &[String]) -> Option<String> {
                 stem.chars().count() >= 4 && words.iter().any(|w| stem_matches(w, &stem))
             })
         })
+        .or_else(|| {
+            // Typed in a hurry: "cleening", "whitning", "consultaion" — a word within a
+            // small edit distance of a configured name's word, same first letter.
+            services.iter().find(|name| {
+                name.to_lowercase().split_whitespace().any(|part| {
+                    let n = part.chars().count();
+                    n >= 5
+                        && words.iter().any(|w| {
+                            let allowed = if n >= 9 { 2 } else { 1 };
+                            w.chars().next() == part.chars().next()
+                                && w.chars().count() >= 5
+                                && w.chars().count().abs_diff(n) <= allowed
+                                && edit_distance(w, part) <= allowed
+                        })
+                })
+            })
+        })
         .cloned()
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
+            diagonal = above;
+        }
+    }
+    row[b.len()]
 }
 
 fn contains_phrase(words: &[&str], phrase: &str) -> bool {

@@ -15,7 +15,7 @@ mod tests;
 use chrono::{DateTime, NaiveDate, Offset};
 use chrono_tz::Tz;
 use sara_actors::ports::{BoxFuture, Nlu, NluError};
-use sara_actors::understanding::{Act, NluContext, NluSource, Understanding};
+use sara_actors::understanding::{Act, NluContext, NluSource, Slot, Understanding};
 
 /// Only this many characters of a message are read: a longer message is cut, never refused.
 const MAX_CHARS: usize = 2_000;
@@ -33,8 +33,34 @@ impl RuleNlu {
     }
 
     /// Understands one message. Never panics; reads at most the first 2,000 characters.
+    /// A message making two requests ("cancel Thursday's cleaning and book me a whitening
+    /// Monday") is read as the first, with the second in `then`.
     pub fn understand(&self, text: &str, ctx: &NluContext) -> Understanding {
         let original: String = text.chars().take(MAX_CHARS).collect();
+        if let Some(at) = second_request(&original) {
+            let (head, tail) = original.split_at(at);
+            let first = self.understand_one(head, ctx);
+            let second = self.understand_one(tail, ctx);
+            let starts = |u: &Understanding| {
+                u.acts
+                    .iter()
+                    .find(|a| matches!(a, Act::Book | Act::Cancel | Act::Reschedule))
+                    .copied()
+            };
+            if let (Some(a), Some(b)) = (starts(&first), starts(&second))
+                && a != b
+            {
+                let mut first = first;
+                first.confidence = first.confidence.min(second.confidence);
+                first.then = Some(Box::new(second));
+                return first;
+            }
+        }
+        self.understand_one(&original, ctx)
+    }
+
+    fn understand_one(&self, text: &str, ctx: &NluContext) -> Understanding {
+        let original = text.to_string();
         let norm = normalise(&original);
         let services = if self.services.is_empty() {
             &ctx.services
@@ -42,33 +68,57 @@ impl RuleNlu {
             &self.services
         };
 
-        let moment = datetime::extract(
+        let mut moment = datetime::extract(
             &entities::without_greeting(&norm),
             local_date(&ctx.now),
             ctx.expecting,
         );
+        // Something about when went unread: the reading may be wrong, so say nothing about
+        // when rather than something wrong; the policy asks again, the router asks the model.
+        if moment.unclear {
+            moment.date = None;
+            moment.time = None;
+            moment.day_part = None;
+            moment.shift = None;
+        }
         let service = entities::service(&norm, services);
         let email = entities::email(&original);
         // A message giving a date or time is not a bare name ("actually make it 2pm").
-        let gives_moment =
-            moment.date.is_some() || moment.time.is_some() || moment.day_part.is_some();
+        let gives_moment = moment.unclear
+            || moment.date.is_some()
+            || moment.time.is_some()
+            || moment.day_part.is_some()
+            || moment.shift.is_some();
         let name_expected = ctx.expecting.filter(|_| !gives_moment);
         let name = entities::name(&original, name_expected);
         let choice = entities::choice(&norm, ctx.expecting);
 
         let cues = acts::Cues {
-            informs: moment.date.is_some()
-                || moment.time.is_some()
-                || moment.day_part.is_some()
-                || name.is_some()
-                || email.is_some(),
+            informs: gives_moment || name.is_some() || email.is_some(),
             service: service.is_some(),
             choice: choice.is_some(),
+            confirming: ctx.expecting == Some(Slot::Confirmation)
+                || (ctx.expecting.is_none() && ctx.prompt.as_deref().is_some_and(asks_yes_no)),
         };
-        let acts = acts::detect(&norm, cues);
+        // A name is not a keyword: "Jo Park" asks nothing about parking.
+        // Only a name written as one (capitalised) is set aside: a lower-case answer read as
+        // a name because a name was asked for may still be a request.
+        let written_as_name = |n: &str| {
+            n.split_whitespace().all(|w| {
+                original
+                    .split_whitespace()
+                    .any(|o| o.trim_matches(|c: char| !c.is_alphanumeric()) == w)
+            })
+        };
+        let acts_text = match &name {
+            Some(n) if written_as_name(n) => without_words(&norm, &n.to_lowercase()),
+            _ => norm.clone(),
+        };
+        let acts = acts::detect(&acts_text, cues);
         // Keywords read short messages well; a long one likely says more than they catch.
         let long = norm.split_whitespace().count() > 30;
         let confidence = match acts.first() {
+            _ if moment.unclear => 0.4,
             None => 0.2,
             Some(Act::Inform) if moment.weak_time && moment.date.is_none() => 0.6,
             Some(_) if long => 0.6,
@@ -84,7 +134,14 @@ impl RuleNlu {
             email,
             choice,
             same_time: has_phrase(&norm, "same time"),
-            next_week: moment.date.is_none() && has_phrase(&norm, "next week"),
+            next_week: moment.date.is_none()
+                && moment.shift.is_none()
+                && has_phrase(&norm, "next week"),
+            shift: moment.shift,
+            lean: moment.lean,
+            earliest: moment.earliest,
+            unclear_when: moment.unclear,
+            then: None,
             faq_answer: None,
             confidence,
             source: NluSource::Rules,
@@ -119,6 +176,66 @@ fn local_date(now: &DateTime<Tz>) -> NaiveDate {
     utc.checked_add_offset(now.offset().fix())
         .unwrap_or(utc)
         .date()
+}
+
+/// Where a second request starts: "… and book me a whitening Monday", "…, then cancel …".
+fn second_request(text: &str) -> Option<usize> {
+    static JOIN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(?i)(?:,|\.|;|\band\b|\bthen\b|\balso\b)\s*(?:then\s+|also\s+|instead\s+|please\s+|can you\s+|could you\s+|i'?d like to\s+|i want to\s+|i need to\s+)*(?:book|put me|schedule|make (?:me )?an?|get me|set me up|sign me up|i'?d like an?|i want an?|i need an?|re-?schedule|move|cancel|change)\b",
+        )
+        .expect("built-in pattern is valid")
+    });
+    JOIN.find_iter(text)
+        .map(|m| m.start())
+        .find(|&i| i > 0 && text[..i].split_whitespace().count() >= 2)
+}
+
+/// Whether Sara's line asks a yes/no question about one thing ("Shall I book it?").
+fn asks_yes_no(prompt: &str) -> bool {
+    let p = prompt.to_lowercase();
+    let last = p
+        .rsplit(['.', '!'])
+        .find(|s| !s.trim().is_empty())
+        .unwrap_or(&p);
+    last.trim_end().ends_with('?')
+        && [
+            "shall i",
+            "should i",
+            "would you like",
+            "do you want",
+            "want me to",
+            "is that",
+            "does that",
+            "can i go ahead",
+            "confirm",
+            "is this",
+            "okay?",
+            "ok?",
+            "right?",
+        ]
+        .iter()
+        .any(|k| last.contains(k))
+}
+
+/// `norm` with each word of `words` blanked where it stands alone.
+fn without_words(norm: &str, words: &str) -> String {
+    let mut out = norm.to_string();
+    for w in words.split_whitespace() {
+        let mut from = 0;
+        while let Some(i) = out[from..].find(w).map(|i| i + from) {
+            let end = i + w.len();
+            let before = out[..i].chars().next_back();
+            let after = out[end..].chars().next();
+            if !before.is_some_and(char::is_alphanumeric)
+                && !after.is_some_and(char::is_alphanumeric)
+            {
+                out.replace_range(i..end, &" ".repeat(w.len()));
+            }
+            from = end;
+        }
+    }
+    out
 }
 
 /// Whether `phrase` occurs in `norm` as whole words.
@@ -157,20 +274,45 @@ fn normalise(text: &str) -> String {
         .collect();
     let mut out = String::with_capacity(lower.len() + 8);
     let mut previous = "";
-    for (i, word) in words.iter().enumerate() {
-        if !word.chars().next().is_some_and(char::is_alphabetic) {
+    let alphabetic = |w: &str| w.chars().next().is_some_and(char::is_alphabetic);
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i];
+        if !alphabetic(word) {
             out.push_str(word);
+            i += 1;
             continue;
         }
         let next = words[i + 1..]
             .iter()
-            .find(|w| w.chars().next().is_some_and(char::is_alphabetic))
+            .find(|w| alphabetic(w))
             .copied()
             .unwrap_or("");
-        let number = number_word(word).filter(|_| match *word {
+        // "forty-five", "twenty five": one number; "twenty-first" stays an ordinal.
+        let joined = words.get(i + 1).is_some_and(|s| *s == "-" || *s == " ");
+        if let (Some(tens), true) = (tens_word(word), joined)
+            && let Some(unit) = words.get(i + 2).and_then(|w| unit_word(w))
+        {
+            out.push_str(&(tens + unit).to_string());
+            previous = word;
+            i += 3;
+            continue;
+        }
+        // "nine oh five": the minutes of a spoken time.
+        if matches!(word, "oh" | "o")
+            && out.trim_end().ends_with(|c: char| c.is_ascii_digit())
+            && words.get(i + 1) == Some(&" ")
+            && let Some(unit) = words.get(i + 2).and_then(|w| unit_word(w))
+        {
+            out.push_str(&format!("0{unit}"));
+            previous = word;
+            i += 3;
+            continue;
+        }
+        let number = number_word(word).filter(|_| match word {
             "one" => is_number_one(previous, next),
-            // "thirty-first" is a day of the month.
-            "thirty" => next != "first",
+            // "thirty-first", "twenty second" are days of the month.
+            "twenty" | "thirty" => !is_ordinal_word(next),
             _ => true,
         });
         match number {
@@ -178,8 +320,49 @@ fn normalise(text: &str) -> String {
             None => out.push_str(word),
         }
         previous = word;
+        i += 1;
     }
     out
+}
+
+fn tens_word(word: &str) -> Option<u32> {
+    Some(match word {
+        "twenty" => 20,
+        "thirty" => 30,
+        "forty" | "fourty" => 40,
+        "fifty" => 50,
+        _ => return None,
+    })
+}
+
+fn unit_word(word: &str) -> Option<u32> {
+    Some(match word {
+        "one" => 1,
+        "two" => 2,
+        "three" => 3,
+        "four" => 4,
+        "five" => 5,
+        "six" => 6,
+        "seven" => 7,
+        "eight" => 8,
+        "nine" => 9,
+        _ => return None,
+    })
+}
+
+fn is_ordinal_word(word: &str) -> bool {
+    matches!(
+        word,
+        "first"
+            | "second"
+            | "third"
+            | "fourth"
+            | "fifth"
+            | "sixth"
+            | "seventh"
+            | "eighth"
+            | "ninth"
+    )
 }
 
 /// "one" is the number only next to time words or after a preposition of time; "that one",
@@ -187,7 +370,16 @@ fn normalise(text: &str) -> String {
 fn is_number_one(previous: &str, next: &str) -> bool {
     if matches!(
         next,
-        "pm" | "am" | "o'clock" | "oclock" | "thirty" | "fifteen" | "in"
+        "pm" | "am"
+            | "o'clock"
+            | "oclock"
+            | "thirty"
+            | "fifteen"
+            | "forty"
+            | "fifty"
+            | "twenty"
+            | "oh"
+            | "in"
     ) {
         return true;
     }
@@ -289,9 +481,18 @@ fn number_word(word: &str) -> Option<&'static str> {
         "ten" => "10",
         "eleven" => "11",
         "twelve" => "12",
-        // Minutes after an hour word: "five thirty pm".
+        "thirteen" => "13",
+        "fourteen" => "14",
+        "sixteen" => "16",
+        "seventeen" => "17",
+        "eighteen" => "18",
+        "nineteen" => "19",
+        // Minutes after an hour word: "five thirty pm", "ten forty".
         "fifteen" => "15",
+        "twenty" => "20",
         "thirty" => "30",
+        "forty" | "fourty" => "40",
+        "fifty" => "50",
         _ => return None,
     })
 }

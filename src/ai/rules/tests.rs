@@ -114,12 +114,69 @@ fn context(now: &str, expecting: Option<Slot>) -> NluContext {
         now,
         services: vec![],
         expecting,
+        prompt: None,
     }
 }
 
 fn cases() -> Vec<Case> {
     use Act::*;
     vec![
+        // Spoken, British and 24-hour times (number words are digits after normalising).
+        c("ten forty-five tomorrow works")
+            .date("2026-11-26")
+            .time("10:45"),
+        c("could I come at eleven fifteen on friday")
+            .date("2026-11-27")
+            .time("11:15"),
+        c("nine oh five please").time("09:05"),
+        c("half three on Friday").date("2026-11-27").time("15:30"),
+        c("half 10 tomorrow?").date("2026-11-26").time("10:30"),
+        c("twenty to four on monday")
+            .date("2026-11-30")
+            .time("15:40"),
+        c("ten past two tomorrow").date("2026-11-26").time("14:10"),
+        c("25 past 9 on thursday").date("2026-11-26").time("09:25"),
+        c("five to twelve tomorrow")
+            .date("2026-11-26")
+            .time("11:55"),
+        c("quarter to 11 on friday")
+            .date("2026-11-27")
+            .time("10:45"),
+        c("a quarter of ten tomorrow")
+            .date("2026-11-26")
+            .time("09:45"),
+        c("quarter after three friday")
+            .date("2026-11-27")
+            .time("15:15"),
+        c("half past two on monday")
+            .date("2026-11-30")
+            .time("14:30"),
+        c("tomorrow at noon").date("2026-11-26").time("12:00"),
+        c("15:30 on friday").date("2026-11-27").time("15:30"),
+        c("friday at 1530").date("2026-11-27").time("15:30"),
+        c("actually make it 4").first(Inform).time("16:00"),
+        c("can we do 11 instead").time("11:00"),
+        // Vague times.
+        c("friday around lunch")
+            .date("2026-11-27")
+            .part(DayPart::Between(t("11:30"), t("14:00"))),
+        c("late afternoon tomorrow")
+            .date("2026-11-26")
+            .part(DayPart::Between(t("15:00"), t("18:00"))),
+        c("monday before lunch")
+            .date("2026-11-30")
+            .part(DayPart::Before(t("12:00"))),
+        c("after lunch on friday")
+            .date("2026-11-27")
+            .part(DayPart::After(t("13:00"))),
+        c("first thing tomorrow")
+            .date("2026-11-26")
+            .part(DayPart::Morning),
+        c("anything after 11?").part(DayPart::After(t("11:00"))),
+        // Numbers that are still not times.
+        c("twenty five minutes is fine"),
+        c("I have 2 kids"),
+        c("No. Have a great one."),
         // Relative days.
         c("tomorrow").first(Inform).date("2026-11-26"),
         c("Can I come in tomorrow?")
@@ -751,6 +808,7 @@ fn a_message_time_at_the_ends_of_the_calendar_does_not_panic() {
                 now: end.with_timezone(&zone),
                 services: vec![],
                 expecting: None,
+                prompt: None,
             };
             for text in texts {
                 let u = nlu.understand(text, &ctx);
@@ -759,5 +817,210 @@ fn a_message_time_at_the_ends_of_the_calendar_does_not_panic() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn shifts_lean_and_earliest_are_read_relative_to_the_time_discussed() {
+    use sara_actors::understanding::{Lean, Shift};
+    let nlu = nlu();
+    let ctx = context(WEDNESDAY, Some(Slot::Confirmation));
+    let shift = |days, minutes| Some(Shift { days, minutes });
+    let cases = [
+        ("can we do an hour later", shift(0, 60)),
+        ("push it back 30 minutes please", shift(0, 30)),
+        ("could you bring it forward by an hour", shift(0, -60)),
+        ("half an hour earlier?", shift(0, -30)),
+        ("a week later would be better", shift(7, 0)),
+        ("same time but the following week", shift(7, 0)),
+        ("the day after?", shift(1, 0)),
+        ("2 days later", shift(2, 0)),
+        ("the week after next", shift(14, 0)),
+    ];
+    for (text, expected) in cases {
+        let u = nlu.understand(text, &ctx);
+        assert_eq!(u.shift, expected, "{text}: {u:?}");
+        assert_eq!(u.time, None, "{text}: the span is not a clock time");
+        assert!(!u.unclear_when, "{text}: {u:?}");
+    }
+    // A week after a named day is that date, not a move.
+    let u = nlu.understand("a week after tomorrow", &ctx);
+    assert_eq!(u.shift, None);
+    assert_eq!(
+        u.date,
+        Some(NaiveDate::from_ymd_opt(2026, 12, 3).expect("date"))
+    );
+    let u = nlu.understand("the day after tomorrow", &ctx);
+    assert_eq!(u.shift, None);
+    let later = nlu.understand("anything later?", &ctx);
+    assert_eq!(later.lean, Some(Lean::Later));
+    assert!(later.has(Act::OtherOptions));
+    let earlier = nlu.understand("nothing earlier?", &ctx);
+    assert_eq!(earlier.lean, Some(Lean::Earlier));
+    for text in [
+        "what's the earliest you have",
+        "first available please",
+        "asap",
+    ] {
+        assert!(nlu.understand(text, &ctx).earliest, "{text}");
+    }
+}
+
+#[test]
+fn a_time_the_grammar_cannot_read_is_not_guessed() {
+    let nlu = nlu();
+    let ctx = context(WEDNESDAY, Some(Slot::Confirmation));
+    for text in [
+        "at 3 or maybe 4",
+        "monday or tuesday",
+        "make it quarter to",
+        "around 10 or half",
+        "2 to 4 on friday",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(u.unclear_when, "{text}: {u:?}");
+        assert!(u.confidence < 0.8, "{text}: {u:?}");
+        assert_eq!(u.time, None, "{text}: {u:?}");
+    }
+    for text in [
+        "tomorrow at 3pm",
+        "friday at 10:30",
+        "half past 2",
+        "the second one",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(!u.unclear_when, "{text}: {u:?}");
+    }
+}
+
+#[test]
+fn booking_asks_and_names_are_not_questions_for_the_faq() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    for text in [
+        "how about Monday?",
+        "what about next tuesday",
+        "any openings on Friday?",
+        "do you have a consultation Wednesday?",
+        "is 3pm on friday free?",
+        "have you got anything tomorrow afternoon",
+        "Can I come in Monday at 9 for a consultation? Jo Park",
+        "this is Sam Park, i'd like a cleaning",
+        "move my appointment please",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(!u.has(Act::Question), "{text}: {u:?}");
+    }
+    for text in [
+        "do you have any parking?",
+        "where do I park",
+        "are you open on saturday?",
+        "how much is a whitening",
+        "what about parking?",
+    ] {
+        let u = nlu.understand(text, &ctx);
+        assert!(u.has(Act::Question), "{text}: {u:?}");
+    }
+    let u = nlu.understand("any openings on Friday?", &ctx);
+    assert!(u.has(Act::Book), "{u:?}");
+}
+
+#[test]
+fn the_same_words_affirm_after_a_yes_no_question_and_thank_after_a_booking() {
+    let nlu = nlu();
+    let mut asked = context(THURSDAY, Some(Slot::Confirmation));
+    asked.prompt = Some("Tuesday at 10:00 AM is free. Shall I book it?".into());
+    let mut done = context(THURSDAY, None);
+    done.prompt = Some("Done — you're booked for a cleaning on Tuesday at 10:00 AM.".into());
+    for text in ["great, thanks", "Perfect, thank you!", "lovely thanks"] {
+        assert_eq!(
+            nlu.understand(text, &asked).primary(),
+            Some(Act::Affirm),
+            "{text}"
+        );
+        assert_eq!(
+            nlu.understand(text, &done).primary(),
+            Some(Act::Thanks),
+            "{text}"
+        );
+    }
+    // The prompt alone tells a yes/no question when the slot is not known.
+    let mut prompt_only = context(THURSDAY, None);
+    prompt_only.prompt = Some("Would you like me to book it?".into());
+    assert_eq!(
+        nlu.understand("great, thanks", &prompt_only).primary(),
+        Some(Act::Affirm)
+    );
+}
+
+#[test]
+fn typos_in_service_names_and_loosely_given_names_are_read() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    for (text, service) in [
+        ("can i get a cleening tomorrow", "Cleaning"),
+        ("need a whitning on friday", "Whitening"),
+        ("book a consulation monday", "Consultation"),
+        ("teeth whitenning please", "Whitening"),
+    ] {
+        assert_eq!(
+            nlu.understand(text, &ctx).service.as_deref(),
+            Some(service),
+            "{text}"
+        );
+    }
+    for text in ["what does that meaning", "i'm cleaning up my calendar"] {
+        let u = nlu.understand(text, &ctx);
+        assert_ne!(u.service.as_deref(), Some("Whitening"), "{text}");
+    }
+    for (text, name) in [
+        ("its jake ross", "Jake Ross"),
+        ("im priya shah", "Priya Shah"),
+        (
+            "Cleaning on Friday at 10 please — Aiko Tanaka",
+            "Aiko Tanaka",
+        ),
+        ("book me for tuesday at 2\nBen Okafor", "Ben Okafor"),
+    ] {
+        assert_eq!(
+            nlu.understand(text, &ctx).name.as_deref(),
+            Some(name),
+            "{text}"
+        );
+    }
+    for text in ["its fine thanks", "its too late now", "im running late"] {
+        assert_eq!(nlu.understand(text, &ctx).name, None, "{text}");
+    }
+}
+
+#[test]
+fn two_requests_in_one_message_are_read_in_order() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    let u = nlu.understand(
+        "cancel Thursday's cleaning and book me a whitening Monday at 11 instead",
+        &ctx,
+    );
+    assert_eq!(u.primary(), Some(Act::Cancel), "{u:?}");
+    assert_eq!(u.service.as_deref(), Some("Cleaning"));
+    assert_eq!(
+        u.date,
+        Some(NaiveDate::from_ymd_opt(2026, 3, 12).expect("date"))
+    );
+    let then = u.then.as_deref().expect("a second request");
+    assert!(then.has(Act::Book), "{then:?}");
+    assert_eq!(then.service.as_deref(), Some("Whitening"));
+    assert_eq!(
+        then.date,
+        Some(NaiveDate::from_ymd_opt(2026, 3, 9).expect("date"))
+    );
+    assert_eq!(then.time, Some(t("11:00")));
+    // One request with "and" in it stays one.
+    for text in [
+        "book a cleaning and a whitening on friday",
+        "I'd like to book friday at 2 and my name is Sam Ortiz",
+        "cancel my appointment and thanks",
+    ] {
+        assert!(nlu.understand(text, &ctx).then.is_none(), "{text}");
     }
 }
