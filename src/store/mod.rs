@@ -402,6 +402,22 @@ impl Database {
     }
 }
 
+/// Delivery reports (Twilio's status callbacks, WhatsApp's `statuses`) move the outbox row
+/// the provider's id names.
+impl sara_actors::outbound::DeliveryStatuses for Database {
+    fn record_status<'a>(
+        &'a self,
+        update: &'a sara_actors::outbound::StatusUpdate,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.outbox().update_status(
+            update.channel,
+            &update.provider_id,
+            update.state,
+            update.error.as_deref(),
+        )
+    }
+}
+
 impl ConversationStore for Database {
     fn load<'a>(
         &'a self,

@@ -526,6 +526,7 @@ pub(super) trait Shared: Dialect {
         channel: Channel,
         provider_id: &'a str,
         report: DeliveryReport,
+        error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn list_outbox<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -565,6 +566,7 @@ where
     outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     fn claim_jobs<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -605,8 +607,15 @@ where
         channel: Channel,
         provider_id: &'a str,
         report: DeliveryReport,
+        error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(outbox::update_status(pool, channel, provider_id, report))
+        Box::pin(outbox::update_status(
+            pool,
+            channel,
+            provider_id,
+            report,
+            error,
+        ))
     }
 
     fn list_outbox<'a>(
@@ -877,10 +886,11 @@ impl<DB: Shared> OutboxRepository for SqlStore<DB> {
         channel: Channel,
         provider_id: &'a str,
         report: DeliveryReport,
+        error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let _turn = single_writer(self).await;
-            DB::update_status(&self.pool, channel, provider_id, report).await
+            DB::update_status(&self.pool, channel, provider_id, report, error).await
         })
     }
 
