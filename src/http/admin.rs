@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
+        .route("/admin/outbox", get(outbox))
         .route("/logs/{id}", get(logs))
         .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
@@ -81,6 +82,26 @@ async fn bookings(
         .bookings(tz)
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(list))
+}
+
+/// How many messages `GET /admin/outbox` lists (the newest).
+const OUTBOX_LIST_LIMIT: i64 = 500;
+
+async fn outbox(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    require_admin(&app, &headers)?;
+    let list = app
+        .db
+        .outbox()
+        .list_outbox(OUTBOX_LIST_LIMIT)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "outbox list failed");
+            ApiError::unavailable("store unavailable")
+        })?;
     Ok(Json(list))
 }
 
