@@ -148,8 +148,8 @@ impl App {
             metrics: metrics_handle(),
             cache: self.cache.clone(),
             read_receipts: graph_client(&self.config)?,
-            // The store's outbox implements DeliveryStatuses once it has the table.
-            delivery: None,
+            // Delivery reports move the store's outbox rows.
+            delivery: Some(Arc::new(self.db.clone())),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let limits = http::server::ServerLimits::new(

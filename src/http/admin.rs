@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
+        .route("/admin/outbox", get(outbox))
         .route("/logs/{id}", get(logs))
         .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
@@ -43,6 +44,22 @@ async fn bookings(
 ) -> Result<impl IntoResponse, ApiError> {
     let tz = app.engine.business().timezone;
     Ok(Json(app.db.bookings(tz).await?))
+}
+
+/// How many messages `GET /admin/outbox` lists (the newest).
+const OUTBOX_LIST_LIMIT: i64 = 500;
+
+async fn outbox(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let list = app
+        .db
+        .outbox()
+        .list_outbox(OUTBOX_LIST_LIMIT)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "outbox list failed");
+            ApiError::unavailable("store unavailable")
+        })?;
+    Ok(Json(list))
 }
 
 async fn logs(

@@ -19,11 +19,14 @@
 mod admin;
 mod crypto;
 mod file_mode;
+pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod sql;
 mod sqlite;
 
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
@@ -133,6 +136,8 @@ pub trait Store: ConversationStore + BookingRepository {
     fn admin(&self) -> &dyn AdminReadModel;
 
     fn outbox(&self) -> &dyn outbox::OutboxRepository;
+
+    fn jobs(&self) -> &dyn jobs::JobRepository;
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -325,6 +330,11 @@ impl Database {
         self.store.outbox()
     }
 
+    /// The scheduled jobs, for the schedulers (see [`jobs`]).
+    pub fn jobs(&self) -> &dyn jobs::JobRepository {
+        self.store.jobs()
+    }
+
     /// Every booking, ordered by start, times shown in `tz`.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
@@ -391,6 +401,22 @@ impl Database {
     /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
     pub async fn cancel_booking(&self, id: BookingId) -> Result<(), CalendarError> {
         self.store.cancel_booking(id).await
+    }
+}
+
+/// Delivery reports (Twilio's status callbacks, WhatsApp's `statuses`) move the outbox row
+/// the provider's id names.
+impl sara_actors::outbound::DeliveryStatuses for Database {
+    fn record_status<'a>(
+        &'a self,
+        update: &'a sara_actors::outbound::StatusUpdate,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.outbox().update_status(
+            update.channel,
+            &update.provider_id,
+            update.state,
+            update.error.as_deref(),
+        )
     }
 }
 

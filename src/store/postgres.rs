@@ -38,6 +38,8 @@ impl Dialect for Postgres {
 
     const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!(" FOR UPDATE SKIP LOCKED");
 
+    const CLAIM_JOBS: &'static str = super::jobs::claim_jobs_sql!(" FOR UPDATE SKIP LOCKED");
+
     fn time(at: DateTime<Utc>) -> DateTime<Utc> {
         at
     }

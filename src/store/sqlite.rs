@@ -63,6 +63,8 @@ impl Dialect for Sqlite {
 
     const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!("");
 
+    const CLAIM_JOBS: &'static str = super::jobs::claim_jobs_sql!("");
+
     fn time(at: DateTime<Utc>) -> String {
         ts(at)
     }
