@@ -131,8 +131,7 @@ impl App {
             metrics: metrics_handle(),
             cache: self.cache.clone(),
             read_receipts: graph_client(&self.config)?,
-            // The store's outbox implements DeliveryStatuses once it has the table.
-            delivery: None,
+            delivery: Some(Arc::new(http::delivery::OutboxStatuses(self.db.clone()))),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let limits = http::server::ServerLimits::new(

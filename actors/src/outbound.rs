@@ -561,8 +561,9 @@ pub struct StatusUpdate {
 /// Where delivery reports go: the store finds the outbox row by provider id and moves its
 /// status on (see [`DeliveryState::supersedes`]); a failure may fall back to another channel.
 pub trait DeliveryStatuses: Send + Sync + 'static {
-    /// Applies one report. `Ok(false)` when no outbound message has that provider id (a
-    /// webhook about a message Sara does not know is still acknowledged).
+    /// Applies one report. `Ok(false)` when nothing changed: no outbound message has that
+    /// provider id (a webhook about a message Sara does not know is still acknowledged), or
+    /// the report is not news (a `sent` after the acceptance, a late `delivered` after `read`).
     fn record_status<'a>(
         &'a self,
         update: &'a StatusUpdate,
