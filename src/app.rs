@@ -95,7 +95,8 @@ impl App {
         if let Some(weakness) = config
             .admin
             .token
-            .as_ref().map(crate::config::Secret::expose)
+            .as_ref()
+            .map(crate::config::Secret::expose)
             .filter(|t| !t.is_empty())
             .and_then(http::admin_throttle::weakness)
         {
