@@ -66,11 +66,16 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (e.g. by an embedding program); then
             // our handle simply renders nothing.
             let _ = metrics::set_global_recorder(recorder);
-            for name in ["sara_turns_total", "sara_nlu_fallbacks_total"] {
+            for name in [
+                "sara_turns_total",
+                "sara_nlu_fallbacks_total",
+                "sara_actor_restarts_total",
+            ] {
                 metrics::counter!(name).absolute(0);
             }
             for actor in sara_actors::engine::ACTOR_KINDS {
-                metrics::counter!("sara_actor_restarts_total", "actor" => actor).absolute(0);
+                metrics::counter!("sara_actor_restarts_by_kind_total", "actor" => actor)
+                    .absolute(0);
             }
             metrics::gauge!("sara_nlu_breaker_open").set(0.0);
             metrics::gauge!("sara_live_conversations").set(0.0);

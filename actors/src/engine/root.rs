@@ -2,7 +2,7 @@
 //! itself — the AI actor, the calendar actor, the conversation supervisor and, when replies
 //! leave outside the HTTP answer, the channel actor — and starts a new one, from the same
 //! arguments, whenever one fails (a panic in a port, say). Each restart is counted in
-//! `sara_actor_restarts_total{actor=…}`. The rest of the engine reaches these actors through
+//! `sara_actor_restarts_total` (and by kind in `sara_actor_restarts_by_kind_total{actor=…}`). The rest of the engine reaches these actors through
 //! [`ActorSlot`]s, so a restarted actor is found by the next message without anyone holding a
 //! dead reference.
 //!
