@@ -259,28 +259,6 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<crate::dialogue::Reply>, StoreError>>;
 }
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum OutboundError {
-    /// Worth trying again later (network, rate limit, the provider's 5xx).
-    #[error("temporary delivery failure: {0}")]
-    Retryable(String),
-    /// Trying again will not help (bad recipient, bad credentials).
-    #[error("delivery refused: {0}")]
-    Permanent(String),
-}
-
-/// Sends a reply to a contact outside the HTTP response (WhatsApp, SMS by REST, email).
-pub trait Outbound: Send + Sync + 'static {
-    fn send<'a>(
-        &'a self,
-        to: &'a Phone,
-        reply: &'a crate::dialogue::Reply,
-    ) -> BoxFuture<'a, Result<(), OutboundError>>;
-
-    /// Short name for logs and metrics ("whatsapp").
-    fn name(&self) -> &'static str;
-}
-
 /// What happened to a booking, for confirmations sent outside the conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BookingChange {

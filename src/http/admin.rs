@@ -16,6 +16,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
+        .route("/admin/outbox", get(outbox))
         .route("/logs/{id}", get(logs))
         .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
@@ -38,6 +39,21 @@ pub fn require_admin(app: &AppState, headers: &HeaderMap) -> Result<(), ApiError
     } else {
         Err(ApiError::unauthorized("wrong bearer token"))
     }
+}
+
+/// `GET /admin/outbox`: the newest messages first (CONTRACT.md's shape).
+async fn outbox(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<crate::store::outbox::OutboxView>>, ApiError> {
+    require_admin(&app, &headers)?;
+    let rows = app
+        .db
+        .outbox()
+        .list_outbox(500)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    Ok(Json(rows))
 }
 
 async fn stats(

@@ -20,6 +20,7 @@ mod admin;
 mod crypto;
 pub mod outbox;
 mod postgres;
+mod queue;
 mod sql;
 mod sqlite;
 

@@ -156,6 +156,9 @@ pub trait OutboxRepository: Send + Sync {
         report: DeliveryReport,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// How many messages are still pending (`sara_outbox_backlog`).
+    fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
+
     /// The newest `limit` messages, newest first.
     fn list_outbox(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OutboxView>, StoreError>>;
 }
@@ -194,6 +197,8 @@ const UPDATE_STATUS: &str = "UPDATE outbox SET status = $1 \
      WHERE channel = $2 AND provider_id = $3 \
      AND (CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
      WHEN 'failed' THEN 3 ELSE 9 END) < $4";
+const BACKLOG: &str = "SELECT status, COUNT(*) AS n FROM outbox WHERE status = 'pending' \
+     GROUP BY status";
 const LIST: &str = "SELECT id, recipient, channel, kind, status, attempts, created_at, sent_at, \
      provider_id FROM outbox ORDER BY id DESC LIMIT $1";
 
@@ -364,4 +369,16 @@ where
             })
         })
         .collect()
+}
+
+pub(super) async fn backlog<DB: Dialect>(pool: &sqlx::Pool<DB>) -> Result<i64, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    super::admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
+{
+    let rows = sqlx::query_as::<DB, super::admin::StatusCount>(BACKLOG)
+        .fetch_all(pool)
+        .await
+        .map_err(super::unavailable)?;
+    Ok(rows.iter().map(|r| r.n).sum())
 }

@@ -528,6 +528,7 @@ pub(super) trait Shared: Dialect {
         sealer: &'a Sealer,
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>>;
+    fn outbox_backlog(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<i64, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -582,6 +583,10 @@ where
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>> {
         Box::pin(outbox::list(pool, sealer, limit))
+    }
+
+    fn outbox_backlog(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(outbox::backlog(pool))
     }
 
     fn run_migrations(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -849,5 +854,9 @@ impl<DB: Shared> OutboxRepository for SqlStore<DB> {
 
     fn list_outbox(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OutboxView>, StoreError>> {
         DB::list_outbox(&self.pool, &self.sealer, limit)
+    }
+
+    fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        DB::outbox_backlog(&self.pool)
     }
 }

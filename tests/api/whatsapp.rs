@@ -48,7 +48,8 @@ impl Respond for Receipt {
     }
 }
 
-async fn fixture(first_send_fails: bool) -> Fixture {
+/// A Graph stand-in whose first `failures` message sends answer 503, and Sara on it.
+async fn fixture(failures: u64) -> Fixture {
     let graph = MockServer::start().await;
     let (tx, sent) = mpsc::unbounded_channel();
     let (read_tx, read) = mpsc::unbounded_channel();
@@ -61,10 +62,10 @@ async fn fixture(first_send_fails: bool) -> Fixture {
         .with_priority(1)
         .mount(&graph)
         .await;
-    if first_send_fails {
+    if failures > 0 {
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(503))
-            .up_to_n_times(1)
+            .up_to_n_times(failures)
             .with_priority(1)
             .mount(&graph)
             .await;
@@ -133,6 +134,23 @@ impl Fixture {
     }
 }
 
+impl Sara {
+    /// `/admin/outbox` once no row is pending any more (the relay writes the provider's answer
+    /// just after the stand-in saw the request), within a deadline.
+    async fn settled_outbox(&self) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, outbox) = self.admin_get("/admin/outbox").await;
+            let pending =
+                (outbox.as_array().into_iter().flatten()).any(|r| r["status"] == "pending");
+            if !pending || tokio::time::Instant::now() > deadline {
+                return outbox;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 fn sent_text(v: &Value) -> String {
     v["text"]["body"]
         .as_str()
@@ -143,7 +161,7 @@ fn sent_text(v: &Value) -> String {
 
 #[tokio::test]
 async fn meta_verification_echoes_the_challenge_only_for_the_right_token() {
-    let f = fixture(false).await;
+    let f = fixture(0).await;
     let get = |q: &str| {
         let url = format!("{}/webhook/whatsapp?{q}", f.sara.base);
         let client = f.sara.client.clone();
@@ -160,7 +178,7 @@ async fn meta_verification_echoes_the_challenge_only_for_the_right_token() {
 
 #[tokio::test]
 async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_first_send_fails() {
-    let mut f = fixture(true).await;
+    let mut f = fixture(1).await;
     let from = "15550002222";
     let (_, day_text) = upcoming(Weekday::Thu);
     let ask = format!("Hi, can I book a cleaning on {day_text} at 2pm? I'm Nia Cole");
@@ -186,12 +204,12 @@ async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_firs
         json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in1"})
     );
 
-    // Meta delivers the same message again: answered from the record, no second turn.
+    // Meta delivers the same message again: answered from the record, no second turn and
+    // no second message (the next one Sara sends is the answer to the next message).
     assert_eq!(
         f.post(&text_message(from, "wamid.in1", &ask), None).await,
         200
     );
-    assert_eq!(sent_text(&f.next_sent().await), text);
 
     assert_eq!(
         f.post(&text_message(from, "wamid.in2", "yes please"), None)
@@ -207,9 +225,50 @@ async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_firs
     assert_eq!(log["turns"].as_array().map(Vec::len), Some(2));
 }
 
+/// One customer's replies leave in commit order: the second waits while the first is
+/// retried, and each is sent once; `/admin/outbox` and the metrics show it.
+#[tokio::test]
+async fn replies_are_retried_until_sent_once_each_and_in_commit_order() {
+    let mut f = fixture(2).await;
+    let from = "15550005555";
+    assert_eq!(
+        f.post(&text_message(from, "wamid.o1", "hello"), None).await,
+        200
+    );
+    assert_eq!(
+        f.post(
+            &text_message(from, "wamid.o2", "what are your opening hours?"),
+            None
+        )
+        .await,
+        200
+    );
+    let first = sent_text(&f.next_sent().await);
+    let second = sent_text(&f.next_sent().await);
+    assert!(first.contains("Harbor Street Clinic"), "{first}");
+    assert_ne!(first, second);
+    // Every row settled: nothing else is sent.
+    let outbox = f.sara.settled_outbox().await;
+    let rows = outbox.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{outbox}");
+    // Newest first.
+    assert_eq!(rows[1]["attempts"], 3, "{outbox}");
+    assert_eq!(rows[0]["attempts"], 1, "{outbox}");
+    for row in &rows {
+        assert_eq!(row["status"], "sent", "{row}");
+        assert_eq!(row["kind"], "reply");
+        assert_eq!(row["channel"], "whatsapp");
+        assert_eq!(row["phone"], "+15550005555");
+        assert_eq!(row["provider_id"], "wamid.sent");
+    }
+    assert_eq!(f.sara.metric("sara_outbox_sent_total").await, 2.0);
+    assert_eq!(f.sara.metric("sara_outbox_backlog").await, 0.0);
+    assert!(f.sent.try_recv().is_err(), "nothing sent twice");
+}
+
 #[tokio::test]
 async fn a_tapped_button_is_read_as_its_title_and_statuses_start_no_turn() {
-    let mut f = fixture(false).await;
+    let mut f = fixture(0).await;
     let from = "15550003333";
     let tap = message(
         from,
@@ -230,7 +289,7 @@ async fn a_tapped_button_is_read_as_its_title_and_statuses_start_no_turn() {
 
 #[tokio::test]
 async fn forged_signatures_get_403_and_malformed_bodies_a_clear_400() {
-    let f = fixture(false).await;
+    let f = fixture(0).await;
     let body = text_message("15550004444", "wamid.x", "hello");
     assert_eq!(f.post(&body, Some("sha256=00".into())).await, 403);
     let other = WhatsAppSignature::new("not-the-secret").sign(&serde_json::to_vec(&body).unwrap());
@@ -251,4 +310,80 @@ async fn forged_signatures_get_403_and_malformed_bodies_a_clear_400() {
     assert_eq!(resp.status().as_u16(), 400);
     let error: Value = resp.json().await.expect("json error");
     assert_eq!(error["error"], "bad_request");
+}
+
+/// Sara is killed (SIGKILL) while the Graph API keeps refusing a reply; after the restart the
+/// reply, durable in the outbox since its turn's commit, is sent once.
+#[tokio::test]
+async fn a_reply_that_was_failing_when_sara_was_killed_is_sent_once_after_the_restart() {
+    let graph = MockServer::start().await;
+    let (failed_tx, mut failed) = mpsc::unbounded_channel();
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"status": "read"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .with_priority(1)
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(Refuse(failed_tx))
+        .with_priority(2)
+        .mount(&graph)
+        .await;
+    let env = [
+        ("SARA_WHATSAPP__APP_SECRET", SECRET),
+        ("SARA_WHATSAPP__ACCESS_TOKEN", "wa-access-token"),
+        ("SARA_WHATSAPP__PHONE_NUMBER_ID", "1234567890"),
+        ("SARA_WHATSAPP__GRAPH_BASE_URL", &graph.uri()),
+        ("SARA_OUTBOX__CLAIM_LEASE_SECS", "1"),
+    ];
+    let sara = Sara::start_with(&env).await;
+    let mut f = Fixture {
+        sara,
+        sent: mpsc::unbounded_channel().1,
+        read: mpsc::unbounded_channel().1,
+        _graph: MockServer::start().await,
+    };
+    let from = "15550006666";
+    assert_eq!(
+        f.post(&text_message(from, "wamid.k1", "hello"), None).await,
+        200
+    );
+    // Two refused attempts: the reply is being retried.
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(15), failed.recv())
+            .await
+            .expect("Sara tried to send before the deadline");
+    }
+    let (dir, db_url) = f.sara.kill9();
+
+    // The Graph API recovers; Sara comes back on the same database.
+    graph.reset().await;
+    let (tx, sent) = mpsc::unbounded_channel();
+    Mock::given(method("POST"))
+        .and(path("/v21.0/1234567890/messages"))
+        .respond_with(Forward(tx))
+        .mount(&graph)
+        .await;
+    f.sara = Sara::launch(dir, db_url, &env).await;
+    f.sent = sent;
+    let reply = f.next_sent().await;
+    assert_eq!(reply["to"], from);
+    assert!(
+        sent_text(&reply).contains("Harbor Street Clinic"),
+        "{reply}"
+    );
+    let outbox = f.sara.settled_outbox().await;
+    assert_eq!(outbox[0]["status"], "sent", "{outbox}");
+    assert_eq!(outbox.as_array().map(Vec::len), Some(1), "{outbox}");
+    assert!(f.sent.try_recv().is_err(), "sent once");
+}
+
+/// Answers every message with 503, as a Graph API in trouble does, and tells the test.
+struct Refuse(mpsc::UnboundedSender<()>);
+
+impl Respond for Refuse {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let _ = self.0.send(());
+        ResponseTemplate::new(503)
+    }
 }

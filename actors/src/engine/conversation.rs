@@ -21,8 +21,10 @@ use super::calendar::{CalendarMsg, CalendarView};
 use super::{EngineShared, Inbound, TurnError};
 use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext};
 use crate::model::{Channel, Phone};
+use crate::outbound::{Content, OutboundKind, OutboundMessage, Recipient};
 use crate::ports::{
-    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, TurnCommit, TurnRecord,
+    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, OutboxKind, OutboxMessage,
+    TurnCommit, TurnRecord,
 };
 use crate::understanding::{NluContext, Understanding};
 
@@ -356,11 +358,15 @@ impl Conversation {
                     at: inbound.at,
                     elapsed_ms: started.elapsed().as_millis().min(u32::MAX as u128) as u32,
                 },
-                outbox: Vec::new(),
+                outbox: self.reply_outbox(&inbound, &decision.reply),
                 jobs: Vec::new(),
             };
+            let sends = !commit.outbox.is_empty();
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
+                    if sends {
+                        self.shared.wake_relay();
+                    }
                     self.state = next;
                     self.version = version;
                     self.owner_epoch = self.owner_epoch.max(epoch);
@@ -385,6 +391,38 @@ impl Conversation {
             }
         }
         Err(TurnError::Conflict)
+    }
+
+    /// The outbox row of a reply that does not travel in the webhook's HTTP answer
+    /// (WhatsApp), keyed by the message's provider id so that a re-delivered webhook never
+    /// writes, or sends, it twice.
+    fn reply_outbox(&self, inbound: &Inbound, reply: &Reply) -> Vec<OutboxMessage> {
+        if inbound.channel != Channel::WhatsApp || reply.silent || reply.text.is_empty() {
+            return Vec::new();
+        }
+        let key = match &inbound.provider_id {
+            Some(id) => format!("{id}:reply"),
+            None => format!("{}:reply", Uuid::new_v4()),
+        };
+        let message = OutboundMessage {
+            key: key.clone(),
+            channel: Channel::WhatsApp,
+            to: Recipient::Phone(self.phone.clone()),
+            kind: OutboundKind::Reply,
+            content: Content::from_reply(reply),
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
+            return Vec::new();
+        };
+        vec![OutboxMessage {
+            contact: self.phone.clone(),
+            recipient: self.phone.as_str().to_owned(),
+            channel: Channel::WhatsApp,
+            kind: OutboxKind::Reply,
+            payload,
+            idempotency_key: key,
+            not_before: self.shared.clock.now(),
+        }]
     }
 
     /// Understands the message, runs the policy and carries out its effect.
