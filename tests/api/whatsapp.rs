@@ -148,7 +148,7 @@ impl Fixture {
 impl Sara {
     /// `/admin/outbox` once no row is pending any more (the relay writes the provider's answer
     /// just after the stand-in saw the request), within a deadline.
-    async fn settled_outbox(&self) -> Value {
+    pub(crate) async fn settled_outbox(&self) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let (_, outbox) = self.admin_get("/admin/outbox").await;
