@@ -16,7 +16,7 @@ use crate::calendar::google::{GoogleCalendar, GoogleSettings};
 use crate::calendar::local::LocalCalendar;
 use crate::channels::email::EmailNotifier;
 use crate::channels::whatsapp::GraphClient;
-use crate::config::{Config, ConfigError};
+use crate::config::{CalendarProvider, Config, ConfigError, Secret};
 use crate::http::{self, AppState};
 use crate::store::Database;
 
@@ -83,7 +83,25 @@ impl App {
     /// Connects the store (applying migrations), builds the ports the config names and starts
     /// the engine.
     pub async fn build(config: Config) -> Result<App, AppError> {
+        App::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::build`] with the engine's "now" read from `clock` (tests set it).
+    pub async fn build_with_clock(
+        config: Config,
+        clock: Arc<dyn sara_actors::ports::Clock>,
+    ) -> Result<App, AppError> {
         let business = config.business()?;
+        if let Some(weakness) = config
+            .admin
+            .token
+            .as_ref()
+            .map(crate::config::Secret::expose)
+            .filter(|t| !t.is_empty())
+            .and_then(http::admin_throttle::weakness)
+        {
+            return Err(ConfigError::Invalid(weakness).into());
+        }
         let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
         let nlu =
@@ -95,7 +113,7 @@ impl App {
             knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
             calendar,
             store: Arc::new(db.clone()),
-            clock: Arc::new(SystemClock),
+            clock,
             notifier: email_notifier(&config, &business)?,
             outbox: Some(OutboxPorts {
                 queue: Arc::new(db.clone()),
@@ -134,6 +152,7 @@ impl App {
             metrics: metrics_handle(),
             cache: self.cache.clone(),
             read_receipts: graph_client(&self.config)?,
+            // Delivery reports move the store's outbox rows.
             delivery: Some(Arc::new(self.db.clone())),
         };
         let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
@@ -151,8 +170,10 @@ impl App {
 /// The Graph API client, when an access token and phone number id are set.
 fn graph_client(config: &Config) -> Result<Option<GraphClient>, AppError> {
     let wa = &config.whatsapp;
-    let (Some(token), Some(number)) = (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
-    else {
+    let (Some(token), Some(number)) = (
+        wa.access_token.as_ref().map(Secret::expose),
+        wa.phone_number_id.as_deref(),
+    ) else {
         return Ok(None);
     };
     GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)
@@ -179,9 +200,9 @@ async fn calendar(
     db: &Database,
 ) -> Result<Arc<dyn sara_actors::ports::Calendar>, AppError> {
     let cal = &config.calendar;
-    match cal.provider.as_str() {
-        "local" => Ok(Arc::new(LocalCalendar::new(db.clone()))),
-        "google" => {
+    match cal.provider {
+        CalendarProvider::Local => Ok(Arc::new(LocalCalendar::new(db.clone()))),
+        CalendarProvider::Google => {
             let (Some(calendar_id), Some(credentials)) =
                 (cal.calendar_id.clone(), cal.credentials.as_deref())
             else {
@@ -197,16 +218,13 @@ async fn calendar(
                 timezone: business.timezone,
                 // The whole booking horizon, and the day that is already under way.
                 lookahead: chrono::Duration::days(i64::from(business.horizon_days) + 2),
-                deadline: Duration::from_secs(10),
+                deadline: Duration::from_millis(cal.google_deadline_ms.max(1)),
             };
             let google = GoogleCalendar::connect(settings)
                 .await
                 .map_err(|e| AppError::Unsupported(e.to_string()))?;
             Ok(Arc::new(google))
         }
-        other => Err(AppError::Unsupported(format!(
-            "calendar.provider {other:?} is not available; use \"local\" or \"google\""
-        ))),
     }
 }
 
@@ -216,7 +234,7 @@ fn email_notifier(
     business: &sara_actors::business::Business,
 ) -> Result<Option<Arc<dyn sara_actors::ports::Notifier>>, AppError> {
     let (Some(url), Some(from)) = (
-        config.email.smtp_url.as_deref(),
+        config.email.smtp_url.as_ref().map(Secret::expose),
         config.email.from.as_deref(),
     ) else {
         return Ok(None);

@@ -10,7 +10,7 @@ use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 
 use crate::app::{App, shutdown_signal};
-use crate::config::Config;
+use crate::config::{Config, Secret};
 
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let bind = config.server.bind.clone();
@@ -27,8 +27,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 
 pub async fn migrate(config: Config) -> anyhow::Result<()> {
     let db = crate::store::Database::connect(
-        &config.storage.database_url,
-        config.storage.encryption_key.as_deref(),
+        config.storage.database_url.expose(),
+        config.storage.encryption_key.as_ref().map(Secret::expose),
     )
     .await?;
     db.migrate().await?;
@@ -70,7 +70,7 @@ pub async fn chat(config: Config, phone: &str) -> anyhow::Result<()> {
         };
         let reply = crate::http::webhook::caller_reply(app.engine.turn(inbound).await)
             .map(|r| r.text)
-            .unwrap_or_else(|e| format!("(Sara is unavailable: {})", e.detail));
+            .unwrap_or_else(|e| format!("(Sara is unavailable: {})", e.detail()));
         if !reply.is_empty() {
             println!("Sara: {reply}");
         }
@@ -96,6 +96,7 @@ pub async fn eval(config: Config, path: &Path, predictions: Option<&Path>) -> an
 
 /// `sara bench`: a human table, then the summary as the last stdout line (one JSON object).
 /// The timeline goes to `timeline` (CSV) and `plot` (SVG) when given.
+#[cfg(feature = "bench")]
 pub async fn bench(
     config: Config,
     options: crate::bench::BenchOptions,
@@ -110,6 +111,7 @@ pub async fn bench(
 }
 
 /// Writes the run's timeline as CSV and/or SVG.
+#[cfg(feature = "bench")]
 pub fn write_timeline(
     report: &crate::bench::Report,
     csv: Option<&Path>,
@@ -129,6 +131,7 @@ pub fn write_timeline(
 }
 
 /// `sara bench --restart N`: restart time with the reload from the database.
+#[cfg(feature = "bench")]
 pub async fn bench_restart(
     config: Config,
     count: usize,
@@ -160,6 +163,7 @@ pub async fn bench_restart(
 }
 
 /// `sara bench --memory K`: RSS per live conversation and after passivation.
+#[cfg(feature = "bench")]
 pub async fn bench_memory(
     config: Config,
     count: usize,

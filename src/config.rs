@@ -14,7 +14,80 @@ use sara_actors::engine::EngineSettings;
 use sara_actors::model::Phone;
 use sara_actors::outbound::RetryPolicy;
 use sara_actors::reminders::{QuietHours, ReminderSettings};
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
+
+/// A setting that must never be printed (a token, a key, a URL that may hold a password):
+/// `Debug` shows `[REDACTED]`, and the value is only read through [`Secret::expose`]. It is
+/// never serialized (each such field is `skip_serializing`).
+#[derive(Clone)]
+pub struct Secret(SecretString);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(SecretString::from(value.into()))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Secret {
+        Secret::new(value)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([REDACTED])")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Secret, D::Error> {
+        Ok(Secret::new(lenient_string(d)?))
+    }
+}
+
+/// `ai.provider`: who understands messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AiProvider {
+    /// The rule NLU alone; no key needed.
+    Rules,
+    /// The rules plus an OpenAI-compatible model (key from `OPENAI_API_KEY`).
+    #[serde(rename = "openai")]
+    OpenAi,
+}
+
+/// `ai.routing`: with a model, when it is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AiRouting {
+    /// Only when the rules are below `ai.confidence_threshold`.
+    Hybrid,
+    /// For every message.
+    Always,
+}
+
+/// `calendar.provider`: where bookings live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalendarProvider {
+    /// The bookings table of Sara's own database.
+    Local,
+    /// A Google Calendar (service account).
+    Google,
+}
+
+/// The database `storage.database_url` names, by its scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StorageBackend {
+    Sqlite,
+    Postgres,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -137,11 +210,14 @@ impl Default for BusinessConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StorageConfig {
-    pub database_url: String,
-    #[serde(deserialize_with = "lenient_opt_string")]
-    pub redis_url: Option<String>,
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub encryption_key: Option<String>,
+    /// May hold a password (`postgres://user:password@host/db`).
+    #[serde(skip_serializing)]
+    pub database_url: Secret,
+    /// May hold a password (`redis://:password@host`).
+    #[serde(skip_serializing)]
+    pub redis_url: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub encryption_key: Option<Secret>,
     pub max_connections: u32,
     /// How long a request waits for a pooled database connection before it is answered 503.
     pub acquire_timeout_ms: u64,
@@ -160,7 +236,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
-            database_url: "sqlite://sara.db".into(),
+            database_url: Secret::new("sqlite://sara.db"),
             redis_url: None,
             encryption_key: None,
             max_connections: 16,
@@ -177,10 +253,10 @@ impl Default for StorageConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AiConfig {
-    pub provider: String,
+    pub provider: AiProvider,
     pub api_base: Option<String>,
     pub model: Option<String>,
-    pub routing: String,
+    pub routing: AiRouting,
     pub chat_deadline_ms: u64,
     pub voice_deadline_ms: u64,
     /// With `routing = "hybrid"`, the rules' confidence at or above which the model is not asked.
@@ -194,10 +270,10 @@ pub struct AiConfig {
 impl Default for AiConfig {
     fn default() -> Self {
         AiConfig {
-            provider: "rules".into(),
+            provider: AiProvider::Rules,
             api_base: None,
             model: None,
-            routing: "hybrid".into(),
+            routing: AiRouting::Hybrid,
             chat_deadline_ms: 6000,
             voice_deadline_ms: 2500,
             confidence_threshold: 0.8,
@@ -210,19 +286,22 @@ impl Default for AiConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CalendarConfig {
-    pub provider: String,
+    pub provider: CalendarProvider,
     pub google_base_url: String,
     pub calendar_id: Option<String>,
     pub credentials: Option<String>,
+    /// Deadline of each Google Calendar API call.
+    pub google_deadline_ms: u64,
 }
 
 impl Default for CalendarConfig {
     fn default() -> Self {
         CalendarConfig {
-            provider: "local".into(),
+            provider: CalendarProvider::Local,
             google_base_url: "https://www.googleapis.com/calendar/v3/".into(),
             calendar_id: None,
             credentials: None,
+            google_deadline_ms: 10_000,
         }
     }
 }
@@ -230,12 +309,12 @@ impl Default for CalendarConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TwilioConfig {
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub auth_token: Option<String>,
+    #[serde(skip_serializing)]
+    pub auth_token: Option<Secret>,
     /// The secret of a Twilio Webhooks SharedKey, for webhooks a Webhook Rule signs with it
     /// (they carry `X-Twilio-Webhooks-Signature-Settings`).
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub shared_key_secret: Option<String>,
+    #[serde(skip_serializing)]
+    pub shared_key_secret: Option<Secret>,
     /// The account (`AC…`) that sends SMS by REST; with `from` it enables messages Sara starts.
     #[serde(deserialize_with = "lenient_opt_string")]
     pub account_sid: Option<String>,
@@ -261,12 +340,12 @@ impl Default for TwilioConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct WhatsAppConfig {
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub app_secret: Option<String>,
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub verify_token: Option<String>,
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub access_token: Option<String>,
+    #[serde(skip_serializing)]
+    pub app_secret: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub verify_token: Option<Secret>,
+    #[serde(skip_serializing)]
+    pub access_token: Option<Secret>,
     #[serde(deserialize_with = "lenient_opt_string")]
     pub phone_number_id: Option<String>,
     /// Where the Graph API lives (a local stand-in in tests).
@@ -297,9 +376,9 @@ impl Default for WhatsAppConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EmailConfig {
-    /// May carry SMTP credentials, so it is never written back out.
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub smtp_url: Option<String>,
+    /// May carry SMTP credentials.
+    #[serde(skip_serializing)]
+    pub smtp_url: Option<Secret>,
     pub from: Option<String>,
     /// Where hand-over alerts go (the front desk's address).
     pub staff: Option<String>,
@@ -308,8 +387,8 @@ pub struct EmailConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
-    #[serde(deserialize_with = "lenient_opt_string", skip_serializing)]
-    pub token: Option<String>,
+    #[serde(skip_serializing)]
+    pub token: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -359,6 +438,9 @@ pub struct LimitsConfig {
     /// Requests that fail the signature check, per source IP per minute (signed traffic is
     /// never limited per IP: providers send everyone's webhooks from a few addresses).
     pub bad_signature_per_ip_per_minute: u32,
+    /// Failed admin requests (401) per source IP per minute; past it every admin request
+    /// from there gets 429 until the minute is over. 0 = no limit.
+    pub admin_failures_per_ip_per_minute: u32,
 }
 
 impl Default for LimitsConfig {
@@ -366,6 +448,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             phone_per_minute: 120,
             bad_signature_per_ip_per_minute: 60,
+            admin_failures_per_ip_per_minute: 10,
         }
     }
 }
@@ -447,33 +530,71 @@ impl OutboxConfig {
     }
 }
 
+/// A TOML or environment value read as text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Raw {
+    S(String),
+    I(i64),
+    U(u64),
+    F(f64),
+    B(bool),
+}
+
+impl Raw {
+    fn text(self) -> String {
+        match self {
+            Raw::S(s) => s,
+            Raw::I(i) => i.to_string(),
+            Raw::U(u) => u.to_string(),
+            Raw::F(f) => f.to_string(),
+            Raw::B(b) => b.to_string(),
+        }
+    }
+}
+
 /// Environment values are parsed like TOML, so a token such as `12345` arrives as a number;
 /// string settings accept either.
 fn lenient_opt_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        S(String),
-        I(i64),
-        U(u64),
-        F(f64),
-        B(bool),
+    Ok(Option::<Raw>::deserialize(d)?.map(Raw::text))
+}
+
+fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Raw::deserialize(d)?.text())
+}
+
+impl StorageConfig {
+    /// The backend `database_url` names; a clear error for any other scheme.
+    pub fn backend(&self) -> Result<StorageBackend, ConfigError> {
+        let url = self.database_url.expose();
+        if url.starts_with("sqlite:") {
+            Ok(StorageBackend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(StorageBackend::Postgres)
+        } else {
+            Err(ConfigError::Invalid(
+                "storage.database_url must start with sqlite:, postgres:// or postgresql://".into(),
+            ))
+        }
     }
-    Ok(Option::<Raw>::deserialize(d)?.map(|raw| match raw {
-        Raw::S(s) => s,
-        Raw::I(i) => i.to_string(),
-        Raw::U(u) => u.to_string(),
-        Raw::F(f) => f.to_string(),
-        Raw::B(b) => b.to_string(),
-    }))
+
+    /// The Redis URL when one is set (an empty value means none).
+    pub fn redis_url(&self) -> Option<&str> {
+        self.redis_url
+            .as_ref()
+            .map(Secret::expose)
+            .filter(|u| !u.is_empty())
+    }
 }
 
 impl Config {
     /// Loads `path` (if it exists) and then the `SARA_` environment on top.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        Self::figment(path)
+        let config: Config = Self::figment(path)
             .extract()
-            .map_err(|e| ConfigError::Load(Box::new(e)))
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.storage.backend()?;
+        Ok(config)
     }
 
     pub fn figment(path: &Path) -> Figment {
@@ -549,7 +670,7 @@ impl Config {
             quarantine: Duration::from_secs(e.quarantine_secs),
             max_batch: e.max_batch.max(1),
             commits_in_flight: match e.commits_in_flight {
-                0 if self.storage.database_url.starts_with("postgres") => {
+                0 if self.storage.backend().ok() == Some(StorageBackend::Postgres) => {
                     (self.storage.max_connections as usize / 2).max(1)
                 }
                 0 => 1,
@@ -602,7 +723,10 @@ mod tests {
             jail.set_env("SARA_DEBUG__FAULTS", "true");
             let config = Config::load(Path::new("c.toml")).expect("loads");
             assert_eq!(config.server.bind, "127.0.0.1:0");
-            assert_eq!(config.twilio.auth_token.as_deref(), Some("12345"));
+            assert_eq!(
+                config.twilio.auth_token.as_ref().map(Secret::expose),
+                Some("12345")
+            );
             assert!(config.debug.faults);
             Ok(())
         });
@@ -654,6 +778,41 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure signature is fixed"
+    )]
+    fn a_bad_provider_routing_or_database_is_a_clear_error_at_load() {
+        for (key, value, names) in [
+            ("SARA_AI__PROVIDER", "anthropic", "ai.provider"),
+            ("SARA_AI__ROUTING", "sometimes", "ai.routing"),
+            ("SARA_CALENDAR__PROVIDER", "outlook", "calendar.provider"),
+            (
+                "SARA_STORAGE__DATABASE_URL",
+                "mysql://x/y",
+                "storage.database_url",
+            ),
+        ] {
+            figment::Jail::expect_with(|jail| {
+                jail.set_env(key, value);
+                let error = Config::load(Path::new("absent.toml"))
+                    .expect_err("refused")
+                    .to_string();
+                assert!(error.to_lowercase().contains(names), "{key}: {error}");
+                Ok(())
+            });
+        }
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SARA_AI__PROVIDER", "openai");
+            jail.set_env("SARA_CALENDAR__PROVIDER", "google");
+            let config = Config::load(Path::new("absent.toml")).expect("loads");
+            assert_eq!(config.ai.provider, AiProvider::OpenAi);
+            assert_eq!(config.calendar.provider, CalendarProvider::Google);
+            Ok(())
+        });
+    }
+
+    #[test]
     fn bad_reminder_settings_stop_the_start_with_a_clear_message() {
         let bad = |offsets: Vec<u32>, quiet: &str| {
             RemindersConfig {
@@ -671,5 +830,36 @@ mod tests {
         let policy = OutboxConfig::default().retry_policy();
         assert_eq!(policy.first, Duration::from_millis(500));
         assert_eq!(policy.give_up_after, Duration::from_secs(86_400));
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment::Jail's closure signature is fixed"
+    )]
+    fn debug_output_never_shows_a_secret() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SARA_ADMIN__TOKEN", "admin-s3cret");
+            jail.set_env("SARA_TWILIO__AUTH_TOKEN", "twilio-s3cret");
+            jail.set_env("SARA_WHATSAPP__ACCESS_TOKEN", "graph-s3cret");
+            jail.set_env(
+                "SARA_STORAGE__DATABASE_URL",
+                "postgres://sara:db-s3cret@db/sara",
+            );
+            jail.set_env("SARA_STORAGE__REDIS_URL", "redis://:redis-s3cret@cache");
+            jail.set_env("SARA_EMAIL__SMTP_URL", "smtp://desk:mail-s3cret@mail");
+            let config = Config::load(Path::new("absent.toml")).expect("loads");
+            let printed = format!("{config:?}");
+            assert!(!printed.contains("s3cret"), "{printed}");
+            assert_eq!(
+                config.storage.backend().ok(),
+                Some(StorageBackend::Postgres)
+            );
+            assert_eq!(
+                config.storage.redis_url(),
+                Some("redis://:redis-s3cret@cache")
+            );
+            Ok(())
+        });
     }
 }

@@ -39,9 +39,11 @@ enum Command {
     },
     /// Load generator: simulated customers book through signed SMS webhooks; the last
     /// stdout line is a JSON summary.
+    #[cfg(feature = "bench")]
     Bench(BenchArgs),
 }
 
+#[cfg(feature = "bench")]
 #[derive(clap::Args)]
 struct BenchArgs {
     /// Customers, each a whole booking dialog (at least six turns).
@@ -123,6 +125,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Eval { path, predictions } => {
             sara::cli::eval(config, &path, predictions.as_deref()).await
         }
+        #[cfg(feature = "bench")]
         Command::Bench(args) => {
             // Restart mode: every restart logs a warning, and printing a thousand of them is
             // not what is measured (SARA_LOG still turns logging on).

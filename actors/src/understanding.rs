@@ -135,7 +135,8 @@ pub struct Understanding {
     pub day_part: Option<DayPart>,
     pub name: Option<String>,
     pub email: Option<String>,
-    /// 0-based index into the offered options ("the second one" = 1).
+    /// 0-based index into the offered options ("the second one" = 1); `usize::MAX` is the
+    /// last one offered.
     pub choice: Option<usize>,
     /// "same time": when moving a booking, keep its time of day.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -17,7 +17,7 @@ pub use knowledge::KnowledgeBase;
 pub use openai::{OpenAiNlu, OpenAiSettings};
 pub use rules::RuleNlu;
 
-use crate::config::AiConfig;
+use crate::config::{AiConfig, AiProvider, AiRouting};
 
 /// The model used when `ai.model` is unset: small, fast and able to follow a strict schema.
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
@@ -46,14 +46,14 @@ pub fn configured(
 ) -> Result<NluPorts, AiError> {
     let services: Vec<String> = business.services.iter().map(|s| s.name.clone()).collect();
     let rules = RuleNlu::new(services.clone());
-    match ai.provider.as_str() {
-        "rules" => Ok(NluPorts {
+    match ai.provider {
+        AiProvider::Rules => Ok(NluPorts {
             primary: Arc::new(rules),
             fallback: None,
         }),
-        "openai" => {
-            let routing = match ai.routing.as_str() {
-                "hybrid" => {
+        AiProvider::OpenAi => {
+            let routing = match ai.routing {
+                AiRouting::Hybrid => {
                     let threshold = ai.confidence_threshold;
                     if !(0.0..=1.0).contains(&threshold) {
                         return Err(AiError::Config(format!(
@@ -62,12 +62,7 @@ pub fn configured(
                     }
                     Routing::Hybrid { threshold }
                 }
-                "always" => Routing::Always,
-                other => {
-                    return Err(AiError::Config(format!(
-                        "ai.routing {other:?}: use \"hybrid\" or \"always\""
-                    )));
-                }
+                AiRouting::Always => Routing::Always,
             };
             let api_key = api_key.filter(|k| !k.trim().is_empty()).ok_or_else(|| {
                 AiError::Config("ai.provider \"openai\" needs OPENAI_API_KEY".into())
@@ -91,8 +86,5 @@ pub fn configured(
                 fallback: Some(Arc::new(rules)),
             })
         }
-        other => Err(AiError::Config(format!(
-            "ai.provider {other:?}: use \"rules\" or \"openai\""
-        ))),
     }
 }

@@ -19,7 +19,9 @@ use async_openai::types::chat::{
 };
 use chrono::{NaiveDate, NaiveTime};
 use sara_actors::ports::{BoxFuture, Nlu, NluError};
-use sara_actors::understanding::{Act, DayPart, NluContext, NluSource, Slot, Understanding};
+use sara_actors::understanding::{
+    Act, DayPart, Lean, NluContext, NluSource, Shift, Slot, Understanding,
+};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -213,6 +215,15 @@ pub fn system_prompt(business: &str, services: &[String], ctx: &NluContext) -> S
             "a pick among the times she offered (\"the second one\" is choice 2; a time is a time)"
         }
     };
+    // Sara's last line carries what the rules cannot see: the options she read out, the
+    // slots she restated, the booking she proposed.
+    let said = match ctx.prompt.as_deref() {
+        Some(p) if !p.trim().is_empty() => {
+            let p: String = p.chars().take(600).collect();
+            format!("Sara's last message to the customer: {p:?}\n")
+        }
+        _ => String::new(),
+    };
     format!(
         "You read messages sent to Sara, the receptionist of {business}, a business that takes \
 appointments. Do not answer the customer: report what the message does and says, as JSON.\n\
@@ -221,6 +232,7 @@ Now, in the business's time zone: {now}. Resolve relative dates (\"tomorrow\", \
 \"the 7th\") against this date. Dates are YYYY-MM-DD; times are 24-hour HH:MM (\"3pm\" is 15:00, \
 \"half past 4\" in the afternoon is 16:30).\n\
 Sara is waiting for: {expecting}.\n\
+{said}\
 Acts (list every one that applies, none when nothing applies):\n\
 - book: wants a new appointment\n\
 - reschedule: wants to move an existing appointment\n\
@@ -236,7 +248,15 @@ Acts (list every one that applies, none when nothing applies):\n\
 medical advice)\n\
 Fields: null when the message does not say. day_part is one of \"morning\", \"afternoon\", \
 \"evening\", \"after HH:MM\", \"before HH:MM\" for a vague time (\"after 2\" is \"after 14:00\"); \
-give time only for an exact time. choice is the 1-based position of the offered option picked."
+give time only for an exact time; \"between HH:MM and HH:MM\" for a window (\"around lunch\", \
+\"late afternoon\"). choice is the 1-based position of the offered option picked.\n\
+shift_minutes / shift_days: a move relative to the time being discussed (\"an hour later\" is 60 \
+minutes, \"push it back 30 minutes\" 30, \"bring it forward an hour\" -60, \"a week later\" 7 days); \
+then give no date or time. lean: \"later\" or \"earlier\" when other times in that direction are \
+wanted. earliest: true for \"the earliest you have\", \"first available\", \"first thing\".\n\
+When the message makes two different requests (\"cancel Thursday's cleaning and book me a whitening \
+Monday at 11\"), report the first in the main fields and the second in then (its own act, service, \
+date and time); otherwise then is null. If a time is unclear, leave it null rather than guess."
     )
 }
 
@@ -253,8 +273,26 @@ pub fn schema(services: &[String]) -> Value {
     json!({
         "type": "object",
         "additionalProperties": false,
-        "required": ["acts", "service", "date", "time", "day_part", "name", "email", "choice"],
+        "required": [
+            "acts", "service", "date", "time", "day_part", "name", "email", "choice",
+            "shift_minutes", "shift_days", "lean", "earliest", "then"
+        ],
         "properties": {
+            "shift_minutes": {"type": ["integer", "null"]},
+            "shift_days": {"type": ["integer", "null"]},
+            "lean": {"type": ["string", "null"], "enum": ["later", "earlier", null]},
+            "earliest": {"type": "boolean"},
+            "then": {
+                "type": ["object", "null"],
+                "additionalProperties": false,
+                "required": ["act", "service", "date", "time"],
+                "properties": {
+                    "act": {"type": "string", "enum": ["book", "reschedule", "cancel"]},
+                    "service": service.clone(),
+                    "date": {"type": ["string", "null"], "description": "YYYY-MM-DD"},
+                    "time": {"type": ["string", "null"], "description": "24-hour HH:MM"}
+                }
+            },
             "acts": {"type": "array", "items": {"type": "string", "enum": acts}},
             "service": service,
             "date": {"type": ["string", "null"], "description": "YYYY-MM-DD"},
@@ -337,6 +375,61 @@ pub fn parse(content: &str, services: &[String]) -> Option<Understanding> {
     acts.sort_by_key(|a| ACT_ORDER.iter().position(|o| o == a));
     acts.dedup();
 
+    // A move of the time discussed: bounded, and only without a time of its own.
+    let int = |key: &str| {
+        object
+            .get(key)
+            .and_then(Value::as_i64)
+            .filter(|n| n.abs() <= 60 * 24 * 90)
+    };
+    let (minutes, days) = (
+        int("shift_minutes").unwrap_or(0),
+        int("shift_days").filter(|d| d.abs() <= 90).unwrap_or(0),
+    );
+    let shift = (minutes != 0 || days != 0)
+        .then_some(Shift { days, minutes })
+        .filter(|_| time.is_none() && date.is_none());
+    let lean = match text("lean") {
+        Some("later") => Some(Lean::Later),
+        Some("earlier") => Some(Lean::Earlier),
+        _ => None,
+    };
+    let earliest = object
+        .get("earliest")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    if (shift.is_some() || earliest) && !acts.contains(&Act::Inform) {
+        acts.push(Act::Inform);
+        acts.sort_by_key(|a| ACT_ORDER.iter().position(|o| o == a));
+    }
+    let then = object.get("then").and_then(Value::as_object).and_then(|t| {
+        let act = t.get("act").and_then(Value::as_str).and_then(act_named)?;
+        if !matches!(act, Act::Book | Act::Reschedule | Act::Cancel) || acts.contains(&act) {
+            return None;
+        }
+        let field = |key: &str| t.get(key).and_then(Value::as_str).map(str::trim);
+        let date = field("date").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+        let time = field("time").and_then(parse_time);
+        let mut then_acts = vec![act];
+        if date.is_some() || time.is_some() {
+            then_acts.insert(0, Act::Inform);
+        }
+        Some(Box::new(Understanding {
+            acts: then_acts,
+            service: field("service").and_then(|s| {
+                services
+                    .iter()
+                    .find(|known| known.eq_ignore_ascii_case(s))
+                    .cloned()
+            }),
+            date,
+            time,
+            confidence: MODEL_CONFIDENCE,
+            source: NluSource::Llm,
+            ..Understanding::default()
+        }))
+    });
+
     Some(Understanding {
         acts,
         service,
@@ -346,6 +439,10 @@ pub fn parse(content: &str, services: &[String]) -> Option<Understanding> {
         name,
         email,
         choice,
+        shift,
+        lean,
+        earliest,
+        then,
         confidence: MODEL_CONFIDENCE,
         source: NluSource::Llm,
         ..Understanding::default()
@@ -373,8 +470,13 @@ fn parse_day_part(s: &str) -> Option<DayPart> {
         "afternoon" => Some(DayPart::Afternoon),
         "evening" => Some(DayPart::Evening),
         _ => {
-            let (kind, time) = s.split_once(' ')?;
-            let time = parse_time(time.trim())?;
+            let (kind, rest) = s.split_once(' ')?;
+            if kind == "between" {
+                let (from, to) = rest.split_once(" and ")?;
+                let (from, to) = (parse_time(from.trim())?, parse_time(to.trim())?);
+                return (from < to).then_some(DayPart::Between(from, to));
+            }
+            let time = parse_time(rest.trim())?;
             match kind {
                 "after" => Some(DayPart::After(time)),
                 "before" => Some(DayPart::Before(time)),

@@ -386,9 +386,9 @@ impl TempDb {
 /// The in-process Sara: its business opens every day 07:00–21:00 and books ten years ahead
 /// so that thousands of customers find distinct slots; everything else is the config's.
 pub fn bench_config(mut config: Config, database_url: &str, public_url: &str) -> Config {
-    config.storage.database_url = database_url.to_string();
+    config.storage.database_url = crate::config::Secret::new(database_url);
     config.server.public_url = public_url.to_string();
-    config.twilio.auth_token = Some(BENCH_TOKEN.to_string());
+    config.twilio.auth_token = Some(crate::config::Secret::new(BENCH_TOKEN));
     for day in ["mon", "tue", "wed", "thu", "fri", "sat", "sun"] {
         config
             .business
@@ -433,7 +433,9 @@ pub async fn run(mut config: Config, options: BenchOptions) -> anyhow::Result<Re
     // The bench's database is thrown away afterwards, so a throwaway key is the right one
     // (PostgreSQL refuses to start without a key).
     if config.storage.encryption_key.is_none() {
-        config.storage.encryption_key = Some(crate::store::EncryptionKey::generate().to_base64());
+        config.storage.encryption_key = Some(crate::config::Secret::new(
+            crate::store::EncryptionKey::generate().to_base64(),
+        ));
     }
     let concurrency = options.concurrency.max(1);
     let client = load::client(concurrency.max(256));
@@ -490,7 +492,8 @@ async fn run_on(
             let token = config
                 .twilio
                 .auth_token
-                .clone()
+                .as_ref()
+                .map(|t| t.expose().to_string())
                 .context("--url needs the server's Twilio token (SARA_TWILIO__AUTH_TOKEN)")?;
             let business = config.business()?;
             let wishes = Arc::new(dialog::plan(&business, options.dialogs, options.slots));
@@ -543,7 +546,11 @@ async fn run_on(
     } else {
         // The same dialogs' messages, the same concurrency (256 for an open-loop run), the
         // same number of requests, against the bare route on the same backend.
-        let db = Database::connect(db_url, encryption_key.as_deref()).await?;
+        let db = Database::connect(
+            db_url,
+            encryption_key.as_ref().map(crate::config::Secret::expose),
+        )
+        .await?;
         limit::prepare(&db).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
@@ -658,6 +665,8 @@ pub struct MemoryReport {
 }
 
 /// Asks glibc to return freed heap memory to the OS; `false` where that is not available.
+/// The service crate's only unsafe code, and only in the `bench` feature.
+#[allow(unsafe_code)]
 fn trim_heap() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

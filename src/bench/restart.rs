@@ -67,7 +67,9 @@ pub async fn run(
 ) -> anyhow::Result<RestartReport> {
     let mut config = config;
     if config.storage.encryption_key.is_none() {
-        config.storage.encryption_key = Some(crate::store::EncryptionKey::generate().to_base64());
+        config.storage.encryption_key = Some(crate::config::Secret::new(
+            crate::store::EncryptionKey::generate().to_base64(),
+        ));
     }
     let (temp, db_url) = TempDb::create(backend, postgres).await?;
     let outcome = run_on(config, count, backend, &db_url).await;

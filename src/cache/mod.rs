@@ -73,7 +73,7 @@ impl Cache {
     pub fn from_config(config: &Config, sealer: CacheSealer) -> Result<Cache, CacheError> {
         let storage = &config.storage;
         let lease_ttl = Duration::from_millis(storage.lease_ttl_ms.max(100));
-        let backend = match storage.redis_url.as_deref().filter(|u| !u.is_empty()) {
+        let backend = match storage.redis_url() {
             Some(url) => Backend::Redis(Arc::new(
                 redis::RedisCache::new(
                     url,

@@ -125,9 +125,9 @@ async fn an_unreachable_redis_degrades_to_no_cache_at_once() {
 #[tokio::test]
 async fn cached_replies_are_sealed_and_phones_keyed_on_redis() {
     let mut config = crate::config::Config::default();
-    config.storage.redis_url = Some(
+    config.storage.redis_url = Some(crate::config::Secret::new(
         std::env::var("SARA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
-    );
+    ));
     config.storage.redis_prefix = format!("sara-test-{}", uuid::Uuid::new_v4().simple());
     let key = crate::store::EncryptionKey::generate();
     let sealer = crate::store::CacheSealer::from_key(&key);

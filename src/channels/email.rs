@@ -233,6 +233,23 @@ impl EmailNotifier {
     }
 }
 
+/// `text` with every email address replaced: an SMTP server's refusal quotes the
+/// recipient ("550 5.1.1 <ana@example.com>: Recipient address rejected"), and a customer's
+/// address does not belong in the log.
+pub fn without_addresses(text: &str) -> String {
+    text.split_inclusive(|c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c))
+        .map(|piece| {
+            let word =
+                piece.trim_end_matches(|c: char| c.is_whitespace() || "<>\"'(),;[]".contains(c));
+            if word.contains('@') {
+                piece.replacen(word, "[address]", 1)
+            } else {
+                piece.to_string()
+            }
+        })
+        .collect()
+}
+
 impl ChannelSender for EmailNotifier {
     fn channel(&self) -> Channel {
         Channel::Email
@@ -247,10 +264,14 @@ impl ChannelSender for EmailNotifier {
                 Ok(_) => Ok(Sent {
                     provider_id: message_id(&message.key, &self.from),
                 }),
-                Err(error) if error.is_permanent() => {
-                    Err(SendError::permanent(format!("smtp: {error}")))
-                }
-                Err(error) => Err(SendError::retryable(format!("smtp: {error}"))),
+                Err(error) if error.is_permanent() => Err(SendError::permanent(format!(
+                    "smtp: {}",
+                    without_addresses(&error.to_string())
+                ))),
+                Err(error) => Err(SendError::retryable(format!(
+                    "smtp: {}",
+                    without_addresses(&error.to_string())
+                ))),
             }
         })
     }
@@ -479,6 +500,24 @@ fn param_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn smtp_refusals_lose_the_addresses_they_quote() {
+        assert_eq!(
+            without_addresses(
+                "permanent error (550): 5.1.1 <ana.ruiz@example.com>: Recipient address rejected"
+            ),
+            "permanent error (550): 5.1.1 <[address]>: Recipient address rejected"
+        );
+        assert_eq!(
+            without_addresses("to ana@x.org, bob@y.org"),
+            "to [address], [address]"
+        );
+        assert_eq!(
+            without_addresses("connection refused"),
+            "connection refused"
+        );
+    }
     use sara_actors::model::BookingStatus;
 
     fn booking() -> Booking {

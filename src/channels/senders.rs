@@ -39,14 +39,19 @@ impl Senders {
             senders.insert(Arc::new(twilio));
         }
         let wa = &config.whatsapp;
-        if let (Some(token), Some(number)) =
-            (wa.access_token.as_deref(), wa.phone_number_id.as_deref())
-        {
+        if let (Some(token), Some(number)) = (
+            wa.access_token.as_ref().map(crate::config::Secret::expose),
+            wa.phone_number_id.as_deref(),
+        ) {
             let graph = GraphClient::new(&wa.graph_base_url, &wa.graph_version, number, token)?;
             senders.insert(Arc::new(graph));
         }
         if let (Some(url), Some(from)) = (
-            config.email.smtp_url.as_deref(),
+            config
+                .email
+                .smtp_url
+                .as_ref()
+                .map(crate::config::Secret::expose),
             config.email.from.as_deref(),
         ) {
             let email = EmailNotifier::new(

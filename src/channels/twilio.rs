@@ -86,6 +86,19 @@ impl<'a> TwilioSignature<'a> {
     }
 }
 
+/// `text` escaped for XML, without the characters XML 1.0 does not allow at all (control
+/// characters other than tab and line breaks, U+FFFE, U+FFFF): a reply from the model or a
+/// caller's name may carry them, and Twilio refuses a document that holds them (12100).
+fn xml_text(text: &str) -> String {
+    let allowed: String = text
+        .chars()
+        .filter(|&c| {
+            matches!(c, '\t' | '\n' | '\r') || (c >= ' ' && c != '\u{FFFE}' && c != '\u{FFFF}')
+        })
+        .collect();
+    escape(&allowed).into_owned()
+}
+
 /// A TwiML `<Response>` built verb by verb; text is XML-escaped.
 #[derive(Default)]
 pub struct TwiML {
@@ -99,12 +112,13 @@ impl TwiML {
 
     pub fn message(mut self, text: &str) -> Self {
         self.body
-            .push_str(&format!("<Message>{}</Message>", escape(text)));
+            .push_str(&format!("<Message>{}</Message>", xml_text(text)));
         self
     }
 
     pub fn say(mut self, text: &str) -> Self {
-        self.body.push_str(&format!("<Say>{}</Say>", escape(text)));
+        self.body
+            .push_str(&format!("<Say>{}</Say>", xml_text(text)));
         self
     }
 
@@ -112,8 +126,8 @@ impl TwiML {
     pub fn gather_speech(mut self, action: &str, prompt: &str) -> Self {
         self.body.push_str(&format!(
             "<Gather input=\"speech\" action=\"{}\" method=\"POST\" speechTimeout=\"auto\"><Say>{}</Say></Gather>",
-            escape(action),
-            escape(prompt)
+            xml_text(action),
+            xml_text(prompt)
         ));
         self
     }
@@ -121,7 +135,7 @@ impl TwiML {
     /// Rings `number`; when nobody answers within the timeout Twilio goes on to the next verb.
     pub fn dial(mut self, number: &str) -> Self {
         self.body
-            .push_str(&format!("<Dial timeout=\"20\">{}</Dial>", escape(number)));
+            .push_str(&format!("<Dial timeout=\"20\">{}</Dial>", xml_text(number)));
         self
     }
 
@@ -180,6 +194,15 @@ mod tests {
             "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
         ));
         assert!(!sig.verify(url, &params, ""));
+    }
+
+    #[test]
+    fn twiml_drops_characters_xml_does_not_allow() {
+        let xml = TwiML::new()
+            .say("a\u{0}b\u{1b}[31mc\u{FFFF}\td\ne")
+            .render();
+        assert!(xml.contains("<Say>ab[31mc\td\ne</Say>"), "{xml}");
+        assert!(quick_xml::Reader::from_str(&xml).read_event().is_ok());
     }
 
     #[test]

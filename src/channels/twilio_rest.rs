@@ -103,7 +103,7 @@ impl TwilioRest {
         let (Some(account_sid), Some(from), Some(auth_token)) = (
             t.account_sid.as_deref(),
             t.from.as_deref(),
-            t.auth_token.as_deref(),
+            t.auth_token.as_ref().map(crate::config::Secret::expose),
         ) else {
             return Ok(None);
         };

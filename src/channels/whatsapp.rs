@@ -83,10 +83,19 @@ pub struct Change {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ChangeValue {
+    /// Which business number the change is for.
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
     #[serde(default)]
     pub messages: Vec<Message>,
     #[serde(default)]
     pub statuses: Vec<Status>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub phone_number_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,6 +228,25 @@ impl WhatsAppWebhook {
         self.entry
             .iter()
             .flat_map(|e| &e.changes)
+            .flat_map(|c| &c.value.messages)
+    }
+
+    /// The messages sent to business number `ours` (every message when `None`): an app can
+    /// be subscribed for several numbers, and a message to another one is not Sara's to
+    /// answer through this one.
+    pub fn messages_to<'a>(&'a self, ours: Option<&'a str>) -> impl Iterator<Item = &'a Message> {
+        self.entry
+            .iter()
+            .flat_map(|e| &e.changes)
+            .filter(move |c| {
+                ours.is_none_or(|ours| {
+                    c.value
+                        .metadata
+                        .as_ref()
+                        .and_then(|m| m.phone_number_id.as_deref())
+                        == Some(ours)
+                })
+            })
             .flat_map(|c| &c.value.messages)
     }
 

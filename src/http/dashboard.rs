@@ -3,16 +3,14 @@
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
 
-use super::admin::require_admin;
+use super::auth::{AdminAuth, COOKIE, check_token};
 use super::{ApiError, AppState};
-
-const COOKIE: &str = "sara_admin";
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/admin", get(dashboard))
@@ -23,39 +21,13 @@ struct TokenQuery {
     token: Option<String>,
 }
 
-/// Moves a cookie token into the `Authorization` header form `require_admin` checks.
-fn with_cookie_token(headers: &HeaderMap) -> HeaderMap {
-    let mut headers = headers.clone();
-    let from_cookie = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|kv| {
-            kv.trim()
-                .strip_prefix(&format!("{COOKIE}="))
-                .map(str::to_owned)
-        });
-    if let Some(token) = from_cookie
-        && !headers.contains_key(header::AUTHORIZATION)
-        && let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}"))
-    {
-        headers.insert(header::AUTHORIZATION, value);
-    }
-    headers
-}
-
 async fn dashboard(
     State(app): State<AppState>,
-    headers: HeaderMap,
+    auth: Result<AdminAuth, ApiError>,
     Query(query): Query<TokenQuery>,
 ) -> Result<Response, ApiError> {
     if let Some(token) = query.token {
-        let mut probe = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(&format!("Bearer {token}")) {
-            probe.insert(header::AUTHORIZATION, value);
-        }
-        require_admin(&app, &probe)?;
+        check_token(&app, Some(&token))?;
         let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/admin");
         let mut response = Redirect::to("/admin").into_response();
         if let Ok(value) = HeaderValue::from_str(&cookie) {
@@ -63,19 +35,11 @@ async fn dashboard(
         }
         return Ok(response);
     }
-    require_admin(&app, &with_cookie_token(&headers))?;
+    auth?;
     let business = app.engine.business().clone();
-    let stats = app
-        .db
-        .stats()
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let stats = app.db.stats().await?;
     let engine = app.engine.stats().await;
-    let bookings = app
-        .db
-        .bookings(business.timezone)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let bookings = app.db.bookings(business.timezone).await?;
     Ok(page(&business.name, &stats, &engine, &bookings).into_response())
 }
 

@@ -2,11 +2,15 @@
 //! exports its own `router()`; [`router`] puts them together with the shared layers.
 
 pub mod admin;
+pub mod admin_throttle;
+pub mod auth;
+pub mod caller_id;
 pub mod dashboard;
 pub mod delivery;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod rejections;
 pub mod server;
 pub mod sms;
 pub mod voice;
@@ -52,14 +56,16 @@ pub fn router(state: AppState) -> Router {
         .merge(voice::router())
         .merge(whatsapp::router())
         .merge(health::router())
-        .merge(admin::router())
-        .merge(dashboard::router())
+        .merge(admin::router().merge(dashboard::router()).route_layer(
+            axum::middleware::from_fn_with_state(state.clone(), admin_throttle::guard),
+        ))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        .layer(axum::middleware::map_response(rejections::as_json))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
                 // Named by the route template, never the raw path (it may hold a phone number).

@@ -12,6 +12,7 @@ use sara_actors::engine::{Inbound, TurnError};
 
 use super::{ApiError, AppState};
 use crate::channels::twilio::{SignatureAlgorithm, TwilioSignature};
+use crate::config::Secret;
 
 /// Longest message text handed to the engine; Twilio concatenates at most 1,600 characters.
 const MAX_TEXT_CHARS: usize = 1600;
@@ -42,7 +43,13 @@ pub fn verified_twilio_form(
         // An account that signs with a Webhooks SharedKey says so in this header; only the
         // key and the hash change, the signed string is the same.
         Some(settings) => {
-            let Some(secret) = app.config.twilio.shared_key_secret.as_deref() else {
+            let Some(secret) = app
+                .config
+                .twilio
+                .shared_key_secret
+                .as_ref()
+                .map(Secret::expose)
+            else {
                 tracing::warn!(
                     "a webhook signed with a Twilio SharedKey, but twilio.shared_key_secret is not set"
                 );
@@ -53,7 +60,7 @@ pub fn verified_twilio_form(
             TwilioSignature::with_algorithm(secret, algorithm).verify(&url, &params, signature)
         }
         None => {
-            let Some(token) = app.config.twilio.auth_token.as_deref() else {
+            let Some(token) = app.config.twilio.auth_token.as_ref().map(Secret::expose) else {
                 tracing::warn!("twilio.auth_token is not set; refusing Twilio webhooks");
                 return Err(ApiError::forbidden("webhook signing is not configured"));
             };
@@ -214,9 +221,7 @@ impl FromRequest<AppState> for TwilioForm {
         let headers = parts.headers.clone();
         let body = Bytes::from_request(Request::from_parts(parts, body), app)
             .await
-            .map_err(|rejection| {
-                ApiError::new(rejection.status(), "bad_request", rejection.body_text())
-            })?;
+            .map_err(|rejection| ApiError::rejected(rejection.status(), rejection.body_text()))?;
         match verified_twilio_form(app, &uri, &headers, &body) {
             Ok(params) => Ok(TwilioForm(params)),
             Err(refused) => Err(match peer {

@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq;
 use super::webhook::{answer, clip};
 use super::{ApiError, AppState};
 use crate::channels::whatsapp::{WhatsAppSignature, WhatsAppWebhook};
+use crate::config::Secret;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhook/whatsapp", get(verify).post(receive))
@@ -42,7 +43,8 @@ async fn verify(
         .config
         .whatsapp
         .verify_token
-        .as_deref()
+        .as_ref()
+        .map(Secret::expose)
         .ok_or_else(|| ApiError::forbidden("whatsapp.verify_token is not configured"))?;
     let given = q.token.unwrap_or_default();
     let token_ok: bool = given.as_bytes().ct_eq(expected.as_bytes()).into();
@@ -64,7 +66,8 @@ async fn receive(
         .config
         .whatsapp
         .app_secret
-        .as_deref()
+        .as_ref()
+        .map(Secret::expose)
         .ok_or_else(|| ApiError::forbidden("whatsapp.app_secret is not configured"))?;
     let signed = headers
         .get("x-hub-signature-256")
@@ -80,7 +83,15 @@ async fn receive(
         super::delivery::record(&app, &update).await?;
     }
     let now = Utc::now();
-    for message in hook.messages() {
+    let ours = app.config.whatsapp.phone_number_id.as_deref();
+    let for_others = hook.messages().count() - hook.messages_to(ours).count();
+    if for_others > 0 {
+        tracing::warn!(
+            messages = for_others,
+            "whatsapp messages for another business number ignored"
+        );
+    }
+    for message in hook.messages_to(ours) {
         let Some(phone) = Phone::parse(&message.from) else {
             tracing::warn!("whatsapp message from something that is not a phone number");
             continue;

@@ -18,12 +18,16 @@
 
 mod admin;
 mod crypto;
+mod file_mode;
+pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod queue;
 mod sql;
 mod sqlite;
 
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 mod outbox_tests;
 #[cfg(test)]
@@ -134,6 +138,8 @@ pub trait Store: ConversationStore + BookingRepository {
 
     fn outbox(&self) -> &dyn outbox::OutboxRepository;
 
+    fn jobs(&self) -> &dyn jobs::JobRepository;
+
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
@@ -187,8 +193,8 @@ impl Database {
     #[tracing::instrument(skip_all)]
     pub async fn connect(url: &str, encryption_key: Option<&str>) -> Result<Database, StoreError> {
         Database::connect_with(&crate::config::StorageConfig {
-            database_url: url.to_string(),
-            encryption_key: encryption_key.map(str::to_string),
+            database_url: crate::config::Secret::new(url),
+            encryption_key: encryption_key.map(crate::config::Secret::new),
             ..Default::default()
         })
         .await
@@ -201,10 +207,11 @@ impl Database {
     pub async fn connect_with(
         storage: &crate::config::StorageConfig,
     ) -> Result<Database, StoreError> {
-        let url = storage.database_url.as_str();
+        let url = storage.database_url.expose();
         let given = storage
             .encryption_key
-            .as_deref()
+            .as_ref()
+            .map(crate::config::Secret::expose)
             .map(EncryptionKey::from_base64)
             .transpose()?;
         if url.starts_with("sqlite:") {
@@ -324,6 +331,11 @@ impl Database {
         self.store.outbox()
     }
 
+    /// The scheduled jobs, for the schedulers (see [`jobs`]).
+    pub fn jobs(&self) -> &dyn jobs::JobRepository {
+        self.store.jobs()
+    }
+
     /// Every booking, ordered by start, times shown in `tz`.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
@@ -390,6 +402,22 @@ impl Database {
     /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
     pub async fn cancel_booking(&self, id: BookingId) -> Result<(), CalendarError> {
         self.store.cancel_booking(id).await
+    }
+}
+
+/// Delivery reports (Twilio's status callbacks, WhatsApp's `statuses`) move the outbox row
+/// the provider's id names.
+impl sara_actors::outbound::DeliveryStatuses for Database {
+    fn record_status<'a>(
+        &'a self,
+        update: &'a sara_actors::outbound::StatusUpdate,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.outbox().update_status(
+            update.channel,
+            &update.provider_id,
+            update.state,
+            update.error.as_deref(),
+        )
     }
 }
 

@@ -68,13 +68,7 @@ impl OutboxStatus {
     }
 }
 
-/// A delivery report of the provider's (Twilio's status callback, Meta's `statuses`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeliveryReport {
-    Delivered,
-    Read,
-    Failed,
-}
+pub use sara_actors::outbound::DeliveryState as DeliveryReport;
 
 /// A row claimed for sending.
 #[derive(Clone, Debug, PartialEq)]
@@ -146,14 +140,17 @@ pub trait OutboxRepository: Send + Sync {
         error: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
-    /// A delivery report for the message the provider knows as `provider_id` on `channel`.
-    /// Statuses only move forward (sent → delivered → read; failed once sent): a late
-    /// `delivered` after `read` changes nothing. `false` when no row changed.
+    /// A delivery report for the message the provider knows as `provider_id` on `channel`,
+    /// applied only when it supersedes the stored status (the engine's
+    /// `DeliveryState::supersedes`: sent → delivered → read; a failure only before delivery),
+    /// so a late `delivered` after `read` changes nothing; a failure keeps the provider's
+    /// `error`. `false` when no row changed.
     fn update_status<'a>(
         &'a self,
         channel: Channel,
         provider_id: &'a str,
         report: DeliveryReport,
+        error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// How many messages are still pending (`sara_outbox_backlog`).
@@ -191,12 +188,25 @@ const RESCHEDULE: &str = "UPDATE outbox SET next_attempt_at = $1, last_error = $
 const MARK_DEAD: &str = "UPDATE outbox SET status = 'dead', last_error = $1, \
      claim_owner = NULL, claim_until = NULL \
      WHERE id = $2 AND claim_owner = $3 AND status = 'pending'";
-/// A status moves only to a later one: sent (1) < delivered (2) < read (3); failed (3) only
-/// from sent or delivered.
-const UPDATE_STATUS: &str = "UPDATE outbox SET status = $1 \
+/// A status replaces the stored one when the stored one's rank is below `$4`: pending and
+/// dead 0, sent 1, delivered 2, read 3, failed 4 (see [`supersedes_below`]).
+const UPDATE_STATUS: &str = "UPDATE outbox SET status = $1, last_error = COALESCE($5, last_error) \
      WHERE channel = $2 AND provider_id = $3 \
      AND (CASE status WHEN 'sent' THEN 1 WHEN 'delivered' THEN 2 WHEN 'read' THEN 3 \
-     WHEN 'failed' THEN 3 ELSE 9 END) < $4";
+     WHEN 'failed' THEN 4 ELSE 0 END) < $4";
+
+/// The rank a stored status must be below for `report` to replace it, as
+/// `DeliveryState::supersedes` decides: a failure replaces pending or sent (rank < 2), any
+/// other report a status behind it (and never a failure, rank 4).
+fn supersedes_below(report: DeliveryReport) -> i64 {
+    match report {
+        DeliveryReport::Sent => 1,
+        DeliveryReport::Delivered => 2,
+        DeliveryReport::Read => 3,
+        DeliveryReport::Failed => 2,
+    }
+}
+
 const BACKLOG: &str = "SELECT status, COUNT(*) AS n FROM outbox WHERE status = 'pending' \
      GROUP BY status";
 const LIST: &str = "SELECT id, recipient, channel, kind, status, attempts, created_at, sent_at, \
@@ -317,22 +327,20 @@ pub(super) async fn update_status<DB: Dialect>(
     channel: Channel,
     provider_id: &str,
     report: DeliveryReport,
+    error: Option<&str>,
 ) -> Result<bool, StoreError>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
-    let (status, rank) = match report {
-        DeliveryReport::Delivered => (OutboxStatus::Delivered, 2_i64),
-        DeliveryReport::Read => (OutboxStatus::Read, 3),
-        DeliveryReport::Failed => (OutboxStatus::Failed, 3),
-    };
     let done = sqlx::query::<DB>(UPDATE_STATUS)
-        .bind(status.as_str())
+        .bind(report.as_str())
         .bind(channel.as_str())
         .bind(provider_id)
-        .bind(rank)
+        .bind(supersedes_below(report))
+        .bind(error.filter(|_| report == DeliveryReport::Failed))
         .execute(pool)
         .await
         .map_err(super::unavailable)?;
@@ -381,4 +389,35 @@ where
         .await
         .map_err(super::unavailable)?;
     Ok(rows.iter().map(|r| r.n).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DeliveryReport, supersedes_below};
+
+    /// The SQL's ranks decide as the engine's `DeliveryState::supersedes` does.
+    #[test]
+    fn the_sql_ranks_agree_with_the_engines_rule() {
+        let rank = |s: &str| match s {
+            "sent" => 1,
+            "delivered" => 2,
+            "read" => 3,
+            "failed" => 4,
+            _ => 0,
+        };
+        for report in [
+            DeliveryReport::Sent,
+            DeliveryReport::Delivered,
+            DeliveryReport::Read,
+            DeliveryReport::Failed,
+        ] {
+            for current in ["pending", "sent", "delivered", "read", "failed", "dead"] {
+                assert_eq!(
+                    rank(current) < supersedes_below(report),
+                    report.supersedes(current),
+                    "{report:?} over {current}"
+                );
+            }
+        }
+    }
 }

@@ -330,7 +330,7 @@ async fn claims_keep_each_contacts_order_and_a_lapsed_claim_is_taken_over(db: Da
     );
 
     // Delivery reports move forward only.
-    let report = |id, r| outbox.update_status(Channel::Sms, id, r);
+    let report = |id, r| outbox.update_status(Channel::Sms, id, r, None);
     assert!(
         report("SM-a1", DeliveryReport::Delivered)
             .await

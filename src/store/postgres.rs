@@ -38,6 +38,8 @@ impl Dialect for Postgres {
 
     const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!(" FOR UPDATE SKIP LOCKED");
 
+    const CLAIM_JOBS: &'static str = super::jobs::claim_jobs_sql!(" FOR UPDATE SKIP LOCKED");
+
     fn time(at: DateTime<Utc>) -> DateTime<Utc> {
         at
     }
@@ -110,7 +112,7 @@ impl Dialect for Postgres {
 /// connection, and each statement's `statement_timeout`.
 pub(super) async fn connect(storage: &crate::config::StorageConfig) -> Result<PgPool, StoreError> {
     let statement_timeout = format!("{}ms", storage.statement_timeout_ms.max(1));
-    let options = PgConnectOptions::from_str(&storage.database_url)
+    let options = PgConnectOptions::from_str(storage.database_url.expose())
         .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {}", describe(&e))))?
         .options([("statement_timeout", statement_timeout.as_str())]);
     PgPoolOptions::new()

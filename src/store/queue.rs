@@ -1,17 +1,13 @@
 //! The store as the engine's outbox relay and the delivery webhooks see it:
-//! [`OutboxQueue`] over [`OutboxRepository`](super::outbox::OutboxRepository), and
-//! [`DeliveryStatuses`] for Twilio's status callbacks and Meta's `statuses`.
+//! [`OutboxQueue`] over [`OutboxRepository`](super::outbox::OutboxRepository) (delivery
+//! reports are applied by the `DeliveryStatuses` impl in `mod.rs`).
 
 use chrono::{DateTime, Utc};
 use sara_actors::model::Channel;
-use sara_actors::outbound::{
-    DeliveryState, DeliveryStatuses, DueMessage, OutboundMessage, OutboxQueue, Settlement,
-    StatusUpdate,
-};
+use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Settlement};
 use sara_actors::ports::{BoxFuture, StoreError};
 
 use super::Database;
-use super::outbox::DeliveryReport;
 
 impl OutboxQueue for Database {
     fn claim<'a>(
@@ -68,22 +64,5 @@ impl OutboxQueue for Database {
 
     fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.outbox().backlog()
-    }
-}
-
-impl DeliveryStatuses for Database {
-    fn record_status<'a>(
-        &'a self,
-        update: &'a StatusUpdate,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        let report = match update.state {
-            // "sent" is what the outbox already records once the provider accepted.
-            DeliveryState::Sent => return Box::pin(async { Ok(false) }),
-            DeliveryState::Delivered => DeliveryReport::Delivered,
-            DeliveryState::Read => DeliveryReport::Read,
-            DeliveryState::Failed => DeliveryReport::Failed,
-        };
-        self.outbox()
-            .update_status(update.channel, &update.provider_id, report)
     }
 }

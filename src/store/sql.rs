@@ -20,6 +20,7 @@ use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
 use super::admin::{self, AdminReadModel, ConversationLog, Stats};
 use super::crypto::{Field, Sealer};
+use super::jobs::{self, ClaimedJob, JobRepository, SettleJob};
 use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
 use super::{
     BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
@@ -53,6 +54,9 @@ pub(super) trait Dialect: Database<Arguments: sqlx::IntoArguments<Self>> {
 
     /// [`outbox::claim_sql`] with the backend's row lock clause.
     const CLAIM_OUTBOX: &'static str;
+
+    /// [`jobs::claim_jobs_sql`] with the backend's row lock clause.
+    const CLAIM_JOBS: &'static str;
 
     fn time(at: DateTime<Utc>) -> Self::Time;
     fn read_time(stored: Self::Time) -> Result<DateTime<Utc>, StoreError>;
@@ -522,6 +526,7 @@ pub(super) trait Shared: Dialect {
         channel: Channel,
         provider_id: &'a str,
         report: DeliveryReport,
+        error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn list_outbox<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -529,6 +534,17 @@ pub(super) trait Shared: Dialect {
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>>;
     fn outbox_backlog(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<i64, StoreError>>;
+    fn claim_jobs<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (&'a str, DateTime<Utc>, DateTime<Utc>, i64),
+    ) -> BoxFuture<'a, Result<Vec<ClaimedJob>, StoreError>>;
+    fn settle_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: i64,
+        owner: &'a str,
+        how: SettleJob,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -550,7 +566,26 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
+    fn claim_jobs<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (&'a str, DateTime<Utc>, DateTime<Utc>, i64),
+    ) -> BoxFuture<'a, Result<Vec<ClaimedJob>, StoreError>> {
+        Box::pin(jobs::claim(pool, sealer, args))
+    }
+
+    fn settle_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: i64,
+        owner: &'a str,
+        how: SettleJob,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(jobs::settle(pool, id, owner, how))
+    }
+
     fn claim_outbox<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -573,8 +608,15 @@ where
         channel: Channel,
         provider_id: &'a str,
         report: DeliveryReport,
+        error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        Box::pin(outbox::update_status(pool, channel, provider_id, report))
+        Box::pin(outbox::update_status(
+            pool,
+            channel,
+            provider_id,
+            report,
+            error,
+        ))
     }
 
     fn list_outbox<'a>(
@@ -663,6 +705,10 @@ impl<DB: Shared> Store for SqlStore<DB> {
     }
 
     fn outbox(&self) -> &dyn OutboxRepository {
+        self
+    }
+
+    fn jobs(&self) -> &dyn JobRepository {
         self
     }
 
@@ -845,10 +891,11 @@ impl<DB: Shared> OutboxRepository for SqlStore<DB> {
         channel: Channel,
         provider_id: &'a str,
         report: DeliveryReport,
+        error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
             let _turn = single_writer(self).await;
-            DB::update_status(&self.pool, channel, provider_id, report).await
+            DB::update_status(&self.pool, channel, provider_id, report, error).await
         })
     }
 
@@ -858,5 +905,54 @@ impl<DB: Shared> OutboxRepository for SqlStore<DB> {
 
     fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         DB::outbox_backlog(&self.pool)
+    }
+}
+
+/// The claim holder's update of job `id`.
+fn settled_job<'a, DB: Shared>(
+    store: &'a SqlStore<DB>,
+    id: i64,
+    owner: &'a str,
+    how: SettleJob,
+) -> BoxFuture<'a, Result<bool, StoreError>> {
+    Box::pin(async move {
+        let _turn = single_writer(store).await;
+        DB::settle_job(&store.pool, id, owner, how).await
+    })
+}
+
+impl<DB: Shared> JobRepository for SqlStore<DB> {
+    fn claim_jobs<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ClaimedJob>, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::claim_jobs(&self.pool, &self.sealer, (owner, now, lease_until, limit)).await
+        })
+    }
+
+    fn finish_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        settled_job(self, id, owner, SettleJob::Finish)
+    }
+
+    fn retry_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        due_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        settled_job(self, id, owner, SettleJob::Retry(due_at))
+    }
+
+    fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        settled_job(self, id, owner, SettleJob::Kill)
     }
 }

@@ -63,6 +63,8 @@ impl Dialect for Sqlite {
 
     const CLAIM_OUTBOX: &'static str = super::outbox::claim_sql!("");
 
+    const CLAIM_JOBS: &'static str = super::jobs::claim_jobs_sql!("");
+
     fn time(at: DateTime<Utc>) -> String {
         ts(at)
     }
@@ -136,7 +138,7 @@ pub(super) async fn connect(
     storage: &crate::config::StorageConfig,
     given: Option<EncryptionKey>,
 ) -> Result<(SqlitePool, EncryptionKey), StoreError> {
-    let url = storage.database_url.as_str();
+    let url = storage.database_url.expose();
     let acquire_timeout = Duration::from_millis(storage.acquire_timeout_ms.max(1));
     let options = SqliteConnectOptions::from_str(url)
         .map_err(|e| StoreError::Unavailable(format!("bad SQLite URL: {}", describe(&e))))?
@@ -159,6 +161,11 @@ pub(super) async fn connect(
         );
     // Every connection to `:memory:` is its own database: keep exactly one.
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if !in_memory {
+        super::file_mode::private_sqlite_files(options.get_filename()).map_err(|e| {
+            StoreError::Unavailable(format!("database file permissions: {}", e.kind()))
+        })?;
+    }
     let pool = SqlitePoolOptions::new()
         .max_connections(if in_memory { 1 } else { 8 })
         .min_connections(if in_memory { 1 } else { 0 })

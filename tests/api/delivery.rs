@@ -36,6 +36,16 @@ async fn signed_status_callbacks_get_204_and_count_as_delivery_reports() {
     assert_eq!(sara.metric(&count("failed")).await, 1.0);
     let (_, stats) = sara.admin_get("/admin/stats").await;
     assert_eq!(stats["turns"], 0, "a status callback is not a message");
+    // Reports about messages Sara does not know create no outbox rows.
+    let (code, outbox) = sara.admin_get("/admin/outbox").await;
+    assert_eq!((code, outbox), (200, serde_json::json!([])));
+    let anonymous = sara
+        .client
+        .get(format!("{}/admin/outbox", sara.base))
+        .send()
+        .await
+        .expect("request reaches sara");
+    assert_eq!(anonymous.status().as_u16(), 401);
 }
 
 #[tokio::test]

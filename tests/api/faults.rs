@@ -37,7 +37,7 @@ async fn killing_sara_at_random_moments_loses_no_committed_turn_and_double_books
 #[tokio::test]
 async fn the_same_on_postgresql() {
     let db = crate::production::PgDatabase::create().await;
-    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let dir = crate::helpers::temp_dir();
     fault_suite(Sara::launch(dir, db.url_on(5432), &[]).await).await;
 }
 

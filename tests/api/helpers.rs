@@ -1,17 +1,17 @@
 //! Starting Sara as a process and talking to it like Twilio and an operator would.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Once};
+use std::sync::{Arc, LazyLock, Once};
 use std::time::Duration;
 
 use chrono::{Datelike, Days, NaiveDate, Timelike, Utc, Weekday};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use sara::channels::twilio::TwilioSignature;
-use sara::config::Config;
+use sara::config::{Config, Secret};
 use sara_actors::availability::Availability;
 use sara_actors::business::Business;
 
@@ -20,13 +20,27 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 /// base64 of 32 bytes: the personal-data key of the PostgreSQL tests.
 pub const TEST_ENCRYPTION_KEY: &str = "c2FyYS10ZXN0LWtleS0wMTIzNDU2Nzg5YWJjZGVmMDE=";
 
-/// A running `sara serve` process; killed when dropped.
+/// A running Sara: a `sara serve` process ([`Sara::start`] and friends; killed when dropped),
+/// or the same application built in this process ([`spawn_app`]; stopped when dropped).
 pub struct Sara {
     pub base: String,
     pub db_url: String,
-    child: Child,
+    child: Option<Child>,
+    /// The in-process server's task, with [`spawn_app`].
+    served: Option<tokio::task::JoinHandle<()>>,
+    /// The engine's clock, with [`spawn_app`]: a test moves "now" instead of waiting.
+    pub clock: Option<Arc<TestClock>>,
     pub client: reqwest::Client,
-    dir: PathBuf,
+    /// The temporary directory of the database; removed when the last holder drops it.
+    dir: Arc<TempDir>,
+}
+
+/// A temporary directory shared by the servers started on it (a restart after `kill9`).
+pub type TempDir = tempfile::TempDir;
+
+/// A new temporary directory, removed when dropped.
+pub fn temp_dir() -> Arc<TempDir> {
+    Arc::new(tempfile::tempdir().expect("temp dir"))
 }
 
 static SID: AtomicU64 = AtomicU64::new(1);
@@ -49,24 +63,24 @@ fn install_crypto() {
 impl Sara {
     /// Starts Sara on a new temporary database.
     pub async fn start() -> Sara {
-        let dir = tempfile::tempdir().expect("temp dir").keep();
-        let db_url = format!("sqlite://{}", dir.join("sara.db").display());
+        let dir = temp_dir();
+        let db_url = format!("sqlite://{}", dir.path().join("sara.db").display());
         Sara::start_on(dir, db_url).await
     }
 
     /// Starts Sara on a new temporary database with extra `SARA_*` settings.
     pub async fn start_with(env: &[(&str, &str)]) -> Sara {
-        let dir = tempfile::tempdir().expect("temp dir").keep();
-        let db_url = format!("sqlite://{}", dir.join("sara.db").display());
+        let dir = temp_dir();
+        let db_url = format!("sqlite://{}", dir.path().join("sara.db").display());
         Sara::launch(dir, db_url, env).await
     }
 
     /// Starts Sara on an existing database (after a crash, say).
-    pub async fn start_on(dir: PathBuf, db_url: String) -> Sara {
+    pub async fn start_on(dir: Arc<TempDir>, db_url: String) -> Sara {
         Sara::launch(dir, db_url, &[]).await
     }
 
-    pub async fn launch(dir: PathBuf, db_url: String, env: &[(&str, &str)]) -> Sara {
+    pub async fn launch(dir: Arc<TempDir>, db_url: String, env: &[(&str, &str)]) -> Sara {
         install_crypto();
         let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
         let mut command = Command::new(env!("CARGO_BIN_EXE_sara"));
@@ -112,16 +126,19 @@ impl Sara {
         Sara {
             base: addr,
             db_url,
-            child,
+            child: Some(child),
+            served: None,
+            clock: None,
             client,
             dir,
         }
     }
 
     /// Kills the process without warning (SIGKILL), as a crash would.
-    pub fn kill9(mut self) -> (PathBuf, String) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    pub fn kill9(mut self) -> (Arc<TempDir>, String) {
+        let mut child = self.child.take().expect("kill9 needs a sara process");
+        let _ = child.kill();
+        let _ = child.wait();
         (self.dir.clone(), self.db_url.clone())
     }
 
@@ -257,8 +274,90 @@ impl Sara {
 
 impl Drop for Sara {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(served) = &self.served {
+            served.abort();
+        }
+    }
+}
+
+/// A clock a test sets: the engine's "now" (minimum notice, form expiry, hand-over time).
+pub struct TestClock {
+    now: std::sync::Mutex<chrono::DateTime<Utc>>,
+}
+
+impl TestClock {
+    pub fn new(now: chrono::DateTime<Utc>) -> TestClock {
+        TestClock {
+            now: std::sync::Mutex::new(now),
+        }
+    }
+
+    pub fn advance(&self, by: chrono::Duration) {
+        *self.now.lock().expect("test clock") += by;
+    }
+}
+
+impl sara_actors::ports::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<Utc> {
+        *self.now.lock().expect("test clock")
+    }
+}
+
+/// The configuration every test server gets: `config.toml` as the binary reads it, on a
+/// fresh SQLite database in `dir`, with the test tokens and fault injection.
+fn test_config(dir: &TempDir) -> Config {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let mut config: Config = Figment::from(Serialized::defaults(Config::default()))
+        .merge(Toml::file(&path))
+        .extract()
+        .expect("config.toml loads");
+    let db = format!("sqlite://{}", dir.path().join("sara.db").display());
+    config.server.bind = "127.0.0.1:0".into();
+    config.server.public_url = "https://sara.example.com".into();
+    config.storage.database_url = Secret::new(db);
+    config.twilio.auth_token = Some(Secret::new(AUTH_TOKEN));
+    config.admin.token = Some(Secret::new(ADMIN_TOKEN));
+    config.debug.faults = true;
+    config
+}
+
+/// Sara built in this process on a port-0 listener, its engine on a [`TestClock`]
+/// (starting at the real now, as the messages' own times are). Cheaper than a process; the
+/// binary tests stay for the CLI contract, kill -9 and several instances.
+pub async fn spawn_app() -> Sara {
+    install_crypto();
+    let dir = temp_dir();
+    let config = test_config(&dir);
+    let db_url = config.storage.database_url.expose().to_string();
+    let clock = Arc::new(TestClock::new(Utc::now()));
+    let app = sara::app::App::build_with_clock(config, clock.clone())
+        .await
+        .expect("the app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind port 0");
+    let addr = listener.local_addr().expect("bound address");
+    let served = tokio::spawn(async move {
+        app.serve(listener, std::future::pending())
+            .await
+            .expect("the app serves");
+    });
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+    Sara {
+        base: format!("http://{addr}"),
+        db_url,
+        child: None,
+        served: Some(served),
+        clock: Some(clock),
+        client,
+        dir,
     }
 }
 

@@ -7,8 +7,8 @@
 use crate::helpers::{Sara, phone, sid};
 
 async fn limited_sara() -> Sara {
-    let dir = tempfile::tempdir().expect("temp dir").keep();
-    let db_url = format!("sqlite://{}", dir.join("sara.db").display());
+    let dir = crate::helpers::temp_dir();
+    let db_url = format!("sqlite://{}", dir.path().join("sara.db").display());
     Sara::launch(
         dir,
         db_url,

@@ -1,7 +1,11 @@
-//! Black-box tests: each test starts the real `sara` binary on port 0 with its own temporary
-//! SQLite database and talks HTTP to it, signing webhooks as Twilio does.
+//! Black-box tests over HTTP, signing webhooks as Twilio does. Each test gets its own
+//! temporary SQLite database (removed afterwards) and a Sara on port 0: built in this process
+//! with a test clock (`helpers::spawn_app`: sms, voice, admin), or the real `sara` binary
+//! (`helpers::Sara::start`) where the CLI contract, kill -9 or several instances matter.
 
+mod admin;
 mod delivery;
+mod dialogs;
 mod email;
 mod faults;
 mod google;

@@ -101,6 +101,8 @@ async fn garbage_an_error_or_a_late_model_leaves_each_turn_to_the_rules() {
 
     assert_eq!(requests(&model).await, 3, "every turn asked the model once");
     assert_eq!(sara.metric("sara_nlu_fallbacks_total").await, 3.0);
+    let (_, stats) = sara.admin_get("/admin/stats").await;
+    assert_eq!(stats["fallbacks"], 3, "the engine's own count: {stats}");
 }
 
 #[tokio::test]

@@ -149,7 +149,7 @@ async fn cluster(n: usize, db_url: &str, redis_url: &str, extra: &[(&str, &str)]
     env.extend_from_slice(extra);
     let mut instances = Vec::with_capacity(n);
     for _ in 0..n {
-        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let dir = crate::helpers::temp_dir();
         instances.push(Sara::launch(dir, db_url.to_string(), &env).await);
     }
     instances
@@ -390,7 +390,7 @@ async fn turns_are_answered_while_redis_is_down_and_leases_return_with_it() {
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut instances = Vec::new();
     for _ in 0..2 {
-        let dir = tempfile::tempdir().expect("temp dir").keep();
+        let dir = crate::helpers::temp_dir();
         instances.push(Sara::launch(dir, db.url_on(5432), &env).await);
     }
     let me = phone(500);
@@ -514,7 +514,7 @@ async fn postgres_down_is_a_fast_503_and_a_retry_after_it_returns_succeeds() {
     let db = PgDatabase::create().await;
     let pg: SocketAddr = "127.0.0.1:5432".parse().expect("an address");
     let relay = Relay::start(pg).await;
-    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let dir = crate::helpers::temp_dir();
     let sara = Sara::launch(
         dir,
         db.url_on(relay.port),

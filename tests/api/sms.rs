@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, NaiveTime, Weekday};
 
-use crate::helpers::{Sara, message_of, phone, sid, upcoming};
+use crate::helpers::{message_of, phone, sid, spawn_app, upcoming};
 
 fn start_of(booking: &serde_json::Value) -> DateTime<chrono::FixedOffset> {
     DateTime::parse_from_rfc3339(booking["start"].as_str().expect("start is a string"))
@@ -12,7 +12,7 @@ fn start_of(booking: &serde_json::Value) -> DateTime<chrono::FixedOffset> {
 #[tokio::test]
 async fn a_booking_spread_over_turns_in_any_order_with_a_correction_lands_at_the_right_local_time()
 {
-    let sara = Sara::start().await;
+    let sara = spawn_app().await;
     let me = phone(1);
     let (day, day_text) = upcoming(Weekday::Tue);
 
@@ -75,7 +75,7 @@ async fn a_booking_spread_over_turns_in_any_order_with_a_correction_lands_at_the
 
 #[tokio::test]
 async fn a_forged_or_missing_signature_is_refused_and_nothing_is_stored() {
-    let sara = Sara::start().await;
+    let sara = spawn_app().await;
     let me = phone(2);
     let params = vec![
         ("Body".to_string(), "book a cleaning".to_string()),
@@ -101,7 +101,7 @@ async fn a_forged_or_missing_signature_is_refused_and_nothing_is_stored() {
 
 #[tokio::test]
 async fn the_same_message_sid_twice_gives_the_same_reply_one_turn_and_one_booking() {
-    let sara = Sara::start().await;
+    let sara = spawn_app().await;
     let me = phone(3);
     let (_, day_text) = upcoming(Weekday::Wed);
     let ask = sara
@@ -130,7 +130,7 @@ async fn the_same_message_sid_twice_gives_the_same_reply_one_turn_and_one_bookin
 
 #[tokio::test]
 async fn two_callers_wanting_the_same_slot_get_one_booking_and_the_other_is_offered_alternatives() {
-    let sara = Sara::start().await;
+    let sara = spawn_app().await;
     let (a, b) = (phone(4), phone(5));
     let (_, day_text) = upcoming(Weekday::Thu);
     let ask = format!("I'd like a consultation on {day_text} at 3pm");
@@ -154,4 +154,21 @@ async fn two_callers_wanting_the_same_slot_get_one_booking_and_the_other_is_offe
         loser.contains("AM") || loser.contains("PM"),
         "the other caller is offered times: {loser}"
     );
+}
+
+#[tokio::test]
+async fn a_booking_left_unfinished_past_the_form_expiry_starts_over() {
+    let sara = spawn_app().await;
+    let clock = sara
+        .clock
+        .clone()
+        .expect("an in-process app has a test clock");
+    let me = phone(40);
+    let asked = sara.text(&me, "I'd like a consultation").await;
+    assert!(!asked.is_empty());
+    // The engine's clock moves past the form's expiry; nobody waits for it.
+    let minutes = i64::from(crate::helpers::business().form_expiry_minutes);
+    clock.advance(chrono::Duration::minutes(minutes + 1));
+    let again = sara.text(&me, "at 3pm").await;
+    assert!(again.starts_with("It's been a while"), "{again}");
 }

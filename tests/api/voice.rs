@@ -2,7 +2,7 @@
 
 use chrono::Weekday;
 
-use crate::helpers::{Sara, phone, upcoming};
+use crate::helpers::{phone, spawn_app, upcoming};
 
 fn says(xml: &str) -> String {
     let mut out = String::new();
@@ -19,7 +19,7 @@ fn says(xml: &str) -> String {
 
 #[tokio::test]
 async fn a_caller_books_by_voice_and_a_repeated_gather_is_answered_once() {
-    let sara = Sara::start().await;
+    let sara = spawn_app().await;
     let me = phone(40);
     let call = [
         ("CallSid", "CA0123456789abcdef0123456789abcdef"),
@@ -64,7 +64,7 @@ async fn a_caller_books_by_voice_and_a_repeated_gather_is_answered_once() {
 #[tokio::test]
 async fn asking_for_a_person_on_a_call_dials_the_staff_even_when_redelivered_and_silence_is_asked_again()
  {
-    let sara = Sara::start().await;
+    let sara = spawn_app().await;
     let me = phone(41);
     let call = [
         ("CallSid", "CAfeedface000000000000000000000000"),

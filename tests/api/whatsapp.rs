@@ -91,10 +91,7 @@ async fn fixture_on(failures: u64, db_url: Option<String>) -> Fixture {
     ];
     let sara = match db_url {
         None => Sara::start_with(&env).await,
-        Some(url) => {
-            let dir = tempfile::tempdir().expect("temp dir").keep();
-            Sara::launch(dir, url, &env).await
-        }
+        Some(url) => Sara::launch(crate::helpers::temp_dir(), url, &env).await,
     };
     Fixture {
         sara,
@@ -367,10 +364,7 @@ async fn killed_while_failing(db_url: Option<String>) {
     ];
     let sara = match db_url {
         None => Sara::start_with(&env).await,
-        Some(url) => {
-            let dir = tempfile::tempdir().expect("temp dir").keep();
-            Sara::launch(dir, url, &env).await
-        }
+        Some(url) => Sara::launch(crate::helpers::temp_dir(), url, &env).await,
     };
     let mut f = Fixture {
         sara,

@@ -108,7 +108,10 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
     }
     // A time Sara could not read is never kept or guessed: ask again.
     let about_booking = form.kind == FormKind::Book || form.booking.is_some();
-    if u.unclear_when && u.date.is_none() && u.time.is_none() && about_booking {
+    if u.unclear_when && u.time.is_none() && about_booking {
+        if let Some(d) = u.date {
+            form.date = Some(d);
+        }
         if form.kind == FormKind::Book
             && let Some(s) = u.service.as_deref().and_then(|s| ctx.business.service(s))
         {
@@ -249,6 +252,12 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
         form.earliest = false;
     }
     if changes_when {
+        // Offers turned down for another window ("none of those, anything after 11?") are
+        // not offered again.
+        if wants_others || u.has(Act::Deny) {
+            let declined = std::mem::take(&mut form.offers);
+            form.avoid.extend(declined);
+        }
         form.offers.clear();
     }
     // The proposed time turned down with "later?" / "earlier?": offer past it, never it.
@@ -410,6 +419,11 @@ fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option
     let tz = ctx.business.timezone;
     let local = |o: &DateTime<Utc>| o.with_timezone(&tz);
     let picked = if let Some(i) = u.choice {
+        let i = if i == usize::MAX {
+            form.offers.len().saturating_sub(1)
+        } else {
+            i
+        };
         match form.offers.get(i) {
             Some(&o) => o,
             None => {
@@ -613,7 +627,8 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             near,
         );
     }
-    let free = av.free_starts(date, minutes, &busy, ctx.now);
+    let mut free = av.free_starts(date, minutes, &busy, ctx.now);
+    free.retain(|s| !form.avoid.contains(s));
     if let Some(part) = form.day_part {
         let (from, to) = part.window();
         let inside: Vec<_> = free

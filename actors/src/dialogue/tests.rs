@@ -1122,3 +1122,49 @@ fn thanks_bye_closes_politely() {
     says_all(&d, &["Goodbye", "welcome"]);
     assert!(d.reply.end);
 }
+
+#[test]
+fn dialog_11_none_of_those_after_11_never_repeats_an_offer() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 6, (9, 0), (11, 0)));
+    c.busy.push(busy(3, 6, (11, 15), (11, 30)));
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 6)
+            .at(11, 0),
+    );
+    says_all(&d, &["11:00 AM on Friday is taken"]);
+    let offered = c.state.form.as_ref().expect("form").offers.clone();
+    assert!(!offered.is_empty());
+    let d =
+        c.say(says(&[Act::Deny, Act::OtherOptions, Act::Inform]).part(DayPart::After(hm(11, 0))));
+    let now_offered = c.state.form.as_ref().expect("form").offers.clone();
+    assert!(!now_offered.is_empty(), "{}", d.reply.text);
+    assert!(
+        now_offered.iter().all(|o| !offered.contains(o)),
+        "{}",
+        d.reply.text
+    );
+}
+
+#[test]
+fn push_it_back_30_minutes_moves_the_booking_from_its_own_time() {
+    use crate::understanding::Shift;
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    let mut u = says(&[Act::Inform, Act::Reschedule]);
+    u.shift = Some(Shift {
+        days: 0,
+        minutes: 30,
+    });
+    let d = c.say(u);
+    says_all(
+        &d,
+        &["Friday, March 6 at 2:30 PM is free. Move your cleaning there?"],
+    );
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(
+        matches!(d.effect, Some(Effect::Reschedule { start, .. }) if start == local(3, 6, 14, 30))
+    );
+}

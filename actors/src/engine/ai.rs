@@ -2,6 +2,7 @@
 //! the rules when the primary NLU fails or is late, and looks answers up in the knowledge base.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -17,6 +18,8 @@ pub struct AiArgs {
     /// Used when the primary fails or misses its deadline; `None` when the primary is the rules.
     pub fallback: Option<Arc<dyn Nlu>>,
     pub knowledge: Arc<dyn KnowledgeBase>,
+    /// Counts the messages the fallback answered (the engine's `/admin/stats` figure).
+    pub fallbacks: Arc<AtomicU64>,
 }
 
 pub enum AiMsg {
@@ -61,11 +64,15 @@ impl Actor for AiActor {
         let primary = state.primary.clone();
         let fallback = state.fallback.clone();
         let knowledge = state.knowledge.clone();
+        let fallbacks = state.fallbacks.clone();
         // Understanding runs beside the actor so a slow model call never holds up the
         // other conversations' turns.
         tokio::spawn(async move {
-            let understood =
-                understand(&*primary, fallback.as_deref(), &text, &ctx, deadline).await;
+            let (understood, fell_back) =
+                understand_noting(&*primary, fallback.as_deref(), &text, &ctx, deadline).await;
+            if fell_back {
+                fallbacks.fetch_add(1, Ordering::Relaxed);
+            }
             let _ = reply.send(with_faq_answer(understood, &*knowledge, &text));
         });
         Ok(())
@@ -94,15 +101,29 @@ pub async fn understand(
     ctx: &NluContext,
     deadline: Duration,
 ) -> Understanding {
+    understand_noting(primary, fallback, text, ctx, deadline)
+        .await
+        .0
+}
+
+/// [`understand`], and whether the fallback had to answer.
+async fn understand_noting(
+    primary: &dyn Nlu,
+    fallback: Option<&dyn Nlu>,
+    text: &str,
+    ctx: &NluContext,
+    deadline: Duration,
+) -> (Understanding, bool) {
     let first = tokio::time::timeout(deadline, primary.understand(text, ctx)).await;
     match first {
-        Ok(Ok(u)) => return u,
+        Ok(Ok(u)) => return (u, false),
         Ok(Err(error)) => tracing::warn!(%error, nlu = primary.name(), "understanding failed"),
         Err(_) => tracing::warn!(nlu = primary.name(), "understanding missed its deadline"),
     }
     metrics::counter!("sara_nlu_fallbacks_total").increment(1);
-    match fallback {
+    let understood = match fallback {
         Some(rules) => rules.understand(text, ctx).await.unwrap_or_default(),
         None => Understanding::default(),
-    }
+    };
+    (understood, true)
 }

@@ -175,6 +175,8 @@ pub enum EngineActor {
 pub struct Counters {
     pub turns: AtomicU64,
     pub restarts: AtomicU64,
+    /// Messages the fallback NLU answered because the primary failed or was late.
+    pub fallbacks: Arc<AtomicU64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -182,6 +184,7 @@ pub struct EngineStats {
     pub live_conversations: usize,
     pub turns: u64,
     pub restarts: u64,
+    pub fallbacks: u64,
 }
 
 /// What every conversation actor shares.
@@ -285,10 +288,12 @@ impl Engine {
         let fail = |e: ractor::SpawnErr| StartError(e.to_string());
         let instant_nlu = (ports.nlu.answers_at_once() && ports.fallback_nlu.is_none())
             .then(|| (ports.nlu.clone(), ports.knowledge.clone()));
+        let counters = Counters::default();
         let ai = AiArgs {
             primary: ports.nlu,
             fallback: ports.fallback_nlu,
             knowledge: ports.knowledge,
+            fallbacks: counters.fallbacks.clone(),
         };
         let calendar_board = Arc::new(CalendarBoard::default());
         let calendar = CalendarArgs {
@@ -324,7 +329,7 @@ impl Engine {
             instant_nlu,
             calendar_board,
             writer,
-            counters: Counters::default(),
+            counters,
             leases,
             clock: ports.clock,
             notifier: ports.notifier,
@@ -432,6 +437,7 @@ impl Engine {
             live_conversations: live,
             turns: self.shared.counters.turns.load(Ordering::Relaxed),
             restarts: self.shared.counters.restarts.load(Ordering::Relaxed),
+            fallbacks: self.shared.counters.fallbacks.load(Ordering::Relaxed),
         }
     }
 

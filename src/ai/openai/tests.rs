@@ -419,18 +419,98 @@ fn the_configuration_is_checked_and_the_key_comes_only_from_the_environment() {
     assert_eq!(rules.primary.name(), "rules");
     assert!(rules.fallback.is_none());
 
-    ai.provider = "openai".into();
+    ai.provider = crate::config::AiProvider::OpenAi;
     let no_key = crate::ai::configured(&ai, &business, None).err();
     assert!(no_key.is_some_and(|e| e.to_string().contains("OPENAI_API_KEY")));
     let model = crate::ai::configured(&ai, &business, Some("sk-test".into())).expect("openai");
     assert_eq!(model.primary.name(), "openai");
     assert_eq!(model.fallback.as_ref().map(|f| f.name()), Some("rules"));
 
-    ai.routing = "sometimes".into();
-    assert!(crate::ai::configured(&ai, &business, Some("sk-test".into())).is_err());
-    ai.routing = "hybrid".into();
+    // An unknown provider or routing is refused when the config is read (config.rs tests).
+    ai.routing = crate::config::AiRouting::Hybrid;
     ai.confidence_threshold = 1.5;
     assert!(crate::ai::configured(&ai, &business, Some("sk-test".into())).is_err());
-    ai.provider = "anthropic".into();
-    assert!(crate::ai::configured(&ai, &business, Some("sk-test".into())).is_err());
+}
+
+#[test]
+fn the_prompt_carries_saras_last_line() {
+    let mut c = ctx(Some(Slot::Option));
+    c.prompt =
+        Some("I can do 9:30 AM, 10:00 AM or 11:15 AM on Monday, March 9. Which suits you?".into());
+    let prompt = system_prompt("Harbor Street Clinic", &services(), &c);
+    assert!(prompt.contains("9:30 AM, 10:00 AM or 11:15 AM"), "{prompt}");
+    assert!(prompt.contains("Sara's last message"));
+    let without = system_prompt("Harbor Street Clinic", &services(), &ctx(None));
+    assert!(!without.contains("Sara's last message"));
+}
+
+#[test]
+fn shifts_windows_and_a_second_request_are_read_and_checked() {
+    let u = parse(
+        r#"{"acts":["inform"],"service":null,"date":null,"time":null,"day_part":null,
+            "name":null,"email":null,"choice":null,"shift_minutes":60,"shift_days":null,
+            "lean":null,"earliest":false,"then":null}"#,
+        &services(),
+    )
+    .expect("readable");
+    assert_eq!(
+        u.shift,
+        Some(Shift {
+            days: 0,
+            minutes: 60
+        })
+    );
+    let u = parse(
+        r#"{"acts":["cancel"],"service":"Cleaning","date":"2026-03-12","time":null,
+            "day_part":"between 11:30 and 14:00","name":null,"email":null,"choice":null,
+            "shift_minutes":null,"shift_days":null,"lean":"later","earliest":false,
+            "then":{"act":"book","service":"Whitening","date":"2026-03-09","time":"11:00"}}"#,
+        &services(),
+    )
+    .expect("readable");
+    assert_eq!(u.lean, Some(Lean::Later));
+    assert!(matches!(u.day_part, Some(DayPart::Between(_, _))));
+    let then = u.then.expect("second request");
+    assert!(then.has(Act::Book));
+    assert_eq!(then.service.as_deref(), Some("Whitening"));
+    // A second request of the same kind, an unknown act or a huge shift is dropped.
+    let u = parse(
+        r#"{"acts":["book"],"service":null,"date":null,"time":null,"day_part":null,
+            "name":null,"email":null,"choice":null,"shift_minutes":99999999,"shift_days":5000,
+            "lean":"sideways","earliest":true,"then":{"act":"book","service":"Nope","date":null,"time":null}}"#,
+        &services(),
+    )
+    .expect("readable");
+    assert_eq!(u.shift, None);
+    assert_eq!(u.lean, None);
+    assert!(u.then.is_none());
+    assert!(u.earliest);
+}
+
+#[tokio::test]
+async fn hybrid_asks_the_model_when_the_rules_leave_a_time_unread() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(understood(json!({
+            "acts": ["inform"], "service": null, "date": null, "time": "15:45",
+            "day_part": null, "name": null, "email": null, "choice": null,
+            "shift_minutes": null, "shift_days": null, "lean": null, "earliest": false,
+            "then": null
+        })))
+        .mount(&server)
+        .await;
+    let hybrid = HybridNlu::new(
+        RuleNlu::new(services()),
+        nlu(&server, 3, Duration::from_secs(60)),
+        Routing::Hybrid { threshold: 0.8 },
+    );
+    let text = "at 3 or maybe 4 I guess";
+    let rules = RuleNlu::new(services()).understand(text, &ctx(Some(Slot::Time)));
+    assert!(rules.unclear_when && rules.confidence < 0.8, "{rules:?}");
+    let u = hybrid
+        .understand(text, &ctx(Some(Slot::Time)))
+        .await
+        .expect("model answer");
+    assert_eq!(u.source, NluSource::Llm);
+    assert_eq!(requests(&server).await, 1);
 }

@@ -12,6 +12,8 @@ pub(super) struct Cues {
     pub informs: bool,
     pub service: bool,
     pub choice: bool,
+    /// "Later" / "earlier" said while times are offered or proposed.
+    pub lean: bool,
     /// Sara's last line asked a yes/no question about one thing ("Shall I book 10 AM?").
     pub confirming: bool,
 }
@@ -68,7 +70,7 @@ static OTHER_OPTIONS: LazyLock<Regex> = LazyLock::new(|| {
 });
 static BOOK: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:book\w*|schedul\w*|reserv\w*|appointments?|make (?:an?|one|me an?) (?:appointment|booking|visit|reservation)|set (?:me |one |it |something )?up|fit me in|squeeze me in|come in|get in|see (?:the|a) (?:doctor|dentist|hygienist|stylist|therapist)|visit)\b",
+        r"\b(?:book\w*|schedul\w*|reserv\w*|appointments?|make (?:an?|one|me an?) (?:appointment|booking|visit|reservation)|set (?:me |one |it |something )?up|fit me in|squeeze me in|come in|get in|see (?:the|a) (?:doctor|dentist|hygienist|stylist|therapist)|visit|put me (?:down|in)|pencil me in|sign me up|get me in)\b",
     )
 });
 static QUESTION: LazyLock<Regex> = LazyLock::new(|| {
@@ -131,6 +133,12 @@ static GREET: LazyLock<Regex> = LazyLock::new(|| {
     re(r"^\s*(?:hi|hello|hey|hiya|good (?:morning|afternoon|evening)|greetings|howdy|yo)\b")
 });
 
+/// Whether the message names something the knowledge base is asked about (parking, prices,
+/// opening hours, …).
+pub(super) fn names_faq_topic(norm: &str) -> bool {
+    FAQ_TOPIC.is_match(norm) || norm.contains("close") || norm.contains("open ")
+}
+
 /// The acts of a normalised message, most important first.
 pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     let mut acts = Vec::new();
@@ -148,7 +156,8 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     let reschedule = RESCHEDULE.is_match(norm);
     push(Act::Reschedule, reschedule);
     // "maybe another time" puts the booking off; it does not ask for other times.
-    let other = OTHER_OPTIONS.is_match(norm) && !DEFERRAL.is_match(norm);
+    let other = (OTHER_OPTIONS.is_match(norm) || (cues.lean && !GOODBYE.is_match(norm)))
+        && !DEFERRAL.is_match(norm);
     push(Act::OtherOptions, other);
     push(Act::Deny, DENY_LEAD.is_match(norm));
     push(Act::Affirm, AFFIRM_LEAD.is_match(norm));
@@ -163,7 +172,12 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     // an FAQ topic is named too ("do you have any parking?").
     let availability =
         AVAILABILITY.is_match(norm) && !FAQ_TOPIC.is_match(&AVAILABILITY.replace_all(norm, " "));
-    let question = question && !availability;
+    // "Could I swap to the whitening?" asks for the service, not the FAQ.
+    let asks_for_service = cues.service
+        && MODAL_ASK.is_match(norm)
+        && !FAQ_TOPIC.is_match(norm)
+        && !QUESTION.is_match(&MODAL_ASK.replace_all(norm, ""));
+    let question = question && !availability && !asks_for_service;
     // Asking after free times is asking to book.
     let book = book || (availability && !reschedule && (cues.informs || cues.service));
     push(Act::Book, book);

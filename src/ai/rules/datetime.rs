@@ -36,6 +36,8 @@ pub(crate) struct Moment {
     /// Something about when was left unread (a number, "half", "quarter", a second day):
     /// the reading above may be wrong, so it must not be acted on with confidence.
     pub unclear: bool,
+    /// What was left unread is about the day (a second weekday), not the time.
+    pub unclear_day: bool,
 }
 
 const WEEKDAY: &str = r"monday|tuesday|wednesday|thursday|friday|saturday|sunday";
@@ -111,11 +113,11 @@ static HOUR_MERIDIEM: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(\d{1,2})(?:\s+(\d{2}))?\s*(am|pm|a\.m\.?|p\.m\.?|o'?clock)(?:\b|$)"));
 /// "1630", "0900" after a preposition.
 static MILITARY: LazyLock<Regex> =
-    LazyLock::new(|| re(r"\b(?:at|for|around|by|to|@)\s+([01]\d|2[0-3])([0-5]\d)\b"));
+    LazyLock::new(|| re(r"(?:^\s*|\b(?:at|for|around|by|to|@)\s+)([01]\d|2[0-3])([0-5]\d)\b"));
 /// "at 3", "around 4", "evening 5", "3 in the afternoon".
 static PREP_HOUR: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|@|make it|made it|how about|what about|maybe|perhaps|instead|rather|or|do|change it to|move it to|switch to|change to|prefer)\s+(\d{1,2})\b",
+        r"\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|@|make it|made it|how about|what about|maybe|perhaps|instead|rather|or|do|change it to|move it to|switch to|change to|prefer|like)\s+(\d{1,2})\b",
     )
 });
 static HOUR_IN_PART: LazyLock<Regex> = LazyLock::new(|| {
@@ -190,12 +192,33 @@ pub(crate) fn extract(text: &str, today: NaiveDate, expecting: Option<Slot>) -> 
     let earliest = EARLIEST.is_match(&work);
     let date = find_date(&mut work, today);
     let (time, day_part, weak_time) = find_time(&mut work, expecting);
-    let lean = LEAN.captures(&work).and_then(|c| match &c[1] {
-        "later" | "after that" => Some(Lean::Later),
-        "earlier" | "sooner" | "before that" => Some(Lean::Earlier),
-        _ => None,
+    let lean = LEAN.captures(&work).and_then(|c| {
+        let whole = c.get(0).expect("group 0 always matches");
+        // "see you later", "later today", "later this week" are not about the offered times.
+        let before = work[..whole.start()].trim_end();
+        let after = next_word(&work, whole.end());
+        if [
+            "see you",
+            "talk",
+            "speak",
+            "call",
+            "catch you",
+            "chat",
+            "text",
+        ]
+        .iter()
+        .any(|w| before.ends_with(w))
+            || matches!(after, "today" | "tonight" | "this" | "in" | "on" | "next")
+        {
+            return None;
+        }
+        match &c[1] {
+            "later" | "after that" => Some(Lean::Later),
+            "earlier" | "sooner" | "before that" => Some(Lean::Earlier),
+            _ => None,
+        }
     });
-    let unclear = unread_when(&work, date);
+    let (unclear_time, unclear_day) = unread_when(&work, date);
     Moment {
         date,
         time,
@@ -204,7 +227,8 @@ pub(crate) fn extract(text: &str, today: NaiveDate, expecting: Option<Slot>) -> 
         shift,
         lean,
         earliest,
-        unclear,
+        unclear: unclear_time || unclear_day,
+        unclear_day,
     }
 }
 
@@ -321,15 +345,16 @@ fn find_shift(work: &mut String) -> Option<Shift> {
 }
 
 /// Whether what is left of the message after every date and time pattern took its part
-/// still speaks of when: a number that is not a count, money or an option, a clock word, or
-/// a second day name when a date was read.
-fn unread_when(work: &str, date: Option<NaiveDate>) -> bool {
+/// still speaks of when: (a number that is not a count, money or an option, or a clock word;
+/// a second day name when a date was read).
+fn unread_when(work: &str, date: Option<NaiveDate>) -> (bool, bool) {
     static NUMBER: LazyLock<Regex> = LazyLock::new(|| re(r"\b\d{1,4}\b"));
     static CLOCK_WORD: LazyLock<Regex> = LazyLock::new(|| {
         re(&format!(
             r"\b(?:half|quarter|o'?clock|noon|midnight)\b|\b(?:{WEEKDAY})\b"
         ))
     });
+    let (mut time, mut day_unread) = (false, false);
     for m in NUMBER.find_iter(work) {
         let before = work[..m.start()].trim_end();
         let raw_before = work[..m.start()].chars().next_back();
@@ -348,18 +373,21 @@ fn unread_when(work: &str, date: Option<NaiveDate>) -> bool {
         {
             continue;
         }
-        return true;
+        time = true;
     }
-    CLOCK_WORD.find_iter(work).any(|m| {
+    for m in CLOCK_WORD.find_iter(work) {
         let w = m.as_str();
         if let Some(day) = weekday_of(w) {
             // "Monday the 16th" names one day twice; "Monday or Tuesday" names two.
-            return date.is_some_and(|d| d.weekday() != day);
+            day_unread |= date.is_some_and(|d| d.weekday() != day);
+            continue;
         }
         // "half an hour", "a quarter of the price" are not clock times.
         let next = next_word(work, m.end());
-        !(matches!(w, "half" | "quarter") && matches!(next, "an" | "a" | "the" | "of" | "price"))
-    })
+        time |= !(matches!(w, "half" | "quarter")
+            && matches!(next, "an" | "a" | "the" | "of" | "price"));
+    }
+    (time, day_unread)
 }
 
 /// Blanks a span so later patterns do not read it again.
@@ -765,7 +793,9 @@ fn find_time(
         if !(said_minutes && (1..60).contains(&m) || matches!(m, 5 | 10 | 20 | 25))
             || !(1..=12).contains(&h)
             || !free_number(work, c.get(3).expect("group 3").start(), whole.end())
-            || work[..whole.start()].trim_end().ends_with("from")
+            || ["from", "between", "open", "opened", "hours"]
+                .iter()
+                .any(|w| work[..whole.start()].trim_end().ends_with(w))
         {
             continue;
         }
@@ -1044,7 +1074,7 @@ fn find_time(
                 ]
                 .contains(&next_word)
                 || weekday_of(next_word).is_some();
-            if (*prep == "for" || *prep == "to")
+            if matches!(*prep, "for" | "to" | "like" | "do" | "or")
                 && !matches!(expecting, Some(Slot::Time | Slot::Option))
                 && !closes
             {

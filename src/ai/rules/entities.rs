@@ -23,7 +23,7 @@ static NAME_STRONG: LazyLock<Regex> = LazyLock::new(|| {
 /// "it's Maria Lopez", "this is Jo Park", "I'm Sam": the name must be capitalised.
 static NAME_WEAK: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"(?i:\b(?:it's|it is|this is|i'm|i am|im)\s+)(\p{Lu}[\p{L}'-]*(?:\s+\p{Lu}[\p{L}'-]*){0,3})",
+        r"(?i:\b(?:it's|its|it is|this is|i'm|i am|im)\s+)(\p{Lu}[\p{L}'-]*(?:\s+\p{Lu}[\p{L}'-]*){0,3})",
     )
 });
 /// "Can I come in Monday at 9? Jo Park": two or three capitalised words closing the message
@@ -414,7 +414,12 @@ pub(super) fn choice(norm: &str, expecting: Option<Slot>) -> Option<usize> {
         }
         if let Some(w) = c.get(3) {
             // The earliest offered option is the first; "last" needs the option count.
-            return (w.as_str() == "earliest").then_some(0);
+            // "The last one" is counted from the end: `usize::MAX` is the last offered.
+            return Some(if w.as_str() == "earliest" {
+                0
+            } else {
+                usize::MAX
+            });
         }
     }
     if let Some(c) = CHOICE_ALONE.captures(norm) {

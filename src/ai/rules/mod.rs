@@ -47,6 +47,13 @@ impl RuleNlu {
                     .find(|a| matches!(a, Act::Book | Act::Cancel | Act::Reschedule))
                     .copied()
             };
+            // "Cancel my whitening and rebook it for Friday" is one move.
+            if starts(&first) == Some(Act::Cancel) && starts(&second) == Some(Act::Reschedule) {
+                let mut moved = second;
+                moved.service = moved.service.or(first.service);
+                moved.confidence = moved.confidence.min(first.confidence);
+                return moved;
+            }
             if let (Some(a), Some(b)) = (starts(&first), starts(&second))
                 && a != b
             {
@@ -76,15 +83,18 @@ impl RuleNlu {
         // Something about when went unread: the reading may be wrong, so say nothing about
         // when rather than something wrong; the policy asks again, the router asks the model.
         if moment.unclear {
-            moment.date = None;
             moment.time = None;
             moment.day_part = None;
             moment.shift = None;
+            if moment.unclear_day {
+                moment.date = None;
+            }
         }
         let service = entities::service(&norm, services);
         let email = entities::email(&original);
         // A message giving a date or time is not a bare name ("actually make it 2pm").
         let gives_moment = moment.unclear
+            || moment.earliest
             || moment.date.is_some()
             || moment.time.is_some()
             || moment.day_part.is_some()
@@ -97,6 +107,12 @@ impl RuleNlu {
             informs: gives_moment || name.is_some() || email.is_some(),
             service: service.is_some(),
             choice: choice.is_some(),
+            // "Sooner if possible" while times are offered or proposed asks for others.
+            lean: moment.lean.is_some()
+                && matches!(
+                    ctx.expecting,
+                    Some(Slot::Option | Slot::Confirmation | Slot::Time)
+                ),
             confirming: ctx.expecting == Some(Slot::Confirmation)
                 || (ctx.expecting.is_none() && ctx.prompt.as_deref().is_some_and(asks_yes_no)),
         };
@@ -114,7 +130,27 @@ impl RuleNlu {
             Some(n) if written_as_name(n) => without_words(&norm, &n.to_lowercase()),
             _ => norm.clone(),
         };
-        let acts = acts::detect(&acts_text, cues);
+        let mut acts = acts::detect(&acts_text, cues);
+        // "When do you close today?": the day belongs to the question, not to a booking.
+        let faq_only = acts.contains(&Act::Question)
+            && !acts.iter().any(|a| {
+                matches!(
+                    a,
+                    Act::Book | Act::Reschedule | Act::Cancel | Act::Choose | Act::OtherOptions
+                )
+            })
+            && name.is_none()
+            && email.is_none()
+            && service.is_none()
+            && acts::names_faq_topic(&acts_text);
+        if faq_only {
+            acts.retain(|a| *a != Act::Inform);
+            moment = datetime::Moment::default();
+        }
+        if let Some(act) = ctx.prompt.as_deref().and_then(|p| reply_keyword(p, &norm)) {
+            acts.retain(|a| *a != act);
+            acts.insert(0, act);
+        }
         // Keywords read short messages well; a long one likely says more than they catch.
         let long = norm.split_whitespace().count() > 30;
         let confidence = match acts.first() {
@@ -182,13 +218,46 @@ fn local_date(now: &DateTime<Tz>) -> NaiveDate {
 fn second_request(text: &str) -> Option<usize> {
     static JOIN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(
-            r"(?i)(?:,|\.|;|\band\b|\bthen\b|\balso\b)\s*(?:then\s+|also\s+|instead\s+|please\s+|can you\s+|could you\s+|i'?d like to\s+|i want to\s+|i need to\s+)*(?:book|put me|schedule|make (?:me )?an?|get me|set me up|sign me up|i'?d like an?|i want an?|i need an?|re-?schedule|move|cancel|change)\b",
+            r"(?i)(?:,|\.|;|\band\b|\bthen\b|\balso\b)\s*(?:then\s+|also\s+|instead\s+|please\s+|can you\s+|could you\s+|i'?d like to\s+|i want to\s+|i need to\s+)*(?:book|re-?book|put me|schedule|make (?:me )?an?|get me|set me up|sign me up|i'?d like an?|i want an?|i need an?|re-?schedule|move|cancel|change)\b",
         )
         .expect("built-in pattern is valid")
     });
     JOIN.find_iter(text)
         .map(|m| m.start())
         .find(|&i| i > 0 && text[..i].split_whitespace().count() >= 2)
+}
+
+/// "Reply C to confirm, R to change it or X to cancel": the act a one-word answer picks
+/// from the keywords Sara's line offered.
+fn reply_keyword(prompt: &str, norm: &str) -> Option<Act> {
+    let word = norm.trim().trim_matches(|c: char| !c.is_alphanumeric());
+    if word.is_empty() || word.contains(char::is_whitespace) || word.chars().count() > 8 {
+        return None;
+    }
+    let p = prompt.to_lowercase();
+    let at = p.find("reply ")?;
+    let offered = &p[at + "reply ".len()..];
+    for option in offered.split([',', ';']).flat_map(|s| s.split(" or ")) {
+        let option = option.trim();
+        let (key, rest) = option.split_once(' ')?;
+        if key.trim_matches(|c: char| !c.is_alphanumeric()) != word {
+            continue;
+        }
+        let verb = rest.trim_start_matches("to ").trim();
+        return Some(if verb.starts_with("confirm") || verb.starts_with("keep") {
+            Act::Affirm
+        } else if verb.starts_with("cancel") {
+            Act::Cancel
+        } else if ["change", "move", "reschedule", "rebook"]
+            .iter()
+            .any(|v| verb.starts_with(v))
+        {
+            Act::Reschedule
+        } else {
+            continue;
+        });
+    }
+    None
 }
 
 /// Whether Sara's line asks a yes/no question about one thing ("Shall I book it?").
@@ -261,6 +330,11 @@ fn normalise(text: &str) -> String {
     let lower = lower
         .replace("o\"clock", "o'clock")
         .replace("o clock", "o'clock");
+    // "4ish", "10:30ish": the time, roughly.
+    static ISH: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(\d)\s?-?ish\b").expect("built-in pattern is valid")
+    });
+    let lower = ISH.replace_all(&lower, "$1").into_owned();
     let tokens = split_keep(&lower);
     let words: Vec<&str> = tokens
         .iter()
@@ -385,7 +459,11 @@ fn is_number_one(previous: &str, next: &str) -> bool {
     }
     !matches!(
         previous,
-        "that"
+        // "2nd one", "the 3rd one".
+        "st" | "nd"
+            | "rd"
+            | "th"
+            | "that"
             | "this"
             | "the"
             | "another"

@@ -177,6 +177,8 @@ fn cases() -> Vec<Case> {
         c("twenty five minutes is fine"),
         c("I have 2 kids"),
         c("No. Have a great one."),
+        c("can you do 2 cleanings on friday").date("2026-11-27"),
+        c("are you open 10 to 4 on saturday?").first(Question),
         // Relative days.
         c("tomorrow").first(Inform).date("2026-11-26"),
         c("Can I come in tomorrow?")
@@ -1023,4 +1025,28 @@ fn two_requests_in_one_message_are_read_in_order() {
     ] {
         assert!(nlu.understand(text, &ctx).then.is_none(), "{text}");
     }
+}
+
+#[test]
+fn questions_keep_their_day_and_cancel_and_rebook_is_one_move() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    let u = nlu.understand("when do you close today?", &ctx);
+    assert_eq!(u.primary(), Some(Act::Question), "{u:?}");
+    assert_eq!(u.date, None, "the day is part of the question: {u:?}");
+    let u = nlu.understand(
+        "pls cancel my whitening and rebook it for next friday 3pm",
+        &ctx,
+    );
+    assert!(u.has(Act::Reschedule) && !u.has(Act::Cancel), "{u:?}");
+    assert_eq!(u.service.as_deref(), Some("Whitening"));
+    assert_eq!(u.time, Some(t("15:00")));
+    let mut option = context(THURSDAY, Some(Slot::Option));
+    option.prompt = Some("I can do 9:30 AM, 10:00 AM or 11:15 AM. Which suits you?".into());
+    assert_eq!(
+        nlu.understand("the last one", &option).choice,
+        Some(usize::MAX)
+    );
+    let u = nlu.understand("could I swap to the whitening instead", &ctx);
+    assert!(!u.has(Act::Question), "{u:?}");
 }

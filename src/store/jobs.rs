@@ -1,0 +1,157 @@
+//! Scheduled jobs (reminders, retries): written with the turn that schedules them (see
+//! `TurnCommit::jobs`), claimed when due by a scheduler on each instance.
+//!
+//! [`JobRepository::claim_jobs`] takes due jobs for a lease (PostgreSQL with
+//! `FOR UPDATE SKIP LOCKED`, so instances never claim the same job; SQLite has one writer);
+//! a claim counts an attempt, and a claim whose lease ran out (a killed instance) is due
+//! again and taken over. The claim holder then settles the job: [`JobRepository::finish_job`]
+//! (done, never again), [`JobRepository::retry_job`] (due again later) or
+//! [`JobRepository::kill_job`] (given up); each applies only while it still holds the claim.
+
+use chrono::{DateTime, Utc};
+use sara_actors::ports::BoxFuture;
+use sqlx::FromRow;
+
+use super::StoreError;
+use super::crypto::{Field, Sealer};
+use super::sql::Dialect;
+
+/// A job claimed for running.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClaimedJob {
+    pub id: i64,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    pub payload: String,
+    pub unique_key: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// The jobs table as the schedulers use it.
+pub trait JobRepository: Send + Sync {
+    /// Claims for `owner` until `lease_until` up to `limit` jobs due at `now` (pending, not
+    /// under a live claim), the earliest due first.
+    fn claim_jobs<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ClaimedJob>, StoreError>>;
+
+    /// The job ran: done, never claimed again. `false` when `owner` no longer holds it.
+    fn finish_job<'a>(&'a self, id: i64, owner: &'a str)
+    -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Run it again at `due_at`; the claim is released.
+    fn retry_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        due_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Given up: `dead`, never claimed again.
+    fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+/// The claim's text, with the row lock clause PostgreSQL adds (`FOR UPDATE SKIP LOCKED`).
+macro_rules! claim_jobs_sql {
+    ($lock:literal) => {
+        concat!(
+            "UPDATE jobs SET claim_owner = $1, claim_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT j.id FROM jobs AS j WHERE j.status = 'pending' \
+             AND j.due_at <= $3 AND (j.claim_until IS NULL OR j.claim_until <= $3) \
+             ORDER BY j.due_at, j.id LIMIT $4",
+            $lock,
+            ") RETURNING id, kind, due_at, payload, unique_key, attempts"
+        )
+    };
+}
+pub(super) use claim_jobs_sql;
+
+const FINISH: &str = "UPDATE jobs SET status = 'done', claim_owner = NULL, claim_until = NULL \
+     WHERE id = $1 AND claim_owner = $2 AND status = 'pending'";
+const KILL: &str = "UPDATE jobs SET status = 'dead', claim_owner = NULL, claim_until = NULL \
+     WHERE id = $1 AND claim_owner = $2 AND status = 'pending'";
+const RETRY: &str = "UPDATE jobs SET due_at = $3, claim_owner = NULL, claim_until = NULL \
+     WHERE id = $1 AND claim_owner = $2 AND status = 'pending'";
+
+/// A claimed job, its payload still sealed.
+#[derive(FromRow)]
+pub(super) struct JobRow<T> {
+    id: i64,
+    kind: String,
+    due_at: T,
+    payload: Vec<u8>,
+    unique_key: String,
+    attempts: i64,
+}
+
+pub(super) async fn claim<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    (owner, now, lease_until, limit): (&str, DateTime<Utc>, DateTime<Utc>, i64),
+) -> Result<Vec<ClaimedJob>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+{
+    let rows = sqlx::query_as::<DB, JobRow<DB::Time>>(DB::CLAIM_JOBS)
+        .bind(owner)
+        .bind(DB::time(lease_until))
+        .bind(DB::time(now))
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(super::unavailable)?;
+    let mut jobs = rows
+        .into_iter()
+        .map(|row| {
+            Ok(ClaimedJob {
+                id: row.id,
+                kind: row.kind,
+                due_at: DB::read_time(row.due_at)?,
+                payload: sealer.open_str(Field::JobPayload, &row.payload)?,
+                unique_key: row.unique_key,
+                attempts: row.attempts,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    jobs.sort_by_key(|job| (job.due_at, job.id));
+    Ok(jobs)
+}
+
+/// How the claim holder settles a job, in one statement.
+pub(super) enum SettleJob {
+    Finish,
+    Retry(DateTime<Utc>),
+    Kill,
+}
+
+pub(super) async fn settle<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    id: i64,
+    owner: &str,
+    how: SettleJob,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let sql = match how {
+        SettleJob::Finish => FINISH,
+        SettleJob::Retry(_) => RETRY,
+        SettleJob::Kill => KILL,
+    };
+    let mut query = sqlx::query::<DB>(sql).bind(id).bind(owner);
+    if let SettleJob::Retry(due_at) = how {
+        query = query.bind(DB::time(due_at));
+    }
+    let done = query.execute(pool).await.map_err(super::unavailable)?;
+    Ok(DB::rows_affected(&done) > 0)
+}
