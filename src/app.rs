@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sara_actors::engine::{Engine, Ports};
+use sara_actors::engine::{Engine, OutboxPorts, Ports};
 use sara_actors::ports::SystemClock;
 use tokio::net::TcpListener;
 
@@ -120,7 +120,10 @@ impl App {
             store: Arc::new(db.clone()),
             clock,
             notifier: email_notifier(&config, &business)?,
-            outbound: whatsapp_outbound(&config)?,
+            outbox: Some(OutboxPorts {
+                queue: Arc::new(db.clone()),
+                senders: senders(&config, &business)?,
+            }),
         };
         // Every turn runs under its conversation's lease: in process on one instance, in
         // Redis across several (see README, "Production mode").
@@ -183,11 +186,16 @@ fn graph_client(config: &Config) -> Result<Option<GraphClient>, AppError> {
         .map_err(|e| AppError::Unsupported(format!("whatsapp client: {e}")))
 }
 
-/// The WhatsApp Graph client for replies; the engine's channel actor delivers through it.
-fn whatsapp_outbound(
+/// The senders the outbox relay delivers through, one per channel `config.toml` enables.
+fn senders(
     config: &Config,
-) -> Result<Option<Arc<dyn sara_actors::ports::Outbound>>, AppError> {
-    Ok(graph_client(config)?.map(|c| Arc::new(c) as Arc<dyn sara_actors::ports::Outbound>))
+    business: &sara_actors::business::Business,
+) -> Result<Vec<Arc<dyn sara_actors::outbound::ChannelSender>>, AppError> {
+    let senders = crate::channels::senders::Senders::from_config(config, business)
+        .map_err(|e| AppError::Unsupported(e.to_string()))?;
+    Ok((senders.channels().into_iter())
+        .filter_map(|channel| senders.get(channel))
+        .collect())
 }
 
 /// The calendar `calendar.provider` names: "local" (the bookings table) or "google".

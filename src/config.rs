@@ -504,6 +504,9 @@ pub struct OutboxConfig {
     pub max_backoff_secs: u64,
     /// After this long since the message was written it is given up (`dead`).
     pub give_up_minutes: u64,
+    /// How long an instance's claim on a message it is sending keeps others off it (a
+    /// killed instance's claim is taken over after this).
+    pub claim_lease_secs: u64,
 }
 
 impl Default for OutboxConfig {
@@ -512,6 +515,7 @@ impl Default for OutboxConfig {
             first_backoff_ms: 500,
             max_backoff_secs: 300,
             give_up_minutes: 24 * 60,
+            claim_lease_secs: 30,
         }
     }
 }
@@ -674,6 +678,7 @@ impl Config {
             },
             lease_wait: Duration::from_millis(self.storage.lease_wait_ms),
             delivery_retry: self.outbox.retry_policy(),
+            outbox_lease: Duration::from_secs(self.outbox.claim_lease_secs.max(1)),
             ..EngineSettings::default()
         }
     }

@@ -230,7 +230,7 @@ pub fn in_memory_ports(nlu: Arc<dyn Nlu>) -> (Ports, Arc<MemoryStore>) {
         store: store.clone(),
         clock: Arc::new(SystemClock),
         notifier: None,
-        outbound: None,
+        outbox: None,
     };
     (ports, store)
 }

@@ -180,6 +180,29 @@ impl Content {
         })
     }
 
+    /// What a dialogue reply looks like on a channel with buttons (WhatsApp): reply buttons
+    /// for 1–3 options of at most 20 characters, an interactive list for up to 10 (offered
+    /// times) of at most 24, plain text otherwise (the text already lists the choices).
+    pub fn from_reply(reply: &crate::dialogue::Reply) -> Content {
+        const BUTTON_TITLE_CHARS: usize = 20;
+        const ROW_TITLE_CHARS: usize = 24;
+        let choices: Vec<Choice> = (reply.options.iter().enumerate())
+            .map(|(i, title)| Choice::new(format!("option-{}", i + 1), title.clone()))
+            .collect();
+        let fits = |max: usize| reply.options.iter().all(|o| o.chars().count() <= max);
+        if fits(BUTTON_TITLE_CHARS)
+            && let Ok(buttons) = Content::buttons(reply.text.clone(), choices.clone())
+        {
+            return buttons;
+        }
+        if fits(ROW_TITLE_CHARS)
+            && let Ok(list) = Content::list(reply.text.clone(), "Choose", choices)
+        {
+            return list;
+        }
+        Content::text(reply.text.clone())
+    }
+
     /// The words of the message for a channel that shows only text (SMS): the body, or the
     /// email's text. `None` for a template, whose words live at Meta.
     pub fn plain_text(&self) -> Option<&str> {
@@ -567,6 +590,43 @@ pub trait DeliveryStatuses: Send + Sync + 'static {
         &'a self,
         update: &'a StatusUpdate,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+}
+
+/// One outbox row claimed for sending.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DueMessage {
+    pub id: i64,
+    pub message: OutboundMessage,
+    /// Attempts so far, this one included.
+    pub attempts: u32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The outbox as the relay drives it (the store implements it; see `src/store/outbox.rs`).
+pub trait OutboxQueue: Send + Sync + 'static {
+    /// Claims for `owner` until `lease_until` up to `limit` due rows of `channel`, at most one
+    /// per customer (the oldest pending), oldest first. A row whose payload no longer reads is
+    /// given up by the store and not returned.
+    fn claim<'a>(
+        &'a self,
+        channel: Channel,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<DueMessage>, StoreError>>;
+
+    /// Writes an attempt's outcome back; `false` when `owner` no longer holds the claim.
+    fn settle<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        settlement: &'a Settlement,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Messages not yet accepted by their provider (`sara_outbox_backlog`).
+    fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
 }
 
 #[cfg(test)]

@@ -259,28 +259,6 @@ pub trait ConversationStore: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<crate::dialogue::Reply>, StoreError>>;
 }
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq)]
-pub enum OutboundError {
-    /// Worth trying again later (network, rate limit, the provider's 5xx).
-    #[error("temporary delivery failure: {0}")]
-    Retryable(String),
-    /// Trying again will not help (bad recipient, bad credentials).
-    #[error("delivery refused: {0}")]
-    Permanent(String),
-}
-
-/// Sends a reply to a contact outside the HTTP response (WhatsApp, SMS by REST, email).
-pub trait Outbound: Send + Sync + 'static {
-    fn send<'a>(
-        &'a self,
-        to: &'a Phone,
-        reply: &'a crate::dialogue::Reply,
-    ) -> BoxFuture<'a, Result<(), OutboundError>>;
-
-    /// Short name for logs and metrics ("whatsapp").
-    fn name(&self) -> &'static str;
-}
-
 /// What happened to a booking, for confirmations sent outside the conversation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BookingChange {
@@ -290,13 +268,25 @@ pub enum BookingChange {
 }
 
 /// Tells people outside the conversation what happened in it: the customer about a booking
-/// change (an email with a calendar invite), the staff about a hand-over. It must not hold up
-/// the turn: deliver in the background.
+/// change (an email with a calendar invite), the staff about a hand-over. It only composes the
+/// message: the engine writes it to the outbox in the turn's commit, and the outbox relay
+/// sends it. `key` is the message's idempotency key (the turn's provider id + part).
 pub trait Notifier: Send + Sync + 'static {
-    fn booking_changed(&self, booking: &Booking, change: BookingChange);
+    fn booking_changed(
+        &self,
+        booking: &Booking,
+        change: BookingChange,
+        key: String,
+        at: DateTime<Utc>,
+    ) -> Option<crate::outbound::OutboundMessage>;
 
     /// A customer asked for a person on `channel`.
-    fn handover_requested(&self, phone: &Phone, channel: Channel);
+    fn handover_requested(
+        &self,
+        phone: &Phone,
+        channel: Channel,
+        key: String,
+    ) -> Option<crate::outbound::OutboundMessage>;
 
     /// Whether `handover_requested` reaches a person (so Sara may say the team will reply).
     fn alerts_staff(&self) -> bool;

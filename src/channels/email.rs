@@ -231,35 +231,6 @@ impl EmailNotifier {
             hours = self.business.handover_minutes / 60,
         )
     }
-
-    fn send_in_background(&self, message: Message) {
-        let mailer = self.mailer.clone();
-        tokio::spawn(async move {
-            let mut wait = Duration::from_secs(1);
-            for attempt in 1..=5 {
-                match mailer.send(message.clone()).await {
-                    Ok(_) => {
-                        metrics::counter!("sara_outbound_sent_total", "channel" => "email")
-                            .increment(1);
-                        return;
-                    }
-                    Err(error) if attempt < 5 && !error.is_permanent() => {
-                        let error = without_addresses(&error.to_string());
-                        tracing::warn!(%error, attempt, "email failed; will retry");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
-                    Err(error) => {
-                        let error = without_addresses(&error.to_string());
-                        tracing::error!(%error, attempt, "email given up");
-                        metrics::counter!("sara_outbound_failed_total", "channel" => "email")
-                            .increment(1);
-                        return;
-                    }
-                }
-            }
-        });
-    }
 }
 
 /// `text` with every email address replaced: an SMTP server's refusal quotes the
@@ -307,16 +278,46 @@ impl ChannelSender for EmailNotifier {
 }
 
 impl Notifier for EmailNotifier {
-    fn booking_changed(&self, booking: &Booking, change: BookingChange) {
-        if let Some(message) = self.message(booking, change, Utc::now()) {
-            self.send_in_background(message);
-        }
+    fn booking_changed(
+        &self,
+        booking: &Booking,
+        change: BookingChange,
+        key: String,
+        at: DateTime<Utc>,
+    ) -> Option<OutboundMessage> {
+        let address = booking.email.clone()?;
+        address.parse::<Mailbox>().ok()?;
+        let sequence = match change {
+            BookingChange::Booked => 0,
+            _ => u32::try_from(at.timestamp()).unwrap_or(u32::MAX),
+        };
+        Some(OutboundMessage {
+            key,
+            channel: Channel::Email,
+            to: Recipient::Email(address),
+            kind: OutboundKind::Confirmation,
+            content: self.confirmation(booking, change, sequence),
+        })
     }
 
-    fn handover_requested(&self, phone: &Phone, channel: Channel) {
-        if let Some(message) = self.handover_message(phone, channel) {
-            self.send_in_background(message);
-        }
+    fn handover_requested(
+        &self,
+        phone: &Phone,
+        channel: Channel,
+        key: String,
+    ) -> Option<OutboundMessage> {
+        let staff = self.staff.clone()?;
+        Some(OutboundMessage {
+            key,
+            channel: Channel::Email,
+            to: Recipient::Email(staff.to_string()),
+            kind: OutboundKind::StaffAlert,
+            content: Content::Email {
+                subject: format!("A customer asked for a person ({})", channel.as_str()),
+                text: self.handover_text(phone, channel),
+                invite: None,
+            },
+        })
     }
 
     fn alerts_staff(&self) -> bool {

@@ -9,10 +9,10 @@ use hmac::{Hmac, Mac};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Channel, Phone};
 use sara_actors::outbound::{
-    self, ChannelSender, Content, DeliveryState, OutboundMessage, Recipient, SendError, Sent,
+    ChannelSender, Content, DeliveryState, OutboundMessage, Recipient, SendError, Sent,
     StatusUpdate,
 };
-use sara_actors::ports::{BoxFuture, Outbound, OutboundError};
+use sara_actors::ports::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 use sha2::Sha256;
@@ -344,27 +344,7 @@ impl GraphClient {
     /// What a dialogue reply looks like on WhatsApp: reply buttons for 1–3 options of at most
     /// 20 characters, an interactive list for up to 10 (offered times), plain text otherwise.
     pub fn content(reply: &Reply) -> Content {
-        let choices: Vec<outbound::Choice> = reply
-            .options
-            .iter()
-            .enumerate()
-            .map(|(i, title)| outbound::Choice::new(format!("option-{}", i + 1), title.clone()))
-            .collect();
-        let short = reply
-            .options
-            .iter()
-            .all(|o| o.chars().count() <= BUTTON_TITLE_CHARS);
-        let fits_rows = reply
-            .options
-            .iter()
-            .all(|o| o.chars().count() <= ROW_TITLE_CHARS);
-        if short && let Ok(buttons) = Content::buttons(reply.text.clone(), choices.clone()) {
-            return buttons;
-        }
-        if fits_rows && let Ok(list) = Content::list(reply.text.clone(), "Choose", choices) {
-            return list;
-        }
-        Content::text(reply.text.clone())
+        Content::from_reply(reply)
     }
 
     /// The request body for a reply (see [`GraphClient::content`]).
@@ -569,26 +549,6 @@ impl ChannelSender for GraphClient {
             };
             self.send_content(to, &message.content).await
         })
-    }
-}
-
-impl Outbound for GraphClient {
-    fn send<'a>(
-        &'a self,
-        to: &'a Phone,
-        reply: &'a Reply,
-    ) -> BoxFuture<'a, Result<(), OutboundError>> {
-        Box::pin(async move {
-            match self.send_content(to, &Self::content(reply)).await {
-                Ok(_) => Ok(()),
-                Err(SendError::Retryable { reason, .. }) => Err(OutboundError::Retryable(reason)),
-                Err(SendError::Permanent { reason }) => Err(OutboundError::Permanent(reason)),
-            }
-        })
-    }
-
-    fn name(&self) -> &'static str {
-        "whatsapp"
     }
 }
 
@@ -808,8 +768,8 @@ mod tests {
         let buttons = Content::buttons(
             "Which?",
             vec![
-                outbound::Choice::new("a", "9:30 AM"),
-                outbound::Choice::new("b", "A title longer than twenty"),
+                sara_actors::outbound::Choice::new("a", "9:30 AM"),
+                sara_actors::outbound::Choice::new("b", "A title longer than twenty"),
             ],
         )
         .expect("valid");
@@ -820,7 +780,7 @@ mod tests {
                 {"type": "reply", "reply": {"id": "b", "title": "A title longer than "}},
             ]}})
         );
-        let mut row = outbound::Choice::new("slot-1", "Monday 9:00 AM");
+        let mut row = sara_actors::outbound::Choice::new("slot-1", "Monday 9:00 AM");
         row.description = Some("with Anna".into());
         let list = Content::list("Which time?", "See times", vec![row]).expect("valid");
         let list = body(&list);

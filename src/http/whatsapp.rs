@@ -11,7 +11,6 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use chrono::{Duration, Utc};
-use sara_actors::dialogue::Reply;
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
@@ -97,40 +96,30 @@ async fn receive(
             tracing::warn!("whatsapp message from something that is not a phone number");
             continue;
         };
-        let reply = match message.said() {
-            None => Reply {
-                text: "Sorry, I can only read text messages. Could you type it for me?".into(),
-                ..Reply::default()
-            },
-            Some(text) => {
-                // "Friday" is read relative to the message's own day, which Meta signs; a
-                // time in the future is not believed.
-                let at = message
-                    .sent_at()
-                    .filter(|t| *t <= now + Duration::minutes(5))
-                    .unwrap_or(now);
-                let inbound = Inbound {
-                    phone: phone.clone(),
-                    channel: Channel::WhatsApp,
-                    text: clip(text),
-                    provider_id: Some(message.id.chars().take(128).collect()),
-                    at,
-                };
-                // A store outage is a 503 so Meta delivers the webhook again; turns already
-                // committed are then answered from the dedup record.
-                let reply = answer(&app, inbound).await?;
-                mark_read(&app, &message.id);
-                reply
-            }
-        };
-        if reply.silent || reply.text.is_empty() {
+        let Some(text) = message.said() else {
+            // Not a turn: nothing to send from the outbox's point of view. Meta shows the
+            // customer that their media arrived; the next text message gets an answer.
+            tracing::info!("whatsapp message without text; not answered");
             continue;
-        }
-        if !app.engine.deliver(phone, reply) {
-            tracing::warn!(
-                "whatsapp reply not sent: replies are not configured (access token, phone number id)"
-            );
-        }
+        };
+        // "Friday" is read relative to the message's own day, which Meta signs; a time in
+        // the future is not believed.
+        let at = message
+            .sent_at()
+            .filter(|t| *t <= now + Duration::minutes(5))
+            .unwrap_or(now);
+        let inbound = Inbound {
+            phone,
+            channel: Channel::WhatsApp,
+            text: clip(text),
+            provider_id: Some(message.id.chars().take(128).collect()),
+            at,
+        };
+        // A store outage is a 503 so Meta delivers the webhook again; turns already committed
+        // are then answered from the dedup record. The reply itself is an outbox row of the
+        // turn's commit, sent by the engine's outbox relay.
+        answer(&app, inbound).await?;
+        mark_read(&app, &message.id);
     }
     Ok(StatusCode::OK)
 }

@@ -106,8 +106,8 @@ pub(super) struct Counts {
 
 #[derive(FromRow)]
 pub(super) struct StatusCount {
-    status: String,
-    n: i64,
+    pub(super) status: String,
+    pub(super) n: i64,
 }
 
 /// The log of the conversation of contact `key`: its phone and its turns, opened.

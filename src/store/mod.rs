@@ -22,6 +22,7 @@ mod file_mode;
 pub mod jobs;
 pub mod outbox;
 mod postgres;
+mod queue;
 mod sql;
 mod sqlite;
 

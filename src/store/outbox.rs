@@ -153,6 +153,9 @@ pub trait OutboxRepository: Send + Sync {
         error: Option<&'a str>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// How many messages are still pending (`sara_outbox_backlog`).
+    fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
+
     /// The newest `limit` messages, newest first.
     fn list_outbox(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OutboxView>, StoreError>>;
 }
@@ -203,6 +206,9 @@ fn supersedes_below(report: DeliveryReport) -> i64 {
         DeliveryReport::Failed => 2,
     }
 }
+
+const BACKLOG: &str = "SELECT status, COUNT(*) AS n FROM outbox WHERE status = 'pending' \
+     GROUP BY status";
 const LIST: &str = "SELECT id, recipient, channel, kind, status, attempts, created_at, sent_at, \
      provider_id FROM outbox ORDER BY id DESC LIMIT $1";
 
@@ -371,6 +377,18 @@ where
             })
         })
         .collect()
+}
+
+pub(super) async fn backlog<DB: Dialect>(pool: &sqlx::Pool<DB>) -> Result<i64, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    super::admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
+{
+    let rows = sqlx::query_as::<DB, super::admin::StatusCount>(BACKLOG)
+        .fetch_all(pool)
+        .await
+        .map_err(super::unavailable)?;
+    Ok(rows.iter().map(|r| r.n).sum())
 }
 
 #[cfg(test)]

@@ -533,6 +533,7 @@ pub(super) trait Shared: Dialect {
         sealer: &'a Sealer,
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>>;
+    fn outbox_backlog(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<i64, StoreError>>;
     fn claim_jobs<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -624,6 +625,10 @@ where
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<OutboxView>, StoreError>> {
         Box::pin(outbox::list(pool, sealer, limit))
+    }
+
+    fn outbox_backlog(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(outbox::backlog(pool))
     }
 
     fn run_migrations(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -896,6 +901,10 @@ impl<DB: Shared> OutboxRepository for SqlStore<DB> {
 
     fn list_outbox(&self, limit: i64) -> BoxFuture<'_, Result<Vec<OutboxView>, StoreError>> {
         DB::list_outbox(&self.pool, &self.sealer, limit)
+    }
+
+    fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        DB::outbox_backlog(&self.pool)
     }
 }
 

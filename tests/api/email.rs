@@ -108,6 +108,17 @@ async fn a_booking_with_an_email_address_gets_a_confirmation_with_an_invite() {
     assert!(data.contains(&dtstart), "{dtstart} in {data}");
     assert!(data.contains("BEGIN:VTIMEZONE"), "{data}");
     assert!(data.contains("Message-ID: <"), "{data}");
+    // It went through the outbox: one confirmation row, sent, its Message-ID recorded.
+    let outbox = sara.settled_outbox().await;
+    let rows: Vec<_> = (outbox.as_array().into_iter().flatten())
+        .filter(|r| r["kind"] == "confirmation")
+        .collect();
+    assert_eq!(rows.len(), 1, "{outbox}");
+    assert_eq!(rows[0]["channel"], "email");
+    assert_eq!(rows[0]["phone"], "ana.diaz@example.com");
+    assert_eq!(rows[0]["status"], "sent", "{outbox}");
+    let id = rows[0]["provider_id"].as_str().unwrap_or_default();
+    assert!(id.starts_with('<') && data.contains(id), "{id} in {data}");
 }
 
 #[tokio::test]

@@ -880,7 +880,7 @@ async fn an_email_address_the_smtp_server_refuses_never_reaches_the_log() {
     let mut log = Vec::new();
     let given_up = tokio::time::timeout(Duration::from_secs(20), async {
         while let Some(line) = rx.recv().await {
-            let done = line.contains("email given up");
+            let done = line.contains("outbound message given up");
             log.push(line);
             if done {
                 return true;

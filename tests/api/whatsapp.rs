@@ -48,7 +48,13 @@ impl Respond for Receipt {
     }
 }
 
-async fn fixture(first_send_fails: bool) -> Fixture {
+/// A Graph stand-in whose first `failures` message sends answer 503, and Sara on it.
+async fn fixture(failures: u64) -> Fixture {
+    fixture_on(failures, None).await
+}
+
+/// [`fixture`] on the database at `db_url` (a new SQLite file when `None`).
+async fn fixture_on(failures: u64, db_url: Option<String>) -> Fixture {
     let graph = MockServer::start().await;
     let (tx, sent) = mpsc::unbounded_channel();
     let (read_tx, read) = mpsc::unbounded_channel();
@@ -61,10 +67,10 @@ async fn fixture(first_send_fails: bool) -> Fixture {
         .with_priority(1)
         .mount(&graph)
         .await;
-    if first_send_fails {
+    if failures > 0 {
         Mock::given(method("POST"))
             .respond_with(ResponseTemplate::new(503))
-            .up_to_n_times(1)
+            .up_to_n_times(failures)
             .with_priority(1)
             .mount(&graph)
             .await;
@@ -76,14 +82,17 @@ async fn fixture(first_send_fails: bool) -> Fixture {
         .with_priority(2)
         .mount(&graph)
         .await;
-    let sara = Sara::start_with(&[
+    let env = [
         ("SARA_WHATSAPP__APP_SECRET", SECRET),
         ("SARA_WHATSAPP__VERIFY_TOKEN", "wa-verify"),
         ("SARA_WHATSAPP__ACCESS_TOKEN", "wa-access-token"),
         ("SARA_WHATSAPP__PHONE_NUMBER_ID", "1234567890"),
         ("SARA_WHATSAPP__GRAPH_BASE_URL", &graph.uri()),
-    ])
-    .await;
+    ];
+    let sara = match db_url {
+        None => Sara::start_with(&env).await,
+        Some(url) => Sara::launch(crate::helpers::temp_dir(), url, &env).await,
+    };
     Fixture {
         sara,
         sent,
@@ -133,6 +142,23 @@ impl Fixture {
     }
 }
 
+impl Sara {
+    /// `/admin/outbox` once no row is pending any more (the relay writes the provider's answer
+    /// just after the stand-in saw the request), within a deadline.
+    pub(crate) async fn settled_outbox(&self) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let (_, outbox) = self.admin_get("/admin/outbox").await;
+            let pending =
+                (outbox.as_array().into_iter().flatten()).any(|r| r["status"] == "pending");
+            if !pending || tokio::time::Instant::now() > deadline {
+                return outbox;
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 fn sent_text(v: &Value) -> String {
     v["text"]["body"]
         .as_str()
@@ -143,7 +169,7 @@ fn sent_text(v: &Value) -> String {
 
 #[tokio::test]
 async fn meta_verification_echoes_the_challenge_only_for_the_right_token() {
-    let f = fixture(false).await;
+    let f = fixture(0).await;
     let get = |q: &str| {
         let url = format!("{}/webhook/whatsapp?{q}", f.sara.base);
         let client = f.sara.client.clone();
@@ -160,7 +186,7 @@ async fn meta_verification_echoes_the_challenge_only_for_the_right_token() {
 
 #[tokio::test]
 async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_first_send_fails() {
-    let mut f = fixture(true).await;
+    let mut f = fixture(1).await;
     let from = "15550002222";
     let (_, day_text) = upcoming(Weekday::Thu);
     let ask = format!("Hi, can I book a cleaning on {day_text} at 2pm? I'm Nia Cole");
@@ -186,12 +212,12 @@ async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_firs
         json!({"messaging_product": "whatsapp", "status": "read", "message_id": "wamid.in1"})
     );
 
-    // Meta delivers the same message again: answered from the record, no second turn.
+    // Meta delivers the same message again: answered from the record, no second turn and
+    // no second message (the next one Sara sends is the answer to the next message).
     assert_eq!(
         f.post(&text_message(from, "wamid.in1", &ask), None).await,
         200
     );
-    assert_eq!(sent_text(&f.next_sent().await), text);
 
     assert_eq!(
         f.post(&text_message(from, "wamid.in2", "yes please"), None)
@@ -207,9 +233,58 @@ async fn a_whatsapp_booking_is_answered_through_the_graph_api_even_when_the_firs
     assert_eq!(log["turns"].as_array().map(Vec::len), Some(2));
 }
 
+/// One customer's replies leave in commit order: the second waits while the first is
+/// retried, and each is sent once; `/admin/outbox` and the metrics show it.
+#[tokio::test]
+async fn replies_are_retried_until_sent_once_each_and_in_commit_order() {
+    retried_in_order(fixture(2).await).await;
+}
+
+#[tokio::test]
+async fn replies_are_retried_in_commit_order_on_postgresql_too() {
+    let db = crate::production::PgDatabase::create().await;
+    retried_in_order(fixture_on(2, Some(db.url_on(5432))).await).await;
+}
+
+async fn retried_in_order(mut f: Fixture) {
+    let from = "15550005555";
+    assert_eq!(
+        f.post(&text_message(from, "wamid.o1", "hello"), None).await,
+        200
+    );
+    assert_eq!(
+        f.post(
+            &text_message(from, "wamid.o2", "what are your opening hours?"),
+            None
+        )
+        .await,
+        200
+    );
+    let first = sent_text(&f.next_sent().await);
+    let second = sent_text(&f.next_sent().await);
+    assert!(first.contains("Harbor Street Clinic"), "{first}");
+    assert_ne!(first, second);
+    // Every row settled: nothing else is sent.
+    let outbox = f.sara.settled_outbox().await;
+    let rows = outbox.as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 2, "{outbox}");
+    // Newest first.
+    assert_eq!(rows[1]["attempts"], 3, "{outbox}");
+    assert_eq!(rows[0]["attempts"], 1, "{outbox}");
+    for row in &rows {
+        assert_eq!(row["status"], "sent", "{row}");
+        assert_eq!(row["kind"], "reply");
+        assert_eq!(row["channel"], "whatsapp");
+        assert_eq!(row["phone"], "+15550005555");
+        assert_eq!(row["provider_id"], "wamid.sent");
+    }
+    assert_eq!(f.sara.metric("sara_outbox_sent_total").await, 2.0);
+    assert!(f.sent.try_recv().is_err(), "nothing sent twice");
+}
+
 #[tokio::test]
 async fn a_tapped_button_is_read_as_its_title_and_statuses_start_no_turn() {
-    let mut f = fixture(false).await;
+    let mut f = fixture(0).await;
     let from = "15550003333";
     let tap = message(
         from,
@@ -230,7 +305,7 @@ async fn a_tapped_button_is_read_as_its_title_and_statuses_start_no_turn() {
 
 #[tokio::test]
 async fn forged_signatures_get_403_and_malformed_bodies_a_clear_400() {
-    let f = fixture(false).await;
+    let f = fixture(0).await;
     let body = text_message("15550004444", "wamid.x", "hello");
     assert_eq!(f.post(&body, Some("sha256=00".into())).await, 403);
     let other = WhatsAppSignature::new("not-the-secret").sign(&serde_json::to_vec(&body).unwrap());
@@ -251,4 +326,93 @@ async fn forged_signatures_get_403_and_malformed_bodies_a_clear_400() {
     assert_eq!(resp.status().as_u16(), 400);
     let error: Value = resp.json().await.expect("json error");
     assert_eq!(error["error"], "bad_request");
+}
+
+/// Sara is killed (SIGKILL) while the Graph API keeps refusing a reply; after the restart the
+/// reply, durable in the outbox since its turn's commit, is sent once.
+#[tokio::test]
+async fn a_reply_that_was_failing_when_sara_was_killed_is_sent_once_after_the_restart() {
+    killed_while_failing(None).await;
+}
+
+#[tokio::test]
+async fn the_same_after_a_kill_on_postgresql() {
+    let db = crate::production::PgDatabase::create().await;
+    killed_while_failing(Some(db.url_on(5432))).await;
+}
+
+async fn killed_while_failing(db_url: Option<String>) {
+    let graph = MockServer::start().await;
+    let (failed_tx, mut failed) = mpsc::unbounded_channel();
+    Mock::given(method("POST"))
+        .and(body_partial_json(json!({"status": "read"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .with_priority(1)
+        .mount(&graph)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(Refuse(failed_tx))
+        .with_priority(2)
+        .mount(&graph)
+        .await;
+    let env = [
+        ("SARA_WHATSAPP__APP_SECRET", SECRET),
+        ("SARA_WHATSAPP__ACCESS_TOKEN", "wa-access-token"),
+        ("SARA_WHATSAPP__PHONE_NUMBER_ID", "1234567890"),
+        ("SARA_WHATSAPP__GRAPH_BASE_URL", &graph.uri()),
+        ("SARA_OUTBOX__CLAIM_LEASE_SECS", "1"),
+    ];
+    let sara = match db_url {
+        None => Sara::start_with(&env).await,
+        Some(url) => Sara::launch(crate::helpers::temp_dir(), url, &env).await,
+    };
+    let mut f = Fixture {
+        sara,
+        sent: mpsc::unbounded_channel().1,
+        read: mpsc::unbounded_channel().1,
+        _graph: MockServer::start().await,
+    };
+    let from = "15550006666";
+    assert_eq!(
+        f.post(&text_message(from, "wamid.k1", "hello"), None).await,
+        200
+    );
+    // Two refused attempts: the reply is being retried.
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(15), failed.recv())
+            .await
+            .expect("Sara tried to send before the deadline");
+    }
+    let (dir, db_url) = f.sara.kill9();
+
+    // The Graph API recovers; Sara comes back on the same database.
+    graph.reset().await;
+    let (tx, sent) = mpsc::unbounded_channel();
+    Mock::given(method("POST"))
+        .and(path("/v21.0/1234567890/messages"))
+        .respond_with(Forward(tx))
+        .mount(&graph)
+        .await;
+    f.sara = Sara::launch(dir, db_url, &env).await;
+    f.sent = sent;
+    let reply = f.next_sent().await;
+    assert_eq!(reply["to"], from);
+    assert!(
+        sent_text(&reply).contains("Harbor Street Clinic"),
+        "{reply}"
+    );
+    let outbox = f.sara.settled_outbox().await;
+    assert_eq!(outbox[0]["status"], "sent", "{outbox}");
+    assert_eq!(outbox.as_array().map(Vec::len), Some(1), "{outbox}");
+    assert!(f.sent.try_recv().is_err(), "sent once");
+}
+
+/// Answers every message with 503, as a Graph API in trouble does, and tells the test.
+struct Refuse(mpsc::UnboundedSender<()>);
+
+impl Respond for Refuse {
+    fn respond(&self, _: &Request) -> ResponseTemplate {
+        let _ = self.0.send(());
+        ResponseTemplate::new(503)
+    }
 }

@@ -21,8 +21,10 @@ use super::calendar::{CalendarMsg, CalendarView};
 use super::{EngineShared, Inbound, TurnError};
 use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext};
 use crate::model::{Channel, Phone};
+use crate::outbound::{Content, OutboundKind, OutboundMessage, Recipient};
 use crate::ports::{
-    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, TurnCommit, TurnRecord,
+    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, OutboxKind, OutboxMessage,
+    TurnCommit, TurnRecord,
 };
 use crate::understanding::{NluContext, Understanding};
 
@@ -331,7 +333,7 @@ impl Conversation {
         // A version conflict means another writer got there first (another instance, or an
         // actor that was passivated while we activated): read again and redo the turn once.
         for attempt in 0..2 {
-            let (decision, understood, nlu) = self.decide(&inbound).await?;
+            let (decision, understood, nlu, notices) = self.decide(&inbound).await?;
             let mut next = ConversationState {
                 dialogue: decision.state.clone(),
                 recent: self.state.recent.clone(),
@@ -356,11 +358,17 @@ impl Conversation {
                     at: inbound.at,
                     elapsed_ms: started.elapsed().as_millis().min(u32::MAX as u128) as u32,
                 },
-                outbox: Vec::new(),
+                outbox: (self.reply_outbox(&inbound, &decision.reply).into_iter())
+                    .chain(notices.into_iter().filter_map(|m| self.outbox_row(m)))
+                    .collect(),
                 jobs: Vec::new(),
             };
+            let sends = !commit.outbox.is_empty();
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
+                    if sends {
+                        self.shared.wake_relay();
+                    }
                     self.state = next;
                     self.version = version;
                     self.owner_epoch = self.owner_epoch.max(epoch);
@@ -387,11 +395,40 @@ impl Conversation {
         Err(TurnError::Conflict)
     }
 
+    /// The outbox row of a reply that does not travel in the webhook's HTTP answer
+    /// (WhatsApp), keyed by the message's provider id so that a re-delivered webhook never
+    /// writes, or sends, it twice.
+    fn reply_outbox(&self, inbound: &Inbound, reply: &Reply) -> Vec<OutboxMessage> {
+        if inbound.channel != Channel::WhatsApp || reply.silent || reply.text.is_empty() {
+            return Vec::new();
+        }
+        let key = format!("{}:reply", turn_key(inbound));
+        let message = OutboundMessage {
+            key: key.clone(),
+            channel: Channel::WhatsApp,
+            to: Recipient::Phone(self.phone.clone()),
+            kind: OutboundKind::Reply,
+            content: Content::from_reply(reply),
+        };
+        let Ok(payload) = serde_json::to_string(&message) else {
+            return Vec::new();
+        };
+        vec![OutboxMessage {
+            contact: self.phone.clone(),
+            recipient: self.phone.as_str().to_owned(),
+            channel: Channel::WhatsApp,
+            kind: OutboxKind::Reply,
+            payload,
+            idempotency_key: key,
+            not_before: self.shared.clock.now(),
+        }]
+    }
+
     /// Understands the message, runs the policy and carries out its effect.
     async fn decide(
         &self,
         inbound: &Inbound,
-    ) -> Result<(Decision, Understanding, &'static str), TurnError> {
+    ) -> Result<(Decision, Understanding, &'static str, Vec<OutboundMessage>), TurnError> {
         let shared = &self.shared;
         let business = &*shared.business;
         let tz = business.timezone;
@@ -424,17 +461,19 @@ impl Conversation {
             let ctx = self.turn_context(inbound, &view, fresh_id);
             dialogue::step(&self.state.dialogue, &understood, &ctx)
         };
+        let mut notices = Vec::new();
         let decision = match &decision.effect {
             None => decision,
             Some(Effect::Handover) => {
                 if let Some(notifier) = &self.shared.notifier {
-                    notifier.handover_requested(&self.phone, inbound.channel);
+                    let key = format!("{}:staff_alert", turn_key(inbound));
+                    notices.extend(notifier.handover_requested(&self.phone, inbound.channel, key));
                 }
                 decision
             }
             Some(effect) => match self.run_effect(effect).await {
                 Ok(()) => {
-                    self.notify(effect, &view);
+                    notices.extend(self.notify(effect, &view, &turn_key(inbound)));
                     decision
                 }
                 Err(error) => {
@@ -445,7 +484,7 @@ impl Conversation {
                 }
             },
         };
-        Ok((decision, understood, nlu))
+        Ok((decision, understood, nlu, notices))
     }
 
     /// Asks the AI actor, which applies the deadline and the fallback itself.
@@ -496,29 +535,45 @@ impl Conversation {
         }
     }
 
-    /// Tells the notifier (email confirmations) about a change the calendar accepted.
-    fn notify(&self, effect: &Effect, view: &CalendarView) {
-        let Some(notifier) = &self.shared.notifier else {
-            return;
-        };
+    /// What the notifier (email confirmations) sends about a change the calendar accepted.
+    fn notify(&self, effect: &Effect, view: &CalendarView, turn: &str) -> Option<OutboundMessage> {
+        let notifier = self.shared.notifier.as_ref()?;
+        let key = format!("{turn}:confirmation");
+        let now = self.shared.clock.now();
         let mine = |id| view.mine.iter().find(|b| b.id == id).cloned();
         match effect {
-            Effect::Book(b) => notifier.booking_changed(b, BookingChange::Booked),
+            Effect::Book(b) => notifier.booking_changed(b, BookingChange::Booked, key, now),
             Effect::Reschedule { id, start, end } => {
-                if let Some(mut b) = mine(*id) {
-                    b.start = *start;
-                    b.end = *end;
-                    notifier.booking_changed(&b, BookingChange::Moved);
-                }
+                let mut b = mine(*id)?;
+                b.start = *start;
+                b.end = *end;
+                notifier.booking_changed(&b, BookingChange::Moved, key, now)
             }
             Effect::Cancel { id } => {
-                if let Some(mut b) = mine(*id) {
-                    b.status = crate::model::BookingStatus::Cancelled;
-                    notifier.booking_changed(&b, BookingChange::Cancelled);
-                }
+                let mut b = mine(*id)?;
+                b.status = crate::model::BookingStatus::Cancelled;
+                notifier.booking_changed(&b, BookingChange::Cancelled, key, now)
             }
-            Effect::Handover => {}
+            Effect::Handover => None,
         }
+    }
+
+    /// The outbox row of a composed message about this conversation's customer.
+    fn outbox_row(&self, message: OutboundMessage) -> Option<OutboxMessage> {
+        let recipient = match &message.to {
+            Recipient::Phone(p) => p.as_str().to_owned(),
+            Recipient::Email(address) => address.clone(),
+        };
+        let kind = OutboxKind::parse(message.kind.as_str())?;
+        Some(OutboxMessage {
+            contact: self.phone.clone(),
+            recipient,
+            channel: message.channel,
+            kind,
+            payload: serde_json::to_string(&message).ok()?,
+            idempotency_key: message.key.clone(),
+            not_before: self.shared.clock.now(),
+        })
     }
 
     /// What the calendar shows now: read from the calendar's board, not asked of the actor.
@@ -562,5 +617,14 @@ impl Conversation {
                 "calendar actor: {error}"
             )))
         })
+    }
+}
+
+/// What a turn's outbox keys start with: the provider's message id, so that a re-delivered
+/// webhook writes no second row; a fresh id for a turn without one.
+fn turn_key(inbound: &Inbound) -> String {
+    match &inbound.provider_id {
+        Some(id) => id.clone(),
+        None => Uuid::new_v4().to_string(),
     }
 }

@@ -13,8 +13,8 @@
 
 pub mod ai;
 pub mod calendar;
-pub mod channel;
 pub mod conversation;
+pub mod relay;
 pub mod root;
 pub mod rpc;
 pub mod supervisor;
@@ -34,14 +34,14 @@ use serde::Serialize;
 use crate::business::Business;
 use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
-use crate::outbound::RetryPolicy;
+use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy};
 use crate::ports::{
-    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, Outbound, StoreError,
+    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
 };
 use ai::{AiArgs, AiMsg};
 use calendar::{CalendarArgs, CalendarBoard, CalendarMsg};
-use channel::{ChannelArgs, ChannelMsg};
 use conversation::ConversationMsg;
+use relay::{RelayArgs, RelayMsg, RelayWake};
 use root::{EngineSupervisor, RootArgs, Slots};
 use rpc::{AskError, ask};
 use supervisor::SupervisorMsg;
@@ -111,8 +111,12 @@ pub struct EngineSettings {
     /// How long a turn waits for the conversation's lease (several instances) before it gives
     /// up with [`TurnError::Busy`].
     pub lease_wait: Duration,
-    /// When the channel actor tries a failed delivery again, and when it gives up (`[outbox]`).
+    /// When the outbox relay tries a failed message again, and when it gives up (`[outbox]`).
     pub delivery_retry: RetryPolicy,
+    /// How long the relay's claim on a row keeps other instances off it.
+    pub outbox_lease: Duration,
+    /// How often the relay looks for due rows when no commit woke it.
+    pub outbox_poll: Duration,
 }
 
 impl Default for EngineSettings {
@@ -131,6 +135,8 @@ impl Default for EngineSettings {
             calendar_refresh: Duration::from_secs(60),
             lease_wait: Duration::from_secs(5),
             delivery_retry: RetryPolicy::default(),
+            outbox_lease: Duration::from_secs(30),
+            outbox_poll: Duration::from_millis(250),
         }
     }
 }
@@ -145,8 +151,16 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Confirmations and staff alerts outside the conversation (email); `None` = none.
     pub notifier: Option<Arc<dyn Notifier>>,
-    /// Delivers replies that do not travel in the HTTP answer (WhatsApp); `None` = none.
-    pub outbound: Option<Arc<dyn Outbound>>,
+    /// The outbox and the senders its relay delivers through; `None` = nothing is sent
+    /// outside the HTTP answer (rows are still written, and wait).
+    pub outbox: Option<OutboxPorts>,
+}
+
+/// What the outbox relay needs.
+pub struct OutboxPorts {
+    pub queue: Arc<dyn OutboxQueue>,
+    /// One sender per channel that can send.
+    pub senders: Vec<Arc<dyn ChannelSender>>,
 }
 
 /// Which engine actor fault injection makes panic.
@@ -192,9 +206,21 @@ pub struct EngineShared {
     /// "Now" for the policy (notice, expiry); the NLU reads dates from the message's own time.
     pub clock: Arc<dyn Clock>,
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Set while a wake-up of the outbox relay is on its way.
+    pub relay_wake: Arc<RelayWake>,
 }
 
 impl EngineShared {
+    /// A commit wrote outbox rows: the relay makes a pass now instead of at its next tick.
+    fn wake_relay(&self) {
+        if let Some(relay) = self.slots.relay.get()
+            && self.relay_wake.arm()
+            && relay.send_message(RelayMsg::Wake).is_err()
+        {
+            tracing::debug!("outbox relay restarting; its next tick sends");
+        }
+    }
+
     fn record_turn(&self, took: Duration) {
         self.counters.turns.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("sara_turns_total").increment(1);
@@ -232,7 +258,7 @@ impl EngineShared {
 
 /// Every kind of actor whose restarts `sara_actor_restarts_by_kind_total` counts (its `actor`
 /// label); `sara_actor_restarts_total` is their sum.
-pub const ACTOR_KINDS: [&str; 5] = ["conversation", "conversations", "ai", "calendar", "channel"];
+pub const ACTOR_KINDS: [&str; 5] = ["conversation", "conversations", "ai", "calendar", "relay"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("engine failed to start: {0}")]
@@ -279,9 +305,19 @@ impl Engine {
             refresh: settings.calendar_refresh,
             board: calendar_board.clone(),
         };
-        let channel = ports.outbound.map(|outbound| ChannelArgs {
-            outbound,
+        let relay_wake = Arc::new(RelayWake::default());
+        let relay = ports.outbox.map(|outbox| RelayArgs {
+            queue: outbox.queue,
+            senders: (outbox.senders.into_iter())
+                .map(|s| (s.channel(), s))
+                .collect(),
             retry: settings.delivery_retry,
+            clock: ports.clock.clone(),
+            owner: format!("sara-{}", uuid::Uuid::new_v4()),
+            lease: settings.outbox_lease,
+            poll: settings.outbox_poll,
+            batch: 32,
+            wake: relay_wake.clone(),
         });
         let writer = TurnWriter::spawn(
             ports.store.clone(),
@@ -300,11 +336,12 @@ impl Engine {
             leases,
             clock: ports.clock,
             notifier: ports.notifier,
+            relay_wake,
         });
         let args = RootArgs {
             ai,
             calendar,
-            channel,
+            relay,
             shared: shared.clone(),
         };
         let (root, _) = Actor::spawn(None, EngineSupervisor, args)
@@ -360,19 +397,15 @@ impl Engine {
         })
     }
 
-    /// Sends `reply` to `to` outside the HTTP answer (WhatsApp), retrying temporary
-    /// failures; false when no outbound channel is configured or it is restarting.
-    pub fn deliver(&self, to: Phone, reply: Reply) -> bool {
-        self.shared
-            .slots
-            .channel
-            .get()
-            .is_some_and(|c| c.send_message(ChannelMsg::Deliver { to, reply }).is_ok())
-    }
-
-    /// Whether replies outside the HTTP answer can be sent at all.
-    pub fn delivers(&self) -> bool {
-        self.shared.slots.channel.get().is_some()
+    /// Runs one outbox pass now and waits for it (the debug clock; tests). False when no
+    /// relay runs.
+    pub async fn flush_outbox(&self) -> bool {
+        let Some(relay) = self.shared.slots.relay.get() else {
+            return false;
+        };
+        ask(&relay, RelayMsg::Flush, Duration::from_secs(30))
+            .await
+            .is_ok()
     }
 
     /// Fault injection: activates the phone's conversation and makes it panic.
@@ -419,8 +452,8 @@ impl Engine {
                 .drain_and_wait(Some(Duration::from_secs(10)))
                 .await;
         }
-        if let Some(channel) = slots.channel.get() {
-            channel.stop(None);
+        if let Some(relay) = slots.relay.get() {
+            relay.stop(None);
         }
         let _ = self
             .root

@@ -1,6 +1,6 @@
 //! The root of the engine's supervision tree. It starts the long-lived actors linked to
 //! itself — the AI actor, the calendar actor, the conversation supervisor and, when replies
-//! leave outside the HTTP answer, the channel actor — and starts a new one, from the same
+//! an outbox is configured, the outbox relay — and starts a new one, from the same
 //! arguments, whenever one fails (a panic in a port, say). Each restart is counted in
 //! `sara_actor_restarts_total` (and by kind in `sara_actor_restarts_by_kind_total{actor=…}`). The rest of the engine reaches these actors through
 //! [`ActorSlot`]s, so a restarted actor is found by the next message without anyone holding a
@@ -10,7 +10,7 @@
 //! EngineSupervisor ─┬─ AiActor
 //!                   ├─ CalendarActor
 //!                   ├─ ConversationSupervisor ── ConversationActor (one per phone)
-//!                   └─ ChannelActor (optional)
+//!                   └─ OutboxRelay (optional)
 //! ```
 
 use std::sync::{Arc, RwLock};
@@ -20,7 +20,7 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, SpawnErr, Supervisi
 use super::EngineShared;
 use super::ai::{AiActor, AiArgs, AiMsg};
 use super::calendar::{CalendarActor, CalendarArgs, CalendarMsg};
-use super::channel::{ChannelActor, ChannelArgs, ChannelMsg};
+use super::relay::{OutboxRelay, RelayArgs, RelayMsg};
 use super::supervisor::{ConversationSupervisor, SupervisorMsg};
 
 /// Where the current instance of a supervised actor is found; empty before it started and
@@ -64,14 +64,14 @@ pub struct Slots {
     pub ai: ActorSlot<AiMsg>,
     pub calendar: ActorSlot<CalendarMsg>,
     pub conversations: ActorSlot<SupervisorMsg>,
-    pub channel: ActorSlot<ChannelMsg>,
+    pub relay: ActorSlot<RelayMsg>,
 }
 
 /// What the root needs to start (and start again) its children.
 pub struct RootArgs {
     pub ai: AiArgs,
     pub calendar: CalendarArgs,
-    pub channel: Option<ChannelArgs>,
+    pub relay: Option<RelayArgs>,
     pub shared: Arc<EngineShared>,
 }
 
@@ -83,7 +83,7 @@ enum Child {
     Ai,
     Calendar,
     Conversations,
-    Channel,
+    Relay,
 }
 
 impl Child {
@@ -92,7 +92,7 @@ impl Child {
             Child::Ai => "ai",
             Child::Calendar => "calendar",
             Child::Conversations => "conversations",
-            Child::Channel => "channel",
+            Child::Relay => "relay",
         }
     }
 }
@@ -110,8 +110,8 @@ impl RootArgs {
             Some(Child::Calendar)
         } else if slots.conversations.is(cell) {
             Some(Child::Conversations)
-        } else if slots.channel.is(cell) {
-            Some(Child::Channel)
+        } else if slots.relay.is(cell) {
+            Some(Child::Relay)
         } else {
             None
         }
@@ -135,11 +135,10 @@ impl RootArgs {
                 let (a, _) = Actor::spawn_linked(None, ConversationSupervisor, args, root).await?;
                 slots.conversations.set(Some(a));
             }
-            Child::Channel => {
-                if let Some(args) = &self.channel {
-                    let (a, _) =
-                        Actor::spawn_linked(None, ChannelActor, args.clone(), root).await?;
-                    slots.channel.set(Some(a));
+            Child::Relay => {
+                if let Some(args) = &self.relay {
+                    let (a, _) = Actor::spawn_linked(None, OutboxRelay, args.clone(), root).await?;
+                    slots.relay.set(Some(a));
                 }
             }
         }
@@ -162,7 +161,7 @@ impl Actor for EngineSupervisor {
         for child in [
             Child::Ai,
             Child::Calendar,
-            Child::Channel,
+            Child::Relay,
             Child::Conversations,
         ] {
             args.start(child, &myself).await?;
@@ -179,7 +178,7 @@ impl Actor for EngineSupervisor {
         slots.conversations.set(None);
         slots.ai.set(None);
         slots.calendar.set(None);
-        slots.channel.set(None);
+        slots.relay.set(None);
         Ok(())
     }
 

@@ -1,0 +1,68 @@
+//! The store as the engine's outbox relay and the delivery webhooks see it:
+//! [`OutboxQueue`] over [`OutboxRepository`](super::outbox::OutboxRepository) (delivery
+//! reports are applied by the `DeliveryStatuses` impl in `mod.rs`).
+
+use chrono::{DateTime, Utc};
+use sara_actors::model::Channel;
+use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Settlement};
+use sara_actors::ports::{BoxFuture, StoreError};
+
+use super::Database;
+
+impl OutboxQueue for Database {
+    fn claim<'a>(
+        &'a self,
+        channel: Channel,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<DueMessage>, StoreError>> {
+        Box::pin(async move {
+            let outbox = self.outbox();
+            let claimed = outbox
+                .claim_outbox(channel, owner, now, lease_until, limit)
+                .await?;
+            let mut due = Vec::with_capacity(claimed.len());
+            for row in claimed {
+                match serde_json::from_str::<OutboundMessage>(&row.payload) {
+                    Ok(message) => due.push(DueMessage {
+                        id: row.id,
+                        message,
+                        attempts: u32::try_from(row.attempts).unwrap_or(u32::MAX),
+                        created_at: row.created_at,
+                    }),
+                    Err(error) => {
+                        // Never sendable: give it up so the customer's next message can go.
+                        tracing::error!(%error, id = row.id, "outbox payload unreadable");
+                        metrics::counter!("sara_outbox_dead_total", "channel" => channel.as_str())
+                            .increment(1);
+                        outbox
+                            .mark_dead(row.id, owner, "payload unreadable")
+                            .await?;
+                    }
+                }
+            }
+            Ok(due)
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        settlement: &'a Settlement,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let outbox = self.outbox();
+        match settlement {
+            Settlement::Sent { provider_id } => outbox.mark_sent(id, owner, provider_id, now),
+            Settlement::Retry { at, error } => outbox.reschedule(id, owner, *at, error),
+            Settlement::Dead { error } => outbox.mark_dead(id, owner, error),
+        }
+    }
+
+    fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        self.outbox().backlog()
+    }
+}
