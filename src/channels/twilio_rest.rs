@@ -169,11 +169,7 @@ impl TwilioRest {
             .await
             .map_err(|e| SendError::retryable(transport_error(e)))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let retry_after = super::retry_after(&response);
         // A body that breaks off is a network problem; before a 2xx nothing was accepted, and
         // after one the message is out (below), so only a failure status is retried on it.
         let text = response.text().await.unwrap_or_default();

@@ -470,11 +470,7 @@ impl GraphClient {
                 SendError::retryable(format!("graph api {what}: {}", e.without_url()))
             })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let retry_after = super::retry_after(&response);
         let text = response.text().await.unwrap_or_default();
         if status.is_success() {
             return Ok(text);
