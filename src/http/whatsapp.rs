@@ -96,12 +96,9 @@ async fn receive(
             tracing::warn!("whatsapp message from something that is not a phone number");
             continue;
         };
-        let Some(text) = message.said() else {
-            // Not a turn: nothing to send from the outbox's point of view. Meta shows the
-            // customer that their media arrived; the next text message gets an answer.
-            tracing::info!("whatsapp message without text; not answered");
-            continue;
-        };
+        // A message without words (media) is still a turn: the engine answers that it reads
+        // text only, through the outbox like every reply.
+        let text = message.said().unwrap_or_default();
         // "Friday" is read relative to the message's own day, which Meta signs; a time in
         // the future is not believed.
         let at = message

@@ -416,3 +416,41 @@ impl Respond for Refuse {
         ResponseTemplate::new(503)
     }
 }
+
+#[tokio::test]
+async fn a_picture_without_words_is_answered_once_that_sara_reads_text_and_the_form_is_kept() {
+    let mut f = fixture(0).await;
+    let from = "15550003434";
+    assert_eq!(
+        f.post(
+            &text_message(from, "wamid.m1", "I need an appointment"),
+            None
+        )
+        .await,
+        200
+    );
+    let asked = sent_text(&f.next_sent().await);
+    let picture = message(
+        from,
+        json!({"from": from, "id": "wamid.m2", "timestamp": chrono::Utc::now().timestamp().to_string(),
+        "type": "image", "image": {"id": "1479537139650973", "mime_type": "image/jpeg", "sha256": "abc"}}),
+    );
+    assert_eq!(f.post(&picture, None).await, 200);
+    let answer = sent_text(&f.next_sent().await);
+    assert!(answer.contains("only read text"), "{answer}");
+    // Meta delivers the same webhook again: nothing more is sent.
+    assert_eq!(f.post(&picture, None).await, 200);
+    let outbox = f.sara.settled_outbox().await;
+    assert_eq!(outbox.as_array().map(Vec::len), Some(2), "{outbox}");
+    // The booking form is where it was: the service Sara asked for moves the booking on to
+    // its day.
+    assert!(asked.contains("service"), "{asked}");
+    assert_eq!(
+        f.post(&text_message(from, "wamid.m3", "a cleaning"), None)
+            .await,
+        200
+    );
+    let next = sent_text(&f.next_sent().await);
+    assert!(next.contains("Which day"), "{next}");
+    assert!(f.sent.try_recv().is_err(), "one message per turn");
+}

@@ -218,6 +218,11 @@ pub struct Decision {
     pub intent: Act,
 }
 
+/// What Sara says to a message without words (a picture, a voice note, a sticker).
+pub fn text_only() -> Reply {
+    Reply::say("Sorry, I can only read text messages. Could you type it for me?")
+}
+
 /// What Sara says when a conversation starts (a call is answered, or "hello").
 pub fn greeting(business: &Business, channel: Channel) -> Reply {
     let _ = channel;

@@ -429,6 +429,17 @@ impl Conversation {
         &self,
         inbound: &Inbound,
     ) -> Result<(Decision, Understanding, &'static str, Vec<OutboundMessage>), TurnError> {
+        if inbound.text.trim().is_empty() {
+            // A picture, a voice note or a sticker without words (WhatsApp media, an MMS): no
+            // understanding can read it, and the form stays as it was.
+            let decision = Decision {
+                state: self.state.dialogue.clone(),
+                reply: dialogue::text_only(),
+                effect: None,
+                intent: crate::understanding::Act::OutOfScope,
+            };
+            return Ok((decision, Understanding::default(), "none", Vec::new()));
+        }
         let shared = &self.shared;
         let business = &*shared.business;
         let tz = business.timezone;
