@@ -548,9 +548,13 @@ fn small_talk(
         };
         return decide(state, text, Act::Greet);
     }
-    // "Thanks, bye!" closes the conversation politely.
-    if u.has(Act::Goodbye) && reminder.is_none() {
-        let text = if u.has(Act::Thanks) {
+    // "Thanks, bye!" closes the conversation politely; with something left unfinished Sara
+    // says plainly that nothing was done, and the form waits for the customer's return.
+    if u.has(Act::Goodbye) {
+        let text = if reminder.is_some() {
+            "No problem — nothing is done yet; message me any time to pick up where we left off. \
+             Goodbye!"
+        } else if u.has(Act::Thanks) {
             "You're welcome — thanks for getting in touch. Goodbye!"
         } else {
             "Thanks for getting in touch — goodbye!"
@@ -573,15 +577,6 @@ fn small_talk(
             "Okay! Anything else I can help with?".into(),
             u.primary().unwrap_or(Act::Affirm),
         );
-    }
-    if u.has(Act::Goodbye) {
-        let mut d = decide(
-            state,
-            "Thanks for getting in touch — goodbye!".into(),
-            Act::Goodbye,
-        );
-        d.reply.end = true;
-        return d;
     }
     let text = match reminder {
         Some(r) => format!("Sorry, I didn't quite get that. {r}"),

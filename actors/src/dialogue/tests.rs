@@ -1124,6 +1124,17 @@ fn thanks_bye_closes_politely() {
 }
 
 #[test]
+fn thanks_bye_with_a_booking_half_made_says_nothing_was_done_and_keeps_the_form() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(says(&[Act::Book]).service("Cleaning"));
+    let d = c.say(says(&[Act::Thanks, Act::Goodbye]));
+    says_all(&d, &["nothing is done yet", "Goodbye"]);
+    assert!(d.reply.end);
+    assert!(d.effect.is_none());
+    assert!(c.state.expecting().is_some(), "the form waits");
+}
+
+#[test]
 fn dialog_11_none_of_those_after_11_never_repeats_an_offer() {
     let mut c = Conversation::new(Channel::Sms);
     c.busy.push(busy(3, 6, (9, 0), (11, 0)));
