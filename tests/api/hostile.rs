@@ -13,6 +13,32 @@ fn addr(sara: &Sara) -> String {
 }
 
 /// A client with no pooled connections, so each request opens a socket of its own.
+/// Kills a server the test spawned by hand, however the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The base URL from the `sara listening on …` line a hand-spawned server prints first.
+async fn listening_base(stdout: std::process::ChildStdout) -> String {
+    use std::io::{BufRead, BufReader};
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("reader")
+    .expect("first line");
+    line.trim()
+        .strip_prefix("sara listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string()
+}
+
 fn fresh_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
@@ -679,20 +705,11 @@ async fn an_unverified_caller_id_may_book_but_not_hear_or_cancel_a_booking() {
 #[cfg(unix)]
 #[tokio::test]
 async fn under_a_small_open_file_limit_idle_sockets_do_not_exhaust_the_descriptors() {
-    use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     // The setting: a file limit Sara cannot raise (soft = hard), and more idle
     // sockets than it allows. The cap is lowered to fit, so accept never fails.
     let dir = tempfile::tempdir().expect("temp dir");
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
-    /// Kills the server however the test ends.
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let mut child = Command::new("sh")
         .arg("-c")
         .arg("ulimit -n 320 && exec \"$0\" serve")
@@ -713,18 +730,7 @@ async fn under_a_small_open_file_limit_idle_sockets_do_not_exhaust_the_descripto
         .expect("sara starts");
     let stdout = child.stdout.take().expect("piped");
     let child = Killed(child);
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("reader")
-    .expect("first line");
-    let base = line
-        .trim()
-        .strip_prefix("sara listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
+    let base = listening_base(stdout).await;
     let addr = base.trim_start_matches("http://").to_string();
     let mut idle = Vec::new();
     for _ in 0..400 {
@@ -812,13 +818,6 @@ async fn an_email_address_the_smtp_server_refuses_never_reaches_the_log() {
             });
         }
     });
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let dir = tempfile::tempdir().expect("temp dir");
     let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
     let mut child = Command::new(env!("CARGO_BIN_EXE_sara"))
@@ -844,18 +843,7 @@ async fn an_email_address_the_smtp_server_refuses_never_reaches_the_log() {
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let child = Killed(child);
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("reader")
-    .expect("first line");
-    let base = line
-        .trim()
-        .strip_prefix("sara listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_string();
+    let base = listening_base(stdout).await;
     // Every log line, until the one saying the email was given up.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
