@@ -17,6 +17,7 @@ mod privacy;
 mod production;
 mod robustness;
 mod sms;
+mod spans;
 mod supervision;
 mod voice;
 mod whatsapp;
