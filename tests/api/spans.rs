@@ -11,9 +11,12 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::helpers::{phone, spawn_app};
 
-/// Records every new span with the names of the spans it sits in, innermost first.
+/// A span's name and the names of the spans it sits in, innermost first.
+type Opened = (String, Vec<String>);
+
+/// Records every new span with its ancestry.
 #[derive(Clone, Default)]
-struct Ancestry(Arc<Mutex<Vec<(String, Vec<String>)>>>);
+struct Ancestry(Arc<Mutex<Vec<Opened>>>);
 
 impl<S> Layer<S> for Ancestry
 where
