@@ -13,6 +13,7 @@ mod helpers;
 mod hostile;
 mod limits;
 mod openai;
+mod operations;
 mod privacy;
 mod production;
 mod robustness;
