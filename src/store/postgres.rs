@@ -63,7 +63,9 @@ impl Dialect for Postgres {
     const SINGLE_WRITER: bool = false;
 
     fn migrator() -> &'static Migrator {
-        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+        static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+            super::sql::rollback_safe(sqlx::migrate!("./migrations/postgres"))
+        });
         &MIGRATOR
     }
 

@@ -956,3 +956,14 @@ impl<DB: Shared> JobRepository for SqlStore<DB> {
         settled_job(self, id, owner, SettleJob::Kill)
     }
 }
+
+/// The migrator as a rolling deploy needs it: a binary starts on a database that a newer
+/// binary has already migrated (a rollback, or an old pod restarting mid-rollout) instead of
+/// refusing the versions it does not know. That is safe because every migration only adds
+/// (tables, nullable or defaulted columns, indexes) and is never edited once released; a
+/// migration that removes or renames must wait until no older binary runs (expand, then
+/// contract, one release apart).
+pub(super) fn rollback_safe(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
+}

@@ -90,7 +90,9 @@ impl Dialect for Sqlite {
     const SINGLE_WRITER: bool = true;
 
     fn migrator() -> &'static Migrator {
-        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+        static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+            super::sql::rollback_safe(sqlx::migrate!("./migrations/sqlite"))
+        });
         &MIGRATOR
     }
 
