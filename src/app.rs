@@ -130,7 +130,7 @@ impl App {
         let cache = Cache::from_config(&config, db.cache_sealer())?;
         let engine = Engine::start_with_leases(
             business,
-            config.engine_settings(),
+            config.engine_settings()?,
             ports,
             Some(cache.leases()),
         )

@@ -150,6 +150,10 @@ pub struct TurnCommit {
     pub outbox: Vec<OutboxMessage>,
     /// Work the turn schedules (reminders, retries), written in the same transaction too.
     pub jobs: Vec<JobRecord>,
+    /// Unique-key prefixes of pending jobs the turn makes void (a moved or cancelled
+    /// booking's reminders, `reminder:{booking}:`): deleted in the same transaction, before
+    /// the turn's own `jobs` are written.
+    pub void_jobs: Vec<String>,
 }
 
 /// Why a message is sent.

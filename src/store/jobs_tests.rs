@@ -10,6 +10,7 @@ use super::Database;
 use super::testing::on_both_backends;
 
 on_both_backends!(due_jobs_are_claimed_in_order_once_and_settled_by_their_holder);
+on_both_backends!(a_turn_voids_pending_jobs_by_prefix_before_writing_its_own);
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0)
@@ -45,6 +46,7 @@ fn turn_with_jobs(version: i64, id: &str, jobs: Vec<JobRecord>) -> TurnCommit {
         },
         outbox: Vec::new(),
         jobs,
+        void_jobs: Vec::new(),
     }
 }
 
@@ -138,5 +140,45 @@ async fn due_jobs_are_claimed_in_order_once_and_settled_by_their_holder(db: Data
             .await
             .expect("claim")
             .is_empty()
+    );
+}
+
+/// A move voids the booking's pending reminders and writes the new time's, which share the
+/// prefix; a job already done and another booking's jobs stay.
+async fn a_turn_voids_pending_jobs_by_prefix_before_writing_its_own(db: Database) {
+    db.commit(vec![turn_with_jobs(
+        0,
+        "SM1",
+        vec![
+            job("reminder:b1:t1:1440", 60),
+            job("reminder:b1:t1:120", 120),
+            job("reminder:b10:t1:120", 120),
+        ],
+    )])
+    .await
+    .expect("commit");
+    let jobs = db.jobs();
+    let at = t0() + Duration::minutes(60);
+    let done = jobs
+        .claim_jobs("one", at, at + Duration::seconds(30), 1)
+        .await
+        .expect("claim");
+    assert_eq!(done.len(), 1);
+    assert!(jobs.finish_job(done[0].id, "one").await.expect("finish"));
+
+    let mut moved = turn_with_jobs(1, "SM2", vec![job("reminder:b1:t2:120", 150)]);
+    moved.void_jobs = vec!["reminder:b1:".to_string()];
+    db.commit(vec![moved]).await.expect("commit");
+
+    let end = t0() + Duration::days(30);
+    let left = jobs
+        .claim_jobs("one", end, end + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    let keys: Vec<&str> = left.iter().map(|j| j.unique_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["reminder:b10:t1:120", "reminder:b1:t2:120"],
+        "b1's old pending reminder is void, b10's (another booking) is kept"
     );
 }

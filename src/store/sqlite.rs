@@ -305,6 +305,8 @@ async fn commit(
     let (mut outbox, mut jobs): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
         Default::default();
     let mut effect_blobs = Blobs::default();
+    // Prefixes of the pending jobs the committed turns make void.
+    let mut voids: Vec<&str> = Vec::new();
     for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
         if let Some(reply) = item
             .turn
@@ -388,6 +390,7 @@ async fn commit(
                 ts(message.not_before),
             ]));
         }
+        voids.extend(item.void_jobs.iter().map(String::as_str));
         for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
             let [payload_at, payload_len] = effect_blobs.push(payload);
             jobs.push(serde_json::json!([
@@ -490,6 +493,17 @@ async fn commit(
         .bind(json_list(&outbox))
         .bind(&effect_blobs.0)
         .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    // Before the new jobs: a moved booking's new reminders share the old ones' prefix.
+    if !voids.is_empty() {
+        sqlx::query(
+            "DELETE FROM jobs WHERE status = 'pending' AND EXISTS (SELECT 1 FROM json_each(?1) \
+             WHERE substr(jobs.unique_key, 1, length(value)) = value)",
+        )
+        .bind(json_list(&voids))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;

@@ -38,6 +38,7 @@ use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy};
 use crate::ports::{
     Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
 };
+use crate::reminders::{ReminderSettings, ReminderTemplate};
 use ai::{AiArgs, AiMsg};
 use calendar::{CalendarArgs, CalendarBoard, CalendarMsg};
 use conversation::ConversationMsg;
@@ -117,6 +118,15 @@ pub struct EngineSettings {
     pub outbox_lease: Duration,
     /// How often the relay looks for due rows when no commit woke it.
     pub outbox_poll: Duration,
+    /// When each confirmed booking's reminders are due (`[reminders]`).
+    pub reminders: ReminderSettings,
+    /// The WhatsApp template of a reminder outside the 24-hour window; `None` = such a
+    /// reminder goes by SMS (or email) only.
+    pub reminder_template: Option<ReminderTemplate>,
+    /// How long the scheduler sleeps at most when no job is due sooner.
+    pub scheduler_poll: Duration,
+    /// How long a scheduler's claim on a job keeps other instances off it.
+    pub job_lease: Duration,
 }
 
 impl Default for EngineSettings {
@@ -137,6 +147,10 @@ impl Default for EngineSettings {
             delivery_retry: RetryPolicy::default(),
             outbox_lease: Duration::from_secs(30),
             outbox_poll: Duration::from_millis(250),
+            reminders: ReminderSettings::default(),
+            reminder_template: None,
+            scheduler_poll: Duration::from_secs(30),
+            job_lease: Duration::from_secs(60),
         }
     }
 }
