@@ -123,6 +123,7 @@ impl App {
             outbox: Some(OutboxPorts {
                 queue: Arc::new(db.clone()),
                 senders: senders(&config, &business)?,
+                jobs: Some(Arc::new(db.clone())),
             }),
         };
         // Every turn runs under its conversation's lease: in process on one instance, in

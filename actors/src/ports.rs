@@ -225,6 +225,71 @@ pub struct JobRecord {
     pub unique_key: String,
 }
 
+/// A scheduled job claimed for running (see [`JobQueue`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DueJob {
+    pub id: i64,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    /// The job's arguments as JSON, opened.
+    pub payload: String,
+    pub unique_key: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// The jobs table as the scheduler sees it. A claim holds a job for a lease (other
+/// instances skip it; a killed instance's claim is taken over once it runs out); each
+/// settlement applies only while the claim is still held.
+pub trait JobQueue: Send + Sync + 'static {
+    /// Claims up to `limit` jobs due at `now` until `lease_until`, the earliest due first.
+    fn claim_jobs<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<DueJob>, StoreError>>;
+
+    /// Finishes the job and writes `outbox` (once per idempotency key) in ONE transaction;
+    /// `false`, and nothing written, when `owner` lost the claim.
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        outbox: Vec<OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Due again at `at`, the claim released.
+    fn retry_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Given up: never claimed again.
+    fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// When the earliest pending job is due; `None` when there is none.
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+
+    /// The channel and time of the customer's newest message (where a reminder goes, and
+    /// whether WhatsApp's 24-hour window is open).
+    fn last_inbound<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+}
+
+/// A customer's newest message: on which channel, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastInbound {
+    pub channel: Channel,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommitOutcome {
     Committed {
