@@ -413,3 +413,45 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// The one clock every part of Sara reads: another clock (the system's) moved forward by an
+/// offset that only grows. `POST /admin/debug/clock` advances it, so availability, notice,
+/// form expiry, reminders and the outbox all see the same later "now".
+pub struct OffsetClock {
+    base: std::sync::Arc<dyn Clock>,
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl OffsetClock {
+    pub fn new(base: std::sync::Arc<dyn Clock>) -> OffsetClock {
+        OffsetClock {
+            base,
+            offset_ms: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// Moves the clock `by` forward (a negative `by` is ignored: it never goes back); the
+    /// new now.
+    pub fn advance(&self, by: chrono::Duration) -> DateTime<Utc> {
+        let ms = by.num_milliseconds().max(0);
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::AcqRel);
+        self.now()
+    }
+
+    /// The base clock's now plus the offset.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.base.now() + self.offset()
+    }
+
+    /// How far ahead of its base clock it runs.
+    pub fn offset(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.offset_ms.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        OffsetClock::now(self)
+    }
+}

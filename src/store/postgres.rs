@@ -357,8 +357,9 @@ impl<'a> EffectColumns<'a> {
             sqlx::query(
                 "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
                  idempotency_key, next_attempt_at, created_at) \
-                 SELECT o.*, $8 FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], \
-                 $5::bytea[], $6::text[], $7::timestamptz[]) AS o \
+                 SELECT o.*, o.not_before FROM UNNEST($1::text[], $2::bytea[], $3::text[], \
+                 $4::text[], $5::bytea[], $6::text[], $7::timestamptz[]) \
+                 AS o(contact_key, recipient, channel, kind, payload, idempotency_key, not_before) \
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&self.contact)
@@ -368,7 +369,6 @@ impl<'a> EffectColumns<'a> {
             .bind(&self.payload)
             .bind(&self.idempotency_key)
             .bind(&self.not_before)
-            .bind(now)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

@@ -481,18 +481,19 @@ async fn commit(
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
-    // In the turns' transaction: a turn and its messages commit or vanish together.
+    // In the turns' transaction: a turn and its messages commit or vanish together. A row is
+    // created at its `not_before`, the engine clock's time when the turn composed it (the
+    // retry policy's give-up time counts from there, on the same clock).
     if !outbox.is_empty() {
         sqlx::query(
             "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
              idempotency_key, next_attempt_at, created_at) \
              SELECT value ->> 0, substr(?2, value ->> 1, value ->> 2), value ->> 3, \
-             value ->> 4, substr(?2, value ->> 5, value ->> 6), value ->> 7, value ->> 8, ?3 \
-             FROM json_each(?1) WHERE true ON CONFLICT (idempotency_key) DO NOTHING",
+             value ->> 4, substr(?2, value ->> 5, value ->> 6), value ->> 7, value ->> 8, \
+             value ->> 8 FROM json_each(?1) WHERE true ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(json_list(&outbox))
         .bind(&effect_blobs.0)
-        .bind(&now)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
