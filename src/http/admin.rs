@@ -55,7 +55,9 @@ async fn clock(
         )));
     }
     let now = app.clock.advance(chrono::Duration::minutes(minutes));
-    tracing::warn!(minutes, now = %now, "debug clock advanced");
+    if minutes > 0 {
+        tracing::warn!(minutes, now = %now, "debug clock advanced");
+    }
     app.engine.wake_background();
     app.engine.settle().await;
     let now = app

@@ -227,6 +227,43 @@ async fn a_booking_made_inside_an_offset_skips_that_reminder() {
 }
 
 #[tokio::test]
+async fn a_reminder_due_in_the_quiet_hours_goes_at_their_end() {
+    let twilio = twilio_rest().await;
+    let env = twilio_env(&twilio);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let sara = Sara::start_with(&env).await;
+    let me = phone(912);
+    let (day, _) = two_weekdays();
+    let confirm = sara
+        .text(
+            &me,
+            &format!(
+                "book a cleaning on {} at 9am, my name is Ivy Moss",
+                day_text(day)
+            ),
+        )
+        .await;
+    assert!(confirm.contains("9:00 AM"), "{confirm}");
+    let done = sara.text(&me, "yes").await;
+    assert!(done.to_lowercase().contains("booked"), "{done}");
+    // Two hours before 9:00 is 07:00, inside the quiet hours (21:00-08:00): it waits for 08:00.
+    sara.advance_to(local(day, 7, 45)).await;
+    assert_eq!(
+        sent_sms(&twilio).await.len(),
+        1,
+        "only the day-before reminder"
+    );
+    sara.advance_to(local(day, 8, 0)).await;
+    let sent = sent_sms(&twilio).await;
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent[1]["Body"].starts_with("Hi Ivy, a reminder of your cleaning today, "),
+        "{:?}",
+        sent[1]
+    );
+}
+
+#[tokio::test]
 async fn the_debug_clock_needs_the_admin_and_a_sensible_advance() {
     let sara = spawn_app().await;
     let before = sara.settle().await;
