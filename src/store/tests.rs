@@ -39,6 +39,7 @@ fn turn(phone: &Phone, expected_version: i64, provider_id: Option<&str>, text: &
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
     }
 }
 

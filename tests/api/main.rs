@@ -16,6 +16,7 @@ mod openai;
 mod operations;
 mod privacy;
 mod production;
+mod reminders;
 mod robustness;
 mod sms;
 mod spans;
