@@ -121,9 +121,7 @@ fn matches(expected: &Expected, booking: &serde_json::Value, days: &Days3) -> bo
     let time_ok = match expected.time.as_str() {
         "any" => true,
         t => match t.strip_prefix("after:") {
-            Some(after) => {
-                local.time() > NaiveTime::parse_from_str(after, "%H:%M").expect("HH:MM")
-            }
+            Some(after) => local.time() > NaiveTime::parse_from_str(after, "%H:%M").expect("HH:MM"),
             None => local.time() == NaiveTime::parse_from_str(t, "%H:%M").expect("HH:MM"),
         },
     };
@@ -146,9 +144,11 @@ async fn replay(n: u32, conversation: &Conversation, days: &Days3) -> Outcome {
     let sara = spawn_app().await;
     let me = phone(900 + n);
     let mut failure = None;
+    let mut transcript = String::new();
     for turn in &conversation.turns {
         let said = fill(&turn.user, days);
         let reply = sara.text(&me, &said).await;
+        transcript.push_str(&format!("   C: {said}\n   S: {reply}\n"));
         let low = reply.to_lowercase();
         let missing: Vec<String> = turn
             .has
@@ -190,13 +190,13 @@ async fn replay(n: u32, conversation: &Conversation, days: &Days3) -> Outcome {
         ));
     }
     Outcome {
-        failure,
+        failure: failure.map(|f| format!("{f}\n{transcript}")),
         wrong_booking: unmeant > 0,
     }
 }
 
 /// Conversations that must go as a good receptionist would; only goes up.
-const BAR: usize = 0;
+const BAR: usize = 46;
 
 #[tokio::test]
 async fn realistic_conversations_go_as_a_receptionist_would() {
@@ -229,7 +229,10 @@ async fn realistic_conversations_go_as_a_receptionist_would() {
         "{passed}/{} conversations as a receptionist would; wrong bookings: {wrong:?}\n{report}",
         conversations.len()
     );
-    assert!(wrong.is_empty(), "bookings nobody meant: {wrong:?}\n{report}");
+    assert!(
+        wrong.is_empty(),
+        "bookings nobody meant: {wrong:?}\n{report}"
+    );
     assert!(
         passed >= BAR,
         "{passed}/{} conversations (bar {BAR}):\n{report}",
