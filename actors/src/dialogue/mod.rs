@@ -455,6 +455,27 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             intent: Act::OutOfScope,
         });
     }
+    // "Push it back 30 minutes", "move it to 3" while a booking is still being made is about
+    // that booking, not one already in the calendar.
+    let intent = match intent {
+        Some((Act::Reschedule, FormKind::Reschedule))
+            if state
+                .form
+                .as_ref()
+                .is_some_and(|f| f.kind == FormKind::Book)
+                && !u.has(Act::Book) =>
+        {
+            Some((Act::Reschedule, FormKind::Book))
+        }
+        // "Same time next week", "an hour later" with nothing open and a booking ahead moves it.
+        None if state.form.is_none()
+            && !ctx.bookings.is_empty()
+            && (u.shift.is_some() || u.same_time || u.next_week) =>
+        {
+            Some((Act::Reschedule, FormKind::Reschedule))
+        }
+        other => other,
+    };
     if let Some((act, kind)) = intent {
         let form = match state.form.take() {
             Some(f) if f.kind == kind => f,
