@@ -150,6 +150,9 @@ pub struct TurnCommit {
     pub outbox: Vec<OutboxMessage>,
     /// Work the turn schedules (reminders, retries), written in the same transaction too.
     pub jobs: Vec<JobRecord>,
+    /// Bookings whose attendance the customer confirmed in this turn (an answer to a
+    /// reminder), marked in the same transaction.
+    pub attendance: Vec<BookingId>,
 }
 
 /// Why a message is sent.

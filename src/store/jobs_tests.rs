@@ -45,6 +45,7 @@ fn turn_with_jobs(version: i64, id: &str, jobs: Vec<JobRecord>) -> TurnCommit {
         },
         outbox: Vec::new(),
         jobs,
+        attendance: Vec::new(),
     }
 }
 

@@ -340,6 +340,13 @@ impl Database {
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
         let all = self.store.admin().all_bookings().await?;
+        let attended: std::collections::HashSet<BookingId> = self
+            .store
+            .admin()
+            .attended_bookings()
+            .await?
+            .into_iter()
+            .collect();
         Ok(all
             .into_iter()
             .map(|b| BookingView {
@@ -350,6 +357,7 @@ impl Database {
                 start: b.start.with_timezone(&tz).to_rfc3339(),
                 end: b.end.with_timezone(&tz).to_rfc3339(),
                 status: b.status.as_str().to_string(),
+                attendance: attended.contains(&b.id).then(|| "confirmed".to_string()),
             })
             .collect())
     }

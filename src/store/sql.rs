@@ -143,6 +143,7 @@ const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provid
 const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
 const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status \
      FROM bookings ORDER BY start, id";
+const ATTENDED: &str = "SELECT id FROM bookings WHERE attendance = 'confirmed'";
 const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status \
      FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id";
 /// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the
@@ -150,8 +151,8 @@ const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, 
 const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name, email, \
      service, start, \"end\", status, created_at, updated_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING";
-const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3 \
-     WHERE id = $4 AND status <> 'cancelled'";
+const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
+     attendance = NULL WHERE id = $4 AND status <> 'cancelled'";
 const CANCEL_BOOKING: &str =
     "UPDATE bookings SET status = 'cancelled', updated_at = $1 WHERE id = $2";
 
@@ -400,6 +401,21 @@ where
     rows.into_iter().map(|row| row.open::<DB>(sealer)).collect()
 }
 
+/// The ids of the bookings whose attendance the customer confirmed.
+pub(super) async fn attended<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<BookingId>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
+{
+    let rows: Vec<(DB::Id,)> = sqlx::query_as(ATTENDED)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    rows.into_iter().map(|(id,)| DB::read_id(id)).collect()
+}
+
 /// Inserts one booking row (nothing when its id is already written).
 pub(super) async fn insert_booking<'c, DB: Dialect>(
     conn: &'c mut DB::Connection,
@@ -504,6 +520,7 @@ pub(super) trait Shared: Dialect {
         pool: &sqlx::Pool<Self>,
         id: BookingId,
     ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
     fn turns_for<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -559,6 +576,7 @@ where
     ConversationRow: for<'r> FromRow<'r, DB::Row>,
     StoredReply: for<'r> FromRow<'r, DB::Row>,
     BookingRow<DB::Id, DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
     admin::TurnRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     admin::Counts: for<'r> FromRow<'r, DB::Row>,
     admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
@@ -680,6 +698,10 @@ where
         id: BookingId,
     ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
         Box::pin(cancel_booking(pool, id))
+    }
+
+    fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>> {
+        Box::pin(attended(pool))
     }
 
     fn turns_for<'a>(
@@ -806,6 +828,10 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
 
     fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
         DB::bookings(&self.pool, &self.sealer, None)
+    }
+
+    fn attended_bookings(&self) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>> {
+        DB::attended(&self.pool)
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {

@@ -26,6 +26,7 @@ use crate::ports::{
     BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, OutboxKind, OutboxMessage,
     TurnCommit, TurnRecord,
 };
+use crate::reminders::ReminderReply;
 use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
@@ -235,6 +236,7 @@ impl Conversation {
                 turn: record,
                 outbox: Vec::new(),
                 jobs: Vec::new(),
+                attendance: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
@@ -362,6 +364,10 @@ impl Conversation {
                     .chain(notices.into_iter().filter_map(|m| self.outbox_row(m)))
                     .collect(),
                 jobs: Vec::new(),
+                attendance: match decision.effect {
+                    Some(Effect::Attend { id }) => vec![id],
+                    _ => Vec::new(),
+                },
             };
             let sends = !commit.outbox.is_empty();
             match self.shared.writer.commit(commit).await? {
@@ -453,7 +459,7 @@ impl Conversation {
                 .back()
                 .map(|(_, reply)| reply.text().to_owned()),
         };
-        let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
+        let mut understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
                 .understand(&inbound.text, &ctx)
                 .await
@@ -462,6 +468,7 @@ impl Conversation {
         } else {
             self.understand_through_ai(inbound, ctx).await
         };
+        understood.reminder = ReminderReply::read(&inbound.text);
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",
@@ -475,6 +482,8 @@ impl Conversation {
         let mut notices = Vec::new();
         let decision = match &decision.effect {
             None => decision,
+            // Attendance is written with the turn's commit; nothing to do in the world.
+            Some(Effect::Attend { .. }) => decision,
             Some(Effect::Handover) => {
                 if let Some(notifier) = &self.shared.notifier {
                     let key = format!("{}:staff_alert", turn_key(inbound));
@@ -565,7 +574,7 @@ impl Conversation {
                 b.status = crate::model::BookingStatus::Cancelled;
                 notifier.booking_changed(&b, BookingChange::Cancelled, key, now)
             }
-            Effect::Handover => None,
+            Effect::Attend { .. } | Effect::Handover => None,
         }
     }
 
@@ -621,7 +630,7 @@ impl Conversation {
                     .ask_calendar(|reply| CalendarMsg::Cancel { id, reply }, timeout)
                     .await
             }
-            Effect::Handover => return Ok(()),
+            Effect::Attend { .. } | Effect::Handover => return Ok(()),
         };
         result.unwrap_or_else(|error| {
             Err(CalendarError::Unavailable(format!(
