@@ -149,6 +149,18 @@ pub trait Store: ConversationStore + BookingRepository {
     /// A round trip to the database, for `/ready`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Records an SMS opt-out (`out`) or opt-in of a contact; whether anything changed.
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Whether a contact has opted out of SMS.
+    fn sms_opted_out<'a>(&'a self, contact_key: &'a str)
+    -> BoxFuture<'a, Result<bool, StoreError>>;
+
     /// Closes the pool, waiting for connections in use to be returned.
     fn close(&self) -> BoxFuture<'_, ()>;
 
@@ -297,6 +309,40 @@ impl Database {
     /// A round trip to the database, for `/ready`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         self.store.ping().await
+    }
+
+    /// Records that `phone` opted out of SMS (`out`: STOP) or back in (START); `true` when
+    /// that changed anything (a repeated STOP does not), so it is logged once.
+    pub async fn set_sms_opt_out(
+        &self,
+        phone: &Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.set_sms_opt_out(&key, out, at).await
+    }
+
+    /// Queues the SMS fallback of a WhatsApp message Meta reported `failed` (see
+    /// [`outbox::fall_back_to_sms`]): once, and only for a customer known on SMS.
+    pub async fn fall_back_to_sms(
+        &self,
+        provider_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<outbox::Fallback, StoreError> {
+        match (self.sqlite_pool(), self.postgres_pool()) {
+            (Some(pool), _) => outbox::fall_back_to_sms(pool, &self.sealer, provider_id, now).await,
+            (None, Some(pool)) => {
+                outbox::fall_back_to_sms(pool, &self.sealer, provider_id, now).await
+            }
+            (None, None) => Err(StoreError::Unavailable("no database pool".into())),
+        }
+    }
+
+    /// Whether `phone` has opted out of SMS (no SMS may be sent to it).
+    pub async fn sms_opted_out(&self, phone: &Phone) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.sms_opted_out(&key).await
     }
 
     /// `"sqlite"` or `"postgres"`, for logs and metrics.

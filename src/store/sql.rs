@@ -416,6 +416,50 @@ where
     rows.into_iter().map(|(id,)| DB::read_id(id)).collect()
 }
 
+const OPT_OUT: &str = "INSERT INTO sms_opt_outs (contact_key, opted_out_at) VALUES ($1, $2) \
+     ON CONFLICT (contact_key) DO NOTHING";
+const OPT_IN: &str = "DELETE FROM sms_opt_outs WHERE contact_key = $1";
+const OPTED_OUT: &str = "SELECT contact_key FROM sms_opt_outs WHERE contact_key = $1";
+
+/// Records that contact `key` opted out of SMS (`out`) or back in; whether that changed
+/// anything (a repeated STOP does not).
+pub(super) async fn set_sms_opt_out<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    key: &str,
+    out: bool,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let query = if out {
+        sqlx::query::<DB>(OPT_OUT).bind(key).bind(DB::time(at))
+    } else {
+        sqlx::query::<DB>(OPT_IN).bind(key)
+    };
+    let done = query.execute(pool).await.map_err(unavailable)?;
+    Ok(DB::rows_affected(&done) > 0)
+}
+
+/// Whether contact `key` has opted out of SMS.
+pub(super) async fn sms_opted_out<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    key: &str,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+{
+    let row: Option<(String,)> = sqlx::query_as(OPTED_OUT)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    Ok(row.is_some())
+}
+
 /// Inserts one booking row (nothing when its id is already written).
 pub(super) async fn insert_booking<'c, DB: Dialect>(
     conn: &'c mut DB::Connection,
@@ -521,6 +565,16 @@ pub(super) trait Shared: Dialect {
         id: BookingId,
     ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
     fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
+    fn set_sms_opt_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn sms_opted_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
     fn turns_for<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -704,6 +758,22 @@ where
         Box::pin(attended(pool))
     }
 
+    fn set_sms_opt_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(set_sms_opt_out(pool, key, out, at))
+    }
+
+    fn sms_opted_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(sms_opted_out(pool, key))
+    }
+
     fn turns_for<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -744,6 +814,22 @@ impl<DB: Shared> Store for SqlStore<DB> {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::ping(&self.pool)
+    }
+
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::set_sms_opt_out(&self.pool, contact_key, out, at)
+    }
+
+    fn sms_opted_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::sms_opted_out(&self.pool, contact_key)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -14,6 +14,7 @@ mod helpers;
 mod hostile;
 mod limits;
 mod openai;
+mod opt_outs;
 mod privacy;
 mod production;
 mod robustness;
