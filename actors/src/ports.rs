@@ -275,6 +275,7 @@ pub enum BookingChange {
 /// message: the engine writes it to the outbox in the turn's commit, and the outbox relay
 /// sends it. `key` is the message's idempotency key (the turn's provider id + part).
 pub trait Notifier: Send + Sync + 'static {
+    /// `booking` as it is after the change, its `sequence` counted with it.
     fn booking_changed(
         &self,
         booking: &Booking,

@@ -773,6 +773,7 @@ mod tests {
             start,
             end: start + Duration::minutes(45),
             status: BookingStatus::Confirmed,
+            sequence: 0,
         }
     }
 

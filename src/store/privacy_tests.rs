@@ -73,6 +73,7 @@ fn the_booking() -> Booking {
         start,
         end: start + chrono::Duration::minutes(30),
         status: BookingStatus::Confirmed,
+        sequence: 0,
     }
 }
 

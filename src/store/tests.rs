@@ -423,6 +423,7 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         start,
         end: start + chrono::Duration::minutes(minutes),
         status,
+        sequence: 0,
     }
 }
 

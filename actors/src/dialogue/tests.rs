@@ -157,6 +157,7 @@ impl Conversation {
             start,
             end,
             status: BookingStatus::Confirmed,
+            sequence: 0,
         });
         self.busy.push(Interval { start, end });
         id

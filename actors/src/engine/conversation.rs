@@ -567,11 +567,13 @@ impl Conversation {
                 let mut b = mine(*id)?;
                 b.start = *start;
                 b.end = *end;
+                b.sequence = b.sequence.saturating_add(1);
                 notifier.booking_changed(&b, BookingChange::Moved, key, now)
             }
             Effect::Cancel { id } => {
                 let mut b = mine(*id)?;
                 b.status = crate::model::BookingStatus::Cancelled;
+                b.sequence = b.sequence.saturating_add(1);
                 notifier.booking_changed(&b, BookingChange::Cancelled, key, now)
             }
             Effect::Attend { .. } | Effect::Handover => None,
