@@ -4,6 +4,7 @@
 //! (`helpers::Sara::start`) where the CLI contract, kill -9 or several instances matter.
 
 mod admin;
+mod answers;
 mod conversations;
 mod delivery;
 mod dialogs;
@@ -15,6 +16,7 @@ mod hostile;
 mod limits;
 mod openai;
 mod operations;
+mod opt_outs;
 mod privacy;
 mod production;
 mod reminders;

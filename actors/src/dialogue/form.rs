@@ -876,6 +876,7 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
                 start,
                 end,
                 status: BookingStatus::Confirmed,
+                sequence: 0,
             };
             let after = if ctx.channel.is_text() {
                 "Reply here if you need to change it."

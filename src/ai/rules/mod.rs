@@ -178,6 +178,7 @@ impl RuleNlu {
             earliest: moment.earliest,
             unclear_when: moment.unclear,
             then: None,
+            reminder: None,
             faq_answer: None,
             confidence,
             source: NluSource::Rules,
