@@ -151,6 +151,9 @@ pub struct Booking {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub status: BookingStatus,
+    /// The staff member it is with (a configured name); `None` without staff.
+    #[serde(default)]
+    pub staff: Option<String>,
 }
 
 /// A half-open time range `[start, end)` that is not free.

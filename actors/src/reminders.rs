@@ -630,6 +630,7 @@ mod tests {
             start,
             end: start + Duration::minutes(45),
             status: BookingStatus::Confirmed,
+            staff: None,
         }
     }
 

@@ -533,6 +533,7 @@ mod tests {
             start,
             end: start + chrono::Duration::minutes(45),
             status: BookingStatus::Confirmed,
+            staff: None,
         }
     }
 

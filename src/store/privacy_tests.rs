@@ -72,6 +72,7 @@ fn the_booking() -> Booking {
         start,
         end: start + chrono::Duration::minutes(30),
         status: BookingStatus::Confirmed,
+        staff: None,
     }
 }
 

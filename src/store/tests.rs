@@ -421,6 +421,7 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         start,
         end: start + chrono::Duration::minutes(minutes),
         status,
+        staff: None,
     }
 }
 

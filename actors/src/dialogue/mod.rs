@@ -16,8 +16,9 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::availability::BusyList;
 use crate::business::Business;
-use crate::model::{Booking, BookingId, Channel, Interval, Phone};
+use crate::model::{Booking, BookingId, Channel, Phone};
 use crate::ports::CalendarError;
 use crate::understanding::{Act, DayPart, Slot, Understanding};
 
@@ -29,9 +30,9 @@ pub struct TurnContext<'a> {
     pub business: &'a Business,
     pub phone: &'a Phone,
     pub channel: Channel,
-    /// Times not free in the calendar (confirmed bookings plus buffers are the calendar's
-    /// business; the policy only avoids these).
-    pub busy: &'a [Interval],
+    /// What holds time in the calendar: bookings (with their service and staff member, so
+    /// the availability rules place buffers, staff and resources) and blocks.
+    pub busy: &'a BusyList,
     /// This caller's upcoming, not cancelled bookings, soonest first.
     pub bookings: &'a [Booking],
     /// A fresh id the policy may use for a new booking form (it cannot make its own).
@@ -92,6 +93,9 @@ pub struct Form {
     /// The last turn that touched the form, for expiry.
     #[serde(rename = "u")]
     pub touched: DateTime<Utc>,
+    /// The staff member the caller asked for ("with Anna"): offers stay with them.
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
 }
 
 impl Form {
@@ -112,6 +116,7 @@ impl Form {
             earliest: false,
             asked: None,
             touched: ctx.now,
+            staff: None,
         }
     }
 

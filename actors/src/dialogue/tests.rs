@@ -83,6 +83,26 @@ fn busy(m: u32, d: u32, from: (u32, u32), to: (u32, u32)) -> Interval {
 
 // ---- a conversation harness ----------------------------------------------------------
 
+/// The pretend calendar's busy list: blocks pushed by tests, bookings made by effects.
+#[derive(Default)]
+struct Blocks {
+    list: crate::availability::BusyList,
+}
+
+impl Blocks {
+    fn push(&mut self, i: Interval) {
+        self.list.insert_many([crate::availability::Busy::block(i)]);
+    }
+
+    fn booked(&mut self, b: &Booking) {
+        self.list.insert_many([crate::availability::Busy::of(b)]);
+    }
+
+    fn clear(&mut self) {
+        self.list = crate::availability::BusyList::default();
+    }
+}
+
 /// One conversation against a pretend calendar: bookings written by effects become busy.
 struct Conversation {
     business: Business,
@@ -90,7 +110,7 @@ struct Conversation {
     channel: Channel,
     now: DateTime<Utc>,
     state: DialogueState,
-    busy: Vec<Interval>,
+    busy: Blocks,
     bookings: Vec<Booking>,
     turns: u128,
     /// Whether a hand-over reaches staff (an alert channel is configured).
@@ -106,7 +126,7 @@ impl Conversation {
             channel,
             now: local(3, 5, 10, 0),
             state: DialogueState::default(),
-            busy: Vec::new(),
+            busy: Blocks::default(),
             bookings: Vec::new(),
             turns: 0,
             staff_alerts: true,
@@ -119,7 +139,7 @@ impl Conversation {
             business: &self.business,
             phone: &self.phone,
             channel: self.channel,
-            busy: &self.busy,
+            busy: &self.busy.list,
             bookings: &self.bookings,
             fresh_id: Uuid::from_u128(1000 + self.turns),
             staff_alerts: self.staff_alerts,
@@ -133,10 +153,7 @@ impl Conversation {
         self.state = d.state.clone();
         match &d.effect {
             Some(Effect::Book(b)) => {
-                self.busy.push(Interval {
-                    start: b.start,
-                    end: b.end,
-                });
+                self.busy.booked(b);
                 self.bookings.push(b.clone());
             }
             Some(Effect::Cancel { id }) => self.bookings.retain(|b| b.id != *id),
@@ -148,7 +165,7 @@ impl Conversation {
     fn add_booking(&mut self, service: &str, start: DateTime<Utc>, minutes: i64) -> Uuid {
         let id = Uuid::from_u128(500 + self.bookings.len() as u128);
         let end = start + chrono::Duration::minutes(minutes);
-        self.bookings.push(Booking {
+        let booking = Booking {
             id,
             phone: self.phone.clone(),
             name: Some("Pat".into()),
@@ -157,8 +174,10 @@ impl Conversation {
             start,
             end,
             status: BookingStatus::Confirmed,
-        });
-        self.busy.push(Interval { start, end });
+            staff: None,
+        };
+        self.busy.booked(&booking);
+        self.bookings.push(booking);
         id
     }
 }
@@ -969,12 +988,9 @@ fn a_booking_written_before_a_crash_does_not_block_its_own_confirmation() {
     let Some(Effect::Book(written)) = d.effect else {
         panic!("expected a booking, got {:?}", d.effect)
     };
-    // The calendar kept the booking but the turn was lost: the caller says yes again.
+    // The calendar kept the booking (the harness's busy list holds it, with its id) but the
+    // turn was lost: the caller says yes again.
     c.state = before;
-    c.busy.push(Interval {
-        start: written.start,
-        end: written.end,
-    });
     c.bookings.push(written.clone());
     let d = c.say(says(&[Act::Affirm]));
     assert_eq!(

@@ -462,6 +462,10 @@ impl Conversation {
         } else {
             self.understand_through_ai(inbound, ctx).await
         };
+        let mut understood = understood;
+        if understood.staff.is_none() {
+            understood.staff = business.staff_named(&inbound.text).map(|s| s.name.clone());
+        }
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",
