@@ -46,6 +46,12 @@ pub struct BookingView {
     pub end: String,
     /// `confirmed`, `pending` or `cancelled`.
     pub status: String,
+    /// `local` or `google`: which calendar holds the booking besides the store.
+    pub calendar: String,
+    /// The Google event id; `None` for a local booking.
+    pub event_id: Option<String>,
+    /// The staff member it is with (a configured name); `None` without staff.
+    pub staff: Option<String>,
 }
 
 /// `GET /admin/stats`: what the store counts.

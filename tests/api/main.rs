@@ -16,6 +16,7 @@ mod openai;
 mod privacy;
 mod production;
 mod robustness;
+mod rules;
 mod sms;
 mod supervision;
 mod voice;

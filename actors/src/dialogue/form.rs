@@ -19,6 +19,8 @@ pub(super) struct Outcome {
     pub reply: Reply,
     pub effect: Option<Effect>,
     pub proposal: Option<Proposal>,
+    /// The request goes to staff (a hand-over), after this sentence.
+    pub to_staff: Option<String>,
 }
 
 impl Outcome {
@@ -29,6 +31,15 @@ impl Outcome {
             reply: Reply::say(text),
             effect: None,
             proposal: None,
+            to_staff: None,
+        }
+    }
+
+    /// The form is over and a person takes it from here; `why` is said first.
+    fn to_staff(why: String) -> Outcome {
+        Outcome {
+            to_staff: Some(why),
+            ..Outcome::reply("")
         }
     }
 
@@ -40,6 +51,7 @@ impl Outcome {
             reply: Reply::say(text),
             effect: None,
             proposal: None,
+            to_staff: None,
         }
     }
 
@@ -48,7 +60,18 @@ impl Outcome {
         self
     }
 
-    pub fn into_decision(self, mut state: DialogueState, intent: Act) -> Decision {
+    pub fn into_decision(
+        self,
+        mut state: DialogueState,
+        intent: Act,
+        ctx: &TurnContext,
+    ) -> Decision {
+        if let Some(why) = self.to_staff {
+            state.form = None;
+            let mut decision = super::handover(state, ctx);
+            decision.reply.text = format!("{why} {}", decision.reply.text);
+            return decision;
+        }
         state.form = self.form;
         state.proposal = self.proposal;
         Decision {
@@ -113,6 +136,9 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         if let Some(question) = select_booking(&mut form, u, ctx) {
             return question;
         }
+        if let Some(late) = too_late_to_change(&form, ctx) {
+            return late;
+        }
         if form.kind == FormKind::Cancel {
             return confirm_cancel(form, ctx);
         }
@@ -125,6 +151,8 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
             "I can't find that appointment any more — it may have been changed already. \
              Anything else I can help with?",
         );
+    } else if let Some(late) = too_late_to_change(&form, ctx) {
+        return late;
     }
     if form.kind == FormKind::Cancel {
         if u.has(Act::Deny) {
@@ -375,6 +403,81 @@ fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Opti
     Some(Outcome::ask(form.clone(), Slot::Booking, text).with_options(buttons))
 }
 
+/// A cancel or move of a booking that starts sooner than `cancel_notice_minutes` goes to
+/// staff rather than through Sara.
+fn too_late_to_change(form: &Form, ctx: &TurnContext) -> Option<Outcome> {
+    let notice = ctx.business.cancel_notice_minutes;
+    let b = chosen_booking(form, ctx)?;
+    if form.kind == FormKind::Book
+        || notice == 0
+        || b.start - ctx.now >= Duration::minutes(i64::from(notice))
+    {
+        return None;
+    }
+    let what = if form.kind == FormKind::Cancel {
+        "cancel"
+    } else {
+        "move"
+    };
+    Some(Outcome::to_staff(format!(
+        "Your {} is less than {} away, so I can't {what} it myself — the team handles that.",
+        speech::own_booking(ctx.business.timezone, b),
+        speech::duration(notice)
+    )))
+}
+
+/// The customer's limits: upcoming bookings in all (a new booking only) and bookings on the
+/// wanted local day (a new one or a move there). Held bookings count, pending or confirmed;
+/// the form's own booking (or the one being moved) does not.
+fn over_limit(form: &Form, ctx: &TurnContext) -> Option<Outcome> {
+    let business = ctx.business;
+    let tz = business.timezone;
+    let moving = form.booking.filter(|_| form.kind == FormKind::Reschedule);
+    let others: Vec<&Booking> = ctx
+        .bookings
+        .iter()
+        .filter(|b| b.id != form.id && Some(b.id) != moving)
+        .filter(|b| b.status != BookingStatus::Cancelled && b.end > ctx.now)
+        .collect();
+    let most = business.max_upcoming_bookings as usize;
+    if form.kind == FormKind::Book && most > 0 && others.len() >= most {
+        return Some(Outcome::reply(format!(
+            "You already have {} coming up, which is as many as we hold for one number. \
+             I can move or cancel one of them, or the team can help — just ask.",
+            bookings_count(others.len())
+        )));
+    }
+    let per_day = business.max_bookings_per_day as usize;
+    let date = form.date?;
+    let that_day = others
+        .iter()
+        .filter(|b| b.start.with_timezone(&tz).date_naive() == date)
+        .count();
+    if per_day == 0 || that_day < per_day {
+        return None;
+    }
+    let mut form = form.clone();
+    form.date = None;
+    form.time = None;
+    form.day_part = None;
+    form.offers.clear();
+    let text = format!(
+        "You already have {} on {}, which is as many as we book for one number on a day. \
+         Which other day would suit you?",
+        bookings_count(that_day),
+        speech::day(date)
+    );
+    Some(Outcome::ask(form, Slot::Date, text))
+}
+
+/// "one booking", "two bookings".
+fn bookings_count(n: usize) -> String {
+    match n {
+        1 => "one booking".to_string(),
+        n => format!("{} bookings", speech::count(n)),
+    }
+}
+
 fn chosen_booking<'c>(form: &Form, ctx: &TurnContext<'c>) -> Option<&'c Booking> {
     let id = form.booking?;
     ctx.bookings.iter().find(|b| b.id == id)
@@ -522,6 +625,9 @@ fn want_for<'c>(form: &Form, ctx: &TurnContext<'c>) -> Want<'c> {
 /// Decides what to say next from what the form knows: check the time, offer alternatives,
 /// or ask for the first missing slot (service, date, time, name), then confirm.
 fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bool) -> Outcome {
+    if let Some(refused) = over_limit(&form, ctx) {
+        return refused;
+    }
     let tz = ctx.business.timezone;
     let av = Availability::new(ctx.business);
     let want = want_for(&form, ctx);
@@ -810,6 +916,9 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
     let (Some(date), Some(time)) = (form.date, form.time) else {
         return advance(form, ctx, false, false);
     };
+    if let Some(refused) = over_limit(&form, ctx) {
+        return refused;
+    }
     let want = want_for(&form, ctx);
     let busy = ctx.busy;
     let (start, staff) =

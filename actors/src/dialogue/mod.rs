@@ -383,7 +383,7 @@ pub fn effect_failed(
         _ => None,
     };
     let mut decision = match outcome {
-        Some(o) => o.into_decision(state, intent),
+        Some(o) => o.into_decision(state, intent, ctx),
         None => Decision {
             state: before.clone(),
             reply: match effect {
@@ -427,7 +427,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
                 Proposal::Handover => handover(state, ctx),
                 Proposal::Book => {
                     let form = Form::new(FormKind::Book, ctx, state.caller.clone());
-                    form::run(form, u, ctx).into_decision(state, Act::Affirm)
+                    form::run(form, u, ctx).into_decision(state, Act::Affirm, ctx)
                 }
             });
         }
@@ -465,7 +465,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             Some(f) if f.kind == kind => f,
             _ => Form::new(kind, ctx, state.caller.clone()),
         };
-        return Some(form::run(form, u, ctx).into_decision(state, act));
+        return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
     }
     let continuing = [
         Act::Choose,
@@ -481,7 +481,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some(form) = state.form.take() {
         if continuing.is_some() || gives {
             let act = continuing.unwrap_or(Act::Inform);
-            return Some(form::run(form, u, ctx).into_decision(state, act));
+            return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
         }
         state.form = Some(form);
         return None;
@@ -503,9 +503,11 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
     if gives_booking_slots(u) {
         let form = Form::new(FormKind::Book, ctx, state.caller.clone());
-        return Some(
-            form::run(form, u, ctx).into_decision(state, continuing.unwrap_or(Act::Inform)),
-        );
+        return Some(form::run(form, u, ctx).into_decision(
+            state,
+            continuing.unwrap_or(Act::Inform),
+            ctx,
+        ));
     }
     None
 }
@@ -593,7 +595,7 @@ fn small_talk(
 }
 
 /// Pass the conversation to a human: voice dials through, text goes quiet for a while.
-fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
+pub(super) fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
     state.proposal = None;
     let text = if ctx.channel.is_text() && ctx.staff_alerts {
         state.handed_over_until =
