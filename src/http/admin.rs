@@ -18,7 +18,6 @@ pub fn router() -> Router<AppState> {
         .route("/admin/bookings", get(bookings))
         .route("/admin/outbox", get(outbox))
         .route("/logs/{id}", get(logs))
-        .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
 }
 
@@ -86,15 +85,4 @@ async fn panic(
         return Err(ApiError::unavailable("engine stopped"));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "panicking"}))))
-}
-
-/// Staff give a conversation back to Sara after a hand-over.
-async fn hand_back(
-    _: AdminAuth,
-    State(app): State<AppState>,
-    Path(phone): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let phone = Phone::parse(&phone).ok_or_else(|| ApiError::bad_request("not a phone number"))?;
-    app.engine.hand_back(phone).await?;
-    Ok(Json(json!({"status": "handed_back"})))
 }

@@ -23,6 +23,7 @@ pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod queue;
+pub mod sessions;
 mod sql;
 mod sqlite;
 
@@ -32,6 +33,8 @@ mod jobs_tests;
 mod outbox_tests;
 #[cfg(test)]
 mod privacy_tests;
+#[cfg(test)]
+mod sessions_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -49,7 +52,10 @@ use sara_actors::ports::{
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
-pub use admin::{AdminReadModel, BookingCounts, BookingView, ConversationLog, Stats, TurnView};
+pub use admin::{
+    AdminReadModel, BookingCounts, BookingView, ConversationLog, ConversationSummary, Stats,
+    TurnView,
+};
 pub use crypto::EncryptionKey;
 pub use sql::{PgStore, SqlStore, SqliteStore};
 
@@ -139,6 +145,8 @@ pub trait Store: ConversationStore + BookingRepository {
     fn outbox(&self) -> &dyn outbox::OutboxRepository;
 
     fn jobs(&self) -> &dyn jobs::JobRepository;
+
+    fn sessions(&self) -> &dyn sessions::SessionRepository;
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -334,6 +342,17 @@ impl Database {
     /// The scheduled jobs, for the schedulers (see [`jobs`]).
     pub fn jobs(&self) -> &dyn jobs::JobRepository {
         self.store.jobs()
+    }
+
+    /// The console's login sessions (see [`sessions`]).
+    pub fn sessions(&self) -> &dyn sessions::SessionRepository {
+        self.store.sessions()
+    }
+
+    /// The `limit` conversations that changed last, newest first, for the console.
+    #[tracing::instrument(skip_all, fields(backend = self.backend()))]
+    pub async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.store.admin().conversations(limit).await
     }
 
     /// Every booking, ordered by start, times shown in `tz`.

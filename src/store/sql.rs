@@ -18,10 +18,11 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
-use super::admin::{self, AdminReadModel, ConversationLog, Stats};
+use super::admin::{self, AdminReadModel, ConversationLog, ConversationSummary, Stats};
 use super::crypto::{Field, Sealer};
 use super::jobs::{self, ClaimedJob, JobRepository, SettleJob};
 use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
+use super::sessions::{self, SessionRepository};
 use super::{
     BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
 };
@@ -545,6 +546,26 @@ pub(super) trait Shared: Dialect {
         owner: &'a str,
         how: SettleJob,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>>;
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -567,8 +588,41 @@ where
     outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::ConversationListRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>> {
+        Box::pin(admin::conversations(pool, sealer, limit))
+    }
+
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::create(pool, id, now, expires_at))
+    }
+
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(sessions::valid(pool, id, now))
+    }
+
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::end(pool, id))
+    }
+
     fn claim_jobs<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -712,6 +766,10 @@ impl<DB: Shared> Store for SqlStore<DB> {
         self
     }
 
+    fn sessions(&self) -> &dyn SessionRepository {
+        self
+    }
+
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::run_migrations(&self.pool)
     }
@@ -810,6 +868,42 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
         DB::stats(&self.pool)
+    }
+
+    fn conversations(
+        &self,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<ConversationSummary>, StoreError>> {
+        DB::conversations(&self.pool, &self.sealer, limit)
+    }
+}
+
+impl<DB: Shared> SessionRepository for SqlStore<DB> {
+    fn create_session<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::create_session(&self.pool, id, now, expires_at).await
+        })
+    }
+
+    fn session_valid<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::session_valid(&self.pool, id, now)
+    }
+
+    fn end_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::end_session(&self.pool, id).await
+        })
     }
 }
 
