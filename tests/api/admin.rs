@@ -47,7 +47,10 @@ async fn admin_routes_take_the_bearer_token_or_the_dashboard_cookie_and_nothing_
     assert!(page.text().await.expect("html").contains("<html"));
     let stats = get("/admin/stats").header("cookie", &pair).send().await;
     assert_eq!(stats.expect("reaches sara").status().as_u16(), 200);
-    assert!(!pair.contains(ADMIN_TOKEN), "the cookie holds a session id: {pair}");
+    assert!(
+        !pair.contains(ADMIN_TOKEN),
+        "the cookie holds a session id: {pair}"
+    );
     let forged = get("/admin")
         .header("cookie", "sara_session=guess")
         .send()

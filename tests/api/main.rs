@@ -4,6 +4,7 @@
 //! (`helpers::Sara::start`) where the CLI contract, kill -9 or several instances matter.
 
 mod admin;
+mod browser;
 mod console;
 mod delivery;
 mod dialogs;
