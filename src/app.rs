@@ -66,6 +66,7 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (e.g. by an embedding program); then
             // our handle simply renders nothing.
             let _ = metrics::set_global_recorder(recorder);
+            crate::telemetry::metrics::describe_all();
             for name in [
                 "sara_turns_total",
                 "sara_nlu_fallbacks_total",
@@ -150,6 +151,8 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
+        let drain = Arc::new(http::drain::Drain::default());
         let state = AppState {
             engine: self.engine.clone(),
             db: self.db.clone(),
@@ -159,13 +162,28 @@ impl App {
             read_receipts: graph_client(&self.config)?,
             // Delivery reports move the store's outbox rows.
             delivery: Some(Arc::new(self.db.clone())),
+            drain: drain.clone(),
         };
-        let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let limits = http::server::ServerLimits::new(
             &self.config.server.connections,
             http::server::raise_fd_limit(),
         );
-        http::server::serve(listener, http::router(state), limits, shutdown, grace).await?;
+        // On the signal: drain (not ready, new webhooks 503, the listener still open), wait
+        // for the webhooks in flight and send what is due, then stop serving.
+        let engine = self.engine.clone();
+        let stop = async move {
+            shutdown.await;
+            drain.start();
+            let finished = tokio::time::timeout(grace, async {
+                drain.idle().await;
+                engine.flush_outbox().await;
+            })
+            .await;
+            if finished.is_err() {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace ran out");
+            }
+        };
+        http::server::serve(listener, http::router(state), limits, stop, grace).await?;
         let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
         self.db.close().await;
         Ok(())

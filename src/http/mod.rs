@@ -8,6 +8,7 @@ pub mod caller_id;
 pub mod console;
 pub mod dashboard;
 pub mod delivery;
+pub mod drain;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Where providers' delivery reports (Twilio status callbacks, WhatsApp `statuses`) are
     /// applied: the outbox, once the store keeps one. `None` = reports are counted only.
     pub delivery: Option<Arc<dyn sara_actors::outbound::DeliveryStatuses>>,
+    /// Set on SIGTERM: `/ready` 503, new webhooks 503 + `Retry-After` (see [`drain`]).
+    pub drain: Arc<drain::Drain>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,6 +70,10 @@ pub fn router(state: AppState) -> Router {
                 )),
         )
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.drain.clone(),
+            drain::guard,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -134,6 +134,24 @@ impl Sara {
         }
     }
 
+    /// Sends SIGTERM, as an orchestrator stopping the instance would.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("terminate needs a sara process");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits (off the runtime) for the process to exit by itself; its exit status.
+    pub async fn exited(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("exited needs a sara process");
+        tokio::task::spawn_blocking(move || child.wait().expect("wait for sara"))
+            .await
+            .expect("waiting thread")
+    }
+
     /// Kills the process without warning (SIGKILL), as a crash would.
     pub fn kill9(mut self) -> (Arc<TempDir>, String) {
         let mut child = self.child.take().expect("kill9 needs a sara process");
