@@ -17,6 +17,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
         .route("/admin/outbox", get(outbox))
+        .route("/logs/audit", get(audit))
         .route("/logs/{id}", get(logs))
         .route("/admin/debug/panic/{phone}", post(panic))
 }
@@ -59,6 +60,14 @@ async fn outbox(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoRe
             ApiError::unavailable("store unavailable")
         })?;
     Ok(Json(list))
+}
+
+/// How many rows `GET /logs/audit` lists (the newest).
+const AUDIT_LIST_LIMIT: i64 = 500;
+
+/// The privacy audit: who was forgotten when (by contact key) and what went.
+async fn audit(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(app.db.privacy().audit(AUDIT_LIST_LIMIT).await?))
 }
 
 async fn logs(

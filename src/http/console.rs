@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
         .route("/admin/conversations/{phone}/take-over", post(take_over))
         .route("/admin/conversations/{phone}/reply", post(reply))
         .route("/admin/conversations/{phone}/hand-back", post(hand_back))
+        .route("/admin/conversations/{phone}/forget", post(forget))
 }
 
 /// The longest staff message accepted (ten SMS segments).
@@ -114,6 +115,13 @@ async fn page(
                         }
                     }
                     None => p.meta { "No text channel to reply on: this caller has only phoned or used email." }
+                }
+            }
+            section {
+                form method="post" action=(format!("{url}/forget"))
+                    onsubmit="return confirm('Erase everything Sara keeps about this caller? Their bookings stay as anonymous time blocks.')" {
+                    input type="hidden" name=(CSRF_FIELD) value=(auth.csrf());
+                    button type="submit" { "Forget this caller" }
                 }
             }
             section id="transcript" data-live {
@@ -276,4 +284,29 @@ async fn reply(
         )
         .await?;
     Ok(done(&auth, &phone, "sent"))
+}
+
+/// Erases the caller's personal data (see [`crate::privacy`]); a browser goes back to the
+/// day screen, where the conversation is no longer listed.
+async fn forget(
+    auth: AdminAuth,
+    State(app): State<AppState>,
+    Path(phone): Path<String>,
+    Form(form): Form<ActionForm>,
+) -> Result<Response, ApiError> {
+    auth.check_csrf(form.csrf.as_deref())?;
+    let phone = parse_phone(&phone)?;
+    let forgotten = crate::privacy::forget_caller(
+        &app.db,
+        &app.cache,
+        Some(&app.engine),
+        &phone,
+        app.engine.now(),
+    )
+    .await?;
+    if auth.session().is_some() {
+        Ok(Redirect::to("/admin").into_response())
+    } else {
+        Ok(Json(forgotten).into_response())
+    }
 }

@@ -19,6 +19,7 @@
 mod admin;
 mod crypto;
 mod file_mode;
+pub mod forget;
 pub mod jobs;
 pub mod outbox;
 mod postgres;
@@ -147,6 +148,8 @@ pub trait Store: ConversationStore + BookingRepository {
     fn jobs(&self) -> &dyn jobs::JobRepository;
 
     fn sessions(&self) -> &dyn sessions::SessionRepository;
+
+    fn privacy(&self) -> &dyn forget::PrivacyRepository;
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -381,6 +384,11 @@ impl Database {
     /// The scheduled jobs, for the schedulers (see [`jobs`]).
     pub fn jobs(&self) -> &dyn jobs::JobRepository {
         self.store.jobs()
+    }
+
+    /// Forgetting a caller and the privacy audit (see [`forget`]).
+    pub fn privacy(&self) -> &dyn forget::PrivacyRepository {
+        self.store.privacy()
     }
 
     /// The console's login sessions (see [`sessions`]).

@@ -11,7 +11,8 @@ use super::testing::on_both_backends;
 
 on_both_backends!(
     a_session_is_valid_until_it_expires_or_is_ended,
-    conversations_are_listed_newest_first_with_their_state
+    conversations_are_listed_newest_first_with_their_state,
+    a_forgotten_caller_leaves_only_anonymous_time_blocks_and_an_audit_row
 );
 
 fn t0() -> DateTime<Utc> {
@@ -136,4 +137,83 @@ async fn conversations_are_listed_newest_first_with_their_state(db: Database) {
         .expect("log");
     assert_eq!(log.turns[0].elapsed_ms, 7);
     assert_eq!(log.turns[0].understood, "{}");
+}
+
+async fn a_forgotten_caller_leaves_only_anonymous_time_blocks_and_an_audit_row(db: Database) {
+    use sara_actors::model::{Booking, BookingStatus};
+    use sara_actors::ports::{OutboxKind, OutboxMessage};
+
+    let gone = Phone::parse("+15553003333").expect("phone");
+    let kept = Phone::parse("+15553004444").expect("phone");
+    let mut first = commit(&gone, 0, "SMforget1", r#"{"d":{"c":"Ann Lee"}}"#, t0());
+    first.outbox.push(OutboxMessage {
+        contact: gone.clone(),
+        recipient: gone.as_str().to_string(),
+        channel: Channel::Sms,
+        kind: OutboxKind::StaffReply,
+        payload: r#"{"text":"hi Ann"}"#.to_string(),
+        idempotency_key: "staff:forget".to_string(),
+        not_before: t0(),
+    });
+    db.commit(vec![first]).await.expect("commit");
+    db.commit(vec![commit(&gone, 1, "SMforget2", "{}", t0())])
+        .await
+        .expect("commit");
+    db.commit(vec![commit(&kept, 0, "SMforget3", "{}", t0())])
+        .await
+        .expect("commit");
+    let booking = |phone: &Phone, hour: u32| Booking {
+        id: uuid::Uuid::new_v4(),
+        phone: phone.clone(),
+        name: Some("Ann Lee".into()),
+        email: Some("ann@example.com".into()),
+        service: "Cleaning".into(),
+        start: t0() + Duration::hours(i64::from(hour)),
+        end: t0() + Duration::hours(i64::from(hour)) + Duration::minutes(30),
+        status: BookingStatus::Confirmed,
+    };
+    db.insert_booking(&booking(&gone, 24)).await.expect("book");
+    db.insert_booking(&booking(&kept, 26)).await.expect("book");
+
+    let report = db.privacy().forget(&gone, t0()).await.expect("forget");
+    assert_eq!((report.turns, report.outbox, report.bookings), (2, 1, 1));
+    assert!(report.conversation);
+
+    assert!(db.turns_for("+15553003333").await.expect("read").is_none());
+    assert!(db.turns_for("SMforget1").await.expect("read").is_none());
+    assert!(db.load(&gone).await.expect("read").is_none());
+    let outbox = db.outbox().list_outbox(10).await.expect("outbox");
+    assert!(outbox.is_empty(), "{outbox:?}");
+    let bookings = db.bookings(chrono_tz::UTC).await.expect("bookings");
+    assert_eq!(bookings.len(), 2, "the time blocks stay: {bookings:?}");
+    let block = bookings
+        .iter()
+        .find(|b| b.phone == super::forget::FORGOTTEN_PHONE)
+        .expect("an anonymous block");
+    assert_eq!(
+        (block.name.as_deref(), block.status.as_str()),
+        (None, "confirmed")
+    );
+    assert!(
+        bookings
+            .iter()
+            .any(|b| b.phone == "+15553004444" && b.name.is_some())
+    );
+    assert!(db.turns_for("+15553004444").await.expect("read").is_some());
+
+    let audit = db.privacy().audit(10).await.expect("audit");
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, "forget");
+    assert_eq!(
+        audit[0].contact_key.as_deref(),
+        Some(db.contact_key(&gone).as_str())
+    );
+    assert!(audit[0].detail.contains("2 turns"), "{:?}", audit[0]);
+
+    let again = db
+        .privacy()
+        .forget(&gone, t0())
+        .await
+        .expect("forget twice");
+    assert_eq!(again, super::forget::Forgotten::default());
 }

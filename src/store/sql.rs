@@ -20,6 +20,7 @@ use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
 use super::admin::{self, AdminReadModel, ConversationLog, ConversationSummary, Stats};
 use super::crypto::{Field, Sealer};
+use super::forget::{self, AuditEntry, Forgotten, PrivacyRepository};
 use super::jobs::{self, ClaimedJob, JobRepository, SettleJob};
 use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
 use super::sessions::{self, SessionRepository};
@@ -566,6 +567,16 @@ pub(super) trait Shared: Dialect {
         pool: &'a sqlx::Pool<Self>,
         id: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>>;
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -589,8 +600,26 @@ where
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     admin::ConversationListRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    forget::AuditRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(forget::forget(pool, sealer, phone, at))
+    }
+
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        Box::pin(forget::audit(pool, limit))
+    }
+
     fn conversations<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -770,6 +799,10 @@ impl<DB: Shared> Store for SqlStore<DB> {
         self
     }
 
+    fn privacy(&self) -> &dyn PrivacyRepository {
+        self
+    }
+
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::run_migrations(&self.pool)
     }
@@ -875,6 +908,23 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
         limit: i64,
     ) -> BoxFuture<'_, Result<Vec<ConversationSummary>, StoreError>> {
         DB::conversations(&self.pool, &self.sealer, limit)
+    }
+}
+
+impl<DB: Shared> PrivacyRepository for SqlStore<DB> {
+    fn forget<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::forget(&self.pool, &self.sealer, phone, at).await
+        })
+    }
+
+    fn audit(&self, limit: i64) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        DB::audit(&self.pool, limit)
     }
 }
 

@@ -337,3 +337,103 @@ async fn a_customer_who_asked_for_a_person_is_listed_first_as_waiting_for_staff(
     let (_, page) = browser.get("/admin").await;
     assert!(!page.contains("span class=\"badge waiting\""), "{page}");
 }
+
+/// Books as `me` over SMS on the first open slot; returns the booking reply.
+async fn book_over_sms(sara: &Sara, me: &str, name: &str) {
+    let (_, day_text, time) = crate::helpers::distinct_slots(1, 60).remove(0);
+    let offer = sara
+        .text(
+            me,
+            &format!("I'd like a consultation on {day_text} at {time}, my name is {name}"),
+        )
+        .await;
+    assert!(offer.contains(name), "{offer}");
+    let booked = sara.text(me, "yes").await;
+    assert!(booked.to_lowercase().contains("booked"), "{booked}");
+}
+
+#[tokio::test]
+async fn forgetting_a_caller_from_the_console_erases_them_and_keeps_an_anonymous_time_block() {
+    let sara = spawn_app().await;
+    let me = phone(74);
+    book_over_sms(&sara, &me, "Ann Lee").await;
+    let (browser, _) = Browser::log_in(&sara).await;
+    let page_path = format!("/admin/conversations/{me}");
+    let (_, page) = browser.get(&page_path).await;
+    assert!(page.contains("Forget this caller"), "{page}");
+    let csrf = hidden(&page, "csrf");
+    let (status, _) = browser.post(&format!("{page_path}/forget"), &[]).await;
+    assert_eq!(status, 403);
+    assert_eq!(
+        sara.admin_get(&format!("/logs/{me}")).await.0,
+        200,
+        "nothing erased"
+    );
+
+    let (status, to) = browser
+        .post(&format!("{page_path}/forget"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!((status, to.as_str()), (303, "/admin"));
+    assert_eq!(sara.admin_get(&format!("/logs/{me}")).await.0, 404);
+    let bookings = sara.bookings().await;
+    assert_eq!(bookings.len(), 1, "the time block stays: {bookings:?}");
+    assert_eq!(bookings[0]["phone"], "+10000000000");
+    assert!(bookings[0]["name"].is_null(), "{bookings:?}");
+    let (_, day_screen) = browser.get("/admin").await;
+    assert!(
+        !day_screen.contains(&me) && !day_screen.contains("Ann Lee"),
+        "{day_screen}"
+    );
+    let (status, audit) = sara.admin_get("/logs/audit").await;
+    assert_eq!(status, 200);
+    assert_eq!(audit[0]["action"], "forget", "{audit}");
+    assert!(
+        !audit.to_string().contains(&me),
+        "the audit names no number: {audit}"
+    );
+
+    // Sara has forgotten them too: the next message starts afresh, without their name.
+    let hello = sara.text(&me, "hello").await;
+    assert!(!hello.contains("Ann"), "{hello}");
+}
+
+#[tokio::test]
+async fn sara_forget_on_the_command_line_erases_a_caller_and_records_it() {
+    let sara = Sara::start().await;
+    let me = phone(75);
+    book_over_sms(&sara, &me, "Bo Kim").await;
+    let (dir, db_url) = sara.kill9();
+    let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.toml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sara"))
+        .args(["forget", &me])
+        .env("SARA_CONFIG", &config)
+        .env("SARA_STORAGE__DATABASE_URL", &db_url)
+        .env("SARA_LOG", "warn")
+        .output()
+        .expect("sara forget runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("sara forget prints JSON");
+    assert_eq!(report["turns"], 2, "{report}");
+    assert_eq!(report["bookings"], 1, "{report}");
+
+    let sara = Sara::start_on(dir, db_url).await;
+    assert_eq!(sara.admin_get(&format!("/logs/{me}")).await.0, 404);
+    let bookings = sara.bookings().await;
+    assert_eq!(bookings[0]["phone"], "+10000000000", "{bookings:?}");
+    let (_, audit) = sara.admin_get("/logs/audit").await;
+    assert_eq!(audit.as_array().map(Vec::len), Some(1), "{audit}");
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_sara"))
+        .args(["forget", "not-a-number"])
+        .env("SARA_CONFIG", &config)
+        .env("SARA_STORAGE__DATABASE_URL", "sqlite::memory:")
+        .output()
+        .expect("sara forget runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("+15551234567"));
+}

@@ -408,6 +408,18 @@ impl Engine {
         })
     }
 
+    /// Drops the phone's conversation from memory (after the turns already queued), so that
+    /// what the store erases next is not written back from memory. False when the
+    /// supervisor did not answer.
+    pub async fn passivate(&self, phone: Phone) -> bool {
+        self.ask_conversations(
+            |reply| SupervisorMsg::Passivate(phone, reply),
+            Duration::from_secs(5),
+        )
+        .await
+        .is_ok()
+    }
+
     /// The phones whose conversation is quarantined now (empty when the supervisor does not
     /// answer).
     pub async fn quarantined(&self) -> Vec<Phone> {

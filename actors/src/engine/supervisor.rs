@@ -31,6 +31,9 @@ pub enum SupervisorMsg {
     Live(RpcReplyPort<usize>),
     /// The phones whose conversation is quarantined now.
     Quarantined(RpcReplyPort<Vec<Phone>>),
+    /// Lets go of the phone's conversation now (its memory is about to be erased in the
+    /// store); queued turns are still answered first.
+    Passivate(Phone, RpcReplyPort<()>),
 }
 
 struct Child {
@@ -205,6 +208,15 @@ impl Actor for ConversationSupervisor {
             }
             SupervisorMsg::Live(reply) => {
                 let _ = reply.send(state.children.len());
+            }
+            SupervisorMsg::Passivate(phone, reply) => {
+                if let Some(child) = state.children.remove(&phone) {
+                    let _ = child.actor.drain();
+                }
+                state.quarantined.remove(&phone);
+                state.failures.remove(&phone);
+                metrics::gauge!("sara_live_conversations").set(state.children.len() as f64);
+                let _ = reply.send(());
             }
             SupervisorMsg::Quarantined(reply) => {
                 let now = Instant::now();

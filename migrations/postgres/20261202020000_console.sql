@@ -7,3 +7,13 @@ CREATE TABLE admin_sessions (
     expires_at TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX admin_sessions_expiry ON admin_sessions (expires_at);
+
+-- What was done to personal data and when (`sara forget`): the contact key (a keyed hash,
+-- not the number) and counts, never the data itself.
+CREATE TABLE privacy_audit (
+    id BIGSERIAL PRIMARY KEY,
+    action TEXT NOT NULL,
+    contact_key TEXT,
+    detail TEXT NOT NULL,
+    at TIMESTAMPTZ NOT NULL
+);

@@ -8,3 +8,13 @@ CREATE TABLE admin_sessions (
     expires_at TEXT NOT NULL
 );
 CREATE INDEX admin_sessions_expiry ON admin_sessions (expires_at);
+
+-- What was done to personal data and when (`sara forget`): the contact key (a keyed hash,
+-- not the number) and counts, never the data itself.
+CREATE TABLE privacy_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    action TEXT NOT NULL,
+    contact_key TEXT,
+    detail TEXT NOT NULL,
+    at TEXT NOT NULL
+);
