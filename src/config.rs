@@ -455,11 +455,22 @@ pub struct EmailConfig {
     pub staff: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
     #[serde(skip_serializing)]
     pub token: Option<Secret>,
+    /// How long a console login lasts before the admin token must be given again.
+    pub session_hours: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            session_hours: 12,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

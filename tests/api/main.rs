@@ -5,6 +5,8 @@
 
 mod admin;
 mod answers;
+mod browser;
+mod console;
 mod conversations;
 mod delivery;
 mod dialogs;
