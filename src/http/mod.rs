@@ -14,6 +14,7 @@ pub mod rejections;
 pub mod server;
 pub mod sms;
 pub mod voice;
+pub mod voicemail;
 pub mod webhook;
 pub mod whatsapp;
 

@@ -17,8 +17,8 @@ use crate::config::Secret;
 /// Longest message text handed to the engine; Twilio concatenates at most 1,600 characters.
 const MAX_TEXT_CHARS: usize = 1600;
 
-/// Checks `X-Twilio-Signature` against the public URL (never the Host header) and returns the
-/// form parameters.
+/// Checks `X-Twilio-Signature` against the public URL (never the Host header), with and
+/// without its default port as Twilio's own validator does, and returns the form parameters.
 pub fn verified_twilio_form(
     app: &AppState,
     uri: &OriginalUri,
@@ -57,14 +57,15 @@ pub fn verified_twilio_form(
             };
             let algorithm = SignatureAlgorithm::from_settings(settings)
                 .ok_or_else(|| ApiError::forbidden("unsupported signature algorithm"))?;
-            TwilioSignature::with_algorithm(secret, algorithm).verify(&url, &params, signature)
+            TwilioSignature::with_algorithm(secret, algorithm)
+                .verify_any_port(&url, &params, signature)
         }
         None => {
             let Some(token) = app.config.twilio.auth_token.as_ref().map(Secret::expose) else {
                 tracing::warn!("twilio.auth_token is not set; refusing Twilio webhooks");
                 return Err(ApiError::forbidden("webhook signing is not configured"));
             };
-            TwilioSignature::new(token).verify(&url, &params, signature)
+            TwilioSignature::new(token).verify_any_port(&url, &params, signature)
         }
     };
     if !signed {
