@@ -1,27 +1,73 @@
-//! Voicemail: the callbacks of the `<Record>` that follows an unanswered hand-over (or an
-//! after-hours call). `POST /webhook/voice/recording` is the `<Record action>` (the caller
-//! finished; the call ends with a goodbye), `/webhook/voice/recording/status` Twilio's
+//! Voicemail: the callbacks of the `<Record>` that follows an unanswered hand-over.
+//! `POST /webhook/voice/recording` is the `<Record action>` (the caller finished; the call
+//! ends with a goodbye), `/webhook/voice/recording/status` Twilio's
 //! `recordingStatusCallback`, `/webhook/voice/recording/transcription` its
-//! `transcribeCallback`.
+//! `transcribeCallback`. Each stores what it knows of the recording (its URL, length,
+//! transcription) under its `RecordingSid`, so none of them is lost whichever arrives first;
+//! `/logs/{CallSid}` shows them.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use sara_actors::model::Phone;
 
 use super::sms::twiml;
-use super::webhook::{TwilioForm, param};
+use super::webhook::{TwilioForm, param, required_sid};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
+use crate::store::VoicemailReport;
 
-/// The caller left a message: thank them and end the call.
+/// What a voicemail callback says about its recording.
+fn report(params: &[(String, String)]) -> Result<VoicemailReport, ApiError> {
+    let recording_sid = required_sid(params, "RecordingSid", &["RE"])?.to_string();
+    let call_sid = required_sid(params, "CallSid", &["CA"])?.to_string();
+    let recording_url = param(params, "RecordingUrl")
+        .map(str::trim)
+        .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
+        .map(|u| u.chars().take(1000).collect());
+    let duration_s = param(params, "RecordingDuration").and_then(|d| d.trim().parse().ok());
+    let transcription = (param(params, "TranscriptionStatus") == Some("completed"))
+        .then(|| param(params, "TranscriptionText"))
+        .flatten()
+        .map(|t| t.chars().take(4000).collect());
+    Ok(VoicemailReport {
+        recording_sid,
+        call_sid,
+        contact_key: None,
+        recording_url,
+        duration_s,
+        transcription,
+    })
+}
+
+async fn store(app: &AppState, params: &[(String, String)]) -> Result<(), ApiError> {
+    let report = report(params)?;
+    let phone = param(params, "From").and_then(Phone::parse);
+    let first = app
+        .db
+        .store_voicemail(report, phone.as_ref(), Utc::now())
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, "voicemail not stored; Twilio will retry");
+            ApiError::unavailable("store unavailable; retry later").retry_after(5)
+        })?;
+    if first {
+        metrics::counter!("sara_voicemails_total").increment(1);
+        tracing::info!("voicemail stored");
+    }
+    Ok(())
+}
+
+/// The caller left a message: store it, thank them and end the call. A store that is down
+/// does not keep the caller on the line: the recording status callback stores it again.
 pub async fn recorded(
-    State(_app): State<AppState>,
+    State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    tracing::info!(
-        duration = param(&params, "RecordingDuration").unwrap_or_default(),
-        "voicemail recorded"
-    );
+    if let Err(error) = store(&app, &params).await {
+        tracing::warn!(error = %error.detail(), "voicemail action not stored");
+    }
     Ok(twiml(
         TwiML::new()
             .say("Thank you. The team will call you back. Goodbye.")
@@ -30,18 +76,25 @@ pub async fn recorded(
     ))
 }
 
-pub async fn status(TwilioForm(params): TwilioForm) -> Result<impl IntoResponse, ApiError> {
-    tracing::info!(
-        status = param(&params, "RecordingStatus").unwrap_or("unknown"),
-        "voicemail recording status"
-    );
+/// Twilio's recording status callback: the recording is complete (or failed).
+pub async fn status(
+    State(app): State<AppState>,
+    TwilioForm(params): TwilioForm,
+) -> Result<impl IntoResponse, ApiError> {
+    let status = param(&params, "RecordingStatus").unwrap_or("unknown");
+    if status != "completed" {
+        tracing::warn!(status, "voicemail recording not completed");
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    store(&app, &params).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn transcription(TwilioForm(params): TwilioForm) -> Result<impl IntoResponse, ApiError> {
-    tracing::info!(
-        status = param(&params, "TranscriptionStatus").unwrap_or("unknown"),
-        "voicemail transcription"
-    );
+/// Twilio's transcription callback.
+pub async fn transcription(
+    State(app): State<AppState>,
+    TwilioForm(params): TwilioForm,
+) -> Result<impl IntoResponse, ApiError> {
+    store(&app, &params).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -25,6 +25,7 @@ mod postgres;
 mod queue;
 mod sql;
 mod sqlite;
+mod voice;
 
 #[cfg(test)]
 mod jobs_tests;
@@ -52,6 +53,7 @@ use sqlx::sqlite::SqlitePool;
 pub use admin::{AdminReadModel, BookingCounts, BookingView, ConversationLog, Stats, TurnView};
 pub use crypto::EncryptionKey;
 pub use sql::{PgStore, SqlStore, SqliteStore};
+pub use voice::{VoicemailReport, VoicemailView};
 
 /// Seals what the processed-webhook cache keeps (replies hold names) and gives keyed
 /// pseudonyms for phone numbers and addresses in cache keys.
@@ -324,6 +326,64 @@ impl Database {
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn turns_for(&self, id: &str) -> Result<Option<ConversationLog>, StoreError> {
         self.store.admin().turns_for(id).await
+    }
+
+    /// Records what the caller heard of the reply of turn `provider_id` before interrupting
+    /// it; whether that turn exists.
+    pub async fn record_heard(&self, provider_id: &str, heard: &str) -> Result<bool, StoreError> {
+        if let Some(pool) = self.sqlite_pool() {
+            voice::record_heard(pool, &self.sealer, provider_id, heard).await
+        } else if let Some(pool) = self.postgres_pool() {
+            voice::record_heard(pool, &self.sealer, provider_id, heard).await
+        } else {
+            Err(StoreError::Unavailable("no SQL pool".into()))
+        }
+    }
+
+    /// What the caller of `phone` heard of the replies they interrupted, by provider id.
+    pub async fn heard_of(&self, phone: &Phone) -> Result<Vec<(String, String)>, StoreError> {
+        let key = self.contact_key(phone);
+        if let Some(pool) = self.sqlite_pool() {
+            voice::heard_of(pool, &self.sealer, &key).await
+        } else if let Some(pool) = self.postgres_pool() {
+            voice::heard_of(pool, &self.sealer, &key).await
+        } else {
+            Err(StoreError::Unavailable("no SQL pool".into()))
+        }
+    }
+
+    /// Stores one voicemail callback's report (`phone` = the caller's, when known); `true`
+    /// for the first report of that recording.
+    pub async fn store_voicemail(
+        &self,
+        mut report: VoicemailReport,
+        phone: Option<&Phone>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        report.contact_key = phone.map(|p| self.contact_key(p));
+        if let Some(pool) = self.sqlite_pool() {
+            voice::store_voicemail(pool, &self.sealer, &report, now).await
+        } else if let Some(pool) = self.postgres_pool() {
+            voice::store_voicemail(pool, &self.sealer, &report, now).await
+        } else {
+            Err(StoreError::Unavailable("no SQL pool".into()))
+        }
+    }
+
+    /// The voicemails of call `call_sid`, or of the conversation of `phone`.
+    pub async fn voicemails(
+        &self,
+        call_sid: &str,
+        phone: Option<&Phone>,
+    ) -> Result<Vec<VoicemailView>, StoreError> {
+        let key = phone.map(|p| self.contact_key(p)).unwrap_or_default();
+        if let Some(pool) = self.sqlite_pool() {
+            voice::voicemails(pool, &self.sealer, call_sid, &key).await
+        } else if let Some(pool) = self.postgres_pool() {
+            voice::voicemails(pool, &self.sealer, call_sid, &key).await
+        } else {
+            Err(StoreError::Unavailable("no SQL pool".into()))
+        }
     }
 
     /// The outbox, for its relays and `/admin/outbox` (see [`outbox`]).

@@ -71,7 +71,87 @@ on_both_backends!(
     concurrent_writers_of_one_conversation_get_one_commit,
     a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
     overlaps_are_refused_however_long_the_earlier_booking,
+    what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_order,
 );
+
+/// A relay caller's interruption is kept on its turn; a voicemail's callbacks (the record
+/// action, the status, the transcription) fill one row whichever comes first, and both are
+/// sealed at rest.
+async fn what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_order(db: Database) {
+    use super::VoicemailReport;
+    let p = phone(8);
+    let mut spoken = turn(&p, 0, Some("CA77:r1"), "book me in");
+    spoken.turn.channel = Channel::Voice;
+    db.commit(vec![spoken]).await.expect("commit");
+    assert!(
+        db.record_heard("CA77:r1", "Sure, which")
+            .await
+            .expect("heard")
+    );
+    assert!(
+        !db.record_heard("CA77:r9", "nothing")
+            .await
+            .expect("no such turn")
+    );
+    assert_eq!(
+        db.heard_of(&p).await.expect("read"),
+        vec![("CA77:r1".to_string(), "Sure, which".to_string())]
+    );
+
+    let url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1";
+    let transcribed = VoicemailReport {
+        recording_sid: "RE1".into(),
+        call_sid: "CA77".into(),
+        transcription: Some("Please call me back about Friday".into()),
+        ..VoicemailReport::default()
+    };
+    assert!(
+        db.store_voicemail(transcribed, Some(&p), at(1))
+            .await
+            .expect("store")
+    );
+    let recorded = VoicemailReport {
+        recording_sid: "RE1".into(),
+        call_sid: "CA77".into(),
+        recording_url: Some(url.into()),
+        duration_s: Some(9),
+        ..VoicemailReport::default()
+    };
+    assert!(
+        !db.store_voicemail(recorded.clone(), None, at(2))
+            .await
+            .expect("store")
+    );
+    assert!(
+        !db.store_voicemail(recorded, None, at(3))
+            .await
+            .expect("again")
+    );
+    for (call, who) in [("CA77", None), ("", Some(&p))] {
+        let found = db.voicemails(call, who).await.expect("read");
+        assert_eq!(found.len(), 1, "{call} {who:?}");
+        assert_eq!(found[0].recording_url.as_deref(), Some(url));
+        assert_eq!(found[0].duration_s, Some(9));
+        assert_eq!(
+            found[0].transcription.as_deref(),
+            Some("Please call me back about Friday")
+        );
+        assert_eq!(found[0].at, at(1));
+    }
+    assert!(
+        db.voicemails("CA78", Some(&phone(9)))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let raw = super::privacy_tests::dump(&db).await;
+    assert!(!raw.contains("call me back"), "the transcription is sealed");
+    assert!(
+        !raw.contains("Recordings/RE1"),
+        "the recording URL is sealed"
+    );
+    assert!(!raw.contains("Sure, which"), "what was heard is sealed");
+}
 
 /// The commit checks the fencing token as well as the version: once a newer lease owner has
 /// committed, an older one cannot, even when it names the current version.

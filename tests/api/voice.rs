@@ -312,6 +312,49 @@ async fn a_finished_staff_call_hangs_up_and_an_unanswered_one_takes_a_voicemail_
     let (status, bye) = sara.twilio("/webhook/voice/recording", &recorded).await;
     assert_eq!(status, 200);
     assert_eq!(twiml_elements(&bye), ["Response", "Say", "Hangup"], "{bye}");
+
+    // The status callback and the transcription fill in the same voicemail.
+    let mut done = recorded.clone();
+    done.push(("RecordingStatus", "completed"));
+    let (status, _) = sara.twilio("/webhook/voice/recording/status", &done).await;
+    assert_eq!(status, 204);
+    let mut text = call.to_vec();
+    text.extend([
+        ("RecordingSid", "RE00000000000000000000000000000044"),
+        ("TranscriptionStatus", "completed"),
+        (
+            "TranscriptionText",
+            "Hi, it's Ana, please call me back about Friday.",
+        ),
+    ]);
+    let (status, _) = sara
+        .twilio("/webhook/voice/recording/transcription", &text)
+        .await;
+    assert_eq!(status, 204);
+    let (status, log) = sara
+        .admin_get("/logs/CA00000000000000000000000000000044")
+        .await;
+    assert_eq!(status, 200, "{log}");
+    let voicemails = log["voicemails"].as_array().expect("voicemails");
+    assert_eq!(voicemails.len(), 1, "{log}");
+    assert_eq!(voicemails[0]["recording_url"], recorded[3].1, "{log}");
+    assert_eq!(voicemails[0]["duration_s"], 7);
+    assert_eq!(
+        voicemails[0]["transcription"],
+        "Hi, it's Ana, please call me back about Friday."
+    );
+    // The caller's conversation shows it too.
+    let (_, by_phone) = sara.admin_get(&format!("/logs/{me}")).await;
+    assert_eq!(by_phone["voicemails"], log["voicemails"]);
+    // A forged callback stores nothing.
+    let forged: Vec<(String, String)> = done
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let (status, _) = sara
+        .post_form("/webhook/voice/recording/status", &forged, Some("Zm9yZ2Vk"))
+        .await;
+    assert_eq!(status, 403);
 }
 
 /// Signs `params` for `url` with Twilio's own `RequestValidator` (the `twilio` PyPI library);
