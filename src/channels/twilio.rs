@@ -144,6 +144,19 @@ fn xml_text(text: &str) -> String {
     escape(&allowed).into_owned()
 }
 
+/// The attributes of a `<ConversationRelay>` noun.
+pub struct RelaySettings<'a> {
+    /// The `wss://` URL Twilio opens the session's WebSocket to.
+    pub url: &'a str,
+    pub welcome_greeting: &'a str,
+    /// Comma-separated words the recognizer should expect.
+    pub hints: &'a str,
+    pub language: &'a str,
+    pub tts_provider: &'a str,
+    pub voice: Option<&'a str>,
+    pub transcription_provider: &'a str,
+}
+
 /// A TwiML `<Response>` built verb by verb; text is XML-escaped.
 #[derive(Default)]
 pub struct TwiML {
@@ -231,6 +244,33 @@ impl TwiML {
              recordingStatusCallback=\"{}\" recordingStatusCallbackMethod=\"POST\"{transcribe}/>",
             xml_text(action),
             xml_text(status_callback)
+        ));
+        self
+    }
+
+    /// Hands the call to ConversationRelay: Twilio speaks `relay.welcome_greeting` at once,
+    /// opens a WebSocket to `relay.url` for the conversation, and when the session ends
+    /// (Sara sent `end`, or the socket closed) posts to `action`, whose TwiML goes on.
+    pub fn connect_relay(mut self, action: &str, relay: &RelaySettings<'_>) -> Self {
+        let mut attributes = format!(
+            "url=\"{}\" welcomeGreeting=\"{}\" welcomeGreetingInterruptible=\"any\" \
+             interruptible=\"any\" dtmfDetection=\"true\" language=\"{}\" \
+             ttsProvider=\"{}\" transcriptionProvider=\"{}\"",
+            xml_text(relay.url),
+            xml_text(relay.welcome_greeting),
+            xml_text(relay.language),
+            xml_text(relay.tts_provider),
+            xml_text(relay.transcription_provider),
+        );
+        if let Some(voice) = relay.voice {
+            attributes.push_str(&format!(" voice=\"{}\"", xml_text(voice)));
+        }
+        if !relay.hints.is_empty() {
+            attributes.push_str(&format!(" hints=\"{}\"", xml_text(relay.hints)));
+        }
+        self.body.push_str(&format!(
+            "<Connect action=\"{}\" method=\"POST\"><ConversationRelay {attributes}/></Connect>",
+            xml_text(action)
         ));
         self
     }

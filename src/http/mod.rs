@@ -11,6 +11,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod rejections;
+pub mod relay;
 pub mod server;
 pub mod sms;
 pub mod voice;

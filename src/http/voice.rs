@@ -13,7 +13,7 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use sara_actors::dialogue::{self, Reply};
 use sara_actors::engine::Inbound;
@@ -22,8 +22,9 @@ use serde::Deserialize;
 
 use super::sms::twiml;
 use super::webhook::{TwilioForm, answer, clip, param, required_sid};
-use super::{ApiError, AppState, caller_id, voicemail};
+use super::{ApiError, AppState, caller_id, relay, voicemail};
 use crate::channels::twilio::TwiML;
+use crate::config::VoiceMode;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,6 +32,8 @@ pub fn router() -> Router<AppState> {
         .route("/webhook/voice/gather", post(gather))
         .route("/webhook/voice/status", post(status))
         .route("/webhook/voice/dial", post(dial_done))
+        .route("/webhook/voice/relay", get(relay::handshake))
+        .route("/webhook/voice/relay/end", post(relay::ended))
         .route("/webhook/voice/recording", post(voicemail::recorded))
         .route("/webhook/voice/recording/status", post(voicemail::status))
         .route(
@@ -177,6 +180,9 @@ async fn call_start(
 ) -> Result<Response, ApiError> {
     if is_withheld(&params) {
         return Ok(withheld_number(&app));
+    }
+    if app.config.voice.mode == VoiceMode::Relay {
+        return relay::connect(&app, &params);
     }
     let hello = dialogue::greeting(app.engine.business(), Channel::Voice);
     let listen = Listen {

@@ -15,6 +15,7 @@ mod limits;
 mod openai;
 mod privacy;
 mod production;
+mod relay;
 mod robustness;
 mod sms;
 mod supervision;
