@@ -4,13 +4,16 @@
 //! `recordingStatusCallback`, `/webhook/voice/recording/transcription` its
 //! `transcribeCallback`. Each stores what it knows of the recording (its URL, length,
 //! transcription) under its `RecordingSid`, so none of them is lost whichever arrives first;
-//! `/logs/{CallSid}` shows them.
+//! `/logs/{CallSid}` shows them. The first callback that carries the recording's URL also
+//! writes the staff alert (`staff_alert`, by email to `email.staff`) to the outbox, in the
+//! same transaction, so it is sent once.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
-use sara_actors::model::Phone;
+use sara_actors::model::{Channel, Phone};
+use sara_actors::outbound::{Content, OutboundKind, OutboundMessage, Recipient};
+use sara_actors::ports::{OutboxKind, OutboxMessage};
 
 use super::sms::twiml;
 use super::webhook::{TwilioForm, param, required_sid};
@@ -41,17 +44,72 @@ fn report(params: &[(String, String)]) -> Result<VoicemailReport, ApiError> {
     })
 }
 
+/// The staff alert about a voicemail whose recording is at `url` (by email to
+/// `email.staff`; `None` without a staff address). It concerns the caller's conversation, or
+/// the business's own number for a caller whose number is withheld.
+fn staff_alert(
+    app: &AppState,
+    report: &VoicemailReport,
+    caller: Option<&Phone>,
+) -> Option<OutboxMessage> {
+    let url = report.recording_url.as_deref()?;
+    let staff = app.config.email.staff.clone()?;
+    let contact = caller.or(app.engine.business().phone.as_ref())?.clone();
+    let who = caller.map_or("a caller whose number is withheld", Phone::as_str);
+    let mut text = format!(
+        "{who} left a voicemail (call {call}).\n\nRecording: {url}\n",
+        call = report.call_sid
+    );
+    if let Some(seconds) = report.duration_s {
+        text.push_str(&format!("Length: {seconds} s\n"));
+    }
+    if let Some(words) = &report.transcription {
+        text.push_str(&format!("Transcription: {words}\n"));
+    }
+    text.push_str(&format!(
+        "\nThe transcription, when Twilio sends one, is shown with the call: /logs/{}\n",
+        report.call_sid
+    ));
+    let message = OutboundMessage {
+        key: format!("{}:staff_alert", report.recording_sid),
+        channel: Channel::Email,
+        to: Recipient::Email(staff.clone()),
+        kind: OutboundKind::StaffAlert,
+        content: Content::Email {
+            subject: format!(
+                "Voicemail from {}",
+                caller.map_or("a withheld number", Phone::as_str)
+            ),
+            text,
+            invite: None,
+        },
+    };
+    Some(OutboxMessage {
+        contact,
+        recipient: staff,
+        channel: Channel::Email,
+        kind: OutboxKind::StaffAlert,
+        payload: serde_json::to_string(&message).ok()?,
+        idempotency_key: message.key,
+        not_before: app.engine.now(),
+    })
+}
+
 async fn store(app: &AppState, params: &[(String, String)]) -> Result<(), ApiError> {
     let report = report(params)?;
     let phone = param(params, "From").and_then(Phone::parse);
+    let alert = staff_alert(app, &report, phone.as_ref());
     let first = app
         .db
-        .store_voicemail(report, phone.as_ref(), Utc::now())
+        .store_voicemail(report, phone.as_ref(), alert.as_ref(), app.engine.now())
         .await
         .map_err(|error| {
             tracing::warn!(%error, "voicemail not stored; Twilio will retry");
             ApiError::unavailable("store unavailable; retry later").retry_after(5)
         })?;
+    if alert.is_some() {
+        app.engine.wake_outbox();
+    }
     if first {
         metrics::counter!("sara_voicemails_total").increment(1);
         tracing::info!("voicemail stored");

@@ -353,18 +353,20 @@ impl Database {
     }
 
     /// Stores one voicemail callback's report (`phone` = the caller's, when known); `true`
-    /// for the first report of that recording.
+    /// for the first report of that recording. `alert` goes to the outbox with the first
+    /// report that leaves the voicemail with its recording URL, and never twice.
     pub async fn store_voicemail(
         &self,
         mut report: VoicemailReport,
         phone: Option<&Phone>,
+        alert: Option<&sara_actors::ports::OutboxMessage>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         report.contact_key = phone.map(|p| self.contact_key(p));
         if let Some(pool) = self.sqlite_pool() {
-            voice::store_voicemail(pool, &self.sealer, &report, now).await
+            voice::store_voicemail(pool, &self.sealer, &report, alert, now).await
         } else if let Some(pool) = self.postgres_pool() {
-            voice::store_voicemail(pool, &self.sealer, &report, now).await
+            voice::store_voicemail(pool, &self.sealer, &report, alert, now).await
         } else {
             Err(StoreError::Unavailable("no SQL pool".into()))
         }

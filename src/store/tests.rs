@@ -106,7 +106,7 @@ async fn what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_orde
         ..VoicemailReport::default()
     };
     assert!(
-        db.store_voicemail(transcribed, Some(&p), at(1))
+        db.store_voicemail(transcribed, Some(&p), None, at(1))
             .await
             .expect("store")
     );
@@ -117,16 +117,38 @@ async fn what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_orde
         duration_s: Some(9),
         ..VoicemailReport::default()
     };
+    let alert = sara_actors::ports::OutboxMessage {
+        contact: p.clone(),
+        recipient: "front@harbor.example".into(),
+        channel: Channel::Email,
+        kind: sara_actors::ports::OutboxKind::StaffAlert,
+        payload: "{\"voicemail\":\"Recordings/RE1\"}".into(),
+        idempotency_key: "RE1:staff_alert".into(),
+        not_before: at(2),
+    };
+    // The transcription came first (no URL yet): no alert then.
     assert!(
-        !db.store_voicemail(recorded.clone(), None, at(2))
+        db.outbox()
+            .list_outbox(10)
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
+    assert!(
+        !db.store_voicemail(recorded.clone(), None, Some(&alert), at(2))
             .await
             .expect("store")
     );
+    // Twilio's second callback with the URL (or a retry) writes no second alert.
     assert!(
-        !db.store_voicemail(recorded, None, at(3))
+        !db.store_voicemail(recorded, None, Some(&alert), at(3))
             .await
             .expect("again")
     );
+    let outbox = db.outbox().list_outbox(10).await.expect("outbox");
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0].kind, "staff_alert");
+    assert_eq!(outbox[0].channel, "email");
     for (call, who) in [("CA77", None), ("", Some(&p))] {
         let found = db.voicemails(call, who).await.expect("read");
         assert_eq!(found.len(), 1, "{call} {who:?}");

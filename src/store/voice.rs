@@ -3,6 +3,7 @@
 //! (SQLite's busy timeout covers the rare overlap with the group commit on its one writer).
 
 use chrono::{DateTime, Utc};
+use sara_actors::ports::OutboxMessage;
 use serde::{Deserialize, Serialize};
 use sqlx::{Executor, FromRow};
 
@@ -44,6 +45,13 @@ const FILL_VOICEMAIL: &str = "UPDATE voicemails SET \
      transcription = COALESCE($4, transcription), \
      contact_key = COALESCE(contact_key, $5) \
      WHERE recording_sid = $1";
+/// Marks the voicemail alerted once its recording is known; one row changes only the first
+/// time.
+const MARK_ALERTED: &str = "UPDATE voicemails SET alerted = TRUE \
+     WHERE recording_sid = $1 AND alerted = FALSE AND recording_url IS NOT NULL";
+const ALERT: &str = "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
+     idempotency_key, next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+     ON CONFLICT (idempotency_key) DO NOTHING";
 const VOICEMAILS: &str = "SELECT recording_sid, call_sid, recording_url, duration_s, transcription, created_at \
      FROM voicemails WHERE call_sid = $1 OR contact_key = $2 ORDER BY created_at, recording_sid";
 
@@ -101,11 +109,14 @@ where
 }
 
 /// Stores what one of Twilio's voicemail callbacks reported; `true` when this recording was
-/// not known before (the first of its callbacks).
+/// not known before (the first of its callbacks). `alert` (the staff alert about it) is
+/// written to the outbox in the same transaction, once: by the first report that leaves the
+/// voicemail with a recording URL.
 pub(super) async fn store_voicemail<DB: Dialect>(
     pool: &sqlx::Pool<DB>,
     sealer: &Sealer,
     report: &VoicemailReport,
+    alert: Option<&OutboxMessage>,
     now: DateTime<Utc>,
 ) -> Result<bool, StoreError>
 where
@@ -114,6 +125,8 @@ where
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<Vec<u8>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let mut tx = pool.begin().await.map_err(unavailable)?;
     let created = sqlx::query::<DB>(NEW_VOICEMAIL)
@@ -143,6 +156,27 @@ where
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+    if let Some(alert) = alert {
+        let marked = sqlx::query::<DB>(MARK_ALERTED)
+            .bind(report.recording_sid.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        if DB::rows_affected(&marked) > 0 {
+            sqlx::query::<DB>(ALERT)
+                .bind(sealer.contact_key(&alert.contact))
+                .bind(sealer.seal_str(Field::OutboxRecipient, &alert.recipient))
+                .bind(alert.channel.as_str())
+                .bind(alert.kind.as_str())
+                .bind(sealer.seal_str(Field::OutboxPayload, &alert.payload))
+                .bind(alert.idempotency_key.as_str())
+                .bind(DB::time(alert.not_before))
+                .bind(DB::time(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        }
+    }
     tx.commit().await.map_err(unavailable)?;
     Ok(DB::rows_affected(&created) > 0)
 }

@@ -425,3 +425,54 @@ async fn signatures_of_twilios_own_validator_are_accepted_with_and_without_the_d
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_voicemail_alerts_the_staff_by_email_once_through_the_outbox() {
+    let (smtp, mut mail) = crate::email::smtp_stand_in().await;
+    let sara = crate::helpers::spawn_app_with(|config| {
+        config.email.smtp_url = Some(sara::config::Secret::new(smtp.as_str()));
+        config.email.from = Some("Sara <sara@harbor.example>".into());
+        config.email.staff = Some("front@harbor.example".into());
+    })
+    .await;
+    let me = phone(47);
+    let recording = [
+        ("CallSid", "CA00000000000000000000000000000047"),
+        ("From", me.as_str()),
+        ("RecordingSid", "RE00000000000000000000000000000047"),
+        (
+            "RecordingUrl",
+            "https://api.twilio.com/2010-04-01/Accounts/AC0/Recordings/RE00000000000000000000000000000047",
+        ),
+        ("RecordingDuration", "12"),
+    ];
+    let (status, _) = sara.twilio("/webhook/voice/recording", &recording).await;
+    assert_eq!(status, 200);
+    let mut completed = recording.to_vec();
+    completed.push(("RecordingStatus", "completed"));
+    let (status, _) = sara
+        .twilio("/webhook/voice/recording/status", &completed)
+        .await;
+    assert_eq!(status, 204);
+
+    let (to, data) = tokio::time::timeout(std::time::Duration::from_secs(15), mail.recv())
+        .await
+        .expect("the alert is sent")
+        .expect("stand-in alive");
+    assert_eq!(to, ["front@harbor.example"]);
+    assert!(data.contains(&me), "the alert names the caller: {data}");
+    // The body is quoted-printable: its soft line breaks removed, the recording's URL.
+    let body = data.replace("=\n", "");
+    assert!(
+        body.contains("Recordings/RE00000000000000000000000000000047"),
+        "{data}"
+    );
+    let (_, outbox) = sara.admin_get("/admin/outbox").await;
+    let alerts: Vec<&serde_json::Value> = outbox
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|row| row["kind"] == "staff_alert")
+        .collect();
+    assert_eq!(alerts.len(), 1, "one alert for two callbacks: {outbox}");
+}

@@ -272,6 +272,17 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The engine's "now" (its [`Clock`]): what rows written beside the engine (a voicemail's
+    /// staff alert) are dated with, so the outbox relay sees them due.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
+    /// Outbox rows were written outside a turn: the relay makes a pass now.
+    pub fn wake_outbox(&self) {
+        self.shared.wake_relay();
+    }
+
     pub async fn start(
         business: Business,
         settings: EngineSettings,
