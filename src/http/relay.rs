@@ -24,7 +24,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, OriginalUri, Query, State};
 use axum::http::{Extensions, HeaderMap};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+
 use sara_actors::dialogue::Reply;
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
@@ -448,7 +448,7 @@ impl Session {
             channel: Channel::Voice,
             text: words,
             provider_id: Some(provider_id.clone()),
-            at: Utc::now(),
+            at: self.app.clock.now(),
         };
         self.pending = Some(Pending {
             provider_id: provider_id.clone(),

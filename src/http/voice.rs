@@ -208,7 +208,7 @@ async fn gather(
         quiet: turn.quiet.unwrap_or(0),
         unsure: turn.unsure.unwrap_or(0),
     };
-    let Some(inbound) = gather_inbound(&params, listen.n, Utc::now())? else {
+    let Some(inbound) = gather_inbound(&params, listen.n, app.clock.now())? else {
         // Silence or noise: ask again without spending a turn, twice; then the team. The
         // redirect after a <Gather> already counts the silence that led to it.
         let quiet = listen.quiet.max(1);

@@ -91,7 +91,7 @@ fn staff_alert(
         kind: OutboxKind::StaffAlert,
         payload: serde_json::to_string(&message).ok()?,
         idempotency_key: message.key,
-        not_before: app.engine.now(),
+        not_before: app.clock.now(),
     })
 }
 
@@ -101,7 +101,7 @@ async fn store(app: &AppState, params: &[(String, String)]) -> Result<(), ApiErr
     let alert = staff_alert(app, &report, phone.as_ref());
     let first = app
         .db
-        .store_voicemail(report, phone.as_ref(), alert.as_ref(), app.engine.now())
+        .store_voicemail(report, phone.as_ref(), alert.as_ref(), app.clock.now())
         .await
         .map_err(|error| {
             tracing::warn!(%error, "voicemail not stored; Twilio will retry");

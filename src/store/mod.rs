@@ -151,15 +151,62 @@ pub trait Store: ConversationStore + BookingRepository {
     /// A round trip to the database, for `/ready`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Records an SMS opt-out (`out`) or opt-in of a contact; whether anything changed.
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Whether a contact has opted out of SMS.
+    fn sms_opted_out<'a>(&'a self, contact_key: &'a str)
+    -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Records what a caller heard of the reply of turn `provider_id` (see [`voice`]).
+    fn record_heard<'a>(
+        &'a self,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// What the caller of contact `contact_key` heard of interrupted replies, by provider id.
+    fn heard_of<'a>(
+        &'a self,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
+
+    /// Stores one voicemail callback's report, and its staff alert once (see [`voice`]).
+    fn store_voicemail<'a>(
+        &'a self,
+        report: &'a VoicemailReport,
+        alert: Option<&'a sara_actors::ports::OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// The voicemails of a call or of a contact.
+    fn voicemails<'a>(
+        &'a self,
+        call_sid: &'a str,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>>;
+
+    /// Queues the SMS fallback of a WhatsApp message Meta reported `failed`.
+    fn fall_back_to_sms<'a>(
+        &'a self,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>>;
+
     /// Closes the pool, waiting for connections in use to be returned.
     fn close(&self) -> BoxFuture<'_, ()>;
 
-    /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    /// The SQLite pool (tests that look at the rows themselves).
     fn sqlite_pool(&self) -> Option<&SqlitePool> {
         None
     }
 
-    /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    /// The PostgreSQL pool (tests that look at the rows themselves).
     fn postgres_pool(&self) -> Option<&PgPool> {
         None
     }
@@ -183,6 +230,43 @@ impl std::fmt::Debug for Database {
 
 /// What the key check row holds once opened: proof that the key in use is the database's.
 const KEY_CHECK: &[u8] = b"sara: this key opens this database";
+
+/// A connection pool with the settings Sara's own store uses (`[storage]`: size, acquire
+/// timeout, SQLite's WAL and page cache, PostgreSQL's statement timeout), for tools that
+/// measure the database beside Sara: `sara bench`'s bare-route yardstick opens one of its own,
+/// so it never shares (or borrows) the store's connections.
+#[derive(Clone)]
+pub enum RawPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl RawPool {
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            RawPool::Sqlite(pool) => pool.close().await,
+            RawPool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Opens a [`RawPool`] for `storage.database_url`. Runs no migration and reads no key.
+pub async fn open_pool(storage: &crate::config::StorageConfig) -> Result<RawPool, StoreError> {
+    let url = storage.database_url.expose();
+    if url.starts_with("sqlite:") {
+        let pool = sqlite::connect(storage, Some(EncryptionKey::generate()))
+            .await?
+            .0;
+        Ok(RawPool::Sqlite(pool))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(RawPool::Postgres(postgres::connect(storage).await?))
+    } else {
+        Err(StoreError::Unavailable(
+            "unsupported database URL: expected sqlite:// or postgres://".to_string(),
+        ))
+    }
+}
 
 impl Database {
     /// Connects to `sqlite://PATH` (the file is created when missing; `sqlite::memory:` for a
@@ -301,18 +385,48 @@ impl Database {
         self.store.ping().await
     }
 
+    /// Records that `phone` opted out of SMS (`out`: STOP) or back in (START); `true` when
+    /// that changed anything (a repeated STOP does not), so it is logged once.
+    pub async fn set_sms_opt_out(
+        &self,
+        phone: &Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.set_sms_opt_out(&key, out, at).await
+    }
+
+    /// Queues the SMS fallback of a WhatsApp message Meta reported `failed` (see
+    /// [`outbox::fall_back_to_sms`]): once, and only for a customer known on SMS.
+    pub async fn fall_back_to_sms(
+        &self,
+        provider_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<outbox::Fallback, StoreError> {
+        self.store.fall_back_to_sms(provider_id, now).await
+    }
+
+    /// Whether `phone` has opted out of SMS (no SMS may be sent to it).
+    pub async fn sms_opted_out(&self, phone: &Phone) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.sms_opted_out(&key).await
+    }
+
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
     }
 
-    /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
-    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+    /// The SQLite pool (tests that look at the rows themselves).
+    #[cfg(test)]
+    pub(crate) fn sqlite_pool(&self) -> Option<&SqlitePool> {
         self.store.sqlite_pool()
     }
 
-    /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
-    pub fn postgres_pool(&self) -> Option<&PgPool> {
+    /// The PostgreSQL pool (tests that look at the rows themselves).
+    #[cfg(test)]
+    pub(crate) fn postgres_pool(&self) -> Option<&PgPool> {
         self.store.postgres_pool()
     }
 
@@ -331,25 +445,13 @@ impl Database {
     /// Records what the caller heard of the reply of turn `provider_id` before interrupting
     /// it; whether that turn exists.
     pub async fn record_heard(&self, provider_id: &str, heard: &str) -> Result<bool, StoreError> {
-        if let Some(pool) = self.sqlite_pool() {
-            voice::record_heard(pool, &self.sealer, provider_id, heard).await
-        } else if let Some(pool) = self.postgres_pool() {
-            voice::record_heard(pool, &self.sealer, provider_id, heard).await
-        } else {
-            Err(StoreError::Unavailable("no SQL pool".into()))
-        }
+        self.store.record_heard(provider_id, heard).await
     }
 
     /// What the caller of `phone` heard of the replies they interrupted, by provider id.
     pub async fn heard_of(&self, phone: &Phone) -> Result<Vec<(String, String)>, StoreError> {
         let key = self.contact_key(phone);
-        if let Some(pool) = self.sqlite_pool() {
-            voice::heard_of(pool, &self.sealer, &key).await
-        } else if let Some(pool) = self.postgres_pool() {
-            voice::heard_of(pool, &self.sealer, &key).await
-        } else {
-            Err(StoreError::Unavailable("no SQL pool".into()))
-        }
+        self.store.heard_of(&key).await
     }
 
     /// Stores one voicemail callback's report (`phone` = the caller's, when known); `true`
@@ -363,13 +465,7 @@ impl Database {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         report.contact_key = phone.map(|p| self.contact_key(p));
-        if let Some(pool) = self.sqlite_pool() {
-            voice::store_voicemail(pool, &self.sealer, &report, alert, now).await
-        } else if let Some(pool) = self.postgres_pool() {
-            voice::store_voicemail(pool, &self.sealer, &report, alert, now).await
-        } else {
-            Err(StoreError::Unavailable("no SQL pool".into()))
-        }
+        self.store.store_voicemail(&report, alert, now).await
     }
 
     /// The voicemails of call `call_sid`, or of the conversation of `phone`.
@@ -379,13 +475,7 @@ impl Database {
         phone: Option<&Phone>,
     ) -> Result<Vec<VoicemailView>, StoreError> {
         let key = phone.map(|p| self.contact_key(p)).unwrap_or_default();
-        if let Some(pool) = self.sqlite_pool() {
-            voice::voicemails(pool, &self.sealer, call_sid, &key).await
-        } else if let Some(pool) = self.postgres_pool() {
-            voice::voicemails(pool, &self.sealer, call_sid, &key).await
-        } else {
-            Err(StoreError::Unavailable("no SQL pool".into()))
-        }
+        self.store.voicemails(call_sid, &key).await
     }
 
     /// The outbox, for its relays and `/admin/outbox` (see [`outbox`]).
@@ -402,6 +492,13 @@ impl Database {
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
         let all = self.store.admin().all_bookings().await?;
+        let attended: std::collections::HashSet<BookingId> = self
+            .store
+            .admin()
+            .attended_bookings()
+            .await?
+            .into_iter()
+            .collect();
         Ok(all
             .into_iter()
             .map(|b| BookingView {
@@ -412,6 +509,7 @@ impl Database {
                 start: b.start.with_timezone(&tz).to_rfc3339(),
                 end: b.end.with_timezone(&tz).to_rfc3339(),
                 status: b.status.as_str().to_string(),
+                attendance: attended.contains(&b.id).then(|| "confirmed".to_string()),
             })
             .collect())
     }

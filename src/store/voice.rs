@@ -76,10 +76,11 @@ pub(super) async fn record_heard<DB: Dialect>(
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
+    let sealed = sealer.seal_str(Field::TurnHeard, heard);
     let done = sqlx::query::<DB>(SET_HEARD)
-        .bind(sealer.seal_str(Field::TurnHeard, heard))
+        .bind(sealed.as_slice())
         .bind(provider_id)
         .execute(pool)
         .await
@@ -123,11 +124,19 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Option<Vec<u8>>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q [u8]>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
+    let url = report
+        .recording_url
+        .as_deref()
+        .map(|u| sealer.seal_str(Field::VoicemailUrl, u));
+    let transcription = report
+        .transcription
+        .as_deref()
+        .map(|t| sealer.seal_str(Field::VoicemailTranscription, t));
     let mut tx = pool.begin().await.map_err(unavailable)?;
     let created = sqlx::query::<DB>(NEW_VOICEMAIL)
         .bind(report.recording_sid.as_str())
@@ -139,19 +148,9 @@ where
         .map_err(unavailable)?;
     sqlx::query::<DB>(FILL_VOICEMAIL)
         .bind(report.recording_sid.as_str())
-        .bind(
-            report
-                .recording_url
-                .as_deref()
-                .map(|u| sealer.seal_str(Field::VoicemailUrl, u)),
-        )
+        .bind(url.as_deref())
         .bind(report.duration_s)
-        .bind(
-            report
-                .transcription
-                .as_deref()
-                .map(|t| sealer.seal_str(Field::VoicemailTranscription, t)),
-        )
+        .bind(transcription.as_deref())
         .bind(report.contact_key.as_deref())
         .execute(&mut *tx)
         .await
@@ -163,12 +162,14 @@ where
             .await
             .map_err(unavailable)?;
         if DB::rows_affected(&marked) > 0 {
+            let recipient = sealer.seal_str(Field::OutboxRecipient, &alert.recipient);
+            let payload = sealer.seal_str(Field::OutboxPayload, &alert.payload);
             sqlx::query::<DB>(ALERT)
                 .bind(sealer.contact_key(&alert.contact))
-                .bind(sealer.seal_str(Field::OutboxRecipient, &alert.recipient))
+                .bind(recipient.as_slice())
                 .bind(alert.channel.as_str())
                 .bind(alert.kind.as_str())
-                .bind(sealer.seal_str(Field::OutboxPayload, &alert.payload))
+                .bind(payload.as_slice())
                 .bind(alert.idempotency_key.as_str())
                 .bind(DB::time(alert.not_before))
                 .bind(DB::time(now))

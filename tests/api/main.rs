@@ -4,6 +4,8 @@
 //! (`helpers::Sara::start`) where the CLI contract, kill -9 or several instances matter.
 
 mod admin;
+mod answers;
+mod conversations;
 mod delivery;
 mod dialogs;
 mod email;
@@ -13,11 +15,15 @@ mod helpers;
 mod hostile;
 mod limits;
 mod openai;
+mod operations;
+mod opt_outs;
 mod privacy;
 mod production;
 mod relay;
+mod reminders;
 mod robustness;
 mod sms;
+mod spans;
 mod supervision;
 mod voice;
 mod whatsapp;
