@@ -121,8 +121,38 @@ async fn logs(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let log = app.db.turns_for(&id).await?;
-    log.map(Json)
-        .ok_or_else(|| ApiError::not_found("no conversation with that id"))
+    let phone = log
+        .as_ref()
+        .and_then(|l| Phone::parse(&l.conversation))
+        .or_else(|| Phone::parse(&id));
+    // A call's voicemails (by CallSid, or the caller's), shown even when the caller never
+    // spoke a turn.
+    let voicemails = app.db.voicemails(&id, phone.as_ref()).await?;
+    if log.is_none() && voicemails.is_empty() {
+        return Err(ApiError::not_found("no conversation with that id"));
+    }
+    let heard = match &phone {
+        Some(phone) => app.db.heard_of(phone).await?,
+        None => Vec::new(),
+    };
+    let mut body = match &log {
+        Some(log) => serde_json::to_value(log).unwrap_or_else(|_| json!({})),
+        None => json!({"conversation": phone.map(|p| p.as_str().to_string()), "turns": []}),
+    };
+    // What the caller actually heard of a reply they interrupted (voice relay).
+    if let Some(turns) = body.get_mut("turns").and_then(|t| t.as_array_mut()) {
+        for turn in turns {
+            let id = turn
+                .get("provider_id")
+                .and_then(|p| p.as_str())
+                .map(str::to_string);
+            if let Some((_, what)) = heard.iter().find(|(p, _)| Some(p) == id.as_ref()) {
+                turn["heard"] = json!(what);
+            }
+        }
+    }
+    body["voicemails"] = json!(voicemails);
+    Ok(Json(body))
 }
 
 async fn panic(

@@ -13,9 +13,11 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod rejections;
+pub mod relay;
 pub mod server;
 pub mod sms;
 pub mod voice;
+pub mod voicemail;
 pub mod webhook;
 pub mod whatsapp;
 

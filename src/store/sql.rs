@@ -25,6 +25,7 @@ use super::forget::{self, AuditEntry, Forgotten, PrivacyRepository};
 use super::jobs::{self, ClaimedJob, JobRepository, SettleJob};
 use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
 use super::sessions::{self, SessionRepository};
+use super::voice::{self, VoicemailReport, VoicemailView};
 use super::{
     BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
 };
@@ -597,6 +598,30 @@ pub(super) trait Shared: Dialect {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>>;
     fn stats(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Stats, StoreError>>;
+    fn record_heard<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn heard_of<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
+    fn store_voicemail<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        report: &'a VoicemailReport,
+        alert: Option<&'a OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn voicemails<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        call_sid: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>>;
     fn claim_outbox<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -705,6 +730,10 @@ where
     (String, DB::Time): for<'r> FromRow<'r, DB::Row>,
     outbox::FailedRow: for<'r> FromRow<'r, DB::Row>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
+    for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    (String, Vec<u8>): for<'r> FromRow<'r, DB::Row>,
+    voice::VoicemailRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
 {
     fn forget<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -752,6 +781,42 @@ where
         id: &'a str,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(sessions::end(pool, id))
+    }
+
+    fn record_heard<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(voice::record_heard(pool, sealer, provider_id, heard))
+    }
+
+    fn heard_of<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(voice::heard_of(pool, sealer, key))
+    }
+
+    fn store_voicemail<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        report: &'a VoicemailReport,
+        alert: Option<&'a OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(voice::store_voicemail(pool, sealer, report, alert, now))
+    }
+
+    fn voicemails<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        call_sid: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>> {
+        Box::pin(voice::voicemails(pool, sealer, call_sid, key))
     }
 
     fn claim_jobs<'a>(
@@ -981,6 +1046,38 @@ impl<DB: Shared> Store for SqlStore<DB> {
         contact_key: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         DB::sms_opted_out(&self.pool, contact_key)
+    }
+
+    fn record_heard<'a>(
+        &'a self,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::record_heard(&self.pool, &self.sealer, provider_id, heard)
+    }
+
+    fn heard_of<'a>(
+        &'a self,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        DB::heard_of(&self.pool, &self.sealer, contact_key)
+    }
+
+    fn store_voicemail<'a>(
+        &'a self,
+        report: &'a VoicemailReport,
+        alert: Option<&'a OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::store_voicemail(&self.pool, &self.sealer, report, alert, now)
+    }
+
+    fn voicemails<'a>(
+        &'a self,
+        call_sid: &'a str,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>> {
+        DB::voicemails(&self.pool, &self.sealer, call_sid, contact_key)
     }
 
     fn fall_back_to_sms<'a>(

@@ -21,6 +21,7 @@ mod operations;
 mod opt_outs;
 mod privacy;
 mod production;
+mod relay;
 mod reminders;
 mod robustness;
 mod rules;

@@ -197,7 +197,8 @@ impl DialogueState {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     pub text: String,
-    /// Quick-reply choices (WhatsApp buttons); the text already lists them.
+    /// The choices the reply asks between (WhatsApp buttons; on a relay call the keypad
+    /// answers them, 1 for the first); the text already lists them.
     pub options: Vec<String>,
     /// Pass the caller to a human now (voice: dial the staff number).
     pub handover: bool,
@@ -397,9 +398,6 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
     if let Some(name) = decision.state.form.as_ref().and_then(|f| f.name.clone()) {
         decision.state.caller = Some(name);
     }
-    if !ctx.channel.is_text() {
-        decision.reply.options.clear();
-    }
     decision
 }
 
@@ -431,7 +429,7 @@ pub fn effect_failed(
         )),
         _ => None,
     };
-    let mut decision = match outcome {
+    match outcome {
         Some(o) => o.into_decision(state, intent, ctx),
         None => Decision {
             state: before.clone(),
@@ -444,11 +442,7 @@ pub fn effect_failed(
             effect: None,
             intent,
         },
-    };
-    if !ctx.channel.is_text() {
-        decision.reply.options.clear();
     }
-    decision
 }
 
 /// The acts that start a form, in the order they appear in the message.

@@ -298,6 +298,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Outbox rows were written outside a turn: the relay makes a pass now.
+    pub fn wake_outbox(&self) {
+        self.shared.wake_relay();
+    }
+
     pub async fn start(
         business: Business,
         settings: EngineSettings,
