@@ -118,6 +118,66 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Appointment reminders a provider accepted.",
     ),
+    (
+        "sara_outbox_withheld_total",
+        Kind::Counter,
+        "Outbox SMS not sent because the customer opted out (STOP).",
+    ),
+    (
+        "sara_outbox_fallbacks_total",
+        Kind::Counter,
+        "WhatsApp messages Meta reported failed that were queued again on another channel.",
+    ),
+    (
+        "sara_relay_sessions",
+        Kind::Gauge,
+        "ConversationRelay WebSocket sessions (voice calls in relay mode) open now.",
+    ),
+    (
+        "sara_relay_calls_total",
+        Kind::Counter,
+        "Voice calls answered in ConversationRelay mode.",
+    ),
+    (
+        "sara_relay_reply_seconds",
+        Kind::Histogram,
+        "Relay mode: time from a caller's finished utterance to Sara's reply being ready, in seconds.",
+    ),
+    (
+        "sara_relay_fillers_total",
+        Kind::Counter,
+        "Relay mode: filler lines said because a reply was not ready within voice.filler_ms.",
+    ),
+    (
+        "sara_relay_apologies_total",
+        Kind::Counter,
+        "Relay mode: apologies with the offer of a person because a reply missed the voice deadline.",
+    ),
+    (
+        "sara_relay_interrupts_total",
+        Kind::Counter,
+        "Relay mode: replies the caller talked over.",
+    ),
+    (
+        "sara_relay_dtmf_handovers_total",
+        Kind::Counter,
+        "Relay mode: callers who pressed 0 to reach staff.",
+    ),
+    (
+        "sara_voice_low_confidence_total",
+        Kind::Counter,
+        "Gather mode: transcripts below voice.min_confidence, asked again.",
+    ),
+    (
+        "sara_voice_reprompt_handovers_total",
+        Kind::Counter,
+        "Gather mode: calls put through to staff after repeated silence or unclear speech.",
+    ),
+    (
+        "sara_voicemails_total",
+        Kind::Counter,
+        "Voicemails recorded and stored.",
+    ),
 ];
 
 /// Describes every metric to the installed recorder (the `# HELP` and `# TYPE` lines).
