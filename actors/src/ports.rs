@@ -154,6 +154,9 @@ pub struct TurnCommit {
     /// booking's reminders, `reminder:{booking}:`): deleted in the same transaction, before
     /// the turn's own `jobs` are written.
     pub void_jobs: Vec<String>,
+    /// Bookings whose attendance the customer confirmed in this turn (an answer to a
+    /// reminder), marked in the same transaction.
+    pub attendance: Vec<BookingId>,
 }
 
 /// Why a message is sent.
@@ -341,6 +344,7 @@ pub enum BookingChange {
 /// message: the engine writes it to the outbox in the turn's commit, and the outbox relay
 /// sends it. `key` is the message's idempotency key (the turn's provider id + part).
 pub trait Notifier: Send + Sync + 'static {
+    /// `booking` as it is after the change, its `sequence` counted with it.
     fn booking_changed(
         &self,
         booking: &Booking,

@@ -312,6 +312,7 @@ impl GoogleCalendar {
                 } else {
                     BookingStatus::Confirmed
                 },
+                sequence: 0,
             },
             None => Booking {
                 id: hand_made_id(
@@ -328,6 +329,7 @@ impl GoogleCalendar {
                 start,
                 end,
                 status: BookingStatus::Confirmed,
+                sequence: 0,
             },
         })
     }
@@ -652,6 +654,7 @@ mod tests {
             start: nine_am(),
             end: nine_am() + Minutes::minutes(30),
             status: BookingStatus::Confirmed,
+            sequence: 0,
         }
     }
 

@@ -71,10 +71,9 @@ impl EmailNotifier {
         self
     }
 
-    /// The message for one change, or `None` when the booking has no usable address. This is
-    /// the in-memory path of [`Notifier`], which knows no change count: its SEQUENCE is 0 for
-    /// a new booking and the Unix time for a change. The outbox passes the booking's real count
-    /// through [`Invite::sequence`] to [`EmailNotifier::compose`].
+    /// The message for one change, or `None` when the booking has no usable address. The
+    /// invite's SEQUENCE is the booking's change count ([`Booking::sequence`], counted with the
+    /// change: 0 when made, one more with every move or cancel).
     pub fn message(
         &self,
         booking: &Booking,
@@ -83,10 +82,7 @@ impl EmailNotifier {
     ) -> Option<Message> {
         let address = booking.email.clone()?;
         address.parse::<Mailbox>().ok()?;
-        let sequence = match change {
-            BookingChange::Booked => 0,
-            _ => u32::try_from(now.timestamp()).unwrap_or(u32::MAX),
-        };
+        let sequence = booking.sequence;
         let outbound = OutboundMessage {
             key: format!("{}:{}:{sequence}", booking.id, change_name(change)),
             channel: Channel::Email,
@@ -296,16 +292,13 @@ impl Notifier for EmailNotifier {
     ) -> Option<OutboundMessage> {
         let address = booking.email.clone()?;
         address.parse::<Mailbox>().ok()?;
-        let sequence = match change {
-            BookingChange::Booked => 0,
-            _ => u32::try_from(at.timestamp()).unwrap_or(u32::MAX),
-        };
+        let _ = at;
         Some(OutboundMessage {
             key,
             channel: Channel::Email,
             to: Recipient::Email(address),
             kind: OutboundKind::Confirmation,
-            content: self.confirmation(booking, change, sequence),
+            content: self.confirmation(booking, change, booking.sequence),
         })
     }
 
@@ -542,6 +535,7 @@ mod tests {
             start,
             end: start + chrono::Duration::minutes(45),
             status: BookingStatus::Confirmed,
+            sequence: 0,
         }
     }
 

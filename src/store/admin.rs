@@ -46,6 +46,8 @@ pub struct BookingView {
     pub end: String,
     /// `confirmed`, `pending` or `cancelled`.
     pub status: String,
+    /// `confirmed` once the customer confirmed in answer to a reminder, else null.
+    pub attendance: Option<String>,
 }
 
 /// `GET /admin/stats`: what the store counts.
@@ -74,6 +76,9 @@ pub trait AdminReadModel: Send + Sync {
 
     /// Every booking, ordered by start.
     fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>>;
+
+    /// The ids of the bookings whose attendance the customer confirmed.
+    fn attended_bookings(&self) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>>;
 }

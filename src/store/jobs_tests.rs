@@ -50,6 +50,7 @@ fn turn_with_jobs(version: i64, id: &str, jobs: Vec<JobRecord>) -> TurnCommit {
         outbox: Vec::new(),
         jobs,
         void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 

@@ -63,7 +63,9 @@ impl Dialect for Postgres {
     const SINGLE_WRITER: bool = false;
 
     fn migrator() -> &'static Migrator {
-        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+        static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+            super::sql::rollback_safe(sqlx::migrate!("./migrations/postgres"))
+        });
         &MIGRATOR
     }
 
@@ -246,7 +248,7 @@ async fn commit(
             match swapped.get(keys[i].as_str()) {
                 Some(&Swap::Done { version, seq }) => {
                     turns.push(&batch[i], &keys[i], &sealed[i], seq);
-                    effects.push(&batch[i], &sealed[i]);
+                    effects.push(&batch[i], &keys[i], &sealed[i]);
                     if let Some(id) = &batch[i].turn.provider_id {
                         replies.insert(id.clone(), batch[i].turn.reply.clone());
                     }
@@ -325,10 +327,17 @@ struct EffectColumns<'a> {
     job_key: Vec<&'a str>,
     /// Prefixes of the pending jobs the committed turns make void.
     void_prefix: Vec<&'a str>,
+    /// Bookings whose attendance was confirmed, with their customer's contact key.
+    attended: Vec<Uuid>,
+    attended_contact: Vec<&'a str>,
 }
 
 impl<'a> EffectColumns<'a> {
-    fn push(&mut self, item: &'a TurnCommit, sealed: &'a SealedTurn) {
+    fn push(&mut self, item: &'a TurnCommit, key: &'a str, sealed: &'a SealedTurn) {
+        for id in &item.attendance {
+            self.attended.push(*id);
+            self.attended_contact.push(key);
+        }
         for ((contact, recipient, payload), message) in sealed.outbox.iter().zip(&item.outbox) {
             self.contact.push(contact);
             self.recipient.push(recipient);
@@ -394,6 +403,21 @@ impl<'a> EffectColumns<'a> {
             .bind(&self.job_due)
             .bind(&self.job_payload)
             .bind(&self.job_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        if !self.attended.is_empty() {
+            // Only the customer's own confirmed booking: a turn cannot mark another's.
+            sqlx::query(
+                "UPDATE bookings SET attendance = 'confirmed', updated_at = $3 \
+                 FROM UNNEST($1::uuid[], $2::text[]) AS a (id, contact_key) \
+                 WHERE bookings.id = a.id AND bookings.contact_key = a.contact_key \
+                 AND bookings.status = 'confirmed'",
+            )
+            .bind(&self.attended)
+            .bind(&self.attended_contact)
             .bind(now)
             .execute(&mut *tx)
             .await

@@ -56,6 +56,7 @@ fn commit_of(expected_version: i64, provider_id: &str) -> TurnCommit {
         }],
         jobs: Vec::new(),
         void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 
@@ -73,6 +74,7 @@ fn the_booking() -> Booking {
         start,
         end: start + chrono::Duration::minutes(30),
         status: BookingStatus::Confirmed,
+        sequence: 0,
     }
 }
 

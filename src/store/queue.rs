@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sara_actors::model::Channel;
 use sara_actors::model::Phone;
-use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Settlement};
+use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Recipient, Settlement};
 use sara_actors::ports::{BoxFuture, DueJob, JobQueue, LastInbound, OutboxMessage, StoreError};
 
 use super::Database;
@@ -66,6 +66,22 @@ impl OutboxQueue for Database {
 
     fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.outbox().backlog()
+    }
+
+    fn withheld<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(async move {
+            let (Channel::Sms, Recipient::Phone(phone)) = (message.channel, &message.to) else {
+                return Ok(None);
+            };
+            Ok(self.sms_opted_out(phone).await?.then(|| {
+                "not sent: the recipient opted out of SMS (STOP); nothing is sent to them \
+                 until they opt in again (START)"
+                    .to_string()
+            }))
+        })
     }
 }
 

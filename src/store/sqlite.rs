@@ -90,7 +90,9 @@ impl Dialect for Sqlite {
     const SINGLE_WRITER: bool = true;
 
     fn migrator() -> &'static Migrator {
-        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+        static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+            super::sql::rollback_safe(sqlx::migrate!("./migrations/sqlite"))
+        });
         &MIGRATOR
     }
 
@@ -307,6 +309,8 @@ async fn commit(
     let mut effect_blobs = Blobs::default();
     // Prefixes of the pending jobs the committed turns make void.
     let mut voids: Vec<&str> = Vec::new();
+    // (booking id, contact key) of the attendance the committed turns confirmed.
+    let mut attended: Vec<(String, &str)> = Vec::new();
     for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
         if let Some(reply) = item
             .turn
@@ -391,6 +395,11 @@ async fn commit(
             ]));
         }
         voids.extend(item.void_jobs.iter().map(String::as_str));
+        attended.extend(
+            item.attendance
+                .iter()
+                .map(|id| (id.to_string(), key.as_str())),
+        );
         for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
             let [payload_at, payload_len] = effect_blobs.push(payload);
             jobs.push(serde_json::json!([
@@ -519,6 +528,19 @@ async fn commit(
         .bind(json_list(&jobs))
         .bind(&effect_blobs.0)
         .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    // Only the customer's own confirmed booking: a turn cannot mark another's.
+    for (id, key) in &attended {
+        sqlx::query(
+            "UPDATE bookings SET attendance = 'confirmed', updated_at = ?1 \
+             WHERE id = ?2 AND contact_key = ?3 AND status = 'confirmed'",
+        )
+        .bind(&now)
+        .bind(id)
+        .bind(key)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;

@@ -4,6 +4,8 @@
 //! (`helpers::Sara::start`) where the CLI contract, kill -9 or several instances matter.
 
 mod admin;
+mod answers;
+mod conversations;
 mod delivery;
 mod dialogs;
 mod email;
@@ -14,6 +16,7 @@ mod hostile;
 mod limits;
 mod openai;
 mod operations;
+mod opt_outs;
 mod privacy;
 mod production;
 mod reminders;

@@ -356,6 +356,7 @@ impl Actor for CalendarActor {
                         if let Some(mut b) = board.remove(id) {
                             b.start = start;
                             b.end = end;
+                            b.sequence = b.sequence.saturating_add(1);
                             board.insert_many(vec![b]);
                         }
                     }),

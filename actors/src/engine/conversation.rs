@@ -27,6 +27,7 @@ use crate::ports::{
     OutboxMessage, TurnCommit, TurnRecord,
 };
 use crate::reminders;
+use crate::reminders::ReminderReply;
 use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
@@ -250,6 +251,7 @@ impl Conversation {
                 outbox: Vec::new(),
                 jobs: Vec::new(),
                 void_jobs: Vec::new(),
+                attendance: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
@@ -383,6 +385,10 @@ impl Conversation {
                     .collect(),
                 jobs,
                 void_jobs,
+                attendance: match decision.effect {
+                    Some(Effect::Attend { id }) => vec![id],
+                    _ => Vec::new(),
+                },
             };
             let sends = !commit.outbox.is_empty();
             match self.shared.writer.commit(commit).await? {
@@ -479,7 +485,7 @@ impl Conversation {
                 .back()
                 .map(|(_, reply)| reply.text().to_owned()),
         };
-        let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
+        let mut understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
                 .understand(&inbound.text, &ctx)
                 .await
@@ -488,6 +494,7 @@ impl Conversation {
         } else {
             self.understand_through_ai(inbound, ctx).await
         };
+        understood.reminder = ReminderReply::read(&inbound.text);
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",
@@ -502,6 +509,8 @@ impl Conversation {
         let notices = &mut effects.notices;
         let decision = match &decision.effect {
             None => decision,
+            // Attendance is written with the turn's commit; nothing to do in the world.
+            Some(Effect::Attend { .. }) => decision,
             Some(Effect::Handover) => {
                 if let Some(notifier) = &self.shared.notifier {
                     let key = format!("{}:staff_alert", turn_key(inbound));
@@ -546,7 +555,7 @@ impl Conversation {
                 }
             }
             Effect::Cancel { id } => effects.void_jobs.push(reminders::reminder_key_prefix(*id)),
-            Effect::Handover => {}
+            Effect::Attend { .. } | Effect::Handover => {}
         }
     }
 
@@ -610,14 +619,16 @@ impl Conversation {
                 let mut b = mine(*id)?;
                 b.start = *start;
                 b.end = *end;
+                b.sequence = b.sequence.saturating_add(1);
                 notifier.booking_changed(&b, BookingChange::Moved, key, now)
             }
             Effect::Cancel { id } => {
                 let mut b = mine(*id)?;
                 b.status = crate::model::BookingStatus::Cancelled;
+                b.sequence = b.sequence.saturating_add(1);
                 notifier.booking_changed(&b, BookingChange::Cancelled, key, now)
             }
-            Effect::Handover => None,
+            Effect::Attend { .. } | Effect::Handover => None,
         }
     }
 
@@ -673,7 +684,7 @@ impl Conversation {
                     .ask_calendar(|reply| CalendarMsg::Cancel { id, reply }, timeout)
                     .await
             }
-            Effect::Handover => return Ok(()),
+            Effect::Attend { .. } | Effect::Handover => return Ok(()),
         };
         result.unwrap_or_else(|error| {
             Err(CalendarError::Unavailable(format!(

@@ -127,12 +127,40 @@ async fn pass(state: &RelayArgs) -> Result<usize, ActorProcessingErr> {
             let sender = sender.clone();
             let state = state.clone();
             sends.spawn(async move {
-                let result = sender.send(&row.message).await;
-                let now = state.clock.now();
-                let failed_before = row.attempts.saturating_sub(1);
-                let settlement =
-                    (state.retry).settle(result, failed_before, row.created_at, now, jitter());
                 let label = channel.as_str();
+                let failed_before = row.attempts.saturating_sub(1);
+                let settlement = match state.queue.withheld(&row.message).await {
+                    // Never sent, never retried: the row is settled with the reason.
+                    Ok(Some(reason)) => {
+                        tracing::info!(channel = label, %reason, "outbound message withheld");
+                        metrics::counter!("sara_outbox_withheld_total", "channel" => label)
+                            .increment(1);
+                        let now = state.clock.now();
+                        if let Err(error) = (state.queue)
+                            .settle(row.id, &state.owner, &Settlement::Dead { error: reason }, now)
+                            .await
+                        {
+                            tracing::error!(%error, channel = label, "outbox settle failed");
+                        }
+                        return;
+                    }
+                    Ok(None) => {
+                        let result = sender.send(&row.message).await;
+                        let now = state.clock.now();
+                        (state.retry).settle(result, failed_before, row.created_at, now, jitter())
+                    }
+                    // Whether the recipient opted out is unknown: not sent now, tried again.
+                    Err(error) => (state.retry).settle(
+                        Err(crate::outbound::SendError::retryable(format!(
+                            "opt-out check failed: {error}"
+                        ))),
+                        failed_before,
+                        row.created_at,
+                        state.clock.now(),
+                        jitter(),
+                    ),
+                };
+                let now = state.clock.now();
                 match &settlement {
                     Settlement::Sent { .. } => {
                         metrics::counter!("sara_outbox_sent_total", "channel" => label)
