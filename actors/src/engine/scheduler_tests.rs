@@ -165,6 +165,7 @@ fn booking(id: u128, status: BookingStatus, email: Option<&str>) -> Booking {
         start: now() + Duration::hours(24),
         end: now() + Duration::hours(25),
         status,
+        sequence: 0,
     }
 }
 
