@@ -48,6 +48,12 @@ pub struct BookingView {
     pub status: String,
     /// `confirmed` once the customer confirmed in answer to a reminder, else null.
     pub attendance: Option<String>,
+    /// `local` or `google`: which calendar holds the booking besides the store.
+    pub calendar: String,
+    /// The Google event id; `None` for a local booking.
+    pub event_id: Option<String>,
+    /// The staff member it is with (a configured name); `None` without staff.
+    pub staff: Option<String>,
 }
 
 /// `GET /admin/stats`: what the store counts.

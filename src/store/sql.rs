@@ -143,15 +143,16 @@ const LOAD: &str = "SELECT state, version, owner_epoch FROM conversations WHERE 
 const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provider_id = $1";
 const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
 const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
-     sequence FROM bookings ORDER BY start, id";
+     sequence, staff FROM bookings ORDER BY start, id";
 const ATTENDED: &str = "SELECT id FROM bookings WHERE attendance = 'confirmed'";
 const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", \
-     status, sequence FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id";
+     status, sequence, staff FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 \
+     ORDER BY start, id";
 /// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the
 /// exclusion constraint is then not consulted for it.
 const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name, email, \
-     service, start, \"end\", status, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING";
+     service, start, \"end\", status, created_at, updated_at, staff) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (id) DO NOTHING";
 const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
      attendance = NULL, sequence = sequence + 1 WHERE id = $4 AND status <> 'cancelled'";
 const CANCEL_BOOKING: &str = "UPDATE bookings SET sequence = sequence + CASE status WHEN 'cancelled' THEN 0 ELSE 1 END, \
@@ -191,6 +192,8 @@ pub(super) struct BookingRow<I, T> {
     end: T,
     status: String,
     sequence: i64,
+    /// '' = not with a staff member.
+    staff: String,
 }
 
 impl<I, T> BookingRow<I, T> {
@@ -205,6 +208,7 @@ impl<I, T> BookingRow<I, T> {
             end: DB::read_time(self.end)?,
             status: parse_status(&self.status)?,
             sequence: u32::try_from(self.sequence).unwrap_or(u32::MAX),
+            staff: (!self.staff.is_empty()).then_some(self.staff),
         })
     }
 }
@@ -486,6 +490,7 @@ where
         .bind(DB::time(booking.end))
         .bind(booking.status.as_str())
         .bind(DB::time(Utc::now()))
+        .bind(booking.staff.as_deref().unwrap_or(""))
         .execute(conn)
         .await
         .map(drop)

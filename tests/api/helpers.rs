@@ -389,9 +389,16 @@ fn test_config(dir: &TempDir) -> Config {
 /// (starting at the real now, as the messages' own times are). Cheaper than a process; the
 /// binary tests stay for the CLI contract, kill -9 and several instances.
 pub async fn spawn_app() -> Sara {
+    spawn_app_with(|_| {}).await
+}
+
+/// [`spawn_app`] with the configuration changed first (as an operator would edit
+/// `config.toml`).
+pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> Sara {
     install_crypto();
     let dir = temp_dir();
-    let config = test_config(&dir);
+    let mut config = test_config(&dir);
+    change(&mut config);
     let db_url = config.storage.database_url.expose().to_string();
     let clock = Arc::new(TestClock::new(Utc::now()));
     let app = sara::app::App::build_with_clock(config, clock.clone())

@@ -21,6 +21,7 @@ mod privacy;
 mod production;
 mod reminders;
 mod robustness;
+mod rules;
 mod sms;
 mod spans;
 mod supervision;

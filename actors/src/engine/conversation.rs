@@ -495,6 +495,9 @@ impl Conversation {
             self.understand_through_ai(inbound, ctx).await
         };
         understood.reminder = ReminderReply::read(&inbound.text);
+        if understood.staff.is_none() {
+            understood.staff = business.staff_named(&inbound.text).map(|s| s.name.clone());
+        }
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",
