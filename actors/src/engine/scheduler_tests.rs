@@ -166,6 +166,7 @@ fn booking(id: u128, status: BookingStatus, email: Option<&str>) -> Booking {
         end: now() + Duration::hours(25),
         status,
         sequence: 0,
+        staff: None,
     }
 }
 
