@@ -7,7 +7,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use chrono::Utc;
 use sara_actors::model::Channel;
 use sara_actors::outbound::{DeliveryState, StatusUpdate};
 
@@ -72,7 +71,7 @@ async fn fall_back(app: &AppState, provider_id: &str) -> Result<(), ApiError> {
         tracing::debug!("WhatsApp message failed; no SMS sender to fall back to");
         return Ok(());
     }
-    match app.db.fall_back_to_sms(provider_id, Utc::now()).await {
+    match app.db.fall_back_to_sms(provider_id, app.clock.now()).await {
         Ok(Fallback::Queued) => {
             metrics::counter!("sara_outbox_fallbacks_total", "channel" => "sms").increment(1);
             tracing::info!("WhatsApp message failed; sent again by SMS");
