@@ -104,6 +104,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Failed WhatsApp messages sent again on another channel, by that channel.",
     ),
     (
+        "sara_outbox_withheld_total",
+        Kind::Counter,
+        "Outbox messages never sent because the recipient opted out (SMS STOP), by channel.",
+    ),
+    (
         "sara_delivery_reports_total",
         Kind::Counter,
         "Delivery reports received from providers, by channel and status.",
