@@ -10,6 +10,10 @@ scripts/test creates (.venv-conformance). Each subcommand prints one JSON object
   twilio-send BASE SID TOKEN FROM TO BODY CALLBACK
                               sends one SMS with Twilio's own REST client to BASE (a local
                               stand-in) and prints the sid it was given
+  twilio-sign TOKEN URL ALGORITHM
+                              the form parameters (JSON object) on stdin → the signature
+                              Twilio's RequestValidator computes for URL (HMAC_SHA1 or
+                              HMAC_SHA256) and whether it validates it
 """
 
 import json
@@ -113,10 +117,24 @@ def twilio_send(base, sid, token, sender, to, body, callback) -> dict:
     return {"sid": message.sid}
 
 
+def twilio_sign(token, url, algorithm, params) -> dict:
+    """What Twilio's own helper library signs and accepts for `url` and the form `params`."""
+    from twilio.request_validator import RequestValidator
+
+    validator = RequestValidator(token)
+    signature = validator.compute_signature(url, params, algorithm)
+    return {
+        "signature": signature,
+        "valid": validator.validate(url, params, signature, algorithm),
+    }
+
+
 def main() -> int:
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "email":
         report = email_report(sys.stdin.buffer.read())
+    elif command == "twilio-sign" and len(sys.argv) == 5:
+        report = twilio_sign(*sys.argv[2:], json.loads(sys.stdin.read()))
     elif command == "twilio-send" and len(sys.argv) == 9:
         report = twilio_send(*sys.argv[2:])
     else:

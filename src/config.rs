@@ -115,6 +115,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub reminders: RemindersConfig,
     pub outbox: OutboxConfig,
+    pub voice: VoiceConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -455,11 +456,22 @@ pub struct EmailConfig {
     pub staff: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
     #[serde(skip_serializing)]
     pub token: Option<Secret>,
+    /// How long a console login lasts before the admin token must be given again.
+    pub session_hours: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            session_hours: 12,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -562,6 +574,49 @@ impl RemindersConfig {
             offsets_minutes: self.offsets_minutes.clone(),
             quiet_hours,
         })
+    }
+}
+
+/// `[voice]`: how phone calls are carried (`SARA_VOICE__…`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VoiceConfig {
+    /// `gather` (one `<Gather input="speech">` per turn) or `relay` (ConversationRelay).
+    pub mode: VoiceMode,
+    /// A Gather transcript below this `Confidence` is asked again (twice at most).
+    pub min_confidence: f32,
+    /// Relay: a turn whose answer is not ready after this long gets a filler line first.
+    pub filler_ms: u64,
+    /// Relay: the text-to-speech voice and language Twilio speaks with (`voice` unset =
+    /// Twilio's default for the provider).
+    pub language: String,
+    pub tts_provider: String,
+    pub voice: Option<String>,
+    pub transcription_provider: String,
+    /// Voicemail: ask Twilio for a transcription of the recording.
+    pub transcribe_voicemail: bool,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VoiceMode {
+    #[default]
+    Gather,
+    Relay,
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        VoiceConfig {
+            mode: VoiceMode::Gather,
+            min_confidence: 0.4,
+            filler_ms: 700,
+            language: "en-US".into(),
+            tts_provider: "ElevenLabs".into(),
+            voice: None,
+            transcription_provider: "Deepgram".into(),
+            transcribe_voicemail: true,
+        }
     }
 }
 

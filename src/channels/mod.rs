@@ -1,7 +1,8 @@
 //! The channels' wire formats: signature checks and reply documents for each provider.
 
-#[cfg(test)]
-pub(crate) mod conformance;
+/// Tests only (also the integration tests in tests/, hence public and hidden).
+#[doc(hidden)]
+pub mod conformance;
 pub mod email;
 pub mod senders;
 pub mod twilio;

@@ -79,10 +79,55 @@ impl<'a> TwilioSignature<'a> {
         }
     }
 
+    /// Whether `received` signs `url` in any of the forms Twilio may have signed (see
+    /// [`signed_url_forms`]).
+    pub fn verify_any_port(&self, url: &str, params: &[(String, String)], received: &str) -> bool {
+        signed_url_forms(url)
+            .iter()
+            .fold(false, |ok, form| self.verify(form, params, received) | ok)
+    }
+
     /// Constant-time check of a received signature.
     pub fn verify(&self, url: &str, params: &[(String, String)], received: &str) -> bool {
         let expected = self.sign(url, params);
         expected.as_bytes().ct_eq(received.trim().as_bytes()).into()
+    }
+}
+
+/// The forms of `url` Twilio may have signed: without its port and with the scheme's default
+/// port (`:443` for https and wss, `:80` for http and ws), as Twilio's own `RequestValidator`
+/// checks both (Twilio's side is not consistent about the port). A URL without a scheme
+/// is only itself.
+pub fn signed_url_forms(url: &str) -> Vec<String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return vec![url.to_string()];
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    // The port is what follows the last ':' after any user info and outside an IPv6 `[…]`.
+    let host_start = authority.rfind('@').map_or(0, |i| i + 1);
+    let host_port = &authority[host_start..];
+    let port_at = host_port
+        .rfind(':')
+        .filter(|&i| !host_port[i..].contains(']'))
+        .filter(|&i| host_port[i + 1..].bytes().all(|b| b.is_ascii_digit()));
+    let host = match port_at {
+        Some(i) => &authority[..host_start + i],
+        None => authority,
+    };
+    let default_port = match scheme.to_ascii_lowercase().as_str() {
+        "https" | "wss" => "443",
+        _ => "80",
+    };
+    let without = format!("{scheme}://{host}{tail}");
+    let with = match port_at {
+        Some(_) => url.to_string(),
+        None => format!("{scheme}://{host}:{default_port}{tail}"),
+    };
+    if with == without {
+        vec![without]
+    } else {
+        vec![without, with]
     }
 }
 
@@ -97,6 +142,19 @@ fn xml_text(text: &str) -> String {
         })
         .collect();
     escape(&allowed).into_owned()
+}
+
+/// The attributes of a `<ConversationRelay>` noun.
+pub struct RelaySettings<'a> {
+    /// The `wss://` URL Twilio opens the session's WebSocket to.
+    pub url: &'a str,
+    pub welcome_greeting: &'a str,
+    /// Comma-separated words the recognizer should expect.
+    pub hints: &'a str,
+    pub language: &'a str,
+    pub tts_provider: &'a str,
+    pub voice: Option<&'a str>,
+    pub transcription_provider: &'a str,
 }
 
 /// A TwiML `<Response>` built verb by verb; text is XML-escaped.
@@ -122,27 +180,97 @@ impl TwiML {
         self
     }
 
-    /// Listens for speech and posts the transcript to `action`, prompting with `prompt`.
-    pub fn gather_speech(mut self, action: &str, prompt: &str) -> Self {
+    /// Listens for speech and posts the transcript to `action`, prompting with `prompt`;
+    /// `hints` (comma-separated words and phrases) help the recognizer with names. When the
+    /// caller says nothing, Twilio goes on to the verb after the `<Gather>`: callers of this
+    /// put one there (see [`TwiML::redirect`]) so that silence never ends the call.
+    pub fn gather_speech(mut self, action: &str, prompt: &str, hints: &str) -> Self {
+        let hints = if hints.is_empty() {
+            String::new()
+        } else {
+            format!(" hints=\"{}\"", xml_text(hints))
+        };
         self.body.push_str(&format!(
-            "<Gather input=\"speech\" action=\"{}\" method=\"POST\" speechTimeout=\"auto\"><Say>{}</Say></Gather>",
+            "<Gather input=\"speech\" action=\"{}\" method=\"POST\" speechTimeout=\"auto\"{hints}><Say>{}</Say></Gather>",
             xml_text(action),
             xml_text(prompt)
         ));
         self
     }
 
-    /// Rings `number`; when nobody answers within the timeout Twilio goes on to the next verb.
-    pub fn dial(mut self, number: &str) -> Self {
-        self.body
-            .push_str(&format!("<Dial timeout=\"20\">{}</Dial>", xml_text(number)));
+    /// Fetches the next TwiML from `url` (POST, with the call's parameters).
+    pub fn redirect(mut self, url: &str) -> Self {
+        self.body.push_str(&format!(
+            "<Redirect method=\"POST\">{}</Redirect>",
+            xml_text(url)
+        ));
         self
     }
 
-    /// Lets the caller leave a voicemail after the beep.
-    pub fn record(mut self, max_seconds: u32) -> Self {
+    /// Rings `number`; when the staff call ends (answered and hung up, or not answered within
+    /// the timeout) Twilio posts `DialCallStatus` to `action`, whose TwiML decides what
+    /// follows (voicemail only when nobody answered). Verbs after a `<Dial action>` are never
+    /// reached.
+    pub fn dial(mut self, number: &str, action: &str) -> Self {
         self.body.push_str(&format!(
-            "<Record maxLength=\"{max_seconds}\" playBeep=\"true\"/>"
+            "<Dial timeout=\"20\" action=\"{}\" method=\"POST\">{}</Dial>",
+            xml_text(action),
+            xml_text(number)
+        ));
+        self
+    }
+
+    /// Lets the caller leave a voicemail after the beep. Twilio posts the recording to
+    /// `action` when the caller stops (its TwiML ends the call), reports the finished
+    /// recording to `status_callback`, and, with `transcribe_callback`, sends the transcription
+    /// there. With no audio at all Twilio skips `action` and goes on to the next verb.
+    pub fn record(
+        mut self,
+        max_seconds: u32,
+        action: &str,
+        status_callback: &str,
+        transcribe_callback: Option<&str>,
+    ) -> Self {
+        let transcribe = transcribe_callback
+            .map(|url| {
+                format!(
+                    " transcribe=\"true\" transcribeCallback=\"{}\"",
+                    xml_text(url)
+                )
+            })
+            .unwrap_or_default();
+        self.body.push_str(&format!(
+            "<Record maxLength=\"{max_seconds}\" playBeep=\"true\" action=\"{}\" method=\"POST\" \
+             recordingStatusCallback=\"{}\" recordingStatusCallbackMethod=\"POST\"{transcribe}/>",
+            xml_text(action),
+            xml_text(status_callback)
+        ));
+        self
+    }
+
+    /// Hands the call to ConversationRelay: Twilio speaks `relay.welcome_greeting` at once,
+    /// opens a WebSocket to `relay.url` for the conversation, and when the session ends
+    /// (Sara sent `end`, or the socket closed) posts to `action`, whose TwiML goes on.
+    pub fn connect_relay(mut self, action: &str, relay: &RelaySettings<'_>) -> Self {
+        let mut attributes = format!(
+            "url=\"{}\" welcomeGreeting=\"{}\" welcomeGreetingInterruptible=\"any\" \
+             interruptible=\"any\" dtmfDetection=\"true\" language=\"{}\" \
+             ttsProvider=\"{}\" transcriptionProvider=\"{}\"",
+            xml_text(relay.url),
+            xml_text(relay.welcome_greeting),
+            xml_text(relay.language),
+            xml_text(relay.tts_provider),
+            xml_text(relay.transcription_provider),
+        );
+        if let Some(voice) = relay.voice {
+            attributes.push_str(&format!(" voice=\"{}\"", xml_text(voice)));
+        }
+        if !relay.hints.is_empty() {
+            attributes.push_str(&format!(" hints=\"{}\"", xml_text(relay.hints)));
+        }
+        self.body.push_str(&format!(
+            "<Connect action=\"{}\" method=\"POST\"><ConversationRelay {attributes}/></Connect>",
+            xml_text(action)
         ));
         self
     }
@@ -194,6 +322,48 @@ mod tests {
             "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
         ));
         assert!(!sig.verify(url, &params, ""));
+    }
+
+    #[test]
+    fn a_url_is_signed_with_and_without_its_default_port() {
+        assert_eq!(
+            signed_url_forms("https://sara.example.com/webhook/voice?n=1"),
+            [
+                "https://sara.example.com/webhook/voice?n=1",
+                "https://sara.example.com:443/webhook/voice?n=1"
+            ]
+        );
+        assert_eq!(
+            signed_url_forms("https://sara.example.com:443/x"),
+            [
+                "https://sara.example.com/x",
+                "https://sara.example.com:443/x"
+            ]
+        );
+        assert_eq!(
+            signed_url_forms("wss://h.example/webhook/voice/relay"),
+            [
+                "wss://h.example/webhook/voice/relay",
+                "wss://h.example:443/webhook/voice/relay"
+            ]
+        );
+        assert_eq!(
+            signed_url_forms("http://127.0.0.1:8080"),
+            ["http://127.0.0.1", "http://127.0.0.1:8080"]
+        );
+        assert_eq!(
+            signed_url_forms("http://[::1]/a"),
+            ["http://[::1]/a", "http://[::1]:80/a"]
+        );
+        let params = vec![p("CallSid", "CA1")];
+        let sig = TwilioSignature::new("12345");
+        let with_port = sig.sign("https://sara.example.com:443/webhook/voice", &params);
+        assert!(sig.verify_any_port(
+            "https://sara.example.com/webhook/voice",
+            &params,
+            &with_port
+        ));
+        assert!(!sig.verify_any_port("https://sara.example.com/webhook/sms", &params, &with_port));
     }
 
     #[test]

@@ -18,8 +18,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
         .route("/admin/outbox", get(outbox))
+        .route("/logs/audit", get(audit))
         .route("/logs/{id}", get(logs))
-        .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
         .route("/admin/debug/clock", post(clock))
 }
@@ -107,14 +107,52 @@ async fn outbox(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoRe
     Ok(Json(list))
 }
 
+/// How many rows `GET /logs/audit` lists (the newest).
+const AUDIT_LIST_LIMIT: i64 = 500;
+
+/// The privacy audit: who was forgotten when (by contact key) and what went.
+async fn audit(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(app.db.privacy().audit(AUDIT_LIST_LIMIT).await?))
+}
+
 async fn logs(
     _: AdminAuth,
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     let log = app.db.turns_for(&id).await?;
-    log.map(Json)
-        .ok_or_else(|| ApiError::not_found("no conversation with that id"))
+    let phone = log
+        .as_ref()
+        .and_then(|l| Phone::parse(&l.conversation))
+        .or_else(|| Phone::parse(&id));
+    // A call's voicemails (by CallSid, or the caller's), shown even when the caller never
+    // spoke a turn.
+    let voicemails = app.db.voicemails(&id, phone.as_ref()).await?;
+    if log.is_none() && voicemails.is_empty() {
+        return Err(ApiError::not_found("no conversation with that id"));
+    }
+    let heard = match &phone {
+        Some(phone) => app.db.heard_of(phone).await?,
+        None => Vec::new(),
+    };
+    let mut body = match &log {
+        Some(log) => serde_json::to_value(log).unwrap_or_else(|_| json!({})),
+        None => json!({"conversation": phone.map(|p| p.as_str().to_string()), "turns": []}),
+    };
+    // What the caller actually heard of a reply they interrupted (voice relay).
+    if let Some(turns) = body.get_mut("turns").and_then(|t| t.as_array_mut()) {
+        for turn in turns {
+            let id = turn
+                .get("provider_id")
+                .and_then(|p| p.as_str())
+                .map(str::to_string);
+            if let Some((_, what)) = heard.iter().find(|(p, _)| Some(p) == id.as_ref()) {
+                turn["heard"] = json!(what);
+            }
+        }
+    }
+    body["voicemails"] = json!(voicemails);
+    Ok(Json(body))
 }
 
 async fn panic(
@@ -131,15 +169,4 @@ async fn panic(
         return Err(ApiError::unavailable("engine stopped"));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "panicking"}))))
-}
-
-/// Staff give a conversation back to Sara after a hand-over.
-async fn hand_back(
-    _: AdminAuth,
-    State(app): State<AppState>,
-    Path(phone): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let phone = Phone::parse(&phone).ok_or_else(|| ApiError::bad_request("not a phone number"))?;
-    app.engine.hand_back(phone).await?;
-    Ok(Json(json!({"status": "handed_back"})))
 }

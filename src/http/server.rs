@@ -320,7 +320,9 @@ impl ConnectionTask {
             registry: self.registry.clone(),
             conn: self.conn.clone(),
         };
-        let connection = self.builder.serve_connection(io, service);
+        // With upgrades: the ConversationRelay WebSocket (`GET /webhook/voice/relay`) takes
+        // the connection over after its handshake; the connection future then ends here.
+        let connection = self.builder.serve_connection(io, service).with_upgrades();
         tokio::pin!(connection);
         let mut stop = self.stop.clone();
         let mut stopping = *stop.borrow();

@@ -2,13 +2,18 @@
 //! caller said, transcribed by Twilio) and `/webhook/voice/status` (call status callbacks).
 //! Each spoken turn is one engine turn; its provider id is `CallSid:n`, where `n` counts the
 //! gathers of the call (carried in the action URL, which Twilio signs).
+//!
+//! Every `<Gather>` is followed by a `<Redirect>` (silence never ends the call), every
+//! `<Dial>` to staff has an `action` (`/webhook/voice/dial`: voicemail only when nobody
+//! answered) and every `<Record>` its own callbacks (`/webhook/voice/recording…`, see
+//! `voicemail`), so no recording ever reaches a gather URL as a turn.
 
 use axum::Router;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use sara_actors::dialogue::{self, Reply};
 use sara_actors::engine::Inbound;
@@ -17,52 +22,136 @@ use serde::Deserialize;
 
 use super::sms::twiml;
 use super::webhook::{TwilioForm, answer, clip, param, required_sid};
-use super::{ApiError, AppState, caller_id};
+use super::{ApiError, AppState, caller_id, relay, voicemail};
 use crate::channels::twilio::TwiML;
+use crate::config::VoiceMode;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/webhook/voice", post(call_start))
         .route("/webhook/voice/gather", post(gather))
         .route("/webhook/voice/status", post(status))
+        .route("/webhook/voice/dial", post(dial_done))
+        .route("/webhook/voice/relay", get(relay::handshake))
+        .route("/webhook/voice/relay/end", post(relay::ended))
+        .route("/webhook/voice/recording", post(voicemail::recorded))
+        .route("/webhook/voice/recording/status", post(voicemail::status))
+        .route(
+            "/webhook/voice/recording/transcription",
+            post(voicemail::transcription),
+        )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct Turn {
     /// Which gather of the call this is (1 for the first).
     n: Option<u32>,
     /// `verified` when the call start's SHAKEN/STIR verdict verified the caller ID (see
     /// `caller_id`); the URL is Twilio-signed, so a caller cannot add it.
     caller: Option<String>,
+    /// How many times in a row this gather heard nothing.
+    quiet: Option<u32>,
+    /// How many times in a row this gather heard words below `voice.min_confidence`.
+    unsure: Option<u32>,
 }
 
-fn gather_url(app: &AppState, n: u32, verified: bool) -> String {
+/// Where a spoken prompt listens next: the gather `n` of the call, and how many silent or
+/// unclear answers came before it (carried in the signed action URL, so no state is kept).
+#[derive(Clone, Copy, Debug, Default)]
+struct Listen {
+    n: u32,
+    verified: bool,
+    quiet: u32,
+    unsure: u32,
+}
+
+/// Re-prompts (after silence, or after words Twilio was unsure of) before the caller is put
+/// through to the team.
+const MAX_REPROMPTS: u32 = 2;
+
+/// `path` under the public URL.
+pub fn public(app: &AppState, path: &str) -> String {
     format!(
-        "{}/webhook/voice/gather?n={n}{}",
-        app.config.server.public_url.trim_end_matches('/'),
-        if verified { "&caller=verified" } else { "" }
+        "{}{path}",
+        app.config.server.public_url.trim_end_matches('/')
     )
 }
 
-/// Speaks `reply` and listens for the next turn, or dials staff, or hangs up.
-fn speak(app: &AppState, reply: &Reply, next: u32, verified: bool) -> TwiML {
+fn gather_url(app: &AppState, listen: Listen) -> String {
+    let mut url = public(app, &format!("/webhook/voice/gather?n={}", listen.n));
+    if listen.verified {
+        url.push_str("&caller=verified");
+    }
+    if listen.quiet > 0 {
+        url.push_str(&format!("&quiet={}", listen.quiet));
+    }
+    if listen.unsure > 0 {
+        url.push_str(&format!("&unsure={}", listen.unsure));
+    }
+    url
+}
+
+/// Words the speech recognizer should expect: the services' names (the ones a caller is
+/// most likely to say and a recognizer most likely to miss).
+pub fn hints(app: &AppState) -> String {
     let business = app.engine.business();
+    business
+        .services
+        .iter()
+        .map(|s| s.name.replace(',', " "))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The voicemail: a prompt, the `<Record>` whose recording goes to its own callbacks (never
+/// to a gather URL), and a goodbye when the caller left no message.
+pub fn voicemail_twiml(app: &AppState, doc: TwiML, prompt: &str) -> TwiML {
+    let transcribe = app
+        .config
+        .voice
+        .transcribe_voicemail
+        .then(|| public(app, "/webhook/voice/recording/transcription"));
+    doc.say(prompt)
+        .record(
+            120,
+            &public(app, "/webhook/voice/recording"),
+            &public(app, "/webhook/voice/recording/status"),
+            transcribe.as_deref(),
+        )
+        .say("I didn't hear a message. Goodbye.")
+        .hangup()
+}
+
+/// Puts the caller through to staff after `doc`: `<Dial>` with an action (so a finished
+/// staff call ends there and only an unanswered one reaches the voicemail), or the voicemail
+/// at once when no staff number is configured.
+pub fn put_through(app: &AppState, doc: TwiML) -> TwiML {
+    match &app.engine.business().phone {
+        Some(staff) => doc.dial(staff.as_str(), &public(app, "/webhook/voice/dial")),
+        None => voicemail_twiml(
+            app,
+            doc,
+            "Please leave a message after the tone and the team will call you back.",
+        ),
+    }
+}
+
+/// Speaks `reply` and listens for the next turn, or dials staff, or hangs up.
+fn speak(app: &AppState, reply: &Reply, listen: Listen) -> TwiML {
     if reply.handover {
-        let doc = TwiML::new().say(&reply.text);
-        return match &business.phone {
-            Some(staff) => doc
-                .dial(staff.as_str())
-                .say("Nobody could take the call just now. Please leave a message after the tone.")
-                .record(120),
-            None => doc
-                .say("Please leave a message after the tone and the team will call you back.")
-                .record(120),
-        };
+        return put_through(app, TwiML::new().say(&reply.text));
     }
     if reply.end {
         return TwiML::new().say(&reply.text).hangup();
     }
-    TwiML::new().gather_speech(&gather_url(app, next, verified), &reply.text)
+    // Silence falls through the <Gather> to the redirect: the same gather, one more quiet.
+    let silent = Listen {
+        quiet: listen.quiet + 1,
+        ..listen
+    };
+    TwiML::new()
+        .gather_speech(&gather_url(app, listen), &reply.text, &hints(app))
+        .redirect(&gather_url(app, silent))
 }
 
 /// A caller whose number is withheld (`From=anonymous`, `Restricted`, …) has no phone to
@@ -78,7 +167,7 @@ fn withheld_number(app: &AppState) -> Response {
         ..Reply::default()
     };
     metrics::counter!("sara_withheld_number_calls_total").increment(1);
-    twiml(speak(app, &reply, 1, false).render())
+    twiml(speak(app, &reply, Listen::default()).render())
 }
 
 fn is_withheld(params: &[(String, String)]) -> bool {
@@ -92,9 +181,16 @@ async fn call_start(
     if is_withheld(&params) {
         return Ok(withheld_number(&app));
     }
+    if app.config.voice.mode == VoiceMode::Relay {
+        return relay::connect(&app, &params);
+    }
     let hello = dialogue::greeting(app.engine.business(), Channel::Voice);
-    let verified = caller_id::verified_by_twilio(&params);
-    Ok(twiml(speak(&app, &hello, 1, verified).render()))
+    let listen = Listen {
+        n: 1,
+        verified: caller_id::verified_by_twilio(&params),
+        ..Listen::default()
+    };
+    Ok(twiml(speak(&app, &hello, listen).render()))
 }
 
 async fn gather(
@@ -102,36 +198,105 @@ async fn gather(
     Query(turn): Query<Turn>,
     TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let n = turn.n.unwrap_or(1);
     if is_withheld(&params) {
         return Ok(withheld_number(&app));
     }
-    let verified =
-        turn.caller.as_deref() == Some("verified") || caller_id::verified_by_twilio(&params);
-    let Some(inbound) = gather_inbound(&params, n, app.clock.now())? else {
-        // Silence or noise: ask again without spending a turn.
+    let listen = Listen {
+        n: turn.n.unwrap_or(1),
+        verified: turn.caller.as_deref() == Some("verified")
+            || caller_id::verified_by_twilio(&params),
+        quiet: turn.quiet.unwrap_or(0),
+        unsure: turn.unsure.unwrap_or(0),
+    };
+    let Some(inbound) = gather_inbound(&params, listen.n, app.clock.now())? else {
+        // Silence or noise: ask again without spending a turn, twice; then the team. The
+        // redirect after a <Gather> already counts the silence that led to it.
+        let quiet = listen.quiet.max(1);
+        if quiet > MAX_REPROMPTS {
+            metrics::counter!("sara_voice_reprompt_handovers_total").increment(1);
+            let reply =
+                handover("I can't hear you on this line. I'll put you through to the team.");
+            return Ok(twiml(speak(&app, &reply, listen).render()));
+        }
         let again = Reply {
             text: "Sorry, I didn't catch that. How can I help?".into(),
             ..Reply::default()
         };
-        return Ok(twiml(speak(&app, &again, n, verified).render()));
+        return Ok(twiml(
+            speak(&app, &again, Listen { quiet, ..listen }).render(),
+        ));
     };
-    if !verified && caller_id::asks_to_change_a_booking(&app, &inbound.text) {
-        metrics::counter!("sara_unverified_caller_handovers_total").increment(1);
-        let reply = Reply {
-            text: "I can't confirm it's really you calling from this number, so I can't look \
-                   up, move or cancel an appointment on this call. I can still make a new \
-                   booking, or you can text us from your phone. I'll put you through to the \
-                   team now."
-                .into(),
-            handover: true,
+    if is_unclear(&app, &params) {
+        let unsure = listen.unsure + 1;
+        metrics::counter!("sara_voice_low_confidence_total").increment(1);
+        if unsure > MAX_REPROMPTS {
+            metrics::counter!("sara_voice_reprompt_handovers_total").increment(1);
+            let reply = handover(
+                "I'm having trouble understanding you on this line. I'll put you through to the team.",
+            );
+            return Ok(twiml(speak(&app, &reply, listen).render()));
+        }
+        let again = Reply {
+            text: "Sorry, I didn't quite get that. Could you say it again?".into(),
             ..Reply::default()
         };
-        return Ok(twiml(speak(&app, &reply, n, verified).render()));
+        return Ok(twiml(
+            speak(&app, &again, Listen { unsure, ..listen }).render(),
+        ));
+    }
+    if !listen.verified && caller_id::asks_to_change_a_booking(&app, &inbound.text) {
+        metrics::counter!("sara_unverified_caller_handovers_total").increment(1);
+        let reply = handover(
+            "I can't confirm it's really you calling from this number, so I can't look \
+             up, move or cancel an appointment on this call. I can still make a new \
+             booking, or you can text us from your phone. I'll put you through to the \
+             team now.",
+        );
+        return Ok(twiml(speak(&app, &reply, listen).render()));
     }
     let reply = answer(&app, inbound).await?;
+    let next = Listen {
+        n: listen.n.saturating_add(1),
+        verified: listen.verified,
+        ..Listen::default()
+    };
+    Ok(twiml(speak(&app, &reply, next).render()))
+}
+
+fn handover(text: &str) -> Reply {
+    Reply {
+        text: text.into(),
+        handover: true,
+        ..Reply::default()
+    }
+}
+
+/// Whether Twilio was unsure of the words it heard (`Confidence` below
+/// `voice.min_confidence`). A missing or unreadable `Confidence` is not a reason to ask again.
+fn is_unclear(app: &AppState, params: &[(String, String)]) -> bool {
+    param(params, "Confidence")
+        .and_then(|c| c.trim().parse::<f32>().ok())
+        .is_some_and(|c| c.is_finite() && c < app.config.voice.min_confidence)
+}
+
+/// After the staff call of a hand-over: nothing more when someone answered, the voicemail
+/// when nobody did (no answer, busy, failed, or the caller hung up before).
+async fn dial_done(
+    State(app): State<AppState>,
+    TwilioForm(params): TwilioForm,
+) -> Result<Response, ApiError> {
+    let status = param(&params, "DialCallStatus").unwrap_or_default();
+    tracing::info!(status, "staff call ended");
+    if status == "completed" || status == "answered" {
+        return Ok(twiml(TwiML::new().hangup().render()));
+    }
     Ok(twiml(
-        speak(&app, &reply, n.saturating_add(1), verified).render(),
+        voicemail_twiml(
+            &app,
+            TwiML::new(),
+            "Nobody could take the call just now. Please leave a message after the tone.",
+        )
+        .render(),
     ))
 }
 

@@ -17,18 +17,14 @@ use crate::config::Secret;
 /// Longest message text handed to the engine; Twilio concatenates at most 1,600 characters.
 const MAX_TEXT_CHARS: usize = 1600;
 
-/// Checks `X-Twilio-Signature` against the public URL (never the Host header) and returns the
-/// form parameters.
+/// Checks `X-Twilio-Signature` against the public URL (never the Host header), with and
+/// without its default port as Twilio's own validator does, and returns the form parameters.
 pub fn verified_twilio_form(
     app: &AppState,
     uri: &OriginalUri,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Vec<(String, String)>, ApiError> {
-    let signature = headers
-        .get("x-twilio-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::forbidden("missing X-Twilio-Signature"))?;
     let params = form_params(body);
     let path = uri.0.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let url = format!(
@@ -36,6 +32,24 @@ pub fn verified_twilio_form(
         app.config.server.public_url.trim_end_matches('/'),
         path
     );
+    verify_twilio_signature(app, headers, &url, &params)?;
+    unambiguous(&params)?;
+    Ok(params)
+}
+
+/// Checks `X-Twilio-Signature` of a request Twilio made to `url` with form `params` (none for
+/// a WebSocket handshake): with the auth token, or with the Webhooks SharedKey secret when
+/// `X-Twilio-Webhooks-Signature-Settings` names one; with and without the default port.
+pub fn verify_twilio_signature(
+    app: &AppState,
+    headers: &HeaderMap,
+    url: &str,
+    params: &[(String, String)],
+) -> Result<(), ApiError> {
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::forbidden("missing X-Twilio-Signature"))?;
     let signed = match headers
         .get("x-twilio-webhooks-signature-settings")
         .map(|v| v.to_str().unwrap_or_default())
@@ -57,21 +71,21 @@ pub fn verified_twilio_form(
             };
             let algorithm = SignatureAlgorithm::from_settings(settings)
                 .ok_or_else(|| ApiError::forbidden("unsupported signature algorithm"))?;
-            TwilioSignature::with_algorithm(secret, algorithm).verify(&url, &params, signature)
+            TwilioSignature::with_algorithm(secret, algorithm)
+                .verify_any_port(url, params, signature)
         }
         None => {
             let Some(token) = app.config.twilio.auth_token.as_ref().map(Secret::expose) else {
                 tracing::warn!("twilio.auth_token is not set; refusing Twilio webhooks");
                 return Err(ApiError::forbidden("webhook signing is not configured"));
             };
-            TwilioSignature::new(token).verify(&url, &params, signature)
+            TwilioSignature::new(token).verify_any_port(url, params, signature)
         }
     };
     if !signed {
         return Err(ApiError::forbidden("bad X-Twilio-Signature"));
     }
-    unambiguous(&params)?;
-    Ok(params)
+    Ok(())
 }
 
 /// Parameters whose value names the caller or the message: in the signed string they must

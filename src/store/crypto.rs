@@ -82,6 +82,10 @@ pub(crate) enum Field {
     /// The rest of a turn's reply beside its text (buttons, hand-over, hang-up, silence).
     TurnReplyExtra,
     TurnUnderstood,
+    /// What a voice caller heard of a reply they interrupted.
+    TurnHeard,
+    VoicemailUrl,
+    VoicemailTranscription,
     BookingPhone,
     BookingName,
     BookingEmail,
@@ -103,6 +107,9 @@ impl Field {
             Field::TurnReply => b"turns.reply",
             Field::TurnReplyExtra => b"turns.reply_extra",
             Field::TurnUnderstood => b"turns.understood",
+            Field::TurnHeard => b"turns.heard",
+            Field::VoicemailUrl => b"voicemails.recording_url",
+            Field::VoicemailTranscription => b"voicemails.transcription",
             Field::BookingPhone => b"bookings.phone",
             Field::BookingName => b"bookings.name",
             Field::BookingEmail => b"bookings.email",

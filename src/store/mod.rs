@@ -19,12 +19,15 @@
 mod admin;
 mod crypto;
 mod file_mode;
+pub mod forget;
 pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod queue;
+pub mod sessions;
 mod sql;
 mod sqlite;
+mod voice;
 
 #[cfg(test)]
 mod jobs_tests;
@@ -32,6 +35,8 @@ mod jobs_tests;
 mod outbox_tests;
 #[cfg(test)]
 mod privacy_tests;
+#[cfg(test)]
+mod sessions_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -49,9 +54,13 @@ use sara_actors::ports::{
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
-pub use admin::{AdminReadModel, BookingCounts, BookingView, ConversationLog, Stats, TurnView};
+pub use admin::{
+    AdminReadModel, BookingCounts, BookingView, ConversationLog, ConversationSummary, Stats,
+    TurnView,
+};
 pub use crypto::EncryptionKey;
 pub use sql::{PgStore, SqlStore, SqliteStore};
+pub use voice::{VoicemailReport, VoicemailView};
 
 /// Seals what the processed-webhook cache keeps (replies hold names) and gives keyed
 /// pseudonyms for phone numbers and addresses in cache keys.
@@ -140,6 +149,10 @@ pub trait Store: ConversationStore + BookingRepository {
 
     fn jobs(&self) -> &dyn jobs::JobRepository;
 
+    fn sessions(&self) -> &dyn sessions::SessionRepository;
+
+    fn privacy(&self) -> &dyn forget::PrivacyRepository;
+
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
@@ -160,6 +173,34 @@ pub trait Store: ConversationStore + BookingRepository {
     /// Whether a contact has opted out of SMS.
     fn sms_opted_out<'a>(&'a self, contact_key: &'a str)
     -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Records what a caller heard of the reply of turn `provider_id` (see [`voice`]).
+    fn record_heard<'a>(
+        &'a self,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// What the caller of contact `contact_key` heard of interrupted replies, by provider id.
+    fn heard_of<'a>(
+        &'a self,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
+
+    /// Stores one voicemail callback's report, and its staff alert once (see [`voice`]).
+    fn store_voicemail<'a>(
+        &'a self,
+        report: &'a VoicemailReport,
+        alert: Option<&'a sara_actors::ports::OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// The voicemails of a call or of a contact.
+    fn voicemails<'a>(
+        &'a self,
+        call_sid: &'a str,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>>;
 
     /// Queues the SMS fallback of a WhatsApp message Meta reported `failed`.
     fn fall_back_to_sms<'a>(
@@ -412,6 +453,42 @@ impl Database {
         self.store.admin().turns_for(id).await
     }
 
+    /// Records what the caller heard of the reply of turn `provider_id` before interrupting
+    /// it; whether that turn exists.
+    pub async fn record_heard(&self, provider_id: &str, heard: &str) -> Result<bool, StoreError> {
+        self.store.record_heard(provider_id, heard).await
+    }
+
+    /// What the caller of `phone` heard of the replies they interrupted, by provider id.
+    pub async fn heard_of(&self, phone: &Phone) -> Result<Vec<(String, String)>, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.heard_of(&key).await
+    }
+
+    /// Stores one voicemail callback's report (`phone` = the caller's, when known); `true`
+    /// for the first report of that recording. `alert` goes to the outbox with the first
+    /// report that leaves the voicemail with its recording URL, and never twice.
+    pub async fn store_voicemail(
+        &self,
+        mut report: VoicemailReport,
+        phone: Option<&Phone>,
+        alert: Option<&sara_actors::ports::OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        report.contact_key = phone.map(|p| self.contact_key(p));
+        self.store.store_voicemail(&report, alert, now).await
+    }
+
+    /// The voicemails of call `call_sid`, or of the conversation of `phone`.
+    pub async fn voicemails(
+        &self,
+        call_sid: &str,
+        phone: Option<&Phone>,
+    ) -> Result<Vec<VoicemailView>, StoreError> {
+        let key = phone.map(|p| self.contact_key(p)).unwrap_or_default();
+        self.store.voicemails(call_sid, &key).await
+    }
+
     /// The outbox, for its relays and `/admin/outbox` (see [`outbox`]).
     pub fn outbox(&self) -> &dyn outbox::OutboxRepository {
         self.store.outbox()
@@ -420,6 +497,22 @@ impl Database {
     /// The scheduled jobs, for the schedulers (see [`jobs`]).
     pub fn jobs(&self) -> &dyn jobs::JobRepository {
         self.store.jobs()
+    }
+
+    /// Forgetting a caller and the privacy audit (see [`forget`]).
+    pub fn privacy(&self) -> &dyn forget::PrivacyRepository {
+        self.store.privacy()
+    }
+
+    /// The console's login sessions (see [`sessions`]).
+    pub fn sessions(&self) -> &dyn sessions::SessionRepository {
+        self.store.sessions()
+    }
+
+    /// The `limit` conversations that changed last, newest first, for the console.
+    #[tracing::instrument(skip_all, fields(backend = self.backend()))]
+    pub async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.store.admin().conversations(limit).await
     }
 
     /// Every booking, ordered by start, times shown in `tz`.

@@ -82,7 +82,7 @@ fn the_booking() -> Booking {
 /// Everything in the database as text: every row of every table (PostgreSQL: each row cast
 /// to text; SQLite: each column's value, blobs decoded as lossy UTF-8, plus the raw bytes of
 /// the database file and its WAL).
-async fn dump(db: &Database) -> String {
+pub(super) async fn dump(db: &Database) -> String {
     let mut out = String::new();
     match (db.postgres_pool(), db.sqlite_pool()) {
         (Some(pool), _) => {

@@ -19,10 +19,13 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
-use super::admin::{self, AdminReadModel, ConversationLog, Stats};
+use super::admin::{self, AdminReadModel, ConversationLog, ConversationSummary, Stats};
 use super::crypto::{Field, Sealer};
+use super::forget::{self, AuditEntry, Forgotten, PrivacyRepository};
 use super::jobs::{self, ClaimedJob, JobRepository, SettleJob};
 use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
+use super::sessions::{self, SessionRepository};
+use super::voice::{self, VoicemailReport, VoicemailView};
 use super::{
     BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
 };
@@ -595,6 +598,30 @@ pub(super) trait Shared: Dialect {
         id: &'a str,
     ) -> BoxFuture<'a, Result<Option<ConversationLog>, StoreError>>;
     fn stats(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Stats, StoreError>>;
+    fn record_heard<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn heard_of<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>>;
+    fn store_voicemail<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        report: &'a VoicemailReport,
+        alert: Option<&'a OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn voicemails<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        call_sid: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>>;
     fn claim_outbox<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -642,6 +669,36 @@ pub(super) trait Shared: Dialect {
         pool: &'a sqlx::Pool<Self>,
         contact_key: String,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>>;
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>>;
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -665,12 +722,103 @@ where
     outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::ConversationListRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    forget::AuditRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     (Option<DB::Time>,): for<'r> FromRow<'r, DB::Row>,
     (String, DB::Time): for<'r> FromRow<'r, DB::Row>,
     outbox::FailedRow: for<'r> FromRow<'r, DB::Row>,
     (i64,): for<'r> FromRow<'r, DB::Row>,
+    for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
+    (String, Vec<u8>): for<'r> FromRow<'r, DB::Row>,
+    voice::VoicemailRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
 {
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(forget::forget(pool, sealer, phone, at))
+    }
+
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        Box::pin(forget::audit(pool, limit))
+    }
+
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>> {
+        Box::pin(admin::conversations(pool, sealer, limit))
+    }
+
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::create(pool, id, now, expires_at))
+    }
+
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(sessions::valid(pool, id, now))
+    }
+
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::end(pool, id))
+    }
+
+    fn record_heard<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(voice::record_heard(pool, sealer, provider_id, heard))
+    }
+
+    fn heard_of<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        Box::pin(voice::heard_of(pool, sealer, key))
+    }
+
+    fn store_voicemail<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        report: &'a VoicemailReport,
+        alert: Option<&'a OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(voice::store_voicemail(pool, sealer, report, alert, now))
+    }
+
+    fn voicemails<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        call_sid: &'a str,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>> {
+        Box::pin(voice::voicemails(pool, sealer, call_sid, key))
+    }
+
     fn claim_jobs<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -864,6 +1012,14 @@ impl<DB: Shared> Store for SqlStore<DB> {
         self
     }
 
+    fn sessions(&self) -> &dyn SessionRepository {
+        self
+    }
+
+    fn privacy(&self) -> &dyn PrivacyRepository {
+        self
+    }
+
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::run_migrations(&self.pool)
     }
@@ -890,6 +1046,38 @@ impl<DB: Shared> Store for SqlStore<DB> {
         contact_key: &'a str,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         DB::sms_opted_out(&self.pool, contact_key)
+    }
+
+    fn record_heard<'a>(
+        &'a self,
+        provider_id: &'a str,
+        heard: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::record_heard(&self.pool, &self.sealer, provider_id, heard)
+    }
+
+    fn heard_of<'a>(
+        &'a self,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<(String, String)>, StoreError>> {
+        DB::heard_of(&self.pool, &self.sealer, contact_key)
+    }
+
+    fn store_voicemail<'a>(
+        &'a self,
+        report: &'a VoicemailReport,
+        alert: Option<&'a OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::store_voicemail(&self.pool, &self.sealer, report, alert, now)
+    }
+
+    fn voicemails<'a>(
+        &'a self,
+        call_sid: &'a str,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>> {
+        DB::voicemails(&self.pool, &self.sealer, call_sid, contact_key)
     }
 
     fn fall_back_to_sms<'a>(
@@ -990,6 +1178,59 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
         DB::stats(&self.pool)
+    }
+
+    fn conversations(
+        &self,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<ConversationSummary>, StoreError>> {
+        DB::conversations(&self.pool, &self.sealer, limit)
+    }
+}
+
+impl<DB: Shared> PrivacyRepository for SqlStore<DB> {
+    fn forget<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::forget(&self.pool, &self.sealer, phone, at).await
+        })
+    }
+
+    fn audit(&self, limit: i64) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        DB::audit(&self.pool, limit)
+    }
+}
+
+impl<DB: Shared> SessionRepository for SqlStore<DB> {
+    fn create_session<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::create_session(&self.pool, id, now, expires_at).await
+        })
+    }
+
+    fn session_valid<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::session_valid(&self.pool, id, now)
+    }
+
+    fn end_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::end_session(&self.pool, id).await
+        })
     }
 }
 

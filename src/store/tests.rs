@@ -74,9 +74,111 @@ on_both_backends!(
     a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
     attendance_commits_with_its_turn_for_the_customers_own_booking_and_a_move_clears_it,
     overlaps_are_refused_however_long_the_earlier_booking,
+    what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_order,
     an_older_binary_starts_on_a_database_a_newer_one_migrated,
     bookings_with_different_staff_share_a_time_and_with_the_same_do_not,
 );
+
+/// A relay caller's interruption is kept on its turn; a voicemail's callbacks (the record
+/// action, the status, the transcription) fill one row whichever comes first, and both are
+/// sealed at rest.
+async fn what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_order(db: Database) {
+    use super::VoicemailReport;
+    let p = phone(8);
+    let mut spoken = turn(&p, 0, Some("CA77:r1"), "book me in");
+    spoken.turn.channel = Channel::Voice;
+    db.commit(vec![spoken]).await.expect("commit");
+    assert!(
+        db.record_heard("CA77:r1", "Sure, which")
+            .await
+            .expect("heard")
+    );
+    assert!(
+        !db.record_heard("CA77:r9", "nothing")
+            .await
+            .expect("no such turn")
+    );
+    assert_eq!(
+        db.heard_of(&p).await.expect("read"),
+        vec![("CA77:r1".to_string(), "Sure, which".to_string())]
+    );
+
+    let url = "https://api.twilio.com/2010-04-01/Accounts/AC1/Recordings/RE1";
+    let transcribed = VoicemailReport {
+        recording_sid: "RE1".into(),
+        call_sid: "CA77".into(),
+        transcription: Some("Please call me back about Friday".into()),
+        ..VoicemailReport::default()
+    };
+    assert!(
+        db.store_voicemail(transcribed, Some(&p), None, at(1))
+            .await
+            .expect("store")
+    );
+    let recorded = VoicemailReport {
+        recording_sid: "RE1".into(),
+        call_sid: "CA77".into(),
+        recording_url: Some(url.into()),
+        duration_s: Some(9),
+        ..VoicemailReport::default()
+    };
+    let alert = sara_actors::ports::OutboxMessage {
+        contact: p.clone(),
+        recipient: "front@harbor.example".into(),
+        channel: Channel::Email,
+        kind: sara_actors::ports::OutboxKind::StaffAlert,
+        payload: "{\"voicemail\":\"Recordings/RE1\"}".into(),
+        idempotency_key: "RE1:staff_alert".into(),
+        not_before: at(2),
+    };
+    // The transcription came first (no URL yet): no alert then.
+    assert!(
+        db.outbox()
+            .list_outbox(10)
+            .await
+            .expect("outbox")
+            .is_empty()
+    );
+    assert!(
+        !db.store_voicemail(recorded.clone(), None, Some(&alert), at(2))
+            .await
+            .expect("store")
+    );
+    // Twilio's second callback with the URL (or a retry) writes no second alert.
+    assert!(
+        !db.store_voicemail(recorded, None, Some(&alert), at(3))
+            .await
+            .expect("again")
+    );
+    let outbox = db.outbox().list_outbox(10).await.expect("outbox");
+    assert_eq!(outbox.len(), 1, "{outbox:?}");
+    assert_eq!(outbox[0].kind, "staff_alert");
+    assert_eq!(outbox[0].channel, "email");
+    for (call, who) in [("CA77", None), ("", Some(&p))] {
+        let found = db.voicemails(call, who).await.expect("read");
+        assert_eq!(found.len(), 1, "{call} {who:?}");
+        assert_eq!(found[0].recording_url.as_deref(), Some(url));
+        assert_eq!(found[0].duration_s, Some(9));
+        assert_eq!(
+            found[0].transcription.as_deref(),
+            Some("Please call me back about Friday")
+        );
+        assert_eq!(found[0].at, at(1));
+    }
+    assert!(
+        db.voicemails("CA78", Some(&phone(9)))
+            .await
+            .expect("read")
+            .is_empty()
+    );
+    let raw = super::privacy_tests::dump(&db).await;
+    assert!(!raw.contains("call me back"), "the transcription is sealed");
+    assert!(
+        !raw.contains("Recordings/RE1"),
+        "the recording URL is sealed"
+    );
+    assert!(!raw.contains("Sure, which"), "what was heard is sealed");
+}
 
 /// A rollback (or an old pod restarting mid-rollout): the database holds a migration this
 /// binary does not know; migrating again starts instead of refusing it.

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::helpers::{Sara, phone, upcoming};
 
 /// A minimal SMTP server: accepts every message and hands (recipients, data) to the test.
-async fn smtp_stand_in() -> (String, mpsc::UnboundedReceiver<(Vec<String>, String)>) {
+pub(crate) async fn smtp_stand_in() -> (String, mpsc::UnboundedReceiver<(Vec<String>, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();

@@ -5,6 +5,8 @@
 
 mod admin;
 mod answers;
+mod browser;
+mod console;
 mod conversations;
 mod delivery;
 mod dialogs;
@@ -19,6 +21,7 @@ mod operations;
 mod opt_outs;
 mod privacy;
 mod production;
+mod relay;
 mod reminders;
 mod robustness;
 mod rules;

@@ -155,6 +155,11 @@ pub struct DialogueState {
     /// the conversation back with [`DialogueState::hand_back`]).
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     pub handed_over_until: Option<DateTime<Utc>>,
+    /// Staff took the conversation over from the console: Sara records each message but
+    /// answers none (a call is put through to staff) until staff hand it back. Unlike a
+    /// hand-over it does not run out.
+    #[serde(rename = "t", default, skip_serializing_if = "std::ops::Not::not")]
+    pub taken_over: bool,
 }
 
 impl DialogueState {
@@ -174,6 +179,17 @@ impl DialogueState {
     /// Staff give the conversation back to Sara.
     pub fn hand_back(&mut self) {
         self.handed_over_until = None;
+        self.taken_over = false;
+    }
+
+    /// Staff take the conversation over: Sara stays quiet on it until [`Self::hand_back`].
+    pub fn take_over(&mut self) {
+        self.taken_over = true;
+    }
+
+    /// Whether the customer asked for a person and no one has taken the conversation yet.
+    pub fn waiting_for_staff(&self, now: DateTime<Utc>) -> bool {
+        self.handed_over(now) && !self.taken_over
     }
 }
 
@@ -181,7 +197,8 @@ impl DialogueState {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Reply {
     pub text: String,
-    /// Quick-reply choices (WhatsApp buttons); the text already lists them.
+    /// The choices the reply asks between (WhatsApp buttons; on a relay call the keypad
+    /// answers them, 1 for the first); the text already lists them.
     pub options: Vec<String>,
     /// Pass the caller to a human now (voice: dial the staff number).
     pub handover: bool,
@@ -197,6 +214,11 @@ impl Reply {
             text: text.into(),
             ..Reply::default()
         }
+    }
+
+    /// What staff wrote to the customer, as the transcript keeps it.
+    pub fn staff(text: impl Into<String>) -> Reply {
+        Reply::say(text)
     }
 }
 
@@ -277,6 +299,27 @@ pub fn calendar_unavailable_reply() -> Reply {
 pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnContext) -> Decision {
     let u = understanding;
     let mut state = state.clone();
+    if state.taken_over {
+        // Staff answer this conversation themselves; a caller is put through to them.
+        let reply = if ctx.channel.is_text() {
+            Reply {
+                silent: true,
+                ..Reply::default()
+            }
+        } else {
+            Reply {
+                text: "Connecting you now.".into(),
+                handover: true,
+                ..Reply::default()
+            }
+        };
+        return Decision {
+            state,
+            reply,
+            effect: None,
+            intent: u.primary().unwrap_or(Act::Inform),
+        };
+    }
     if let Some(until) = state.handed_over_until {
         if ctx.channel.is_text() && ctx.now < until {
             return Decision {
@@ -355,9 +398,6 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
     if let Some(name) = decision.state.form.as_ref().and_then(|f| f.name.clone()) {
         decision.state.caller = Some(name);
     }
-    if !ctx.channel.is_text() {
-        decision.reply.options.clear();
-    }
     decision
 }
 
@@ -389,7 +429,7 @@ pub fn effect_failed(
         )),
         _ => None,
     };
-    let mut decision = match outcome {
+    match outcome {
         Some(o) => o.into_decision(state, intent, ctx),
         None => Decision {
             state: before.clone(),
@@ -402,11 +442,7 @@ pub fn effect_failed(
             effect: None,
             intent,
         },
-    };
-    if !ctx.channel.is_text() {
-        decision.reply.options.clear();
     }
-    decision
 }
 
 /// The acts that start a form, in the order they appear in the message.
