@@ -7,7 +7,6 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use chrono::Utc;
 use sara_actors::model::Channel;
 use sara_actors::outbound::{DeliveryState, StatusUpdate};
 

@@ -99,6 +99,16 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Outbox messages given up after the configured time or refused for good, by channel.",
     ),
     (
+        "sara_outbox_fallbacks_total",
+        Kind::Counter,
+        "Failed WhatsApp messages sent again on another channel, by that channel.",
+    ),
+    (
+        "sara_outbox_withheld_total",
+        Kind::Counter,
+        "Outbox messages never sent because the recipient opted out (SMS STOP), by channel.",
+    ),
+    (
         "sara_delivery_reports_total",
         Kind::Counter,
         "Delivery reports received from providers, by channel and status.",

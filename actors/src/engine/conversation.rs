@@ -221,7 +221,11 @@ impl Conversation {
     /// Reads the last committed state. A state that no longer parses (an old format) starts
     /// the dialogue over but keeps its version, so the next commit still checks it.
     async fn reload(&mut self) -> Result<(), TurnError> {
-        match self.shared.store.load(&self.phone).await? {
+        let stored = self.shared.store.load(&self.phone).await.map_err(|error| {
+            tracing::warn!(%error, "conversation could not be read");
+            error
+        })?;
+        match stored {
             Some(stored) => {
                 self.state = serde_json::from_str(&stored.state).unwrap_or_else(|error| {
                     tracing::warn!(%error, "stored conversation state unreadable; starting over");

@@ -22,6 +22,8 @@ pub mod supervisor;
 pub mod writer;
 
 #[cfg(test)]
+mod scheduler_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;

@@ -1,0 +1,343 @@
+//! The scheduler on fake ports: what it writes for each kind of due job (a current reminder,
+//! one whose booking moved or was cancelled, an unreadable or unknown job), on which channel.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Duration, Utc};
+
+use super::{Engine, EngineSettings, OutboxPorts};
+use crate::business::Business;
+use crate::memory::{MemoryCalendar, in_memory_ports};
+use crate::model::{Booking, BookingStatus, Channel, Phone};
+use crate::outbound::{
+    ChannelSender, Content, DueMessage, OutboundKind, OutboundMessage, OutboxQueue, SendError,
+    Sent, Settlement,
+};
+use crate::ports::{
+    BoxFuture, Calendar, Clock, DueJob, JobQueue, LastInbound, OutboxKind, OutboxMessage,
+    StoreError,
+};
+use crate::reminders::{REMINDER_JOB, ReminderJob, ReminderTemplate};
+use crate::understanding::{NluContext, Understanding};
+
+struct NothingNlu;
+
+impl crate::ports::Nlu for NothingNlu {
+    fn understand<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a NluContext,
+    ) -> BoxFuture<'a, Result<Understanding, crate::ports::NluError>> {
+        Box::pin(async { Ok(Understanding::default()) })
+    }
+
+    fn name(&self) -> &'static str {
+        "nothing"
+    }
+}
+
+struct Fixed(DateTime<Utc>);
+
+impl Clock for Fixed {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// Jobs handed out once each; what the scheduler did with them.
+#[derive(Default)]
+struct FakeJobs {
+    due: Mutex<Vec<DueJob>>,
+    last: Mutex<Option<LastInbound>>,
+    completed: Mutex<Vec<(i64, Vec<OutboxMessage>)>>,
+    killed: Mutex<Vec<i64>>,
+}
+
+impl JobQueue for FakeJobs {
+    fn claim_jobs<'a>(
+        &'a self,
+        _: &'a str,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: i64,
+    ) -> BoxFuture<'a, Result<Vec<DueJob>, StoreError>> {
+        let jobs = std::mem::take(&mut *self.due.lock().expect("jobs"));
+        Box::pin(async move { Ok(jobs) })
+    }
+
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        _: &'a str,
+        outbox: Vec<OutboxMessage>,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.completed.lock().expect("jobs").push((id, outbox));
+        Box::pin(async { Ok(true) })
+    }
+
+    fn retry_job<'a>(
+        &'a self,
+        _: i64,
+        _: &'a str,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn kill_job<'a>(&'a self, id: i64, _: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.killed.lock().expect("jobs").push(id);
+        Box::pin(async { Ok(true) })
+    }
+
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn last_inbound<'a>(
+        &'a self,
+        _: &'a Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        let last = *self.last.lock().expect("jobs");
+        Box::pin(async move { Ok(last) })
+    }
+}
+
+/// An outbox with nothing due (the scheduler's rows are inspected in [`FakeJobs`]).
+struct NoRows;
+
+impl OutboxQueue for NoRows {
+    fn claim<'a>(
+        &'a self,
+        _: Channel,
+        _: &'a str,
+        _: DateTime<Utc>,
+        _: DateTime<Utc>,
+        _: i64,
+    ) -> BoxFuture<'a, Result<Vec<DueMessage>, StoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        _: i64,
+        _: &'a str,
+        _: &'a Settlement,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+}
+
+struct Accepts(Channel);
+
+impl ChannelSender for Accepts {
+    fn channel(&self) -> Channel {
+        self.0
+    }
+
+    fn send<'a>(&'a self, _: &'a OutboundMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
+        Box::pin(async {
+            Ok(Sent {
+                provider_id: "sent".into(),
+            })
+        })
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-12-09T14:00:00-05:00")
+        .expect("time")
+        .to_utc()
+}
+
+fn booking(id: u128, status: BookingStatus, email: Option<&str>) -> Booking {
+    Booking {
+        id: uuid::Uuid::from_u128(id),
+        phone: Phone::parse("+15550001111").expect("phone"),
+        name: Some("Maria Lopez".into()),
+        email: email.map(str::to_string),
+        service: "Cleaning".into(),
+        start: now() + Duration::hours(24),
+        end: now() + Duration::hours(25),
+        status,
+        sequence: 0,
+        staff: None,
+    }
+}
+
+fn job(id: i64, b: &Booking, start: DateTime<Utc>) -> DueJob {
+    let reminder = ReminderJob {
+        booking: b.id,
+        phone: b.phone.clone(),
+        start,
+        offset_minutes: 1440,
+    };
+    DueJob {
+        id,
+        kind: REMINDER_JOB.into(),
+        due_at: now(),
+        payload: serde_json::to_string(&reminder).expect("json"),
+        unique_key: reminder.unique_key(),
+        attempts: 1,
+    }
+}
+
+async fn engine_on(
+    jobs: Arc<FakeJobs>,
+    bookings: &[Booking],
+    channels: &[Channel],
+    template: Option<ReminderTemplate>,
+) -> Engine {
+    let (mut ports, _) = in_memory_ports(Arc::new(NothingNlu));
+    let calendar = Arc::new(MemoryCalendar::default());
+    for b in bookings {
+        let mut b = b.clone();
+        let cancelled = b.status == BookingStatus::Cancelled;
+        b.status = BookingStatus::Confirmed;
+        calendar.book(&b).await.expect("booked");
+        if cancelled {
+            calendar.cancel(b.id).await.expect("cancelled");
+        }
+    }
+    ports.calendar = calendar;
+    ports.clock = Arc::new(Fixed(now()));
+    ports.outbox = Some(OutboxPorts {
+        queue: Arc::new(NoRows),
+        senders: (channels.iter())
+            .map(|&c| Arc::new(Accepts(c)) as Arc<dyn ChannelSender>)
+            .collect(),
+        jobs: Some(jobs),
+    });
+    let settings = EngineSettings {
+        reminder_template: template,
+        ..EngineSettings::default()
+    };
+    Engine::start(Business::example(), settings, ports)
+        .await
+        .expect("engine starts")
+}
+
+fn content(row: &OutboxMessage) -> Content {
+    let message: OutboundMessage = serde_json::from_str(&row.payload).expect("payload");
+    assert_eq!(message.kind, OutboundKind::Reminder);
+    assert_eq!(message.key, row.idempotency_key);
+    message.content
+}
+
+#[tokio::test]
+async fn a_current_reminder_is_written_and_a_stale_one_finishes_without_sending() {
+    let current = booking(1, BookingStatus::Confirmed, Some("maria@example.com"));
+    let mut cancelled = booking(2, BookingStatus::Cancelled, None);
+    cancelled.start += Duration::days(2);
+    cancelled.end += Duration::days(2);
+    let jobs = Arc::new(FakeJobs::default());
+    let mut unreadable = job(5, &current, current.start);
+    unreadable.payload = "{".into();
+    let mut unknown = job(6, &current, current.start);
+    unknown.kind = "retention".into();
+    *jobs.due.lock().expect("jobs") = vec![
+        job(1, &current, current.start),
+        // Made for the time before a move.
+        job(2, &current, current.start - Duration::hours(3)),
+        job(3, &cancelled, cancelled.start),
+        unreadable,
+        unknown,
+    ];
+    *jobs.last.lock().expect("jobs") = Some(LastInbound {
+        channel: Channel::Sms,
+        at: now() - Duration::days(3),
+    });
+    let engine = engine_on(
+        jobs.clone(),
+        &[current.clone(), cancelled],
+        &[Channel::Sms, Channel::Email],
+        None,
+    )
+    .await;
+    engine.settle().await;
+
+    let completed = jobs.completed.lock().expect("jobs").clone();
+    let rows_of = |id: i64| {
+        (completed.iter())
+            .find(|(j, _)| *j == id)
+            .map(|(_, rows)| rows.clone())
+    };
+    let rows = rows_of(1).expect("the current reminder ran");
+    assert_eq!(rows.len(), 2, "SMS and email: {rows:?}");
+    let key = job(1, &current, current.start).unique_key;
+    assert_eq!(
+        (
+            rows[0].channel,
+            rows[0].kind,
+            rows[0].idempotency_key.as_str()
+        ),
+        (Channel::Sms, OutboxKind::Reminder, key.as_str())
+    );
+    assert_eq!(rows[0].recipient, "+15550001111");
+    let text = content(&rows[0]);
+    assert!(
+        text.plain_text()
+            .is_some_and(|t| t.starts_with("Hi Maria, a reminder of your cleaning tomorrow")),
+        "{text:?}"
+    );
+    assert_eq!(rows[1].channel, Channel::Email);
+    assert_eq!(rows[1].recipient, "maria@example.com");
+    assert_eq!(rows[1].idempotency_key, format!("{key}:email"));
+    assert_eq!(
+        rows_of(2),
+        Some(Vec::new()),
+        "a moved booking's old reminder"
+    );
+    assert_eq!(
+        rows_of(3),
+        Some(Vec::new()),
+        "a cancelled booking's reminder"
+    );
+    let mut killed = jobs.killed.lock().expect("jobs").clone();
+    killed.sort_unstable();
+    assert_eq!(killed, [5, 6], "unreadable and unknown jobs are given up");
+    engine.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_whatsapp_customer_outside_the_window_gets_the_template_or_else_an_sms() {
+    let b = booking(1, BookingStatus::Confirmed, None);
+    let template = ReminderTemplate {
+        name: "appointment_reminder".into(),
+        language: "en_US".into(),
+    };
+    for (template, expected) in [(Some(template), Channel::WhatsApp), (None, Channel::Sms)] {
+        let jobs = Arc::new(FakeJobs::default());
+        *jobs.due.lock().expect("jobs") = vec![job(1, &b, b.start)];
+        *jobs.last.lock().expect("jobs") = Some(LastInbound {
+            channel: Channel::WhatsApp,
+            at: now() - Duration::hours(30),
+        });
+        let with_template = template.is_some();
+        let engine = engine_on(
+            jobs.clone(),
+            std::slice::from_ref(&b),
+            &[Channel::Sms, Channel::WhatsApp],
+            template,
+        )
+        .await;
+        engine.settle().await;
+        let completed = jobs.completed.lock().expect("jobs").clone();
+        assert_eq!(completed.len(), 1);
+        let rows = &completed[0].1;
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0].channel, expected);
+        let content = content(&rows[0]);
+        assert_eq!(
+            matches!(content, Content::Template { .. }),
+            with_template,
+            "{content:?}"
+        );
+        engine.shutdown().await;
+    }
+}
