@@ -496,6 +496,17 @@ fn reminder_answer(
     ctx: &TurnContext,
 ) -> Option<Decision> {
     let reply = u.reminder?;
+    // A phrase the NLU reads as another request (or two) is that request.
+    let wanted = match reply.answer {
+        ReminderAnswer::Confirm => None,
+        ReminderAnswer::Reschedule => Some(FormKind::Reschedule),
+        ReminderAnswer::Cancel => Some(FormKind::Cancel),
+    };
+    if !reply.letter
+        && (u.then.is_some() || form_intent(u).is_some_and(|(_, kind)| Some(kind) != wanted))
+    {
+        return None;
+    }
     let open = state.proposal.is_some() || state.form.is_some();
     let target = reminded_booking(ctx).filter(|_| !open);
     let Some(booking) = target else {
