@@ -129,6 +129,8 @@ async fn pass(state: &RelayArgs) -> Result<usize, ActorProcessingErr> {
             sends.spawn(async move {
                 let label = channel.as_str();
                 let failed_before = row.attempts.saturating_sub(1);
+                // When the provider answered: until the row records it, a crash sends it again.
+                let mut answered = None;
                 let settlement = match state.queue.withheld(&row.message).await {
                     // Never sent, never retried: the row is settled with the reason.
                     Ok(Some(reason)) => {
@@ -146,6 +148,7 @@ async fn pass(state: &RelayArgs) -> Result<usize, ActorProcessingErr> {
                     }
                     Ok(None) => {
                         let result = sender.send(&row.message).await;
+                        answered = Some(std::time::Instant::now());
                         let now = state.clock.now();
                         (state.retry).settle(result, failed_before, row.created_at, now, jitter())
                     }
@@ -181,7 +184,13 @@ async fn pass(state: &RelayArgs) -> Result<usize, ActorProcessingErr> {
                     }
                 }
                 match state.queue.settle(row.id, &state.owner, &settlement, now).await {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        if let (Settlement::Sent { .. }, Some(at)) = (&settlement, answered) {
+                            // The duplicate window: accepted by the provider, not yet recorded.
+                            metrics::histogram!("sara_outbox_record_seconds", "channel" => label)
+                                .record(at.elapsed().as_secs_f64());
+                        }
+                    }
                     Ok(false) => {
                         tracing::warn!(channel = label, "outbox claim was taken over before settling")
                     }
