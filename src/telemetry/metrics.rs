@@ -104,6 +104,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Failed WhatsApp messages sent again on another channel, by that channel.",
     ),
     (
+        "sara_outbox_record_seconds",
+        Kind::Histogram,
+        "From a provider accepting an outbox message to Sara recording it sent, in seconds (the window in which a crash sends it again).",
+    ),
+    (
         "sara_outbox_withheld_total",
         Kind::Counter,
         "Outbox messages never sent because the recipient opted out (SMS STOP), by channel.",
