@@ -49,6 +49,7 @@ const PHONE: &str = "sara_phone";
 const SERVICE: &str = "sara_service";
 const NAME: &str = "sara_name";
 const EMAIL: &str = "sara_email";
+const STAFF: &str = "sara_staff";
 
 /// Namespace of the booking ids given to events staff made by hand (UUID v5 of the event id),
 /// so the same event gets the same id on every load.
@@ -248,6 +249,9 @@ impl GoogleCalendar {
         if let Some(email) = &booking.email {
             private.insert(EMAIL.to_string(), email.clone());
         }
+        if let Some(staff) = &booking.staff {
+            private.insert(STAFF.to_string(), staff.clone());
+        }
         // What staff see in their calendar.
         let summary = match &booking.name {
             Some(name) => format!("{} — {name}", booking.service),
@@ -312,6 +316,8 @@ impl GoogleCalendar {
                 } else {
                     BookingStatus::Confirmed
                 },
+                sequence: 0,
+                staff: prop(STAFF).cloned(),
             },
             None => Booking {
                 id: hand_made_id(
@@ -328,6 +334,8 @@ impl GoogleCalendar {
                 start,
                 end,
                 status: BookingStatus::Confirmed,
+                sequence: 0,
+                staff: None,
             },
         })
     }
@@ -652,6 +660,8 @@ mod tests {
             start: nine_am(),
             end: nine_am() + Minutes::minutes(30),
             status: BookingStatus::Confirmed,
+            sequence: 0,
+            staff: None,
         }
     }
 

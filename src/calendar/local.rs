@@ -77,6 +77,8 @@ mod tests {
             start,
             end: start + Duration::minutes(minutes),
             status: BookingStatus::Confirmed,
+            sequence: 0,
+            staff: None,
         }
     }
 

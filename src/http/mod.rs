@@ -48,6 +48,8 @@ pub struct AppState {
     /// Where providers' delivery reports (Twilio status callbacks, WhatsApp `statuses`) are
     /// applied: the outbox, once the store keeps one. `None` = reports are counted only.
     pub delivery: Option<Arc<dyn sara_actors::outbound::DeliveryStatuses>>,
+    /// The process's one clock: a webhook's "now" is the engine's (the debug clock moves both).
+    pub clock: Arc<sara_actors::ports::OffsetClock>,
     /// Set on SIGTERM: `/ready` 503, new webhooks 503 + `Retry-After` (see [`drain`]).
     pub drain: Arc<drain::Drain>,
 }

@@ -61,6 +61,14 @@ pub struct BookingView {
     pub end: String,
     /// `confirmed`, `pending` or `cancelled`.
     pub status: String,
+    /// `confirmed` once the customer confirmed in answer to a reminder, else null.
+    pub attendance: Option<String>,
+    /// `local` or `google`: which calendar holds the booking besides the store.
+    pub calendar: String,
+    /// The Google event id; `None` for a local booking.
+    pub event_id: Option<String>,
+    /// The staff member it is with (a configured name); `None` without staff.
+    pub staff: Option<String>,
 }
 
 /// `GET /admin/stats`: what the store counts.
@@ -89,6 +97,9 @@ pub trait AdminReadModel: Send + Sync {
 
     /// Every booking, ordered by start.
     fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>>;
+
+    /// The ids of the bookings whose attendance the customer confirmed.
+    fn attended_bookings(&self) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>>;
 

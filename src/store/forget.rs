@@ -30,6 +30,8 @@ pub struct Forgotten {
     pub outbox: u64,
     /// Bookings kept as anonymous time blocks.
     pub bookings: u64,
+    /// Pending reminders of those bookings, dropped (nobody to remind any more).
+    pub reminders: u64,
     /// Whether there was a conversation at all.
     pub conversation: bool,
     /// The provider message ids of the deleted turns: the cache's remembered replies to
@@ -79,6 +81,7 @@ where
     for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     (String,): for<'r> FromRow<'r, DB::Row>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
 {
     let key = sealer.contact_key(phone);
     let anonymous = format!("forgotten:{}", uuid::Uuid::new_v4());
@@ -103,6 +106,24 @@ where
     let turns = delete("DELETE FROM turns WHERE contact_key = $1").await?;
     let conversation = delete("DELETE FROM conversations WHERE contact_key = $1").await? > 0;
     delete("DELETE FROM contacts WHERE contact_key = $1").await?;
+    // The bookings' reminders (unique keys `reminder:{booking}:…`) would go to nobody.
+    let booking_ids =
+        sqlx::query_as::<DB, (DB::Id,)>("SELECT id FROM bookings WHERE contact_key = $1")
+            .bind(key.clone())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+    let mut reminders = 0;
+    for (id,) in booking_ids {
+        let id = DB::read_id(id)?;
+        let done =
+            sqlx::query::<DB>("DELETE FROM jobs WHERE status = 'pending' AND unique_key LIKE $1")
+                .bind(format!("reminder:{id}:%"))
+                .execute(&mut *tx)
+                .await
+                .map_err(unavailable)?;
+        reminders += DB::rows_affected(&done);
+    }
     let done = sqlx::query::<DB>(
         "UPDATE bookings SET contact_key = $2, phone = $3, name = NULL, email = NULL, \
          updated_at = $4 WHERE contact_key = $1",
@@ -118,12 +139,14 @@ where
         turns,
         outbox,
         bookings: DB::rows_affected(&done),
+        reminders,
         conversation,
         provider_ids: provider_ids.into_iter().map(|(id,)| id).collect(),
     };
     let detail = format!(
-        "{} turns and {} messages deleted, {} bookings kept as anonymous time blocks",
-        forgotten.turns, forgotten.outbox, forgotten.bookings
+        "{} turns, {} messages and {} reminders deleted, {} bookings kept as anonymous time \
+         blocks",
+        forgotten.turns, forgotten.outbox, forgotten.reminders, forgotten.bookings
     );
     sqlx::query::<DB>(
         "INSERT INTO privacy_audit (action, contact_key, detail, at) VALUES ('forget', $1, $2, $3)",

@@ -160,6 +160,25 @@ pub trait Store: ConversationStore + BookingRepository {
     /// A round trip to the database, for `/ready`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
+    /// Records an SMS opt-out (`out`) or opt-in of a contact; whether anything changed.
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Whether a contact has opted out of SMS.
+    fn sms_opted_out<'a>(&'a self, contact_key: &'a str)
+    -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Queues the SMS fallback of a WhatsApp message Meta reported `failed`.
+    fn fall_back_to_sms<'a>(
+        &'a self,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>>;
+
     /// Closes the pool, waiting for connections in use to be returned.
     fn close(&self) -> BoxFuture<'_, ()>;
 
@@ -347,6 +366,34 @@ impl Database {
         self.store.ping().await
     }
 
+    /// Records that `phone` opted out of SMS (`out`: STOP) or back in (START); `true` when
+    /// that changed anything (a repeated STOP does not), so it is logged once.
+    pub async fn set_sms_opt_out(
+        &self,
+        phone: &Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.set_sms_opt_out(&key, out, at).await
+    }
+
+    /// Queues the SMS fallback of a WhatsApp message Meta reported `failed` (see
+    /// [`outbox::fall_back_to_sms`]): once, and only for a customer known on SMS.
+    pub async fn fall_back_to_sms(
+        &self,
+        provider_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<outbox::Fallback, StoreError> {
+        self.store.fall_back_to_sms(provider_id, now).await
+    }
+
+    /// Whether `phone` has opted out of SMS (no SMS may be sent to it).
+    pub async fn sms_opted_out(&self, phone: &Phone) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.sms_opted_out(&key).await
+    }
+
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
@@ -406,6 +453,13 @@ impl Database {
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
         let all = self.store.admin().all_bookings().await?;
+        let attended: std::collections::HashSet<BookingId> = self
+            .store
+            .admin()
+            .attended_bookings()
+            .await?
+            .into_iter()
+            .collect();
         Ok(all
             .into_iter()
             .map(|b| BookingView {
@@ -416,6 +470,12 @@ impl Database {
                 start: b.start.with_timezone(&tz).to_rfc3339(),
                 end: b.end.with_timezone(&tz).to_rfc3339(),
                 status: b.status.as_str().to_string(),
+                attendance: attended.contains(&b.id).then(|| "confirmed".to_string()),
+                // The store holds the bookings Sara makes on the local calendar; Google
+                // bookings are not rows of the store yet (see the README's known limits).
+                calendar: "local".to_string(),
+                event_id: None,
+                staff: b.staff,
             })
             .collect())
     }

@@ -102,6 +102,8 @@ fn commit(phone: &Phone, version: i64, id: &str, state: &str, at: DateTime<Utc>)
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 
@@ -171,6 +173,8 @@ async fn a_forgotten_caller_leaves_only_anonymous_time_blocks_and_an_audit_row(d
         start: t0() + Duration::hours(i64::from(hour)),
         end: t0() + Duration::hours(i64::from(hour)) + Duration::minutes(30),
         status: BookingStatus::Confirmed,
+        sequence: 0,
+        staff: None,
     };
     db.insert_booking(&booking(&gone, 24)).await.expect("book");
     db.insert_booking(&booking(&kept, 26)).await.expect("book");

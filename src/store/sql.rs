@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, LastInbound, OutboxMessage,
+    StoredConversation, TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -143,19 +144,21 @@ pub(super) const KEY_CHECK: &str = "SELECT sealed FROM store_key_check WHERE id 
 const LOAD: &str = "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = $1";
 const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provider_id = $1";
 const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
-const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status \
-     FROM bookings ORDER BY start, id";
-const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status \
-     FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id";
+const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
+     sequence, staff FROM bookings ORDER BY start, id";
+const ATTENDED: &str = "SELECT id FROM bookings WHERE attendance = 'confirmed'";
+const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", \
+     status, sequence, staff FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 \
+     ORDER BY start, id";
 /// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the
 /// exclusion constraint is then not consulted for it.
 const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name, email, \
-     service, start, \"end\", status, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING";
-const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3 \
-     WHERE id = $4 AND status <> 'cancelled'";
-const CANCEL_BOOKING: &str =
-    "UPDATE bookings SET status = 'cancelled', updated_at = $1 WHERE id = $2";
+     service, start, \"end\", status, created_at, updated_at, staff) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (id) DO NOTHING";
+const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
+     attendance = NULL, sequence = sequence + 1 WHERE id = $4 AND status <> 'cancelled'";
+const CANCEL_BOOKING: &str = "UPDATE bookings SET sequence = sequence + CASE status WHEN 'cancelled' THEN 0 ELSE 1 END, \
+     status = 'cancelled', updated_at = $1 WHERE id = $2";
 
 /// A conversation row, its state still sealed.
 #[derive(FromRow)]
@@ -190,6 +193,9 @@ pub(super) struct BookingRow<I, T> {
     start: T,
     end: T,
     status: String,
+    sequence: i64,
+    /// '' = not with a staff member.
+    staff: String,
 }
 
 impl<I, T> BookingRow<I, T> {
@@ -203,6 +209,8 @@ impl<I, T> BookingRow<I, T> {
             start: DB::read_time(self.start)?,
             end: DB::read_time(self.end)?,
             status: parse_status(&self.status)?,
+            sequence: u32::try_from(self.sequence).unwrap_or(u32::MAX),
+            staff: (!self.staff.is_empty()).then_some(self.staff),
         })
     }
 }
@@ -402,6 +410,65 @@ where
     rows.into_iter().map(|row| row.open::<DB>(sealer)).collect()
 }
 
+/// The ids of the bookings whose attendance the customer confirmed.
+pub(super) async fn attended<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<BookingId>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
+{
+    let rows: Vec<(DB::Id,)> = sqlx::query_as(ATTENDED)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    rows.into_iter().map(|(id,)| DB::read_id(id)).collect()
+}
+
+const OPT_OUT: &str = "INSERT INTO sms_opt_outs (contact_key, opted_out_at) VALUES ($1, $2) \
+     ON CONFLICT (contact_key) DO NOTHING";
+const OPT_IN: &str = "DELETE FROM sms_opt_outs WHERE contact_key = $1";
+const OPTED_OUT: &str = "SELECT contact_key FROM sms_opt_outs WHERE contact_key = $1";
+
+/// Records that contact `key` opted out of SMS (`out`) or back in; whether that changed
+/// anything (a repeated STOP does not).
+pub(super) async fn set_sms_opt_out<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    key: &str,
+    out: bool,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let query = if out {
+        sqlx::query::<DB>(OPT_OUT).bind(key).bind(DB::time(at))
+    } else {
+        sqlx::query::<DB>(OPT_IN).bind(key)
+    };
+    let done = query.execute(pool).await.map_err(unavailable)?;
+    Ok(DB::rows_affected(&done) > 0)
+}
+
+/// Whether contact `key` has opted out of SMS.
+pub(super) async fn sms_opted_out<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    key: &str,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+{
+    let row: Option<(String,)> = sqlx::query_as(OPTED_OUT)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    Ok(row.is_some())
+}
+
 /// Inserts one booking row (nothing when its id is already written).
 pub(super) async fn insert_booking<'c, DB: Dialect>(
     conn: &'c mut DB::Connection,
@@ -425,6 +492,7 @@ where
         .bind(DB::time(booking.end))
         .bind(booking.status.as_str())
         .bind(DB::time(Utc::now()))
+        .bind(booking.staff.as_deref().unwrap_or(""))
         .execute(conn)
         .await
         .map(drop)
@@ -506,6 +574,23 @@ pub(super) trait Shared: Dialect {
         pool: &sqlx::Pool<Self>,
         id: BookingId,
     ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
+    fn set_sms_opt_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn sms_opted_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn fall_back_to_sms<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>>;
     fn turns_for<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -577,6 +662,18 @@ pub(super) trait Shared: Dialect {
         pool: &sqlx::Pool<Self>,
         limit: i64,
     ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>>;
+    fn complete_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn next_job_due(
+        pool: &sqlx::Pool<Self>,
+    ) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+    fn last_inbound<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        contact_key: String,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -591,6 +688,7 @@ where
     ConversationRow: for<'r> FromRow<'r, DB::Row>,
     StoredReply: for<'r> FromRow<'r, DB::Row>,
     BookingRow<DB::Id, DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
     admin::TurnRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     admin::Counts: for<'r> FromRow<'r, DB::Row>,
     admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
@@ -601,8 +699,13 @@ where
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     admin::ConversationListRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     forget::AuditRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
     for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    (Option<DB::Time>,): for<'r> FromRow<'r, DB::Row>,
+    (String, DB::Time): for<'r> FromRow<'r, DB::Row>,
+    outbox::FailedRow: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
 {
     fn forget<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -667,6 +770,27 @@ where
         how: SettleJob,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(jobs::settle(pool, id, owner, how))
+    }
+
+    fn complete_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(jobs::complete(pool, sealer, args))
+    }
+
+    fn next_job_due(
+        pool: &sqlx::Pool<Self>,
+    ) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(jobs::next_due(pool))
+    }
+
+    fn last_inbound<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        contact_key: String,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        Box::pin(async move { jobs::last_inbound(pool, &contact_key).await })
     }
 
     fn claim_outbox<'a>(
@@ -765,6 +889,35 @@ where
         Box::pin(cancel_booking(pool, id))
     }
 
+    fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>> {
+        Box::pin(attended(pool))
+    }
+
+    fn set_sms_opt_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(set_sms_opt_out(pool, key, out, at))
+    }
+
+    fn sms_opted_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(sms_opted_out(pool, key))
+    }
+
+    fn fall_back_to_sms<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>> {
+        Box::pin(outbox::fall_back_to_sms(pool, sealer, provider_id, now))
+    }
+
     fn turns_for<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -813,6 +966,30 @@ impl<DB: Shared> Store for SqlStore<DB> {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::ping(&self.pool)
+    }
+
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::set_sms_opt_out(&self.pool, contact_key, out, at)
+    }
+
+    fn sms_opted_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::sms_opted_out(&self.pool, contact_key)
+    }
+
+    fn fall_back_to_sms<'a>(
+        &'a self,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>> {
+        DB::fall_back_to_sms(&self.pool, &self.sealer, provider_id, now)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -897,6 +1074,10 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
 
     fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>> {
         DB::bookings(&self.pool, &self.sealer, None)
+    }
+
+    fn attended_bookings(&self) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>> {
+        DB::attended(&self.pool)
     }
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
@@ -1099,4 +1280,39 @@ impl<DB: Shared> JobRepository for SqlStore<DB> {
     fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         settled_job(self, id, owner, SettleJob::Kill)
     }
+
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        outbox: &'a [OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::complete_job(&self.pool, &self.sealer, (id, owner, outbox, now)).await
+        })
+    }
+
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        DB::next_job_due(&self.pool)
+    }
+
+    fn last_inbound<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        DB::last_inbound(&self.pool, self.sealer.contact_key(phone))
+    }
+}
+
+/// The migrator as a rolling deploy needs it: a binary starts on a database that a newer
+/// binary has already migrated (a rollback, or an old pod restarting mid-rollout) instead of
+/// refusing the versions it does not know. That is safe because every migration only adds
+/// (tables, nullable or defaulted columns, indexes) and is never edited once released; a
+/// migration that removes or renames must wait until no older binary runs (expand, then
+/// contract, one release apart).
+pub(super) fn rollback_safe(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
 }

@@ -39,6 +39,8 @@ fn turn(phone: &Phone, expected_version: i64, provider_id: Option<&str>, text: &
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 
@@ -70,8 +72,36 @@ on_both_backends!(
     ping_answers_and_an_empty_batch_is_fine,
     concurrent_writers_of_one_conversation_get_one_commit,
     a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
+    attendance_commits_with_its_turn_for_the_customers_own_booking_and_a_move_clears_it,
     overlaps_are_refused_however_long_the_earlier_booking,
+    an_older_binary_starts_on_a_database_a_newer_one_migrated,
+    bookings_with_different_staff_share_a_time_and_with_the_same_do_not,
 );
+
+/// A rollback (or an old pod restarting mid-rollout): the database holds a migration this
+/// binary does not know; migrating again starts instead of refusing it.
+async fn an_older_binary_starts_on_a_database_a_newer_one_migrated(db: Database) {
+    const NEWER: &str = "INSERT INTO _sqlx_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (99991231000000, 'from a newer release', TRUE, $1, 1)";
+    if let Some(pool) = db.sqlite_pool() {
+        sqlx::query(NEWER)
+            .bind(vec![0u8; 48])
+            .execute(pool)
+            .await
+            .expect("a newer migration recorded");
+    } else if let Some(pool) = db.postgres_pool() {
+        sqlx::query(NEWER)
+            .bind(vec![0u8; 48])
+            .execute(pool)
+            .await
+            .expect("a newer migration recorded");
+    }
+    db.migrate()
+        .await
+        .expect("an older binary starts on a newer schema");
+    db.ping().await.expect("and serves");
+}
 
 /// The commit checks the fencing token as well as the version: once a newer lease owner has
 /// committed, an older one cannot, even when it names the current version.
@@ -421,6 +451,8 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         start,
         end: start + chrono::Duration::minutes(minutes),
         status,
+        sequence: 0,
+        staff: None,
     }
 }
 
@@ -485,6 +517,62 @@ async fn overlaps_are_refused_however_long_the_earlier_booking(db: Database) {
     db.insert_booking(&freed)
         .await
         .expect("free after the cancel");
+}
+
+/// With staff, the store's guard against double booking is per staff member: Anna and Ben
+/// may both be booked at 9:00, Anna twice may not (nor moved onto her own time), and a
+/// booking with nobody conflicts only with other bookings with nobody.
+async fn bookings_with_different_staff_share_a_time_and_with_the_same_do_not(db: Database) {
+    let nine = Utc
+        .with_ymd_and_hms(2027, 3, 1, 14, 0, 0)
+        .single()
+        .expect("a valid test time");
+    let taken = |r: Result<(), sara_actors::ports::CalendarError>| {
+        matches!(r, Err(sara_actors::ports::CalendarError::SlotTaken))
+    };
+    let with = |n: u32, staff: Option<&str>, start: DateTime<Utc>| Booking {
+        staff: staff.map(str::to_string),
+        ..booking(n, start, 30, BookingStatus::Confirmed)
+    };
+    let anna = with(1, Some("Anna"), nine);
+    db.insert_booking(&anna).await.expect("Anna at nine");
+    db.insert_booking(&with(2, Some("Ben"), nine))
+        .await
+        .expect("Ben at nine too");
+    assert!(taken(
+        db.insert_booking(&with(3, Some("Anna"), nine + chrono::Duration::minutes(15)))
+            .await
+    ));
+    db.insert_booking(&with(4, None, nine))
+        .await
+        .expect("nobody's booking beside the staff's");
+    assert!(taken(db.insert_booking(&with(5, None, nine)).await));
+    // A later booking of Anna's cannot move onto her nine o'clock; Ben's time is no bar.
+    let later = with(6, Some("Anna"), nine + chrono::Duration::hours(2));
+    db.insert_booking(&later).await.expect("Anna at eleven");
+    let half = chrono::Duration::minutes(30);
+    assert!(taken(db.move_booking(later.id, nine, nine + half).await));
+    let ben_later = with(7, Some("Ben"), nine + chrono::Duration::hours(2));
+    db.insert_booking(&ben_later).await.expect("Ben at eleven");
+    let views = db
+        .bookings(chrono_tz::America::New_York)
+        .await
+        .expect("list");
+    let json = serde_json::to_value(&views).expect("serializes");
+    let staff: Vec<&serde_json::Value> = json
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| &v["staff"])
+        .collect();
+    assert!(staff.contains(&&serde_json::json!("Anna")));
+    assert!(staff.contains(&&serde_json::Value::Null));
+    assert!(
+        json.as_array()
+            .expect("a list")
+            .iter()
+            .all(|v| v["calendar"] == "local")
+    );
 }
 
 async fn bookings_are_shown_in_the_business_offset(db: Database) {
@@ -698,4 +786,85 @@ async fn sqlite_group_commit_throughput() {
 #[ignore = "a measurement; run with --ignored --nocapture"]
 async fn postgres_group_commit_throughput() {
     super::testing::on_postgres(group_commit_throughput).await
+}
+
+/// A confirmed attendance is written by the turn that answered the reminder, in its
+/// transaction: a turn that conflicts marks nothing, a turn cannot mark another customer's
+/// booking or a cancelled one, and moving the booking clears it (the new time is not yet
+/// confirmed).
+async fn attendance_commits_with_its_turn_for_the_customers_own_booking_and_a_move_clears_it(
+    db: Database,
+) {
+    let tz = chrono_tz::America::New_York;
+    let start = Utc
+        .with_ymd_and_hms(2027, 3, 10, 15, 0, 0)
+        .single()
+        .expect("time");
+    let mine = booking(20, start, 30, BookingStatus::Confirmed);
+    let theirs = booking(
+        21,
+        start + chrono::Duration::hours(2),
+        30,
+        BookingStatus::Confirmed,
+    );
+    let gone = booking(
+        20,
+        start + chrono::Duration::hours(4),
+        30,
+        BookingStatus::Confirmed,
+    );
+    for b in [&mine, &theirs, &gone] {
+        db.insert_booking(b).await.expect("book");
+    }
+    db.cancel_booking(gone.id).await.expect("cancel");
+    let attendance = |db: &Database| {
+        let db = db.clone();
+        async move {
+            db.bookings(tz)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|v| (v.id, v.attendance))
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+    let me = phone(20);
+    // A turn that loses the compare-and-swap writes no attendance.
+    let conflict = TurnCommit {
+        attendance: vec![mine.id],
+        ..turn(&me, 5, None, "C")
+    };
+    assert_eq!(
+        db.commit(vec![conflict]).await.expect("commit"),
+        vec![CommitOutcome::VersionConflict]
+    );
+    assert_eq!(attendance(&db).await[&mine.id], None);
+    let answered = TurnCommit {
+        attendance: vec![mine.id, theirs.id, gone.id],
+        ..turn(&me, 0, Some("SMattend"), "C")
+    };
+    assert_eq!(
+        db.commit(vec![answered]).await.expect("commit"),
+        vec![CommitOutcome::Committed { version: 1 }]
+    );
+    let seen = attendance(&db).await;
+    assert_eq!(seen[&mine.id].as_deref(), Some("confirmed"));
+    assert_eq!(seen[&theirs.id], None, "another customer's booking");
+    assert_eq!(seen[&gone.id], None, "a cancelled booking");
+    let json = serde_json::to_value(db.bookings(tz).await.expect("list")).expect("json");
+    assert!(
+        json.as_array()
+            .expect("list")
+            .iter()
+            .any(|b| b["attendance"] == "confirmed" && b["id"] == mine.id.to_string()),
+        "{json}"
+    );
+    db.move_booking(
+        mine.id,
+        start + chrono::Duration::days(1),
+        start + chrono::Duration::days(1) + chrono::Duration::minutes(30),
+    )
+    .await
+    .expect("move");
+    assert_eq!(attendance(&db).await[&mine.id], None, "a move clears it");
 }

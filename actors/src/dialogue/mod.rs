@@ -16,9 +16,11 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::availability::BusyList;
 use crate::business::Business;
-use crate::model::{Booking, BookingId, Channel, Interval, Phone};
+use crate::model::{Booking, BookingId, BookingStatus, Channel, Phone};
 use crate::ports::CalendarError;
+use crate::reminders::{self, ReminderAnswer};
 use crate::understanding::{Act, DayPart, Slot, Understanding};
 
 /// Everything the policy may know about the world for one turn.
@@ -29,9 +31,9 @@ pub struct TurnContext<'a> {
     pub business: &'a Business,
     pub phone: &'a Phone,
     pub channel: Channel,
-    /// Times not free in the calendar (confirmed bookings plus buffers are the calendar's
-    /// business; the policy only avoids these).
-    pub busy: &'a [Interval],
+    /// What holds time in the calendar: bookings (with their service and staff member, so
+    /// the availability rules place buffers, staff and resources) and blocks.
+    pub busy: &'a BusyList,
     /// This caller's upcoming, not cancelled bookings, soonest first.
     pub bookings: &'a [Booking],
     /// A fresh id the policy may use for a new booking form (it cannot make its own).
@@ -92,6 +94,9 @@ pub struct Form {
     /// The last turn that touched the form, for expiry.
     #[serde(rename = "u")]
     pub touched: DateTime<Utc>,
+    /// The staff member the caller asked for ("with Anna"): offers stay with them.
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
 }
 
 impl Form {
@@ -112,6 +117,7 @@ impl Form {
             earliest: false,
             asked: None,
             touched: ctx.now,
+            staff: None,
         }
     }
 
@@ -225,6 +231,11 @@ pub enum Effect {
         end: DateTime<Utc>,
     },
     Cancel {
+        id: BookingId,
+    },
+    /// The customer confirmed, in answer to a reminder, that they will come; recorded with
+    /// the turn (no calendar write).
+    Attend {
         id: BookingId,
     },
     Handover,
@@ -404,6 +415,7 @@ pub fn effect_failed(
         Effect::Book(_) => Act::Book,
         Effect::Reschedule { .. } => Act::Reschedule,
         Effect::Cancel { .. } => Act::Cancel,
+        Effect::Attend { .. } => Act::Affirm,
         Effect::Handover => Act::Handover,
     };
     let mut state = before.clone();
@@ -420,7 +432,7 @@ pub fn effect_failed(
         _ => None,
     };
     let mut decision = match outcome {
-        Some(o) => o.into_decision(state, intent),
+        Some(o) => o.into_decision(state, intent, ctx),
         None => Decision {
             state: before.clone(),
             reply: match effect {
@@ -454,8 +466,112 @@ fn gives_booking_slots(u: &Understanding) -> bool {
     u.service.is_some() || u.date.is_some() || u.time.is_some() || u.day_part.is_some()
 }
 
+/// The booking a reminder is about: the customer's nearest upcoming confirmed one.
+fn reminded_booking<'c>(ctx: &TurnContext<'c>) -> Option<&'c Booking> {
+    ctx.bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Confirmed && b.start > ctx.now)
+        .min_by_key(|b| b.start)
+}
+
+/// "tomorrow at 2:00 PM", "today at 9:00 AM", "on Friday, March 6 at 2:00 PM".
+fn see_you(ctx: &TurnContext, b: &Booking) -> String {
+    let tz = ctx.business.timezone;
+    let local = b.start.with_timezone(&tz);
+    let today = ctx.now.with_timezone(&tz).date_naive();
+    let day = local.date_naive();
+    let time = speech::clock(local.time());
+    if day == today {
+        format!("today at {time}")
+    } else if Some(day) == today.succ_opt() {
+        format!("tomorrow at {time}")
+    } else {
+        format!("on {}", speech::when(tz, b.start))
+    }
+}
+
+/// An answer to a reminder, about the customer's nearest upcoming confirmed booking: "C" or
+/// "yes, I'll be there" records attendance, "X" / "please cancel it" and "R" / "move it to
+/// Friday at 3" start the usual cancel and reschedule forms on that booking. A bare letter
+/// while something else is open (a yes/no question, a form) or with no booking to be about
+/// means nothing Sara can place, so she asks; a phrase then is left to the usual reading
+/// ("yes, I'll be there" while Sara awaits a yes/no is the answer to that question).
+fn reminder_answer(
+    state: &DialogueState,
+    u: &Understanding,
+    ctx: &TurnContext,
+) -> Option<Decision> {
+    let reply = u.reminder?;
+    let open = state.proposal.is_some() || state.form.is_some();
+    let target = reminded_booking(ctx).filter(|_| !open);
+    let Some(booking) = target else {
+        if !reply.letter {
+            return None;
+        }
+        let mut state = state.clone();
+        let letter = match reply.answer {
+            ReminderAnswer::Confirm => "C",
+            ReminderAnswer::Reschedule => "R",
+            ReminderAnswer::Cancel => "X",
+        };
+        let text = if let Some(form) = state.form.as_mut() {
+            form.touched = ctx.now;
+            format!(
+                "Sorry, I'm not sure what \"{letter}\" means here. {}",
+                form::reminder(form, ctx)
+            )
+        } else if state.proposal.is_some() {
+            format!("Sorry, I'm not sure what \"{letter}\" means here — is that a yes or a no?")
+        } else {
+            format!(
+                "Sorry, I'm not sure what \"{letter}\" means — I can't find an upcoming \
+                 appointment for this number. I can book, move or cancel an appointment, or \
+                 answer a question. How can I help?"
+            )
+        };
+        return Some(Decision {
+            state,
+            reply: Reply::say(text),
+            effect: None,
+            intent: Act::Inform,
+        });
+    };
+    let mut state = state.clone();
+    match reply.answer {
+        ReminderAnswer::Confirm => {
+            let name = reminders::first_name(booking);
+            let thanks = if name == "there" {
+                "Thanks".to_string()
+            } else {
+                format!("Thanks, {name}")
+            };
+            Some(Decision {
+                state,
+                reply: Reply::say(format!("{thanks} — see you {}.", see_you(ctx, booking))),
+                effect: Some(Effect::Attend { id: booking.id }),
+                intent: Act::Affirm,
+            })
+        }
+        ReminderAnswer::Cancel | ReminderAnswer::Reschedule => {
+            let (kind, act) = match reply.answer {
+                ReminderAnswer::Cancel => (FormKind::Cancel, Act::Cancel),
+                _ => (FormKind::Reschedule, Act::Reschedule),
+            };
+            let mut form = Form::new(kind, ctx, state.caller.clone());
+            form.booking = Some(booking.id);
+            form.service = Some(booking.service.clone());
+            let outcome = form::run(form, u, ctx);
+            state.queued = None;
+            Some(outcome.into_decision(state, act, ctx))
+        }
+    }
+}
+
 /// Handles what the message asks for, or `None` when it is only small talk or a question.
 fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option<Decision> {
+    if let Some(decision) = reminder_answer(&state, u, ctx) {
+        return Some(decision);
+    }
     let intent = form_intent(u);
     let proposal = state.proposal.take();
     if let (Some(p), None) = (proposal, intent) {
@@ -464,7 +580,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
                 Proposal::Handover => handover(state, ctx),
                 Proposal::Book => {
                     let form = Form::new(FormKind::Book, ctx, state.caller.clone());
-                    form::run(form, u, ctx).into_decision(state, Act::Affirm)
+                    form::run(form, u, ctx).into_decision(state, Act::Affirm, ctx)
                 }
             });
         }
@@ -497,12 +613,33 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             intent: Act::OutOfScope,
         });
     }
+    // "Push it back 30 minutes", "move it to 3" while a booking is still being made is about
+    // that booking, not one already in the calendar.
+    let intent = match intent {
+        Some((Act::Reschedule, FormKind::Reschedule))
+            if state
+                .form
+                .as_ref()
+                .is_some_and(|f| f.kind == FormKind::Book)
+                && !u.has(Act::Book) =>
+        {
+            Some((Act::Reschedule, FormKind::Book))
+        }
+        // "Same time next week", "an hour later" with nothing open and a booking ahead moves it.
+        None if state.form.is_none()
+            && !ctx.bookings.is_empty()
+            && (u.shift.is_some() || u.same_time || u.next_week) =>
+        {
+            Some((Act::Reschedule, FormKind::Reschedule))
+        }
+        other => other,
+    };
     if let Some((act, kind)) = intent {
         let form = match state.form.take() {
             Some(f) if f.kind == kind => f,
             _ => Form::new(kind, ctx, state.caller.clone()),
         };
-        return Some(form::run(form, u, ctx).into_decision(state, act));
+        return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
     }
     let continuing = [
         Act::Choose,
@@ -518,7 +655,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some(form) = state.form.take() {
         if continuing.is_some() || gives {
             let act = continuing.unwrap_or(Act::Inform);
-            return Some(form::run(form, u, ctx).into_decision(state, act));
+            return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
         }
         state.form = Some(form);
         return None;
@@ -540,9 +677,11 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
     if gives_booking_slots(u) {
         let form = Form::new(FormKind::Book, ctx, state.caller.clone());
-        return Some(
-            form::run(form, u, ctx).into_decision(state, continuing.unwrap_or(Act::Inform)),
-        );
+        return Some(form::run(form, u, ctx).into_decision(
+            state,
+            continuing.unwrap_or(Act::Inform),
+            ctx,
+        ));
     }
     None
 }
@@ -630,7 +769,7 @@ fn small_talk(
 }
 
 /// Pass the conversation to a human: voice dials through, text goes quiet for a while.
-fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
+pub(super) fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
     state.proposal = None;
     let text = if ctx.channel.is_text() && ctx.staff_alerts {
         state.handed_over_until =
