@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sara_actors::engine::{Engine, OutboxPorts, Ports};
-use sara_actors::ports::SystemClock;
+use sara_actors::ports::{OffsetClock, SystemClock};
 use tokio::net::TcpListener;
 
 use crate::ai::knowledge::KnowledgeBase;
@@ -45,6 +45,8 @@ pub struct App {
     pub db: Database,
     pub engine: Engine,
     pub cache: Cache,
+    /// The one clock of this process (the engine's, the webhooks', the debug clock's).
+    pub clock: Arc<OffsetClock>,
 }
 
 /// The process-wide Prometheus recorder (there can be only one per process).
@@ -66,10 +68,12 @@ pub fn metrics_handle() -> PrometheusHandle {
             // Another recorder may already be installed (e.g. by an embedding program); then
             // our handle simply renders nothing.
             let _ = metrics::set_global_recorder(recorder);
+            crate::telemetry::metrics::describe_all();
             for name in [
                 "sara_turns_total",
                 "sara_nlu_fallbacks_total",
                 "sara_actor_restarts_total",
+                "sara_reminders_sent_total",
             ] {
                 metrics::counter!(name).absolute(0);
             }
@@ -96,6 +100,8 @@ impl App {
         config: Config,
         clock: Arc<dyn sara_actors::ports::Clock>,
     ) -> Result<App, AppError> {
+        // Every part of Sara reads this one clock; the debug clock moves it forward.
+        let clock = Arc::new(OffsetClock::new(clock));
         let business = config.business()?;
         if let Some(weakness) = config
             .admin
@@ -118,11 +124,12 @@ impl App {
             knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
             calendar,
             store: Arc::new(db.clone()),
-            clock,
+            clock: clock.clone(),
             notifier: email_notifier(&config, &business)?,
             outbox: Some(OutboxPorts {
                 queue: Arc::new(db.clone()),
-                senders: senders(&config, &business)?,
+                senders: senders(&config, &business, clock.clone())?,
+                jobs: Some(Arc::new(db.clone())),
             }),
         };
         // Every turn runs under its conversation's lease: in process on one instance, in
@@ -130,7 +137,7 @@ impl App {
         let cache = Cache::from_config(&config, db.cache_sealer())?;
         let engine = Engine::start_with_leases(
             business,
-            config.engine_settings(),
+            config.engine_settings()?,
             ports,
             Some(cache.leases()),
         )
@@ -140,6 +147,7 @@ impl App {
             db,
             engine,
             cache,
+            clock,
         })
     }
 
@@ -150,6 +158,8 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
+        let drain = Arc::new(http::drain::Drain::default());
         let state = AppState {
             engine: self.engine.clone(),
             db: self.db.clone(),
@@ -159,13 +169,29 @@ impl App {
             read_receipts: graph_client(&self.config)?,
             // Delivery reports move the store's outbox rows.
             delivery: Some(Arc::new(self.db.clone())),
+            clock: self.clock.clone(),
+            drain: drain.clone(),
         };
-        let grace = Duration::from_secs(self.config.server.shutdown_grace_secs);
         let limits = http::server::ServerLimits::new(
             &self.config.server.connections,
             http::server::raise_fd_limit(),
         );
-        http::server::serve(listener, http::router(state), limits, shutdown, grace).await?;
+        // On the signal: drain (not ready, new webhooks 503, the listener still open), wait
+        // for the webhooks in flight and send what is due, then stop serving.
+        let engine = self.engine.clone();
+        let stop = async move {
+            shutdown.await;
+            drain.start();
+            let finished = tokio::time::timeout(grace, async {
+                drain.idle().await;
+                engine.flush_outbox().await;
+            })
+            .await;
+            if finished.is_err() {
+                tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace ran out");
+            }
+        };
+        http::server::serve(listener, http::router(state), limits, stop, grace).await?;
         let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
         self.db.close().await;
         Ok(())
@@ -190,8 +216,9 @@ fn graph_client(config: &Config) -> Result<Option<GraphClient>, AppError> {
 fn senders(
     config: &Config,
     business: &sara_actors::business::Business,
+    clock: Arc<OffsetClock>,
 ) -> Result<Vec<Arc<dyn sara_actors::outbound::ChannelSender>>, AppError> {
-    let senders = crate::channels::senders::Senders::from_config(config, business)
+    let senders = crate::channels::senders::Senders::from_config(config, business, clock)
         .map_err(|e| AppError::Unsupported(e.to_string()))?;
     Ok((senders.channels().into_iter())
         .filter_map(|channel| senders.get(channel))

@@ -12,8 +12,9 @@ use chrono_tz::Tz;
 
 use crate::business::Business;
 use crate::dialogue::spoken_when;
-use crate::model::{Booking, Channel};
+use crate::model::{Booking, BookingId, Channel, Phone};
 use crate::outbound::{Choice, Content};
+use crate::ports::JobRecord;
 
 const DAY_MINUTES: u32 = 24 * 60;
 
@@ -178,6 +179,67 @@ pub fn schedule(
     }
     due.sort_by_key(|d| d.due);
     due
+}
+
+/// The job kind of a reminder.
+pub const REMINDER_JOB: &str = "reminder";
+
+/// A reminder job's arguments (its payload, sealed at rest): which booking, at which start,
+/// from which offset. At run time the scheduler checks that the booking is still confirmed
+/// at `start`; a job for a start the booking left (a move) or a cancelled booking finishes
+/// without sending.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReminderJob {
+    pub booking: BookingId,
+    pub phone: Phone,
+    pub start: DateTime<Utc>,
+    pub offset_minutes: u32,
+}
+
+impl ReminderJob {
+    /// `reminder:{booking}:{start}:{offset}`: unique per booking, start and offset, so a
+    /// booking written twice schedules each reminder once, and a moved booking's new
+    /// reminders never collide with the old ones. It is also the outbox row's key.
+    pub fn unique_key(&self) -> String {
+        format!(
+            "{}{}:{}",
+            reminder_key_prefix(self.booking),
+            self.start.format("%Y-%m-%dT%H:%MZ"),
+            self.offset_minutes
+        )
+    }
+}
+
+/// What every reminder job of a booking's key starts with (a move or cancel voids them).
+pub fn reminder_key_prefix(booking: BookingId) -> String {
+    format!("{REMINDER_JOB}:{booking}:")
+}
+
+/// The jobs of a booking's reminders, booked (or moved) at `now`: one per [`schedule`]d
+/// reminder; none for an offset whose time had already come.
+pub fn reminder_jobs(
+    booking: &Booking,
+    tz: Tz,
+    now: DateTime<Utc>,
+    settings: &ReminderSettings,
+) -> Vec<JobRecord> {
+    schedule(booking.start, tz, now, settings)
+        .into_iter()
+        .filter_map(|due| {
+            let job = ReminderJob {
+                booking: booking.id,
+                phone: booking.phone.clone(),
+                start: booking.start,
+                offset_minutes: due.offset_minutes,
+            };
+            Some(JobRecord {
+                kind: REMINDER_JOB.to_string(),
+                due_at: due.due,
+                payload: serde_json::to_string(&job).ok()?,
+                unique_key: job.unique_key(),
+            })
+        })
+        .collect()
 }
 
 /// What the scheduler does with a reminder job it holds at `now`.

@@ -1,8 +1,10 @@
 //! The yardstick `limit_turns_per_s` is measured against: a bare axum route that does only
 //! the minimal work of a turn — parse the form, then ONE transaction per request that
 //! inserts a turn-sized row (~500 bytes) and upserts a state row — on the same database
-//! backend (same pool settings) as Sara. Sara beats it only by committing many turns per
+//! backend, on a pool of its own with Sara's pool settings ([`crate::store::open_pool`]). Sara beats it only by committing many turns per
 //! transaction (group commit).
+
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -12,15 +14,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use tokio::net::TcpListener;
 
-use crate::store::Database;
+use crate::store::RawPool;
 
 const TWIML: &str =
     "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>ok</Message></Response>";
 
 /// Creates the two tables the bare route writes (in the database Sara uses, beside its own).
-pub async fn prepare(db: &Database) -> Result<(), sqlx::Error> {
-    if let Some(pool) = db.sqlite_pool() {
-        {
+pub async fn prepare(pool: &RawPool) -> Result<(), sqlx::Error> {
+    match pool {
+        RawPool::Sqlite(pool) => {
             sqlx::query(
                 "CREATE TABLE IF NOT EXISTS bench_turns (id INTEGER PRIMARY KEY, \
                  phone TEXT NOT NULL, provider_id TEXT UNIQUE, payload TEXT NOT NULL)",
@@ -34,8 +36,7 @@ pub async fn prepare(db: &Database) -> Result<(), sqlx::Error> {
             .execute(pool)
             .await?;
         }
-    } else if let Some(pool) = db.postgres_pool() {
-        {
+        RawPool::Postgres(pool) => {
             sqlx::query(
                 "CREATE TABLE IF NOT EXISTS bench_turns (id BIGSERIAL PRIMARY KEY, \
                  phone TEXT NOT NULL, provider_id TEXT UNIQUE, payload TEXT NOT NULL)",
@@ -67,11 +68,11 @@ fn payload(text: &str) -> String {
     p
 }
 
-async fn write(db: &Database, phone: &str, sid: &str, text: &str) -> Result<(), sqlx::Error> {
+async fn write(pool: &RawPool, phone: &str, sid: &str, text: &str) -> Result<(), sqlx::Error> {
     let payload = payload(text);
     let state = "{\"d\":{\"k\":\"book\",\"s\":\"Cleaning\"}}";
-    if let Some(pool) = db.sqlite_pool() {
-        {
+    match pool {
+        RawPool::Sqlite(pool) => {
             let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
             sqlx::query("INSERT INTO bench_turns (phone, provider_id, payload) VALUES (?, ?, ?)")
                 .bind(phone)
@@ -90,8 +91,7 @@ async fn write(db: &Database, phone: &str, sid: &str, text: &str) -> Result<(), 
             .await?;
             tx.commit().await
         }
-    } else if let Some(pool) = db.postgres_pool() {
-        {
+        RawPool::Postgres(pool) => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO bench_turns (phone, provider_id, payload) VALUES ($1, $2, $3)",
@@ -112,12 +112,10 @@ async fn write(db: &Database, phone: &str, sid: &str, text: &str) -> Result<(), 
             .await?;
             tx.commit().await
         }
-    } else {
-        Err(sqlx::Error::PoolClosed)
     }
 }
 
-async fn turn(State(db): State<Database>, body: Bytes) -> Response {
+async fn turn(State(pool): State<Arc<RawPool>>, body: Bytes) -> Response {
     let mut phone = String::new();
     let mut sid = String::new();
     let mut text = String::new();
@@ -129,7 +127,7 @@ async fn turn(State(db): State<Database>, body: Bytes) -> Response {
             _ => {}
         }
     }
-    match write(&db, &phone, &sid, &text).await {
+    match write(&pool, &phone, &sid, &text).await {
         Ok(()) => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], TWIML).into_response(),
         Err(error) => {
             tracing::warn!(%error, "bare route write failed");
@@ -140,13 +138,13 @@ async fn turn(State(db): State<Database>, body: Bytes) -> Response {
 
 /// Serves the bare route on `listener` until `shutdown` resolves.
 pub async fn serve(
-    db: Database,
+    pool: RawPool,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = Router::new()
         .route("/webhook/sms", post(turn))
-        .with_state(db);
+        .with_state(Arc::new(pool));
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await

@@ -28,7 +28,6 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::store::Database;
 use dialog::Wish;
 use load::{LoadResult, Mode, Target};
 use timeline::{Probe, Sampling};
@@ -486,7 +485,8 @@ async fn run_on(
     db_url: &str,
 ) -> anyhow::Result<Measured> {
     let concurrency = options.concurrency.max(1);
-    let encryption_key = config.storage.encryption_key.clone();
+    // The yardstick's pool gets the same `[storage]` settings as Sara's.
+    let storage = config.storage.clone();
     let (load, rss, rss_source, idle_timeout_s) = match &options.url {
         Some(url) => {
             let token = config
@@ -546,17 +546,16 @@ async fn run_on(
     } else {
         // The same dialogs' messages, the same concurrency (256 for an open-loop run), the
         // same number of requests, against the bare route on the same backend.
-        let db = Database::connect(
-            db_url,
-            encryption_key.as_ref().map(crate::config::Secret::expose),
-        )
-        .await?;
-        limit::prepare(&db).await?;
+        let storage = crate::config::StorageConfig {
+            database_url: crate::config::Secret::new(db_url),
+            ..storage
+        };
+        let pool = crate::store::open_pool(&storage).await?;
+        limit::prepare(&pool).await?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = oneshot::channel::<()>();
-        let serving = db.clone();
-        let task = tokio::spawn(limit::serve(serving, listener, async {
+        let task = tokio::spawn(limit::serve(pool.clone(), listener, async {
             let _ = stopped.await;
         }));
         let replay = (load.turns as usize).div_ceil(6).max(1);
@@ -594,7 +593,7 @@ async fn run_on(
         .await;
         let _ = stop.send(());
         let _ = task.await;
-        db.close().await;
+        pool.close().await;
         Some(result)
     };
     Ok((load, limit, rss, rss_source, idle_timeout_s))

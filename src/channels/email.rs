@@ -17,7 +17,7 @@ use sara_actors::outbound::{
     ChannelSender, Content, Invite, InviteMethod, OutboundKind, OutboundMessage, Recipient,
     SendError, Sent,
 };
-use sara_actors::ports::{BookingChange, BoxFuture, Notifier};
+use sara_actors::ports::{BookingChange, BoxFuture, Clock, Notifier, SystemClock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailError {
@@ -35,6 +35,8 @@ pub struct EmailNotifier {
     /// Where hand-over alerts go; `None` = nobody is emailed.
     staff: Option<Mailbox>,
     business: Arc<Business>,
+    /// The time a message is composed at (its Date and DTSTAMP): the process's one clock.
+    clock: Arc<dyn Clock>,
 }
 
 impl EmailNotifier {
@@ -59,7 +61,14 @@ impl EmailNotifier {
             from: address(from)?,
             staff: staff.map(address).transpose()?,
             business,
+            clock: Arc::new(SystemClock),
         })
+    }
+
+    /// Composes on `clock` instead of the system's (the app's one clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> EmailNotifier {
+        self.clock = clock;
+        self
     }
 
     /// The message for one change, or `None` when the booking has no usable address. This is
@@ -259,7 +268,7 @@ impl ChannelSender for EmailNotifier {
     /// the same Message-ID again, which receiving systems and mail clients treat as one message.
     fn send<'a>(&'a self, message: &'a OutboundMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
-            let email = self.compose(message, Utc::now())?;
+            let email = self.compose(message, self.clock.now())?;
             match self.mailer.send(email).await {
                 Ok(_) => Ok(Sent {
                     provider_id: message_id(&message.key, &self.from),

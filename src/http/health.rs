@@ -22,9 +22,13 @@ async fn health() -> Json<serde_json::Value> {
 }
 
 /// 200 when the store and (if configured) Redis answer; 503 otherwise, with which one is
-/// down. Redis down is "degraded": turns are still answered (the store's guarantees hold),
+/// down, and 503 `draining` once shutdown has begun. Redis down is "degraded": turns are still answered (the store's guarantees hold),
 /// but the instance runs without cross-instance leases and rate limits, so it is not ready.
 async fn ready(State(app): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
+    if app.drain.is_draining() {
+        let body = json!({"status": "draining", "store": app.db.backend()});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body));
+    }
     let (store, cache) = tokio::join!(app.db.ping(), app.cache.health());
     let store_up = match store {
         Ok(()) => true,

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod caller_id;
 pub mod dashboard;
 pub mod delivery;
+pub mod drain;
 pub mod error;
 pub mod health;
 pub mod limits;
@@ -46,6 +47,10 @@ pub struct AppState {
     /// Where providers' delivery reports (Twilio status callbacks, WhatsApp `statuses`) are
     /// applied: the outbox, once the store keeps one. `None` = reports are counted only.
     pub delivery: Option<Arc<dyn sara_actors::outbound::DeliveryStatuses>>,
+    /// The process's one clock: a webhook's "now" is the engine's (the debug clock moves both).
+    pub clock: Arc<sara_actors::ports::OffsetClock>,
+    /// Set on SIGTERM: `/ready` 503, new webhooks 503 + `Retry-After` (see [`drain`]).
+    pub drain: Arc<drain::Drain>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -60,6 +65,10 @@ pub fn router(state: AppState) -> Router {
             axum::middleware::from_fn_with_state(state.clone(), admin_throttle::guard),
         ))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.drain.clone(),
+            drain::guard,
+        ))
         .layer(DefaultBodyLimit::max(max_body))
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,

@@ -42,7 +42,7 @@ async fn sms(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let inbound = sms_inbound(&params, Utc::now())?;
+    let inbound = sms_inbound(&params, app.clock.now())?;
     let reply = answer(&app, inbound).await?;
     let doc = if reply.silent || reply.text.is_empty() {
         TwiML::new()

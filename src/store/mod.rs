@@ -152,12 +152,12 @@ pub trait Store: ConversationStore + BookingRepository {
     /// Closes the pool, waiting for connections in use to be returned.
     fn close(&self) -> BoxFuture<'_, ()>;
 
-    /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    /// The SQLite pool (tests that look at the rows themselves).
     fn sqlite_pool(&self) -> Option<&SqlitePool> {
         None
     }
 
-    /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
+    /// The PostgreSQL pool (tests that look at the rows themselves).
     fn postgres_pool(&self) -> Option<&PgPool> {
         None
     }
@@ -181,6 +181,43 @@ impl std::fmt::Debug for Database {
 
 /// What the key check row holds once opened: proof that the key in use is the database's.
 const KEY_CHECK: &[u8] = b"sara: this key opens this database";
+
+/// A connection pool with the settings Sara's own store uses (`[storage]`: size, acquire
+/// timeout, SQLite's WAL and page cache, PostgreSQL's statement timeout), for tools that
+/// measure the database beside Sara: `sara bench`'s bare-route yardstick opens one of its own,
+/// so it never shares (or borrows) the store's connections.
+#[derive(Clone)]
+pub enum RawPool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl RawPool {
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        match self {
+            RawPool::Sqlite(pool) => pool.close().await,
+            RawPool::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+/// Opens a [`RawPool`] for `storage.database_url`. Runs no migration and reads no key.
+pub async fn open_pool(storage: &crate::config::StorageConfig) -> Result<RawPool, StoreError> {
+    let url = storage.database_url.expose();
+    if url.starts_with("sqlite:") {
+        let pool = sqlite::connect(storage, Some(EncryptionKey::generate()))
+            .await?
+            .0;
+        Ok(RawPool::Sqlite(pool))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(RawPool::Postgres(postgres::connect(storage).await?))
+    } else {
+        Err(StoreError::Unavailable(
+            "unsupported database URL: expected sqlite:// or postgres://".to_string(),
+        ))
+    }
+}
 
 impl Database {
     /// Connects to `sqlite://PATH` (the file is created when missing; `sqlite::memory:` for a
@@ -304,13 +341,15 @@ impl Database {
         self.store.backend()
     }
 
-    /// The SQLite pool, for `sara bench`'s bare-route yardstick (same pool settings).
-    pub fn sqlite_pool(&self) -> Option<&SqlitePool> {
+    /// The SQLite pool (tests that look at the rows themselves).
+    #[cfg(test)]
+    pub(crate) fn sqlite_pool(&self) -> Option<&SqlitePool> {
         self.store.sqlite_pool()
     }
 
-    /// The PostgreSQL pool, for `sara bench`'s bare-route yardstick (same pool settings).
-    pub fn postgres_pool(&self) -> Option<&PgPool> {
+    /// The PostgreSQL pool (tests that look at the rows themselves).
+    #[cfg(test)]
+    pub(crate) fn postgres_pool(&self) -> Option<&PgPool> {
         self.store.postgres_pool()
     }
 

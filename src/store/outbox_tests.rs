@@ -63,6 +63,7 @@ fn turn_with(p: &Phone, version: i64, id: &str, outbox: Vec<OutboxMessage>) -> T
         },
         outbox,
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
     }
 }
 

@@ -63,7 +63,9 @@ impl Dialect for Postgres {
     const SINGLE_WRITER: bool = false;
 
     fn migrator() -> &'static Migrator {
-        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+        static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+            super::sql::rollback_safe(sqlx::migrate!("./migrations/postgres"))
+        });
         &MIGRATOR
     }
 
@@ -323,6 +325,8 @@ struct EffectColumns<'a> {
     job_due: Vec<DateTime<Utc>>,
     job_payload: Vec<&'a [u8]>,
     job_key: Vec<&'a str>,
+    /// Prefixes of the pending jobs the committed turns make void.
+    void_prefix: Vec<&'a str>,
 }
 
 impl<'a> EffectColumns<'a> {
@@ -336,6 +340,8 @@ impl<'a> EffectColumns<'a> {
             self.idempotency_key.push(&message.idempotency_key);
             self.not_before.push(message.not_before);
         }
+        self.void_prefix
+            .extend(item.void_jobs.iter().map(String::as_str));
         for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
             self.job_kind.push(&job.kind);
             self.job_due.push(job.due_at);
@@ -353,8 +359,9 @@ impl<'a> EffectColumns<'a> {
             sqlx::query(
                 "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
                  idempotency_key, next_attempt_at, created_at) \
-                 SELECT o.*, $8 FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], \
-                 $5::bytea[], $6::text[], $7::timestamptz[]) AS o \
+                 SELECT o.*, o.not_before FROM UNNEST($1::text[], $2::bytea[], $3::text[], \
+                 $4::text[], $5::bytea[], $6::text[], $7::timestamptz[]) \
+                 AS o(contact_key, recipient, channel, kind, payload, idempotency_key, not_before) \
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&self.contact)
@@ -364,7 +371,17 @@ impl<'a> EffectColumns<'a> {
             .bind(&self.payload)
             .bind(&self.idempotency_key)
             .bind(&self.not_before)
-            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        // Before the new jobs: a moved booking's new reminders share the old ones' prefix.
+        if !self.void_prefix.is_empty() {
+            sqlx::query(
+                "DELETE FROM jobs AS j USING UNNEST($1::text[]) AS v(prefix) \
+                 WHERE j.status = 'pending' AND left(j.unique_key, length(v.prefix)) = v.prefix",
+            )
+            .bind(&self.void_prefix)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

@@ -55,6 +55,7 @@ fn commit_of(expected_version: i64, provider_id: &str) -> TurnCommit {
             not_before: Utc::now(),
         }],
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
     }
 }
 

@@ -12,7 +12,8 @@ use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, LastInbound, OutboxMessage,
+    StoredConversation, TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -545,6 +546,18 @@ pub(super) trait Shared: Dialect {
         owner: &'a str,
         how: SettleJob,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn complete_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn next_job_due(
+        pool: &sqlx::Pool<Self>,
+    ) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+    fn last_inbound<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        contact_key: String,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -568,6 +581,8 @@ where
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    (Option<DB::Time>,): for<'r> FromRow<'r, DB::Row>,
+    (String, DB::Time): for<'r> FromRow<'r, DB::Row>,
 {
     fn claim_jobs<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -584,6 +599,27 @@ where
         how: SettleJob,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(jobs::settle(pool, id, owner, how))
+    }
+
+    fn complete_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(jobs::complete(pool, sealer, args))
+    }
+
+    fn next_job_due(
+        pool: &sqlx::Pool<Self>,
+    ) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(jobs::next_due(pool))
+    }
+
+    fn last_inbound<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        contact_key: String,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        Box::pin(async move { jobs::last_inbound(pool, &contact_key).await })
     }
 
     fn claim_outbox<'a>(
@@ -955,4 +991,39 @@ impl<DB: Shared> JobRepository for SqlStore<DB> {
     fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         settled_job(self, id, owner, SettleJob::Kill)
     }
+
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        outbox: &'a [OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::complete_job(&self.pool, &self.sealer, (id, owner, outbox, now)).await
+        })
+    }
+
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        DB::next_job_due(&self.pool)
+    }
+
+    fn last_inbound<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        DB::last_inbound(&self.pool, self.sealer.contact_key(phone))
+    }
+}
+
+/// The migrator as a rolling deploy needs it: a binary starts on a database that a newer
+/// binary has already migrated (a rollback, or an old pod restarting mid-rollout) instead of
+/// refusing the versions it does not know. That is safe because every migration only adds
+/// (tables, nullable or defaulted columns, indexes) and is never edited once released; a
+/// migration that removes or renames must wait until no older binary runs (expand, then
+/// contract, one release apart).
+pub(super) fn rollback_safe(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
 }

@@ -39,6 +39,7 @@ fn turn(phone: &Phone, expected_version: i64, provider_id: Option<&str>, text: &
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
     }
 }
 
@@ -71,7 +72,33 @@ on_both_backends!(
     concurrent_writers_of_one_conversation_get_one_commit,
     a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
     overlaps_are_refused_however_long_the_earlier_booking,
+    an_older_binary_starts_on_a_database_a_newer_one_migrated,
 );
+
+/// A rollback (or an old pod restarting mid-rollout): the database holds a migration this
+/// binary does not know; migrating again starts instead of refusing it.
+async fn an_older_binary_starts_on_a_database_a_newer_one_migrated(db: Database) {
+    const NEWER: &str = "INSERT INTO _sqlx_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (99991231000000, 'from a newer release', TRUE, $1, 1)";
+    if let Some(pool) = db.sqlite_pool() {
+        sqlx::query(NEWER)
+            .bind(vec![0u8; 48])
+            .execute(pool)
+            .await
+            .expect("a newer migration recorded");
+    } else if let Some(pool) = db.postgres_pool() {
+        sqlx::query(NEWER)
+            .bind(vec![0u8; 48])
+            .execute(pool)
+            .await
+            .expect("a newer migration recorded");
+    }
+    db.migrate()
+        .await
+        .expect("an older binary starts on a newer schema");
+    db.ping().await.expect("and serves");
+}
 
 /// The commit checks the fencing token as well as the version: once a newer lease owner has
 /// committed, an older one cannot, even when it names the current version.

@@ -134,6 +134,24 @@ impl Sara {
         }
     }
 
+    /// Sends SIGTERM, as an orchestrator stopping the instance would.
+    pub fn terminate(&self) {
+        let child = self.child.as_ref().expect("terminate needs a sara process");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits (off the runtime) for the process to exit by itself; its exit status.
+    pub async fn exited(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("exited needs a sara process");
+        tokio::task::spawn_blocking(move || child.wait().expect("wait for sara"))
+            .await
+            .expect("waiting thread")
+    }
+
     /// Kills the process without warning (SIGKILL), as a crash would.
     pub fn kill9(mut self) -> (Arc<TempDir>, String) {
         let mut child = self.child.take().expect("kill9 needs a sara process");
@@ -230,6 +248,48 @@ impl Sara {
             .client
             .get(format!("{}{}", self.base, path))
             .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request reaches sara");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST /admin/debug/clock`: moves this Sara's clock `minutes` forward and returns once
+    /// what became due has run (reminders written and sent, due outbox rows tried); its new
+    /// "now". `advance(0)` only runs what is due ([`Sara::settle`]).
+    pub async fn advance(&self, minutes: i64) -> chrono::DateTime<chrono::FixedOffset> {
+        let (status, body) = self.clock_request(minutes).await;
+        assert_eq!(status, 200, "debug clock: {body}");
+        let now = body["now"].as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(now).unwrap_or_else(|_| panic!("now: {body}"))
+    }
+
+    /// Runs the scheduler and the outbox until neither has anything due; Sara's "now".
+    pub async fn settle(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        self.advance(0).await
+    }
+
+    /// Moves this Sara's clock to `at` (a whole minute past it; never back); its new now.
+    pub async fn advance_to(
+        &self,
+        at: chrono::DateTime<Utc>,
+    ) -> chrono::DateTime<chrono::FixedOffset> {
+        let now = self.settle().await;
+        let seconds = (at - now.to_utc()).num_seconds();
+        if seconds <= 0 {
+            return now;
+        }
+        self.advance((seconds + 59) / 60).await
+    }
+
+    /// The debug clock's raw answer: (status, JSON body).
+    pub async fn clock_request(&self, minutes: i64) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .post(format!("{}/admin/debug/clock", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "advance_minutes": minutes }))
             .send()
             .await
             .expect("request reaches sara");

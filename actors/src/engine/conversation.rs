@@ -23,9 +23,10 @@ use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext}
 use crate::model::{Channel, Phone};
 use crate::outbound::{Content, OutboundKind, OutboundMessage, Recipient};
 use crate::ports::{
-    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, OutboxKind, OutboxMessage,
-    TurnCommit, TurnRecord,
+    BookingChange, CalendarError, CommitOutcome, JobRecord, Lease, LeaseError, OutboxKind,
+    OutboxMessage, TurnCommit, TurnRecord,
 };
+use crate::reminders;
 use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
@@ -100,6 +101,15 @@ impl ConversationState {
         self.recent
             .push_back((provider_id.to_string(), Remembered::new(reply)));
     }
+}
+
+/// What a turn asks for beyond its reply: messages to compose into the outbox, jobs to
+/// schedule and jobs it makes void.
+#[derive(Default)]
+struct TurnEffects {
+    notices: Vec<OutboundMessage>,
+    jobs: Vec<JobRecord>,
+    void_jobs: Vec<String>,
 }
 
 pub struct ConversationActor;
@@ -235,6 +245,7 @@ impl Conversation {
                 turn: record,
                 outbox: Vec::new(),
                 jobs: Vec::new(),
+                void_jobs: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
@@ -333,7 +344,12 @@ impl Conversation {
         // A version conflict means another writer got there first (another instance, or an
         // actor that was passivated while we activated): read again and redo the turn once.
         for attempt in 0..2 {
-            let (decision, understood, nlu, notices) = self.decide(&inbound).await?;
+            let (decision, understood, nlu, effects) = self.decide(&inbound).await?;
+            let TurnEffects {
+                notices,
+                jobs,
+                void_jobs,
+            } = effects;
             let mut next = ConversationState {
                 dialogue: decision.state.clone(),
                 recent: self.state.recent.clone(),
@@ -361,7 +377,8 @@ impl Conversation {
                 outbox: (self.reply_outbox(&inbound, &decision.reply).into_iter())
                     .chain(notices.into_iter().filter_map(|m| self.outbox_row(m)))
                     .collect(),
-                jobs: Vec::new(),
+                jobs,
+                void_jobs,
             };
             let sends = !commit.outbox.is_empty();
             match self.shared.writer.commit(commit).await? {
@@ -428,7 +445,7 @@ impl Conversation {
     async fn decide(
         &self,
         inbound: &Inbound,
-    ) -> Result<(Decision, Understanding, &'static str, Vec<OutboundMessage>), TurnError> {
+    ) -> Result<(Decision, Understanding, &'static str, TurnEffects), TurnError> {
         if inbound.text.trim().is_empty() {
             // A picture, a voice note or a sticker without words (WhatsApp media, an MMS): no
             // understanding can read it, and the form stays as it was.
@@ -438,7 +455,12 @@ impl Conversation {
                 effect: None,
                 intent: crate::understanding::Act::OutOfScope,
             };
-            return Ok((decision, Understanding::default(), "none", Vec::new()));
+            return Ok((
+                decision,
+                Understanding::default(),
+                "none",
+                TurnEffects::default(),
+            ));
         }
         let shared = &self.shared;
         let business = &*shared.business;
@@ -472,7 +494,8 @@ impl Conversation {
             let ctx = self.turn_context(inbound, &view, fresh_id);
             dialogue::step(&self.state.dialogue, &understood, &ctx)
         };
-        let mut notices = Vec::new();
+        let mut effects = TurnEffects::default();
+        let notices = &mut effects.notices;
         let decision = match &decision.effect {
             None => decision,
             Some(Effect::Handover) => {
@@ -485,6 +508,7 @@ impl Conversation {
             Some(effect) => match self.run_effect(effect).await {
                 Ok(()) => {
                     notices.extend(self.notify(effect, &view, &turn_key(inbound)));
+                    self.schedule_reminders(effect, &view, &mut effects);
                     decision
                 }
                 Err(error) => {
@@ -495,7 +519,31 @@ impl Conversation {
                 }
             },
         };
-        Ok((decision, understood, nlu, notices))
+        Ok((decision, understood, nlu, effects))
+    }
+
+    /// The reminder jobs of a change the calendar accepted: a booking's, a moved booking's
+    /// for its new time (its old ones void), none for a cancelled one (its old ones void).
+    fn schedule_reminders(&self, effect: &Effect, view: &CalendarView, effects: &mut TurnEffects) {
+        let business = &self.shared.business;
+        let settings = &self.shared.settings.reminders;
+        let now = self.shared.clock.now();
+        let jobs = |b: &crate::model::Booking| {
+            reminders::reminder_jobs(b, business.timezone, now, settings)
+        };
+        match effect {
+            Effect::Book(b) => effects.jobs = jobs(b),
+            Effect::Reschedule { id, start, end } => {
+                effects.void_jobs.push(reminders::reminder_key_prefix(*id));
+                if let Some(mut b) = view.mine.iter().find(|b| b.id == *id).cloned() {
+                    b.start = *start;
+                    b.end = *end;
+                    effects.jobs = jobs(&b);
+                }
+            }
+            Effect::Cancel { id } => effects.void_jobs.push(reminders::reminder_key_prefix(*id)),
+            Effect::Handover => {}
+        }
     }
 
     /// Asks the AI actor, which applies the deadline and the fallback itself.

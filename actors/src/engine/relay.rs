@@ -18,7 +18,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::model::Channel;
-use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy, Settlement};
+use crate::outbound::{ChannelSender, OutboundKind, OutboxQueue, RetryPolicy, Settlement};
 use crate::ports::Clock;
 
 pub struct OutboxRelay;
@@ -62,8 +62,8 @@ pub enum RelayMsg {
     Tick,
     /// A commit wrote outbox rows: a pass now.
     Wake,
-    /// Runs a pass and answers once it is done (tests, the debug clock).
-    Flush(ractor::RpcReplyPort<()>),
+    /// Runs a pass and answers with the number of rows it tried (tests, the debug clock).
+    Flush(ractor::RpcReplyPort<usize>),
 }
 
 impl Actor for OutboxRelay {
@@ -96,8 +96,8 @@ impl Actor for OutboxRelay {
                 pass(state).await?;
             }
             RelayMsg::Flush(reply) => {
-                pass(state).await?;
-                let _ = reply.send(());
+                let tried = pass(state).await?;
+                let _ = reply.send(tried);
             }
         }
         Ok(())
@@ -105,9 +105,10 @@ impl Actor for OutboxRelay {
 }
 
 /// One pass: claims the due rows of every channel with a sender, sends them side by side
-/// (they belong to different customers), and settles each.
-async fn pass(state: &RelayArgs) -> Result<(), ActorProcessingErr> {
+/// (they belong to different customers), and settles each; the number of rows tried.
+async fn pass(state: &RelayArgs) -> Result<usize, ActorProcessingErr> {
     let mut sends = tokio::task::JoinSet::new();
+    let mut tried = 0;
     for (&channel, sender) in &state.senders {
         let now = state.clock.now();
         let lease_until = now + chrono::Duration::from_std(state.lease).unwrap_or_default();
@@ -121,6 +122,7 @@ async fn pass(state: &RelayArgs) -> Result<(), ActorProcessingErr> {
                 continue;
             }
         };
+        tried += due.len();
         for row in due {
             let sender = sender.clone();
             let state = state.clone();
@@ -135,6 +137,9 @@ async fn pass(state: &RelayArgs) -> Result<(), ActorProcessingErr> {
                     Settlement::Sent { .. } => {
                         metrics::counter!("sara_outbox_sent_total", "channel" => label)
                             .increment(1);
+                        if row.message.kind == OutboundKind::Reminder {
+                            metrics::counter!("sara_reminders_sent_total").increment(1);
+                        }
                     }
                     Settlement::Retry { error, at } => {
                         tracing::warn!(%error, attempt = row.attempts, retry_at = %at, channel = label,
@@ -166,7 +171,7 @@ async fn pass(state: &RelayArgs) -> Result<(), ActorProcessingErr> {
         Ok(n) => metrics::gauge!("sara_outbox_backlog").set(n as f64),
         Err(error) => tracing::debug!(%error, "outbox backlog unknown"),
     }
-    Ok(())
+    Ok(tried)
 }
 
 /// A uniform number in `[0, 1)` from a v4 UUID's random bits.

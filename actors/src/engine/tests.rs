@@ -156,6 +156,7 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
     };
     assert_eq!(
         store.commit(vec![other]).await.expect("commit"),

@@ -1,5 +1,8 @@
 //! Structured logs with `tracing`: JSON when `SARA_LOG_FORMAT=json`, readable text otherwise.
-//! Log lines never carry a phone number, name or message body.
+//! Log lines never carry a phone number, name or message body. [`metrics`] describes every
+//! metric Sara exports.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,0 +1,234 @@
+//! Every metric Sara exports, with its kind and the `# HELP` line `/metrics` shows for it
+//! (`promtool check metrics` wants one per family). A metric used in code but missing here
+//! fails `every_metric_in_the_code_is_described`.
+
+/// What kind of Prometheus family a metric is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Name, kind and help text of every metric, the dashboards' and alerts' vocabulary
+/// (deploy/).
+pub const CATALOG: &[(&str, Kind, &str)] = &[
+    (
+        "sara_turns_total",
+        Kind::Counter,
+        "Conversation turns committed (all channels).",
+    ),
+    (
+        "sara_turn_seconds",
+        Kind::Histogram,
+        "Time from a turn reaching the engine to its committed reply, in seconds.",
+    ),
+    (
+        "sara_commit_batch_size",
+        Kind::Histogram,
+        "Turns committed together in one group-commit transaction.",
+    ),
+    (
+        "sara_nlu_fallbacks_total",
+        Kind::Counter,
+        "Turns the model could not answer in time or at all, understood by the rules instead.",
+    ),
+    (
+        "sara_nlu_breaker_open",
+        Kind::Gauge,
+        "1 while the model's circuit breaker is open (every turn uses the rules), else 0.",
+    ),
+    (
+        "sara_live_conversations",
+        Kind::Gauge,
+        "Conversation actors alive in this instance (not passivated).",
+    ),
+    (
+        "sara_actor_restarts_total",
+        Kind::Counter,
+        "Engine actors restarted by their supervisor after a failure, all kinds.",
+    ),
+    (
+        "sara_actor_restarts_by_kind_total",
+        Kind::Counter,
+        "Engine actors restarted by their supervisor, by kind of actor (label actor).",
+    ),
+    (
+        "sara_duplicate_webhooks_total",
+        Kind::Counter,
+        "Webhooks a provider delivered again, answered from the processed-webhook cache.",
+    ),
+    (
+        "sara_rate_limited_total",
+        Kind::Counter,
+        "Requests refused by a rate limit, by kind (phone, bad_signature, admin_token).",
+    ),
+    (
+        "sara_admin_auth_failures_total",
+        Kind::Counter,
+        "Admin requests with a missing or wrong token or session.",
+    ),
+    (
+        "sara_connections_refused_total",
+        Kind::Counter,
+        "Connections answered 503 because the connection cap was reached.",
+    ),
+    (
+        "sara_connections_evicted_total",
+        Kind::Counter,
+        "Idle connections closed to make room under the connection cap.",
+    ),
+    (
+        "sara_redis_errors_total",
+        Kind::Counter,
+        "Redis operations that failed (the cache falls back or the turn runs unfenced).",
+    ),
+    (
+        "sara_outbox_backlog",
+        Kind::Gauge,
+        "Outbox messages waiting to be sent (pending), as last seen by the relay.",
+    ),
+    (
+        "sara_outbox_sent_total",
+        Kind::Counter,
+        "Outbox messages a provider accepted, by channel.",
+    ),
+    (
+        "sara_outbox_dead_total",
+        Kind::Counter,
+        "Outbox messages given up after the configured time or refused for good, by channel.",
+    ),
+    (
+        "sara_delivery_reports_total",
+        Kind::Counter,
+        "Delivery reports received from providers, by channel and status.",
+    ),
+    (
+        "sara_withheld_number_calls_total",
+        Kind::Counter,
+        "Calls and messages from a withheld number, put through to staff.",
+    ),
+    (
+        "sara_unverified_caller_handovers_total",
+        Kind::Counter,
+        "Voice moves and cancels handed to staff because the caller id was not verified.",
+    ),
+    (
+        "sara_reminders_sent_total",
+        Kind::Counter,
+        "Appointment reminders a provider accepted.",
+    ),
+];
+
+/// Describes every metric to the installed recorder (the `# HELP` and `# TYPE` lines).
+pub fn describe_all() {
+    for &(name, kind, help) in CATALOG {
+        match kind {
+            Kind::Counter => ::metrics::describe_counter!(name, help),
+            Kind::Gauge => ::metrics::describe_gauge!(name, help),
+            Kind::Histogram => ::metrics::describe_histogram!(name, help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::CATALOG;
+
+    /// The metric names the code uses: every string literal `"sara_…"` right after a
+    /// `counter!(`, `gauge!(` or `histogram!(` (on the same line or the next).
+    fn names_in(dir: &Path, found: &mut Vec<(String, String)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                names_in(&path, found);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(&path) else {
+                continue;
+            };
+            for macro_call in ["counter!(", "gauge!(", "histogram!("] {
+                for (at, _) in text.match_indices(macro_call) {
+                    let rest = text[at + macro_call.len()..].trim_start();
+                    if let Some(quoted) = rest.strip_prefix('"')
+                        && let Some(end) = quoted.find('"')
+                        && quoted[..end].starts_with("sara_")
+                    {
+                        found.push((quoted[..end].to_string(), path.display().to_string()));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_metric_in_the_code_is_described() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut found = Vec::new();
+        names_in(&root.join("src"), &mut found);
+        names_in(&root.join("actors/src"), &mut found);
+        assert!(
+            found.len() > 10,
+            "the scan found too few metrics: {found:?}"
+        );
+        for (name, file) in found {
+            assert!(
+                CATALOG.iter().any(|(n, _, _)| *n == name),
+                "{name} (used in {file}) is not described in telemetry::metrics::CATALOG"
+            );
+        }
+    }
+
+    /// The dashboard and the alert rules speak of metrics Sara exports, under their names.
+    #[test]
+    fn the_dashboard_and_the_alerts_name_only_described_metrics() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for file in ["deploy/grafana/sara.json", "deploy/prometheus/alerts.yml"] {
+            let text = std::fs::read_to_string(root.join(file)).expect("deploy file");
+            let mut named = 0;
+            for (at, _) in text.match_indices("sara_") {
+                // Only where a name starts (not inside `up{job="sara"}` or a uid).
+                if text[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                {
+                    continue;
+                }
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(&name);
+                assert!(
+                    CATALOG.iter().any(|(n, _, _)| n == &family),
+                    "{file} names {name}, which Sara does not export"
+                );
+                named += 1;
+            }
+            assert!(named > 5, "{file} names too few metrics");
+        }
+    }
+
+    #[test]
+    fn names_follow_prometheus_conventions() {
+        for (name, kind, help) in CATALOG {
+            assert!(name.starts_with("sara_"), "{name}");
+            assert!(!help.is_empty() && help.ends_with('.'), "{name}: {help}");
+            if *kind == super::Kind::Counter {
+                assert!(
+                    name.ends_with("_total"),
+                    "a counter ends with _total: {name}"
+                );
+            }
+        }
+    }
+}
