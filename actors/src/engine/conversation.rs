@@ -465,6 +465,8 @@ impl Conversation {
         let shared = &self.shared;
         let business = &*shared.business;
         let tz = business.timezone;
+        // The model reads one message; what the conversation holds goes with it as data.
+        let facts = dialogue::facts(&self.state.dialogue, &self.view().mine, tz);
         let ctx = NluContext {
             now: inbound.at.with_timezone(&tz),
             services: business.services.iter().map(|s| s.name.clone()).collect(),
@@ -474,6 +476,7 @@ impl Conversation {
                 .recent
                 .back()
                 .map(|(_, reply)| reply.text().to_owned()),
+            facts,
         };
         let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
@@ -559,7 +562,7 @@ impl Conversation {
             .ask_ai(
                 |reply| super::ai::AiMsg::Understand {
                     text,
-                    ctx,
+                    ctx: Box::new(ctx),
                     deadline,
                     reply,
                 },
