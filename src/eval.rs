@@ -198,6 +198,7 @@ pub async fn run(
                 services: services.clone(),
                 expecting,
                 prompt: turn.prompt.clone(),
+                facts: Default::default(),
             };
             // A failing NLU is scored as understanding nothing.
             let u = nlu.understand(&turn.user, &ctx).await.unwrap_or_default();

@@ -1,7 +1,7 @@
 //! What the NLU makes of one message: the dialogue acts it performs and the slots it fills.
 //! Dates and times are local to the business time zone; the policy turns them into instants.
 
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -196,4 +196,43 @@ pub struct NluContext {
     pub expecting: Option<Slot>,
     /// What Sara said just before the message, when known.
     pub prompt: Option<String>,
+    /// What the conversation already holds, as data: the times offered, the slots filled,
+    /// the caller's bookings. The rules read the message alone; the model gets these.
+    pub facts: DialogueFacts,
+}
+
+/// The conversation's state as a model reading one message needs it ("the second one", "the
+/// 3pm", "move the cleaning"). Local times in the business time zone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DialogueFacts {
+    /// Start times Sara last offered, in the order she read them out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub offered: Vec<NaiveDateTime>,
+    /// What the unfinished request holds so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<NaiveDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time: Option<NaiveTime>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The caller's upcoming bookings, soonest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub upcoming_bookings: Vec<BookingFact>,
+}
+
+/// One upcoming booking of the caller, as the model sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BookingFact {
+    pub service: String,
+    pub start: NaiveDateTime,
+}
+
+impl DialogueFacts {
+    pub fn is_empty(&self) -> bool {
+        *self == DialogueFacts::default()
+    }
 }

@@ -37,6 +37,7 @@ impl HybridNlu {
             services: Vec::new(),
             expecting: None,
             prompt: None,
+            facts: Default::default(),
         };
         let _ = rules.understand("hello, book me on Friday at 3pm", &warm_up);
         HybridNlu {

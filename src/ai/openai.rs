@@ -224,6 +224,19 @@ pub fn system_prompt(business: &str, services: &[String], ctx: &NluContext) -> S
         }
         _ => String::new(),
     };
+    // The same as data, so "the second one", "the 3pm" or "the cleaning" resolve against
+    // what was really offered and booked, not against a reading of Sara's wording.
+    let facts = if ctx.facts.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "What the conversation holds (JSON; times are local; \"offered\" in the order Sara \
+read them out, so choice N is offered[N-1]; a picked time like \"the 3pm\" is the offered time \
+at 15:00, reported as choice and time; \"upcoming_bookings\" are the customer's appointments a \
+reschedule or cancel refers to): {}\n",
+            serde_json::to_string(&ctx.facts).unwrap_or_default()
+        )
+    };
     format!(
         "You read messages sent to Sara, the receptionist of {business}, a business that takes \
 appointments. Do not answer the customer: report what the message does and says, as JSON.\n\
@@ -233,6 +246,7 @@ Now, in the business's time zone: {now}. Resolve relative dates (\"tomorrow\", \
 \"half past 4\" in the afternoon is 16:30).\n\
 Sara is waiting for: {expecting}.\n\
 {said}\
+{facts}\
 Acts (list every one that applies, none when nothing applies):\n\
 - book: wants a new appointment\n\
 - reschedule: wants to move an existing appointment\n\

@@ -35,6 +35,7 @@ pub fn asks_to_change_a_booking(app: &AppState, speech: &str) -> bool {
         services: business.services.iter().map(|s| s.name.clone()).collect(),
         expecting: None,
         prompt: None,
+        facts: Default::default(),
     };
     RuleNlu::new(vec![])
         .understand(speech, &ctx)

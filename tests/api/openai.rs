@@ -241,3 +241,70 @@ async fn eval_with_the_model_reports_the_share_of_scored_turns_it_answered() {
     assert!(predictions.iter().all(|p| p["llm"] == false));
     assert_eq!(predictions[2]["act"], "affirm", "the rules answered");
 }
+
+/// The times of day in Sara's line, in the order she said them ("1:00 PM", "2:30 PM").
+fn times_said(text: &str) -> Vec<String> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    words
+        .windows(2)
+        .filter(|w| w[0].contains(':') && w[1].trim_end_matches([',', '.', '?']) == "PM")
+        .map(|w| format!("{} PM", w[0]))
+        .collect()
+}
+
+#[tokio::test]
+async fn the_model_gets_the_offered_times_and_filled_slots_as_data_and_resolves_the_pick() {
+    let model = MockServer::start().await;
+    let (day, day_text) = upcoming(Weekday::Wed);
+    Mock::given(method("POST"))
+        .and(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(completion(
+                &json!({
+                    "acts": ["choose"], "service": null, "date": null, "time": null,
+                    "day_part": null, "name": null, "email": null, "choice": 2
+                })
+                .to_string(),
+            )),
+        )
+        .mount(&model)
+        .await;
+    let sara = sara_with_model(&model, "hybrid", "6000").await;
+    let me = phone(703);
+    let offer = sara
+        .text(
+            &me,
+            &format!("a whitening on {day_text} afternoon please, my name is Ana Ruiz"),
+        )
+        .await;
+    let offered = times_said(&offer);
+    assert_eq!(offered.len(), 3, "three afternoon times: {offer}");
+    assert_eq!(requests(&model).await, 0, "the rules read that one");
+
+    let reply = sara
+        .text(&me, "hmm the middle one i guess, if that still works?")
+        .await;
+    let received = model.received_requests().await.expect("recording is on");
+    assert_eq!(received.len(), 1, "the rules were unsure: {reply}");
+    let body: Value = serde_json::from_slice(&received[0].body).expect("a JSON request");
+    let system = body["messages"][0]["content"]
+        .as_str()
+        .expect("the system message is text");
+    let iso = day.format("%Y-%m-%d").to_string();
+    assert!(
+        system.contains("\"offered\":[")
+            && system.contains(&format!("\"{iso}T"))
+            && system.contains("\"service\":\"Whitening\"")
+            && system.contains("\"name\":\"Ana Ruiz\""),
+        "the offered times and the filled slots go as data: {system}"
+    );
+    // The model's "choice 2" is the second time Sara read out.
+    assert!(
+        reply.contains(&offered[1]) && reply.contains("Ana Ruiz"),
+        "{offered:?} → {reply}"
+    );
+    assert!(
+        sara.bookings().await.is_empty(),
+        "nothing written before a yes"
+    );
+}

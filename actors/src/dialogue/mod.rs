@@ -445,6 +445,43 @@ pub fn effect_failed(
     }
 }
 
+/// What the conversation holds, for the model's prompt: the times offered, the slots of the
+/// unfinished request (the caller's name when none is open) and the caller's bookings.
+pub fn facts(
+    state: &DialogueState,
+    bookings: &[Booking],
+    tz: chrono_tz::Tz,
+) -> crate::understanding::DialogueFacts {
+    let local = |at: &DateTime<Utc>| at.with_timezone(&tz).naive_local();
+    let form = state.form.as_ref();
+    crate::understanding::DialogueFacts {
+        offered: form
+            .map(|f| f.offers.iter().map(local).collect())
+            .unwrap_or_default(),
+        request: form.map(|f| {
+            match f.kind {
+                FormKind::Book => "book",
+                FormKind::Reschedule => "reschedule",
+                FormKind::Cancel => "cancel",
+            }
+            .to_string()
+        }),
+        service: form.and_then(|f| f.service.clone()),
+        date: form.and_then(|f| f.date),
+        time: form.and_then(|f| f.time),
+        name: form
+            .and_then(|f| f.name.clone())
+            .or_else(|| state.caller.clone()),
+        upcoming_bookings: bookings
+            .iter()
+            .map(|b| crate::understanding::BookingFact {
+                service: b.service.clone(),
+                start: local(&b.start),
+            })
+            .collect(),
+    }
+}
+
 /// The acts that start a form, in the order they appear in the message.
 fn form_intent(u: &Understanding) -> Option<(Act, FormKind)> {
     u.acts.iter().find_map(|&a| match a {

@@ -25,7 +25,8 @@ pub struct AiArgs {
 pub enum AiMsg {
     Understand {
         text: String,
-        ctx: NluContext,
+        /// Boxed: with the conversation's facts it is far larger than the other variant.
+        ctx: Box<NluContext>,
         deadline: Duration,
         reply: RpcReplyPort<Understanding>,
     },

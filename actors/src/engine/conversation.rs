@@ -558,6 +558,8 @@ impl Conversation {
         let shared = &self.shared;
         let business = &*shared.business;
         let tz = business.timezone;
+        // The model reads one message; what the conversation holds goes with it as data.
+        let facts = dialogue::facts(&self.state.dialogue, &self.view().mine, tz);
         let ctx = NluContext {
             now: inbound.at.with_timezone(&tz),
             services: business.services.iter().map(|s| s.name.clone()).collect(),
@@ -567,6 +569,7 @@ impl Conversation {
                 .recent
                 .back()
                 .map(|(_, reply)| reply.text().to_owned()),
+            facts,
         };
         let mut understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
@@ -658,7 +661,7 @@ impl Conversation {
             .ask_ai(
                 |reply| super::ai::AiMsg::Understand {
                     text,
-                    ctx,
+                    ctx: Box::new(ctx),
                     deadline,
                     reply,
                 },

@@ -28,6 +28,7 @@ fn ctx(expecting: Option<Slot>) -> NluContext {
         services: services(),
         expecting,
         prompt: None,
+        facts: Default::default(),
     }
 }
 
@@ -513,4 +514,39 @@ async fn hybrid_asks_the_model_when_the_rules_leave_a_time_unread() {
         .expect("model answer");
     assert_eq!(u.source, NluSource::Llm);
     assert_eq!(requests(&server).await, 1);
+}
+
+#[test]
+fn the_prompt_carries_the_offers_the_filled_slots_and_the_bookings_as_data() {
+    use sara_actors::understanding::{BookingFact, DialogueFacts};
+    let at = |d: u32, h: u32, m: u32| {
+        chrono::NaiveDate::from_ymd_opt(2026, 3, d)
+            .and_then(|d| d.and_hms_opt(h, m, 0))
+            .expect("a valid time")
+    };
+    let mut context = ctx(Some(Slot::Option));
+    assert!(
+        !system_prompt("Harbor Street Clinic", &[], &context).contains("What the conversation"),
+        "nothing to tell, nothing told"
+    );
+    context.facts = DialogueFacts {
+        offered: vec![at(9, 9, 30), at(9, 10, 0), at(9, 15, 0)],
+        request: Some("reschedule".into()),
+        service: Some("Cleaning".into()),
+        name: Some("Jo Park".into()),
+        upcoming_bookings: vec![BookingFact {
+            service: "Cleaning".into(),
+            start: at(6, 14, 0),
+        }],
+        ..DialogueFacts::default()
+    };
+    let prompt = system_prompt("Harbor Street Clinic", &[], &context);
+    for part in [
+        r#""offered":["2026-03-09T09:30:00","2026-03-09T10:00:00","2026-03-09T15:00:00"]"#,
+        r#""request":"reschedule""#,
+        r#""name":"Jo Park""#,
+        r#""upcoming_bookings":[{"service":"Cleaning","start":"2026-03-06T14:00:00"}]"#,
+    ] {
+        assert!(prompt.contains(part), "{part} in {prompt}");
+    }
 }

@@ -47,7 +47,7 @@ static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
 /// Where a loosely placed name may start: behind "it's", "this is", "for", or a break
 /// ("…at 4pm, its jake ross", "… for mark twain thx", "… - susan lee").
 static NAME_POINT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"(?i)\b(?:it's|its|it is|this is|i'm|im|i am|for)\s+|[.?!,;\n]\s*|\s[-–—~]+\s*")
+    re(r"(?i)\b(?:it's|its|this is|i'm|im|i am|for)\s+|[.?!,;\n]\s*|\s[-–—~]+\s*")
 });
 /// Two or three words closing the message, in any case, maybe signed off with a "thx".
 static NAME_TAIL: LazyLock<Regex> = LazyLock::new(|| {
@@ -486,7 +486,8 @@ pub(super) fn name(original: &str, expecting: Option<Slot>, services: &[String])
     }
     for point in NAME_POINT.find_iter(original) {
         if let Some(c) = NAME_TAIL.captures(&original[point.end()..])
-            && let Some(n) = loose_name(&c[1], services)
+            // After a full stop a capital is the sentence's, not a name's ("Thanks! See ya").
+            && let Some(n) = loose_name(&c[1], services, point.as_str().contains(['.', '?', '!']))
         {
             return Some(n);
         }
@@ -513,11 +514,14 @@ pub(super) fn name(original: &str, expecting: Option<Slot>, services: &[String])
 
 /// Two or three words placed loosely (no "my name is"): a name only when none of them is an
 /// everyday word, a service, a day or a number, whatever the case they are typed in.
-fn loose_name(raw: &str, services: &[String]) -> Option<String> {
+fn loose_name(raw: &str, services: &[String], sentence_start: bool) -> Option<String> {
     let words: Vec<&str> = raw.split_whitespace().collect();
     if !(2..=3).contains(&words.len())
-        || words.iter().any(|w| {
+        || words.iter().enumerate().any(|(i, w)| {
             let lower = w.to_lowercase();
+            if i == 0 && sentence_start && everyday(&lower) {
+                return true;
+            }
             // "for Jin Park": a capitalised word may be an everyday one ("Park", "Long").
             let capitalised =
                 w.starts_with(char::is_uppercase) && !NOT_NAMES.contains(&lower.as_str());

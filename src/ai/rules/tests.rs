@@ -115,6 +115,7 @@ fn context(now: &str, expecting: Option<Slot>) -> NluContext {
         services: vec![],
         expecting,
         prompt: None,
+        facts: Default::default(),
     }
 }
 
@@ -811,6 +812,7 @@ fn a_message_time_at_the_ends_of_the_calendar_does_not_panic() {
                 services: vec![],
                 expecting: None,
                 prompt: None,
+                facts: Default::default(),
             };
             for text in texts {
                 let u = nlu.understand(text, &ctx);
