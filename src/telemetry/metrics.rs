@@ -109,6 +109,66 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Calls and messages from a withheld number, put through to staff.",
     ),
     (
+        "sara_outbox_withheld_total",
+        Kind::Counter,
+        "Outbound messages not sent because the recipient opted out (settled dead).",
+    ),
+    (
+        "sara_outbox_fallbacks_total",
+        Kind::Counter,
+        "WhatsApp messages Meta reported failed, queued again as SMS.",
+    ),
+    (
+        "sara_voice_reprompt_handovers_total",
+        Kind::Counter,
+        "Gather calls put through to staff after repeated silence or unclear speech.",
+    ),
+    (
+        "sara_voice_low_confidence_total",
+        Kind::Counter,
+        "Gather transcripts below voice.min_confidence, asked again.",
+    ),
+    (
+        "sara_voicemails_total",
+        Kind::Counter,
+        "Voicemail recordings stored.",
+    ),
+    (
+        "sara_relay_calls_total",
+        Kind::Counter,
+        "Calls answered with ConversationRelay (relay mode).",
+    ),
+    (
+        "sara_relay_sessions",
+        Kind::Gauge,
+        "ConversationRelay WebSocket sessions open now.",
+    ),
+    (
+        "sara_relay_reply_seconds",
+        Kind::Histogram,
+        "Relay turns: from the caller's finished utterance to the reply's first text token, in seconds.",
+    ),
+    (
+        "sara_relay_fillers_total",
+        Kind::Counter,
+        "Relay turns that got a filler line (reply not ready after voice.filler_ms).",
+    ),
+    (
+        "sara_relay_apologies_total",
+        Kind::Counter,
+        "Relay turns still unanswered past the voice deadline (apology and the way to staff said).",
+    ),
+    (
+        "sara_relay_interrupts_total",
+        Kind::Counter,
+        "Caller interruptions reported by ConversationRelay.",
+    ),
+    (
+        "sara_relay_dtmf_handovers_total",
+        Kind::Counter,
+        "Relay calls put through to staff with the 0 key.",
+    ),
+    (
         "sara_unverified_caller_handovers_total",
         Kind::Counter,
         "Voice moves and cancels handed to staff because the caller id was not verified.",
