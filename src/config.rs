@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use sara_actors::business::{Business, Faq, Service, WeeklyHours};
+use sara_actors::business::{Business, Faq, Resource, Service, Staff, WeeklyHours};
 use sara_actors::engine::EngineSettings;
 use sara_actors::model::Phone;
 use sara_actors::outbound::RetryPolicy;
@@ -180,12 +180,77 @@ pub struct BusinessConfig {
     pub horizon_days: u32,
     /// Weekday (`mon`..`sun`) → `"HH:MM-HH:MM,..."`; absent = closed.
     pub hours: BTreeMap<String, String>,
-    /// Dates (`YYYY-MM-DD`) the business is closed.
-    pub closures: Vec<NaiveDate>,
+    /// `"HH:MM-HH:MM"` ranges of every open day that are never offered (lunch).
+    pub breaks: Vec<String>,
+    /// Whole days the business is closed: `"YYYY-MM-DD"`, or `"A..B"` for a range (both
+    /// ends closed).
+    pub closures: Vec<String>,
     pub services: Vec<Service>,
+    pub resources: Vec<Resource>,
+    pub staff: Vec<StaffConfig>,
+    /// Per customer (phone), held bookings on one local day; 0 = no limit.
+    pub max_bookings_per_day: u32,
+    /// Per customer, held upcoming bookings in all; 0 = no limit.
+    pub max_upcoming_bookings: u32,
+    /// Cancels and moves later than this before the appointment go to staff; 0 = none.
+    pub cancel_notice_minutes: u32,
     pub form_expiry_minutes: u32,
     pub handover_minutes: u32,
     pub cancellation_policy: Option<String>,
+}
+
+/// One `[[business.staff]]` entry.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StaffConfig {
+    pub name: String,
+    /// Service names they do; absent = every service.
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
+    /// Weekday → ranges, like `[business.hours]`; absent = the business hours.
+    #[serde(default)]
+    pub hours: Option<BTreeMap<String, String>>,
+}
+
+/// The longest closure range accepted (a typo such as 2026..2062 must not expand forever).
+const MAX_CLOSURE_DAYS: i64 = 366;
+
+/// Parses `[business.hours]`-shaped weekday ranges; `key` names the table in errors.
+fn weekly_hours(table: &BTreeMap<String, String>, key: &str) -> Result<WeeklyHours, ConfigError> {
+    let mut hours = WeeklyHours::default();
+    for (day, spec) in table {
+        let index = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+            .iter()
+            .position(|d| d.eq_ignore_ascii_case(day))
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("{key}.{day}: not a weekday (mon..sun)"))
+            })?;
+        hours.days[index] = WeeklyHours::parse_day(spec)
+            .map_err(|e| ConfigError::Invalid(format!("{key}.{day}: {e}")))?;
+    }
+    Ok(hours)
+}
+
+/// `"2026-12-25"` or `"2026-12-24..2026-12-26"` as the days it closes.
+fn closure_days(spec: &str) -> Result<Vec<NaiveDate>, ConfigError> {
+    let bad = || {
+        ConfigError::Invalid(format!(
+            "business.closures: {spec:?} is not YYYY-MM-DD or YYYY-MM-DD..YYYY-MM-DD"
+        ))
+    };
+    let date = |s: &str| NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").map_err(|_| bad());
+    let (first, last) = match spec.split_once("..") {
+        Some((a, b)) => (date(a)?, date(b)?),
+        None => (date(spec)?, date(spec)?),
+    };
+    let days = (last - first).num_days();
+    if !(0..MAX_CLOSURE_DAYS).contains(&days) {
+        return Err(ConfigError::Invalid(format!(
+            "business.closures: {spec:?} must run forwards and span at most {MAX_CLOSURE_DAYS} days"
+        )));
+    }
+    Ok((0..=days)
+        .map(|d| first + chrono::Duration::days(d))
+        .collect())
 }
 
 impl Default for BusinessConfig {
@@ -199,8 +264,14 @@ impl Default for BusinessConfig {
             min_notice_minutes: 60,
             horizon_days: 60,
             hours: BTreeMap::new(),
+            breaks: vec![],
             closures: vec![],
             services: vec![],
+            resources: vec![],
+            staff: vec![],
+            max_bookings_per_day: 0,
+            max_upcoming_bookings: 0,
+            cancel_notice_minutes: 0,
             form_expiry_minutes: 7 * 24 * 60,
             handover_minutes: 24 * 60,
             cancellation_policy: None,
@@ -385,11 +456,22 @@ pub struct EmailConfig {
     pub staff: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
     #[serde(skip_serializing)]
     pub token: Option<Secret>,
+    /// How long a console login lasts before the admin token must be given again.
+    pub session_hours: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            session_hours: 12,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -657,17 +739,7 @@ impl Config {
                 b.timezone
             ))
         })?;
-        let mut hours = WeeklyHours::default();
-        for (key, spec) in &b.hours {
-            let index = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-                .iter()
-                .position(|d| d.eq_ignore_ascii_case(key))
-                .ok_or_else(|| {
-                    ConfigError::Invalid(format!("business.hours.{key}: not a weekday (mon..sun)"))
-                })?;
-            hours.days[index] = WeeklyHours::parse_day(spec)
-                .map_err(|e| ConfigError::Invalid(format!("business.hours.{key}: {e}")))?;
-        }
+        let hours = weekly_hours(&b.hours, "business.hours")?;
         let phone = match &b.phone {
             Some(p) => Some(Phone::parse(p).ok_or_else(|| {
                 ConfigError::Invalid("business.phone is not a phone number".into())
@@ -684,6 +756,82 @@ impl Config {
                 "business.services: list at least one service with minutes > 0".into(),
             ));
         }
+        let breaks = b
+            .breaks
+            .iter()
+            .map(|spec| {
+                WeeklyHours::parse_day(spec)
+                    .map_err(|e| ConfigError::Invalid(format!("business.breaks: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .concat();
+        let mut closures = Vec::new();
+        for spec in &b.closures {
+            closures.extend(closure_days(spec)?);
+        }
+        closures.sort();
+        closures.dedup();
+        let mut staff = Vec::with_capacity(b.staff.len());
+        for s in &b.staff {
+            if s.name.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "business.staff: every staff member needs a name".into(),
+                ));
+            }
+            if staff
+                .iter()
+                .any(|o: &Staff| o.name.eq_ignore_ascii_case(s.name.trim()))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "business.staff: {:?} is listed twice",
+                    s.name
+                )));
+            }
+            for service in s.services.iter().flatten() {
+                if !b
+                    .services
+                    .iter()
+                    .any(|x| x.name.eq_ignore_ascii_case(service))
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "business.staff {:?}: {service:?} is not one of business.services",
+                        s.name
+                    )));
+                }
+            }
+            let hours = match &s.hours {
+                Some(table) => Some(weekly_hours(
+                    table,
+                    &format!("business.staff {:?} hours", s.name),
+                )?),
+                None => None,
+            };
+            staff.push(Staff {
+                name: s.name.trim().to_string(),
+                services: s.services.clone(),
+                hours,
+            });
+        }
+        for service in &b.services {
+            for need in &service.needs {
+                if !b
+                    .resources
+                    .iter()
+                    .any(|r| r.name.eq_ignore_ascii_case(need))
+                {
+                    return Err(ConfigError::Invalid(format!(
+                        "business.services {:?}: needs {need:?}, which is not in business.resources",
+                        service.name
+                    )));
+                }
+            }
+        }
+        if let Some(r) = b.resources.iter().find(|r| r.count == 0) {
+            return Err(ConfigError::Invalid(format!(
+                "business.resources {:?}: count must be at least 1",
+                r.name
+            )));
+        }
         Ok(Business {
             name: b.name.clone(),
             timezone,
@@ -693,8 +841,14 @@ impl Config {
             min_notice_minutes: b.min_notice_minutes,
             horizon_days: b.horizon_days,
             hours,
-            closures: b.closures.clone(),
+            breaks,
+            closures,
             services: b.services.clone(),
+            resources: b.resources.clone(),
+            staff,
+            max_bookings_per_day: b.max_bookings_per_day,
+            max_upcoming_bookings: b.max_upcoming_bookings,
+            cancel_notice_minutes: b.cancel_notice_minutes,
             faq: self.faq.clone(),
             form_expiry_minutes: b.form_expiry_minutes,
             handover_minutes: b.handover_minutes,
@@ -742,6 +896,135 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn business_from(toml: &str) -> Result<Business, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.business()
+    }
+
+    const WEEK: &str = r#"
+[business]
+timezone = "America/New_York"
+breaks = ["12:00-13:00"]
+closures = ["2026-12-24..2026-12-26", "2027-01-01"]
+max_bookings_per_day = 1
+max_upcoming_bookings = 3
+cancel_notice_minutes = 1440
+[business.hours]
+mon = "09:00-17:00"
+[[business.services]]
+name = "Cleaning"
+minutes = 45
+[[business.services]]
+name = "Whitening"
+minutes = 60
+buffer_before_minutes = 5
+buffer_after_minutes = 15
+min_notice_minutes = 1440
+horizon_days = 30
+needs = ["chair"]
+[[business.resources]]
+name = "chair"
+count = 2
+[[business.staff]]
+name = "Anna"
+services = ["Cleaning", "Whitening"]
+[business.staff.hours]
+mon = "09:00-13:00"
+wed = "13:00-17:00"
+[[business.staff]]
+name = "Ben"
+"#;
+
+    #[test]
+    fn the_rules_of_a_clinics_week_load_as_the_contract_names_them() {
+        let b = business_from(WEEK).expect("valid");
+        let t = |h| chrono::NaiveTime::from_hms_opt(h, 0, 0).unwrap();
+        assert_eq!(b.breaks, [(t(12), t(13))]);
+        let d = |m, day| NaiveDate::from_ymd_opt(2026, m, day).unwrap();
+        assert_eq!(
+            b.closures,
+            [
+                d(12, 24),
+                d(12, 25),
+                d(12, 26),
+                NaiveDate::from_ymd_opt(2027, 1, 1).unwrap()
+            ]
+        );
+        assert_eq!(
+            (
+                b.max_bookings_per_day,
+                b.max_upcoming_bookings,
+                b.cancel_notice_minutes
+            ),
+            (1, 3, 1440)
+        );
+        let w = b.service("whitening").unwrap();
+        assert_eq!(
+            (
+                w.buffer_before_minutes,
+                w.buffer_after_minutes,
+                w.min_notice_minutes,
+                w.horizon_days
+            ),
+            (5, Some(15), Some(1440), Some(30))
+        );
+        assert_eq!(w.needs, ["chair"]);
+        assert_eq!(b.resource("chair").map(|r| r.count), Some(2));
+        let anna = b.staff_member("anna").unwrap();
+        assert!(anna.does("cleaning") && !anna.does("Consultation"));
+        let hours = anna.hours.as_ref().unwrap();
+        assert_eq!(hours.on(chrono::Weekday::Mon), [(t(9), t(13))]);
+        assert!(hours.on(chrono::Weekday::Tue).is_empty());
+        let ben = b.staff_member("Ben").unwrap();
+        assert!(ben.services.is_none() && ben.hours.is_none());
+    }
+
+    #[test]
+    fn nonsense_in_the_rules_is_refused_at_start() {
+        for (bad, why) in [
+            (r#"breaks = ["noon"]"#, "business.breaks"),
+            (r#"closures = ["2026-12-26..2026-12-24"]"#, "forwards"),
+            (r#"closures = ["2026-01-01..2036-01-01"]"#, "at most"),
+            (r#"closures = ["Christmas"]"#, "YYYY-MM-DD"),
+        ] {
+            let toml = WEEK.replacen("[business]\n", &format!("[business]\n{bad}\n"), 1);
+            let toml = if bad.starts_with("breaks") {
+                toml.replacen("breaks = [\"12:00-13:00\"]\n", "", 1)
+            } else {
+                toml.replacen(
+                    "closures = [\"2026-12-24..2026-12-26\", \"2027-01-01\"]\n",
+                    "",
+                    1,
+                )
+            };
+            let err = business_from(&toml).expect_err(bad).to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        for (from, to, why) in [
+            (r#"needs = ["chair"]"#, r#"needs = ["laser"]"#, "laser"),
+            ("count = 2", "count = 0", "count"),
+            (
+                r#"services = ["Cleaning", "Whitening"]"#,
+                r#"services = ["Botox"]"#,
+                "Botox",
+            ),
+            (r#"name = "Ben""#, r#"name = "anna""#, "twice"),
+            (
+                r#"wed = "13:00-17:00""#,
+                r#"someday = "13:00-17:00""#,
+                "someday",
+            ),
+        ] {
+            let err = business_from(&WEEK.replacen(from, to, 1))
+                .expect_err(to)
+                .to_string();
+            assert!(err.contains(why), "{to}: {err}");
+        }
+    }
 
     #[test]
     fn the_repository_config_is_valid() {

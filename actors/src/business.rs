@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::Phone;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     /// Shown to callers as written ("Cleaning"); matched case-insensitively.
     pub name: String,
@@ -15,6 +15,46 @@ pub struct Service {
     /// Free text shown when a caller asks ("$80"); never invented when absent.
     #[serde(default)]
     pub price: Option<String>,
+    /// Kept free before the appointment; stacks with a neighbour's after-buffer.
+    #[serde(default)]
+    pub buffer_before_minutes: u32,
+    /// Kept free after the appointment; absent = the business's `buffer_minutes`.
+    #[serde(default)]
+    pub buffer_after_minutes: Option<u32>,
+    /// This service's minimum notice; absent = the business's.
+    #[serde(default)]
+    pub min_notice_minutes: Option<u32>,
+    /// This service's horizon in days; absent = the business's.
+    #[serde(default)]
+    pub horizon_days: Option<u32>,
+    /// Resources it takes at once, each named in `Business::resources`.
+    #[serde(default)]
+    pub needs: Vec<String>,
+}
+
+/// Something a service takes while it runs (a room, a chair), `count` of them in the business.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub name: String,
+    pub count: u32,
+}
+
+/// A person bookings are with: their own hours and the services they do.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Staff {
+    pub name: String,
+    /// The services they do, matched case-insensitively; `None` = every service.
+    pub services: Option<Vec<String>>,
+    /// Their week; `None` = the business hours.
+    pub hours: Option<WeeklyHours>,
+}
+
+impl Staff {
+    pub fn does(&self, service: &str) -> bool {
+        self.services
+            .as_ref()
+            .is_none_or(|list| list.iter().any(|s| s.eq_ignore_ascii_case(service)))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +72,18 @@ pub struct WeeklyHours {
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("opening hours {0:?}: expected comma-separated HH:MM-HH:MM ranges")]
 pub struct HoursError(pub String);
+
+impl Service {
+    /// A service without rules of its own, for tests and examples.
+    pub fn new(name: &str, minutes: u32, price: &str) -> Service {
+        Service {
+            name: name.into(),
+            minutes,
+            price: Some(price.into()),
+            ..Service::default()
+        }
+    }
+}
 
 impl WeeklyHours {
     pub fn on(&self, day: Weekday) -> &[(NaiveTime, NaiveTime)] {
@@ -69,16 +121,28 @@ pub struct Business {
     pub phone: Option<Phone>,
     /// Offered start times are multiples of this many minutes from the opening time.
     pub slot_minutes: u32,
-    /// Kept free after each appointment.
+    /// Kept free after each appointment whose service names no after-buffer of its own.
     pub buffer_minutes: u32,
     /// How far ahead of now the earliest bookable start lies.
     pub min_notice_minutes: u32,
     /// How many days ahead bookings are taken.
     pub horizon_days: u32,
     pub hours: WeeklyHours,
+    /// Local ranges of every open day that are never offered and that no booking crosses
+    /// (lunch); touching them is fine.
+    pub breaks: Vec<(NaiveTime, NaiveTime)>,
     /// Whole days the business is closed (holidays), in the business time zone.
     pub closures: Vec<NaiveDate>,
     pub services: Vec<Service>,
+    pub resources: Vec<Resource>,
+    /// Empty = bookings are with the business, one at a time.
+    pub staff: Vec<Staff>,
+    /// Held bookings one customer may have on one local day; 0 = no limit.
+    pub max_bookings_per_day: u32,
+    /// Held upcoming bookings one customer may have in all; 0 = no limit.
+    pub max_upcoming_bookings: u32,
+    /// A cancel or a move closer than this to the appointment goes to staff; 0 = always allowed.
+    pub cancel_notice_minutes: u32,
     pub faq: Vec<Faq>,
     /// An unfinished booking form older than this starts over.
     pub form_expiry_minutes: u32,
@@ -92,6 +156,41 @@ impl Business {
         self.services
             .iter()
             .find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// A configured staff member by name (case-insensitive).
+    pub fn staff_member(&self, name: &str) -> Option<&Staff> {
+        self.staff
+            .iter()
+            .find(|s| s.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The staff member a message asks for: a configured name as a whole word after "with",
+    /// "see" or "by" ("with Anna", "can I see anna"), or the whole message ("Anna").
+    pub fn staff_named(&self, text: &str) -> Option<&Staff> {
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric() && c != '\'' && c != '-')
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        self.staff.iter().find(|s| {
+            let name: Vec<String> = s.name.split_whitespace().map(str::to_lowercase).collect();
+            if name.is_empty() {
+                return false;
+            }
+            if words == name {
+                return true;
+            }
+            words
+                .windows(name.len() + 1)
+                .any(|w| matches!(w[0].as_str(), "with" | "see" | "by") && w[1..] == name[..])
+        })
+    }
+
+    pub fn resource(&self, name: &str) -> Option<&Resource> {
+        self.resources
+            .iter()
+            .find(|r| r.name.eq_ignore_ascii_case(name))
     }
 
     /// The default fictional clinic of `config.toml`, for tests and examples.
@@ -116,12 +215,18 @@ impl Business {
                     vec![],
                 ],
             },
+            breaks: vec![],
             closures: vec![],
             services: vec![
-                Service { name: "Consultation".into(), minutes: 30, price: Some("$60".into()) },
-                Service { name: "Cleaning".into(), minutes: 45, price: Some("$90".into()) },
-                Service { name: "Whitening".into(), minutes: 60, price: Some("$250".into()) },
+                Service::new("Consultation", 30, "$60"),
+                Service::new("Cleaning", 45, "$90"),
+                Service::new("Whitening", 60, "$250"),
             ],
+            resources: vec![],
+            staff: vec![],
+            max_bookings_per_day: 0,
+            max_upcoming_bookings: 0,
+            cancel_notice_minutes: 0,
             faq: vec![
                 Faq {
                     question: "Where are you? What is the address?".into(),

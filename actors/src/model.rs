@@ -155,6 +155,9 @@ pub struct Booking {
     /// SEQUENCE of its calendar invites, one more with every change.
     #[serde(default)]
     pub sequence: u32,
+    /// The staff member it is with (a configured name); `None` without staff.
+    #[serde(default)]
+    pub staff: Option<String>,
 }
 
 /// A half-open time range `[start, end)` that is not free.

@@ -836,6 +836,7 @@ mod tests {
             end: start + Duration::minutes(45),
             status: BookingStatus::Confirmed,
             sequence: 0,
+            staff: None,
         }
     }
 

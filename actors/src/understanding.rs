@@ -165,6 +165,9 @@ pub struct Understanding {
     /// by the engine from the text whatever the NLU, since the words are the reminder's own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reminder: Option<crate::reminders::ReminderReply>,
+    /// A configured staff member the caller asked for ("with Anna"), as configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
     /// The knowledge base's answer when the message asks a question it knows.
     pub faq_answer: Option<String>,
     /// 0..=1, how sure the NLU is; the hybrid router asks the model below a threshold.

@@ -49,6 +49,7 @@ const PHONE: &str = "sara_phone";
 const SERVICE: &str = "sara_service";
 const NAME: &str = "sara_name";
 const EMAIL: &str = "sara_email";
+const STAFF: &str = "sara_staff";
 
 /// Namespace of the booking ids given to events staff made by hand (UUID v5 of the event id),
 /// so the same event gets the same id on every load.
@@ -248,6 +249,9 @@ impl GoogleCalendar {
         if let Some(email) = &booking.email {
             private.insert(EMAIL.to_string(), email.clone());
         }
+        if let Some(staff) = &booking.staff {
+            private.insert(STAFF.to_string(), staff.clone());
+        }
         // What staff see in their calendar.
         let summary = match &booking.name {
             Some(name) => format!("{} — {name}", booking.service),
@@ -313,6 +317,7 @@ impl GoogleCalendar {
                     BookingStatus::Confirmed
                 },
                 sequence: 0,
+                staff: prop(STAFF).cloned(),
             },
             None => Booking {
                 id: hand_made_id(
@@ -330,6 +335,7 @@ impl GoogleCalendar {
                 end,
                 status: BookingStatus::Confirmed,
                 sequence: 0,
+                staff: None,
             },
         })
     }
@@ -655,6 +661,7 @@ mod tests {
             end: nine_am() + Minutes::minutes(30),
             status: BookingStatus::Confirmed,
             sequence: 0,
+            staff: None,
         }
     }
 

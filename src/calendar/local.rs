@@ -78,6 +78,7 @@ mod tests {
             end: start + Duration::minutes(minutes),
             status: BookingStatus::Confirmed,
             sequence: 0,
+            staff: None,
         }
     }
 

@@ -536,6 +536,7 @@ mod tests {
             end: start + chrono::Duration::minutes(45),
             status: BookingStatus::Confirmed,
             sequence: 0,
+            staff: None,
         }
     }
 

@@ -18,8 +18,8 @@ pub fn router() -> Router<AppState> {
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
         .route("/admin/outbox", get(outbox))
+        .route("/logs/audit", get(audit))
         .route("/logs/{id}", get(logs))
-        .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
         .route("/admin/debug/clock", post(clock))
 }
@@ -107,6 +107,14 @@ async fn outbox(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoRe
     Ok(Json(list))
 }
 
+/// How many rows `GET /logs/audit` lists (the newest).
+const AUDIT_LIST_LIMIT: i64 = 500;
+
+/// The privacy audit: who was forgotten when (by contact key) and what went.
+async fn audit(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(app.db.privacy().audit(AUDIT_LIST_LIMIT).await?))
+}
+
 async fn logs(
     _: AdminAuth,
     State(app): State<AppState>,
@@ -161,15 +169,4 @@ async fn panic(
         return Err(ApiError::unavailable("engine stopped"));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "panicking"}))))
-}
-
-/// Staff give a conversation back to Sara after a hand-over.
-async fn hand_back(
-    _: AdminAuth,
-    State(app): State<AppState>,
-    Path(phone): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let phone = Phone::parse(&phone).ok_or_else(|| ApiError::bad_request("not a phone number"))?;
-    app.engine.hand_back(phone).await?;
-    Ok(Json(json!({"status": "handed_back"})))
 }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_throttle;
 pub mod auth;
 pub mod caller_id;
+pub mod console;
 pub mod dashboard;
 pub mod delivery;
 pub mod drain;
@@ -63,9 +64,15 @@ pub fn router(state: AppState) -> Router {
         .merge(voice::router())
         .merge(whatsapp::router())
         .merge(health::router())
-        .merge(admin::router().merge(dashboard::router()).route_layer(
-            axum::middleware::from_fn_with_state(state.clone(), admin_throttle::guard),
-        ))
+        .merge(
+            admin::router()
+                .merge(dashboard::router())
+                .merge(console::router())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    admin_throttle::guard,
+                )),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.drain.clone(),

@@ -19,10 +19,12 @@
 mod admin;
 mod crypto;
 mod file_mode;
+pub mod forget;
 pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod queue;
+pub mod sessions;
 mod sql;
 mod sqlite;
 mod voice;
@@ -33,6 +35,8 @@ mod jobs_tests;
 mod outbox_tests;
 #[cfg(test)]
 mod privacy_tests;
+#[cfg(test)]
+mod sessions_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -50,7 +54,10 @@ use sara_actors::ports::{
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
-pub use admin::{AdminReadModel, BookingCounts, BookingView, ConversationLog, Stats, TurnView};
+pub use admin::{
+    AdminReadModel, BookingCounts, BookingView, ConversationLog, ConversationSummary, Stats,
+    TurnView,
+};
 pub use crypto::EncryptionKey;
 pub use sql::{PgStore, SqlStore, SqliteStore};
 pub use voice::{VoicemailReport, VoicemailView};
@@ -141,6 +148,10 @@ pub trait Store: ConversationStore + BookingRepository {
     fn outbox(&self) -> &dyn outbox::OutboxRepository;
 
     fn jobs(&self) -> &dyn jobs::JobRepository;
+
+    fn sessions(&self) -> &dyn sessions::SessionRepository;
+
+    fn privacy(&self) -> &dyn forget::PrivacyRepository;
 
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
@@ -488,6 +499,22 @@ impl Database {
         self.store.jobs()
     }
 
+    /// Forgetting a caller and the privacy audit (see [`forget`]).
+    pub fn privacy(&self) -> &dyn forget::PrivacyRepository {
+        self.store.privacy()
+    }
+
+    /// The console's login sessions (see [`sessions`]).
+    pub fn sessions(&self) -> &dyn sessions::SessionRepository {
+        self.store.sessions()
+    }
+
+    /// The `limit` conversations that changed last, newest first, for the console.
+    #[tracing::instrument(skip_all, fields(backend = self.backend()))]
+    pub async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.store.admin().conversations(limit).await
+    }
+
     /// Every booking, ordered by start, times shown in `tz`.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
@@ -510,6 +537,11 @@ impl Database {
                 end: b.end.with_timezone(&tz).to_rfc3339(),
                 status: b.status.as_str().to_string(),
                 attendance: attended.contains(&b.id).then(|| "confirmed".to_string()),
+                // The store holds the bookings Sara makes on the local calendar; Google
+                // bookings are not rows of the store yet (see the README's known limits).
+                calendar: "local".to_string(),
+                event_id: None,
+                staff: b.staff,
             })
             .collect())
     }

@@ -75,6 +75,7 @@ fn the_booking() -> Booking {
         end: start + chrono::Duration::minutes(30),
         status: BookingStatus::Confirmed,
         sequence: 0,
+        staff: None,
     }
 }
 

@@ -19,10 +19,12 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
-use super::admin::{self, AdminReadModel, ConversationLog, Stats};
+use super::admin::{self, AdminReadModel, ConversationLog, ConversationSummary, Stats};
 use super::crypto::{Field, Sealer};
+use super::forget::{self, AuditEntry, Forgotten, PrivacyRepository};
 use super::jobs::{self, ClaimedJob, JobRepository, SettleJob};
 use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
+use super::sessions::{self, SessionRepository};
 use super::voice::{self, VoicemailReport, VoicemailView};
 use super::{
     BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
@@ -144,15 +146,16 @@ const LOAD: &str = "SELECT state, version, owner_epoch FROM conversations WHERE 
 const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provider_id = $1";
 const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
 const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
-     sequence FROM bookings ORDER BY start, id";
+     sequence, staff FROM bookings ORDER BY start, id";
 const ATTENDED: &str = "SELECT id FROM bookings WHERE attendance = 'confirmed'";
 const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", \
-     status, sequence FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id";
+     status, sequence, staff FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 \
+     ORDER BY start, id";
 /// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the
 /// exclusion constraint is then not consulted for it.
 const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name, email, \
-     service, start, \"end\", status, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) ON CONFLICT (id) DO NOTHING";
+     service, start, \"end\", status, created_at, updated_at, staff) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (id) DO NOTHING";
 const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
      attendance = NULL, sequence = sequence + 1 WHERE id = $4 AND status <> 'cancelled'";
 const CANCEL_BOOKING: &str = "UPDATE bookings SET sequence = sequence + CASE status WHEN 'cancelled' THEN 0 ELSE 1 END, \
@@ -192,6 +195,8 @@ pub(super) struct BookingRow<I, T> {
     end: T,
     status: String,
     sequence: i64,
+    /// '' = not with a staff member.
+    staff: String,
 }
 
 impl<I, T> BookingRow<I, T> {
@@ -206,6 +211,7 @@ impl<I, T> BookingRow<I, T> {
             end: DB::read_time(self.end)?,
             status: parse_status(&self.status)?,
             sequence: u32::try_from(self.sequence).unwrap_or(u32::MAX),
+            staff: (!self.staff.is_empty()).then_some(self.staff),
         })
     }
 }
@@ -487,6 +493,7 @@ where
         .bind(DB::time(booking.end))
         .bind(booking.status.as_str())
         .bind(DB::time(Utc::now()))
+        .bind(booking.staff.as_deref().unwrap_or(""))
         .execute(conn)
         .await
         .map(drop)
@@ -662,6 +669,36 @@ pub(super) trait Shared: Dialect {
         pool: &'a sqlx::Pool<Self>,
         contact_key: String,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>>;
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>>;
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -685,6 +722,9 @@ where
     outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::ConversationListRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    forget::AuditRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     (Option<DB::Time>,): for<'r> FromRow<'r, DB::Row>,
     (String, DB::Time): for<'r> FromRow<'r, DB::Row>,
@@ -729,6 +769,54 @@ where
         key: &'a str,
     ) -> BoxFuture<'a, Result<Vec<VoicemailView>, StoreError>> {
         Box::pin(voice::voicemails(pool, sealer, call_sid, key))
+    }
+
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(forget::forget(pool, sealer, phone, at))
+    }
+
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        Box::pin(forget::audit(pool, limit))
+    }
+
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>> {
+        Box::pin(admin::conversations(pool, sealer, limit))
+    }
+
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::create(pool, id, now, expires_at))
+    }
+
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(sessions::valid(pool, id, now))
+    }
+
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::end(pool, id))
     }
 
     fn claim_jobs<'a>(
@@ -924,6 +1012,14 @@ impl<DB: Shared> Store for SqlStore<DB> {
         self
     }
 
+    fn sessions(&self) -> &dyn SessionRepository {
+        self
+    }
+
+    fn privacy(&self) -> &dyn PrivacyRepository {
+        self
+    }
+
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::run_migrations(&self.pool)
     }
@@ -1082,6 +1178,59 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
 
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
         DB::stats(&self.pool)
+    }
+
+    fn conversations(
+        &self,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<ConversationSummary>, StoreError>> {
+        DB::conversations(&self.pool, &self.sealer, limit)
+    }
+}
+
+impl<DB: Shared> PrivacyRepository for SqlStore<DB> {
+    fn forget<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::forget(&self.pool, &self.sealer, phone, at).await
+        })
+    }
+
+    fn audit(&self, limit: i64) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        DB::audit(&self.pool, limit)
+    }
+}
+
+impl<DB: Shared> SessionRepository for SqlStore<DB> {
+    fn create_session<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::create_session(&self.pool, id, now, expires_at).await
+        })
+    }
+
+    fn session_valid<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::session_valid(&self.pool, id, now)
+    }
+
+    fn end_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::end_session(&self.pool, id).await
+        })
     }
 }
 

@@ -593,6 +593,7 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> String {
 async fn overlaps_confirmed(
     conn: &mut sqlx::SqliteConnection,
     except: &str,
+    staff: &str,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) -> Result<bool, CalendarError> {
@@ -618,12 +619,13 @@ async fn overlaps_confirmed(
     let hit: Option<i64> = sqlx::query_scalar(
         "SELECT 1 FROM bookings \
          WHERE status = 'confirmed' AND start < ?1 AND start > ?4 AND \"end\" > ?2 AND id <> ?3 \
-         LIMIT 1",
+         AND staff = ?5 LIMIT 1",
     )
     .bind(ts(end))
     .bind(ts(start))
     .bind(except)
     .bind(ts(lower))
+    .bind(staff)
     .fetch_optional(conn)
     .await
     .map_err(calendar_db_error)?;
@@ -666,7 +668,14 @@ async fn insert_bookings(
             continue;
         }
         if booking.status == BookingStatus::Confirmed
-            && overlaps_confirmed(&mut tx, &id, booking.start, booking.end).await?
+            && overlaps_confirmed(
+                &mut tx,
+                &id,
+                booking.staff.as_deref().unwrap_or(""),
+                booking.start,
+                booking.end,
+            )
+            .await?
         {
             results.push(Err(CalendarError::SlotTaken));
             continue;
@@ -697,11 +706,14 @@ async fn move_booking(
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(calendar_db_error)?;
-    let status: Option<String> = sqlx::query_scalar("SELECT status FROM bookings WHERE id = ?1")
-        .bind(&key)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(calendar_db_error)?;
+    let row: Option<(String, String)> =
+        sqlx::query_as("SELECT status, staff FROM bookings WHERE id = ?1")
+            .bind(&key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(calendar_db_error)?;
+    let (status, staff) = row.unzip();
+    let staff = staff.unwrap_or_default();
     let status = match status.as_deref().map(BookingStatus::parse) {
         None | Some(Some(BookingStatus::Cancelled)) => return Err(CalendarError::NotFound),
         Some(None) => {
@@ -712,7 +724,7 @@ async fn move_booking(
         Some(Some(status)) => status,
     };
     if status == BookingStatus::Confirmed
-        && overlaps_confirmed(&mut tx, &key, new_start, new_end).await?
+        && overlaps_confirmed(&mut tx, &key, &staff, new_start, new_end).await?
     {
         return Err(CalendarError::SlotTaken);
     }

@@ -76,6 +76,7 @@ on_both_backends!(
     overlaps_are_refused_however_long_the_earlier_booking,
     what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_order,
     an_older_binary_starts_on_a_database_a_newer_one_migrated,
+    bookings_with_different_staff_share_a_time_and_with_the_same_do_not,
 );
 
 /// A relay caller's interruption is kept on its turn; a voicemail's callbacks (the record
@@ -553,6 +554,7 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         end: start + chrono::Duration::minutes(minutes),
         status,
         sequence: 0,
+        staff: None,
     }
 }
 
@@ -617,6 +619,62 @@ async fn overlaps_are_refused_however_long_the_earlier_booking(db: Database) {
     db.insert_booking(&freed)
         .await
         .expect("free after the cancel");
+}
+
+/// With staff, the store's guard against double booking is per staff member: Anna and Ben
+/// may both be booked at 9:00, Anna twice may not (nor moved onto her own time), and a
+/// booking with nobody conflicts only with other bookings with nobody.
+async fn bookings_with_different_staff_share_a_time_and_with_the_same_do_not(db: Database) {
+    let nine = Utc
+        .with_ymd_and_hms(2027, 3, 1, 14, 0, 0)
+        .single()
+        .expect("a valid test time");
+    let taken = |r: Result<(), sara_actors::ports::CalendarError>| {
+        matches!(r, Err(sara_actors::ports::CalendarError::SlotTaken))
+    };
+    let with = |n: u32, staff: Option<&str>, start: DateTime<Utc>| Booking {
+        staff: staff.map(str::to_string),
+        ..booking(n, start, 30, BookingStatus::Confirmed)
+    };
+    let anna = with(1, Some("Anna"), nine);
+    db.insert_booking(&anna).await.expect("Anna at nine");
+    db.insert_booking(&with(2, Some("Ben"), nine))
+        .await
+        .expect("Ben at nine too");
+    assert!(taken(
+        db.insert_booking(&with(3, Some("Anna"), nine + chrono::Duration::minutes(15)))
+            .await
+    ));
+    db.insert_booking(&with(4, None, nine))
+        .await
+        .expect("nobody's booking beside the staff's");
+    assert!(taken(db.insert_booking(&with(5, None, nine)).await));
+    // A later booking of Anna's cannot move onto her nine o'clock; Ben's time is no bar.
+    let later = with(6, Some("Anna"), nine + chrono::Duration::hours(2));
+    db.insert_booking(&later).await.expect("Anna at eleven");
+    let half = chrono::Duration::minutes(30);
+    assert!(taken(db.move_booking(later.id, nine, nine + half).await));
+    let ben_later = with(7, Some("Ben"), nine + chrono::Duration::hours(2));
+    db.insert_booking(&ben_later).await.expect("Ben at eleven");
+    let views = db
+        .bookings(chrono_tz::America::New_York)
+        .await
+        .expect("list");
+    let json = serde_json::to_value(&views).expect("serializes");
+    let staff: Vec<&serde_json::Value> = json
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|v| &v["staff"])
+        .collect();
+    assert!(staff.contains(&&serde_json::json!("Anna")));
+    assert!(staff.contains(&&serde_json::Value::Null));
+    assert!(
+        json.as_array()
+            .expect("a list")
+            .iter()
+            .all(|v| v["calendar"] == "local")
+    );
 }
 
 async fn bookings_are_shown_in_the_business_offset(db: Database) {

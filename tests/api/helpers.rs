@@ -392,7 +392,8 @@ pub async fn spawn_app() -> Sara {
     spawn_app_with(|_| {}).await
 }
 
-/// [`spawn_app`] with `change` applied to the test configuration first.
+/// [`spawn_app`] with the configuration changed first (as an operator would edit
+/// `config.toml`).
 pub async fn spawn_app_with(change: impl FnOnce(&mut Config)) -> Sara {
     install_crypto();
     let dir = temp_dir();

@@ -5,6 +5,8 @@
 
 mod admin;
 mod answers;
+mod browser;
+mod console;
 mod conversations;
 mod delivery;
 mod dialogs;
@@ -22,6 +24,7 @@ mod production;
 mod relay;
 mod reminders;
 mod robustness;
+mod rules;
 mod sms;
 mod spans;
 mod supervision;

@@ -1,14 +1,12 @@
 //! The booking, reschedule and cancel forms: fill what a message gives, check availability,
 //! offer the nearest free times, ask only for what is missing, and confirm before any write.
 
-use std::borrow::Cow;
-
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
 use super::speech;
 use super::{Decision, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext};
-use crate::availability::{Availability, Unavailable, busy_list, is_busy_list, local_instant};
-use crate::model::{Booking, BookingStatus, Interval};
+use crate::availability::{Availability, Unavailable, Want, local_instant};
+use crate::model::{Booking, BookingStatus};
 use crate::understanding::{Act, DayPart, Lean, Slot, Understanding};
 
 /// How many alternative start times Sara reads out at once.
@@ -21,6 +19,8 @@ pub(super) struct Outcome {
     pub reply: Reply,
     pub effect: Option<Effect>,
     pub proposal: Option<Proposal>,
+    /// The request goes to staff (a hand-over), after this sentence.
+    pub to_staff: Option<String>,
 }
 
 impl Outcome {
@@ -31,6 +31,15 @@ impl Outcome {
             reply: Reply::say(text),
             effect: None,
             proposal: None,
+            to_staff: None,
+        }
+    }
+
+    /// The form is over and a person takes it from here; `why` is said first.
+    fn to_staff(why: String) -> Outcome {
+        Outcome {
+            to_staff: Some(why),
+            ..Outcome::reply("")
         }
     }
 
@@ -42,6 +51,7 @@ impl Outcome {
             reply: Reply::say(text),
             effect: None,
             proposal: None,
+            to_staff: None,
         }
     }
 
@@ -50,7 +60,18 @@ impl Outcome {
         self
     }
 
-    pub fn into_decision(self, mut state: DialogueState, intent: Act) -> Decision {
+    pub fn into_decision(
+        self,
+        mut state: DialogueState,
+        intent: Act,
+        ctx: &TurnContext,
+    ) -> Decision {
+        if let Some(why) = self.to_staff {
+            state.form = None;
+            let mut decision = super::handover(state, ctx);
+            decision.reply.text = format!("{why} {}", decision.reply.text);
+            return decision;
+        }
         state.form = self.form;
         state.proposal = self.proposal;
         Decision {
@@ -63,28 +84,16 @@ impl Outcome {
 }
 
 /// Runs one turn of a form (new or continuing).
-pub(super) fn run(form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
-    // The calendar may already hold this form's booking: the write went through but the
-    // turn that made it was never committed (a crash in between), so the caller confirms
-    // again. Its own booking must not make its slot look taken; booking it again is a no-op.
-    if let Some(own) = ctx.bookings.iter().find(|b| b.id == form.id) {
-        let busy: Vec<crate::model::Interval> = ctx
-            .busy
-            .iter()
-            .filter(|i| !(i.start == own.start && i.end == own.end))
-            .copied()
-            .collect();
-        let ctx = TurnContext {
-            busy: &busy,
-            ..ctx.clone()
-        };
-        return run_form(form, u, &ctx);
-    }
-    run_form(form, u, ctx)
-}
-
-fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
+pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
     form.touched = ctx.now;
+    if form.kind == FormKind::Book
+        && let Some(staff) = &u.staff
+        && form.staff.as_ref() != Some(staff)
+    {
+        // "With Anna": only Anna's times from now on; what was offered may not be hers.
+        form.staff = Some(staff.clone());
+        form.offers.clear();
+    }
     let asked = form.asked;
     let changes_when = u.date.is_some()
         || u.time.is_some()
@@ -127,6 +136,9 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
         if let Some(question) = select_booking(&mut form, u, ctx) {
             return question;
         }
+        if let Some(late) = too_late_to_change(&form, ctx) {
+            return late;
+        }
         if form.kind == FormKind::Cancel {
             return confirm_cancel(form, ctx);
         }
@@ -139,6 +151,8 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
             "I can't find that appointment any more — it may have been changed already. \
              Anything else I can help with?",
         );
+    } else if let Some(late) = too_late_to_change(&form, ctx) {
+        return late;
     }
     if form.kind == FormKind::Cancel {
         if u.has(Act::Deny) {
@@ -268,14 +282,14 @@ fn run_form(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outcome {
     {
         form.avoid.push(declined);
         form.time = None;
-        let minutes = service_minutes(&form, ctx);
-        let busy = busy_for(&form, ctx);
+        let want = want_for(&form, ctx);
+        let busy = ctx.busy;
         let av = Availability::new(ctx.business);
         let n = OFFERS + form.avoid.len();
         let mut others = match u.lean {
-            Some(Lean::Earlier) => av.before(declined, minutes, &busy, ctx.now, n),
-            Some(Lean::Later) => av.after(declined, minutes, &busy, ctx.now, n),
-            None => av.nearest(declined, minutes, &busy, ctx.now, n),
+            Some(Lean::Earlier) => av.before(declined, &want, busy, ctx.now, n),
+            Some(Lean::Later) => av.after(declined, &want, busy, ctx.now, n),
+            None => av.nearest(declined, &want, busy, ctx.now, n),
         };
         others.retain(|o| !form.avoid.contains(o));
         if u.lean == Some(Lean::Earlier) {
@@ -389,6 +403,81 @@ fn select_booking(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Opti
     Some(Outcome::ask(form.clone(), Slot::Booking, text).with_options(buttons))
 }
 
+/// A cancel or move of a booking that starts sooner than `cancel_notice_minutes` goes to
+/// staff rather than through Sara.
+fn too_late_to_change(form: &Form, ctx: &TurnContext) -> Option<Outcome> {
+    let notice = ctx.business.cancel_notice_minutes;
+    let b = chosen_booking(form, ctx)?;
+    if form.kind == FormKind::Book
+        || notice == 0
+        || b.start - ctx.now >= Duration::minutes(i64::from(notice))
+    {
+        return None;
+    }
+    let what = if form.kind == FormKind::Cancel {
+        "cancel"
+    } else {
+        "move"
+    };
+    Some(Outcome::to_staff(format!(
+        "Your {} is less than {} away, so I can't {what} it myself — the team handles that.",
+        speech::own_booking(ctx.business.timezone, b),
+        speech::duration(notice)
+    )))
+}
+
+/// The customer's limits: upcoming bookings in all (a new booking only) and bookings on the
+/// wanted local day (a new one or a move there). Held bookings count, pending or confirmed;
+/// the form's own booking (or the one being moved) does not.
+fn over_limit(form: &Form, ctx: &TurnContext) -> Option<Outcome> {
+    let business = ctx.business;
+    let tz = business.timezone;
+    let moving = form.booking.filter(|_| form.kind == FormKind::Reschedule);
+    let others: Vec<&Booking> = ctx
+        .bookings
+        .iter()
+        .filter(|b| b.id != form.id && Some(b.id) != moving)
+        .filter(|b| b.status != BookingStatus::Cancelled && b.end > ctx.now)
+        .collect();
+    let most = business.max_upcoming_bookings as usize;
+    if form.kind == FormKind::Book && most > 0 && others.len() >= most {
+        return Some(Outcome::reply(format!(
+            "You already have {} coming up, which is as many as we hold for one number. \
+             I can move or cancel one of them, or the team can help — just ask.",
+            bookings_count(others.len())
+        )));
+    }
+    let per_day = business.max_bookings_per_day as usize;
+    let date = form.date?;
+    let that_day = others
+        .iter()
+        .filter(|b| b.start.with_timezone(&tz).date_naive() == date)
+        .count();
+    if per_day == 0 || that_day < per_day {
+        return None;
+    }
+    let mut form = form.clone();
+    form.date = None;
+    form.time = None;
+    form.day_part = None;
+    form.offers.clear();
+    let text = format!(
+        "You already have {} on {}, which is as many as we book for one number on a day. \
+         Which other day would suit you?",
+        bookings_count(that_day),
+        speech::day(date)
+    );
+    Some(Outcome::ask(form, Slot::Date, text))
+}
+
+/// "one booking", "two bookings".
+fn bookings_count(n: usize) -> String {
+    match n {
+        1 => "one booking".to_string(),
+        n => format!("{} bookings", speech::count(n)),
+    }
+}
+
 fn chosen_booking<'c>(form: &Form, ctx: &TurnContext<'c>) -> Option<&'c Booking> {
     let id = form.booking?;
     ctx.bookings.iter().find(|b| b.id == id)
@@ -457,18 +546,18 @@ fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option
         && u.date.is_none()
         && u.day_part.is_none()
     {
-        let minutes = service_minutes(form, ctx);
-        let busy = busy_for(form, ctx);
+        let want = want_for(form, ctx);
+        let busy = ctx.busy;
         let av = Availability::new(ctx.business);
         let declined = std::mem::take(&mut form.offers);
         form.avoid.extend(declined.iter().copied());
         let n = OFFERS + form.avoid.len();
         let mut others = if u.lean == Some(Lean::Earlier) {
             let first = *declined.iter().min()?;
-            av.before(first, minutes, &busy, ctx.now, n)
+            av.before(first, &want, busy, ctx.now, n)
         } else {
             let last = *declined.iter().max()?;
-            av.after(last, minutes, &busy, ctx.now, n)
+            av.after(last, &want, busy, ctx.now, n)
         };
         others.retain(|o| !form.avoid.contains(o));
         if u.lean == Some(Lean::Earlier) {
@@ -501,56 +590,56 @@ fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option
     Some(advance(form.clone(), ctx, false, false))
 }
 
-/// The duration to check: the service's, or the shortest one while the service is unknown.
-fn service_minutes(form: &Form, ctx: &TurnContext) -> u32 {
-    form.service
-        .as_deref()
-        .and_then(|s| ctx.business.service(s))
-        .or_else(|| ctx.business.services.iter().min_by_key(|s| s.minutes))
-        .map_or(ctx.business.slot_minutes, |s| s.minutes)
-}
-
-/// The busy intervals that count for this form: a booking being moved does not block itself.
-/// Sorted and merged as [`Availability`] expects. The calendar's view already is, and then it
-/// is borrowed as it is: a turn must not copy every upcoming booking of the business.
-fn busy_for<'c>(form: &Form, ctx: &TurnContext<'c>) -> Cow<'c, [Interval]> {
-    let own = if form.kind == FormKind::Reschedule {
-        chosen_booking(form, ctx)
-    } else {
-        None
+/// What this form asks the calendar for: the service's length and rules (the shortest
+/// service while it is not known), the staff member asked for ("with Anna"; a move stays with
+/// the booking's), and the booking that does not stand in its own way: the one being moved,
+/// or this form's own booking when its write went through but the turn that made it was never
+/// committed (a crash in between) and the caller confirms again (booking it again is a no-op).
+fn want_for<'c>(form: &Form, ctx: &TurnContext<'c>) -> Want<'c> {
+    let business = ctx.business;
+    let mut want = match form.service.as_deref().and_then(|s| business.service(s)) {
+        Some(service) => Want::service(service),
+        None => Want::minutes(
+            business
+                .services
+                .iter()
+                .map(|s| s.minutes)
+                .min()
+                .unwrap_or(business.slot_minutes),
+        ),
     };
-    let Some(own) = own else {
-        return if is_busy_list(ctx.busy) {
-            Cow::Borrowed(ctx.busy)
-        } else {
-            Cow::Owned(busy_list(ctx.busy.to_vec()))
-        };
+    let moving = (form.kind == FormKind::Reschedule)
+        .then(|| chosen_booking(form, ctx))
+        .flatten();
+    let staff = match moving {
+        Some(b) => b.staff.as_deref(),
+        None => form.staff.as_deref(),
     };
-    let buffer = Duration::minutes(i64::from(ctx.business.buffer_minutes));
-    Cow::Owned(busy_list(
-        ctx.busy
-            .iter()
-            .filter(|i| !(own.start <= i.start && i.end <= own.end + buffer))
-            .copied()
-            .collect(),
-    ))
+    want.staff = staff
+        .and_then(|n| business.staff_member(n))
+        .map(|s| s.name.as_str());
+    want.except = Some(moving.map_or(form.id, |b| b.id));
+    want
 }
 
 /// Decides what to say next from what the form knows: check the time, offer alternatives,
 /// or ask for the first missing slot (service, date, time, name), then confirm.
 fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bool) -> Outcome {
+    if let Some(refused) = over_limit(&form, ctx) {
+        return refused;
+    }
     let tz = ctx.business.timezone;
     let av = Availability::new(ctx.business);
-    let minutes = service_minutes(&form, ctx);
-    let busy = busy_for(&form, ctx);
+    let want = want_for(&form, ctx);
+    let busy = ctx.busy;
     let service_known = form.service.is_some();
     match (form.date, form.time) {
-        (Some(date), Some(time)) => match av.check_local(date, time, minutes, &busy, ctx.now) {
-            Ok(start) if want_options => {
-                let near = av.nearest(start, minutes, &busy, ctx.now, OFFERS);
+        (Some(date), Some(time)) => match av.check_local(date, time, &want, busy, ctx.now) {
+            Ok((start, _)) if want_options => {
+                let near = av.nearest(start, &want, busy, ctx.now, OFFERS);
                 offer(form, ctx, String::new(), near)
             }
-            Ok(start) => {
+            Ok((start, _)) => {
                 let at = speech::when(tz, start);
                 if !service_known {
                     let text = format!(
@@ -575,7 +664,7 @@ fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bo
             Outcome::ask(form, Slot::Service, text).with_options(service_buttons(ctx))
         }
         (None, None) if form.earliest => {
-            let first = av.after(ctx.now, minutes, &busy, ctx.now, OFFERS);
+            let first = av.after(ctx.now, &want, busy, ctx.now, OFFERS);
             offer(form, ctx, String::new(), first)
         }
         (None, _) => {
@@ -600,7 +689,7 @@ fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bo
                         && b.date_naive() != date
                 })
                 .map(|b| b.time())
-                .filter(|t| av.check_local(date, *t, minutes, &busy, ctx.now).is_ok());
+                .filter(|t| av.check_local(date, *t, &want, busy, ctx.now).is_ok());
             match kept {
                 Some(time) => {
                     let mut form = form;
@@ -626,21 +715,21 @@ fn service_buttons(ctx: &TurnContext) -> Vec<String> {
 fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options: bool) -> Outcome {
     let tz = ctx.business.timezone;
     let av = Availability::new(ctx.business);
-    let minutes = service_minutes(&form, ctx);
-    let busy = busy_for(&form, ctx);
+    let want = want_for(&form, ctx);
+    let busy = ctx.busy;
     let today = av.local_date(ctx.now);
     let noon = NaiveTime::from_hms_opt(12, 0, 0).expect("noon exists");
     let midday = local_instant(tz, date, noon).unwrap_or(ctx.now);
     if date < today {
-        let near = av.nearest(ctx.now, minutes, &busy, ctx.now, OFFERS);
+        let near = av.nearest(ctx.now, &want, busy, ctx.now, OFFERS);
         let note = format!("{} has already passed.", speech::day(date));
         return offer(form, ctx, note, near);
     }
-    if date > today + Duration::days(i64::from(ctx.business.horizon_days)) {
+    if date > av.last_day(&want, ctx.now) {
         return beyond_horizon(form, ctx);
     }
     if av.opening(date).is_empty() {
-        let near = av.nearest(midday, minutes, &busy, ctx.now, OFFERS);
+        let near = av.nearest(midday, &want, busy, ctx.now, OFFERS);
         return offer(
             form,
             ctx,
@@ -648,7 +737,7 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             near,
         );
     }
-    let mut free = av.free_starts(date, minutes, &busy, ctx.now);
+    let mut free = av.free_starts(date, &want, busy, ctx.now);
     free.retain(|s| !form.avoid.contains(s));
     if let Some(part) = form.day_part {
         let (from, to) = part.window();
@@ -664,7 +753,7 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             .collect();
         if inside.is_empty() {
             let wanted = local_instant(tz, date, from).unwrap_or(midday);
-            let near = av.nearest(wanted, minutes, &busy, ctx.now, OFFERS);
+            let near = av.nearest(wanted, &want, busy, ctx.now, OFFERS);
             let note = format!(
                 "I have nothing free on {} {}.",
                 speech::day(date),
@@ -684,7 +773,7 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
         return offer(form, ctx, String::new(), picked);
     }
     if free.is_empty() {
-        let near = av.nearest(midday, minutes, &busy, ctx.now, OFFERS);
+        let near = av.nearest(midday, &want, busy, ctx.now, OFFERS);
         return offer(
             form,
             ctx,
@@ -731,10 +820,13 @@ fn beyond_horizon(mut form: Form, ctx: &TurnContext) -> Outcome {
     form.date = None;
     form.time = None;
     form.offers.clear();
-    let text = format!(
-        "I can only book up to {} days ahead. Which other day would suit you?",
-        ctx.business.horizon_days
-    );
+    let days = form
+        .service
+        .as_deref()
+        .and_then(|s| ctx.business.service(s))
+        .and_then(|s| s.horizon_days)
+        .unwrap_or(ctx.business.horizon_days);
+    let text = format!("I can only book up to {days} days ahead. Which other day would suit you?");
     Outcome::ask(form, Slot::Date, text)
 }
 
@@ -749,15 +841,15 @@ fn not_free(
 ) -> Outcome {
     let tz = ctx.business.timezone;
     let av = Availability::new(ctx.business);
-    let minutes = service_minutes(&form, ctx);
-    let busy = busy_for(&form, ctx);
+    let want = want_for(&form, ctx);
+    let busy = ctx.busy;
     let at = format!("{} on {}", speech::clock(time), speech::weekday(date));
     let note = match why {
         Unavailable::Taken => format!("{lead}{at} is taken."),
         Unavailable::InPast => format!("{at} has already passed."),
         Unavailable::TooSoon => format!(
             "{at} is too soon — I need to know at least {} ahead.",
-            speech::duration(ctx.business.min_notice_minutes)
+            speech::duration(av.notice_minutes(&want))
         ),
         Unavailable::Closed if av.opening(date).is_empty() => {
             format!("We're closed on {}.", speech::day(date))
@@ -769,12 +861,16 @@ fn not_free(
             speech::day(date)
         ),
         Unavailable::BeyondHorizon => return beyond_horizon(form, ctx),
+        Unavailable::StaffAway => {
+            let who = want.staff.unwrap_or("They");
+            format!("{who} isn't in at {at}.")
+        }
     };
     // Around the wanted time; a skipped local time is an hour later on the wall clock.
     let wanted = local_instant(tz, date, time)
         .or_else(|| local_instant(tz, date, time + Duration::hours(1)))
         .map_or(ctx.now, |w| w.max(ctx.now));
-    let near = av.nearest(wanted, minutes, &busy, ctx.now, OFFERS);
+    let near = av.nearest(wanted, &want, busy, ctx.now, OFFERS);
     offer(form, ctx, note, near)
 }
 
@@ -852,17 +948,20 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
     let (Some(date), Some(time)) = (form.date, form.time) else {
         return advance(form, ctx, false, false);
     };
-    let minutes = service_minutes(&form, ctx);
-    let busy = busy_for(&form, ctx);
-    let start =
-        match Availability::new(ctx.business).check_local(date, time, minutes, &busy, ctx.now) {
-            Ok(start) => start,
+    if let Some(refused) = over_limit(&form, ctx) {
+        return refused;
+    }
+    let want = want_for(&form, ctx);
+    let busy = ctx.busy;
+    let (start, staff) =
+        match Availability::new(ctx.business).check_local(date, time, &want, busy, ctx.now) {
+            Ok(found) => found,
             Err(Unavailable::Taken) => {
                 return not_free(form, ctx, date, time, Unavailable::Taken, "Sorry, ");
             }
             Err(why) => return not_free(form, ctx, date, time, why, ""),
         };
-    let end = start + Duration::minutes(i64::from(minutes));
+    let end = start + Duration::minutes(i64::from(want.minutes));
     let at = speech::when(tz, start);
     let service = form.service.clone().unwrap_or_default();
     match form.kind {
@@ -877,6 +976,7 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
                 end,
                 status: BookingStatus::Confirmed,
                 sequence: 0,
+                staff,
             };
             let after = if ctx.channel.is_text() {
                 "Reply here if you need to change it."

@@ -16,8 +16,9 @@ use chrono::{DateTime, Duration, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::availability::BusyList;
 use crate::business::Business;
-use crate::model::{Booking, BookingId, BookingStatus, Channel, Interval, Phone};
+use crate::model::{Booking, BookingId, BookingStatus, Channel, Phone};
 use crate::ports::CalendarError;
 use crate::reminders::{self, ReminderAnswer};
 use crate::understanding::{Act, DayPart, Slot, Understanding};
@@ -30,9 +31,9 @@ pub struct TurnContext<'a> {
     pub business: &'a Business,
     pub phone: &'a Phone,
     pub channel: Channel,
-    /// Times not free in the calendar (confirmed bookings plus buffers are the calendar's
-    /// business; the policy only avoids these).
-    pub busy: &'a [Interval],
+    /// What holds time in the calendar: bookings (with their service and staff member, so
+    /// the availability rules place buffers, staff and resources) and blocks.
+    pub busy: &'a BusyList,
     /// This caller's upcoming, not cancelled bookings, soonest first.
     pub bookings: &'a [Booking],
     /// A fresh id the policy may use for a new booking form (it cannot make its own).
@@ -93,6 +94,9 @@ pub struct Form {
     /// The last turn that touched the form, for expiry.
     #[serde(rename = "u")]
     pub touched: DateTime<Utc>,
+    /// The staff member the caller asked for ("with Anna"): offers stay with them.
+    #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
+    pub staff: Option<String>,
 }
 
 impl Form {
@@ -113,6 +117,7 @@ impl Form {
             earliest: false,
             asked: None,
             touched: ctx.now,
+            staff: None,
         }
     }
 
@@ -150,6 +155,11 @@ pub struct DialogueState {
     /// the conversation back with [`DialogueState::hand_back`]).
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     pub handed_over_until: Option<DateTime<Utc>>,
+    /// Staff took the conversation over from the console: Sara records each message but
+    /// answers none (a call is put through to staff) until staff hand it back. Unlike a
+    /// hand-over it does not run out.
+    #[serde(rename = "t", default, skip_serializing_if = "std::ops::Not::not")]
+    pub taken_over: bool,
 }
 
 impl DialogueState {
@@ -169,6 +179,17 @@ impl DialogueState {
     /// Staff give the conversation back to Sara.
     pub fn hand_back(&mut self) {
         self.handed_over_until = None;
+        self.taken_over = false;
+    }
+
+    /// Staff take the conversation over: Sara stays quiet on it until [`Self::hand_back`].
+    pub fn take_over(&mut self) {
+        self.taken_over = true;
+    }
+
+    /// Whether the customer asked for a person and no one has taken the conversation yet.
+    pub fn waiting_for_staff(&self, now: DateTime<Utc>) -> bool {
+        self.handed_over(now) && !self.taken_over
     }
 }
 
@@ -193,6 +214,11 @@ impl Reply {
             text: text.into(),
             ..Reply::default()
         }
+    }
+
+    /// What staff wrote to the customer, as the transcript keeps it.
+    pub fn staff(text: impl Into<String>) -> Reply {
+        Reply::say(text)
     }
 }
 
@@ -273,6 +299,27 @@ pub fn calendar_unavailable_reply() -> Reply {
 pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnContext) -> Decision {
     let u = understanding;
     let mut state = state.clone();
+    if state.taken_over {
+        // Staff answer this conversation themselves; a caller is put through to them.
+        let reply = if ctx.channel.is_text() {
+            Reply {
+                silent: true,
+                ..Reply::default()
+            }
+        } else {
+            Reply {
+                text: "Connecting you now.".into(),
+                handover: true,
+                ..Reply::default()
+            }
+        };
+        return Decision {
+            state,
+            reply,
+            effect: None,
+            intent: u.primary().unwrap_or(Act::Inform),
+        };
+    }
     if let Some(until) = state.handed_over_until {
         if ctx.channel.is_text() && ctx.now < until {
             return Decision {
@@ -383,7 +430,7 @@ pub fn effect_failed(
         _ => None,
     };
     match outcome {
-        Some(o) => o.into_decision(state, intent),
+        Some(o) => o.into_decision(state, intent, ctx),
         None => Decision {
             state: before.clone(),
             reply: match effect {
@@ -509,7 +556,7 @@ fn reminder_answer(
             form.service = Some(booking.service.clone());
             let outcome = form::run(form, u, ctx);
             state.queued = None;
-            Some(outcome.into_decision(state, act))
+            Some(outcome.into_decision(state, act, ctx))
         }
     }
 }
@@ -527,7 +574,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
                 Proposal::Handover => handover(state, ctx),
                 Proposal::Book => {
                     let form = Form::new(FormKind::Book, ctx, state.caller.clone());
-                    form::run(form, u, ctx).into_decision(state, Act::Affirm)
+                    form::run(form, u, ctx).into_decision(state, Act::Affirm, ctx)
                 }
             });
         }
@@ -586,7 +633,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             Some(f) if f.kind == kind => f,
             _ => Form::new(kind, ctx, state.caller.clone()),
         };
-        return Some(form::run(form, u, ctx).into_decision(state, act));
+        return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
     }
     let continuing = [
         Act::Choose,
@@ -602,7 +649,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some(form) = state.form.take() {
         if continuing.is_some() || gives {
             let act = continuing.unwrap_or(Act::Inform);
-            return Some(form::run(form, u, ctx).into_decision(state, act));
+            return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
         }
         state.form = Some(form);
         return None;
@@ -624,9 +671,11 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
     if gives_booking_slots(u) {
         let form = Form::new(FormKind::Book, ctx, state.caller.clone());
-        return Some(
-            form::run(form, u, ctx).into_decision(state, continuing.unwrap_or(Act::Inform)),
-        );
+        return Some(form::run(form, u, ctx).into_decision(
+            state,
+            continuing.unwrap_or(Act::Inform),
+            ctx,
+        ));
     }
     None
 }
@@ -714,7 +763,7 @@ fn small_talk(
 }
 
 /// Pass the conversation to a human: voice dials through, text goes quiet for a while.
-fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
+pub(super) fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision {
     state.proposal = None;
     let text = if ctx.channel.is_text() && ctx.staff_alerts {
         state.handed_over_until =

@@ -83,6 +83,26 @@ fn busy(m: u32, d: u32, from: (u32, u32), to: (u32, u32)) -> Interval {
 
 // ---- a conversation harness ----------------------------------------------------------
 
+/// The pretend calendar's busy list: blocks pushed by tests, bookings made by effects.
+#[derive(Default)]
+struct Blocks {
+    list: crate::availability::BusyList,
+}
+
+impl Blocks {
+    fn push(&mut self, i: Interval) {
+        self.list.insert_many([crate::availability::Busy::block(i)]);
+    }
+
+    fn booked(&mut self, b: &Booking) {
+        self.list.insert_many([crate::availability::Busy::of(b)]);
+    }
+
+    fn clear(&mut self) {
+        self.list = crate::availability::BusyList::default();
+    }
+}
+
 /// One conversation against a pretend calendar: bookings written by effects become busy.
 struct Conversation {
     business: Business,
@@ -90,7 +110,7 @@ struct Conversation {
     channel: Channel,
     now: DateTime<Utc>,
     state: DialogueState,
-    busy: Vec<Interval>,
+    busy: Blocks,
     bookings: Vec<Booking>,
     turns: u128,
     /// Whether a hand-over reaches staff (an alert channel is configured).
@@ -106,7 +126,7 @@ impl Conversation {
             channel,
             now: local(3, 5, 10, 0),
             state: DialogueState::default(),
-            busy: Vec::new(),
+            busy: Blocks::default(),
             bookings: Vec::new(),
             turns: 0,
             staff_alerts: true,
@@ -119,7 +139,7 @@ impl Conversation {
             business: &self.business,
             phone: &self.phone,
             channel: self.channel,
-            busy: &self.busy,
+            busy: &self.busy.list,
             bookings: &self.bookings,
             fresh_id: Uuid::from_u128(1000 + self.turns),
             staff_alerts: self.staff_alerts,
@@ -133,10 +153,7 @@ impl Conversation {
         self.state = d.state.clone();
         match &d.effect {
             Some(Effect::Book(b)) => {
-                self.busy.push(Interval {
-                    start: b.start,
-                    end: b.end,
-                });
+                self.busy.booked(b);
                 self.bookings.push(b.clone());
             }
             Some(Effect::Cancel { id }) => self.bookings.retain(|b| b.id != *id),
@@ -148,7 +165,7 @@ impl Conversation {
     fn add_booking(&mut self, service: &str, start: DateTime<Utc>, minutes: i64) -> Uuid {
         let id = Uuid::from_u128(500 + self.bookings.len() as u128);
         let end = start + chrono::Duration::minutes(minutes);
-        self.bookings.push(Booking {
+        let booking = Booking {
             id,
             phone: self.phone.clone(),
             name: Some("Pat".into()),
@@ -158,8 +175,10 @@ impl Conversation {
             end,
             status: BookingStatus::Confirmed,
             sequence: 0,
-        });
-        self.busy.push(Interval { start, end });
+            staff: None,
+        };
+        self.busy.booked(&booking);
+        self.bookings.push(booking);
         id
     }
 }
@@ -970,12 +989,9 @@ fn a_booking_written_before_a_crash_does_not_block_its_own_confirmation() {
     let Some(Effect::Book(written)) = d.effect else {
         panic!("expected a booking, got {:?}", d.effect)
     };
-    // The calendar kept the booking but the turn was lost: the caller says yes again.
+    // The calendar kept the booking (the harness's busy list holds it, with its id) but the
+    // turn was lost: the caller says yes again.
     c.state = before;
-    c.busy.push(Interval {
-        start: written.start,
-        end: written.end,
-    });
     c.bookings.push(written.clone());
     let d = c.say(says(&[Act::Affirm]));
     assert_eq!(
@@ -1333,4 +1349,185 @@ fn yes_while_sara_awaits_a_yes_no_still_answers_that_question() {
         .expect("chosen");
     let d = c.say(answering("yes, I'll be there", says(&[Act::Affirm])));
     assert_eq!(d.effect, Some(Effect::Cancel { id: consultation }));
+}
+
+// ---- staff, limits per customer, late changes ------------------------------------------
+
+fn with_staff(mut c: Conversation) -> Conversation {
+    let h = |s: &str| crate::business::WeeklyHours::parse_day(s).expect("valid");
+    let mut anna = crate::business::WeeklyHours::default();
+    anna.days[0] = h("09:00-12:00");
+    c.business.staff = vec![
+        crate::business::Staff {
+            name: "Anna".into(),
+            services: Some(vec!["Cleaning".into()]),
+            hours: Some(anna),
+        },
+        crate::business::Staff {
+            name: "Ben".into(),
+            services: None,
+            hours: None,
+        },
+    ];
+    c
+}
+
+fn booked(d: &Decision) -> Booking {
+    match &d.effect {
+        Some(Effect::Book(b)) => b.clone(),
+        other => panic!("expected a booking, got {other:?}: {}", d.reply.text),
+    }
+}
+
+#[test]
+fn with_anna_is_a_constraint_and_a_time_she_is_out_gets_her_times() {
+    let mut c = with_staff(Conversation::new(Channel::Sms));
+    let mut u = says(&[Act::Book, Act::Inform])
+        .service("Cleaning")
+        .on(3, 9)
+        .at(14, 0)
+        .name("Maria Lopez");
+    u.staff = Some("Anna".into());
+    let d = c.say(u);
+    assert!(
+        d.reply.text.contains("Anna isn't in at 2:00 PM on Monday"),
+        "{}",
+        d.reply.text
+    );
+    let offers = c.state.form.as_ref().expect("form kept").offers.clone();
+    assert!(!offers.is_empty());
+    for o in &offers {
+        let local = o.with_timezone(&chrono_tz::America::New_York);
+        assert_eq!(local.date_naive(), date(3, 9), "Anna works Mondays only");
+        assert!(local.time() < hm(12, 0), "{local}");
+    }
+    c.say(says(&[Act::Choose]).choice(0));
+    let d = c.say(says(&[Act::Affirm]));
+    let b = booked(&d);
+    assert_eq!(b.staff.as_deref(), Some("Anna"));
+    assert_eq!(b.start, offers[0]);
+}
+
+#[test]
+fn without_a_name_any_capable_staff_member_is_booked() {
+    let mut c = with_staff(Conversation::new(Channel::Sms));
+    c.say(
+        says(&[Act::Book, Act::Inform])
+            .service("Cleaning")
+            .on(3, 9)
+            .at(14, 0)
+            .name("Maria Lopez"),
+    );
+    let b = booked(&c.say(says(&[Act::Affirm])));
+    assert_eq!(
+        b.staff.as_deref(),
+        Some("Ben"),
+        "Anna is out in the afternoon"
+    );
+    // A second caller at Monday 10:00 twice: Anna first, then Ben beside her.
+    let mut c = with_staff(Conversation::new(Channel::Sms));
+    c.business.max_bookings_per_day = 0;
+    let mut with = Vec::new();
+    for _ in 0..3 {
+        c.state = DialogueState::default();
+        let d = c.say(
+            says(&[Act::Book, Act::Inform])
+                .service("Cleaning")
+                .on(3, 9)
+                .at(10, 0)
+                .name("Maria Lopez"),
+        );
+        if d.reply.text.contains("taken") {
+            with.push("taken".to_string());
+            continue;
+        }
+        with.push(
+            booked(&c.say(says(&[Act::Affirm])))
+                .staff
+                .unwrap_or_default(),
+        );
+    }
+    assert_eq!(with, ["Anna", "Ben", "taken"]);
+}
+
+#[test]
+fn bookings_per_day_and_upcoming_are_limited_per_customer() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.max_bookings_per_day = 1;
+    c.add_booking("Cleaning", local(3, 6, 10, 0), 45);
+    let d = c.say(
+        says(&[Act::Book, Act::Inform])
+            .service("Consultation")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Maria Lopez"),
+    );
+    assert!(
+        d.reply
+            .text
+            .contains("You already have one booking on Friday"),
+        "{}",
+        d.reply.text
+    );
+    assert_eq!(d.effect, None);
+    // Another day is fine.
+    c.say(says(&[Act::Inform]).on(3, 9).at(14, 0));
+    assert_eq!(
+        booked(&c.say(says(&[Act::Affirm]))).start,
+        local(3, 9, 14, 0)
+    );
+
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.max_upcoming_bookings = 2;
+    c.add_booking("Cleaning", local(3, 6, 10, 0), 45);
+    c.add_booking("Cleaning", local(3, 10, 10, 0), 45);
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 12)
+            .at(9, 0),
+    );
+    assert!(
+        d.reply
+            .text
+            .contains("You already have two bookings coming up"),
+        "{}",
+        d.reply.text
+    );
+    assert_eq!(d.effect, None);
+    assert!(c.state.form.is_none());
+}
+
+#[test]
+fn a_cancel_or_move_later_than_the_notice_goes_to_staff() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.cancel_notice_minutes = 1440;
+    // Tomorrow 9:00 is 23 hours away.
+    c.add_booking("Cleaning", local(3, 6, 9, 0), 45);
+    let d = c.say(says(&[Act::Cancel]));
+    assert_eq!(d.effect, Some(Effect::Handover));
+    assert!(
+        d.reply
+            .text
+            .contains("less than 24 hours away, so I can't cancel it myself"),
+        "{}",
+        d.reply.text
+    );
+    // (After a hand-over Sara stays quiet on text; a fresh conversation asks to move it.)
+    c.state = DialogueState::default();
+    let d = c.say(says(&[Act::Reschedule]));
+    assert_eq!(d.effect, Some(Effect::Handover), "{}", d.reply.text);
+    assert!(
+        d.reply.text.contains("so I can't move it myself"),
+        "{}",
+        d.reply.text
+    );
+
+    // Three days ahead Sara cancels as usual (after asking).
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.cancel_notice_minutes = 1440;
+    c.add_booking("Cleaning", local(3, 9, 9, 0), 45);
+    let d = c.say(says(&[Act::Cancel]));
+    assert_eq!(d.effect, None);
+    assert!(d.reply.text.starts_with("Cancel your"), "{}", d.reply.text);
 }

@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::mpsc;
 
-use crate::model::{Booking, BookingId, BookingStatus, Interval, Phone};
+use crate::availability::{Busy, BusyList};
+use crate::model::{Booking, BookingId, BookingStatus, Phone};
 use crate::ports::{Calendar, CalendarError, Clock};
 
 pub struct CalendarActor;
@@ -31,7 +32,7 @@ pub struct CalendarArgs {
 /// What one turn sees of the calendar.
 #[derive(Clone, Debug, Default)]
 pub struct CalendarView {
-    pub busy: Arc<[Interval]>,
+    pub busy: Arc<BusyList>,
     /// The caller's own upcoming bookings, soonest first.
     pub mine: Vec<Booking>,
 }
@@ -124,11 +125,9 @@ async fn write_bookings(
     }
 }
 
-fn interval(b: &Booking) -> Interval {
-    Interval {
-        start: b.start,
-        end: b.end,
-    }
+/// Whether a booking holds its time (held for confirmation, or confirmed).
+fn holds(b: &Booking) -> bool {
+    b.status != BookingStatus::Cancelled
 }
 
 /// What turns see of the calendar: the upcoming bookings, shared. Written only by the
@@ -144,9 +143,9 @@ struct Board {
     bookings: HashMap<BookingId, Booking>,
     /// The ids in `bookings` of each phone, so a view need not look at everyone's.
     by_phone: HashMap<Phone, Vec<BookingId>>,
-    /// Confirmed intervals of `bookings` sorted by start, shared with every turn until the
-    /// next change. Kept up to date booking by booking rather than rebuilt.
-    busy: Arc<[Interval]>,
+    /// What `bookings` hold (pending and confirmed ones, with service and staff) sorted by
+    /// start, shared with every turn until the next change.
+    busy: Arc<BusyList>,
 }
 
 impl CalendarBoard {
@@ -185,13 +184,9 @@ impl CalendarBoard {
 impl Board {
     /// Replaces everything with `bookings` (a reload from the store).
     fn set_all(&mut self, bookings: Vec<Booking>) {
-        let mut busy: Vec<Interval> = bookings
-            .iter()
-            .filter(|b| b.status == BookingStatus::Confirmed)
-            .map(interval)
-            .collect();
-        busy.sort_unstable_by_key(|i| (i.start, i.end));
-        self.busy = Arc::from(busy);
+        self.busy = Arc::new(BusyList::new(
+            bookings.iter().filter(|b| holds(b)).map(Busy::of),
+        ));
         self.by_phone.clear();
         for b in &bookings {
             self.by_phone.entry(b.phone.clone()).or_default().push(b.id);
@@ -200,13 +195,20 @@ impl Board {
     }
 
     /// Adds or replaces several bookings; the shared busy list is copied once for all of
-    /// them (a merge of two sorted lists), not once per booking.
+    /// them, not once per booking.
     fn insert_many(&mut self, bookings: Vec<Booking>) {
-        let mut added: Vec<Interval> = Vec::new();
+        if bookings.is_empty() {
+            return;
+        }
+        let mut busy = (*self.busy).clone();
         for booking in bookings {
-            self.remove(booking.id);
-            if booking.status == BookingStatus::Confirmed {
-                added.push(interval(&booking));
+            if let Some(old) = self.forget(booking.id)
+                && holds(&old)
+            {
+                busy.remove(old.id);
+            }
+            if holds(&booking) {
+                busy.insert_many([Busy::of(&booking)]);
             }
             self.by_phone
                 .entry(booking.phone.clone())
@@ -214,48 +216,27 @@ impl Board {
                 .push(booking.id);
             self.bookings.insert(booking.id, booking);
         }
-        if added.is_empty() {
-            return;
-        }
-        let key = |i: &Interval| (i.start, i.end);
-        added.sort_unstable_by_key(key);
-        let mut busy = Vec::with_capacity(self.busy.len() + added.len());
-        let (mut old, mut new) = (self.busy.iter().peekable(), added.into_iter().peekable());
-        loop {
-            let take_old = match (old.peek(), new.peek()) {
-                (Some(a), Some(b)) => key(a) <= key(b),
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (None, None) => break,
-            };
-            if take_old {
-                busy.extend(old.next().copied());
-            } else {
-                busy.extend(new.next());
-            }
-        }
-        self.busy = Arc::from(busy);
+        self.busy = Arc::new(busy);
     }
 
-    /// Forgets one booking (cancelled, or about to be replaced); its interval, if confirmed,
-    /// is no longer busy.
+    /// Forgets one booking (cancelled); its time is no longer held.
     fn remove(&mut self, id: BookingId) -> Option<Booking> {
+        let old = self.forget(id)?;
+        if holds(&old) {
+            let mut busy = (*self.busy).clone();
+            busy.remove(id);
+            self.busy = Arc::new(busy);
+        }
+        Some(old)
+    }
+
+    /// Drops a booking from the maps, leaving the busy list alone.
+    fn forget(&mut self, id: BookingId) -> Option<Booking> {
         let old = self.bookings.remove(&id)?;
         if let Some(ids) = self.by_phone.get_mut(&old.phone) {
             ids.retain(|&b| b != id);
             if ids.is_empty() {
                 self.by_phone.remove(&old.phone);
-            }
-        }
-        if old.status == BookingStatus::Confirmed {
-            let i = interval(&old);
-            let at = self
-                .busy
-                .partition_point(|b| (b.start, b.end) < (i.start, i.end));
-            if self.busy.get(at) == Some(&i) {
-                let mut busy = self.busy.to_vec();
-                busy.remove(at);
-                self.busy = Arc::from(busy);
             }
         }
         Some(old)
@@ -353,7 +334,7 @@ impl Actor for CalendarActor {
                 let result = state.calendar.reschedule(id, start, end).await;
                 match &result {
                     Ok(()) => state.board.change(|board| {
-                        if let Some(mut b) = board.remove(id) {
+                        if let Some(mut b) = board.bookings.get(&id).cloned() {
                             b.start = start;
                             b.end = end;
                             b.sequence = b.sequence.saturating_add(1);

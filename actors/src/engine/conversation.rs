@@ -117,10 +117,38 @@ pub struct ConversationActor;
 
 pub enum ConversationMsg {
     Turn(Inbound, RpcReplyPort<Result<Reply, TurnError>>),
-    /// Staff give a handed-over conversation back to Sara.
-    HandBack(RpcReplyPort<Result<(), TurnError>>),
+    /// Staff act on the conversation from the console.
+    Staff(StaffAction, RpcReplyPort<Result<(), TurnError>>),
     /// Fault injection: panic inside `handle` (to prove supervision).
     Panic,
+}
+
+/// What staff do to a conversation from the console. Each is committed like a turn (a
+/// `staff` turn in the log), so it holds across restarts and instances.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffAction {
+    /// Sara stops answering: messages are still recorded, nothing is sent.
+    TakeOver,
+    /// A message from staff to the customer on `channel` (SMS or WhatsApp), sent through
+    /// the outbox (kind `staff_reply`) in the same commit as its turn. `key` makes the row
+    /// once-only: a form sent twice writes one message.
+    Reply {
+        channel: Channel,
+        text: String,
+        key: String,
+    },
+    /// Sara answers again (also lifts a hand-over and a quarantine).
+    HandBack,
+}
+
+impl StaffAction {
+    fn intent(&self) -> &'static str {
+        match self {
+            StaffAction::TakeOver => "take_over",
+            StaffAction::Reply { .. } => "staff_reply",
+            StaffAction::HandBack => "hand_back",
+        }
+    }
 }
 
 pub struct ConversationArgs {
@@ -178,8 +206,8 @@ impl Actor for ConversationActor {
                 let result = Box::pin(conversation.turn(inbound)).await;
                 let _ = reply.send(result);
             }
-            ConversationMsg::HandBack(reply) => {
-                let _ = reply.send(conversation.hand_back().await);
+            ConversationMsg::Staff(action, reply) => {
+                let _ = reply.send(conversation.staff(action).await);
             }
             ConversationMsg::Panic => {
                 panic!("fault injection: conversation actor asked to panic");
@@ -219,18 +247,35 @@ impl Conversation {
         self.reload().await
     }
 
-    /// Clears the hand-over and records who did it in the turn log.
-    async fn hand_back(&mut self) -> Result<(), TurnError> {
+    /// Carries out a staff action and records it in the turn log: a staff reply as Sara's
+    /// side of a turn without customer text (so the transcript shows it), the others as an
+    /// empty staff turn named by its intent.
+    async fn staff(&mut self, action: StaffAction) -> Result<(), TurnError> {
         self.ensure_loaded().await?;
+        let (reply, outbox) = match &action {
+            StaffAction::Reply { channel, text, key } => {
+                let row = self.staff_reply_row(*channel, text, key)?;
+                (dialogue::Reply::staff(text), vec![row])
+            }
+            _ => (Reply::default(), Vec::new()),
+        };
         for _ in 0..2 {
             let mut next = self.state.clone();
-            next.dialogue.hand_back();
+            match &action {
+                StaffAction::TakeOver => next.dialogue.take_over(),
+                StaffAction::HandBack => next.dialogue.hand_back(),
+                StaffAction::Reply { .. } => {}
+            }
             let record = TurnRecord {
                 channel: Channel::Staff,
-                provider_id: None,
+                // A staff reply's key dedups it like a provider's message id.
+                provider_id: match &action {
+                    StaffAction::Reply { key, .. } => Some(format!("staff:{key}")),
+                    _ => None,
+                },
                 text: String::new(),
-                reply: Reply::default(),
-                intent: "hand_back".into(),
+                reply: reply.clone(),
+                intent: action.intent().into(),
                 nlu: "staff".into(),
                 understood: "{}".into(),
                 at: self.shared.clock.now(),
@@ -244,21 +289,59 @@ impl Conversation {
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
                 turn: record,
-                outbox: Vec::new(),
+                outbox: outbox.clone(),
                 jobs: Vec::new(),
                 void_jobs: Vec::new(),
                 attendance: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
+                    if !outbox.is_empty() {
+                        self.shared.wake_relay();
+                    }
                     self.state = next;
                     self.version = version;
                     return Ok(());
                 }
+                // The same reply form sent twice: it was recorded (and sent) once.
+                CommitOutcome::Duplicate { .. } => return Ok(()),
                 _ => self.reload().await?,
             }
         }
         Err(TurnError::Conflict)
+    }
+
+    /// The outbox row of a staff message to this customer on `channel`.
+    fn staff_reply_row(
+        &self,
+        channel: Channel,
+        text: &str,
+        key: &str,
+    ) -> Result<OutboxMessage, TurnError> {
+        if !matches!(channel, Channel::Sms | Channel::WhatsApp) {
+            return Err(TurnError::Internal(format!(
+                "staff replies go by SMS or WhatsApp, not {}",
+                channel.as_str()
+            )));
+        }
+        let key = format!("staff:{key}");
+        let message = OutboundMessage {
+            key: key.clone(),
+            channel,
+            to: Recipient::Phone(self.phone.clone()),
+            kind: OutboundKind::StaffReply,
+            content: Content::text(text),
+        };
+        Ok(OutboxMessage {
+            contact: self.phone.clone(),
+            recipient: self.phone.as_str().to_owned(),
+            channel,
+            kind: OutboxKind::StaffReply,
+            payload: serde_json::to_string(&message)
+                .map_err(|e| TurnError::Internal(e.to_string()))?,
+            idempotency_key: key,
+            not_before: self.shared.clock.now(),
+        })
     }
 
     /// Takes the conversation's lease (when leases are configured), makes sure the state in
@@ -491,6 +574,9 @@ impl Conversation {
             self.understand_through_ai(inbound, ctx).await
         };
         understood.reminder = ReminderReply::read(&inbound.text);
+        if understood.staff.is_none() {
+            understood.staff = business.staff_named(&inbound.text).map(|s| s.name.clone());
+        }
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",

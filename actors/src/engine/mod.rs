@@ -43,6 +43,7 @@ use crate::reminders::{ReminderSettings, ReminderTemplate};
 use ai::{AiArgs, AiMsg};
 use calendar::{CalendarArgs, CalendarBoard, CalendarMsg};
 use conversation::ConversationMsg;
+pub use conversation::StaffAction;
 use relay::{RelayArgs, RelayMsg, RelayWake};
 use root::{EngineSupervisor, RootArgs, Slots};
 use rpc::{AskError, ask};
@@ -399,6 +400,11 @@ impl Engine {
         &self.shared.business
     }
 
+    /// "Now" as the engine reads it (the debug clock moves it; tests set it).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
+    }
+
     /// Asks the conversation supervisor.
     async fn ask_conversations<T: Send + 'static>(
         &self,
@@ -431,8 +437,13 @@ impl Engine {
 
     /// Staff give a handed-over conversation back to Sara.
     pub async fn hand_back(&self, phone: Phone) -> Result<(), TurnError> {
+        self.staff(phone, StaffAction::HandBack).await
+    }
+
+    /// Carries out a staff action on the phone's conversation once it is committed.
+    pub async fn staff(&self, phone: Phone, action: StaffAction) -> Result<(), TurnError> {
         self.ask_conversations(
-            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::HandBack(reply)),
+            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Staff(action, reply)),
             self.shared.settings.turn_timeout,
         )
         .await
@@ -440,6 +451,26 @@ impl Engine {
             AskError::Timeout => Err(TurnError::Timeout),
             AskError::Gone => Err(TurnError::Interrupted),
         })
+    }
+
+    /// Drops the phone's conversation from memory (after the turns already queued), so that
+    /// what the store erases next is not written back from memory. False when the
+    /// supervisor did not answer.
+    pub async fn passivate(&self, phone: Phone) -> bool {
+        self.ask_conversations(
+            |reply| SupervisorMsg::Passivate(phone, reply),
+            Duration::from_secs(5),
+        )
+        .await
+        .is_ok()
+    }
+
+    /// The phones whose conversation is quarantined now (empty when the supervisor does not
+    /// answer).
+    pub async fn quarantined(&self) -> Vec<Phone> {
+        self.ask_conversations(SupervisorMsg::Quarantined, Duration::from_secs(2))
+            .await
+            .unwrap_or_default()
     }
 
     /// Runs one outbox pass now and waits for it (the debug clock; tests). False when no

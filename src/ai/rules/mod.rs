@@ -161,6 +161,7 @@ impl RuleNlu {
             Some(_) => 0.85,
         };
         Understanding {
+            staff: None,
             acts,
             service,
             date: moment.date,
