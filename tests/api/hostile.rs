@@ -540,7 +540,7 @@ async fn a_call_from_a_withheld_number_is_told_what_sara_can_do_and_put_through_
     assert_eq!(status, 200, "{xml}");
     assert!(xml.contains("see your number"), "{xml}");
     assert!(
-        xml.contains("<Dial timeout=\"20\">+15550100000</Dial>"),
+        xml.contains("<Dial timeout=\"20\"") && xml.contains(">+15550100000</Dial>"),
         "{xml}"
     );
     let mut gather = call.to_vec();
