@@ -631,6 +631,7 @@ mod tests {
             end: start + Duration::minutes(45),
             status: BookingStatus::Confirmed,
             staff: None,
+            event_id: None,
         }
     }
 

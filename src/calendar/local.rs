@@ -78,6 +78,7 @@ mod tests {
             end: start + Duration::minutes(minutes),
             status: BookingStatus::Confirmed,
             staff: None,
+            event_id: None,
         }
     }
 

@@ -534,6 +534,7 @@ mod tests {
             end: start + chrono::Duration::minutes(45),
             status: BookingStatus::Confirmed,
             staff: None,
+            event_id: None,
         }
     }
 

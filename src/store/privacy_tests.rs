@@ -73,6 +73,7 @@ fn the_booking() -> Booking {
         end: start + chrono::Duration::minutes(30),
         status: BookingStatus::Confirmed,
         staff: None,
+        event_id: None,
     }
 }
 

@@ -72,6 +72,7 @@ on_both_backends!(
     a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
     overlaps_are_refused_however_long_the_earlier_booking,
     bookings_with_different_staff_share_a_time_and_with_the_same_do_not,
+    a_released_hold_is_booked_again_through_the_same_guard,
 );
 
 /// The commit checks the fencing token as well as the version: once a newer lease owner has
@@ -423,6 +424,7 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         end: start + chrono::Duration::minutes(minutes),
         status,
         staff: None,
+        event_id: None,
     }
 }
 
@@ -543,6 +545,40 @@ async fn bookings_with_different_staff_share_a_time_and_with_the_same_do_not(db:
             .iter()
             .all(|v| v["calendar"] == "local")
     );
+}
+
+/// A hold released after its Google write failed (the row cancelled) is booked again by
+/// the caller's retry — the same row, with its event id — unless someone took the time.
+async fn a_released_hold_is_booked_again_through_the_same_guard(db: Database) {
+    let nine = Utc
+        .with_ymd_and_hms(2027, 3, 2, 14, 0, 0)
+        .single()
+        .expect("a valid test time");
+    let hold = Booking {
+        event_id: Some("abc123".into()),
+        ..booking(1, nine, 30, BookingStatus::Confirmed)
+    };
+    db.insert_booking(&hold).await.expect("held");
+    db.cancel_booking(hold.id).await.expect("released");
+    db.insert_booking(&hold).await.expect("booked again");
+    let views = db
+        .bookings(chrono_tz::America::New_York)
+        .await
+        .expect("list");
+    assert_eq!(views.len(), 1, "one row: {views:?}");
+    assert_eq!(views[0].status, "confirmed");
+    assert_eq!(views[0].calendar, "google");
+    assert_eq!(views[0].event_id.as_deref(), Some("abc123"));
+
+    // Released again, and someone else takes the time meanwhile: the retry is refused.
+    db.cancel_booking(hold.id).await.expect("released");
+    db.insert_booking(&booking(2, nine, 30, BookingStatus::Confirmed))
+        .await
+        .expect("someone else");
+    assert!(matches!(
+        db.insert_booking(&hold).await,
+        Err(sara_actors::ports::CalendarError::SlotTaken)
+    ));
 }
 
 async fn bookings_are_shown_in_the_business_offset(db: Database) {

@@ -944,6 +944,7 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
                 end,
                 status: BookingStatus::Confirmed,
                 staff,
+                event_id: None,
             };
             let after = if ctx.channel.is_text() {
                 "Reply here if you need to change it."

@@ -175,6 +175,7 @@ impl Conversation {
             end,
             status: BookingStatus::Confirmed,
             staff: None,
+            event_id: None,
         };
         self.busy.booked(&booking);
         self.bookings.push(booking);
