@@ -191,3 +191,49 @@ async fn a_failed_google_write_releases_the_hold_and_a_retry_books_it() {
         .count();
     assert_eq!(inserts, 2, "one failed insert, one that went through");
 }
+
+/// 200 callers race for ten slots with Google configured: exactly ten bookings in the store,
+/// exactly ten events inserted in Google (one per booking, each with its booking's id), and
+/// "booked" said to exactly the winners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_callers_racing_for_ten_slots_with_google_get_ten_bookings_and_ten_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (google, key) = google_stand_in(dir.path()).await;
+    let base = format!("{}/calendar/v3/", google.uri());
+    let key = key.display().to_string();
+    let sara = std::sync::Arc::new(
+        Sara::start_with(&[
+            ("SARA_CALENDAR__PROVIDER", "google"),
+            ("SARA_CALENDAR__GOOGLE_BASE_URL", &base),
+            ("SARA_CALENDAR__CALENDAR_ID", CALENDAR),
+            ("SARA_CALENDAR__CREDENTIALS", &key),
+        ])
+        .await,
+    );
+    let slots = crate::helpers::distinct_slots(10, 30);
+    let (bookings, told) = crate::rules::race(sara, &slots, 200).await;
+    assert_eq!(bookings.len(), 10, "exactly ten bookings: {bookings:?}");
+    assert!(bookings.iter().all(|b| b["calendar"] == "google"));
+    assert_eq!(told, crate::rules::phones(&bookings));
+    let mut inserted: Vec<String> = google
+        .received_requests()
+        .await
+        .expect("recording is on")
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == EVENTS)
+        .map(|r| {
+            let event: Value = r.body_json().expect("an event in JSON");
+            event["id"]
+                .as_str()
+                .expect("a client-chosen id")
+                .to_string()
+        })
+        .collect();
+    inserted.sort();
+    let mut events: Vec<String> = bookings
+        .iter()
+        .map(|b| b["event_id"].as_str().expect("an event id").to_string())
+        .collect();
+    events.sort();
+    assert_eq!(inserted, events, "Google's view and the store agree");
+}
