@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use sara_actors::engine::{Engine, OutboxPorts, Ports};
-use sara_actors::ports::SystemClock;
+use sara_actors::ports::{OffsetClock, SystemClock};
 use tokio::net::TcpListener;
 
 use crate::ai::knowledge::KnowledgeBase;
@@ -46,6 +46,8 @@ pub struct App {
     pub db: Database,
     pub engine: Engine,
     pub cache: Cache,
+    /// The one clock of this process (the engine's, the webhooks', the debug clock's).
+    pub clock: Arc<OffsetClock>,
 }
 
 /// The process-wide Prometheus recorder (there can be only one per process).
@@ -72,6 +74,7 @@ pub fn metrics_handle() -> PrometheusHandle {
                 "sara_turns_total",
                 "sara_nlu_fallbacks_total",
                 "sara_actor_restarts_total",
+                "sara_reminders_sent_total",
             ] {
                 metrics::counter!(name).absolute(0);
             }
@@ -98,6 +101,8 @@ impl App {
         config: Config,
         clock: Arc<dyn sara_actors::ports::Clock>,
     ) -> Result<App, AppError> {
+        // Every part of Sara reads this one clock; the debug clock moves it forward.
+        let clock = Arc::new(OffsetClock::new(clock));
         let business = config.business()?;
         if let Some(weakness) = config
             .admin
@@ -120,11 +125,12 @@ impl App {
             knowledge: Arc::new(KnowledgeBase::new(&business.faq, &business)),
             calendar,
             store: Arc::new(db.clone()),
-            clock,
+            clock: clock.clone(),
             notifier: email_notifier(&config, &business)?,
             outbox: Some(OutboxPorts {
                 queue: Arc::new(db.clone()),
-                senders: senders(&config, &business)?,
+                senders: senders(&config, &business, clock.clone())?,
+                jobs: Some(Arc::new(db.clone())),
             }),
         };
         // Every turn runs under its conversation's lease: in process on one instance, in
@@ -132,7 +138,7 @@ impl App {
         let cache = Cache::from_config(&config, db.cache_sealer())?;
         let engine = Engine::start_with_leases(
             business,
-            config.engine_settings(),
+            config.engine_settings()?,
             ports,
             Some(cache.leases()),
         )
@@ -142,6 +148,7 @@ impl App {
             db,
             engine,
             cache,
+            clock,
         })
     }
 
@@ -163,6 +170,7 @@ impl App {
             read_receipts: graph_client(&self.config)?,
             // Delivery reports move the store's outbox rows.
             delivery: Some(Arc::new(self.db.clone())),
+            clock: self.clock.clone(),
             drain: drain.clone(),
         };
         let limits = http::server::ServerLimits::new(
@@ -209,8 +217,9 @@ fn graph_client(config: &Config) -> Result<Option<GraphClient>, AppError> {
 fn senders(
     config: &Config,
     business: &sara_actors::business::Business,
+    clock: Arc<OffsetClock>,
 ) -> Result<Vec<Arc<dyn sara_actors::outbound::ChannelSender>>, AppError> {
-    let senders = crate::channels::senders::Senders::from_config(config, business)
+    let senders = crate::channels::senders::Senders::from_config(config, business, clock)
         .map_err(|e| AppError::Unsupported(e.to_string()))?;
     Ok((senders.channels().into_iter())
         .filter_map(|channel| senders.get(channel))

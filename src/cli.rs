@@ -36,6 +36,19 @@ pub async fn migrate(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `sara forget PHONE`: erases a caller's personal data (see [`crate::privacy`]) and prints
+/// what went, as JSON.
+pub async fn forget(config: Config, phone: &str) -> anyhow::Result<()> {
+    let phone = Phone::parse(phone).context("the phone must be a number like +15551234567")?;
+    let db = crate::store::Database::connect_with(&config.storage).await?;
+    db.migrate().await?;
+    let cache = crate::cache::Cache::from_config(&config, db.cache_sealer())?;
+    let forgotten = crate::privacy::forget_caller(&db, &cache, None, &phone, Utc::now()).await?;
+    println!("{}", serde_json::to_string(&forgotten)?);
+    db.close().await;
+    Ok(())
+}
+
 /// A conversation in the terminal: each line is one turn through the same engine and store
 /// as the webhooks use.
 pub async fn chat(config: Config, phone: &str) -> anyhow::Result<()> {

@@ -13,7 +13,7 @@ use sara_actors::business::{Business, Faq, Resource, Service, Staff, WeeklyHours
 use sara_actors::engine::EngineSettings;
 use sara_actors::model::Phone;
 use sara_actors::outbound::RetryPolicy;
-use sara_actors::reminders::{QuietHours, ReminderSettings};
+use sara_actors::reminders::{QuietHours, ReminderSettings, ReminderTemplate};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -455,11 +455,22 @@ pub struct EmailConfig {
     pub staff: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AdminConfig {
     #[serde(skip_serializing)]
     pub token: Option<Secret>,
+    /// How long a console login lasts before the admin token must be given again.
+    pub session_hours: u32,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            token: None,
+            session_hours: 12,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -801,9 +812,17 @@ impl Config {
         })
     }
 
-    pub fn engine_settings(&self) -> EngineSettings {
+    /// The engine's settings; `Invalid` when `[reminders]` is.
+    pub fn engine_settings(&self) -> Result<EngineSettings, ConfigError> {
         let e = &self.engine;
-        EngineSettings {
+        let reminder_template = (self.whatsapp.reminder_template.as_deref())
+            .map(str::trim)
+            .filter(|name| !name.is_empty())
+            .map(|name| ReminderTemplate {
+                name: name.to_string(),
+                language: self.whatsapp.template_language.clone(),
+            });
+        Ok(EngineSettings {
             idle_timeout: Duration::from_secs(e.idle_timeout_secs.max(1)),
             chat_deadline: Duration::from_millis(self.ai.chat_deadline_ms),
             voice_deadline: Duration::from_millis(self.ai.voice_deadline_ms),
@@ -822,8 +841,11 @@ impl Config {
             lease_wait: Duration::from_millis(self.storage.lease_wait_ms),
             delivery_retry: self.outbox.retry_policy(),
             outbox_lease: Duration::from_secs(self.outbox.claim_lease_secs.max(1)),
+            reminders: self.reminders.settings()?,
+            reminder_template,
+            job_lease: Duration::from_secs(self.outbox.claim_lease_secs.max(1)),
             ..EngineSettings::default()
-        }
+        })
     }
 }
 

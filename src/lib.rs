@@ -16,7 +16,7 @@
 //!   process or Redis).
 //! - [`config`] reads `config.toml` and `SARA_*` variables into typed settings (secrets in
 //!   [`config::Secret`]); [`cli`] the commands; [`eval`] scores the NLU on a dialog corpus;
-//!   [`telemetry`] the log format; `bench` (cargo feature `bench`, on by default) is the load
+//!   [`telemetry`] the log format; [`privacy`] forgets a caller on request; `bench` (cargo feature `bench`, on by default) is the load
 //!   generator behind `sara bench`.
 //!
 //! No unsafe code: forbidden outright without the `bench` feature; with it, denied except for
@@ -36,5 +36,6 @@ pub mod cli;
 pub mod config;
 pub mod eval;
 pub mod http;
+pub mod privacy;
 pub mod store;
 pub mod telemetry;

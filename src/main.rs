@@ -31,6 +31,12 @@ enum Command {
         #[arg(long, default_value = "+15550001111")]
         phone: String,
     },
+    /// Erase a caller's personal data everywhere (conversation, turns, messages, cache),
+    /// keeping their bookings as anonymous time blocks; recorded in the privacy audit.
+    Forget {
+        /// The caller's number, E.164 (+15551234567).
+        phone: String,
+    },
     /// Replay a JSON-lines dialog corpus through the NLU and score it.
     Eval {
         path: PathBuf,
@@ -117,6 +123,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             sara::telemetry::init(false);
             sara::cli::migrate(config).await
+        }
+        Command::Forget { phone } => {
+            sara::telemetry::init(true);
+            sara::cli::forget(config, &phone).await
         }
         Command::Chat { phone } => {
             sara::telemetry::init(true);

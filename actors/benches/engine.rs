@@ -168,6 +168,8 @@ async fn seed(store: &MemoryStore, phone: Phone, state: &str) {
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     };
     store.commit(vec![commit]).await.expect("seeded");
 }

@@ -151,6 +151,10 @@ pub struct Booking {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub status: BookingStatus,
+    /// How many times the booking was changed (moved, cancelled) since it was made: the
+    /// SEQUENCE of its calendar invites, one more with every change.
+    #[serde(default)]
+    pub sequence: u32,
     /// The staff member it is with (a configured name); `None` without staff.
     #[serde(default)]
     pub staff: Option<String>,

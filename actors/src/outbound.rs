@@ -627,6 +627,16 @@ pub trait OutboxQueue: Send + Sync + 'static {
 
     /// Messages not yet accepted by their provider (`sara_outbox_backlog`).
     fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>>;
+
+    /// Why `message` must not be sent at all, if it must not: an SMS to a number that opted
+    /// out (STOP). The relay then settles the row without sending, with this as its error.
+    fn withheld<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        let _ = message;
+        Box::pin(async { Ok(None) })
+    }
 }
 
 #[cfg(test)]

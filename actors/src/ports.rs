@@ -150,6 +150,13 @@ pub struct TurnCommit {
     pub outbox: Vec<OutboxMessage>,
     /// Work the turn schedules (reminders, retries), written in the same transaction too.
     pub jobs: Vec<JobRecord>,
+    /// Unique-key prefixes of pending jobs the turn makes void (a moved or cancelled
+    /// booking's reminders, `reminder:{booking}:`): deleted in the same transaction, before
+    /// the turn's own `jobs` are written.
+    pub void_jobs: Vec<String>,
+    /// Bookings whose attendance the customer confirmed in this turn (an answer to a
+    /// reminder), marked in the same transaction.
+    pub attendance: Vec<BookingId>,
 }
 
 /// Why a message is sent.
@@ -221,6 +228,71 @@ pub struct JobRecord {
     pub unique_key: String,
 }
 
+/// A scheduled job claimed for running (see [`JobQueue`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DueJob {
+    pub id: i64,
+    pub kind: String,
+    pub due_at: DateTime<Utc>,
+    /// The job's arguments as JSON, opened.
+    pub payload: String,
+    pub unique_key: String,
+    /// Attempts so far, this one included.
+    pub attempts: i64,
+}
+
+/// The jobs table as the scheduler sees it. A claim holds a job for a lease (other
+/// instances skip it; a killed instance's claim is taken over once it runs out); each
+/// settlement applies only while the claim is still held.
+pub trait JobQueue: Send + Sync + 'static {
+    /// Claims up to `limit` jobs due at `now` until `lease_until`, the earliest due first.
+    fn claim_jobs<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<DueJob>, StoreError>>;
+
+    /// Finishes the job and writes `outbox` (once per idempotency key) in ONE transaction;
+    /// `false`, and nothing written, when `owner` lost the claim.
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        outbox: Vec<OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Due again at `at`, the claim released.
+    fn retry_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Given up: never claimed again.
+    fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// When the earliest pending job is due; `None` when there is none.
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+
+    /// The channel and time of the customer's newest message (where a reminder goes, and
+    /// whether WhatsApp's 24-hour window is open).
+    fn last_inbound<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+}
+
+/// A customer's newest message: on which channel, and when.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LastInbound {
+    pub channel: Channel,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum CommitOutcome {
     Committed {
@@ -272,6 +344,7 @@ pub enum BookingChange {
 /// message: the engine writes it to the outbox in the turn's commit, and the outbox relay
 /// sends it. `key` is the message's idempotency key (the turn's provider id + part).
 pub trait Notifier: Send + Sync + 'static {
+    /// `booking` as it is after the change, its `sequence` counted with it.
     fn booking_changed(
         &self,
         booking: &Booking,
@@ -342,5 +415,47 @@ pub struct SystemClock;
 impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
+    }
+}
+
+/// The one clock every part of Sara reads: another clock (the system's) moved forward by an
+/// offset that only grows. `POST /admin/debug/clock` advances it, so availability, notice,
+/// form expiry, reminders and the outbox all see the same later "now".
+pub struct OffsetClock {
+    base: std::sync::Arc<dyn Clock>,
+    offset_ms: std::sync::atomic::AtomicI64,
+}
+
+impl OffsetClock {
+    pub fn new(base: std::sync::Arc<dyn Clock>) -> OffsetClock {
+        OffsetClock {
+            base,
+            offset_ms: std::sync::atomic::AtomicI64::new(0),
+        }
+    }
+
+    /// Moves the clock `by` forward (a negative `by` is ignored: it never goes back); the
+    /// new now.
+    pub fn advance(&self, by: chrono::Duration) -> DateTime<Utc> {
+        let ms = by.num_milliseconds().max(0);
+        self.offset_ms
+            .fetch_add(ms, std::sync::atomic::Ordering::AcqRel);
+        self.now()
+    }
+
+    /// The base clock's now plus the offset.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.base.now() + self.offset()
+    }
+
+    /// How far ahead of its base clock it runs.
+    pub fn offset(&self) -> chrono::Duration {
+        chrono::Duration::milliseconds(self.offset_ms.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
+impl Clock for OffsetClock {
+    fn now(&self) -> DateTime<Utc> {
+        OffsetClock::now(self)
     }
 }

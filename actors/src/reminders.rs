@@ -9,11 +9,13 @@ use chrono::{
     DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc,
 };
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 
 use crate::business::Business;
 use crate::dialogue::spoken_when;
-use crate::model::{Booking, Channel};
+use crate::model::{Booking, BookingId, Channel, Phone};
 use crate::outbound::{Choice, Content};
+use crate::ports::JobRecord;
 
 const DAY_MINUTES: u32 = 24 * 60;
 
@@ -180,6 +182,67 @@ pub fn schedule(
     due
 }
 
+/// The job kind of a reminder.
+pub const REMINDER_JOB: &str = "reminder";
+
+/// A reminder job's arguments (its payload, sealed at rest): which booking, at which start,
+/// from which offset. At run time the scheduler checks that the booking is still confirmed
+/// at `start`; a job for a start the booking left (a move) or a cancelled booking finishes
+/// without sending.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReminderJob {
+    pub booking: BookingId,
+    pub phone: Phone,
+    pub start: DateTime<Utc>,
+    pub offset_minutes: u32,
+}
+
+impl ReminderJob {
+    /// `reminder:{booking}:{start}:{offset}`: unique per booking, start and offset, so a
+    /// booking written twice schedules each reminder once, and a moved booking's new
+    /// reminders never collide with the old ones. It is also the outbox row's key.
+    pub fn unique_key(&self) -> String {
+        format!(
+            "{}{}:{}",
+            reminder_key_prefix(self.booking),
+            self.start.format("%Y-%m-%dT%H:%MZ"),
+            self.offset_minutes
+        )
+    }
+}
+
+/// What every reminder job of a booking's key starts with (a move or cancel voids them).
+pub fn reminder_key_prefix(booking: BookingId) -> String {
+    format!("{REMINDER_JOB}:{booking}:")
+}
+
+/// The jobs of a booking's reminders, booked (or moved) at `now`: one per [`schedule`]d
+/// reminder; none for an offset whose time had already come.
+pub fn reminder_jobs(
+    booking: &Booking,
+    tz: Tz,
+    now: DateTime<Utc>,
+    settings: &ReminderSettings,
+) -> Vec<JobRecord> {
+    schedule(booking.start, tz, now, settings)
+        .into_iter()
+        .filter_map(|due| {
+            let job = ReminderJob {
+                booking: booking.id,
+                phone: booking.phone.clone(),
+                start: booking.start,
+                offset_minutes: due.offset_minutes,
+            };
+            Some(JobRecord {
+                kind: REMINDER_JOB.to_string(),
+                due_at: due.due,
+                payload: serde_json::to_string(&job).ok()?,
+                unique_key: job.unique_key(),
+            })
+        })
+        .collect()
+}
+
 /// What the scheduler does with a reminder job it holds at `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReminderAction {
@@ -206,10 +269,11 @@ pub fn reminder_action(
     }
 }
 
-/// The answers a reminder invites, as the customer sends them by letter or by tapping one of
-/// its WhatsApp buttons. Free phrasings ("yes, I'll be there", "can we do Monday instead") are
-/// the NLU's to read.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The answers a reminder invites, as the customer sends them by letter, by tapping one of
+/// its WhatsApp buttons or in their own words ("yes, I'll be there", "can we do Monday
+/// instead").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReminderAnswer {
     /// "C": the customer will come (attendance confirmed).
     Confirm,
@@ -219,15 +283,156 @@ pub enum ReminderAnswer {
     Cancel,
 }
 
+/// A message read as an answer to a reminder: what it answers, and whether it is the bare
+/// letter, which means nothing outside a reminder's context (a "C" in the middle of a
+/// booking is not a confirmation of attendance).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReminderReply {
+    pub answer: ReminderAnswer,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub letter: bool,
+}
+
+/// "Yes, I'll be there!" → "yes i'll be there": lower case, curly apostrophes straight,
+/// punctuation other than apostrophes dropped, spaces collapsed.
+fn plain_words(text: &str) -> String {
+    let lowered: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| match c {
+            '\u{2019}' | '\u{2018}' => '\'',
+            c if c.is_alphanumeric() || c == '\'' => c,
+            _ => ' ',
+        })
+        .collect();
+    lowered.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Words that may open or close an answer without changing it: "yes, I'll be there,
+/// thanks".
+const FILLERS: &[&str] = &[
+    "yes", "yeah", "yep", "yup", "sure", "ok", "okay", "great", "perfect", "thanks", "thank",
+    "you", "please", "pls", "hi", "hello", "and", "oh", "so", "sorry", "but",
+];
+
+fn without_fillers(words: &str) -> String {
+    let mut w: Vec<&str> = words.split(' ').filter(|w| !w.is_empty()).collect();
+    while w.first().is_some_and(|f| FILLERS.contains(f)) {
+        w.remove(0);
+    }
+    while w.last().is_some_and(|f| FILLERS.contains(f)) {
+        w.pop();
+    }
+    w.join(" ")
+}
+
+const CONFIRMS: &[&str] = &[
+    "i'll be there",
+    "ill be there",
+    "i will be there",
+    "i'll be there on time",
+    "we'll be there",
+    "will be there",
+    "be there",
+    "see you then",
+    "see you there",
+    "see you tomorrow",
+    "see you soon",
+    "i'm coming",
+    "im coming",
+    "i am coming",
+    "i'll come",
+    "i will come",
+    "coming",
+    "confirm",
+    "confirmed",
+    "i confirm",
+    "confirming",
+    "confirm it",
+    "confirm my appointment",
+    "i can make it",
+    "still on",
+    "i'm still coming",
+    "i'm still on",
+];
+
+const CANCELS: &[&str] = &[
+    "cancel it",
+    "cancel that",
+    "cancel my appointment",
+    "cancel the appointment",
+    "i need to cancel it",
+    "i want to cancel it",
+    "i can't make it",
+    "i cant make it",
+    "i can't come",
+    "i cant come",
+    "i won't make it",
+    "i won't be there",
+    "i wont be there",
+    "i can't be there",
+];
+
+/// Openings of a request to move the appointment: "move it to Friday at 3".
+const MOVES: &[&str] = &[
+    "move it",
+    "can we move it",
+    "could we move it",
+    "can i move it",
+    "could i move it",
+    "i need to move it",
+    "i'd like to move it",
+    "reschedule it",
+    "can we reschedule",
+    "can i reschedule",
+    "change it",
+    "can we change it",
+    "can i change it",
+    "i need to change it",
+    "i'd like to change it",
+];
+
 impl ReminderAnswer {
     pub fn parse(text: &str) -> Option<ReminderAnswer> {
-        let t = text.trim().trim_end_matches(['.', '!']).trim();
-        match t.to_lowercase().as_str() {
-            "c" | "yes, i'll be there" => Some(ReminderAnswer::Confirm),
-            "r" | "move it" => Some(ReminderAnswer::Reschedule),
-            "x" | "please cancel it" => Some(ReminderAnswer::Cancel),
+        ReminderReply::read(text).map(|r| r.answer)
+    }
+}
+
+impl ReminderReply {
+    /// The answer a message gives to a reminder, if it is one. The bare word "cancel" is
+    /// not (it starts the usual cancel dialogue, and over SMS it is an opt-out keyword).
+    pub fn read(text: &str) -> Option<ReminderReply> {
+        let words = plain_words(text);
+        let letter = match words.as_str() {
+            "c" => Some(ReminderAnswer::Confirm),
+            "r" => Some(ReminderAnswer::Reschedule),
+            "x" => Some(ReminderAnswer::Cancel),
             _ => None,
+        };
+        if let Some(answer) = letter {
+            return Some(ReminderReply {
+                answer,
+                letter: true,
+            });
         }
+        let core = without_fillers(&words);
+        let phrase = |answer| {
+            Some(ReminderReply {
+                answer,
+                letter: false,
+            })
+        };
+        if CONFIRMS.contains(&core.as_str()) {
+            return phrase(ReminderAnswer::Confirm);
+        }
+        if CANCELS.contains(&core.as_str()) {
+            return phrase(ReminderAnswer::Cancel);
+        }
+        let opens = |p: &&str| core == *p || core.starts_with(&format!("{p} "));
+        if MOVES.iter().any(opens) || words.split(' ').any(|w| w == "instead") {
+            return phrase(ReminderAnswer::Reschedule);
+        }
+        None
     }
 }
 
@@ -630,6 +835,7 @@ mod tests {
             start,
             end: start + Duration::minutes(45),
             status: BookingStatus::Confirmed,
+            sequence: 0,
             staff: None,
             event_id: None,
         }
@@ -779,7 +985,16 @@ mod tests {
             ("Please cancel it", Some(ReminderAnswer::Cancel)),
             ("cancel", None),
             ("stop", None),
-            ("can we do Monday instead", None),
+            ("can we do Monday instead", Some(ReminderAnswer::Reschedule)),
+            ("Yes, I’ll be there!", Some(ReminderAnswer::Confirm)),
+            ("yes I will be there thanks", Some(ReminderAnswer::Confirm)),
+            ("see you then", Some(ReminderAnswer::Confirm)),
+            ("move it to Friday at 3", Some(ReminderAnswer::Reschedule)),
+            ("sorry, I can't make it", Some(ReminderAnswer::Cancel)),
+            ("I can't make it", Some(ReminderAnswer::Cancel)),
+            ("yes", None),
+            ("book me in for Friday", None),
+            ("I'd like to confirm my address", None),
             ("", None),
         ];
         for (text, want) in cases {

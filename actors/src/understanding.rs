@@ -161,6 +161,10 @@ pub struct Understanding {
     /// whitening Monday"), handled once this one is done.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub then: Option<Box<Understanding>>,
+    /// The message answers a reminder ("C", "yes, I'll be there", "X", "move it to …"): read
+    /// by the engine from the text whatever the NLU, since the words are the reminder's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reminder: Option<crate::reminders::ReminderReply>,
     /// A configured staff member the caller asked for ("with Anna"), as configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub staff: Option<String>,

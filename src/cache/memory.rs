@@ -99,6 +99,11 @@ impl MemoryCache {
             .map(|(reply, _)| reply.clone())
     }
 
+    pub fn forget_reply(&self, provider_id: &str) {
+        let mut replies = self.replies.lock().expect("reply cache lock poisoned");
+        replies.by_id.remove(provider_id);
+    }
+
     pub fn remember_reply(&self, provider_id: &str, reply: &str) {
         let mut replies = self.replies.lock().expect("reply cache lock poisoned");
         let expires = Instant::now() + REPLY_TTL;

@@ -115,6 +115,17 @@ impl Cache {
     /// Remembers a committed turn's whole reply (its buttons, hand-over and hang-up too) for
     /// [`REPLY_TTL`]. Called only after the commit, so nothing is ever claimed before it is
     /// done (no "claimed, then crashed" id that would swallow the provider's retries).
+    /// Forgets the replies remembered for these provider ids (a caller's erasure).
+    pub async fn forget_replies(&self, provider_ids: &[String]) -> Result<(), CacheError> {
+        for id in provider_ids {
+            match &self.backend {
+                Backend::Memory(m) => m.forget_reply(id),
+                Backend::Redis(r) => r.forget_reply(id).await?,
+            }
+        }
+        Ok(())
+    }
+
     pub async fn remember_reply(&self, provider_id: &str, reply: &Reply) {
         // Sealed: replies hold names.
         let sealed = self.sealer.seal_reply(reply);

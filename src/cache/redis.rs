@@ -209,6 +209,19 @@ impl RedisCache {
         .flatten()
     }
 
+    /// Removes a remembered reply; `Err` when Redis did not do it.
+    pub async fn forget_reply(&self, provider_id: &str) -> Result<(), CacheError> {
+        let key = self.key("reply", provider_id);
+        let mut con = self.manager.clone();
+        self.call("forget reply", async move {
+            redis::cmd("DEL")
+                .arg(&key)
+                .query_async::<()>(&mut con)
+                .await
+        })
+        .await
+    }
+
     pub async fn remember_reply(&self, provider_id: &str, reply: &str) {
         let key = self.key("reply", provider_id);
         let mut con = self.manager.clone();

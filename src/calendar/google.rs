@@ -332,6 +332,7 @@ impl GoogleCalendar {
                 } else {
                     BookingStatus::Confirmed
                 },
+                sequence: 0,
                 staff: prop(STAFF).cloned(),
                 event_id: event.id.clone(),
             },
@@ -350,6 +351,7 @@ impl GoogleCalendar {
                 start,
                 end,
                 status: BookingStatus::Confirmed,
+                sequence: 0,
                 staff: None,
                 event_id: event.id.clone(),
             },
@@ -676,6 +678,7 @@ mod tests {
             start: nine_am(),
             end: nine_am() + Minutes::minutes(30),
             status: BookingStatus::Confirmed,
+            sequence: 0,
             staff: None,
             event_id: None,
         }

@@ -77,6 +77,7 @@ mod tests {
             start,
             end: start + Duration::minutes(minutes),
             status: BookingStatus::Confirmed,
+            sequence: 0,
             staff: None,
             event_id: None,
         }

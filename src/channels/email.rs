@@ -17,7 +17,7 @@ use sara_actors::outbound::{
     ChannelSender, Content, Invite, InviteMethod, OutboundKind, OutboundMessage, Recipient,
     SendError, Sent,
 };
-use sara_actors::ports::{BookingChange, BoxFuture, Notifier};
+use sara_actors::ports::{BookingChange, BoxFuture, Clock, Notifier, SystemClock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EmailError {
@@ -35,6 +35,8 @@ pub struct EmailNotifier {
     /// Where hand-over alerts go; `None` = nobody is emailed.
     staff: Option<Mailbox>,
     business: Arc<Business>,
+    /// The time a message is composed at (its Date and DTSTAMP): the process's one clock.
+    clock: Arc<dyn Clock>,
 }
 
 impl EmailNotifier {
@@ -59,13 +61,19 @@ impl EmailNotifier {
             from: address(from)?,
             staff: staff.map(address).transpose()?,
             business,
+            clock: Arc::new(SystemClock),
         })
     }
 
-    /// The message for one change, or `None` when the booking has no usable address. This is
-    /// the in-memory path of [`Notifier`], which knows no change count: its SEQUENCE is 0 for
-    /// a new booking and the Unix time for a change. The outbox passes the booking's real count
-    /// through [`Invite::sequence`] to [`EmailNotifier::compose`].
+    /// Composes on `clock` instead of the system's (the app's one clock).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> EmailNotifier {
+        self.clock = clock;
+        self
+    }
+
+    /// The message for one change, or `None` when the booking has no usable address. The
+    /// invite's SEQUENCE is the booking's change count ([`Booking::sequence`], counted with the
+    /// change: 0 when made, one more with every move or cancel).
     pub fn message(
         &self,
         booking: &Booking,
@@ -74,10 +82,7 @@ impl EmailNotifier {
     ) -> Option<Message> {
         let address = booking.email.clone()?;
         address.parse::<Mailbox>().ok()?;
-        let sequence = match change {
-            BookingChange::Booked => 0,
-            _ => u32::try_from(now.timestamp()).unwrap_or(u32::MAX),
-        };
+        let sequence = booking.sequence;
         let outbound = OutboundMessage {
             key: format!("{}:{}:{sequence}", booking.id, change_name(change)),
             channel: Channel::Email,
@@ -259,7 +264,7 @@ impl ChannelSender for EmailNotifier {
     /// the same Message-ID again, which receiving systems and mail clients treat as one message.
     fn send<'a>(&'a self, message: &'a OutboundMessage) -> BoxFuture<'a, Result<Sent, SendError>> {
         Box::pin(async move {
-            let email = self.compose(message, Utc::now())?;
+            let email = self.compose(message, self.clock.now())?;
             match self.mailer.send(email).await {
                 Ok(_) => Ok(Sent {
                     provider_id: message_id(&message.key, &self.from),
@@ -287,16 +292,13 @@ impl Notifier for EmailNotifier {
     ) -> Option<OutboundMessage> {
         let address = booking.email.clone()?;
         address.parse::<Mailbox>().ok()?;
-        let sequence = match change {
-            BookingChange::Booked => 0,
-            _ => u32::try_from(at.timestamp()).unwrap_or(u32::MAX),
-        };
+        let _ = at;
         Some(OutboundMessage {
             key,
             channel: Channel::Email,
             to: Recipient::Email(address),
             kind: OutboundKind::Confirmation,
-            content: self.confirmation(booking, change, sequence),
+            content: self.confirmation(booking, change, booking.sequence),
         })
     }
 
@@ -533,6 +535,7 @@ mod tests {
             start,
             end: start + chrono::Duration::minutes(45),
             status: BookingStatus::Confirmed,
+            sequence: 0,
             staff: None,
             event_id: None,
         }

@@ -33,7 +33,12 @@ impl Senders {
     /// SMS with `twilio.account_sid` + `twilio.from` + the auth token, WhatsApp with the access
     /// token + phone number id, email with `email.smtp_url` + `email.from`. Needs a Tokio
     /// runtime (the SMTP pool lives on it).
-    pub fn from_config(config: &Config, business: &Business) -> Result<Senders, SendersError> {
+    /// The senders `config` enables; email composes on `clock` (the app's one clock).
+    pub fn from_config(
+        config: &Config,
+        business: &Business,
+        clock: Arc<dyn sara_actors::ports::Clock>,
+    ) -> Result<Senders, SendersError> {
         let mut senders = Senders::default();
         if let Some(twilio) = TwilioRest::from_config(config)? {
             senders.insert(Arc::new(twilio));
@@ -59,7 +64,8 @@ impl Senders {
                 from,
                 config.email.staff.as_deref(),
                 Arc::new(business.clone()),
-            )?;
+            )?
+            .with_clock(clock);
             senders.insert(Arc::new(email));
         }
         Ok(senders)
@@ -92,10 +98,14 @@ mod tests {
         let business = Business::example();
         let mut config = Config::default();
         assert!(
-            Senders::from_config(&config, &business)
-                .expect("valid")
-                .channels()
-                .is_empty()
+            Senders::from_config(
+                &config,
+                &business,
+                Arc::new(sara_actors::ports::SystemClock)
+            )
+            .expect("valid")
+            .channels()
+            .is_empty()
         );
         config.twilio.account_sid = Some("AC0123456789abcdef0123456789abcdef".into());
         config.twilio.from = Some("+15550100000".into());
@@ -104,7 +114,12 @@ mod tests {
         config.whatsapp.phone_number_id = Some("1234567890".into());
         config.email.smtp_url = Some("smtp://127.0.0.1:2525".into());
         config.email.from = Some("Desk <desk@harbor.example>".into());
-        let senders = Senders::from_config(&config, &business).expect("valid");
+        let senders = Senders::from_config(
+            &config,
+            &business,
+            Arc::new(sara_actors::ports::SystemClock),
+        )
+        .expect("valid");
         assert_eq!(
             senders.channels(),
             [Channel::Email, Channel::Sms, Channel::WhatsApp]
@@ -114,6 +129,13 @@ mod tests {
         }
         assert!(senders.get(Channel::Voice).is_none());
         config.email.from = Some("not an address".into());
-        assert!(Senders::from_config(&config, &business).is_err());
+        assert!(
+            Senders::from_config(
+                &config,
+                &business,
+                Arc::new(sara_actors::ports::SystemClock)
+            )
+            .is_err()
+        );
     }
 }

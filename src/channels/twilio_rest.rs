@@ -193,6 +193,8 @@ impl TwilioRest {
                 (None, None) => String::new(),
             })
             .unwrap_or_default();
+        // A Retry-After date is the provider's real time, so it is read against the system
+        // clock (not the debug clock); the relay adds the resulting wait to its own clock.
         let error =
             SendError::from_http(status.as_u16(), retry_after.as_deref(), Utc::now(), &detail);
         tracing::warn!(%status, error = %error, "twilio refused a message");

@@ -492,6 +492,8 @@ impl GraphClient {
                 cut(text.trim(), 300)
             })
             .unwrap_or_default();
+        // A Retry-After date is Meta's real time, so it is read against the system clock
+        // (not the debug clock); the relay adds the resulting wait to its own clock.
         let error = match code {
             Some(code) if RETRYABLE_CODES.contains(&code) => SendError::Retryable {
                 reason: format!("HTTP {}: {detail}", status.as_u16()),

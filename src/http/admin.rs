@@ -1,5 +1,6 @@
 //! Admin routes (the admin token, see [`super::auth`]): `/admin/stats`, `/admin/bookings`, `/logs/{id}` and the
-//! fault-injection route `/admin/debug/panic/{phone}` (only with `debug.faults`).
+//! fault-injection routes `/admin/debug/panic/{phone}` and `/admin/debug/clock` (only with
+//! `debug.faults`).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -17,9 +18,53 @@ pub fn router() -> Router<AppState> {
         .route("/admin/stats", get(stats))
         .route("/admin/bookings", get(bookings))
         .route("/admin/outbox", get(outbox))
+        .route("/logs/audit", get(audit))
         .route("/logs/{id}", get(logs))
-        .route("/admin/conversations/{phone}/hand-back", post(hand_back))
         .route("/admin/debug/panic/{phone}", post(panic))
+        .route("/admin/debug/clock", post(clock))
+}
+
+/// The longest single advance of the debug clock (ten years), so no instant overflows.
+const MAX_ADVANCE_MINUTES: i64 = 10 * 366 * 24 * 60;
+
+/// `{"advance_minutes": N}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockAdvance {
+    advance_minutes: i64,
+}
+
+/// Moves the process's clock N minutes forward (never back), then runs what became due:
+/// the scheduler's jobs (reminders) and the outbox's rows, until neither has anything due.
+async fn clock(
+    State(app): State<AppState>,
+    auth: Result<AdminAuth, ApiError>,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, ApiError> {
+    if !app.config.debug.faults {
+        return Err(ApiError::not_found("no such route"));
+    }
+    auth?;
+    let advance: ClockAdvance = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::bad_request("expected a JSON body {\"advance_minutes\": N} with N >= 0")
+    })?;
+    let minutes = advance.advance_minutes;
+    if !(0..=MAX_ADVANCE_MINUTES).contains(&minutes) {
+        return Err(ApiError::bad_request(format!(
+            "advance_minutes must be between 0 and {MAX_ADVANCE_MINUTES}"
+        )));
+    }
+    let now = app.clock.advance(chrono::Duration::minutes(minutes));
+    if minutes > 0 {
+        tracing::warn!(minutes, now = %now, "debug clock advanced");
+    }
+    app.engine.wake_background();
+    app.engine.settle().await;
+    let now = app
+        .clock
+        .now()
+        .with_timezone(&app.engine.business().timezone);
+    Ok(Json(json!({ "now": now.to_rfc3339() })))
 }
 
 async fn stats(
@@ -62,6 +107,14 @@ async fn outbox(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoRe
     Ok(Json(list))
 }
 
+/// How many rows `GET /logs/audit` lists (the newest).
+const AUDIT_LIST_LIMIT: i64 = 500;
+
+/// The privacy audit: who was forgotten when (by contact key) and what went.
+async fn audit(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(app.db.privacy().audit(AUDIT_LIST_LIMIT).await?))
+}
+
 async fn logs(
     _: AdminAuth,
     State(app): State<AppState>,
@@ -86,15 +139,4 @@ async fn panic(
         return Err(ApiError::unavailable("engine stopped"));
     }
     Ok((StatusCode::ACCEPTED, Json(json!({"status": "panicking"}))))
-}
-
-/// Staff give a conversation back to Sara after a hand-over.
-async fn hand_back(
-    _: AdminAuth,
-    State(app): State<AppState>,
-    Path(phone): Path<String>,
-) -> Result<impl IntoResponse, ApiError> {
-    let phone = Phone::parse(&phone).ok_or_else(|| ApiError::bad_request("not a phone number"))?;
-    app.engine.hand_back(phone).await?;
-    Ok(Json(json!({"status": "handed_back"})))
 }

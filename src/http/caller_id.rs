@@ -13,7 +13,6 @@
 //! understanding before the engine sees them; it is an edge guard kept apart from the
 //! dialogue policy, which does not know about caller verification (README, "Security").
 
-use chrono::Utc;
 use sara_actors::understanding::{Act, NluContext};
 
 use super::AppState;
@@ -32,7 +31,7 @@ pub fn verified_by_twilio(params: &[(String, String)]) -> bool {
 pub fn asks_to_change_a_booking(app: &AppState, speech: &str) -> bool {
     let business = app.engine.business();
     let ctx = NluContext {
-        now: Utc::now().with_timezone(&business.timezone),
+        now: app.clock.now().with_timezone(&business.timezone),
         services: business.services.iter().map(|s| s.name.clone()).collect(),
         expecting: None,
         prompt: None,

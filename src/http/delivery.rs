@@ -7,11 +7,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use sara_actors::outbound::StatusUpdate;
+use chrono::Utc;
+use sara_actors::model::Channel;
+use sara_actors::outbound::{DeliveryState, StatusUpdate};
 
 use super::webhook::TwilioForm;
 use super::{ApiError, AppState};
 use crate::channels::twilio_rest;
+use crate::store::outbox::Fallback;
 
 pub fn router() -> Router<AppState> {
     Router::new().route(twilio_rest::STATUS_CALLBACK_PATH, post(sms_status))
@@ -45,13 +48,47 @@ pub async fn record(app: &AppState, update: &StatusUpdate) -> Result<(), ApiErro
         return Ok(());
     };
     match hook.record_status(update).await {
-        Ok(true) => Ok(()),
+        Ok(true) => {}
         Ok(false) => {
             tracing::debug!(channel, status, "delivery report about an unknown message");
-            Ok(())
         }
         Err(error) => {
             tracing::warn!(%error, channel, "delivery report not recorded");
+            return Err(ApiError::unavailable("store unavailable; retry later").retry_after(5));
+        }
+    }
+    if update.channel == Channel::WhatsApp && update.state == DeliveryState::Failed {
+        fall_back(app, &update.provider_id).await?;
+    }
+    Ok(())
+}
+
+/// A WhatsApp message Meta could not deliver goes once as an SMS to a customer known on SMS,
+/// when Sara can send SMS (Twilio REST is configured). Run for every `failed` report, so a
+/// report re-delivered after a store error still queues it (and a second one queues nothing).
+async fn fall_back(app: &AppState, provider_id: &str) -> Result<(), ApiError> {
+    let t = &app.config.twilio;
+    if t.account_sid.is_none() || t.from.is_none() || t.auth_token.is_none() {
+        tracing::debug!("WhatsApp message failed; no SMS sender to fall back to");
+        return Ok(());
+    }
+    match app.db.fall_back_to_sms(provider_id, Utc::now()).await {
+        Ok(Fallback::Queued) => {
+            metrics::counter!("sara_outbox_fallbacks_total", "channel" => "sms").increment(1);
+            tracing::info!("WhatsApp message failed; sent again by SMS");
+            Ok(())
+        }
+        Ok(Fallback::Nothing) => Ok(()),
+        Ok(Fallback::NotKnownOnSms) => {
+            tracing::info!("WhatsApp message failed; the customer is known on no other channel");
+            Ok(())
+        }
+        Ok(Fallback::NoText) => {
+            tracing::info!("WhatsApp template failed; it has no text an SMS could carry");
+            Ok(())
+        }
+        Err(error) => {
+            tracing::warn!(%error, "SMS fallback not queued");
             Err(ApiError::unavailable("store unavailable; retry later").retry_after(5))
         }
     }

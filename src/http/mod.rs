@@ -5,6 +5,7 @@ pub mod admin;
 pub mod admin_throttle;
 pub mod auth;
 pub mod caller_id;
+pub mod console;
 pub mod dashboard;
 pub mod delivery;
 pub mod drain;
@@ -47,6 +48,8 @@ pub struct AppState {
     /// Where providers' delivery reports (Twilio status callbacks, WhatsApp `statuses`) are
     /// applied: the outbox, once the store keeps one. `None` = reports are counted only.
     pub delivery: Option<Arc<dyn sara_actors::outbound::DeliveryStatuses>>,
+    /// The process's one clock: a webhook's "now" is the engine's (the debug clock moves both).
+    pub clock: Arc<sara_actors::ports::OffsetClock>,
     /// Set on SIGTERM: `/ready` 503, new webhooks 503 + `Retry-After` (see [`drain`]).
     pub drain: Arc<drain::Drain>,
 }
@@ -59,9 +62,15 @@ pub fn router(state: AppState) -> Router {
         .merge(voice::router())
         .merge(whatsapp::router())
         .merge(health::router())
-        .merge(admin::router().merge(dashboard::router()).route_layer(
-            axum::middleware::from_fn_with_state(state.clone(), admin_throttle::guard),
-        ))
+        .merge(
+            admin::router()
+                .merge(dashboard::router())
+                .merge(console::router())
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    admin_throttle::guard,
+                )),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.drain.clone(),

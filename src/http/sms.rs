@@ -14,6 +14,7 @@ use sara_actors::model::{Channel, Phone};
 use super::webhook::{TwilioForm, answer, clip, param, required_sid};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
+use crate::channels::twilio_rest::{OptChange, opt_change};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/webhook/sms", post(sms))
@@ -42,7 +43,27 @@ async fn sms(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
 ) -> Result<Response, ApiError> {
-    let inbound = sms_inbound(&params, Utc::now())?;
+    let inbound = sms_inbound(&params, app.clock.now())?;
+    // Twilio answers opt-out keywords itself: Sara records them and says nothing.
+    let opt_out_type = param(&params, "OptOutType");
+    match opt_change(opt_out_type, &inbound.text) {
+        Some(OptChange::OptOut) => return opt(&app, &inbound, true).await,
+        Some(OptChange::OptIn) => return opt(&app, &inbound, false).await,
+        // Twilio answered HELP itself (Advanced Opt-Out): no second answer.
+        None if opt_out_type.is_some_and(|t| t.trim().eq_ignore_ascii_case("HELP")) => {
+            return Ok(twiml(TwiML::new().render()));
+        }
+        None => {}
+    }
+    if app.db.sms_opted_out(&inbound.phone).await? {
+        if opts_back_in(&inbound.text) {
+            return opt(&app, &inbound, false).await;
+        }
+        // Twilio would not deliver an answer to a number that opted out, and Sara sends it
+        // none: the message waits for the customer to opt in again.
+        tracing::debug!("SMS from a number that opted out; not answered until START");
+        return Ok(twiml(TwiML::new().render()));
+    }
     let reply = answer(&app, inbound).await?;
     let doc = if reply.silent || reply.text.is_empty() {
         TwiML::new()
@@ -50,4 +71,30 @@ async fn sms(
         TwiML::new().message(&reply.text)
     };
     Ok(twiml(doc.render()))
+}
+
+/// Records an opt-out (`out`) or opt-in and answers with empty TwiML; logged once, when it
+/// changes what Sara may send.
+async fn opt(app: &AppState, inbound: &Inbound, out: bool) -> Result<Response, ApiError> {
+    super::limits::check_phone(app, &inbound.phone).await?;
+    if app
+        .db
+        .set_sms_opt_out(&inbound.phone, out, inbound.at)
+        .await?
+    {
+        let phone = inbound.phone.masked();
+        if out {
+            tracing::info!(%phone, "SMS opt-out recorded: no more SMS to this number until START");
+        } else {
+            tracing::info!(%phone, "SMS opt-in recorded: SMS to this number may be sent again");
+        }
+    }
+    Ok(twiml(TwiML::new().render()))
+}
+
+/// Whether a message from a number that opted out opts it in again: Twilio's default opt-in
+/// words alone (START, UNSTOP and, from such a number, YES).
+fn opts_back_in(body: &str) -> bool {
+    let word = body.trim().trim_end_matches(['.', '!']).trim();
+    word.eq_ignore_ascii_case("yes") || opt_change(None, body) == Some(OptChange::OptIn)
 }

@@ -108,7 +108,7 @@ async fn gather(
     }
     let verified =
         turn.caller.as_deref() == Some("verified") || caller_id::verified_by_twilio(&params);
-    let Some(inbound) = gather_inbound(&params, n, Utc::now())? else {
+    let Some(inbound) = gather_inbound(&params, n, app.clock.now())? else {
         // Silence or noise: ask again without spending a turn.
         let again = Reply {
             text: "Sorry, I didn't catch that. How can I help?".into(),

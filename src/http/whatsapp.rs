@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
@@ -82,7 +82,7 @@ async fn receive(
     for update in hook.status_updates() {
         super::delivery::record(&app, &update).await?;
     }
-    let now = Utc::now();
+    let now = app.clock.now();
     let ours = app.config.whatsapp.phone_number_id.as_deref();
     let for_others = hook.messages().count() - hook.messages_to(ours).count();
     if for_others > 0 {

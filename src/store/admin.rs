@@ -32,6 +32,21 @@ pub struct TurnView {
     /// Which understanding read the message ("rules", "llm", "staff").
     pub nlu: String,
     pub at: DateTime<Utc>,
+    /// What the NLU understood, as JSON (the console shows it; `/logs` does not).
+    #[serde(skip)]
+    pub understood: String,
+    /// How long the turn took to answer (the console shows it; `/logs` does not).
+    #[serde(skip)]
+    pub elapsed_ms: i64,
+}
+
+/// One conversation for the console's list: its phone, its last committed state (the
+/// engine's `ConversationState` as JSON) and when it last changed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConversationSummary {
+    pub phone: String,
+    pub state: String,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// `GET /admin/bookings`: one booking, times in the business offset.
@@ -46,6 +61,8 @@ pub struct BookingView {
     pub end: String,
     /// `confirmed`, `pending` or `cancelled`.
     pub status: String,
+    /// `confirmed` once the customer confirmed in answer to a reminder, else null.
+    pub attendance: Option<String>,
     /// `local` or `google`: which calendar holds the booking besides the store.
     pub calendar: String,
     /// The Google event id; `None` for a local booking.
@@ -81,12 +98,24 @@ pub trait AdminReadModel: Send + Sync {
     /// Every booking, ordered by start.
     fn all_bookings(&self) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>>;
 
+    /// The ids of the bookings whose attendance the customer confirmed.
+    fn attended_bookings(&self) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
+
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>>;
+
+    /// The `limit` conversations that changed last, newest first.
+    fn conversations(
+        &self,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<ConversationSummary>, StoreError>>;
 }
 
 const CONTACT_PHONE: &str = "SELECT phone FROM contacts WHERE contact_key = $1";
-const TURN_LOG: &str = "SELECT seq, channel, provider_id, text, reply, intent, nlu, at \
+const TURN_LOG: &str = "SELECT seq, channel, provider_id, text, reply, intent, nlu, at, \
+     understood, CAST(elapsed_ms AS BIGINT) AS elapsed_ms \
      FROM turns WHERE contact_key = $1 ORDER BY seq";
+const CONVERSATIONS: &str = "SELECT c.phone, v.state, v.updated_at FROM conversations AS v \
+     JOIN contacts AS c ON c.contact_key = v.contact_key ORDER BY v.updated_at DESC LIMIT $1";
 const COUNTS: &str = "SELECT (SELECT COUNT(*) FROM conversations) AS conversations, \
      (SELECT COUNT(*) FROM turns) AS turns";
 const BOOKINGS_BY_STATUS: &str = "SELECT status, COUNT(*) AS n FROM bookings GROUP BY status";
@@ -102,6 +131,16 @@ pub(super) struct TurnRow<T> {
     intent: String,
     nlu: String,
     at: T,
+    understood: Vec<u8>,
+    elapsed_ms: i64,
+}
+
+/// A conversation of the list, its phone and state still sealed.
+#[derive(FromRow)]
+pub(super) struct ConversationListRow<T> {
+    phone: Vec<u8>,
+    state: Vec<u8>,
+    updated_at: T,
 }
 
 #[derive(FromRow)]
@@ -153,6 +192,8 @@ where
                 intent: row.intent,
                 nlu: row.nlu,
                 at: DB::read_time(row.at)?,
+                understood: sealer.open_str(Field::TurnUnderstood, &row.understood)?,
+                elapsed_ms: row.elapsed_ms,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -211,4 +252,31 @@ where
         Some(key) => conversation_log(pool, sealer, &key).await,
         None => Ok(None),
     }
+}
+
+/// The `limit` conversations that changed last, opened.
+pub(super) async fn conversations<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    limit: i64,
+) -> Result<Vec<ConversationSummary>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    ConversationListRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+{
+    let rows = sqlx::query_as::<DB, ConversationListRow<DB::Time>>(CONVERSATIONS)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(ConversationSummary {
+                phone: sealer.open_str(Field::ContactPhone, &row.phone)?,
+                state: sealer.open_str(Field::ConversationState, &row.state)?,
+                updated_at: DB::read_time(row.updated_at)?,
+            })
+        })
+        .collect()
 }

@@ -9,7 +9,8 @@
 //! [`JobRepository::kill_job`] (given up); each applies only while it still holds the claim.
 
 use chrono::{DateTime, Utc};
-use sara_actors::ports::BoxFuture;
+use sara_actors::model::{Channel, Phone};
+use sara_actors::ports::{BoxFuture, LastInbound, OutboxMessage};
 use sqlx::FromRow;
 
 use super::StoreError;
@@ -54,6 +55,26 @@ pub trait JobRepository: Send + Sync {
 
     /// Given up: `dead`, never claimed again.
     fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// The job ran and sends `outbox`: the rows are written (once per idempotency key) and
+    /// the job finished in ONE transaction, so a reminder is sent once however many
+    /// instances run it. `false`, and nothing written, when `owner` no longer holds it.
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        outbox: &'a [OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// When the earliest pending job is due (claimed or not); `None` when none is pending.
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+
+    /// The channel and time of the customer's newest turn (staff turns aside).
+    fn last_inbound<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
 }
 
 /// The claim's text, with the row lock clause PostgreSQL adds (`FOR UPDATE SKIP LOCKED`).
@@ -154,4 +175,103 @@ where
     }
     let done = query.execute(pool).await.map_err(super::unavailable)?;
     Ok(DB::rows_affected(&done) > 0)
+}
+
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (contact_key, recipient, channel, kind, \
+     payload, idempotency_key, next_attempt_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING";
+
+/// See [`JobRepository::complete_job`]: the finish first, so a lost claim writes nothing.
+pub(super) async fn complete<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    (id, owner, outbox, now): (i64, &str, &[OutboxMessage], DateTime<Utc>),
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let sealed: Vec<(String, Vec<u8>, Vec<u8>)> = (outbox.iter())
+        .map(|m| {
+            (
+                sealer.contact_key(&m.contact),
+                sealer.seal_str(Field::OutboxRecipient, &m.recipient),
+                sealer.seal_str(Field::OutboxPayload, &m.payload),
+            )
+        })
+        .collect();
+    let mut tx = pool.begin().await.map_err(super::unavailable)?;
+    let done = sqlx::query::<DB>(FINISH)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    if DB::rows_affected(&done) == 0 {
+        tx.rollback().await.map_err(super::unavailable)?;
+        return Ok(false);
+    }
+    for ((contact, recipient, payload), message) in sealed.iter().zip(outbox) {
+        sqlx::query::<DB>(INSERT_OUTBOX)
+            .bind(contact.as_str())
+            .bind(recipient.as_slice())
+            .bind(message.channel.as_str())
+            .bind(message.kind.as_str())
+            .bind(payload.as_slice())
+            .bind(message.idempotency_key.as_str())
+            .bind(DB::time(message.not_before))
+            .bind(DB::time(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(super::unavailable)?;
+    }
+    tx.commit().await.map_err(super::unavailable)?;
+    Ok(true)
+}
+
+/// See [`JobRepository::next_job_due`].
+pub(super) async fn next_due<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Option<DateTime<Utc>>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    (Option<DB::Time>,): for<'r> FromRow<'r, DB::Row>,
+{
+    let (due,): (Option<DB::Time>,) =
+        sqlx::query_as("SELECT MIN(due_at) FROM jobs WHERE status = 'pending'")
+            .fetch_one(pool)
+            .await
+            .map_err(super::unavailable)?;
+    due.map(DB::read_time).transpose()
+}
+
+/// See [`JobRepository::last_inbound`].
+pub(super) async fn last_inbound<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    contact_key: &str,
+) -> Result<Option<LastInbound>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (String, DB::Time): for<'r> FromRow<'r, DB::Row>,
+{
+    let row: Option<(String, DB::Time)> = sqlx::query_as(
+        "SELECT channel, at FROM turns WHERE contact_key = $1 AND channel <> 'staff' \
+         ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(contact_key)
+    .fetch_optional(pool)
+    .await
+    .map_err(super::unavailable)?;
+    let Some((channel, at)) = row else {
+        return Ok(None);
+    };
+    let channel = Channel::parse(&channel)
+        .ok_or_else(|| StoreError::Corrupt(format!("turn channel {channel:?}")))?;
+    Ok(Some(LastInbound {
+        channel,
+        at: DB::read_time(at)?,
+    }))
 }

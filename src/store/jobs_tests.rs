@@ -4,12 +4,16 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Channel, Phone};
-use sara_actors::ports::{ConversationStore, JobRecord, TurnCommit, TurnRecord};
+use sara_actors::ports::{
+    ConversationStore, JobQueue, JobRecord, OutboxKind, OutboxMessage, TurnCommit, TurnRecord,
+};
 
 use super::Database;
 use super::testing::on_both_backends;
 
 on_both_backends!(due_jobs_are_claimed_in_order_once_and_settled_by_their_holder);
+on_both_backends!(a_turn_voids_pending_jobs_by_prefix_before_writing_its_own);
+on_both_backends!(a_completed_job_writes_its_outbox_rows_once_and_only_for_the_claim_holder);
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 30, 9, 0, 0)
@@ -45,6 +49,8 @@ fn turn_with_jobs(version: i64, id: &str, jobs: Vec<JobRecord>) -> TurnCommit {
         },
         outbox: Vec::new(),
         jobs,
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 
@@ -139,4 +145,121 @@ async fn due_jobs_are_claimed_in_order_once_and_settled_by_their_holder(db: Data
             .expect("claim")
             .is_empty()
     );
+}
+
+/// A move voids the booking's pending reminders and writes the new time's, which share the
+/// prefix; a job already done and another booking's jobs stay.
+async fn a_turn_voids_pending_jobs_by_prefix_before_writing_its_own(db: Database) {
+    db.commit(vec![turn_with_jobs(
+        0,
+        "SM1",
+        vec![
+            job("reminder:b1:t1:1440", 60),
+            job("reminder:b1:t1:120", 120),
+            job("reminder:b10:t1:120", 120),
+        ],
+    )])
+    .await
+    .expect("commit");
+    let jobs = db.jobs();
+    let at = t0() + Duration::minutes(60);
+    let done = jobs
+        .claim_jobs("one", at, at + Duration::seconds(30), 1)
+        .await
+        .expect("claim");
+    assert_eq!(done.len(), 1);
+    assert!(jobs.finish_job(done[0].id, "one").await.expect("finish"));
+
+    let mut moved = turn_with_jobs(1, "SM2", vec![job("reminder:b1:t2:120", 150)]);
+    moved.void_jobs = vec!["reminder:b1:".to_string()];
+    db.commit(vec![moved]).await.expect("commit");
+
+    let end = t0() + Duration::days(30);
+    let left = jobs
+        .claim_jobs("one", end, end + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    let keys: Vec<&str> = left.iter().map(|j| j.unique_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["reminder:b10:t1:120", "reminder:b1:t2:120"],
+        "b1's old pending reminder is void, b10's (another booking) is kept"
+    );
+}
+
+fn reminder_row(key: &str) -> OutboxMessage {
+    let phone = Phone::parse("+15553009999").expect("a valid test number");
+    OutboxMessage {
+        recipient: phone.as_str().to_string(),
+        contact: phone,
+        channel: Channel::Sms,
+        kind: OutboxKind::Reminder,
+        payload: format!("{{\"reminder\":\"{key}\"}}"),
+        idempotency_key: key.to_string(),
+        not_before: t0(),
+    }
+}
+
+/// The scheduler's settlement of a reminder: its outbox row and the job's finish in one
+/// transaction. A holder whose claim was taken over writes nothing; the new holder writes the
+/// row, and a second row with the same key (the job run again) is not written.
+async fn a_completed_job_writes_its_outbox_rows_once_and_only_for_the_claim_holder(db: Database) {
+    db.commit(vec![turn_with_jobs(
+        0,
+        "SM1",
+        vec![job("reminder:b1:t1:120", 0), job("reminder:b2:t1:120", 0)],
+    )])
+    .await
+    .expect("commit");
+    let at = t0();
+    let lease = at + Duration::seconds(30);
+    let claimed = JobQueue::claim_jobs(&db, "one", at, lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 2);
+    // One's claim on the first lapses and two takes it over.
+    let past = lease + Duration::seconds(1);
+    let taken = JobQueue::claim_jobs(&db, "two", past, past + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 2, "both lapsed");
+    let (first, second) = (&taken[0], &taken[1]);
+    let row = reminder_row(&first.unique_key);
+    assert!(
+        !db.complete_job(first.id, "one", vec![row.clone()], past)
+            .await
+            .expect("complete"),
+        "one lost the claim"
+    );
+    assert!(db.outbox().list_outbox(10).await.expect("list").is_empty());
+    assert!(
+        db.complete_job(first.id, "two", vec![row.clone()], past)
+            .await
+            .expect("complete")
+    );
+    // The other job carries a row with the same key: the job finishes, no second row.
+    assert!(
+        db.complete_job(second.id, "two", vec![row], past)
+            .await
+            .expect("complete")
+    );
+    let listed = db.outbox().list_outbox(10).await.expect("list");
+    assert_eq!(listed.len(), 1, "one row per key");
+    assert_eq!(
+        (listed[0].kind.as_str(), listed[0].status.as_str()),
+        ("reminder", "pending")
+    );
+    assert_eq!(
+        listed[0].created_at, past,
+        "created on the scheduler's clock"
+    );
+    let end = t0() + Duration::days(30);
+    assert!(
+        JobQueue::claim_jobs(&db, "two", end, end + Duration::seconds(30), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "both done"
+    );
+    assert_eq!(db.next_job_due().await.expect("next"), None);
 }

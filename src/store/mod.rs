@@ -19,10 +19,12 @@
 mod admin;
 mod crypto;
 mod file_mode;
+pub mod forget;
 pub mod jobs;
 pub mod outbox;
 mod postgres;
 mod queue;
+pub mod sessions;
 mod sql;
 mod sqlite;
 
@@ -32,6 +34,8 @@ mod jobs_tests;
 mod outbox_tests;
 #[cfg(test)]
 mod privacy_tests;
+#[cfg(test)]
+mod sessions_tests;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -49,7 +53,10 @@ use sara_actors::ports::{
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
-pub use admin::{AdminReadModel, BookingCounts, BookingView, ConversationLog, Stats, TurnView};
+pub use admin::{
+    AdminReadModel, BookingCounts, BookingView, ConversationLog, ConversationSummary, Stats,
+    TurnView,
+};
 pub use crypto::EncryptionKey;
 pub use sql::{PgStore, SqlStore, SqliteStore};
 
@@ -140,6 +147,10 @@ pub trait Store: ConversationStore + BookingRepository {
 
     fn jobs(&self) -> &dyn jobs::JobRepository;
 
+    fn sessions(&self) -> &dyn sessions::SessionRepository;
+
+    fn privacy(&self) -> &dyn forget::PrivacyRepository;
+
     /// Applies the backend's migrations (`migrations/sqlite` or `migrations/postgres`).
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
@@ -148,6 +159,25 @@ pub trait Store: ConversationStore + BookingRepository {
 
     /// A round trip to the database, for `/ready`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Records an SMS opt-out (`out`) or opt-in of a contact; whether anything changed.
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Whether a contact has opted out of SMS.
+    fn sms_opted_out<'a>(&'a self, contact_key: &'a str)
+    -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Queues the SMS fallback of a WhatsApp message Meta reported `failed`.
+    fn fall_back_to_sms<'a>(
+        &'a self,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>>;
 
     /// Closes the pool, waiting for connections in use to be returned.
     fn close(&self) -> BoxFuture<'_, ()>;
@@ -336,6 +366,34 @@ impl Database {
         self.store.ping().await
     }
 
+    /// Records that `phone` opted out of SMS (`out`: STOP) or back in (START); `true` when
+    /// that changed anything (a repeated STOP does not), so it is logged once.
+    pub async fn set_sms_opt_out(
+        &self,
+        phone: &Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.set_sms_opt_out(&key, out, at).await
+    }
+
+    /// Queues the SMS fallback of a WhatsApp message Meta reported `failed` (see
+    /// [`outbox::fall_back_to_sms`]): once, and only for a customer known on SMS.
+    pub async fn fall_back_to_sms(
+        &self,
+        provider_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<outbox::Fallback, StoreError> {
+        self.store.fall_back_to_sms(provider_id, now).await
+    }
+
+    /// Whether `phone` has opted out of SMS (no SMS may be sent to it).
+    pub async fn sms_opted_out(&self, phone: &Phone) -> Result<bool, StoreError> {
+        let key = self.contact_key(phone);
+        self.store.sms_opted_out(&key).await
+    }
+
     /// `"sqlite"` or `"postgres"`, for logs and metrics.
     pub fn backend(&self) -> &'static str {
         self.store.backend()
@@ -375,10 +433,33 @@ impl Database {
         self.store.jobs()
     }
 
+    /// Forgetting a caller and the privacy audit (see [`forget`]).
+    pub fn privacy(&self) -> &dyn forget::PrivacyRepository {
+        self.store.privacy()
+    }
+
+    /// The console's login sessions (see [`sessions`]).
+    pub fn sessions(&self) -> &dyn sessions::SessionRepository {
+        self.store.sessions()
+    }
+
+    /// The `limit` conversations that changed last, newest first, for the console.
+    #[tracing::instrument(skip_all, fields(backend = self.backend()))]
+    pub async fn conversations(&self, limit: i64) -> Result<Vec<ConversationSummary>, StoreError> {
+        self.store.admin().conversations(limit).await
+    }
+
     /// Every booking, ordered by start, times shown in `tz`.
     #[tracing::instrument(skip_all, fields(backend = self.backend()))]
     pub async fn bookings(&self, tz: Tz) -> Result<Vec<BookingView>, StoreError> {
         let all = self.store.admin().all_bookings().await?;
+        let attended: std::collections::HashSet<BookingId> = self
+            .store
+            .admin()
+            .attended_bookings()
+            .await?
+            .into_iter()
+            .collect();
         Ok(all
             .into_iter()
             .map(|b| BookingView {
@@ -389,6 +470,7 @@ impl Database {
                 start: b.start.with_timezone(&tz).to_rfc3339(),
                 end: b.end.with_timezone(&tz).to_rfc3339(),
                 status: b.status.as_str().to_string(),
+                attendance: attended.contains(&b.id).then(|| "confirmed".to_string()),
                 // A booking mirrored to Google carries its event id.
                 calendar: if b.event_id.is_some() {
                     "google"

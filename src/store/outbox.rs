@@ -421,3 +421,98 @@ mod tests {
         }
     }
 }
+
+/// A WhatsApp row Meta reported `failed`, its recipient and payload still sealed.
+#[derive(FromRow)]
+pub(super) struct FailedRow {
+    contact_key: String,
+    recipient: Vec<u8>,
+    kind: String,
+    payload: Vec<u8>,
+    idempotency_key: String,
+}
+
+const FAILED_WHATSAPP: &str = "SELECT contact_key, recipient, kind, payload, idempotency_key \
+     FROM outbox WHERE channel = 'whatsapp' AND provider_id = $1 AND status = 'failed'";
+const KNOWN_ON_SMS: &str = "SELECT COUNT(*) FROM turns WHERE contact_key = $1 AND channel = 'sms'";
+const INSERT_FALLBACK: &str = "INSERT INTO outbox (contact_key, recipient, channel, kind, \
+     payload, idempotency_key, next_attempt_at, created_at) \
+     VALUES ($1, $2, 'sms', $3, $4, $5, $6, $6) ON CONFLICT (idempotency_key) DO NOTHING";
+
+/// What [`fall_back_to_sms`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// An SMS row now carries the message (written by this call).
+    Queued,
+    /// Nothing new: no failed WhatsApp message has that id, or its fallback was written
+    /// before (a re-delivered report), so it goes once.
+    Nothing,
+    /// The customer has never written over SMS: no other channel they are known on.
+    NotKnownOnSms,
+    /// The message has no text an SMS can carry (a template).
+    NoText,
+}
+
+/// The fallback of a WhatsApp message Meta reported undeliverable: the same text as an SMS
+/// to the same number, when the customer is known on SMS (has written over it), once (its
+/// idempotency key is the failed row's plus `:sms`). It queues behind the customer's other
+/// pending messages like any row.
+pub(super) async fn fall_back_to_sms<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    provider_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Fallback, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    FailedRow: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
+{
+    use sara_actors::outbound::{Content, OutboundMessage};
+    let rows = sqlx::query_as::<DB, FailedRow>(FAILED_WHATSAPP)
+        .bind(provider_id)
+        .fetch_all(pool)
+        .await
+        .map_err(super::unavailable)?;
+    let (mut outcome, mut queued) = (Fallback::Nothing, false);
+    for row in rows {
+        let (sms_turns,): (i64,) = sqlx::query_as(KNOWN_ON_SMS)
+            .bind(row.contact_key.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(super::unavailable)?;
+        if sms_turns == 0 {
+            outcome = Fallback::NotKnownOnSms;
+            continue;
+        }
+        let payload = sealer.open_str(Field::OutboxPayload, &row.payload)?;
+        let mut message: OutboundMessage = serde_json::from_str(&payload)
+            .map_err(|_| corrupt("an outbox payload does not read"))?;
+        let Some(text) = message.content.plain_text().map(str::to_owned) else {
+            outcome = Fallback::NoText;
+            continue;
+        };
+        let key = format!("{}:sms", row.idempotency_key);
+        message.key = key.clone();
+        message.channel = Channel::Sms;
+        message.content = Content::text(text);
+        let json = serde_json::to_string(&message).map_err(|e| corrupt(&e.to_string()))?;
+        let sealed = sealer.seal_str(Field::OutboxPayload, &json);
+        let done = sqlx::query::<DB>(INSERT_FALLBACK)
+            .bind(row.contact_key.as_str())
+            .bind(row.recipient.as_slice())
+            .bind(row.kind.as_str())
+            .bind(sealed.as_slice())
+            .bind(key.as_str())
+            .bind(DB::time(now))
+            .execute(pool)
+            .await
+            .map_err(super::unavailable)?;
+        if DB::rows_affected(&done) > 0 {
+            queued = true;
+        }
+    }
+    Ok(if queued { Fallback::Queued } else { outcome })
+}

@@ -17,6 +17,7 @@ on_both_backends!(
     the_outbox_row_commits_with_its_turn_or_not_at_all,
     claims_keep_each_contacts_order_and_a_lapsed_claim_is_taken_over,
     concurrent_claimers_never_share_a_row,
+    an_sms_to_a_number_that_opted_out_is_withheld_until_it_opts_in,
 );
 
 fn phone(n: u32) -> Phone {
@@ -63,6 +64,8 @@ fn turn_with(p: &Phone, version: i64, id: &str, outbox: Vec<OutboxMessage>) -> T
         },
         outbox,
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 
@@ -429,4 +432,40 @@ async fn concurrent_claimers_never_share_a_row(db: Database) {
         (40, 40),
         "every row claimed exactly once"
     );
+}
+
+/// STOP is recorded once per number; while it stands the relay is told to withhold every SMS
+/// to that number (and only SMS, and only that number); START lifts it.
+async fn an_sms_to_a_number_that_opted_out_is_withheld_until_it_opts_in(db: Database) {
+    use sara_actors::outbound::{Content, OutboundKind, OutboundMessage, OutboxQueue, Recipient};
+    let (me, other) = (phone(40), phone(41));
+    let sms = |p: &Phone| OutboundMessage {
+        key: format!("{}:reminder", p.as_str()),
+        channel: Channel::Sms,
+        to: Recipient::Phone(p.clone()),
+        kind: OutboundKind::Reminder,
+        content: Content::text("Hi"),
+    };
+    let withheld = |m: OutboundMessage| {
+        let db = db.clone();
+        async move { db.withheld(&m).await.expect("opt-out check") }
+    };
+    assert_eq!(withheld(sms(&me)).await, None);
+    assert!(db.set_sms_opt_out(&me, true, t0()).await.expect("stop"));
+    assert!(
+        !db.set_sms_opt_out(&me, true, t0()).await.expect("stop"),
+        "a repeated STOP changes nothing (and is not logged again)"
+    );
+    assert!(db.sms_opted_out(&me).await.expect("read"));
+    let reason = withheld(sms(&me)).await.expect("withheld");
+    assert!(reason.contains("opted out of SMS (STOP)"), "{reason}");
+    assert_eq!(withheld(sms(&other)).await, None, "another number");
+    let whatsapp = OutboundMessage {
+        channel: Channel::WhatsApp,
+        ..sms(&me)
+    };
+    assert_eq!(withheld(whatsapp).await, None, "WhatsApp is not SMS");
+    assert!(db.set_sms_opt_out(&me, false, t0()).await.expect("start"));
+    assert!(!db.set_sms_opt_out(&me, false, t0()).await.expect("start"));
+    assert_eq!(withheld(sms(&me)).await, None, "sent again after START");
 }

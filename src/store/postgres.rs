@@ -63,7 +63,9 @@ impl Dialect for Postgres {
     const SINGLE_WRITER: bool = false;
 
     fn migrator() -> &'static Migrator {
-        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+        static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+            super::sql::rollback_safe(sqlx::migrate!("./migrations/postgres"))
+        });
         &MIGRATOR
     }
 
@@ -246,7 +248,7 @@ async fn commit(
             match swapped.get(keys[i].as_str()) {
                 Some(&Swap::Done { version, seq }) => {
                     turns.push(&batch[i], &keys[i], &sealed[i], seq);
-                    effects.push(&batch[i], &sealed[i]);
+                    effects.push(&batch[i], &keys[i], &sealed[i]);
                     if let Some(id) = &batch[i].turn.provider_id {
                         replies.insert(id.clone(), batch[i].turn.reply.clone());
                     }
@@ -323,10 +325,19 @@ struct EffectColumns<'a> {
     job_due: Vec<DateTime<Utc>>,
     job_payload: Vec<&'a [u8]>,
     job_key: Vec<&'a str>,
+    /// Prefixes of the pending jobs the committed turns make void.
+    void_prefix: Vec<&'a str>,
+    /// Bookings whose attendance was confirmed, with their customer's contact key.
+    attended: Vec<Uuid>,
+    attended_contact: Vec<&'a str>,
 }
 
 impl<'a> EffectColumns<'a> {
-    fn push(&mut self, item: &'a TurnCommit, sealed: &'a SealedTurn) {
+    fn push(&mut self, item: &'a TurnCommit, key: &'a str, sealed: &'a SealedTurn) {
+        for id in &item.attendance {
+            self.attended.push(*id);
+            self.attended_contact.push(key);
+        }
         for ((contact, recipient, payload), message) in sealed.outbox.iter().zip(&item.outbox) {
             self.contact.push(contact);
             self.recipient.push(recipient);
@@ -336,6 +347,8 @@ impl<'a> EffectColumns<'a> {
             self.idempotency_key.push(&message.idempotency_key);
             self.not_before.push(message.not_before);
         }
+        self.void_prefix
+            .extend(item.void_jobs.iter().map(String::as_str));
         for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
             self.job_kind.push(&job.kind);
             self.job_due.push(job.due_at);
@@ -353,8 +366,9 @@ impl<'a> EffectColumns<'a> {
             sqlx::query(
                 "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
                  idempotency_key, next_attempt_at, created_at) \
-                 SELECT o.*, $8 FROM UNNEST($1::text[], $2::bytea[], $3::text[], $4::text[], \
-                 $5::bytea[], $6::text[], $7::timestamptz[]) AS o \
+                 SELECT o.*, o.not_before FROM UNNEST($1::text[], $2::bytea[], $3::text[], \
+                 $4::text[], $5::bytea[], $6::text[], $7::timestamptz[]) \
+                 AS o(contact_key, recipient, channel, kind, payload, idempotency_key, not_before) \
                  ON CONFLICT (idempotency_key) DO NOTHING",
             )
             .bind(&self.contact)
@@ -364,7 +378,17 @@ impl<'a> EffectColumns<'a> {
             .bind(&self.payload)
             .bind(&self.idempotency_key)
             .bind(&self.not_before)
-            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        // Before the new jobs: a moved booking's new reminders share the old ones' prefix.
+        if !self.void_prefix.is_empty() {
+            sqlx::query(
+                "DELETE FROM jobs AS j USING UNNEST($1::text[]) AS v(prefix) \
+                 WHERE j.status = 'pending' AND left(j.unique_key, length(v.prefix)) = v.prefix",
+            )
+            .bind(&self.void_prefix)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -379,6 +403,21 @@ impl<'a> EffectColumns<'a> {
             .bind(&self.job_due)
             .bind(&self.job_payload)
             .bind(&self.job_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        }
+        if !self.attended.is_empty() {
+            // Only the customer's own confirmed booking: a turn cannot mark another's.
+            sqlx::query(
+                "UPDATE bookings SET attendance = 'confirmed', updated_at = $3 \
+                 FROM UNNEST($1::uuid[], $2::text[]) AS a (id, contact_key) \
+                 WHERE bookings.id = a.id AND bookings.contact_key = a.contact_key \
+                 AND bookings.status = 'confirmed'",
+            )
+            .bind(&self.attended)
+            .bind(&self.attended_contact)
             .bind(now)
             .execute(&mut *tx)
             .await

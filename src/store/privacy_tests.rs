@@ -55,6 +55,8 @@ fn commit_of(expected_version: i64, provider_id: &str) -> TurnCommit {
             not_before: Utc::now(),
         }],
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 
@@ -72,6 +74,7 @@ fn the_booking() -> Booking {
         start,
         end: start + chrono::Duration::minutes(30),
         status: BookingStatus::Confirmed,
+        sequence: 0,
         staff: None,
         event_id: None,
     }

@@ -1,11 +1,13 @@
 //! The store as the engine's outbox relay and the delivery webhooks see it:
 //! [`OutboxQueue`] over [`OutboxRepository`](super::outbox::OutboxRepository) (delivery
-//! reports are applied by the `DeliveryStatuses` impl in `mod.rs`).
+//! reports are applied by the `DeliveryStatuses` impl in `mod.rs`), and as the scheduler
+//! sees it: [`JobQueue`] over [`JobRepository`](super::jobs::JobRepository).
 
 use chrono::{DateTime, Utc};
 use sara_actors::model::Channel;
-use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Settlement};
-use sara_actors::ports::{BoxFuture, StoreError};
+use sara_actors::model::Phone;
+use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Recipient, Settlement};
+use sara_actors::ports::{BoxFuture, DueJob, JobQueue, LastInbound, OutboxMessage, StoreError};
 
 use super::Database;
 
@@ -64,5 +66,82 @@ impl OutboxQueue for Database {
 
     fn backlog(&self) -> BoxFuture<'_, Result<i64, StoreError>> {
         self.outbox().backlog()
+    }
+
+    fn withheld<'a>(
+        &'a self,
+        message: &'a OutboundMessage,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(async move {
+            let (Channel::Sms, Recipient::Phone(phone)) = (message.channel, &message.to) else {
+                return Ok(None);
+            };
+            Ok(self.sms_opted_out(phone).await?.then(|| {
+                "not sent: the recipient opted out of SMS (STOP); nothing is sent to them \
+                 until they opt in again (START)"
+                    .to_string()
+            }))
+        })
+    }
+}
+
+impl JobQueue for Database {
+    fn claim_jobs<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<DueJob>, StoreError>> {
+        Box::pin(async move {
+            let claimed = (self.jobs())
+                .claim_jobs(owner, now, lease_until, limit)
+                .await?;
+            Ok(claimed
+                .into_iter()
+                .map(|job| DueJob {
+                    id: job.id,
+                    kind: job.kind,
+                    due_at: job.due_at,
+                    payload: job.payload,
+                    unique_key: job.unique_key,
+                    attempts: job.attempts,
+                })
+                .collect())
+        })
+    }
+
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        outbox: Vec<OutboxMessage>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move { self.jobs().complete_job(id, owner, &outbox, now).await })
+    }
+
+    fn retry_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.jobs().retry_job(id, owner, at)
+    }
+
+    fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.jobs().kill_job(id, owner)
+    }
+
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        self.jobs().next_job_due()
+    }
+
+    fn last_inbound<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        self.jobs().last_inbound(phone)
     }
 }

@@ -12,16 +12,19 @@ use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, LastInbound, OutboxMessage,
+    StoredConversation, TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 use sqlx::{Database, Decode, Encode, Executor, FromRow, Type};
 
-use super::admin::{self, AdminReadModel, ConversationLog, Stats};
+use super::admin::{self, AdminReadModel, ConversationLog, ConversationSummary, Stats};
 use super::crypto::{Field, Sealer};
+use super::forget::{self, AuditEntry, Forgotten, PrivacyRepository};
 use super::jobs::{self, ClaimedJob, JobRepository, SettleJob};
 use super::outbox::{self, ClaimedMessage, DeliveryReport, OutboxRepository, OutboxView, Settle};
+use super::sessions::{self, SessionRepository};
 use super::{
     BookingRepository, Store, StoreError, open_reply, parse_phone, parse_status, unavailable,
 };
@@ -142,9 +145,11 @@ const LOAD: &str = "SELECT state, version, owner_epoch FROM conversations WHERE 
 const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provider_id = $1";
 const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
 const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
-     staff, event_id FROM bookings ORDER BY start, id";
-const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
-     staff, event_id FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 ORDER BY start, id";
+     sequence, staff, event_id FROM bookings ORDER BY start, id";
+const ATTENDED: &str = "SELECT id FROM bookings WHERE attendance = 'confirmed'";
+const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", \
+     status, sequence, staff, event_id FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 \
+     ORDER BY start, id";
 /// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the
 /// exclusion constraint is then not consulted for it. A cancelled row of the same id (a hold
 /// released after the Google write failed) is booked again, through the same guards.
@@ -154,10 +159,10 @@ const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name
      ON CONFLICT (id) DO UPDATE SET start = excluded.start, \"end\" = excluded.\"end\", \
      status = excluded.status, staff = excluded.staff, event_id = excluded.event_id, \
      updated_at = excluded.updated_at WHERE bookings.status = 'cancelled'";
-const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3 \
-     WHERE id = $4 AND status <> 'cancelled'";
-const CANCEL_BOOKING: &str =
-    "UPDATE bookings SET status = 'cancelled', updated_at = $1 WHERE id = $2";
+const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
+     attendance = NULL, sequence = sequence + 1 WHERE id = $4 AND status <> 'cancelled'";
+const CANCEL_BOOKING: &str = "UPDATE bookings SET sequence = sequence + CASE status WHEN 'cancelled' THEN 0 ELSE 1 END, \
+     status = 'cancelled', updated_at = $1 WHERE id = $2";
 
 /// A conversation row, its state still sealed.
 #[derive(FromRow)]
@@ -192,6 +197,7 @@ pub(super) struct BookingRow<I, T> {
     start: T,
     end: T,
     status: String,
+    sequence: i64,
     /// '' = not with a staff member.
     staff: String,
     event_id: Option<String>,
@@ -208,6 +214,7 @@ impl<I, T> BookingRow<I, T> {
             start: DB::read_time(self.start)?,
             end: DB::read_time(self.end)?,
             status: parse_status(&self.status)?,
+            sequence: u32::try_from(self.sequence).unwrap_or(u32::MAX),
             staff: (!self.staff.is_empty()).then_some(self.staff),
             event_id: self.event_id,
         })
@@ -409,6 +416,65 @@ where
     rows.into_iter().map(|row| row.open::<DB>(sealer)).collect()
 }
 
+/// The ids of the bookings whose attendance the customer confirmed.
+pub(super) async fn attended<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<BookingId>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
+{
+    let rows: Vec<(DB::Id,)> = sqlx::query_as(ATTENDED)
+        .fetch_all(pool)
+        .await
+        .map_err(unavailable)?;
+    rows.into_iter().map(|(id,)| DB::read_id(id)).collect()
+}
+
+const OPT_OUT: &str = "INSERT INTO sms_opt_outs (contact_key, opted_out_at) VALUES ($1, $2) \
+     ON CONFLICT (contact_key) DO NOTHING";
+const OPT_IN: &str = "DELETE FROM sms_opt_outs WHERE contact_key = $1";
+const OPTED_OUT: &str = "SELECT contact_key FROM sms_opt_outs WHERE contact_key = $1";
+
+/// Records that contact `key` opted out of SMS (`out`) or back in; whether that changed
+/// anything (a repeated STOP does not).
+pub(super) async fn set_sms_opt_out<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    key: &str,
+    out: bool,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+{
+    let query = if out {
+        sqlx::query::<DB>(OPT_OUT).bind(key).bind(DB::time(at))
+    } else {
+        sqlx::query::<DB>(OPT_IN).bind(key)
+    };
+    let done = query.execute(pool).await.map_err(unavailable)?;
+    Ok(DB::rows_affected(&done) > 0)
+}
+
+/// Whether contact `key` has opted out of SMS.
+pub(super) async fn sms_opted_out<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    key: &str,
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    (String,): for<'r> FromRow<'r, DB::Row>,
+{
+    let row: Option<(String,)> = sqlx::query_as(OPTED_OUT)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(unavailable)?;
+    Ok(row.is_some())
+}
+
 /// Inserts one booking row (nothing when its id is already written and not cancelled).
 pub(super) async fn insert_booking<'c, DB: Dialect>(
     conn: &'c mut DB::Connection,
@@ -516,6 +582,23 @@ pub(super) trait Shared: Dialect {
         pool: &sqlx::Pool<Self>,
         id: BookingId,
     ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
+    fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
+    fn set_sms_opt_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn sms_opted_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn fall_back_to_sms<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>>;
     fn turns_for<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -557,6 +640,48 @@ pub(super) trait Shared: Dialect {
         owner: &'a str,
         how: SettleJob,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn complete_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn next_job_due(
+        pool: &sqlx::Pool<Self>,
+    ) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
+    fn last_inbound<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        contact_key: String,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>>;
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>>;
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>>;
 }
 
 impl<DB: Dialect> Shared for DB
@@ -571,6 +696,7 @@ where
     ConversationRow: for<'r> FromRow<'r, DB::Row>,
     StoredReply: for<'r> FromRow<'r, DB::Row>,
     BookingRow<DB::Id, DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    (DB::Id,): for<'r> FromRow<'r, DB::Row>,
     admin::TurnRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     admin::Counts: for<'r> FromRow<'r, DB::Row>,
     admin::StatusCount: for<'r> FromRow<'r, DB::Row>,
@@ -579,8 +705,63 @@ where
     outbox::ClaimedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     outbox::ListedRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
     jobs::JobRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    admin::ConversationListRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    forget::AuditRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    for<'q> Vec<u8>: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    (Option<DB::Time>,): for<'r> FromRow<'r, DB::Row>,
+    (String, DB::Time): for<'r> FromRow<'r, DB::Row>,
+    outbox::FailedRow: for<'r> FromRow<'r, DB::Row>,
+    (i64,): for<'r> FromRow<'r, DB::Row>,
 {
+    fn forget<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(forget::forget(pool, sealer, phone, at))
+    }
+
+    fn audit(
+        pool: &sqlx::Pool<Self>,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        Box::pin(forget::audit(pool, limit))
+    }
+
+    fn conversations<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<ConversationSummary>, StoreError>> {
+        Box::pin(admin::conversations(pool, sealer, limit))
+    }
+
+    fn create_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::create(pool, id, now, expires_at))
+    }
+
+    fn session_valid<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(sessions::valid(pool, id, now))
+    }
+
+    fn end_session<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(sessions::end(pool, id))
+    }
+
     fn claim_jobs<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -596,6 +777,27 @@ where
         how: SettleJob,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(jobs::settle(pool, id, owner, how))
+    }
+
+    fn complete_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(jobs::complete(pool, sealer, args))
+    }
+
+    fn next_job_due(
+        pool: &sqlx::Pool<Self>,
+    ) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        Box::pin(jobs::next_due(pool))
+    }
+
+    fn last_inbound<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        contact_key: String,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        Box::pin(async move { jobs::last_inbound(pool, &contact_key).await })
     }
 
     fn claim_outbox<'a>(
@@ -694,6 +896,35 @@ where
         Box::pin(cancel_booking(pool, id))
     }
 
+    fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>> {
+        Box::pin(attended(pool))
+    }
+
+    fn set_sms_opt_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(set_sms_opt_out(pool, key, out, at))
+    }
+
+    fn sms_opted_out<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(sms_opted_out(pool, key))
+    }
+
+    fn fall_back_to_sms<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>> {
+        Box::pin(outbox::fall_back_to_sms(pool, sealer, provider_id, now))
+    }
+
     fn turns_for<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -724,6 +955,14 @@ impl<DB: Shared> Store for SqlStore<DB> {
         self
     }
 
+    fn sessions(&self) -> &dyn SessionRepository {
+        self
+    }
+
+    fn privacy(&self) -> &dyn PrivacyRepository {
+        self
+    }
+
     fn run_migrations(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::run_migrations(&self.pool)
     }
@@ -734,6 +973,30 @@ impl<DB: Shared> Store for SqlStore<DB> {
 
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         DB::ping(&self.pool)
+    }
+
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::set_sms_opt_out(&self.pool, contact_key, out, at)
+    }
+
+    fn sms_opted_out<'a>(
+        &'a self,
+        contact_key: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::sms_opted_out(&self.pool, contact_key)
+    }
+
+    fn fall_back_to_sms<'a>(
+        &'a self,
+        provider_id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<outbox::Fallback, StoreError>> {
+        DB::fall_back_to_sms(&self.pool, &self.sealer, provider_id, now)
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {
@@ -820,8 +1083,65 @@ impl<DB: Shared> AdminReadModel for SqlStore<DB> {
         DB::bookings(&self.pool, &self.sealer, None)
     }
 
+    fn attended_bookings(&self) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>> {
+        DB::attended(&self.pool)
+    }
+
     fn stats(&self) -> BoxFuture<'_, Result<Stats, StoreError>> {
         DB::stats(&self.pool)
+    }
+
+    fn conversations(
+        &self,
+        limit: i64,
+    ) -> BoxFuture<'_, Result<Vec<ConversationSummary>, StoreError>> {
+        DB::conversations(&self.pool, &self.sealer, limit)
+    }
+}
+
+impl<DB: Shared> PrivacyRepository for SqlStore<DB> {
+    fn forget<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Forgotten, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::forget(&self.pool, &self.sealer, phone, at).await
+        })
+    }
+
+    fn audit(&self, limit: i64) -> BoxFuture<'_, Result<Vec<AuditEntry>, StoreError>> {
+        DB::audit(&self.pool, limit)
+    }
+}
+
+impl<DB: Shared> SessionRepository for SqlStore<DB> {
+    fn create_session<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::create_session(&self.pool, id, now, expires_at).await
+        })
+    }
+
+    fn session_valid<'a>(
+        &'a self,
+        id: &'a str,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        DB::session_valid(&self.pool, id, now)
+    }
+
+    fn end_session<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::end_session(&self.pool, id).await
+        })
     }
 }
 
@@ -967,4 +1287,39 @@ impl<DB: Shared> JobRepository for SqlStore<DB> {
     fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         settled_job(self, id, owner, SettleJob::Kill)
     }
+
+    fn complete_job<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        outbox: &'a [OutboxMessage],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::complete_job(&self.pool, &self.sealer, (id, owner, outbox, now)).await
+        })
+    }
+
+    fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
+        DB::next_job_due(&self.pool)
+    }
+
+    fn last_inbound<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+    ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
+        DB::last_inbound(&self.pool, self.sealer.contact_key(phone))
+    }
+}
+
+/// The migrator as a rolling deploy needs it: a binary starts on a database that a newer
+/// binary has already migrated (a rollback, or an old pod restarting mid-rollout) instead of
+/// refusing the versions it does not know. That is safe because every migration only adds
+/// (tables, nullable or defaulted columns, indexes) and is never edited once released; a
+/// migration that removes or renames must wait until no older binary runs (expand, then
+/// contract, one release apart).
+pub(super) fn rollback_safe(mut migrator: sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    migrator.set_ignore_missing(true);
+    migrator
 }

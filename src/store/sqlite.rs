@@ -90,7 +90,9 @@ impl Dialect for Sqlite {
     const SINGLE_WRITER: bool = true;
 
     fn migrator() -> &'static Migrator {
-        static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
+        static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
+            super::sql::rollback_safe(sqlx::migrate!("./migrations/sqlite"))
+        });
         &MIGRATOR
     }
 
@@ -305,6 +307,10 @@ async fn commit(
     let (mut outbox, mut jobs): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
         Default::default();
     let mut effect_blobs = Blobs::default();
+    // Prefixes of the pending jobs the committed turns make void.
+    let mut voids: Vec<&str> = Vec::new();
+    // (booking id, contact key) of the attendance the committed turns confirmed.
+    let mut attended: Vec<(String, &str)> = Vec::new();
     for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
         if let Some(reply) = item
             .turn
@@ -388,6 +394,12 @@ async fn commit(
                 ts(message.not_before),
             ]));
         }
+        voids.extend(item.void_jobs.iter().map(String::as_str));
+        attended.extend(
+            item.attendance
+                .iter()
+                .map(|id| (id.to_string(), key.as_str())),
+        );
         for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
             let [payload_at, payload_len] = effect_blobs.push(payload);
             jobs.push(serde_json::json!([
@@ -478,18 +490,30 @@ async fn commit(
     .execute(&mut *tx)
     .await
     .map_err(unavailable)?;
-    // In the turns' transaction: a turn and its messages commit or vanish together.
+    // In the turns' transaction: a turn and its messages commit or vanish together. A row is
+    // created at its `not_before`, the engine clock's time when the turn composed it (the
+    // retry policy's give-up time counts from there, on the same clock).
     if !outbox.is_empty() {
         sqlx::query(
             "INSERT INTO outbox (contact_key, recipient, channel, kind, payload, \
              idempotency_key, next_attempt_at, created_at) \
              SELECT value ->> 0, substr(?2, value ->> 1, value ->> 2), value ->> 3, \
-             value ->> 4, substr(?2, value ->> 5, value ->> 6), value ->> 7, value ->> 8, ?3 \
-             FROM json_each(?1) WHERE true ON CONFLICT (idempotency_key) DO NOTHING",
+             value ->> 4, substr(?2, value ->> 5, value ->> 6), value ->> 7, value ->> 8, \
+             value ->> 8 FROM json_each(?1) WHERE true ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(json_list(&outbox))
         .bind(&effect_blobs.0)
-        .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    // Before the new jobs: a moved booking's new reminders share the old ones' prefix.
+    if !voids.is_empty() {
+        sqlx::query(
+            "DELETE FROM jobs WHERE status = 'pending' AND EXISTS (SELECT 1 FROM json_each(?1) \
+             WHERE substr(jobs.unique_key, 1, length(value)) = value)",
+        )
+        .bind(json_list(&voids))
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
@@ -504,6 +528,19 @@ async fn commit(
         .bind(json_list(&jobs))
         .bind(&effect_blobs.0)
         .bind(&now)
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
+    }
+    // Only the customer's own confirmed booking: a turn cannot mark another's.
+    for (id, key) in &attended {
+        sqlx::query(
+            "UPDATE bookings SET attendance = 'confirmed', updated_at = ?1 \
+             WHERE id = ?2 AND contact_key = ?3 AND status = 'confirmed'",
+        )
+        .bind(&now)
+        .bind(id)
+        .bind(key)
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;

@@ -39,6 +39,8 @@ fn turn(phone: &Phone, expected_version: i64, provider_id: Option<&str>, text: &
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     }
 }
 
@@ -70,10 +72,37 @@ on_both_backends!(
     ping_answers_and_an_empty_batch_is_fine,
     concurrent_writers_of_one_conversation_get_one_commit,
     a_stale_lease_owner_is_fenced_off_even_with_the_right_version,
+    attendance_commits_with_its_turn_for_the_customers_own_booking_and_a_move_clears_it,
     overlaps_are_refused_however_long_the_earlier_booking,
+    an_older_binary_starts_on_a_database_a_newer_one_migrated,
     bookings_with_different_staff_share_a_time_and_with_the_same_do_not,
     a_released_hold_is_booked_again_through_the_same_guard,
 );
+
+/// A rollback (or an old pod restarting mid-rollout): the database holds a migration this
+/// binary does not know; migrating again starts instead of refusing it.
+async fn an_older_binary_starts_on_a_database_a_newer_one_migrated(db: Database) {
+    const NEWER: &str = "INSERT INTO _sqlx_migrations \
+         (version, description, success, checksum, execution_time) \
+         VALUES (99991231000000, 'from a newer release', TRUE, $1, 1)";
+    if let Some(pool) = db.sqlite_pool() {
+        sqlx::query(NEWER)
+            .bind(vec![0u8; 48])
+            .execute(pool)
+            .await
+            .expect("a newer migration recorded");
+    } else if let Some(pool) = db.postgres_pool() {
+        sqlx::query(NEWER)
+            .bind(vec![0u8; 48])
+            .execute(pool)
+            .await
+            .expect("a newer migration recorded");
+    }
+    db.migrate()
+        .await
+        .expect("an older binary starts on a newer schema");
+    db.ping().await.expect("and serves");
+}
 
 /// The commit checks the fencing token as well as the version: once a newer lease owner has
 /// committed, an older one cannot, even when it names the current version.
@@ -423,6 +452,7 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         start,
         end: start + chrono::Duration::minutes(minutes),
         status,
+        sequence: 0,
         staff: None,
         event_id: None,
     }
@@ -792,4 +822,85 @@ async fn sqlite_group_commit_throughput() {
 #[ignore = "a measurement; run with --ignored --nocapture"]
 async fn postgres_group_commit_throughput() {
     super::testing::on_postgres(group_commit_throughput).await
+}
+
+/// A confirmed attendance is written by the turn that answered the reminder, in its
+/// transaction: a turn that conflicts marks nothing, a turn cannot mark another customer's
+/// booking or a cancelled one, and moving the booking clears it (the new time is not yet
+/// confirmed).
+async fn attendance_commits_with_its_turn_for_the_customers_own_booking_and_a_move_clears_it(
+    db: Database,
+) {
+    let tz = chrono_tz::America::New_York;
+    let start = Utc
+        .with_ymd_and_hms(2027, 3, 10, 15, 0, 0)
+        .single()
+        .expect("time");
+    let mine = booking(20, start, 30, BookingStatus::Confirmed);
+    let theirs = booking(
+        21,
+        start + chrono::Duration::hours(2),
+        30,
+        BookingStatus::Confirmed,
+    );
+    let gone = booking(
+        20,
+        start + chrono::Duration::hours(4),
+        30,
+        BookingStatus::Confirmed,
+    );
+    for b in [&mine, &theirs, &gone] {
+        db.insert_booking(b).await.expect("book");
+    }
+    db.cancel_booking(gone.id).await.expect("cancel");
+    let attendance = |db: &Database| {
+        let db = db.clone();
+        async move {
+            db.bookings(tz)
+                .await
+                .expect("list")
+                .into_iter()
+                .map(|v| (v.id, v.attendance))
+                .collect::<std::collections::HashMap<_, _>>()
+        }
+    };
+    let me = phone(20);
+    // A turn that loses the compare-and-swap writes no attendance.
+    let conflict = TurnCommit {
+        attendance: vec![mine.id],
+        ..turn(&me, 5, None, "C")
+    };
+    assert_eq!(
+        db.commit(vec![conflict]).await.expect("commit"),
+        vec![CommitOutcome::VersionConflict]
+    );
+    assert_eq!(attendance(&db).await[&mine.id], None);
+    let answered = TurnCommit {
+        attendance: vec![mine.id, theirs.id, gone.id],
+        ..turn(&me, 0, Some("SMattend"), "C")
+    };
+    assert_eq!(
+        db.commit(vec![answered]).await.expect("commit"),
+        vec![CommitOutcome::Committed { version: 1 }]
+    );
+    let seen = attendance(&db).await;
+    assert_eq!(seen[&mine.id].as_deref(), Some("confirmed"));
+    assert_eq!(seen[&theirs.id], None, "another customer's booking");
+    assert_eq!(seen[&gone.id], None, "a cancelled booking");
+    let json = serde_json::to_value(db.bookings(tz).await.expect("list")).expect("json");
+    assert!(
+        json.as_array()
+            .expect("list")
+            .iter()
+            .any(|b| b["attendance"] == "confirmed" && b["id"] == mine.id.to_string()),
+        "{json}"
+    );
+    db.move_booking(
+        mine.id,
+        start + chrono::Duration::days(1),
+        start + chrono::Duration::days(1) + chrono::Duration::minutes(30),
+    )
+    .await
+    .expect("move");
+    assert_eq!(attendance(&db).await[&mine.id], None, "a move clears it");
 }

@@ -1,4 +1,4 @@
-//! The admin surface: who gets in (bearer token or the dashboard's cookie) and what an
+//! The admin surface: who gets in (bearer token or the console's session cookie) and what an
 //! error looks like.
 
 use crate::helpers::{ADMIN_TOKEN, spawn_app};
@@ -26,7 +26,7 @@ async fn admin_routes_take_the_bearer_token_or_the_dashboard_cookie_and_nothing_
     let wrong = get("/admin?token=not-the-token").send().await;
     assert_eq!(wrong.expect("reaches sara").status().as_u16(), 401);
 
-    // The dashboard link moves the token into an HttpOnly cookie and a clean URL.
+    // The dashboard link trades the token for a session in an HttpOnly cookie and a clean URL.
     let login = get(&format!("/admin?token={ADMIN_TOKEN}"))
         .send()
         .await
@@ -47,11 +47,21 @@ async fn admin_routes_take_the_bearer_token_or_the_dashboard_cookie_and_nothing_
     assert!(page.text().await.expect("html").contains("<html"));
     let stats = get("/admin/stats").header("cookie", &pair).send().await;
     assert_eq!(stats.expect("reaches sara").status().as_u16(), 200);
+    assert!(
+        !pair.contains(ADMIN_TOKEN),
+        "the cookie holds a session id: {pair}"
+    );
     let forged = get("/admin")
-        .header("cookie", "sara_admin=guess")
+        .header("cookie", "sara_session=guess")
         .send()
         .await;
     assert_eq!(forged.expect("reaches sara").status().as_u16(), 401);
+    // The old cookie that held the token itself opens nothing any more.
+    let old = get("/admin/stats")
+        .header("cookie", format!("sara_admin={ADMIN_TOKEN}"))
+        .send()
+        .await;
+    assert_eq!(old.expect("reaches sara").status().as_u16(), 401);
 
     let (status, stats) = sara.admin_get("/admin/stats").await;
     assert_eq!(status, 200);

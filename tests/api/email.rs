@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use crate::helpers::{Sara, phone, upcoming};
 
 /// A minimal SMTP server: accepts every message and hands (recipients, data) to the test.
-async fn smtp_stand_in() -> (String, mpsc::UnboundedReceiver<(Vec<String>, String)>) {
+pub(crate) async fn smtp_stand_in() -> (String, mpsc::UnboundedReceiver<(Vec<String>, String)>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (tx, rx) = mpsc::unbounded_channel();
@@ -157,4 +157,71 @@ async fn asking_for_a_person_alerts_the_staff_by_email() {
         back.contains("Harbor Street Clinic"),
         "Sara answers again: {back}"
     );
+}
+
+/// Every change of a booking sends an invite whose SEQUENCE is one more than the last (RFC
+/// 5545: a calendar applies an update only when its SEQUENCE is higher): 0 booked, 1 moved,
+/// 2 cancelled, whatever second they happen in.
+#[tokio::test]
+async fn the_invites_sequence_grows_by_one_with_every_change_of_the_booking() {
+    let (url, mut mail) = smtp_stand_in().await;
+    let sara = Sara::start_with(&[
+        ("SARA_EMAIL__SMTP_URL", &url),
+        (
+            "SARA_EMAIL__FROM",
+            "Harbor Street Clinic <desk@harbor.example>",
+        ),
+    ])
+    .await;
+    let me = phone(51);
+    let (_, tue) = upcoming(Weekday::Tue);
+    let (_, thu) = upcoming(Weekday::Thu);
+    let mut next_invite = async || {
+        let (_, data) = tokio::time::timeout(Duration::from_secs(15), mail.recv())
+            .await
+            .expect("an email before the deadline")
+            .expect("stand-in alive");
+        data.replace("=\r\n", "")
+            .replace("=\n", "")
+            .replace("=3D", "=")
+    };
+    sara.text(
+        &me,
+        &format!("Book a cleaning on {tue} at 10am please. I'm Ana Diaz, ana.diaz@example.com"),
+    )
+    .await;
+    let done = sara.text(&me, "yes").await;
+    assert!(done.to_lowercase().contains("booked"), "{done}");
+    let booked = next_invite().await;
+    assert!(
+        booked.contains("SEQUENCE:0\r\n") || booked.contains("SEQUENCE:0\n"),
+        "{booked}"
+    );
+
+    let ask = sara
+        .text(
+            &me,
+            &format!("I need to reschedule my cleaning to {thu} at 11am"),
+        )
+        .await;
+    assert!(ask.contains("Move your cleaning"), "{ask}");
+    let moved = sara.text(&me, "yes").await;
+    assert!(moved.starts_with("Moved"), "{moved}");
+    let moved = next_invite().await;
+    assert!(
+        moved.contains("SEQUENCE:1\n") || moved.contains("SEQUENCE:1\r\n"),
+        "{moved}"
+    );
+    assert!(moved.contains("METHOD:REQUEST"), "{moved}");
+
+    let ask = sara.text(&me, "please cancel my appointment").await;
+    assert!(ask.starts_with("Cancel your cleaning"), "{ask}");
+    let cancelled = sara.text(&me, "yes").await;
+    assert!(cancelled.contains("cancelled"), "{cancelled}");
+    let cancelled = next_invite().await;
+    assert!(
+        cancelled.contains("SEQUENCE:2\n") || cancelled.contains("SEQUENCE:2\r\n"),
+        "{cancelled}"
+    );
+    assert!(cancelled.contains("METHOD:CANCEL"), "{cancelled}");
 }

@@ -255,6 +255,48 @@ impl Sara {
         (status, resp.json().await.unwrap_or(serde_json::Value::Null))
     }
 
+    /// `POST /admin/debug/clock`: moves this Sara's clock `minutes` forward and returns once
+    /// what became due has run (reminders written and sent, due outbox rows tried); its new
+    /// "now". `advance(0)` only runs what is due ([`Sara::settle`]).
+    pub async fn advance(&self, minutes: i64) -> chrono::DateTime<chrono::FixedOffset> {
+        let (status, body) = self.clock_request(minutes).await;
+        assert_eq!(status, 200, "debug clock: {body}");
+        let now = body["now"].as_str().unwrap_or_default();
+        chrono::DateTime::parse_from_rfc3339(now).unwrap_or_else(|_| panic!("now: {body}"))
+    }
+
+    /// Runs the scheduler and the outbox until neither has anything due; Sara's "now".
+    pub async fn settle(&self) -> chrono::DateTime<chrono::FixedOffset> {
+        self.advance(0).await
+    }
+
+    /// Moves this Sara's clock to `at` (a whole minute past it; never back); its new now.
+    pub async fn advance_to(
+        &self,
+        at: chrono::DateTime<Utc>,
+    ) -> chrono::DateTime<chrono::FixedOffset> {
+        let now = self.settle().await;
+        let seconds = (at - now.to_utc()).num_seconds();
+        if seconds <= 0 {
+            return now;
+        }
+        self.advance((seconds + 59) / 60).await
+    }
+
+    /// The debug clock's raw answer: (status, JSON body).
+    pub async fn clock_request(&self, minutes: i64) -> (u16, serde_json::Value) {
+        let resp = self
+            .client
+            .post(format!("{}/admin/debug/clock", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "advance_minutes": minutes }))
+            .send()
+            .await
+            .expect("request reaches sara");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
     pub async fn bookings(&self) -> Vec<serde_json::Value> {
         let (status, body) = self.admin_get("/admin/bookings").await;
         assert_eq!(status, 200);

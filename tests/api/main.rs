@@ -4,6 +4,10 @@
 //! (`helpers::Sara::start`) where the CLI contract, kill -9 or several instances matter.
 
 mod admin;
+mod answers;
+mod browser;
+mod console;
+mod conversations;
 mod delivery;
 mod dialogs;
 mod email;
@@ -14,8 +18,10 @@ mod hostile;
 mod limits;
 mod openai;
 mod operations;
+mod opt_outs;
 mod privacy;
 mod production;
+mod reminders;
 mod robustness;
 mod rules;
 mod sms;

@@ -1,9 +1,14 @@
 //! What an operator's tools read: `/metrics` as `promtool check metrics` wants it (every
 //! family with `# HELP` and `# TYPE`), and the alert rules in deploy/ with their unit tests.
 //!
-//! promtool: `SARA_PROMTOOL` when set, else `.tools/bin/promtool` (scripts/test unpacks it from
-//! Debian's `prometheus` package), else `promtool` on PATH. Without one the checks are skipped
-//! with a note on a developer's machine and FAIL when `CI` is set.
+//! Also the deploy files: the Dockerfile under hadolint, deploy/k8s rendered by kubectl's
+//! kustomize and validated against the Kubernetes schemas.
+//!
+//! The tools: promtool (`SARA_PROMTOOL`, else `.tools/bin/promtool`, unpacked by scripts/test
+//! from Debian's `prometheus` package), kubectl (`.tools/bin/kubectl`, Debian's
+//! `kubernetes-client`), hadolint and kubernetes-validate (PyPI, in `.venv-conformance`).
+//! Without one its check is skipped with a note on a developer's machine and FAILS when `CI`
+//! is set.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,23 +16,27 @@ use std::process::{Command, Stdio};
 
 use crate::helpers::{phone, spawn_app};
 
-fn promtool() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("SARA_PROMTOOL") {
-        return Some(PathBuf::from(path));
-    }
-    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join(".tools/bin/promtool");
-    if local.exists() {
-        return Some(local);
-    }
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        return Some(PathBuf::from("promtool"));
+/// A checking tool scripts/test puts in the repository (`.tools/bin/…` or the conformance
+/// venv's `bin/…`), or `None` (the check is skipped with a note) on a developer's machine
+/// without it. In CI a missing tool fails the test.
+fn tool(relative: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
+    if path.exists() {
+        return Some(path);
     }
     assert!(
         std::env::var_os("CI").is_none(),
-        "no promtool: scripts/test fetches it (CI must run the promtool checks)"
+        "{relative} is missing: scripts/test installs it (CI must run this check)"
     );
-    eprintln!("promtool check skipped: run scripts/test once to fetch it");
+    eprintln!("check skipped: no {relative} (run scripts/test once to install it)");
     None
+}
+
+fn promtool() -> Option<PathBuf> {
+    match std::env::var_os("SARA_PROMTOOL") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => tool(".tools/bin/promtool"),
+    }
 }
 
 /// Runs promtool with `args` and `stdin`; its combined output, failing the test on a non-zero exit.
@@ -110,16 +119,9 @@ fn promtool_accepts_the_alert_rules_and_their_unit_tests() {
 #[test]
 fn hadolint_finds_nothing_in_the_dockerfile() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tool = root.join(".venv-conformance/bin/hadolint");
-    if !tool.exists() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} is missing: scripts/test installs it",
-            tool.display()
-        );
-        eprintln!("hadolint check skipped: run scripts/test once to install it");
+    let Some(tool) = tool(".venv-conformance/bin/hadolint") else {
         return;
-    }
+    };
     let out = Command::new(&tool)
         .arg("Dockerfile")
         .current_dir(root)
@@ -225,4 +227,62 @@ async fn sigterm_drains_before_it_stops() {
     assert!(twiml.contains("<Message>"), "{twiml}");
     let exit = sara.exited().await;
     assert!(exit.success(), "sara exits 0 after draining: {exit:?}");
+}
+
+/// The Kubernetes manifests render (`kubectl kustomize deploy/k8s`) and every resource is
+/// valid against the Kubernetes 1.30 schemas, unknown fields refused; the ConfigMap carries
+/// the repository's config.toml (kustomize reads files only below its folder, so the copy
+/// in deploy/k8s must be the same).
+#[test]
+fn the_kubernetes_manifests_render_and_validate() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let ours = std::fs::read_to_string(root.join("config.toml")).expect("config.toml");
+    let copy = std::fs::read_to_string(root.join("deploy/k8s/config.toml")).expect("copy");
+    assert!(
+        ours == copy,
+        "deploy/k8s/config.toml differs from config.toml: cp config.toml deploy/k8s/"
+    );
+    let (Some(kubectl), Some(validate)) = (
+        tool(".tools/bin/kubectl"),
+        tool(".venv-conformance/bin/kubernetes-validate"),
+    ) else {
+        return;
+    };
+    let rendered = Command::new(kubectl)
+        .args(["kustomize", "deploy/k8s"])
+        .current_dir(root)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        rendered.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let text = String::from_utf8_lossy(&rendered.stdout).to_string();
+    for kind in [
+        "kind: Deployment",
+        "kind: Service",
+        "kind: HorizontalPodAutoscaler",
+        "kind: PodDisruptionBudget",
+        "kind: ConfigMap",
+        "kind: NetworkPolicy",
+    ] {
+        assert!(text.contains(kind), "the rendering has no {kind}");
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("rendered.yaml");
+    std::fs::write(&file, &text).expect("rendered written");
+    let example = root.join("deploy/k8s/secret.example.yaml");
+    let checked = Command::new(validate)
+        .args(["--strict", "--quiet", "-k", "1.30.0"])
+        .arg(&file)
+        .arg(&example)
+        .output()
+        .expect("kubernetes-validate runs");
+    assert!(
+        checked.status.success(),
+        "kubernetes-validate:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 }

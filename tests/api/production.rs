@@ -25,7 +25,7 @@ fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
-fn shared_redis_url() -> String {
+pub(crate) fn shared_redis_url() -> String {
     std::env::var("SARA_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
 }
 
@@ -140,7 +140,12 @@ impl Drop for RedisServer {
 }
 
 /// Starts `n` instances on one PostgreSQL database and one Redis under a fresh prefix.
-async fn cluster(n: usize, db_url: &str, redis_url: &str, extra: &[(&str, &str)]) -> Vec<Sara> {
+pub(crate) async fn cluster(
+    n: usize,
+    db_url: &str,
+    redis_url: &str,
+    extra: &[(&str, &str)],
+) -> Vec<Sara> {
     let prefix = format!("sara-it-{}", uuid::Uuid::new_v4().simple());
     let mut env = vec![
         ("SARA_STORAGE__REDIS_URL", redis_url),

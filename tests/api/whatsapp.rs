@@ -55,6 +55,11 @@ async fn fixture(failures: u64) -> Fixture {
 
 /// [`fixture`] on the database at `db_url` (a new SQLite file when `None`).
 async fn fixture_on(failures: u64, db_url: Option<String>) -> Fixture {
+    fixture_with(failures, db_url, &[]).await
+}
+
+/// [`fixture_on`] with more settings.
+async fn fixture_with(failures: u64, db_url: Option<String>, more: &[(&str, &str)]) -> Fixture {
     let graph = MockServer::start().await;
     let (tx, sent) = mpsc::unbounded_channel();
     let (read_tx, read) = mpsc::unbounded_channel();
@@ -82,13 +87,15 @@ async fn fixture_on(failures: u64, db_url: Option<String>) -> Fixture {
         .with_priority(2)
         .mount(&graph)
         .await;
-    let env = [
+    let uri = graph.uri();
+    let mut env = vec![
         ("SARA_WHATSAPP__APP_SECRET", SECRET),
         ("SARA_WHATSAPP__VERIFY_TOKEN", "wa-verify"),
         ("SARA_WHATSAPP__ACCESS_TOKEN", "wa-access-token"),
         ("SARA_WHATSAPP__PHONE_NUMBER_ID", "1234567890"),
-        ("SARA_WHATSAPP__GRAPH_BASE_URL", &graph.uri()),
+        ("SARA_WHATSAPP__GRAPH_BASE_URL", uri.as_str()),
     ];
+    env.extend_from_slice(more);
     let sara = match db_url {
         None => Sara::start_with(&env).await,
         Some(url) => Sara::launch(crate::helpers::temp_dir(), url, &env).await,
@@ -453,4 +460,124 @@ async fn a_picture_without_words_is_answered_once_that_sara_reads_text_and_the_f
     let next = sent_text(&f.next_sent().await);
     assert!(next.contains("Which day"), "{next}");
     assert!(f.sent.try_recv().is_err(), "one message per turn");
+}
+
+/// A Twilio REST stand-in that accepts every message (one sid each).
+async fn twilio_stand_in() -> MockServer {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{TWILIO_SID}/Messages.json"
+        )))
+        .respond_with(|_: &Request| {
+            ResponseTemplate::new(201).set_body_json(json!({
+                "account_sid": TWILIO_SID, "sid": format!("SM{}", uuid::Uuid::new_v4().simple()),
+                "status": "queued"
+            }))
+        })
+        .mount(&twilio)
+        .await;
+    twilio
+}
+
+const TWILIO_SID: &str = "AC0123456789abcdef0123456789abcdef";
+
+fn failed_status(from: &str, id: &str) -> Value {
+    json!({"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550100000", "phone_number_id": "1234567890"},
+        "statuses": [{"id": id, "status": "failed", "timestamp": "2", "recipient_id": from,
+            "errors": [{"code": 131026, "title": "Message undeliverable"}]}]}}]}]})
+}
+
+/// The SMS bodies the Twilio stand-in received, in order.
+async fn sms_bodies(twilio: &MockServer) -> Vec<String> {
+    let requests = twilio.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .filter_map(|r| {
+            form_urlencoded::parse(&r.body)
+                .find(|(k, _)| k == "Body")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect()
+}
+
+/// Meta's `failed` status sends the message once by SMS to a customer known on SMS (Twilio
+/// REST configured), however often the status is re-delivered; once the customer opted out
+/// of SMS (STOP), the fallback is withheld: settled without a request to Twilio.
+#[tokio::test]
+async fn a_failed_whatsapp_message_falls_back_to_sms_once_and_never_to_a_number_that_opted_out() {
+    let twilio = twilio_stand_in().await;
+    let api = twilio.uri();
+    let mut f = fixture_with(
+        0,
+        None,
+        &[
+            ("SARA_TWILIO__ACCOUNT_SID", TWILIO_SID),
+            ("SARA_TWILIO__FROM", "+15550100000"),
+            ("SARA_TWILIO__API_BASE", api.as_str()),
+        ],
+    )
+    .await;
+    let from = "15550007777";
+    let phone = format!("+{from}");
+    // Known on SMS: the customer has written over it.
+    let (code, _) = f
+        .sara
+        .sms_with_sid(&phone, "hello", &crate::helpers::sid())
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        f.post(&text_message(from, "wamid.in-1", "hello"), None)
+            .await,
+        200
+    );
+    let reply = sent_text(&f.next_sent().await);
+    assert!(reply.contains("Sara"), "{reply}");
+    f.sara.settled_outbox().await;
+    for _ in 0..2 {
+        assert_eq!(f.post(&failed_status(from, "wamid.sent"), None).await, 200);
+    }
+    let outbox = f.sara.settled_outbox().await;
+    let sms: Vec<&Value> = (outbox.as_array().into_iter().flatten())
+        .filter(|r| r["channel"] == "sms")
+        .collect();
+    assert_eq!(
+        sms.len(),
+        1,
+        "one fallback however often Meta reports: {outbox}"
+    );
+    assert_eq!(sms[0]["status"], "sent", "{outbox}");
+    assert_eq!(sms_bodies(&twilio).await, vec![reply.clone()]);
+
+    // STOP over SMS; the next failed WhatsApp message is not sent by SMS.
+    let (_, xml) = f
+        .sara
+        .sms_with_sid(&phone, "STOP", &crate::helpers::sid())
+        .await;
+    assert_eq!(crate::helpers::message_of(&xml), "");
+    assert_eq!(
+        f.post(&text_message(from, "wamid.in-2", "thanks"), None)
+            .await,
+        200
+    );
+    f.next_sent().await;
+    f.sara.settled_outbox().await;
+    assert_eq!(f.post(&failed_status(from, "wamid.sent"), None).await, 200);
+    let outbox = f.sara.settled_outbox().await;
+    let sms: Vec<&Value> = (outbox.as_array().into_iter().flatten())
+        .filter(|r| r["channel"] == "sms")
+        .collect();
+    assert_eq!(sms.len(), 2, "{outbox}");
+    assert!(
+        sms.iter()
+            .any(|r| r["status"] == "dead" && r["provider_id"].is_null()),
+        "withheld, not sent: {outbox}"
+    );
+    assert_eq!(
+        sms_bodies(&twilio).await.len(),
+        1,
+        "no request to Twilio after STOP"
+    );
 }

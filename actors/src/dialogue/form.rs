@@ -677,7 +677,28 @@ fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bo
             };
             Outcome::ask(form, Slot::Date, text)
         }
-        (Some(date), None) => day_without_time(form, ctx, date, want_options),
+        (Some(date), None) => {
+            // "Move it from Monday to Wednesday": another day, the booking's own time.
+            let kept = chosen_booking(&form, ctx)
+                .map(|b| b.start.with_timezone(&tz))
+                .filter(|b| {
+                    form.kind == FormKind::Reschedule
+                        && form.day_part.is_none()
+                        && !form.earliest
+                        && !want_options
+                        && b.date_naive() != date
+                })
+                .map(|b| b.time())
+                .filter(|t| av.check_local(date, *t, &want, busy, ctx.now).is_ok());
+            match kept {
+                Some(time) => {
+                    let mut form = form;
+                    form.time = Some(time);
+                    advance(form, ctx, false, was_confirming)
+                }
+                None => day_without_time(form, ctx, date, want_options),
+            }
+        }
     }
 }
 
@@ -725,7 +746,9 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             .copied()
             .filter(|s| {
                 let t = s.with_timezone(&tz).time();
-                from <= t && t < to
+                // "After 2" starts past 2: 2:00 itself is not after it.
+                let past = matches!(part, DayPart::After(_));
+                (from < t || (from == t && !past)) && t < to
             })
             .collect();
         if inside.is_empty() {
@@ -738,8 +761,10 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
             );
             return offer(form, ctx, note, near);
         }
+        if form.earliest {
+            return first_of_day(form, ctx, inside[0]);
+        }
         let picked = match part {
-            _ if form.earliest => inside.iter().copied().take(OFFERS).collect(),
             // "After 11": the first times after it; "before lunch": the last before it.
             DayPart::After(_) => inside.iter().copied().take(OFFERS).collect(),
             DayPart::Before(_) => inside[inside.len().saturating_sub(OFFERS)..].to_vec(),
@@ -757,8 +782,7 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
         );
     }
     if form.earliest {
-        let first = free.iter().copied().take(OFFERS).collect();
-        return offer(form, ctx, String::new(), first);
+        return first_of_day(form, ctx, free[0]);
     }
     if want_options {
         return offer(form, ctx, String::new(), spread(&free, OFFERS));
@@ -772,6 +796,14 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
         _ => format!("What time on {}?", speech::day(date)),
     };
     Outcome::ask(form, Slot::Time, text)
+}
+
+/// "First thing Friday", "the earliest you have on Friday": the day's first free time is the
+/// one meant; it goes on like a time the caller named (the service or name asked, or confirmed).
+fn first_of_day(mut form: Form, ctx: &TurnContext, first: DateTime<Utc>) -> Outcome {
+    form.time = Some(first.with_timezone(&ctx.business.timezone).time());
+    form.day_part = None;
+    advance(form, ctx, false, false)
 }
 
 /// Up to `n` starts spread over the list (first, middle, last), not just the first few.
@@ -943,6 +975,7 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
                 start,
                 end,
                 status: BookingStatus::Confirmed,
+                sequence: 0,
                 staff,
                 event_id: None,
             };

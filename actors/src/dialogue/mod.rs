@@ -18,8 +18,9 @@ use uuid::Uuid;
 
 use crate::availability::BusyList;
 use crate::business::Business;
-use crate::model::{Booking, BookingId, Channel, Phone};
+use crate::model::{Booking, BookingId, BookingStatus, Channel, Phone};
 use crate::ports::CalendarError;
+use crate::reminders::{self, ReminderAnswer};
 use crate::understanding::{Act, DayPart, Slot, Understanding};
 
 /// Everything the policy may know about the world for one turn.
@@ -154,6 +155,11 @@ pub struct DialogueState {
     /// the conversation back with [`DialogueState::hand_back`]).
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
     pub handed_over_until: Option<DateTime<Utc>>,
+    /// Staff took the conversation over from the console: Sara records each message but
+    /// answers none (a call is put through to staff) until staff hand it back. Unlike a
+    /// hand-over it does not run out.
+    #[serde(rename = "t", default, skip_serializing_if = "std::ops::Not::not")]
+    pub taken_over: bool,
 }
 
 impl DialogueState {
@@ -173,6 +179,17 @@ impl DialogueState {
     /// Staff give the conversation back to Sara.
     pub fn hand_back(&mut self) {
         self.handed_over_until = None;
+        self.taken_over = false;
+    }
+
+    /// Staff take the conversation over: Sara stays quiet on it until [`Self::hand_back`].
+    pub fn take_over(&mut self) {
+        self.taken_over = true;
+    }
+
+    /// Whether the customer asked for a person and no one has taken the conversation yet.
+    pub fn waiting_for_staff(&self, now: DateTime<Utc>) -> bool {
+        self.handed_over(now) && !self.taken_over
     }
 }
 
@@ -197,6 +214,11 @@ impl Reply {
             ..Reply::default()
         }
     }
+
+    /// What staff wrote to the customer, as the transcript keeps it.
+    pub fn staff(text: impl Into<String>) -> Reply {
+        Reply::say(text)
+    }
 }
 
 /// Something the engine must do in the world for this turn to be true.
@@ -209,6 +231,11 @@ pub enum Effect {
         end: DateTime<Utc>,
     },
     Cancel {
+        id: BookingId,
+    },
+    /// The customer confirmed, in answer to a reminder, that they will come; recorded with
+    /// the turn (no calendar write).
+    Attend {
         id: BookingId,
     },
     Handover,
@@ -271,6 +298,27 @@ pub fn calendar_unavailable_reply() -> Reply {
 pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnContext) -> Decision {
     let u = understanding;
     let mut state = state.clone();
+    if state.taken_over {
+        // Staff answer this conversation themselves; a caller is put through to them.
+        let reply = if ctx.channel.is_text() {
+            Reply {
+                silent: true,
+                ..Reply::default()
+            }
+        } else {
+            Reply {
+                text: "Connecting you now.".into(),
+                handover: true,
+                ..Reply::default()
+            }
+        };
+        return Decision {
+            state,
+            reply,
+            effect: None,
+            intent: u.primary().unwrap_or(Act::Inform),
+        };
+    }
     if let Some(until) = state.handed_over_until {
         if ctx.channel.is_text() && ctx.now < until {
             return Decision {
@@ -367,6 +415,7 @@ pub fn effect_failed(
         Effect::Book(_) => Act::Book,
         Effect::Reschedule { .. } => Act::Reschedule,
         Effect::Cancel { .. } => Act::Cancel,
+        Effect::Attend { .. } => Act::Affirm,
         Effect::Handover => Act::Handover,
     };
     let mut state = before.clone();
@@ -417,8 +466,112 @@ fn gives_booking_slots(u: &Understanding) -> bool {
     u.service.is_some() || u.date.is_some() || u.time.is_some() || u.day_part.is_some()
 }
 
+/// The booking a reminder is about: the customer's nearest upcoming confirmed one.
+fn reminded_booking<'c>(ctx: &TurnContext<'c>) -> Option<&'c Booking> {
+    ctx.bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Confirmed && b.start > ctx.now)
+        .min_by_key(|b| b.start)
+}
+
+/// "tomorrow at 2:00 PM", "today at 9:00 AM", "on Friday, March 6 at 2:00 PM".
+fn see_you(ctx: &TurnContext, b: &Booking) -> String {
+    let tz = ctx.business.timezone;
+    let local = b.start.with_timezone(&tz);
+    let today = ctx.now.with_timezone(&tz).date_naive();
+    let day = local.date_naive();
+    let time = speech::clock(local.time());
+    if day == today {
+        format!("today at {time}")
+    } else if Some(day) == today.succ_opt() {
+        format!("tomorrow at {time}")
+    } else {
+        format!("on {}", speech::when(tz, b.start))
+    }
+}
+
+/// An answer to a reminder, about the customer's nearest upcoming confirmed booking: "C" or
+/// "yes, I'll be there" records attendance, "X" / "please cancel it" and "R" / "move it to
+/// Friday at 3" start the usual cancel and reschedule forms on that booking. A bare letter
+/// while something else is open (a yes/no question, a form) or with no booking to be about
+/// means nothing Sara can place, so she asks; a phrase then is left to the usual reading
+/// ("yes, I'll be there" while Sara awaits a yes/no is the answer to that question).
+fn reminder_answer(
+    state: &DialogueState,
+    u: &Understanding,
+    ctx: &TurnContext,
+) -> Option<Decision> {
+    let reply = u.reminder?;
+    let open = state.proposal.is_some() || state.form.is_some();
+    let target = reminded_booking(ctx).filter(|_| !open);
+    let Some(booking) = target else {
+        if !reply.letter {
+            return None;
+        }
+        let mut state = state.clone();
+        let letter = match reply.answer {
+            ReminderAnswer::Confirm => "C",
+            ReminderAnswer::Reschedule => "R",
+            ReminderAnswer::Cancel => "X",
+        };
+        let text = if let Some(form) = state.form.as_mut() {
+            form.touched = ctx.now;
+            format!(
+                "Sorry, I'm not sure what \"{letter}\" means here. {}",
+                form::reminder(form, ctx)
+            )
+        } else if state.proposal.is_some() {
+            format!("Sorry, I'm not sure what \"{letter}\" means here — is that a yes or a no?")
+        } else {
+            format!(
+                "Sorry, I'm not sure what \"{letter}\" means — I can't find an upcoming \
+                 appointment for this number. I can book, move or cancel an appointment, or \
+                 answer a question. How can I help?"
+            )
+        };
+        return Some(Decision {
+            state,
+            reply: Reply::say(text),
+            effect: None,
+            intent: Act::Inform,
+        });
+    };
+    let mut state = state.clone();
+    match reply.answer {
+        ReminderAnswer::Confirm => {
+            let name = reminders::first_name(booking);
+            let thanks = if name == "there" {
+                "Thanks".to_string()
+            } else {
+                format!("Thanks, {name}")
+            };
+            Some(Decision {
+                state,
+                reply: Reply::say(format!("{thanks} — see you {}.", see_you(ctx, booking))),
+                effect: Some(Effect::Attend { id: booking.id }),
+                intent: Act::Affirm,
+            })
+        }
+        ReminderAnswer::Cancel | ReminderAnswer::Reschedule => {
+            let (kind, act) = match reply.answer {
+                ReminderAnswer::Cancel => (FormKind::Cancel, Act::Cancel),
+                _ => (FormKind::Reschedule, Act::Reschedule),
+            };
+            let mut form = Form::new(kind, ctx, state.caller.clone());
+            form.booking = Some(booking.id);
+            form.service = Some(booking.service.clone());
+            let outcome = form::run(form, u, ctx);
+            state.queued = None;
+            Some(outcome.into_decision(state, act, ctx))
+        }
+    }
+}
+
 /// Handles what the message asks for, or `None` when it is only small talk or a question.
 fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option<Decision> {
+    if let Some(decision) = reminder_answer(&state, u, ctx) {
+        return Some(decision);
+    }
     let intent = form_intent(u);
     let proposal = state.proposal.take();
     if let (Some(p), None) = (proposal, intent) {
@@ -460,6 +613,27 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             intent: Act::OutOfScope,
         });
     }
+    // "Push it back 30 minutes", "move it to 3" while a booking is still being made is about
+    // that booking, not one already in the calendar.
+    let intent = match intent {
+        Some((Act::Reschedule, FormKind::Reschedule))
+            if state
+                .form
+                .as_ref()
+                .is_some_and(|f| f.kind == FormKind::Book)
+                && !u.has(Act::Book) =>
+        {
+            Some((Act::Reschedule, FormKind::Book))
+        }
+        // "Same time next week", "an hour later" with nothing open and a booking ahead moves it.
+        None if state.form.is_none()
+            && !ctx.bookings.is_empty()
+            && (u.shift.is_some() || u.same_time || u.next_week) =>
+        {
+            Some((Act::Reschedule, FormKind::Reschedule))
+        }
+        other => other,
+    };
     if let Some((act, kind)) = intent {
         let form = match state.form.take() {
             Some(f) if f.kind == kind => f,

@@ -174,6 +174,7 @@ impl Conversation {
             start,
             end,
             status: BookingStatus::Confirmed,
+            sequence: 0,
             staff: None,
             event_id: None,
         };
@@ -1195,6 +1196,160 @@ fn push_it_back_30_minutes_moves_the_booking_from_its_own_time() {
     assert!(
         matches!(d.effect, Some(Effect::Reschedule { start, .. }) if start == local(3, 6, 14, 30))
     );
+}
+
+// ---- answers to a reminder (DIALOGS.md 13) ---------------------------------------------
+
+/// What the engine makes of a message's words beside the NLU's acts.
+fn answering(text: &str, u: Understanding) -> Understanding {
+    Understanding {
+        reminder: crate::reminders::ReminderReply::read(text),
+        ..u
+    }
+}
+
+/// Maria's cleaning tomorrow (Friday) at 2:00 PM and a consultation later: the reminder is
+/// about the nearest.
+fn reminded() -> (Conversation, Uuid) {
+    let mut c = Conversation::new(Channel::Sms);
+    let later = c.add_booking("Consultation", local(3, 16, 9, 0), 30);
+    let cleaning = c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    c.bookings
+        .iter_mut()
+        .for_each(|b| b.name = Some("Maria Lopez".into()));
+    assert_ne!(later, cleaning);
+    (c, cleaning)
+}
+
+#[test]
+fn dialog_13_c_confirms_attendance_of_the_nearest_booking() {
+    for text in [
+        "C",
+        "c.",
+        "Yes, I'll be there",
+        "yes I will be there!",
+        "see you then",
+    ] {
+        let (mut c, cleaning) = reminded();
+        let d = c.say(answering(text, says(&[Act::Affirm])));
+        assert_eq!(
+            d.reply.text, "Thanks, Maria — see you tomorrow at 2:00 PM.",
+            "{text:?}"
+        );
+        assert_eq!(d.effect, Some(Effect::Attend { id: cleaning }), "{text:?}");
+        assert_eq!(d.state.form, None);
+    }
+}
+
+#[test]
+fn dialog_13_x_and_please_cancel_it_confirm_before_cancelling_the_nearest() {
+    for (text, acts) in [("X", vec![]), ("please cancel it", vec![Act::Cancel])] {
+        let (mut c, cleaning) = reminded();
+        let d = c.say(answering(text, says(&acts)));
+        assert_eq!(d.effect, None, "{text:?}: nothing before the confirmation");
+        says_all(&d, &["Cancel your cleaning on Friday, March 6 at 2:00 PM?"]);
+        let d = c.say(says(&[Act::Affirm]));
+        assert_eq!(d.effect, Some(Effect::Cancel { id: cleaning }), "{text:?}");
+    }
+}
+
+#[test]
+fn dialog_13_r_and_move_it_run_the_reschedule_of_the_nearest() {
+    let (mut c, cleaning) = reminded();
+    let d = c.say(answering("R", says(&[])));
+    assert_eq!(d.effect, None);
+    let form = d.state.form.as_ref().expect("a reschedule form");
+    assert_eq!(
+        (form.kind, form.booking),
+        (FormKind::Reschedule, Some(cleaning))
+    );
+    let (mut c, cleaning) = reminded();
+    let d = c.say(answering(
+        "move it to Monday at 3",
+        says(&[Act::Inform, Act::Reschedule]).on(3, 9).at(15, 0),
+    ));
+    says_all(
+        &d,
+        &["Monday, March 9 at 3:00 PM", "Move your cleaning there?"],
+    );
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(
+        d.effect,
+        Some(Effect::Reschedule {
+            id: cleaning,
+            start: local(3, 9, 15, 0),
+            end: local(3, 9, 15, 45)
+        })
+    );
+    let (mut c, _) = reminded();
+    let d = c.say(answering(
+        "can we do Monday instead",
+        says(&[Act::Inform]).on(3, 9),
+    ));
+    assert_eq!(
+        d.state.form.as_ref().map(|f| f.kind),
+        Some(FormKind::Reschedule),
+        "{:?}",
+        d.reply.text
+    );
+}
+
+#[test]
+fn a_bare_letter_without_a_booking_or_inside_a_form_is_asked_about() {
+    // No upcoming booking: Sara asks what it means.
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(answering("C", says(&[])));
+    assert_eq!(d.effect, None);
+    says_all(
+        &d,
+        &[
+            "not sure what \"C\" means",
+            "can't find an upcoming appointment",
+        ],
+    );
+    // A cancelled booking is not one a reminder is about.
+    let (mut c, cleaning) = reminded();
+    c.bookings
+        .iter_mut()
+        .for_each(|b| b.status = BookingStatus::Cancelled);
+    let d = c.say(answering("X", says(&[])));
+    assert_eq!(d.effect, None);
+    assert_eq!(d.state.form, None, "no cancel form for {cleaning}");
+    // In the middle of a booking form: the form is kept and resumed.
+    let (mut c, _) = reminded();
+    c.say(says(&[Act::Book]).service("Whitening"));
+    let before = c.state.form.clone().expect("booking form");
+    let d = c.say(answering("X", says(&[])));
+    assert_eq!(d.effect, None);
+    says_all(
+        &d,
+        &["not sure what \"X\" means here", "which day suits you"],
+    );
+    let after = d.state.form.expect("form kept");
+    assert_eq!((after.kind, after.service), (before.kind, before.service));
+    // While Sara awaits a yes/no, a bare letter is not a yes.
+    let (mut c, _) = reminded();
+    c.say(says(&[Act::Cancel]).on(3, 16));
+    let d = c.say(answering("C", says(&[])));
+    assert_eq!(d.effect, None);
+    says_all(&d, &["not sure what \"C\" means here"]);
+}
+
+#[test]
+fn yes_while_sara_awaits_a_yes_no_still_answers_that_question() {
+    // Cancelling the consultation; "yes, I'll be there" is the yes to that question, not an
+    // attendance of the nearest booking.
+    let (mut c, _) = reminded();
+    let d = c.say(says(&[Act::Cancel]).on(3, 16));
+    says_all(&d, &["Cancel your consultation"]);
+    let consultation = c
+        .state
+        .form
+        .as_ref()
+        .and_then(|f| f.booking)
+        .expect("chosen");
+    let d = c.say(answering("yes, I'll be there", says(&[Act::Affirm])));
+    assert_eq!(d.effect, Some(Effect::Cancel { id: consultation }));
 }
 
 // ---- staff, limits per customer, late changes ------------------------------------------

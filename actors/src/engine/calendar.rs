@@ -337,6 +337,7 @@ impl Actor for CalendarActor {
                         if let Some(mut b) = board.bookings.get(&id).cloned() {
                             b.start = start;
                             b.end = end;
+                            b.sequence = b.sequence.saturating_add(1);
                             board.insert_many(vec![b]);
                         }
                     }),

@@ -23,9 +23,11 @@ use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext}
 use crate::model::{Channel, Phone};
 use crate::outbound::{Content, OutboundKind, OutboundMessage, Recipient};
 use crate::ports::{
-    BookingChange, CalendarError, CommitOutcome, Lease, LeaseError, OutboxKind, OutboxMessage,
-    TurnCommit, TurnRecord,
+    BookingChange, CalendarError, CommitOutcome, JobRecord, Lease, LeaseError, OutboxKind,
+    OutboxMessage, TurnCommit, TurnRecord,
 };
+use crate::reminders;
+use crate::reminders::ReminderReply;
 use crate::understanding::{NluContext, Understanding};
 
 /// How many recent provider message ids (with their replies) a conversation remembers, so a
@@ -102,14 +104,51 @@ impl ConversationState {
     }
 }
 
+/// What a turn asks for beyond its reply: messages to compose into the outbox, jobs to
+/// schedule and jobs it makes void.
+#[derive(Default)]
+struct TurnEffects {
+    notices: Vec<OutboundMessage>,
+    jobs: Vec<JobRecord>,
+    void_jobs: Vec<String>,
+}
+
 pub struct ConversationActor;
 
 pub enum ConversationMsg {
     Turn(Inbound, RpcReplyPort<Result<Reply, TurnError>>),
-    /// Staff give a handed-over conversation back to Sara.
-    HandBack(RpcReplyPort<Result<(), TurnError>>),
+    /// Staff act on the conversation from the console.
+    Staff(StaffAction, RpcReplyPort<Result<(), TurnError>>),
     /// Fault injection: panic inside `handle` (to prove supervision).
     Panic,
+}
+
+/// What staff do to a conversation from the console. Each is committed like a turn (a
+/// `staff` turn in the log), so it holds across restarts and instances.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffAction {
+    /// Sara stops answering: messages are still recorded, nothing is sent.
+    TakeOver,
+    /// A message from staff to the customer on `channel` (SMS or WhatsApp), sent through
+    /// the outbox (kind `staff_reply`) in the same commit as its turn. `key` makes the row
+    /// once-only: a form sent twice writes one message.
+    Reply {
+        channel: Channel,
+        text: String,
+        key: String,
+    },
+    /// Sara answers again (also lifts a hand-over and a quarantine).
+    HandBack,
+}
+
+impl StaffAction {
+    fn intent(&self) -> &'static str {
+        match self {
+            StaffAction::TakeOver => "take_over",
+            StaffAction::Reply { .. } => "staff_reply",
+            StaffAction::HandBack => "hand_back",
+        }
+    }
 }
 
 pub struct ConversationArgs {
@@ -167,8 +206,8 @@ impl Actor for ConversationActor {
                 let result = Box::pin(conversation.turn(inbound)).await;
                 let _ = reply.send(result);
             }
-            ConversationMsg::HandBack(reply) => {
-                let _ = reply.send(conversation.hand_back().await);
+            ConversationMsg::Staff(action, reply) => {
+                let _ = reply.send(conversation.staff(action).await);
             }
             ConversationMsg::Panic => {
                 panic!("fault injection: conversation actor asked to panic");
@@ -208,18 +247,35 @@ impl Conversation {
         self.reload().await
     }
 
-    /// Clears the hand-over and records who did it in the turn log.
-    async fn hand_back(&mut self) -> Result<(), TurnError> {
+    /// Carries out a staff action and records it in the turn log: a staff reply as Sara's
+    /// side of a turn without customer text (so the transcript shows it), the others as an
+    /// empty staff turn named by its intent.
+    async fn staff(&mut self, action: StaffAction) -> Result<(), TurnError> {
         self.ensure_loaded().await?;
+        let (reply, outbox) = match &action {
+            StaffAction::Reply { channel, text, key } => {
+                let row = self.staff_reply_row(*channel, text, key)?;
+                (dialogue::Reply::staff(text), vec![row])
+            }
+            _ => (Reply::default(), Vec::new()),
+        };
         for _ in 0..2 {
             let mut next = self.state.clone();
-            next.dialogue.hand_back();
+            match &action {
+                StaffAction::TakeOver => next.dialogue.take_over(),
+                StaffAction::HandBack => next.dialogue.hand_back(),
+                StaffAction::Reply { .. } => {}
+            }
             let record = TurnRecord {
                 channel: Channel::Staff,
-                provider_id: None,
+                // A staff reply's key dedups it like a provider's message id.
+                provider_id: match &action {
+                    StaffAction::Reply { key, .. } => Some(format!("staff:{key}")),
+                    _ => None,
+                },
                 text: String::new(),
-                reply: Reply::default(),
-                intent: "hand_back".into(),
+                reply: reply.clone(),
+                intent: action.intent().into(),
                 nlu: "staff".into(),
                 understood: "{}".into(),
                 at: self.shared.clock.now(),
@@ -233,19 +289,59 @@ impl Conversation {
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
                 turn: record,
-                outbox: Vec::new(),
+                outbox: outbox.clone(),
                 jobs: Vec::new(),
+                void_jobs: Vec::new(),
+                attendance: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
                 CommitOutcome::Committed { version } => {
+                    if !outbox.is_empty() {
+                        self.shared.wake_relay();
+                    }
                     self.state = next;
                     self.version = version;
                     return Ok(());
                 }
+                // The same reply form sent twice: it was recorded (and sent) once.
+                CommitOutcome::Duplicate { .. } => return Ok(()),
                 _ => self.reload().await?,
             }
         }
         Err(TurnError::Conflict)
+    }
+
+    /// The outbox row of a staff message to this customer on `channel`.
+    fn staff_reply_row(
+        &self,
+        channel: Channel,
+        text: &str,
+        key: &str,
+    ) -> Result<OutboxMessage, TurnError> {
+        if !matches!(channel, Channel::Sms | Channel::WhatsApp) {
+            return Err(TurnError::Internal(format!(
+                "staff replies go by SMS or WhatsApp, not {}",
+                channel.as_str()
+            )));
+        }
+        let key = format!("staff:{key}");
+        let message = OutboundMessage {
+            key: key.clone(),
+            channel,
+            to: Recipient::Phone(self.phone.clone()),
+            kind: OutboundKind::StaffReply,
+            content: Content::text(text),
+        };
+        Ok(OutboxMessage {
+            contact: self.phone.clone(),
+            recipient: self.phone.as_str().to_owned(),
+            channel,
+            kind: OutboxKind::StaffReply,
+            payload: serde_json::to_string(&message)
+                .map_err(|e| TurnError::Internal(e.to_string()))?,
+            idempotency_key: key,
+            not_before: self.shared.clock.now(),
+        })
     }
 
     /// Takes the conversation's lease (when leases are configured), makes sure the state in
@@ -333,7 +429,12 @@ impl Conversation {
         // A version conflict means another writer got there first (another instance, or an
         // actor that was passivated while we activated): read again and redo the turn once.
         for attempt in 0..2 {
-            let (decision, understood, nlu, notices) = self.decide(&inbound).await?;
+            let (decision, understood, nlu, effects) = self.decide(&inbound).await?;
+            let TurnEffects {
+                notices,
+                jobs,
+                void_jobs,
+            } = effects;
             let mut next = ConversationState {
                 dialogue: decision.state.clone(),
                 recent: self.state.recent.clone(),
@@ -361,7 +462,12 @@ impl Conversation {
                 outbox: (self.reply_outbox(&inbound, &decision.reply).into_iter())
                     .chain(notices.into_iter().filter_map(|m| self.outbox_row(m)))
                     .collect(),
-                jobs: Vec::new(),
+                jobs,
+                void_jobs,
+                attendance: match decision.effect {
+                    Some(Effect::Attend { id }) => vec![id],
+                    _ => Vec::new(),
+                },
             };
             let sends = !commit.outbox.is_empty();
             match self.shared.writer.commit(commit).await? {
@@ -428,7 +534,7 @@ impl Conversation {
     async fn decide(
         &self,
         inbound: &Inbound,
-    ) -> Result<(Decision, Understanding, &'static str, Vec<OutboundMessage>), TurnError> {
+    ) -> Result<(Decision, Understanding, &'static str, TurnEffects), TurnError> {
         if inbound.text.trim().is_empty() {
             // A picture, a voice note or a sticker without words (WhatsApp media, an MMS): no
             // understanding can read it, and the form stays as it was.
@@ -438,7 +544,12 @@ impl Conversation {
                 effect: None,
                 intent: crate::understanding::Act::OutOfScope,
             };
-            return Ok((decision, Understanding::default(), "none", Vec::new()));
+            return Ok((
+                decision,
+                Understanding::default(),
+                "none",
+                TurnEffects::default(),
+            ));
         }
         let shared = &self.shared;
         let business = &*shared.business;
@@ -453,7 +564,7 @@ impl Conversation {
                 .back()
                 .map(|(_, reply)| reply.text().to_owned()),
         };
-        let understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
+        let mut understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
                 .understand(&inbound.text, &ctx)
                 .await
@@ -462,7 +573,7 @@ impl Conversation {
         } else {
             self.understand_through_ai(inbound, ctx).await
         };
-        let mut understood = understood;
+        understood.reminder = ReminderReply::read(&inbound.text);
         if understood.staff.is_none() {
             understood.staff = business.staff_named(&inbound.text).map(|s| s.name.clone());
         }
@@ -476,9 +587,12 @@ impl Conversation {
             let ctx = self.turn_context(inbound, &view, fresh_id);
             dialogue::step(&self.state.dialogue, &understood, &ctx)
         };
-        let mut notices = Vec::new();
+        let mut effects = TurnEffects::default();
+        let notices = &mut effects.notices;
         let decision = match &decision.effect {
             None => decision,
+            // Attendance is written with the turn's commit; nothing to do in the world.
+            Some(Effect::Attend { .. }) => decision,
             Some(Effect::Handover) => {
                 if let Some(notifier) = &self.shared.notifier {
                     let key = format!("{}:staff_alert", turn_key(inbound));
@@ -489,6 +603,7 @@ impl Conversation {
             Some(effect) => match self.run_effect(effect).await {
                 Ok(()) => {
                     notices.extend(self.notify(effect, &view, &turn_key(inbound)));
+                    self.schedule_reminders(effect, &view, &mut effects);
                     decision
                 }
                 Err(error) => {
@@ -499,7 +614,31 @@ impl Conversation {
                 }
             },
         };
-        Ok((decision, understood, nlu, notices))
+        Ok((decision, understood, nlu, effects))
+    }
+
+    /// The reminder jobs of a change the calendar accepted: a booking's, a moved booking's
+    /// for its new time (its old ones void), none for a cancelled one (its old ones void).
+    fn schedule_reminders(&self, effect: &Effect, view: &CalendarView, effects: &mut TurnEffects) {
+        let business = &self.shared.business;
+        let settings = &self.shared.settings.reminders;
+        let now = self.shared.clock.now();
+        let jobs = |b: &crate::model::Booking| {
+            reminders::reminder_jobs(b, business.timezone, now, settings)
+        };
+        match effect {
+            Effect::Book(b) => effects.jobs = jobs(b),
+            Effect::Reschedule { id, start, end } => {
+                effects.void_jobs.push(reminders::reminder_key_prefix(*id));
+                if let Some(mut b) = view.mine.iter().find(|b| b.id == *id).cloned() {
+                    b.start = *start;
+                    b.end = *end;
+                    effects.jobs = jobs(&b);
+                }
+            }
+            Effect::Cancel { id } => effects.void_jobs.push(reminders::reminder_key_prefix(*id)),
+            Effect::Attend { .. } | Effect::Handover => {}
+        }
     }
 
     /// Asks the AI actor, which applies the deadline and the fallback itself.
@@ -562,14 +701,16 @@ impl Conversation {
                 let mut b = mine(*id)?;
                 b.start = *start;
                 b.end = *end;
+                b.sequence = b.sequence.saturating_add(1);
                 notifier.booking_changed(&b, BookingChange::Moved, key, now)
             }
             Effect::Cancel { id } => {
                 let mut b = mine(*id)?;
                 b.status = crate::model::BookingStatus::Cancelled;
+                b.sequence = b.sequence.saturating_add(1);
                 notifier.booking_changed(&b, BookingChange::Cancelled, key, now)
             }
-            Effect::Handover => None,
+            Effect::Attend { .. } | Effect::Handover => None,
         }
     }
 
@@ -625,7 +766,7 @@ impl Conversation {
                     .ask_calendar(|reply| CalendarMsg::Cancel { id, reply }, timeout)
                     .await
             }
-            Effect::Handover => return Ok(()),
+            Effect::Attend { .. } | Effect::Handover => return Ok(()),
         };
         result.unwrap_or_else(|error| {
             Err(CalendarError::Unavailable(format!(

@@ -17,6 +17,7 @@ pub mod conversation;
 pub mod relay;
 pub mod root;
 pub mod rpc;
+pub mod scheduler;
 pub mod supervisor;
 pub mod writer;
 
@@ -36,14 +37,17 @@ use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
 use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy};
 use crate::ports::{
-    Calendar, Clock, ConversationStore, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+    Calendar, Clock, ConversationStore, JobQueue, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
 };
+use crate::reminders::{ReminderSettings, ReminderTemplate};
 use ai::{AiArgs, AiMsg};
 use calendar::{CalendarArgs, CalendarBoard, CalendarMsg};
 use conversation::ConversationMsg;
+pub use conversation::StaffAction;
 use relay::{RelayArgs, RelayMsg, RelayWake};
 use root::{EngineSupervisor, RootArgs, Slots};
 use rpc::{AskError, ask};
+use scheduler::{SchedulerArgs, SchedulerMsg};
 use supervisor::SupervisorMsg;
 use writer::TurnWriter;
 
@@ -117,6 +121,15 @@ pub struct EngineSettings {
     pub outbox_lease: Duration,
     /// How often the relay looks for due rows when no commit woke it.
     pub outbox_poll: Duration,
+    /// When each confirmed booking's reminders are due (`[reminders]`).
+    pub reminders: ReminderSettings,
+    /// The WhatsApp template of a reminder outside the 24-hour window; `None` = such a
+    /// reminder goes by SMS (or email) only.
+    pub reminder_template: Option<ReminderTemplate>,
+    /// How long the scheduler sleeps at most when no job is due sooner.
+    pub scheduler_poll: Duration,
+    /// How long a scheduler's claim on a job keeps other instances off it.
+    pub job_lease: Duration,
 }
 
 impl Default for EngineSettings {
@@ -137,6 +150,10 @@ impl Default for EngineSettings {
             delivery_retry: RetryPolicy::default(),
             outbox_lease: Duration::from_secs(30),
             outbox_poll: Duration::from_millis(250),
+            reminders: ReminderSettings::default(),
+            reminder_template: None,
+            scheduler_poll: Duration::from_secs(30),
+            job_lease: Duration::from_secs(60),
         }
     }
 }
@@ -161,6 +178,8 @@ pub struct OutboxPorts {
     pub queue: Arc<dyn OutboxQueue>,
     /// One sender per channel that can send.
     pub senders: Vec<Arc<dyn ChannelSender>>,
+    /// The jobs table the scheduler runs (reminders); `None` = no scheduler.
+    pub jobs: Option<Arc<dyn JobQueue>>,
 }
 
 /// Which engine actor fault injection makes panic.
@@ -258,7 +277,14 @@ impl EngineShared {
 
 /// Every kind of actor whose restarts `sara_actor_restarts_by_kind_total` counts (its `actor`
 /// label); `sara_actor_restarts_total` is their sum.
-pub const ACTOR_KINDS: [&str; 5] = ["conversation", "conversations", "ai", "calendar", "relay"];
+pub const ACTOR_KINDS: [&str; 6] = [
+    "conversation",
+    "conversations",
+    "ai",
+    "calendar",
+    "relay",
+    "scheduler",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("engine failed to start: {0}")]
@@ -300,12 +326,26 @@ impl Engine {
         };
         let calendar_board = Arc::new(CalendarBoard::default());
         let calendar = CalendarArgs {
-            calendar: ports.calendar,
+            calendar: ports.calendar.clone(),
             clock: ports.clock.clone(),
             refresh: settings.calendar_refresh,
             board: calendar_board.clone(),
         };
         let relay_wake = Arc::new(RelayWake::default());
+        let owner = format!("sara-{}", uuid::Uuid::new_v4());
+        let scheduler = (ports.outbox.as_ref()).and_then(|outbox| {
+            Some(SchedulerArgs {
+                queue: outbox.jobs.clone()?,
+                calendar: ports.calendar.clone(),
+                clock: ports.clock.clone(),
+                channels: outbox.senders.iter().map(|s| s.channel()).collect(),
+                template: settings.reminder_template.clone(),
+                owner: owner.clone(),
+                lease: settings.job_lease,
+                poll: settings.scheduler_poll,
+                batch: 32,
+            })
+        });
         let relay = ports.outbox.map(|outbox| RelayArgs {
             queue: outbox.queue,
             senders: (outbox.senders.into_iter())
@@ -313,7 +353,7 @@ impl Engine {
                 .collect(),
             retry: settings.delivery_retry,
             clock: ports.clock.clone(),
-            owner: format!("sara-{}", uuid::Uuid::new_v4()),
+            owner,
             lease: settings.outbox_lease,
             poll: settings.outbox_poll,
             batch: 32,
@@ -342,6 +382,7 @@ impl Engine {
             ai,
             calendar,
             relay,
+            scheduler,
             shared: shared.clone(),
         };
         let (root, _) = Actor::spawn(None, EngineSupervisor, args)
@@ -352,6 +393,11 @@ impl Engine {
 
     pub fn business(&self) -> &Business {
         &self.shared.business
+    }
+
+    /// "Now" as the engine reads it (the debug clock moves it; tests set it).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.shared.clock.now()
     }
 
     /// Asks the conversation supervisor.
@@ -386,8 +432,13 @@ impl Engine {
 
     /// Staff give a handed-over conversation back to Sara.
     pub async fn hand_back(&self, phone: Phone) -> Result<(), TurnError> {
+        self.staff(phone, StaffAction::HandBack).await
+    }
+
+    /// Carries out a staff action on the phone's conversation once it is committed.
+    pub async fn staff(&self, phone: Phone, action: StaffAction) -> Result<(), TurnError> {
         self.ask_conversations(
-            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::HandBack(reply)),
+            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Staff(action, reply)),
             self.shared.settings.turn_timeout,
         )
         .await
@@ -395,6 +446,26 @@ impl Engine {
             AskError::Timeout => Err(TurnError::Timeout),
             AskError::Gone => Err(TurnError::Interrupted),
         })
+    }
+
+    /// Drops the phone's conversation from memory (after the turns already queued), so that
+    /// what the store erases next is not written back from memory. False when the
+    /// supervisor did not answer.
+    pub async fn passivate(&self, phone: Phone) -> bool {
+        self.ask_conversations(
+            |reply| SupervisorMsg::Passivate(phone, reply),
+            Duration::from_secs(5),
+        )
+        .await
+        .is_ok()
+    }
+
+    /// The phones whose conversation is quarantined now (empty when the supervisor does not
+    /// answer).
+    pub async fn quarantined(&self) -> Vec<Phone> {
+        self.ask_conversations(SupervisorMsg::Quarantined, Duration::from_secs(2))
+            .await
+            .unwrap_or_default()
     }
 
     /// Runs one outbox pass now and waits for it (the debug clock; tests). False when no
@@ -406,6 +477,43 @@ impl Engine {
         ask(&relay, RelayMsg::Flush, Duration::from_secs(30))
             .await
             .is_ok()
+    }
+
+    /// Runs scheduler and relay passes until neither has anything due (the debug clock after
+    /// it moved; tests): due jobs become outbox rows, and due rows are sent or wait for their
+    /// retry. The number of jobs run and rows tried; bounded, so a row that keeps failing at
+    /// once does not hold it forever.
+    pub async fn settle(&self) -> (usize, usize) {
+        let slots = &self.shared.slots;
+        let (mut jobs, mut rows) = (0, 0);
+        for _ in 0..64 {
+            let ran = match slots.scheduler.get() {
+                Some(s) => ask(&s, SchedulerMsg::Flush, Duration::from_secs(30))
+                    .await
+                    .unwrap_or(0),
+                None => 0,
+            };
+            let tried = match slots.relay.get() {
+                Some(r) => ask(&r, RelayMsg::Flush, Duration::from_secs(30))
+                    .await
+                    .unwrap_or(0),
+                None => 0,
+            };
+            jobs += ran;
+            rows += tried;
+            if ran == 0 && tried == 0 {
+                break;
+            }
+        }
+        (jobs, rows)
+    }
+
+    /// Tells the scheduler and the relay that time moved: each makes a pass now.
+    pub fn wake_background(&self) {
+        if let Some(scheduler) = self.shared.slots.scheduler.get() {
+            let _ = scheduler.send_message(SchedulerMsg::Wake);
+        }
+        self.shared.wake_relay();
     }
 
     /// Fault injection: activates the phone's conversation and makes it panic.
@@ -454,6 +562,9 @@ impl Engine {
         }
         if let Some(relay) = slots.relay.get() {
             relay.stop(None);
+        }
+        if let Some(scheduler) = slots.scheduler.get() {
+            scheduler.stop(None);
         }
         let _ = self
             .root

@@ -18,7 +18,7 @@ use std::time::Duration;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use crate::model::Channel;
-use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy, Settlement};
+use crate::outbound::{ChannelSender, OutboundKind, OutboxQueue, RetryPolicy, Settlement};
 use crate::ports::Clock;
 
 pub struct OutboxRelay;
@@ -62,8 +62,8 @@ pub enum RelayMsg {
     Tick,
     /// A commit wrote outbox rows: a pass now.
     Wake,
-    /// Runs a pass and answers once it is done (tests, the debug clock).
-    Flush(ractor::RpcReplyPort<()>),
+    /// Runs a pass and answers with the number of rows it tried (tests, the debug clock).
+    Flush(ractor::RpcReplyPort<usize>),
 }
 
 impl Actor for OutboxRelay {
@@ -96,8 +96,8 @@ impl Actor for OutboxRelay {
                 pass(state).await?;
             }
             RelayMsg::Flush(reply) => {
-                pass(state).await?;
-                let _ = reply.send(());
+                let tried = pass(state).await?;
+                let _ = reply.send(tried);
             }
         }
         Ok(())
@@ -105,9 +105,10 @@ impl Actor for OutboxRelay {
 }
 
 /// One pass: claims the due rows of every channel with a sender, sends them side by side
-/// (they belong to different customers), and settles each.
-async fn pass(state: &RelayArgs) -> Result<(), ActorProcessingErr> {
+/// (they belong to different customers), and settles each; the number of rows tried.
+async fn pass(state: &RelayArgs) -> Result<usize, ActorProcessingErr> {
     let mut sends = tokio::task::JoinSet::new();
+    let mut tried = 0;
     for (&channel, sender) in &state.senders {
         let now = state.clock.now();
         let lease_until = now + chrono::Duration::from_std(state.lease).unwrap_or_default();
@@ -121,20 +122,52 @@ async fn pass(state: &RelayArgs) -> Result<(), ActorProcessingErr> {
                 continue;
             }
         };
+        tried += due.len();
         for row in due {
             let sender = sender.clone();
             let state = state.clone();
             sends.spawn(async move {
-                let result = sender.send(&row.message).await;
-                let now = state.clock.now();
-                let failed_before = row.attempts.saturating_sub(1);
-                let settlement =
-                    (state.retry).settle(result, failed_before, row.created_at, now, jitter());
                 let label = channel.as_str();
+                let failed_before = row.attempts.saturating_sub(1);
+                let settlement = match state.queue.withheld(&row.message).await {
+                    // Never sent, never retried: the row is settled with the reason.
+                    Ok(Some(reason)) => {
+                        tracing::info!(channel = label, %reason, "outbound message withheld");
+                        metrics::counter!("sara_outbox_withheld_total", "channel" => label)
+                            .increment(1);
+                        let now = state.clock.now();
+                        if let Err(error) = (state.queue)
+                            .settle(row.id, &state.owner, &Settlement::Dead { error: reason }, now)
+                            .await
+                        {
+                            tracing::error!(%error, channel = label, "outbox settle failed");
+                        }
+                        return;
+                    }
+                    Ok(None) => {
+                        let result = sender.send(&row.message).await;
+                        let now = state.clock.now();
+                        (state.retry).settle(result, failed_before, row.created_at, now, jitter())
+                    }
+                    // Whether the recipient opted out is unknown: not sent now, tried again.
+                    Err(error) => (state.retry).settle(
+                        Err(crate::outbound::SendError::retryable(format!(
+                            "opt-out check failed: {error}"
+                        ))),
+                        failed_before,
+                        row.created_at,
+                        state.clock.now(),
+                        jitter(),
+                    ),
+                };
+                let now = state.clock.now();
                 match &settlement {
                     Settlement::Sent { .. } => {
                         metrics::counter!("sara_outbox_sent_total", "channel" => label)
                             .increment(1);
+                        if row.message.kind == OutboundKind::Reminder {
+                            metrics::counter!("sara_reminders_sent_total").increment(1);
+                        }
                     }
                     Settlement::Retry { error, at } => {
                         tracing::warn!(%error, attempt = row.attempts, retry_at = %at, channel = label,
@@ -166,7 +199,7 @@ async fn pass(state: &RelayArgs) -> Result<(), ActorProcessingErr> {
         Ok(n) => metrics::gauge!("sara_outbox_backlog").set(n as f64),
         Err(error) => tracing::debug!(%error, "outbox backlog unknown"),
     }
-    Ok(())
+    Ok(tried)
 }
 
 /// A uniform number in `[0, 1)` from a v4 UUID's random bits.

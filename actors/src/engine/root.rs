@@ -10,7 +10,8 @@
 //! EngineSupervisor ─┬─ AiActor
 //!                   ├─ CalendarActor
 //!                   ├─ ConversationSupervisor ── ConversationActor (one per phone)
-//!                   └─ OutboxRelay (optional)
+//!                   ├─ OutboxRelay (optional)
+//!                   └─ Scheduler (optional: due jobs, reminders)
 //! ```
 
 use std::sync::{Arc, RwLock};
@@ -21,6 +22,7 @@ use super::EngineShared;
 use super::ai::{AiActor, AiArgs, AiMsg};
 use super::calendar::{CalendarActor, CalendarArgs, CalendarMsg};
 use super::relay::{OutboxRelay, RelayArgs, RelayMsg};
+use super::scheduler::{Scheduler, SchedulerArgs, SchedulerMsg};
 use super::supervisor::{ConversationSupervisor, SupervisorMsg};
 
 /// Where the current instance of a supervised actor is found; empty before it started and
@@ -65,6 +67,7 @@ pub struct Slots {
     pub calendar: ActorSlot<CalendarMsg>,
     pub conversations: ActorSlot<SupervisorMsg>,
     pub relay: ActorSlot<RelayMsg>,
+    pub scheduler: ActorSlot<SchedulerMsg>,
 }
 
 /// What the root needs to start (and start again) its children.
@@ -72,6 +75,7 @@ pub struct RootArgs {
     pub ai: AiArgs,
     pub calendar: CalendarArgs,
     pub relay: Option<RelayArgs>,
+    pub scheduler: Option<SchedulerArgs>,
     pub shared: Arc<EngineShared>,
 }
 
@@ -84,6 +88,7 @@ enum Child {
     Calendar,
     Conversations,
     Relay,
+    Scheduler,
 }
 
 impl Child {
@@ -93,6 +98,7 @@ impl Child {
             Child::Calendar => "calendar",
             Child::Conversations => "conversations",
             Child::Relay => "relay",
+            Child::Scheduler => "scheduler",
         }
     }
 }
@@ -112,6 +118,8 @@ impl RootArgs {
             Some(Child::Conversations)
         } else if slots.relay.is(cell) {
             Some(Child::Relay)
+        } else if slots.scheduler.is(cell) {
+            Some(Child::Scheduler)
         } else {
             None
         }
@@ -141,6 +149,13 @@ impl RootArgs {
                     slots.relay.set(Some(a));
                 }
             }
+            Child::Scheduler => {
+                if let Some(args) = &self.scheduler {
+                    let args = (args.clone(), self.shared.clone());
+                    let (a, _) = Actor::spawn_linked(None, Scheduler, args, root).await?;
+                    slots.scheduler.set(Some(a));
+                }
+            }
         }
         Ok(())
     }
@@ -162,6 +177,7 @@ impl Actor for EngineSupervisor {
             Child::Ai,
             Child::Calendar,
             Child::Relay,
+            Child::Scheduler,
             Child::Conversations,
         ] {
             args.start(child, &myself).await?;
@@ -179,6 +195,7 @@ impl Actor for EngineSupervisor {
         slots.ai.set(None);
         slots.calendar.set(None);
         slots.relay.set(None);
+        slots.scheduler.set(None);
         Ok(())
     }
 

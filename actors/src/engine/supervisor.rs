@@ -16,7 +16,7 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 
-use super::conversation::{ConversationActor, ConversationArgs, ConversationMsg};
+use super::conversation::{ConversationActor, ConversationArgs, ConversationMsg, StaffAction};
 use super::{EngineShared, TurnError};
 use crate::dialogue;
 use crate::model::Phone;
@@ -29,6 +29,11 @@ pub enum SupervisorMsg {
     /// Passivates conversations idle for longer than the idle timeout.
     Sweep,
     Live(RpcReplyPort<usize>),
+    /// The phones whose conversation is quarantined now.
+    Quarantined(RpcReplyPort<Vec<Phone>>),
+    /// Lets go of the phone's conversation now (its memory is about to be erased in the
+    /// store); queued turns are still answered first.
+    Passivate(Phone, RpcReplyPort<()>),
 }
 
 struct Child {
@@ -156,12 +161,14 @@ impl Actor for ConversationSupervisor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             SupervisorMsg::Deliver(phone, msg) => {
-                if matches!(msg, ConversationMsg::HandBack(_)) {
+                if matches!(msg, ConversationMsg::Staff(StaffAction::HandBack, _)) {
                     // Staff taking a quarantined conversation back lift the quarantine too.
                     state.quarantined.remove(&phone);
                     state.failures.remove(&phone);
                 }
-                if state.is_quarantined(&phone) {
+                // Staff reach a quarantined conversation: it is theirs to answer.
+                let by_staff = matches!(msg, ConversationMsg::Staff(..));
+                if !by_staff && state.is_quarantined(&phone) {
                     if let ConversationMsg::Turn(_, reply) = msg {
                         let _ = reply.send(Ok(dialogue::quarantine_reply(&state.shared.business)));
                     }
@@ -201,6 +208,23 @@ impl Actor for ConversationSupervisor {
             }
             SupervisorMsg::Live(reply) => {
                 let _ = reply.send(state.children.len());
+            }
+            SupervisorMsg::Passivate(phone, reply) => {
+                if let Some(child) = state.children.remove(&phone) {
+                    let _ = child.actor.drain();
+                }
+                state.quarantined.remove(&phone);
+                state.failures.remove(&phone);
+                metrics::gauge!("sara_live_conversations").set(state.children.len() as f64);
+                let _ = reply.send(());
+            }
+            SupervisorMsg::Quarantined(reply) => {
+                let now = Instant::now();
+                let phones = (state.quarantined.iter())
+                    .filter(|(_, until)| **until > now)
+                    .map(|(phone, _)| phone.clone())
+                    .collect();
+                let _ = reply.send(phones);
             }
         }
         Ok(())

@@ -156,6 +156,8 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
         },
         outbox: Vec::new(),
         jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
     };
     assert_eq!(
         store.commit(vec![other]).await.expect("commit"),
@@ -564,4 +566,92 @@ async fn a_calendar_port_that_panics_under_the_booking_writer_costs_one_booking_
     }
     assert!(booked, "bookings keep failing after the port panicked once");
     assert_eq!(calendar.inner.all().len(), 1);
+}
+
+/// Staff take a conversation over from the console: Sara records each message and answers
+/// none, across a restart of its actor (the state is the store's); a staff reply is in the
+/// transcript as staff; handing back makes Sara answer again.
+#[tokio::test]
+async fn a_taken_over_conversation_stays_quiet_across_a_restart_until_it_is_handed_back() {
+    let (engine, store) = engine(EngineSettings::default()).await;
+    engine.turn(msg("hello", Some("SM1"))).await.expect("turn");
+    engine
+        .staff(phone(), StaffAction::TakeOver)
+        .await
+        .expect("take over");
+    let quiet = engine
+        .turn(msg("anyone?", Some("SM2")))
+        .await
+        .expect("turn");
+    assert!(quiet.silent, "{quiet:?}");
+
+    assert!(engine.inject_panic(phone()));
+    let after_restart = loop {
+        match engine.turn(msg("still there?", Some("SM3"))).await {
+            Ok(reply) => break reply,
+            // The turn met the panicking actor; the provider would send it again.
+            Err(TurnError::Interrupted) => continue,
+            Err(other) => panic!("turn failed: {other}"),
+        }
+    };
+    assert!(after_restart.silent, "{after_restart:?}");
+    let call = engine
+        .turn(Inbound {
+            channel: Channel::Voice,
+            ..msg("hello", Some("CA1-1"))
+        })
+        .await
+        .expect("turn");
+    assert!(call.handover, "a caller is put through to staff: {call:?}");
+
+    engine
+        .staff(
+            phone(),
+            StaffAction::Reply {
+                channel: Channel::Sms,
+                text: "Hi, this is Maria from the front desk.".into(),
+                key: "k1".into(),
+            },
+        )
+        .await
+        .expect("staff reply");
+    engine
+        .staff(phone(), StaffAction::HandBack)
+        .await
+        .expect("hand back");
+    let answered = engine.turn(msg("thanks", Some("SM4"))).await.expect("turn");
+    assert!(
+        !answered.silent && !answered.text.is_empty(),
+        "{answered:?}"
+    );
+
+    let turns = store.turns_of(&phone());
+    let intents: Vec<&str> = turns.iter().map(|t| t.intent.as_str()).collect();
+    assert!(intents.contains(&"take_over") && intents.contains(&"hand_back"));
+    let staff = turns
+        .iter()
+        .find(|t| t.intent == "staff_reply")
+        .expect("the staff reply is in the log");
+    assert_eq!(staff.channel, Channel::Staff);
+    assert_eq!(staff.reply.text, "Hi, this is Maria from the front desk.");
+    assert!(
+        turns.iter().any(|t| t.text == "anyone?" && t.reply.silent),
+        "the quiet turn is recorded"
+    );
+}
+
+#[tokio::test]
+async fn a_staff_reply_goes_by_sms_or_whatsapp_only() {
+    let (engine, _store) = engine(EngineSettings::default()).await;
+    let refused = engine
+        .staff(
+            phone(),
+            StaffAction::Reply {
+                channel: Channel::Email,
+                text: "hello".into(),
+                key: "k2".into(),
+            },
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
 }

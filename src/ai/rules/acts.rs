@@ -60,7 +60,7 @@ static ABOUT_CANCELLING: LazyLock<Regex> = LazyLock::new(|| {
 });
 static RESCHEDULE: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:re-?schedul\w*|re-?book\w*|move (?:my|the|our) (?:appointment|booking|visit)|move it|change (?:my|the) (?:appointment|booking|visit)|push (?:it|my appointment|the appointment) (?:back|forward)|bring (?:it|my appointment) forward|postpone\w*|different (?:day|date) for my)\b",
+        r"\b(?:re-?schedul\w*|re-?book\w*|move (?:my|the|our|it|that|this|them)\b|(?:change|switch|shift) (?:my|the|our) (?:\w+ )?(?:appointment|booking|visit|\w+ to\b)|(?:make|change|switch|swap) (?:it|that|this)\b[^.?!]*\binstead|(?:can|could) (?:we|i|you) (?:do|go for|have|switch to)\b[^.?!]*\binstead|change (?:my|the) (?:appointment|booking|visit)|push (?:it|my appointment|the appointment) (?:back|forward)|bring (?:it|my appointment) forward|postpone\w*|different (?:day|date) for my)\b",
     )
 });
 static OTHER_OPTIONS: LazyLock<Regex> = LazyLock::new(|| {
@@ -110,7 +110,7 @@ static AFFIRM: LazyLock<Regex> = LazyLock::new(|| {
 /// A soft opener ("ok", "great") is a yes only when nothing else is said.
 static AFFIRM_SOFT: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"^(?:oh |well |um,? |uh,? )*(?:ok|okay|k|alright|all right|right|perfect|great|awesome|excellent|fine|good|cool|lovely|wonderful|nice|sounds|confirm\w*|do it)\b",
+        r"^(?:oh |well |um,? |uh,? )*(?:ok|okay|k|y|alright|all right|right|perfect|great|awesome|excellent|fine|good|cool|lovely|wonderful|nice|sounds|confirm\w*|do it)\b",
     )
 });
 /// Wanting a named service is asking to book it ("I need a cleaning").

@@ -50,7 +50,7 @@ fn re(pattern: &str) -> Regex {
 
 static NEGATED: LazyLock<Regex> = LazyLock::new(|| {
     re(&format!(
-        r"\b(?:all|al|enough|it|everything|that's it|done)(?: for)? (?:today|now|tonight)\b|\b(?:not|instead of|rather than|other than|except|(?:can't|cannot|can not|couldn't|won't) (?:do|make|come|manage|go))\s+(?:at\s+|on\s+|the\s+)?(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?|noon|today|tomorrow|(?:{WEEKDAY})|\d{{1,2}}(?:st|nd|rd|th))\b|\bfrom\s+(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?)\s+to\b"
+        r"\b(?:all|al|enough|it|everything|that's it|done)(?: for)? (?:today|now|tonight)\b|\b(?:not|instead of|rather than|other than|except|(?:can't|cannot|can not|couldn't|won't) (?:do|make|come|manage|go))\s+(?:at\s+|on\s+|the\s+)?(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?|noon|today|tomorrow|(?:{WEEKDAY})|\d{{1,2}}(?:st|nd|rd|th))\b|\bfrom\s+(?:\d{{1,2}}(?::\d{{2}})?(?:\s*(?:am|pm))?|today|tomorrow|(?:this |next )?(?:{WEEKDAY}))\s+to\b"
     ))
 });
 static DAY_AFTER_TOMORROW: LazyLock<Regex> =
@@ -113,11 +113,11 @@ static HOUR_MERIDIEM: LazyLock<Regex> =
     LazyLock::new(|| re(r"\b(\d{1,2})(?:\s+(\d{2}))?\s*(am|pm|a\.m\.?|p\.m\.?|o'?clock)(?:\b|$)"));
 /// "1630", "0900" after a preposition.
 static MILITARY: LazyLock<Regex> =
-    LazyLock::new(|| re(r"(?:^\s*|\b(?:at|for|around|by|to|@)\s+)([01]\d|2[0-3])([0-5]\d)\b"));
+    LazyLock::new(|| re(r"(?:^\s*|\b(?:at|for|around|by|to)\s+|@\s*)([01]\d|2[0-3])([0-5]\d)\b"));
 /// "at 3", "around 4", "evening 5", "3 in the afternoon".
 static PREP_HOUR: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|@|make it|made it|how about|what about|maybe|perhaps|instead|rather|or|do|change it to|move it to|switch to|change to|prefer|like)\s+(\d{1,2})\b",
+        r"(?:\b(?:at|around|about|for|to|try|say|morning|afternoon|evening|make it|made it|how about|what about|maybe|perhaps|instead|rather|or|do|change it to|move it to|switch to|change to|prefer|like)\s+|@\s*)(\d{1,2})\b",
     )
 });
 static HOUR_IN_PART: LazyLock<Regex> = LazyLock::new(|| {

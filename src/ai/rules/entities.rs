@@ -38,6 +38,23 @@ static NAME_LOOSE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^\s*(?:hi|hey|hello)?[\s,]*(?:it's|its|it is|this is|i'm|im|i am|name'?s|me,?)\s+([\p{L}][\p{L}'-]+(?:\s+[\p{L}][\p{L}'-]+){1,2})\s*[.!]?\s*$",
     )
 });
+/// "…, name Ahmed Khan", "name: kate moss": the bare word "name" opening a clause.
+static NAME_LABEL: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)(?:^|[,.;:!?]\s*|\s[-–—]+\s*|\band\s+)name\s*:?\s+([\p{L}][\p{L}'-]*(?:\s+[\p{L}][\p{L}'-]*){0,3})",
+    )
+});
+/// Where a loosely placed name may start: behind "it's", "this is", "for", or a break
+/// ("…at 4pm, its jake ross", "… for mark twain thx", "… - susan lee").
+static NAME_POINT: LazyLock<Regex> = LazyLock::new(|| {
+    re(r"(?i)\b(?:it's|its|it is|this is|i'm|im|i am|for)\s+|[.?!,;\n]\s*|\s[-–—~]+\s*")
+});
+/// Two or three words closing the message, in any case, maybe signed off with a "thx".
+static NAME_TAIL: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i)^([\p{L}][\p{L}'-]+(?:\s+[\p{L}][\p{L}'-]+){1,2}?)(?:[\s,]+(?:thx|thanks|thank you|ty|pls|please|cheers|ta|x+))?\s*[.!]*\s*$",
+    )
+});
 static LEAD: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)^\s*(?:my name is|my name's|name is|name's|it's|it is|this is|i'm|i am|sure|yes|yeah|ok|okay)[\s,:]+",
@@ -139,6 +156,221 @@ const COMMON: &[&str] = &[
     "confusing",
 ];
 
+/// Everyday words a lower-case name never holds: with [`COMMON`] and [`NOT_NAMES`], what
+/// a loosely placed name ("for mark twain", "- susan lee") is checked against.
+const EVERYDAY: &[&str] = &[
+    "and",
+    "or",
+    "but",
+    "if",
+    "so",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "am",
+    "do",
+    "does",
+    "did",
+    "have",
+    "has",
+    "had",
+    "can",
+    "could",
+    "will",
+    "would",
+    "should",
+    "may",
+    "might",
+    "must",
+    "shall",
+    "i",
+    "you",
+    "he",
+    "she",
+    "we",
+    "they",
+    "him",
+    "her",
+    "them",
+    "us",
+    "my",
+    "your",
+    "his",
+    "their",
+    "our",
+    "its",
+    "it's",
+    "what",
+    "where",
+    "when",
+    "how",
+    "why",
+    "who",
+    "which",
+    "there",
+    "here",
+    "any",
+    "anything",
+    "something",
+    "nothing",
+    "some",
+    "one",
+    "two",
+    "next",
+    "last",
+    "this",
+    "that",
+    "these",
+    "those",
+    "of",
+    "with",
+    "from",
+    "by",
+    "up",
+    "down",
+    "out",
+    "off",
+    "over",
+    "after",
+    "before",
+    "later",
+    "earlier",
+    "soon",
+    "sooner",
+    "asap",
+    "instead",
+    "too",
+    "also",
+    "just",
+    "only",
+    "then",
+    "than",
+    "maybe",
+    "call",
+    "come",
+    "go",
+    "get",
+    "got",
+    "see",
+    "make",
+    "take",
+    "want",
+    "need",
+    "like",
+    "book",
+    "move",
+    "change",
+    "cancel",
+    "keep",
+    "parking",
+    "park",
+    "price",
+    "prices",
+    "insurance",
+    "hours",
+    "open",
+    "lunch",
+    "noon",
+    "midday",
+    "night",
+    "day",
+    "days",
+    "weekend",
+    "mins",
+    "minutes",
+    "hour",
+    "hours",
+    "o'clock",
+    "half",
+    "quarter",
+    "past",
+    "ish",
+    "around",
+    "about",
+    "please",
+    "thanks",
+    "thx",
+    "cheers",
+    "ta",
+    "bye",
+    "goodbye",
+    "later",
+    "lovely",
+    "wonderful",
+    "brilliant",
+    "cool",
+    "awesome",
+    "yes",
+    "yeah",
+    "yep",
+    "no",
+    "nope",
+    "nah",
+    "ok",
+    "okay",
+    "sure",
+    "fine",
+    "well",
+    "oh",
+    "wait",
+    "actually",
+    "sorry",
+    "nvm",
+    "never",
+    "mind",
+    "teeth",
+    "tooth",
+    "clean",
+    "check",
+    "checkup",
+    "visit",
+    "session",
+    "ill",
+    "i'll",
+    "id",
+    "i'd",
+    "im",
+    "dont",
+    "don't",
+    "cant",
+    "can't",
+    "wont",
+    "won't",
+    "poss",
+    "possible",
+    "if",
+    "works",
+    "work",
+    "good",
+    "great",
+    "thing",
+    "first",
+    "second",
+    "third",
+    "earliest",
+    "latest",
+    "whichever",
+    "either",
+    "both",
+    "son",
+    "daughter",
+    "wife",
+    "husband",
+    "kid",
+    "kids",
+    "child",
+    "mum",
+    "mom",
+    "dad",
+];
+
+/// Whether a lower-case word is an everyday word, not a name.
+fn everyday(lower: &str) -> bool {
+    EVERYDAY.contains(&lower) || COMMON.contains(&lower) || NOT_NAMES.contains(&lower)
+}
+
 /// Words that follow "it's" / "I'm" but are not names.
 const NOT_NAMES: &[&str] = &[
     "i",
@@ -232,7 +464,7 @@ pub(super) fn email(original: &str) -> Option<String> {
 }
 
 /// The caller's name, title-cased when typed in lower case.
-pub(super) fn name(original: &str, expecting: Option<Slot>) -> Option<String> {
+pub(super) fn name(original: &str, expecting: Option<Slot>, services: &[String]) -> Option<String> {
     if let Some(c) = NAME_STRONG.captures(original) {
         return clean_name(&c[1], true);
     }
@@ -247,6 +479,18 @@ pub(super) fn name(original: &str, expecting: Option<Slot>) -> Option<String> {
     {
         return Some(n);
     }
+    if let Some(c) = NAME_LABEL.captures(original)
+        && let Some(n) = clean_name(&c[1], true)
+    {
+        return Some(n);
+    }
+    for point in NAME_POINT.find_iter(original) {
+        if let Some(c) = NAME_TAIL.captures(&original[point.end()..])
+            && let Some(n) = loose_name(&c[1], services)
+        {
+            return Some(n);
+        }
+    }
     if let Some(c) = NAME_LOOSE.captures(original)
         && let Some(n) = clean_name(&c[1], true)
         && n.split_whitespace().count() >= 2
@@ -259,11 +503,44 @@ pub(super) fn name(original: &str, expecting: Option<Slot>) -> Option<String> {
     if expecting == Some(Slot::Name) {
         let rest = LEAD.replace(original, "");
         let rest = rest.trim().trim_end_matches(['.', '!', ',']);
-        if rest.split_whitespace().count() <= 4 && !rest.contains('@') {
+        // "yes, and is there parking?" answers something else.
+        if rest.split_whitespace().count() <= 4 && !rest.contains(['@', '?']) {
             return clean_name(rest, true);
         }
     }
     None
+}
+
+/// Two or three words placed loosely (no "my name is"): a name only when none of them is an
+/// everyday word, a service, a day or a number, whatever the case they are typed in.
+fn loose_name(raw: &str, services: &[String]) -> Option<String> {
+    let words: Vec<&str> = raw.split_whitespace().collect();
+    if !(2..=3).contains(&words.len())
+        || words.iter().any(|w| {
+            let lower = w.to_lowercase();
+            // "for Jin Park": a capitalised word may be an everyday one ("Park", "Long").
+            let capitalised =
+                w.starts_with(char::is_uppercase) && !NOT_NAMES.contains(&lower.as_str());
+            (!capitalised && everyday(&lower)) || looks_like_service(&lower, services)
+        })
+    {
+        return None;
+    }
+    clean_name(raw, true).filter(|n| n.split_whitespace().count() == words.len())
+}
+
+/// A word that is (or is a typo of) a word of a configured service: "cleening" is no surname.
+fn looks_like_service(lower: &str, services: &[String]) -> bool {
+    services
+        .iter()
+        .flat_map(|s| s.split_whitespace())
+        .map(str::to_lowercase)
+        .chain(["appointment".to_string()])
+        .any(|s| {
+            lower.chars().count() >= 4
+                && lower.chars().next() == s.chars().next()
+                && (s.starts_with(lower) || edit_distance(lower, &s) <= 2)
+        })
 }
 
 /// Keeps the leading name-like words; `None` when the first word is not a name.
@@ -274,6 +551,12 @@ fn clean_name(raw: &str, any_case: bool) -> Option<String> {
         let lower = w.to_lowercase();
         if w.is_empty()
             || NOT_NAMES.contains(&lower.as_str())
+            || (!w.starts_with(char::is_uppercase)
+                && if words.is_empty() {
+                    everyday(&lower)
+                } else {
+                    COMMON.contains(&lower.as_str())
+                })
             || !w
                 .chars()
                 .all(|c| c.is_alphabetic() || c == '\'' || c == '-')

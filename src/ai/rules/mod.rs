@@ -100,7 +100,7 @@ impl RuleNlu {
             || moment.day_part.is_some()
             || moment.shift.is_some();
         let name_expected = ctx.expecting.filter(|_| !gives_moment);
-        let name = entities::name(&original, name_expected);
+        let name = entities::name(&original, name_expected, services);
         let choice = entities::choice(&norm, ctx.expecting);
 
         let cues = acts::Cues {
@@ -179,6 +179,7 @@ impl RuleNlu {
             earliest: moment.earliest,
             unclear_when: moment.unclear,
             then: None,
+            reminder: None,
             faq_answer: None,
             confidence,
             source: NluSource::Rules,

@@ -983,6 +983,26 @@ fn typos_in_service_names_and_loosely_given_names_are_read() {
             "Aiko Tanaka",
         ),
         ("book me for tuesday at 2\nBen Okafor", "Ben Okafor"),
+        // Loose positions, in any case: after "its" / "for" / a dash at the end of a
+        // longer message, or behind a bare "name".
+        (
+            "hey i'd like a consultation on friday at 4pm, its jake ross",
+            "Jake Ross",
+        ),
+        ("book a cleaning thursday at 1pm for Jin Park", "Jin Park"),
+        ("10am friday cleaning for mark twain thx", "Mark Twain"),
+        (
+            "hi can i get a consulation on friday @ 11 - susan lee",
+            "Susan Lee",
+        ),
+        (
+            "wanna book a whitning thursday 1pm. name kate moss",
+            "Kate Moss",
+        ),
+        (
+            "consultation friday 16:30 please, name Ahmed Khan",
+            "Ahmed Khan",
+        ),
     ] {
         assert_eq!(
             nlu.understand(text, &ctx).name.as_deref(),
@@ -990,9 +1010,27 @@ fn typos_in_service_names_and_loosely_given_names_are_read() {
             "{text}"
         );
     }
-    for text in ["its fine thanks", "its too late now", "im running late"] {
+    for text in [
+        "its fine thanks",
+        "its too late now",
+        "im running late",
+        "nvm, ill call later",
+        "book a cleaning for next tuesday",
+        "can i get a cleaning for my son",
+        "whitening friday, see you then",
+        "book it for a cleening",
+    ] {
         assert_eq!(nlu.understand(text, &ctx).name, None, "{text}");
     }
+    // "yes, and is there parking?" answers something else than the name asked for.
+    let asked = context(THURSDAY, Some(Slot::Name));
+    assert_eq!(
+        nlu.understand("yes, and is there parking?", &asked).name,
+        None
+    );
+    // "@ 11" is a time.
+    let u = nlu.understand("consultation on friday @ 11", &ctx);
+    assert_eq!(u.time, NaiveTime::from_hms_opt(11, 0, 0), "{u:?}");
 }
 
 #[test]

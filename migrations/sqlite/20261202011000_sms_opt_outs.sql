@@ -1,0 +1,7 @@
+-- Numbers that opted out of SMS (STOP, Twilio's OptOutType=STOP): Sara sends them no SMS
+-- until they opt in again (START), when their row is deleted. Keyed by the contact key, so
+-- the number itself is not stored here.
+CREATE TABLE sms_opt_outs (
+    contact_key TEXT PRIMARY KEY NOT NULL,
+    opted_out_at TEXT NOT NULL
+);
