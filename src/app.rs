@@ -14,6 +14,7 @@ use crate::ai::knowledge::KnowledgeBase;
 use crate::cache::{Cache, CacheError};
 use crate::calendar::google::{GoogleCalendar, GoogleSettings};
 use crate::calendar::local::LocalCalendar;
+use crate::calendar::recorded::RecordedCalendar;
 use crate::channels::email::EmailNotifier;
 use crate::channels::whatsapp::GraphClient;
 use crate::config::{CalendarProvider, Config, ConfigError, Secret};
@@ -255,7 +256,10 @@ async fn calendar(
             let google = GoogleCalendar::connect(settings)
                 .await
                 .map_err(|e| AppError::Unsupported(e.to_string()))?;
-            Ok(Arc::new(google))
+            Ok(Arc::new(RecordedCalendar::new(
+                LocalCalendar::new(db.clone()),
+                google.with_store_as_record(),
+            )))
         }
     }
 }

@@ -158,6 +158,10 @@ pub struct Booking {
     /// The staff member it is with (a configured name); `None` without staff.
     #[serde(default)]
     pub staff: Option<String>,
+    /// The Google Calendar event that mirrors it (`calendar.provider = "google"`); `None` for
+    /// a booking of the local calendar.
+    #[serde(default)]
+    pub event_id: Option<String>,
 }
 
 /// A half-open time range `[start, end)` that is not free.

@@ -837,6 +837,7 @@ mod tests {
             status: BookingStatus::Confirmed,
             sequence: 0,
             staff: None,
+            event_id: None,
         }
     }
 

@@ -397,6 +397,11 @@ pub fn bench_config(mut config: Config, database_url: &str, public_url: &str) ->
     config.business.horizon_days = 3650;
     config.business.min_notice_minutes = 0;
     config.business.closures.clear();
+    // A load generator's customers book again and again; per-customer limits are not what
+    // it measures.
+    config.business.max_bookings_per_day = 0;
+    config.business.max_upcoming_bookings = 0;
+    config.business.cancel_notice_minutes = 0;
     config
 }
 

@@ -99,6 +99,9 @@ pub struct GoogleCalendar {
     timezone: Tz,
     lookahead: chrono::Duration,
     deadline: Duration,
+    /// The store guards Sara's bookings against each other (per staff member): only events
+    /// staff made by hand stand in a write's way here.
+    store_is_record: bool,
 }
 
 impl std::fmt::Debug for GoogleCalendar {
@@ -126,6 +129,11 @@ impl Failure {
 /// accepts (base32hex, 5–1024 characters).
 pub fn event_id(booking: BookingId) -> String {
     booking.simple().to_string()
+}
+
+/// Whether a booking `upcoming` returned is an event staff made by hand (no customer).
+pub fn is_hand_made(booking: &Booking) -> bool {
+    booking.phone.as_str() == NO_CUSTOMER
 }
 
 /// The booking id `upcoming` gives an event staff made by hand.
@@ -173,7 +181,15 @@ impl GoogleCalendar {
             timezone: settings.timezone,
             lookahead: settings.lookahead,
             deadline: settings.deadline,
+            store_is_record: false,
         })
+    }
+
+    /// For [`super::RecordedCalendar`]: Sara's own events no longer block a write (the
+    /// store already decided, staff by staff), hand-made ones still do.
+    pub fn with_store_as_record(mut self) -> GoogleCalendar {
+        self.store_is_record = true;
+        self
     }
 
     /// Runs one API call under the deadline and sorts out what went wrong.
@@ -318,6 +334,7 @@ impl GoogleCalendar {
                 },
                 sequence: 0,
                 staff: prop(STAFF).cloned(),
+                event_id: event.id.clone(),
             },
             None => Booking {
                 id: hand_made_id(
@@ -336,6 +353,7 @@ impl GoogleCalendar {
                 status: BookingStatus::Confirmed,
                 sequence: 0,
                 staff: None,
+                event_id: event.id.clone(),
             },
         })
     }
@@ -426,9 +444,9 @@ impl GoogleCalendar {
         let ours = events.iter().any(|e| e.id.as_deref() == Some(own));
         let others = events.iter().any(|e| {
             e.id.as_deref() != Some(own)
-                && self
-                    .booking_of(e)
-                    .is_some_and(|b| b.start < end && start < b.end)
+                && self.booking_of(e).is_some_and(|b| {
+                    b.start < end && start < b.end && (!self.store_is_record || is_hand_made(&b))
+                })
         });
         if ours && !others {
             Ok(())
@@ -662,6 +680,7 @@ mod tests {
             status: BookingStatus::Confirmed,
             sequence: 0,
             staff: None,
+            event_id: None,
         }
     }
 
@@ -896,7 +915,14 @@ mod tests {
         let got = google.calendar.upcoming(from).await.expect("upcoming");
 
         assert_eq!(got.len(), 3, "{got:?}");
-        assert_eq!(got[0], mine);
+        // Mapped back with the event's id.
+        assert_eq!(
+            got[0],
+            Booking {
+                event_id: Some(event_id(mine.id)),
+                ..mine.clone()
+            }
+        );
         assert_eq!(got[1].id, hand_made_id("handmade42"));
         assert_eq!(got[1].service, "Dentist out");
         assert_eq!(got[1].status, BookingStatus::Confirmed);

@@ -537,6 +537,7 @@ mod tests {
             status: BookingStatus::Confirmed,
             sequence: 0,
             staff: None,
+            event_id: None,
         }
     }
 

@@ -537,10 +537,14 @@ impl Database {
                 end: b.end.with_timezone(&tz).to_rfc3339(),
                 status: b.status.as_str().to_string(),
                 attendance: attended.contains(&b.id).then(|| "confirmed".to_string()),
-                // The store holds the bookings Sara makes on the local calendar; Google
-                // bookings are not rows of the store yet (see the README's known limits).
-                calendar: "local".to_string(),
-                event_id: None,
+                // A booking mirrored to Google carries its event id.
+                calendar: if b.event_id.is_some() {
+                    "google"
+                } else {
+                    "local"
+                }
+                .to_string(),
+                event_id: b.event_id,
                 staff: b.staff,
             })
             .collect())

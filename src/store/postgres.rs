@@ -636,14 +636,22 @@ async fn insert_all(
     let starts: Vec<DateTime<Utc>> = bookings.iter().map(|b| b.start).collect();
     let ends: Vec<DateTime<Utc>> = bookings.iter().map(|b| b.end).collect();
     let statuses: Vec<&str> = bookings.iter().map(|b| b.status.as_str()).collect();
+    let staff: Vec<&str> = bookings
+        .iter()
+        .map(|b| b.staff.as_deref().unwrap_or(""))
+        .collect();
+    let events: Vec<Option<&str>> = bookings.iter().map(|b| b.event_id.as_deref()).collect();
+    // A cancelled row of the same id (a released hold) is booked again, as by INSERT_BOOKING.
     sqlx::query(
         "INSERT INTO bookings (id, contact_key, phone, name, email, service, start, \"end\", \
-         status, created_at, updated_at) \
-         SELECT id, key, phone, name, email, service, s, e, status, $10, $10 \
+         status, created_at, updated_at, staff, event_id) \
+         SELECT id, key, phone, name, email, service, s, e, status, $10, $10, staff, event \
          FROM UNNEST($1::uuid[], $2::text[], $3::bytea[], $4::bytea[], $5::bytea[], \
-         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[]) \
-         AS b (id, key, phone, name, email, service, s, e, status) \
-         ON CONFLICT (id) DO NOTHING",
+         $6::text[], $7::timestamptz[], $8::timestamptz[], $9::text[], $11::text[], $12::text[]) \
+         AS b (id, key, phone, name, email, service, s, e, status, staff, event) \
+         ON CONFLICT (id) DO UPDATE SET start = excluded.start, \"end\" = excluded.\"end\", \
+         status = excluded.status, staff = excluded.staff, event_id = excluded.event_id, \
+         updated_at = excluded.updated_at WHERE bookings.status = 'cancelled'",
     )
     .bind(&ids)
     .bind(&keys)
@@ -655,6 +663,8 @@ async fn insert_all(
     .bind(&ends)
     .bind(&statuses)
     .bind(Utc::now())
+    .bind(&staff)
+    .bind(&events)
     .execute(pool)
     .await
     .map_err(calendar_db_error)?;

@@ -76,6 +76,7 @@ fn the_booking() -> Booking {
         status: BookingStatus::Confirmed,
         sequence: 0,
         staff: None,
+        event_id: None,
     }
 }
 

@@ -175,6 +175,7 @@ async fn a_forgotten_caller_leaves_only_anonymous_time_blocks_and_an_audit_row(d
         status: BookingStatus::Confirmed,
         sequence: 0,
         staff: None,
+        event_id: None,
     };
     db.insert_booking(&booking(&gone, 24)).await.expect("book");
     db.insert_booking(&booking(&kept, 26)).await.expect("book");

@@ -146,16 +146,20 @@ const LOAD: &str = "SELECT state, version, owner_epoch FROM conversations WHERE 
 const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provider_id = $1";
 const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
 const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
-     sequence, staff FROM bookings ORDER BY start, id";
+     sequence, staff, event_id FROM bookings ORDER BY start, id";
 const ATTENDED: &str = "SELECT id FROM bookings WHERE attendance = 'confirmed'";
 const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", \
-     status, sequence, staff FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 \
+     status, sequence, staff, event_id FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 \
      ORDER BY start, id";
 /// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the
-/// exclusion constraint is then not consulted for it.
+/// exclusion constraint is then not consulted for it. A cancelled row of the same id (a hold
+/// released after the Google write failed) is booked again, through the same guards.
 const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name, email, \
-     service, start, \"end\", status, created_at, updated_at, staff) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11) ON CONFLICT (id) DO NOTHING";
+     service, start, \"end\", status, created_at, updated_at, staff, event_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12) \
+     ON CONFLICT (id) DO UPDATE SET start = excluded.start, \"end\" = excluded.\"end\", \
+     status = excluded.status, staff = excluded.staff, event_id = excluded.event_id, \
+     updated_at = excluded.updated_at WHERE bookings.status = 'cancelled'";
 const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
      attendance = NULL, sequence = sequence + 1 WHERE id = $4 AND status <> 'cancelled'";
 const CANCEL_BOOKING: &str = "UPDATE bookings SET sequence = sequence + CASE status WHEN 'cancelled' THEN 0 ELSE 1 END, \
@@ -197,6 +201,7 @@ pub(super) struct BookingRow<I, T> {
     sequence: i64,
     /// '' = not with a staff member.
     staff: String,
+    event_id: Option<String>,
 }
 
 impl<I, T> BookingRow<I, T> {
@@ -212,6 +217,7 @@ impl<I, T> BookingRow<I, T> {
             status: parse_status(&self.status)?,
             sequence: u32::try_from(self.sequence).unwrap_or(u32::MAX),
             staff: (!self.staff.is_empty()).then_some(self.staff),
+            event_id: self.event_id,
         })
     }
 }
@@ -470,7 +476,7 @@ where
     Ok(row.is_some())
 }
 
-/// Inserts one booking row (nothing when its id is already written).
+/// Inserts one booking row (nothing when its id is already written and not cancelled).
 pub(super) async fn insert_booking<'c, DB: Dialect>(
     conn: &'c mut DB::Connection,
     booking: &Booking,
@@ -481,6 +487,7 @@ where
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
     for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
     for<'q> Option<&'q [u8]>: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
 {
     sqlx::query::<DB>(INSERT_BOOKING)
         .bind(DB::id(booking.id))
@@ -494,6 +501,7 @@ where
         .bind(booking.status.as_str())
         .bind(DB::time(Utc::now()))
         .bind(booking.staff.as_deref().unwrap_or(""))
+        .bind(booking.event_id.as_deref())
         .execute(conn)
         .await
         .map(drop)

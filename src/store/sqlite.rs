@@ -657,11 +657,13 @@ async fn insert_bookings(
     let mut results = Vec::with_capacity(bookings.len());
     for (booking, sealed) in bookings.iter().zip(&sealed) {
         let id = booking.id.to_string();
-        let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1")
-            .bind(&id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(calendar_db_error)?;
+        // A cancelled row of the same id (a released hold) is booked again below.
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1 AND status <> 'cancelled'")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(calendar_db_error)?;
         if exists.is_some() {
             // A retried write of the same booking: it is already there.
             results.push(Ok(()));

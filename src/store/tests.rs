@@ -77,6 +77,7 @@ on_both_backends!(
     what_a_caller_heard_and_voicemails_are_kept_sealed_in_any_callback_order,
     an_older_binary_starts_on_a_database_a_newer_one_migrated,
     bookings_with_different_staff_share_a_time_and_with_the_same_do_not,
+    a_released_hold_is_booked_again_through_the_same_guard,
 );
 
 /// A relay caller's interruption is kept on its turn; a voicemail's callbacks (the record
@@ -555,6 +556,7 @@ fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) ->
         status,
         sequence: 0,
         staff: None,
+        event_id: None,
     }
 }
 
@@ -675,6 +677,40 @@ async fn bookings_with_different_staff_share_a_time_and_with_the_same_do_not(db:
             .iter()
             .all(|v| v["calendar"] == "local")
     );
+}
+
+/// A hold released after its Google write failed (the row cancelled) is booked again by
+/// the caller's retry — the same row, with its event id — unless someone took the time.
+async fn a_released_hold_is_booked_again_through_the_same_guard(db: Database) {
+    let nine = Utc
+        .with_ymd_and_hms(2027, 3, 2, 14, 0, 0)
+        .single()
+        .expect("a valid test time");
+    let hold = Booking {
+        event_id: Some("abc123".into()),
+        ..booking(1, nine, 30, BookingStatus::Confirmed)
+    };
+    db.insert_booking(&hold).await.expect("held");
+    db.cancel_booking(hold.id).await.expect("released");
+    db.insert_booking(&hold).await.expect("booked again");
+    let views = db
+        .bookings(chrono_tz::America::New_York)
+        .await
+        .expect("list");
+    assert_eq!(views.len(), 1, "one row: {views:?}");
+    assert_eq!(views[0].status, "confirmed");
+    assert_eq!(views[0].calendar, "google");
+    assert_eq!(views[0].event_id.as_deref(), Some("abc123"));
+
+    // Released again, and someone else takes the time meanwhile: the retry is refused.
+    db.cancel_booking(hold.id).await.expect("released");
+    db.insert_booking(&booking(2, nine, 30, BookingStatus::Confirmed))
+        .await
+        .expect("someone else");
+    assert!(matches!(
+        db.insert_booking(&hold).await,
+        Err(sara_actors::ports::CalendarError::SlotTaken)
+    ));
 }
 
 async fn bookings_are_shown_in_the_business_offset(db: Database) {

@@ -124,4 +124,116 @@ async fn a_booking_over_sms_becomes_an_event_in_the_google_calendar() {
             .any(|r| r.url.path() == "/calendar/v3/freeBusy"),
         "no freeBusy query before the insert"
     );
+    // The store stays the record: the booking is a row like a local one, with its event.
+    let bookings = sara.bookings().await;
+    assert_eq!(bookings.len(), 1, "{bookings:?}");
+    assert_eq!(bookings[0]["id"], booking_id.to_string());
+    assert_eq!(bookings[0]["calendar"], "google");
+    assert_eq!(bookings[0]["event_id"], booking_id.simple().to_string());
+    assert_eq!(bookings[0]["status"], "confirmed");
+}
+
+/// Google fails the insert once: the hold in the store is released (nothing half there) and
+/// the caller hears the calendar could not be reached; their "yes" again books the same
+/// booking id, row and event.
+#[tokio::test]
+async fn a_failed_google_write_releases_the_hold_and_a_retry_books_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (google, key) = google_stand_in(dir.path()).await;
+    Mock::given(method("POST"))
+        .and(path(EVENTS))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            json!({"error": {"code": 503, "message": "Backend Error", "errors": []}}),
+        ))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&google)
+        .await;
+    let base = format!("{}/calendar/v3/", google.uri());
+    let key = key.display().to_string();
+    let sara = Sara::start_with(&[
+        ("SARA_CALENDAR__PROVIDER", "google"),
+        ("SARA_CALENDAR__GOOGLE_BASE_URL", &base),
+        ("SARA_CALENDAR__CALENDAR_ID", CALENDAR),
+        ("SARA_CALENDAR__CREDENTIALS", &key),
+    ])
+    .await;
+    let me = phone(61);
+    let (_, day_text) = upcoming(Weekday::Wed);
+    sara.text(
+        &me,
+        &format!("Book a cleaning on {day_text} at 10am please. I'm Ana Diaz"),
+    )
+    .await;
+    let failed = sara.text(&me, "yes").await;
+    assert!(failed.contains("can't reach the calendar"), "{failed}");
+    let bookings = sara.bookings().await;
+    assert_eq!(bookings.len(), 1, "{bookings:?}");
+    assert_eq!(bookings[0]["status"], "cancelled", "the hold is released");
+
+    let done = sara.text(&me, "yes").await;
+    assert!(done.to_lowercase().contains("booked"), "{done}");
+    let again = sara.bookings().await;
+    assert_eq!(
+        again.len(),
+        1,
+        "the same booking, not a second one: {again:?}"
+    );
+    assert_eq!(again[0]["id"], bookings[0]["id"]);
+    assert_eq!(again[0]["status"], "confirmed");
+    assert_eq!(again[0]["calendar"], "google");
+    let inserts = google
+        .received_requests()
+        .await
+        .expect("recording is on")
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == EVENTS)
+        .count();
+    assert_eq!(inserts, 2, "one failed insert, one that went through");
+}
+
+/// 200 callers race for ten slots with Google configured: exactly ten bookings in the store,
+/// exactly ten events inserted in Google (one per booking, each with its booking's id), and
+/// "booked" said to exactly the winners.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_callers_racing_for_ten_slots_with_google_get_ten_bookings_and_ten_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (google, key) = google_stand_in(dir.path()).await;
+    let base = format!("{}/calendar/v3/", google.uri());
+    let key = key.display().to_string();
+    let sara = std::sync::Arc::new(
+        Sara::start_with(&[
+            ("SARA_CALENDAR__PROVIDER", "google"),
+            ("SARA_CALENDAR__GOOGLE_BASE_URL", &base),
+            ("SARA_CALENDAR__CALENDAR_ID", CALENDAR),
+            ("SARA_CALENDAR__CREDENTIALS", &key),
+        ])
+        .await,
+    );
+    let slots = crate::helpers::distinct_slots(10, 30);
+    let (bookings, told) = crate::rules::race(sara, &slots, 200).await;
+    assert_eq!(bookings.len(), 10, "exactly ten bookings: {bookings:?}");
+    assert!(bookings.iter().all(|b| b["calendar"] == "google"));
+    assert_eq!(told, crate::rules::phones(&bookings));
+    let mut inserted: Vec<String> = google
+        .received_requests()
+        .await
+        .expect("recording is on")
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == EVENTS)
+        .map(|r| {
+            let event: Value = r.body_json().expect("an event in JSON");
+            event["id"]
+                .as_str()
+                .expect("a client-chosen id")
+                .to_string()
+        })
+        .collect();
+    inserted.sort();
+    let mut events: Vec<String> = bookings
+        .iter()
+        .map(|b| b["event_id"].as_str().expect("an event id").to_string())
+        .collect();
+    events.sort();
+    assert_eq!(inserted, events, "Google's view and the store agree");
 }

@@ -148,7 +148,7 @@ async fn deliver(sara: &Sara, from: &str, body: &str) -> String {
 
 /// `callers` callers ask for `slots` (round robin) at once, then all confirm at once: the
 /// bookings made and who was told "you're booked".
-async fn race(
+pub(crate) async fn race(
     sara: std::sync::Arc<Sara>,
     slots: &[(chrono::NaiveDate, String, String)],
     callers: usize,
@@ -189,7 +189,7 @@ async fn race(
     (bookings, told)
 }
 
-fn phones(bookings: &[serde_json::Value]) -> std::collections::HashSet<String> {
+pub(crate) fn phones(bookings: &[serde_json::Value]) -> std::collections::HashSet<String> {
     bookings
         .iter()
         .map(|b| b["phone"].as_str().expect("phone").to_string())

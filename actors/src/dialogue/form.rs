@@ -977,6 +977,7 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
                 status: BookingStatus::Confirmed,
                 sequence: 0,
                 staff,
+                event_id: None,
             };
             let after = if ctx.channel.is_text() {
                 "Reply here if you need to change it."

@@ -176,6 +176,7 @@ impl Conversation {
             status: BookingStatus::Confirmed,
             sequence: 0,
             staff: None,
+            event_id: None,
         };
         self.busy.booked(&booking);
         self.bookings.push(booking);
