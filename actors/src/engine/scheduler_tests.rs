@@ -167,6 +167,7 @@ fn booking(id: u128, status: BookingStatus, email: Option<&str>) -> Booking {
         status,
         sequence: 0,
         staff: None,
+        event_id: None,
     }
 }
 

@@ -3,7 +3,3 @@
 -- when they are with different staff members: the overlap check before each write compares
 -- bookings of the same `staff`.
 ALTER TABLE bookings ADD COLUMN staff TEXT NOT NULL DEFAULT '';
-
--- With calendar.provider = "google" the store stays the record: each booking row also names
--- the Google event that mirrors it (NULL for a booking of the local calendar).
-ALTER TABLE bookings ADD COLUMN event_id TEXT;

@@ -9,7 +9,3 @@ ALTER TABLE bookings DROP CONSTRAINT bookings_no_overlap;
 ALTER TABLE bookings ADD CONSTRAINT bookings_no_overlap
     EXCLUDE USING gist (staff WITH =, tstzrange(start, "end") WITH &&)
     WHERE (status = 'confirmed');
-
--- With calendar.provider = "google" the store stays the record: each booking row also names
--- the Google event that mirrors it (NULL for a booking of the local calendar).
-ALTER TABLE bookings ADD COLUMN event_id TEXT;
