@@ -13,10 +13,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use chrono::{Days, Utc};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{ADMIN_TOKEN, Sara, business, distinct_slots, phone};
+use crate::helpers::{ADMIN_TOKEN, business, distinct_slots, phone};
 
 const ACCOUNT: &str = "AC00000000000000000000000000000002";
 
@@ -85,24 +83,8 @@ async fn front_desk_logs_in_sees_an_sms_booking_takes_over_replies_and_hands_bac
     let Some((python, chromium)) = browser_tools() else {
         return;
     };
-    let twilio = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(format!(
-            "/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
-        )))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
-            "account_sid": ACCOUNT, "sid": "SMb70e5e00000000000000000000000000", "status": "queued",
-            "to": "+15550001111", "from": "+15550100000", "body": "x", "num_segments": "1",
-            "error_code": null
-        })))
-        .mount(&twilio)
-        .await;
-    let sara = Sara::start_with(&[
-        ("SARA_TWILIO__ACCOUNT_SID", ACCOUNT),
-        ("SARA_TWILIO__FROM", "+15550100000"),
-        ("SARA_TWILIO__API_BASE", &twilio.uri()),
-    ])
-    .await;
+    let (sara, twilio) =
+        crate::helpers::sara_with_twilio_rest(ACCOUNT, "SMb70e5e00000000000000000000000000").await;
     let me = phone(81);
     let name = "Ann Lee";
     // A day of the coming week, so the booking shows in the day screen's schedule.

@@ -3,8 +3,6 @@
 //! reply through the outbox to a local Twilio REST stand-in, and hand it back.
 
 use chrono::Weekday;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{ADMIN_TOKEN, Sara, phone, spawn_app, upcoming};
 
@@ -163,24 +161,8 @@ async fn logging_in_gives_a_session_cookie_that_is_not_the_token_and_logging_out
 
 #[tokio::test]
 async fn staff_take_over_reply_by_sms_through_the_outbox_and_hand_back() {
-    let twilio = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path(format!(
-            "/2010-04-01/Accounts/{ACCOUNT}/Messages.json"
-        )))
-        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
-            "account_sid": ACCOUNT, "sid": "SM5ta77e9f0000000000000000000000", "status": "queued",
-            "to": "+15550001111", "from": "+15550100000", "body": "x", "num_segments": "1",
-            "error_code": null
-        })))
-        .mount(&twilio)
-        .await;
-    let sara = Sara::start_with(&[
-        ("SARA_TWILIO__ACCOUNT_SID", ACCOUNT),
-        ("SARA_TWILIO__FROM", "+15550100000"),
-        ("SARA_TWILIO__API_BASE", &twilio.uri()),
-    ])
-    .await;
+    let (sara, twilio) =
+        crate::helpers::sara_with_twilio_rest(ACCOUNT, "SM5ta77e9f0000000000000000000000").await;
     let me = phone(71);
     let (_, day) = upcoming(Weekday::Tue);
     let offer = sara

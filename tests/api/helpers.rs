@@ -570,3 +570,29 @@ pub fn distinct_slots(n: usize, minutes: u32) -> Vec<(NaiveDate, String, String)
 pub fn phone(n: u32) -> String {
     format!("+1555{:07}", n + (std::process::id() % 1000) * 1000)
 }
+
+/// A local stand-in for Twilio's Messages API that accepts every message for `account` (201,
+/// queued, with `sid`), and a Sara binary that sends its SMS there (Twilio REST configured).
+pub async fn sara_with_twilio_rest(account: &str, sid: &str) -> (Sara, wiremock::MockServer) {
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{account}/Messages.json"
+        )))
+        .respond_with(ResponseTemplate::new(201).set_body_json(serde_json::json!({
+            "account_sid": account, "sid": sid, "status": "queued",
+            "to": "+15550001111", "from": "+15550100000", "body": "x", "num_segments": "1",
+            "error_code": null
+        })))
+        .mount(&twilio)
+        .await;
+    let sara = Sara::start_with(&[
+        ("SARA_TWILIO__ACCOUNT_SID", account),
+        ("SARA_TWILIO__FROM", "+15550100000"),
+        ("SARA_TWILIO__API_BASE", &twilio.uri()),
+    ])
+    .await;
+    (sara, twilio)
+}
