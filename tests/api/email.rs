@@ -56,9 +56,10 @@ pub(crate) async fn smtp_stand_in() -> (String, mpsc::UnboundedReceiver<(Vec<Str
     (format!("smtp://{addr}"), rx)
 }
 
-#[tokio::test]
-async fn a_booking_with_an_email_address_gets_a_confirmation_with_an_invite() {
-    let (url, mut mail) = smtp_stand_in().await;
+/// A Sara binary that sends its email, from the clinic's desk address, to a local SMTP
+/// stand-in; the stand-in's received messages.
+async fn sara_sending_email() -> (Sara, mpsc::UnboundedReceiver<(Vec<String>, String)>) {
+    let (url, mail) = smtp_stand_in().await;
     let sara = Sara::start_with(&[
         ("SARA_EMAIL__SMTP_URL", &url),
         (
@@ -67,6 +68,12 @@ async fn a_booking_with_an_email_address_gets_a_confirmation_with_an_invite() {
         ),
     ])
     .await;
+    (sara, mail)
+}
+
+#[tokio::test]
+async fn a_booking_with_an_email_address_gets_a_confirmation_with_an_invite() {
+    let (sara, mut mail) = sara_sending_email().await;
     let me = phone(50);
     let (day, day_text) = upcoming(Weekday::Tue);
     let ask = sara
@@ -164,15 +171,7 @@ async fn asking_for_a_person_alerts_the_staff_by_email() {
 /// 2 cancelled, whatever second they happen in.
 #[tokio::test]
 async fn the_invites_sequence_grows_by_one_with_every_change_of_the_booking() {
-    let (url, mut mail) = smtp_stand_in().await;
-    let sara = Sara::start_with(&[
-        ("SARA_EMAIL__SMTP_URL", &url),
-        (
-            "SARA_EMAIL__FROM",
-            "Harbor Street Clinic <desk@harbor.example>",
-        ),
-    ])
-    .await;
+    let (sara, mut mail) = sara_sending_email().await;
     let me = phone(51);
     let (_, tue) = upcoming(Weekday::Tue);
     let (_, thu) = upcoming(Weekday::Thu);
