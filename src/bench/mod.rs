@@ -12,8 +12,10 @@ pub mod dialog;
 pub mod limit;
 pub mod load;
 pub mod restart;
+pub mod stages;
 pub mod timeline;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -162,6 +164,8 @@ pub struct Summary {
     pub server_rss_mib: Option<f64>,
     pub limit_turns_per_s: Option<f64>,
     pub ratio: Option<f64>,
+    /// Per stage of a turn (`front`, `queue`, ..., `commit`): turns, mean, p50 and p99 in ms.
+    pub stages: BTreeMap<&'static str, stages::StageFigures>,
 }
 
 pub struct Report {
@@ -307,6 +311,15 @@ impl Report {
                 row("ratio", format!("{ratio:.2}"));
             }
             _ => row("bare route", "not measured".into()),
+        }
+        for (stage, f) in &s.stages {
+            row(
+                &format!("stage {stage}"),
+                format!(
+                    "mean {:.3} / p50 {:.3} / p99 {:.3} ms over {} turns",
+                    f.mean_ms, f.p50_ms, f.p99_ms, f.turns
+                ),
+            );
         }
         out
     }
@@ -463,6 +476,7 @@ pub async fn run(mut config: Config, options: BenchOptions) -> anyhow::Result<Re
         ratio: limit
             .as_ref()
             .map(|l| round(load.turns_per_s() / l.turns_per_s().max(1e-9), 3)),
+        stages: load.stages.clone(),
     };
     Ok(Report {
         summary,
@@ -617,7 +631,9 @@ async fn drive(
         probe,
         progress: options.progress,
     });
-    match options.rate {
+    let base = target.base.clone();
+    let before = stages::scrape(client, &base).await;
+    let mut load = match options.rate {
         Some(rate) => {
             load::open_loop(
                 client.clone(),
@@ -642,7 +658,11 @@ async fn drive(
             )
             .await
         }
+    };
+    if let (Some(before), Some(after)) = (before, stages::scrape(client, &base).await) {
+        load.stages = stages::table(&before, &after);
     }
+    load
 }
 
 /// What `--memory K` measured.

@@ -43,6 +43,7 @@ async fn five_dialogs_all_end_in_a_booking_and_the_summary_has_every_key() {
         "server_rss_mib",
         "limit_turns_per_s",
         "ratio",
+        "stages",
     ];
     let object = json.as_object().expect("an object");
     for key in keys {
@@ -51,6 +52,19 @@ async fn five_dialogs_all_end_in_a_booking_and_the_summary_has_every_key() {
     assert_eq!(object.len(), keys.len(), "no other keys");
     assert_eq!(json["backend"], "sqlite");
     assert_eq!(json["dialogs"], 5);
+    // Every turn passes these stages. The recorder is the process's, which other tests
+    // running beside this one share: at least this run's turns are counted.
+    for stage in ["front", "queue", "understand", "commit_wait", "commit"] {
+        let turns = json["stages"][stage]["turns"].as_u64().unwrap_or(0);
+        assert!(
+            turns >= report.summary.turns,
+            "stage {stage}: {}",
+            json["stages"]
+        );
+        for figure in ["mean_ms", "p50_ms", "p99_ms"] {
+            assert!(json["stages"][stage][figure].is_f64(), "{stage} {figure}");
+        }
+    }
 }
 
 #[tokio::test]

@@ -24,6 +24,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Time from a turn reaching the engine to its committed reply, in seconds.",
     ),
     (
+        "sara_turn_stage_seconds",
+        Kind::Histogram,
+        "Time a turn spent in one stage (label stage: front, queue, lease, load, understand, calendar, commit_wait, commit), in seconds.",
+    ),
+    (
         "sara_commit_batch_size",
         Kind::Histogram,
         "Turns committed together in one group-commit transaction.",

@@ -116,7 +116,8 @@ struct TurnEffects {
 pub struct ConversationActor;
 
 pub enum ConversationMsg {
-    Turn(Inbound, RpcReplyPort<Result<Reply, TurnError>>),
+    /// A customer's message, with the instant it was sent to the engine (for the `queue` stage).
+    Turn(Inbound, Instant, RpcReplyPort<Result<Reply, TurnError>>),
     /// Staff act on the conversation from the console.
     Staff(StaffAction, RpcReplyPort<Result<(), TurnError>>),
     /// Fault injection: panic inside `handle` (to prove supervision).
@@ -200,7 +201,8 @@ impl Actor for ConversationActor {
         conversation: &mut Conversation,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ConversationMsg::Turn(inbound, reply) => {
+            ConversationMsg::Turn(inbound, queued, reply) => {
+                super::record_stage("queue", queued.elapsed());
                 // Boxed: the turn's future is large and would otherwise be part of every
                 // idle actor's task, i.e. of the memory of each live conversation.
                 let result = Box::pin(conversation.turn(inbound)).await;
@@ -221,6 +223,7 @@ impl Conversation {
     /// Reads the last committed state. A state that no longer parses (an old format) starts
     /// the dialogue over but keeps its version, so the next commit still checks it.
     async fn reload(&mut self) -> Result<(), TurnError> {
+        let started = Instant::now();
         let stored = self.shared.store.load(&self.phone).await.map_err(|error| {
             tracing::warn!(%error, "conversation could not be read");
             error
@@ -241,6 +244,7 @@ impl Conversation {
             }
         }
         self.loaded = true;
+        super::record_stage("load", started.elapsed());
         Ok(())
     }
 
@@ -407,7 +411,11 @@ impl Conversation {
 
     #[tracing::instrument(skip_all, fields(conversation = %self.phone.masked(), channel = inbound.channel.as_str(), turn = %Uuid::new_v4()))]
     async fn turn(&mut self, inbound: Inbound) -> Result<Reply, TurnError> {
+        let asked = Instant::now();
         let lease = self.take_lease().await?;
+        if self.shared.leases.is_some() {
+            super::record_stage("lease", asked.elapsed());
+        }
         let epoch = lease.as_ref().map_or(0, |l| l.epoch);
         let result = match self.ensure_loaded().await {
             Ok(()) => self.turn_under(inbound, epoch).await,
@@ -571,6 +579,7 @@ impl Conversation {
                 .map(|(_, reply)| reply.text().to_owned()),
             facts,
         };
+        let understanding = Instant::now();
         let mut understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
                 .understand(&inbound.text, &ctx)
@@ -584,6 +593,7 @@ impl Conversation {
         if understood.staff.is_none() {
             understood.staff = business.staff_named(&inbound.text).map(|s| s.name.clone());
         }
+        super::record_stage("understand", understanding.elapsed());
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",
@@ -607,7 +617,7 @@ impl Conversation {
                 }
                 decision
             }
-            Some(effect) => match self.run_effect(effect).await {
+            Some(effect) => match self.timed_effect(effect).await {
                 Ok(()) => {
                     notices.extend(self.notify(effect, &view, &turn_key(inbound)));
                     self.schedule_reminders(effect, &view, &mut effects);
@@ -744,6 +754,14 @@ impl Conversation {
         self.shared
             .calendar_board
             .view(&self.phone, self.shared.clock.now())
+    }
+
+    /// [`Self::run_effect`], its time recorded as the turn's `calendar` stage.
+    async fn timed_effect(&self, effect: &Effect) -> Result<(), CalendarError> {
+        let started = Instant::now();
+        let result = self.run_effect(effect).await;
+        super::record_stage("calendar", started.elapsed());
+        result
     }
 
     async fn run_effect(&self, effect: &Effect) -> Result<(), CalendarError> {

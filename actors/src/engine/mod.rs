@@ -28,7 +28,7 @@ mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorRef};
@@ -277,6 +277,30 @@ impl EngineShared {
     }
 }
 
+/// The stages of a turn `sara_turn_stage_seconds{stage}` breaks its latency into, in order:
+/// `front` (the webhook's checks before the engine: rate limit, duplicate lookup), `queue`
+/// (waiting for the supervisor and the conversation's mailbox), `lease` (the conversation's
+/// ownership across instances), `load` (reading its state from the store, only when it is
+/// read), `understand` (rules or model), `calendar` (the booking's effect, only when there is
+/// one), `commit_wait` (waiting for the group commit's batch to start) and `commit` (the
+/// batch's transaction).
+pub const TURN_STAGES: [&str; 8] = [
+    "front",
+    "queue",
+    "lease",
+    "load",
+    "understand",
+    "calendar",
+    "commit_wait",
+    "commit",
+];
+
+/// Records how long one stage of a turn took (a name from [`TURN_STAGES`]).
+pub fn record_stage(stage: &'static str, took: Duration) {
+    debug_assert!(TURN_STAGES.contains(&stage));
+    metrics::histogram!("sara_turn_stage_seconds", "stage" => stage).record(took.as_secs_f64());
+}
+
 /// Every kind of actor whose restarts `sara_actor_restarts_by_kind_total` counts (its `actor`
 /// label); `sara_actor_restarts_total` is their sum.
 pub const ACTOR_KINDS: [&str; 6] = [
@@ -426,7 +450,9 @@ impl Engine {
     pub async fn turn(&self, inbound: Inbound) -> Result<Reply, TurnError> {
         let phone = inbound.phone.clone();
         self.ask_conversations(
-            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, reply)),
+            |reply| {
+                SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, Instant::now(), reply))
+            },
             self.shared.settings.turn_timeout,
         )
         .await
