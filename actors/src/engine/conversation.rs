@@ -396,9 +396,7 @@ impl Conversation {
         let message = dialogue::staff_change_message(&self.shared.business, &effect, &booking);
         let turn = format!("staff:{key}");
         let mut effects = TurnEffects::default();
-        effects
-            .notices
-            .extend(self.notify(&effect, &view, &turn).into_iter());
+        effects.notices.extend(self.notify(&effect, &view, &turn));
         if let Some(channel) = notify.filter(|c| matches!(c, Channel::Sms | Channel::WhatsApp)) {
             effects.notices.push(OutboundMessage {
                 key: format!("{turn}:customer"),
