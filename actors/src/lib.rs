@@ -11,6 +11,7 @@
 //!   delivery reports providers send back.
 //! - [`reminders`] — when a booking's reminders are due (offsets, quiet hours, DST) and what
 //!   they say.
+//! - [`retention`] — how long message text is kept, and when the job that redacts it runs.
 //! - `memory` — in-memory store and calendar for tests and benchmarks (feature `test-support`).
 //! - [`engine`] — the ractor actors: one conversation actor per phone under a supervisor,
 //!   the AI and calendar actors, and the turn writer that group-commits turns.
@@ -27,4 +28,5 @@ pub mod model;
 pub mod outbound;
 pub mod ports;
 pub mod reminders;
+pub mod retention;
 pub mod understanding;

@@ -284,6 +284,28 @@ pub trait JobQueue: Send + Sync + 'static {
         &'a self,
         phone: &'a Phone,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+
+    /// Schedules `job` at `now` unless a job with its unique key exists (done or not).
+    fn schedule_job(
+        &self,
+        job: JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Runs the retention job `id` that `owner` holds, in ONE transaction: the message text
+    /// of every turn before `cutoff` is redacted (customer text, Sara's reply, staff
+    /// messages, what was understood; the turn itself, its time and intent stay, and so do
+    /// bookings), the run is recorded in the privacy audit, `next` is scheduled and the job
+    /// finished. `None`, and nothing written, when `owner` lost the claim; else how many
+    /// turns were redacted.
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        cutoff: DateTime<Utc>,
+        next: JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
 }
 
 /// A customer's newest message: on which channel, and when.

@@ -10,7 +10,7 @@
 
 use chrono::{DateTime, Utc};
 use sara_actors::model::{Channel, Phone};
-use sara_actors::ports::{BoxFuture, LastInbound, OutboxMessage};
+use sara_actors::ports::{BoxFuture, JobRecord, LastInbound, OutboxMessage};
 use sqlx::FromRow;
 
 use super::StoreError;
@@ -75,6 +75,26 @@ pub trait JobRepository: Send + Sync {
         &'a self,
         phone: &'a Phone,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+
+    /// Schedules `job` at `now` unless a job with its unique key exists (done or not).
+    fn schedule_job<'a>(
+        &'a self,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// A retention run (see `sara_actors::retention`), in ONE transaction: the job `id`
+    /// finished, the text of turns before `cutoff` redacted, sent outbox rows from before
+    /// it deleted, the run in the privacy audit, `next` scheduled. `None`, and nothing
+    /// written, when `owner` no longer holds the job; else the number of turns redacted.
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        cutoff: DateTime<Utc>,
+        next: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
 }
 
 /// The claim's text, with the row lock clause PostgreSQL adds (`FOR UPDATE SKIP LOCKED`).
@@ -274,4 +294,99 @@ where
         channel,
         at: DB::read_time(at)?,
     }))
+}
+
+const INSERT_JOB: &str = "INSERT INTO jobs (kind, due_at, payload, unique_key, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (unique_key) DO NOTHING";
+
+/// See [`JobRepository::schedule_job`].
+pub(super) async fn schedule<'e, DB: Dialect, E>(
+    executor: E,
+    sealer: &Sealer,
+    job: &JobRecord,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError>
+where
+    E: sqlx::Executor<'e, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    sqlx::query::<DB>(INSERT_JOB)
+        .bind(job.kind.as_str())
+        .bind(DB::time(job.due_at))
+        .bind(sealer.seal_str(Field::JobPayload, &job.payload))
+        .bind(job.unique_key.as_str())
+        .bind(DB::time(now))
+        .execute(executor)
+        .await
+        .map_err(super::unavailable)?;
+    Ok(())
+}
+
+/// What a redacted turn holds instead of its words: sealed empty text and reply, and an
+/// empty understanding, so every reader of the turn log reads it as before.
+const REDACT_TURNS: &str = "UPDATE turns SET text = $1, reply = $2, understood = $3, \
+     reply_extra = NULL, heard = NULL, redacted_at = $4 \
+     WHERE at < $5 AND redacted_at IS NULL";
+/// Messages sent (or given up) before the window: their payloads are the same words.
+const DROP_OLD_OUTBOX: &str = "DELETE FROM outbox WHERE created_at < $1 AND status <> 'pending'";
+
+/// See [`JobRepository::complete_retention`]: the finish first, so a lost claim writes
+/// nothing.
+pub(super) async fn complete_retention<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    (id, owner, cutoff, next, now): (i64, &str, DateTime<Utc>, &JobRecord, DateTime<Utc>),
+) -> Result<Option<u64>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut tx = pool.begin().await.map_err(super::unavailable)?;
+    let done = sqlx::query::<DB>(FINISH)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    if DB::rows_affected(&done) == 0 {
+        tx.rollback().await.map_err(super::unavailable)?;
+        return Ok(None);
+    }
+    let redacted = sqlx::query::<DB>(REDACT_TURNS)
+        .bind(sealer.seal_str(Field::TurnText, ""))
+        .bind(sealer.seal_str(Field::TurnReply, ""))
+        .bind(sealer.seal_str(Field::TurnUnderstood, "{}"))
+        .bind(DB::time(now))
+        .bind(DB::time(cutoff))
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    let turns = DB::rows_affected(&redacted);
+    let dropped = sqlx::query::<DB>(DROP_OLD_OUTBOX)
+        .bind(DB::time(cutoff))
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    let messages = DB::rows_affected(&dropped);
+    let detail = format!(
+        "message text of {turns} turns before {} redacted and {messages} sent messages \
+         deleted; bookings and counts kept",
+        cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    sqlx::query::<DB>(
+        "INSERT INTO privacy_audit (action, contact_key, detail, at) \
+         VALUES ('retention', NULL, $1, $2)",
+    )
+    .bind(detail)
+    .bind(DB::time(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(super::unavailable)?;
+    schedule(&mut *tx, sealer, next, now).await?;
+    tx.commit().await.map_err(super::unavailable)?;
+    Ok(Some(turns))
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, LastInbound, OutboxMessage,
-    StoredConversation, TurnCommit,
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, JobRecord, LastInbound,
+    OutboxMessage, StoredConversation, TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -677,6 +677,17 @@ pub(super) trait Shared: Dialect {
         pool: &'a sqlx::Pool<Self>,
         contact_key: String,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+    fn schedule_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn complete_retention<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, DateTime<Utc>, &'a JobRecord, DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
     fn conversations<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -863,6 +874,23 @@ where
         contact_key: String,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
         Box::pin(async move { jobs::last_inbound(pool, &contact_key).await })
+    }
+
+    fn schedule_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(jobs::schedule(pool, sealer, job, now))
+    }
+
+    fn complete_retention<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, DateTime<Utc>, &'a JobRecord, DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(jobs::complete_retention(pool, sealer, args))
     }
 
     fn claim_outbox<'a>(
@@ -1407,6 +1435,31 @@ impl<DB: Shared> JobRepository for SqlStore<DB> {
         phone: &'a sara_actors::model::Phone,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
         DB::last_inbound(&self.pool, self.sealer.contact_key(phone))
+    }
+
+    fn schedule_job<'a>(
+        &'a self,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::schedule_job(&self.pool, &self.sealer, job, now).await
+        })
+    }
+
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        cutoff: DateTime<Utc>,
+        next: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::complete_retention(&self.pool, &self.sealer, (id, owner, cutoff, next, now)).await
+        })
     }
 }
 

@@ -99,6 +99,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Outbox messages a provider accepted, by channel.",
     ),
     (
+        "sara_retention_redacted_turns_total",
+        Kind::Counter,
+        "Turns whose message text the daily retention run redacted (older than privacy.retention_days).",
+    ),
+    (
         "sara_outbox_dead_total",
         Kind::Counter,
         "Outbox messages given up after the configured time or refused for good, by channel.",

@@ -1095,3 +1095,97 @@ fn unclear_time(mut form: Form, ctx: &TurnContext) -> Outcome {
         ),
     }
 }
+
+/// A change staff make from the console, decided by [`finish`] as if the customer had just
+/// confirmed it: the same limits, notice, opening hours, staff and resources, and on a
+/// refusal the same reason and nearest free times. The cancel notice is not checked: it
+/// sends late changes to staff, and staff are making this one.
+pub(super) fn for_staff(
+    state: &DialogueState,
+    change: &super::StaffChange,
+    ctx: &TurnContext,
+) -> super::StaffDecision {
+    use super::{StaffChange, StaffDecision};
+    let refused = |reason: &str| StaffDecision::Refused {
+        reason: reason.to_string(),
+        alternatives: Vec::new(),
+    };
+    let business = ctx.business;
+    let mut form = Form::new(FormKind::Book, ctx, state.caller.clone());
+    form.asked = Some(Slot::Confirmation);
+    match change {
+        StaffChange::Book {
+            id,
+            service,
+            date,
+            time,
+            staff,
+            name,
+        } => {
+            let Some(service) = business.service(service) else {
+                return refused("There is no such service.");
+            };
+            form.id = *id;
+            form.service = Some(service.name.clone());
+            if let Some(wanted) = staff {
+                let Some(member) = business.staff_member(wanted) else {
+                    return refused("There is no such staff member.");
+                };
+                if !member.does(&service.name) {
+                    return refused(&format!(
+                        "{} does not do {}.",
+                        member.name,
+                        speech::with_article(&service.name)
+                    ));
+                }
+                form.staff = Some(member.name.clone());
+            }
+            if let Some(name) = name {
+                form.name = Some(name.clone());
+            }
+            (form.date, form.time) = (Some(*date), Some(*time));
+        }
+        StaffChange::Move {
+            booking,
+            date,
+            time,
+        } => {
+            let Some(b) = ctx.bookings.iter().find(|b| b.id == *booking) else {
+                return refused("That booking is not upcoming any more.");
+            };
+            form.kind = FormKind::Reschedule;
+            form.booking = Some(b.id);
+            form.service = Some(b.service.clone());
+            form.name = b.name.clone();
+            (form.date, form.time) = (Some(*date), Some(*time));
+        }
+        StaffChange::Cancel { booking } => {
+            if !ctx.bookings.iter().any(|b| b.id == *booking) {
+                return refused("That booking is not upcoming any more.");
+            }
+            form.kind = FormKind::Cancel;
+            form.booking = Some(*booking);
+        }
+    }
+    let outcome = finish(form, ctx);
+    match outcome.effect {
+        Some(effect) => StaffDecision::Change { effect },
+        None => StaffDecision::Refused {
+            reason: without_question(&outcome.reply.text),
+            alternatives: outcome.form.map(|f| f.offers).unwrap_or_default(),
+        },
+    }
+}
+
+/// A refusal as staff read it: Sara's words to a customer without the closing question
+/// ("… Which suits you?"), which the console's own buttons answer.
+fn without_question(text: &str) -> String {
+    let text = text.trim();
+    if !text.ends_with('?') {
+        return text.to_string();
+    }
+    match text[..text.len() - 1].rfind(['.', '!']) {
+        Some(end) => text[..=end].to_string(),
+        None => text.to_string(),
+    }
+}

@@ -445,6 +445,92 @@ pub fn effect_failed(
     }
 }
 
+/// A booking change staff make for the customer from the console's conversation page.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffChange {
+    /// A new booking; `id` comes from the page's form, so a form sent twice books once.
+    Book {
+        id: BookingId,
+        service: String,
+        date: NaiveDate,
+        time: NaiveTime,
+        staff: Option<String>,
+        /// The customer's name when staff give one (else the name the caller gave Sara).
+        name: Option<String>,
+    },
+    Move {
+        booking: BookingId,
+        date: NaiveDate,
+        time: NaiveTime,
+    },
+    Cancel {
+        booking: BookingId,
+    },
+}
+
+impl StaffChange {
+    /// The turn log's intent of a staff change.
+    pub fn intent(&self) -> &'static str {
+        match self {
+            StaffChange::Book { .. } => "staff_book",
+            StaffChange::Move { .. } => "staff_move",
+            StaffChange::Cancel { .. } => "staff_cancel",
+        }
+    }
+}
+
+/// What the rules make of a staff change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffDecision {
+    /// The calendar write to run.
+    Change { effect: Effect },
+    /// Not possible: why, in Sara's words, and the nearest free start times (may be empty).
+    Refused {
+        reason: String,
+        alternatives: Vec<DateTime<Utc>>,
+    },
+}
+
+/// Decides a staff change by the rules a customer's own request meets (see
+/// [`form::for_staff`]).
+pub fn staff_change(
+    state: &DialogueState,
+    change: &StaffChange,
+    ctx: &TurnContext,
+) -> StaffDecision {
+    form::for_staff(state, change, ctx)
+}
+
+/// What the customer is told about a change staff made: the booking as it is after it.
+pub fn staff_change_message(business: &Business, effect: &Effect, booking: &Booking) -> String {
+    let tz = business.timezone;
+    let hi = format!(
+        "Hi {}, the front desk at {}",
+        reminders::first_name(booking),
+        business.name
+    );
+    let with = booking
+        .staff
+        .as_deref()
+        .map(|s| format!(" with {s}"))
+        .unwrap_or_default();
+    match effect {
+        Effect::Cancel { .. } => format!(
+            "{hi} cancelled your {}. Reply here if you'd like another time.",
+            speech::own_booking(tz, booking)
+        ),
+        Effect::Reschedule { .. } => format!(
+            "{hi} moved your {} to {}{with}. Reply here if you need to change it.",
+            speech::service_noun(&booking.service),
+            speech::when(tz, booking.start)
+        ),
+        _ => format!(
+            "{hi} booked {}{with} for you. Reply here if you need to change it.",
+            speech::booking(tz, booking)
+        ),
+    }
+}
+
 /// What the conversation holds, for the model's prompt: the times offered, the slots of the
 /// unfinished request (the caller's name when none is open) and the caller's bookings.
 pub fn facts(

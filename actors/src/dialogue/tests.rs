@@ -1532,3 +1532,132 @@ fn a_cancel_or_move_later_than_the_notice_goes_to_staff() {
     assert_eq!(d.effect, None);
     assert!(d.reply.text.starts_with("Cancel your"), "{}", d.reply.text);
 }
+
+// ---- staff changes from the console --------------------------------------------------
+
+impl Conversation {
+    fn staff(&self, change: &StaffChange) -> StaffDecision {
+        staff_change(&self.state, change, &self.ctx())
+    }
+}
+
+fn staff_book(service: &str, m: u32, d: u32, h: u32, min: u32) -> StaffChange {
+    StaffChange::Book {
+        id: Uuid::from_u128(77),
+        service: service.into(),
+        date: date(m, d),
+        time: hm(h, min),
+        staff: None,
+        name: Some("Jo Park".into()),
+    }
+}
+
+#[test]
+fn staff_book_a_free_time_for_the_customer_with_the_name_they_give() {
+    let c = Conversation::new(Channel::Sms);
+    let StaffDecision::Change {
+        effect: Effect::Book(b),
+    } = c.staff(&staff_book("cleaning", 3, 6, 14, 0))
+    else {
+        panic!("a free time is booked");
+    };
+    assert_eq!(
+        b.id,
+        Uuid::from_u128(77),
+        "the page's key is the booking's id"
+    );
+    assert_eq!(b.service, "Cleaning", "the configured name");
+    assert_eq!((b.start, b.end), (local(3, 6, 14, 0), local(3, 6, 14, 45)));
+    assert_eq!(b.name.as_deref(), Some("Jo Park"));
+    assert_eq!(b.status, BookingStatus::Confirmed);
+    assert_eq!(
+        staff_change_message(&c.business, &Effect::Book(b.clone()), &b),
+        "Hi Jo, the front desk at Harbor Street Clinic booked a cleaning on Friday, March 6 at \
+         2:00 PM for you. Reply here if you need to change it."
+    );
+}
+
+#[test]
+fn a_staff_booking_of_a_taken_or_closed_time_is_refused_with_the_reason_and_free_times() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 9, (9, 0), (9, 30)));
+    let StaffDecision::Refused {
+        reason,
+        alternatives,
+    } = c.staff(&staff_book("Consultation", 3, 9, 9, 0))
+    else {
+        panic!("a taken time is refused");
+    };
+    assert!(reason.contains("9:00 AM on Monday is taken"), "{reason}");
+    assert!(!reason.ends_with('?'), "staff get no question: {reason}");
+    assert_eq!(alternatives.len(), 3, "{alternatives:?}");
+    assert!(
+        alternatives.contains(&local(3, 9, 9, 30)),
+        "{alternatives:?}"
+    );
+
+    let StaffDecision::Refused {
+        reason,
+        alternatives,
+    } = c.staff(&staff_book("Consultation", 3, 8, 10, 0))
+    else {
+        panic!("a closed day is refused");
+    };
+    assert!(reason.contains("closed on Sunday, March 8"), "{reason}");
+    assert!(
+        !alternatives.is_empty(),
+        "the nearest open times are offered"
+    );
+
+    let StaffDecision::Refused { reason, .. } = c.staff(&staff_book("Massage", 3, 9, 10, 0)) else {
+        panic!("an unknown service is refused");
+    };
+    assert_eq!(reason, "There is no such service.");
+}
+
+#[test]
+fn staff_bookings_meet_the_customers_limits() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.max_bookings_per_day = 1;
+    c.add_booking("Cleaning", local(3, 9, 9, 0), 45);
+    let StaffDecision::Refused { reason, .. } = c.staff(&staff_book("Consultation", 3, 9, 14, 0))
+    else {
+        panic!("a second booking that day is over the limit");
+    };
+    assert!(
+        reason.contains("one booking on Monday, March 9"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn staff_move_and_cancel_a_booking_even_inside_the_cancel_notice() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.cancel_notice_minutes = 1440;
+    let id = c.add_booking("Cleaning", local(3, 5, 15, 0), 45);
+    let moved = c.staff(&StaffChange::Move {
+        booking: id,
+        date: date(3, 6),
+        time: hm(11, 0),
+    });
+    assert_eq!(
+        moved,
+        StaffDecision::Change {
+            effect: Effect::Reschedule {
+                id,
+                start: local(3, 6, 11, 0),
+                end: local(3, 6, 11, 45),
+            }
+        }
+    );
+    assert_eq!(
+        c.staff(&StaffChange::Cancel { booking: id }),
+        StaffDecision::Change {
+            effect: Effect::Cancel { id }
+        }
+    );
+    let gone = c.staff(&StaffChange::Cancel {
+        booking: Uuid::from_u128(9),
+    });
+    assert!(matches!(gone, StaffDecision::Refused { .. }), "{gone:?}");
+}

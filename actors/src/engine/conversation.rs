@@ -13,13 +13,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::calendar::{CalendarMsg, CalendarView};
 use super::{EngineShared, Inbound, TurnError};
-use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext};
+use crate::dialogue::{
+    self, Decision, DialogueState, Effect, Reply, StaffChange, StaffDecision, TurnContext,
+};
 use crate::model::{Channel, Phone};
 use crate::outbound::{Content, OutboundKind, OutboundMessage, Recipient};
 use crate::ports::{
@@ -119,7 +122,7 @@ pub enum ConversationMsg {
     /// A customer's message, with the instant it was sent to the engine (for the `queue` stage).
     Turn(Inbound, Instant, RpcReplyPort<Result<Reply, TurnError>>),
     /// Staff act on the conversation from the console.
-    Staff(StaffAction, RpcReplyPort<Result<(), TurnError>>),
+    Staff(StaffAction, RpcReplyPort<Result<StaffOutcome, TurnError>>),
     /// Fault injection: panic inside `handle` (to prove supervision).
     Panic,
 }
@@ -140,6 +143,17 @@ pub enum StaffAction {
     },
     /// Sara answers again (also lifts a hand-over and a quarantine).
     HandBack,
+    /// A booking made, moved or cancelled for the customer: decided by the rules a
+    /// customer's own request meets ([`dialogue::staff_change`]), written through the
+    /// calendar actor, and committed with its confirmation to the customer on `notify` (SMS
+    /// or WhatsApp, through the outbox; `None` = no text channel reaches them), the email
+    /// confirmation when the booking has an address, and its reminders scheduled or voided.
+    /// `key` makes it once-only, like a reply's.
+    Change {
+        change: StaffChange,
+        notify: Option<Channel>,
+        key: String,
+    },
 }
 
 impl StaffAction {
@@ -148,8 +162,21 @@ impl StaffAction {
             StaffAction::TakeOver => "take_over",
             StaffAction::Reply { .. } => "staff_reply",
             StaffAction::HandBack => "hand_back",
+            StaffAction::Change { change, .. } => change.intent(),
         }
     }
+}
+
+/// What became of a staff action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffOutcome {
+    Done,
+    /// A change the rules or the calendar refused; nothing was written. `reason` is in
+    /// Sara's words, `alternatives` the nearest free start times (may be empty).
+    Refused {
+        reason: String,
+        alternatives: Vec<DateTime<Utc>>,
+    },
 }
 
 pub struct ConversationArgs {
@@ -258,8 +285,16 @@ impl Conversation {
     /// Carries out a staff action and records it in the turn log: a staff reply as Sara's
     /// side of a turn without customer text (so the transcript shows it), the others as an
     /// empty staff turn named by its intent.
-    async fn staff(&mut self, action: StaffAction) -> Result<(), TurnError> {
+    async fn staff(&mut self, action: StaffAction) -> Result<StaffOutcome, TurnError> {
         self.ensure_loaded().await?;
+        if let StaffAction::Change {
+            change,
+            notify,
+            key,
+        } = action
+        {
+            return self.staff_change(&change, notify, &key).await;
+        }
         let (reply, outbox) = match &action {
             StaffAction::Reply { channel, text, key } => {
                 let row = self.staff_reply_row(*channel, text, key)?;
@@ -267,28 +302,155 @@ impl Conversation {
             }
             _ => (Reply::default(), Vec::new()),
         };
+        let record = TurnRecord {
+            channel: Channel::Staff,
+            // A staff reply's key dedups it like a provider's message id.
+            provider_id: match &action {
+                StaffAction::Reply { key, .. } => Some(format!("staff:{key}")),
+                _ => None,
+            },
+            text: String::new(),
+            reply,
+            intent: action.intent().into(),
+            nlu: "staff".into(),
+            understood: "{}".into(),
+            at: self.shared.clock.now(),
+            elapsed_ms: 0,
+        };
+        let effects = TurnEffects::default();
+        self.commit_staff(record, outbox, effects, |next| match &action {
+            StaffAction::TakeOver => next.dialogue.take_over(),
+            StaffAction::HandBack => next.dialogue.hand_back(),
+            _ => {}
+        })
+        .await?;
+        Ok(StaffOutcome::Done)
+    }
+
+    /// A booking change staff make for the customer: decided by the rules, written through
+    /// the calendar actor, then committed with the customer's confirmation, the email
+    /// notice and the reminder jobs. A refusal writes nothing.
+    async fn staff_change(
+        &mut self,
+        change: &StaffChange,
+        notify: Option<Channel>,
+        key: &str,
+    ) -> Result<StaffOutcome, TurnError> {
+        let decide = |me: &Self, view: &CalendarView| {
+            let ctx = TurnContext {
+                now: me.shared.clock.now(),
+                business: &me.shared.business,
+                phone: &me.phone,
+                channel: Channel::Staff,
+                busy: &view.busy,
+                bookings: &view.mine,
+                fresh_id: Uuid::new_v4(),
+                staff_alerts: false,
+            };
+            dialogue::staff_change(&me.state.dialogue, change, &ctx)
+        };
+        let refused = |reason: &str| StaffOutcome::Refused {
+            reason: reason.to_string(),
+            alternatives: Vec::new(),
+        };
+        let view = self.view();
+        let effect = match decide(self, &view) {
+            StaffDecision::Change { effect } => effect,
+            StaffDecision::Refused {
+                reason,
+                alternatives,
+            } => {
+                return Ok(StaffOutcome::Refused {
+                    reason,
+                    alternatives,
+                });
+            }
+        };
+        match self.run_effect(&effect).await {
+            Ok(()) => {}
+            // Someone took the time between the check and the write: the rules again, on
+            // the calendar as it is now, give the reason and the alternatives.
+            Err(CalendarError::SlotTaken) => {
+                return Ok(match decide(self, &self.view()) {
+                    StaffDecision::Refused {
+                        reason,
+                        alternatives,
+                    } => StaffOutcome::Refused {
+                        reason,
+                        alternatives,
+                    },
+                    StaffDecision::Change { .. } => refused("That time was just taken."),
+                });
+            }
+            Err(CalendarError::NotFound) => {
+                return Ok(refused(
+                    "That booking can't be found any more; it may have been changed already.",
+                ));
+            }
+            Err(CalendarError::Unavailable(error)) => {
+                tracing::warn!(%error, "calendar refused a staff change");
+                return Err(TurnError::CalendarUnavailable);
+            }
+        }
+        let Some(booking) = changed_booking(&effect, &view) else {
+            return Err(TurnError::Internal(
+                "a staff change of a booking not in view".into(),
+            ));
+        };
+        let message = dialogue::staff_change_message(&self.shared.business, &effect, &booking);
+        let turn = format!("staff:{key}");
+        let mut effects = TurnEffects::default();
+        effects.notices.extend(self.notify(&effect, &view, &turn));
+        if let Some(channel) = notify.filter(|c| matches!(c, Channel::Sms | Channel::WhatsApp)) {
+            effects.notices.push(OutboundMessage {
+                key: format!("{turn}:customer"),
+                channel,
+                to: Recipient::Phone(self.phone.clone()),
+                kind: OutboundKind::Confirmation,
+                content: Content::text(message.clone()),
+            });
+        }
+        self.schedule_reminders(&effect, &view, &mut effects);
+        let outbox: Vec<OutboxMessage> = std::mem::take(&mut effects.notices)
+            .into_iter()
+            .filter_map(|m| self.outbox_row(m))
+            .collect();
+        let record = TurnRecord {
+            channel: Channel::Staff,
+            provider_id: Some(turn),
+            text: String::new(),
+            reply: Reply::staff(message),
+            intent: change.intent().into(),
+            nlu: "staff".into(),
+            understood: "{}".into(),
+            at: self.shared.clock.now(),
+            elapsed_ms: 0,
+        };
+        let name = match change {
+            StaffChange::Book { name, .. } => name.clone(),
+            _ => None,
+        };
+        self.commit_staff(record, outbox, effects, |next| {
+            if next.dialogue.caller.is_none() {
+                next.dialogue.caller = name.clone();
+            }
+        })
+        .await?;
+        Ok(StaffOutcome::Done)
+    }
+
+    /// Commits a staff turn with its outbox rows and jobs; `change` is applied to the state
+    /// (again after a version conflict, on the state read afresh).
+    async fn commit_staff(
+        &mut self,
+        record: TurnRecord,
+        outbox: Vec<OutboxMessage>,
+        effects: TurnEffects,
+        change: impl Fn(&mut ConversationState),
+    ) -> Result<(), TurnError> {
         for _ in 0..2 {
             let mut next = self.state.clone();
-            match &action {
-                StaffAction::TakeOver => next.dialogue.take_over(),
-                StaffAction::HandBack => next.dialogue.hand_back(),
-                StaffAction::Reply { .. } => {}
-            }
-            let record = TurnRecord {
-                channel: Channel::Staff,
-                // A staff reply's key dedups it like a provider's message id.
-                provider_id: match &action {
-                    StaffAction::Reply { key, .. } => Some(format!("staff:{key}")),
-                    _ => None,
-                },
-                text: String::new(),
-                reply: reply.clone(),
-                intent: action.intent().into(),
-                nlu: "staff".into(),
-                understood: "{}".into(),
-                at: self.shared.clock.now(),
-                elapsed_ms: 0,
-            };
+            change(&mut next);
             let commit = TurnCommit {
                 phone: self.phone.clone(),
                 expected_version: self.version,
@@ -296,10 +458,10 @@ impl Conversation {
                 owner_epoch: 0,
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
-                turn: record,
+                turn: record.clone(),
                 outbox: outbox.clone(),
-                jobs: Vec::new(),
-                void_jobs: Vec::new(),
+                jobs: effects.jobs.clone(),
+                void_jobs: effects.void_jobs.clone(),
                 attendance: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
@@ -311,7 +473,7 @@ impl Conversation {
                     self.version = version;
                     return Ok(());
                 }
-                // The same reply form sent twice: it was recorded (and sent) once.
+                // The same form sent twice: it was recorded (and sent) once.
                 CommitOutcome::Duplicate { .. } => return Ok(()),
                 _ => self.reload().await?,
             }
@@ -807,5 +969,20 @@ fn turn_key(inbound: &Inbound) -> String {
     match &inbound.provider_id {
         Some(id) => id.clone(),
         None => Uuid::new_v4().to_string(),
+    }
+}
+
+/// The booking a change leaves behind, as the customer's confirmation describes it.
+fn changed_booking(effect: &Effect, view: &CalendarView) -> Option<crate::model::Booking> {
+    let mine = |id| view.mine.iter().find(|b| b.id == id).cloned();
+    match effect {
+        Effect::Book(b) => Some(b.clone()),
+        Effect::Reschedule { id, start, end } => mine(*id).map(|mut b| {
+            b.start = *start;
+            b.end = *end;
+            b
+        }),
+        Effect::Cancel { id } => mine(*id),
+        Effect::Attend { .. } | Effect::Handover => None,
     }
 }

@@ -45,7 +45,7 @@ use crate::reminders::{ReminderSettings, ReminderTemplate};
 use ai::{AiArgs, AiMsg};
 use calendar::{CalendarArgs, CalendarBoard, CalendarMsg};
 use conversation::ConversationMsg;
-pub use conversation::StaffAction;
+pub use conversation::{StaffAction, StaffOutcome};
 use relay::{RelayArgs, RelayMsg, RelayWake};
 use root::{EngineSupervisor, RootArgs, Slots};
 use rpc::{AskError, ask};
@@ -132,6 +132,9 @@ pub struct EngineSettings {
     pub scheduler_poll: Duration,
     /// How long a scheduler's claim on a job keeps other instances off it.
     pub job_lease: Duration,
+    /// How long message text is kept (`[privacy]`); `None` = kept until a caller is
+    /// forgotten.
+    pub retention: Option<crate::retention::RetentionSettings>,
 }
 
 impl Default for EngineSettings {
@@ -156,6 +159,7 @@ impl Default for EngineSettings {
             reminder_template: None,
             scheduler_poll: Duration::from_secs(30),
             job_lease: Duration::from_secs(60),
+            retention: None,
         }
     }
 }
@@ -375,6 +379,7 @@ impl Engine {
                 lease: settings.job_lease,
                 poll: settings.scheduler_poll,
                 batch: 32,
+                retention: settings.retention,
             })
         });
         let relay = ports.outbox.map(|outbox| RelayArgs {
@@ -465,11 +470,15 @@ impl Engine {
 
     /// Staff give a handed-over conversation back to Sara.
     pub async fn hand_back(&self, phone: Phone) -> Result<(), TurnError> {
-        self.staff(phone, StaffAction::HandBack).await
+        self.staff(phone, StaffAction::HandBack).await.map(|_| ())
     }
 
     /// Carries out a staff action on the phone's conversation once it is committed.
-    pub async fn staff(&self, phone: Phone, action: StaffAction) -> Result<(), TurnError> {
+    pub async fn staff(
+        &self,
+        phone: Phone,
+        action: StaffAction,
+    ) -> Result<StaffOutcome, TurnError> {
         self.ask_conversations(
             |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Staff(action, reply)),
             self.shared.settings.turn_timeout,

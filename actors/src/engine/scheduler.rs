@@ -30,6 +30,7 @@ use crate::ports::{Calendar, Clock, DueJob, JobQueue, LastInbound, OutboxKind, O
 use crate::reminders::{
     self, REMINDER_JOB, ReminderAction, ReminderJob, ReminderTemplate, reminder_action,
 };
+use crate::retention::{self, RETENTION_JOB, RetentionSettings};
 
 pub struct Scheduler;
 
@@ -49,6 +50,9 @@ pub struct SchedulerArgs {
     pub poll: Duration,
     /// Jobs claimed per round of a pass.
     pub batch: i64,
+    /// How long message text is kept; `None` = no retention runs are scheduled (a run
+    /// already in the table finishes without redacting).
+    pub retention: Option<RetentionSettings>,
 }
 
 pub enum SchedulerMsg {
@@ -77,6 +81,14 @@ impl Actor for Scheduler {
         myself: ActorRef<SchedulerMsg>,
         (args, shared): (SchedulerArgs, Arc<EngineShared>),
     ) -> Result<SchedulerState, ActorProcessingErr> {
+        if args.retention.is_some() {
+            // Every instance schedules the same next run (its key is the local day).
+            let now = args.clock.now();
+            let next = retention::next_job(shared.business.timezone, now);
+            if let Err(error) = args.queue.schedule_job(next, now).await {
+                tracing::warn!(%error, "retention run not scheduled; the next start tries again");
+            }
+        }
         myself.send_message(SchedulerMsg::Wake)?;
         Ok(SchedulerState {
             args,
@@ -160,6 +172,8 @@ async fn run(state: &SchedulerState, job: DueJob) {
     let args = &state.args;
     let settled = if job.kind == REMINDER_JOB {
         run_reminder(state, &job).await
+    } else if job.kind == RETENTION_JOB {
+        run_retention(state, &job).await
     } else {
         tracing::error!(kind = %job.kind, "job of an unknown kind given up");
         args.queue.kill_job(job.id, &args.owner).await
@@ -171,6 +185,35 @@ async fn run(state: &SchedulerState, job: DueJob) {
         // second run sends nothing twice.
         Err(error) => tracing::error!(%error, job = job.id, "job settle failed"),
     }
+}
+
+/// Redacts the text older than the window and schedules the next run (see [`retention`]).
+async fn run_retention(
+    state: &SchedulerState,
+    job: &DueJob,
+) -> Result<bool, crate::ports::StoreError> {
+    let args = &state.args;
+    let now = args.clock.now();
+    let Some(settings) = args.retention else {
+        return args
+            .queue
+            .complete_job(job.id, &args.owner, Vec::new(), now)
+            .await;
+    };
+    let next = retention::next_job(state.shared.business.timezone, now);
+    let done = args
+        .queue
+        .complete_retention(job.id, &args.owner, settings.cutoff(now), next, now)
+        .await?;
+    if let Some(turns) = done {
+        tracing::info!(
+            turns,
+            days = settings.days,
+            "retention run redacted old message text"
+        );
+        metrics::counter!("sara_retention_redacted_turns_total").increment(turns);
+    }
+    Ok(done.is_some())
 }
 
 /// How long a reminder whose booking could not be read waits before it is tried again.

@@ -14,8 +14,8 @@ use crate::outbound::{
     Sent, Settlement,
 };
 use crate::ports::{
-    BoxFuture, Calendar, Clock, DueJob, JobQueue, LastInbound, OutboxKind, OutboxMessage,
-    StoreError,
+    BoxFuture, Calendar, Clock, DueJob, JobQueue, JobRecord, LastInbound, OutboxKind,
+    OutboxMessage, StoreError,
 };
 use crate::reminders::{REMINDER_JOB, ReminderJob, ReminderTemplate};
 use crate::understanding::{NluContext, Understanding};
@@ -51,6 +51,9 @@ struct FakeJobs {
     last: Mutex<Option<LastInbound>>,
     completed: Mutex<Vec<(i64, Vec<OutboxMessage>)>>,
     killed: Mutex<Vec<i64>>,
+    scheduled: Mutex<Vec<JobRecord>>,
+    /// (job id, cutoff, next run) of each retention run.
+    retention_runs: Mutex<Vec<(i64, DateTime<Utc>, JobRecord)>>,
 }
 
 impl JobQueue for FakeJobs {
@@ -100,6 +103,27 @@ impl JobQueue for FakeJobs {
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
         let last = *self.last.lock().expect("jobs");
         Box::pin(async move { Ok(last) })
+    }
+
+    fn schedule_job(
+        &self,
+        job: JobRecord,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.scheduled.lock().expect("jobs").push(job);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        _: &'a str,
+        cutoff: DateTime<Utc>,
+        next: JobRecord,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        (self.retention_runs.lock().expect("jobs")).push((id, cutoff, next));
+        Box::pin(async { Ok(Some(2)) })
     }
 }
 
@@ -216,6 +240,7 @@ async fn engine_on(
     });
     let settings = EngineSettings {
         reminder_template: template,
+        retention: Some(crate::retention::RetentionSettings { days: 365 }),
         ..EngineSettings::default()
     };
     Engine::start(Business::example(), settings, ports)
@@ -240,7 +265,7 @@ async fn a_current_reminder_is_written_and_a_stale_one_finishes_without_sending(
     let mut unreadable = job(5, &current, current.start);
     unreadable.payload = "{".into();
     let mut unknown = job(6, &current, current.start);
-    unknown.kind = "retention".into();
+    unknown.kind = "defragment".into();
     *jobs.due.lock().expect("jobs") = vec![
         job(1, &current, current.start),
         // Made for the time before a move.
@@ -341,4 +366,41 @@ async fn a_whatsapp_customer_outside_the_window_gets_the_template_or_else_an_sms
         );
         engine.shutdown().await;
     }
+}
+
+/// The scheduler schedules the next retention run when it starts, and a due run redacts
+/// what is older than the window and schedules the one after it.
+#[tokio::test]
+async fn a_retention_run_is_scheduled_on_start_and_a_due_one_redacts_and_schedules_the_next() {
+    let jobs = Arc::new(FakeJobs::default());
+    *jobs.due.lock().expect("jobs") = vec![DueJob {
+        id: 9,
+        kind: crate::retention::RETENTION_JOB.into(),
+        due_at: now(),
+        payload: "{}".into(),
+        unique_key: "retention:2026-12-09".into(),
+        attempts: 1,
+    }];
+    let engine = engine_on(jobs.clone(), &[], &[Channel::Sms], None).await;
+    engine.settle().await;
+    let next_day = DateTime::parse_from_rfc3339("2026-12-10T03:00:00-05:00")
+        .expect("time")
+        .to_utc();
+    let scheduled = jobs.scheduled.lock().expect("jobs").clone();
+    assert_eq!(
+        scheduled
+            .iter()
+            .map(|j| (j.unique_key.as_str(), j.due_at))
+            .collect::<Vec<_>>(),
+        [("retention:2026-12-10", next_day)],
+        "the next 03:00 after the start"
+    );
+    let runs = jobs.retention_runs.lock().expect("jobs").clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let (id, cutoff, next) = &runs[0];
+    assert_eq!(*id, 9);
+    assert_eq!(*cutoff, now() - Duration::days(365));
+    assert_eq!(next.unique_key, "retention:2026-12-10");
+    assert!(jobs.killed.lock().expect("jobs").is_empty());
+    engine.shutdown().await;
 }
