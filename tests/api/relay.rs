@@ -472,3 +472,36 @@ async fn a_slow_model_gets_a_filler_line_first_and_the_answer_after() {
     assert_eq!(turns[1]["text"], "hello");
     assert_eq!(turns[1]["heard"], "One moment", "{log}");
 }
+
+#[tokio::test]
+async fn the_staff_names_are_recognition_hints_beside_the_services_in_both_voice_modes() {
+    let relay = spawn_app_with(|config| {
+        crate::rules::anna_and_ben(config);
+        config.voice.mode = VoiceMode::Relay;
+    })
+    .await;
+    let (xml, _) = call_start(&relay, "CA00000000000000000000000000000067", &phone(67)).await;
+    assert_eq!(
+        attribute(&xml, "ConversationRelay", "hints").as_deref(),
+        Some("Consultation,Cleaning,Whitening,Anna,Ben"),
+        "{xml}"
+    );
+
+    let gather = spawn_app_with(crate::rules::anna_and_ben).await;
+    let (status, xml) = gather
+        .twilio(
+            "/webhook/voice",
+            &[
+                ("CallSid", "CA00000000000000000000000000000068"),
+                ("From", phone(68).as_str()),
+                ("To", "+15550100000"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    assert_eq!(
+        attribute(&xml, "Gather", "hints").as_deref(),
+        Some("Consultation,Cleaning,Whitening,Anna,Ben"),
+        "{xml}"
+    );
+}

@@ -97,6 +97,24 @@ pub struct Form {
     /// The staff member the caller asked for ("with Anna"): offers stay with them.
     #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
     pub staff: Option<String>,
+    /// The name was heard on a call (a recognizer's guess, not typed) and the caller has not
+    /// yet said yes to it spelled back: it is spelled back before the booking is confirmed.
+    #[serde(rename = "hn", default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_unchecked: bool,
+    /// The same for the email address.
+    #[serde(rename = "he", default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_unchecked: bool,
+    /// Sara spelled this back and waits for "is that right?" (`asked` is `Confirmation`).
+    #[serde(rename = "sp", default, skip_serializing_if = "Option::is_none")]
+    pub spelling: Option<Detail>,
+}
+
+/// A detail of a booking that is spelled back on a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    Name,
+    Email,
 }
 
 impl Form {
@@ -118,6 +136,9 @@ impl Form {
             asked: None,
             touched: ctx.now,
             staff: None,
+            name_unchecked: false,
+            email_unchecked: false,
+            spelling: None,
         }
     }
 
