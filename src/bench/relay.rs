@@ -68,6 +68,8 @@ pub struct RelayReport {
     pub summary: RelaySummary,
     pub elapsed: Duration,
     pub booked: u64,
+    /// Chat completions the model stand-in answered (with `--model-latency-ms`).
+    pub model_requests: Option<u64>,
     /// One failed dialog, for a human to read why (a synthetic customer, never a real one).
     pub failure: Option<String>,
 }
@@ -101,6 +103,9 @@ impl RelayReport {
         row("errors", s.errors.to_string());
         row("turns", s.turns.to_string());
         row("fillers said", s.fillers.to_string());
+        if let Some(requests) = self.model_requests {
+            row("model requests", requests.to_string());
+        }
         row("elapsed", format!("{:.2} s", self.elapsed.as_secs_f64()));
         row(
             "first token p50 / p95 / p99",
@@ -191,6 +196,8 @@ pub async fn run(
     options: &BenchOptions,
     model_latency: Option<Duration>,
 ) -> anyhow::Result<RelayReport> {
+    // The model client is built without a TLS provider of its own (see `load::client`).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if config.storage.encryption_key.is_none() {
         config.storage.encryption_key = Some(crate::config::Secret::new(
             crate::store::EncryptionKey::generate().to_base64(),
@@ -273,6 +280,7 @@ async fn run_on(
     let elapsed = started.elapsed();
     let rss = rss_mib(None);
     server.stop().await?;
+    let model_requests = model.as_ref().map(ModelStandIn::requests);
     if let Some(model) = model {
         model.stop().await;
     }
@@ -310,6 +318,7 @@ async fn run_on(
         summary,
         elapsed,
         booked: c.booked.load(Ordering::Relaxed),
+        model_requests,
         failure,
     })
 }

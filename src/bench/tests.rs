@@ -143,6 +143,7 @@ async fn a_tiny_relay_bench_books_every_call_and_reports_the_token_figures() {
     assert_eq!(json["calls"], 4);
     assert_eq!(json["concurrency"], 2);
     assert!(json["model_latency_ms"].is_null());
+    assert_eq!(report.model_requests, None);
     for key in [
         "first_token_p50_ms",
         "first_token_p95_ms",
@@ -177,6 +178,12 @@ async fn a_relay_bench_through_the_model_stand_in_books_every_call() {
         .expect("bench runs");
     assert_eq!(report.summary.errors, 0, "{}", report.table());
     assert_eq!(report.booked, 2, "{}", report.table());
+    assert_eq!(
+        report.model_requests,
+        Some(report.summary.turns),
+        "every turn asked the model: {}",
+        report.table()
+    );
     let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
     assert_eq!(json["model_latency_ms"], 20);
     assert!(json["last_token_p50_ms"].as_f64().is_some(), "{json}");

@@ -220,7 +220,10 @@ async fn a_caller_books_over_conversation_relay_and_texts_later_in_the_same_conv
     relay.prompt("Yes.").await;
     let confirm = relay.reply().await;
     assert!(confirm.text().contains("Ana Ruiz"), "{confirm:?}");
-    assert!(confirm.text().contains("Shall I confirm it?"), "{confirm:?}");
+    assert!(
+        confirm.text().contains("Shall I confirm it?"),
+        "{confirm:?}"
+    );
     relay.prompt("Yes.").await;
     let done = relay.reply().await;
     assert!(done.text().to_lowercase().contains("booked"), "{done:?}");
@@ -539,13 +542,17 @@ async fn a_name_heard_on_the_call_is_spelled_back_and_a_no_lets_the_caller_spell
     relay.send(json!({"type": "dtmf", "digit": "2"})).await;
     let asked = relay.reply().await;
     assert!(
-        asked.text().contains("spell your name for me, letter by letter"),
+        asked
+            .text()
+            .contains("spell your name for me, letter by letter"),
         "{asked:?}"
     );
     relay.prompt("J-A-K-E R-O-S-E").await;
     let again = relay.reply().await;
     assert!(
-        again.text().starts_with("That's J-A-K-E R-O-S-E, is that right?"),
+        again
+            .text()
+            .starts_with("That's J-A-K-E R-O-S-E, is that right?"),
         "{again:?}"
     );
     relay.prompt("yes").await;
@@ -554,7 +561,10 @@ async fn a_name_heard_on_the_call_is_spelled_back_and_a_no_lets_the_caller_spell
         confirm.text().contains("Jake Rose") && confirm.text().contains("Shall I confirm it?"),
         "{confirm:?}"
     );
-    assert!(sara.bookings().await.is_empty(), "nothing booked before the yes");
+    assert!(
+        sara.bookings().await.is_empty(),
+        "nothing booked before the yes"
+    );
     relay.prompt("yes please").await;
     let done = relay.reply().await;
     assert!(done.text().to_lowercase().contains("booked"), "{done:?}");

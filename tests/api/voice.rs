@@ -68,7 +68,8 @@ fn says(xml: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_caller_books_by_voice_with_the_name_spelled_back_and_corrected_and_a_repeated_gather_is_answered_once() {
+async fn a_caller_books_by_voice_with_the_name_spelled_back_and_corrected_and_a_repeated_gather_is_answered_once()
+ {
     let sara = spawn_app().await;
     let me = phone(40);
     let call = [
@@ -103,9 +104,7 @@ async fn a_caller_books_by_voice_with_the_name_spelled_back_and_corrected_and_a_
         params
     };
     // No: the caller spells it, and hears it spelled back again.
-    let (_, spell) = sara
-        .twilio("/webhook/voice/gather?n=2", &said("No."))
-        .await;
+    let (_, spell) = sara.twilio("/webhook/voice/gather?n=2", &said("No.")).await;
     assert!(
         says(&spell).contains("spell your name for me, letter by letter"),
         "{spell}"

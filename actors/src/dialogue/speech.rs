@@ -136,36 +136,6 @@ pub(crate) fn duration(minutes: u32) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_read_with_weekday_and_month() {
-        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
-        let t = NaiveTime::from_hms_opt(15, 0, 0).unwrap();
-        assert_eq!(
-            format!("{} at {}", day(d), clock(t)),
-            "Tuesday, December 1 at 3:00 PM"
-        );
-        assert_eq!(
-            clock(NaiveTime::from_hms_opt(12, 0, 0).unwrap()),
-            "12:00 PM"
-        );
-        assert_eq!(clock(NaiveTime::from_hms_opt(9, 30, 0).unwrap()), "9:30 AM");
-    }
-
-    #[test]
-    fn lists_read_naturally() {
-        let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(list(&items(&["a"]), "or"), "a");
-        assert_eq!(list(&items(&["a", "b"]), "or"), "a or b");
-        assert_eq!(list(&items(&["a", "b", "c"]), "and"), "a, b and c");
-        assert_eq!(with_article("Eye test"), "an eye test");
-        assert_eq!(with_article("Cleaning"), "a cleaning");
-    }
-}
-
 /// A name or email read out letter by letter, as on a call: "J-A-K-E R-O-S-S",
 /// "J-O dot P-A-R-K at M-A-I-L dot C-O-M". Anything but letters and digits is said as a word.
 pub(crate) fn spelled(text: &str) -> String {
@@ -217,4 +187,48 @@ pub(crate) fn unspelled(name: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_read_with_weekday_and_month() {
+        let d = NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+        let t = NaiveTime::from_hms_opt(15, 0, 0).unwrap();
+        assert_eq!(
+            format!("{} at {}", day(d), clock(t)),
+            "Tuesday, December 1 at 3:00 PM"
+        );
+        assert_eq!(
+            clock(NaiveTime::from_hms_opt(12, 0, 0).unwrap()),
+            "12:00 PM"
+        );
+        assert_eq!(clock(NaiveTime::from_hms_opt(9, 30, 0).unwrap()), "9:30 AM");
+    }
+
+    #[test]
+    fn lists_read_naturally() {
+        let items = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(list(&items(&["a"]), "or"), "a");
+        assert_eq!(list(&items(&["a", "b"]), "or"), "a or b");
+        assert_eq!(list(&items(&["a", "b", "c"]), "and"), "a, b and c");
+        assert_eq!(with_article("Eye test"), "an eye test");
+        assert_eq!(with_article("Cleaning"), "a cleaning");
+    }
+
+    #[test]
+    fn names_and_emails_are_spelled_letter_by_letter_and_spelled_answers_read_back() {
+        assert_eq!(spelled("Jake Ross"), "J-A-K-E R-O-S-S");
+        assert_eq!(spelled("O'Neil"), "O apostrophe N-E-I-L");
+        assert_eq!(
+            spelled("jo.park99@mail.com"),
+            "J-O dot P-A-R-K-9-9 at M-A-I-L dot C-O-M"
+        );
+        assert_eq!(unspelled("J-A-K-E R-O-S-E"), "Jake Rose");
+        assert_eq!(unspelled("j.a.k.e Ross"), "Jake Ross");
+        assert_eq!(unspelled("Mary-Jane Ross"), "Mary-Jane Ross");
+        assert_eq!(unspelled("Jo Park"), "Jo Park");
+    }
 }

@@ -7,6 +7,7 @@
 //! round trip and Sara's handling of it, never a model's judgement.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -46,6 +47,8 @@ pub fn completion(content: &str) -> Value {
 }
 
 struct Model {
+    /// Chat completions asked for so far.
+    requests: AtomicU64,
     rules: RuleNlu,
     services: Vec<String>,
     timezone: Tz,
@@ -55,6 +58,7 @@ struct Model {
 /// The stand-in, serving on 127.0.0.1 until stopped (or dropped).
 pub struct ModelStandIn {
     api_base: String,
+    model: Arc<Model>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -65,6 +69,7 @@ impl ModelStandIn {
     pub async fn start(business: &Business, latency: Duration) -> std::io::Result<ModelStandIn> {
         let services: Vec<String> = business.services.iter().map(|s| s.name.clone()).collect();
         let model = Arc::new(Model {
+            requests: AtomicU64::new(0),
             rules: RuleNlu::new(services.clone()),
             services,
             timezone: business.timezone,
@@ -74,7 +79,7 @@ impl ModelStandIn {
         let api_base = format!("http://{}/v1", listener.local_addr()?);
         let router = Router::new()
             .route("/v1/chat/completions", post(chat))
-            .with_state(model);
+            .with_state(model.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router)
@@ -85,6 +90,7 @@ impl ModelStandIn {
         });
         Ok(ModelStandIn {
             api_base,
+            model,
             stop: Some(stop),
             task: Some(task),
         })
@@ -93,6 +99,11 @@ impl ModelStandIn {
     /// The API base to give Sara as `ai.api_base` (with `/v1`).
     pub fn api_base(&self) -> &str {
         &self.api_base
+    }
+
+    /// How many chat completions were asked for so far.
+    pub fn requests(&self) -> u64 {
+        self.model.requests.load(Ordering::Relaxed)
     }
 
     pub async fn stop(mut self) {
@@ -136,6 +147,7 @@ fn content(message: &Value) -> Option<String> {
 }
 
 async fn chat(State(model): State<Arc<Model>>, body: axum::body::Bytes) -> Response {
+    model.requests.fetch_add(1, Ordering::Relaxed);
     tokio::time::sleep(model.latency).await;
     let Ok(request) = serde_json::from_slice::<Value>(&body) else {
         return refused("the body is not JSON");
