@@ -169,6 +169,10 @@ pub struct DialogueState {
     /// The caller's name as they last gave it, so a later booking need not ask again.
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// That name was heard on a call and not yet spelled back: a booking made under it
+    /// spells it back first (see [`Form::name_unchecked`]).
+    #[serde(rename = "ch", default, skip_serializing_if = "std::ops::Not::not")]
+    pub caller_heard: bool,
     /// A second request of an earlier message, taken up once the current form is done.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Box<Understanding>>,
@@ -184,6 +188,14 @@ pub struct DialogueState {
 }
 
 impl DialogueState {
+    /// A new form under the caller's known name (still to be spelled back on a call when it
+    /// was heard and never confirmed).
+    fn new_form(&self, kind: FormKind, ctx: &TurnContext) -> Form {
+        let mut form = Form::new(kind, ctx, self.caller.clone());
+        form.name_unchecked = self.caller.is_some() && self.caller_heard;
+        form
+    }
+
     /// What Sara asked for last, to help the NLU read a bare answer.
     pub fn expecting(&self) -> Option<Slot> {
         if self.proposal.is_some() {
@@ -416,7 +428,10 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
     if !opening.is_empty() {
         decision.reply.text = format!("{opening}{}", decision.reply.text);
     }
-    if let Some(name) = decision.state.form.as_ref().and_then(|f| f.name.clone()) {
+    if let Some(form) = decision.state.form.as_ref()
+        && let Some(name) = form.name.clone()
+    {
+        decision.state.caller_heard = form.name_unchecked;
         decision.state.caller = Some(name);
     }
     decision
@@ -620,7 +635,7 @@ fn reminder_answer(
                 ReminderAnswer::Cancel => (FormKind::Cancel, Act::Cancel),
                 _ => (FormKind::Reschedule, Act::Reschedule),
             };
-            let mut form = Form::new(kind, ctx, state.caller.clone());
+            let mut form = state.new_form(kind, ctx);
             form.booking = Some(booking.id);
             form.service = Some(booking.service.clone());
             let outcome = form::run(form, u, ctx);
@@ -642,7 +657,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             return Some(match p {
                 Proposal::Handover => handover(state, ctx),
                 Proposal::Book => {
-                    let form = Form::new(FormKind::Book, ctx, state.caller.clone());
+                    let form = state.new_form(FormKind::Book, ctx);
                     form::run(form, u, ctx).into_decision(state, Act::Affirm, ctx)
                 }
             });
@@ -700,7 +715,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some((act, kind)) = intent {
         let form = match state.form.take() {
             Some(f) if f.kind == kind => f,
-            _ => Form::new(kind, ctx, state.caller.clone()),
+            _ => state.new_form(kind, ctx),
         };
         return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
     }
@@ -727,6 +742,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some(name) = u.name.as_ref().filter(|_| !gives_booking_slots(u)) {
         let first = name.split_whitespace().next().unwrap_or(name).to_string();
         state.caller = Some(name.clone());
+        state.caller_heard = !ctx.channel.is_text();
         state.proposal = Some(Proposal::Book);
         return Some(Decision {
             state,
@@ -739,7 +755,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     }
     // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
     if gives_booking_slots(u) {
-        let form = Form::new(FormKind::Book, ctx, state.caller.clone());
+        let form = state.new_form(FormKind::Book, ctx);
         return Some(form::run(form, u, ctx).into_decision(
             state,
             continuing.unwrap_or(Act::Inform),

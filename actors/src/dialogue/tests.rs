@@ -1614,3 +1614,23 @@ fn a_name_and_email_heard_on_a_call_are_spelled_back_before_the_booking_and_a_no
     says_all(&d, &["Jake Ross", "Shall I confirm it?"]);
     assert!(!d.reply.text.contains("J-A-K-E"), "{}", d.reply.text);
 }
+
+#[test]
+fn a_name_heard_before_any_booking_is_spelled_back_once_and_not_again_for_the_next() {
+    let mut c = Conversation::new(Channel::Voice);
+    let d = c.say(says(&[Act::Inform]).name("Jake Ross"));
+    says_all(&d, &["Thanks, Jake!"]);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 6).at(14, 0));
+    assert_eq!(d.reply.text, "That's J-A-K-E R-O-S-S, is that right?");
+    c.say(says(&[Act::Affirm]));
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(matches!(d.effect, Some(Effect::Book(_))), "{d:?}");
+    // A second booking on the same call is under the name already confirmed.
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 9)
+            .at(10, 0),
+    );
+    says_all(&d, &["Jake Ross", "Shall I confirm it?"]);
+}
