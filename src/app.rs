@@ -98,10 +98,24 @@ impl App {
         App::build_with_clock(config, Arc::new(SystemClock)).await
     }
 
+    /// [`App::build`] with the model's key given rather than read from `OPENAI_API_KEY`
+    /// (`sara bench` and its local model stand-in).
+    pub async fn build_with_api_key(config: Config, api_key: String) -> Result<App, AppError> {
+        App::build_with(config, Arc::new(SystemClock), Some(api_key)).await
+    }
+
     /// [`App::build`] with the engine's "now" read from `clock` (tests set it).
     pub async fn build_with_clock(
         config: Config,
         clock: Arc<dyn sara_actors::ports::Clock>,
+    ) -> Result<App, AppError> {
+        App::build_with(config, clock, std::env::var("OPENAI_API_KEY").ok()).await
+    }
+
+    async fn build_with(
+        config: Config,
+        clock: Arc<dyn sara_actors::ports::Clock>,
+        api_key: Option<String>,
     ) -> Result<App, AppError> {
         // Every part of Sara reads this one clock; the debug clock moves it forward.
         let clock = Arc::new(OffsetClock::new(clock));
@@ -118,8 +132,7 @@ impl App {
         }
         let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
-        let nlu =
-            crate::ai::configured(&config.ai, &business, std::env::var("OPENAI_API_KEY").ok())?;
+        let nlu = crate::ai::configured(&config.ai, &business, api_key)?;
         let calendar = calendar(&config, &business, &db).await?;
         let ports = Ports {
             nlu: nlu.primary,

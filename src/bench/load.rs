@@ -70,7 +70,7 @@ impl LoadResult {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("static histogram bounds are valid")
 }
 

@@ -11,6 +11,7 @@
 pub mod dialog;
 pub mod limit;
 pub mod load;
+pub mod relay;
 pub mod restart;
 pub mod stages;
 pub mod timeline;
@@ -53,6 +54,17 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+}
+
+/// What the simulated customers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    /// Twilio-signed SMS webhooks ([`load`]).
+    #[default]
+    Sms,
+    /// Twilio ConversationRelay calls over WebSockets ([`relay`]).
+    Relay,
 }
 
 #[derive(Clone, Debug)]
@@ -432,17 +444,20 @@ impl Server {
 
 async fn start_sara(config: Config, listener: TcpListener) -> anyhow::Result<(Server, App)> {
     let app = App::build(config).await.context("starting Sara")?;
+    Ok((serve(app.clone(), listener), app))
+}
+
+/// Serves `app` on `listener` until [`Server::stop`].
+fn serve(app: App, listener: TcpListener) -> Server {
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = app.clone();
     let task = tokio::spawn(async move {
-        serving
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(anyhow::Error::from)
+        app.serve(listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(anyhow::Error::from)
     });
-    Ok((Server { stop, task }, app))
+    Server { stop, task }
 }
 
 /// Runs the benchmark described by `options`.

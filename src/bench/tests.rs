@@ -131,3 +131,74 @@ fn durations_read_plain_seconds_and_units() {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
 }
+
+#[tokio::test]
+async fn a_tiny_relay_bench_books_every_call_and_reports_the_token_figures() {
+    let options = BenchOptions {
+        dialogs: 4,
+        concurrency: 2,
+        skip_limit: true,
+        ..BenchOptions::default()
+    };
+    let report = relay::run(config(), &options, None)
+        .await
+        .expect("bench runs");
+    assert_eq!(report.summary.errors, 0, "{}", report.table());
+    assert_eq!(report.booked, 4, "{}", report.table());
+    assert!(
+        report.summary.turns >= 4 * 7,
+        "six scripted turns and the spelled-back name per call: {}",
+        report.table()
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
+    let object = json.as_object().expect("an object");
+    assert_eq!(json["mode"], "relay");
+    assert_eq!(json["calls"], 4);
+    assert_eq!(json["concurrency"], 2);
+    assert!(json["model_latency_ms"].is_null());
+    assert_eq!(report.model_requests, None);
+    for key in [
+        "first_token_p50_ms",
+        "first_token_p95_ms",
+        "first_token_p99_ms",
+        "first_token_max_ms",
+        "last_token_p50_ms",
+        "last_token_p95_ms",
+        "last_token_p99_ms",
+    ] {
+        let ms = object
+            .get(key)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("{key} is a number: {json}"));
+        assert!(ms > 0.0, "{key} measured: {json}");
+    }
+    assert!(
+        json["first_token_p99_ms"].as_f64() <= json["last_token_p99_ms"].as_f64(),
+        "the first token comes no later than the last: {json}"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_bench_through_the_model_stand_in_books_every_call() {
+    let options = BenchOptions {
+        dialogs: 2,
+        concurrency: 2,
+        skip_limit: true,
+        ..BenchOptions::default()
+    };
+    let report = relay::run(config(), &options, Some(Duration::from_millis(20)))
+        .await
+        .expect("bench runs");
+    assert_eq!(report.summary.errors, 0, "{}", report.table());
+    assert_eq!(report.booked, 2, "{}", report.table());
+    assert_eq!(
+        report.model_requests,
+        Some(report.summary.turns),
+        "every turn asked the model: {}",
+        report.table()
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
+    assert_eq!(json["model_latency_ms"], 20);
+    assert!(json["last_token_p50_ms"].as_f64().is_some(), "{json}");
+}

@@ -1661,3 +1661,105 @@ fn staff_move_and_cancel_a_booking_even_inside_the_cancel_notice() {
     });
     assert!(matches!(gone, StaffDecision::Refused { .. }), "{gone:?}");
 }
+
+#[test]
+fn a_name_and_email_heard_on_a_call_are_spelled_back_before_the_booking_and_a_no_corrects_them() {
+    let mut c = Conversation::new(Channel::Voice);
+    let mut u = says(&[Act::Book])
+        .service("Cleaning")
+        .on(3, 6)
+        .at(14, 0)
+        .name("Jake Ross");
+    u.email = Some("jake.ross@mail.com".into());
+    let d = c.say(u);
+    assert_eq!(d.reply.text, "That's J-A-K-E R-O-S-S, is that right?");
+    assert_eq!(d.reply.options, ["Yes", "No"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+    assert_eq!(d.effect, None);
+
+    // No: Sara asks for it letter by letter and reads the spelled answer back as a name.
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(
+        d.reply.text,
+        "Sorry about that. Could you spell your name for me, letter by letter?"
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Name));
+    let d = c.say(says(&[Act::Inform]).name("J-A-K-E R-O-S-E"));
+    assert_eq!(d.reply.text, "That's J-A-K-E R-O-S-E, is that right?");
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(
+        d.reply.text,
+        "And your email is J-A-K-E dot R-O-S-S at M-A-I-L dot C-O-M, is that right?"
+    );
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, None, "nothing is booked before the confirmation");
+    says_all(
+        &d,
+        &[
+            "Jake Rose",
+            "Friday, March 6 at 2:00 PM",
+            "Shall I confirm it?",
+        ],
+    );
+    let d = c.say(says(&[Act::Affirm]));
+    match d.effect {
+        Some(Effect::Book(b)) => {
+            assert_eq!(b.name.as_deref(), Some("Jake Rose"));
+            assert_eq!(b.email.as_deref(), Some("jake.ross@mail.com"));
+        }
+        other => panic!("booked: {other:?}"),
+    }
+
+    // A question in the middle: the reminder repeats the spelling question.
+    let mut c = Conversation::new(Channel::Voice);
+    c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(15, 0)
+            .name("Jo Park"),
+    );
+    let d = c.say(says(&[Act::Question]).faq("Free parking on Dock Lane."));
+    assert_eq!(
+        d.reply.text,
+        "Free parking on Dock Lane. Now, that's J-O P-A-R-K, is that right?"
+    );
+    // "Yes, and it's Jo Parks" with the confirmation pending: the new name is spelled first.
+    let d = c.say(says(&[Act::Affirm]));
+    says_all(&d, &["Shall I confirm it?"]);
+    let d = c.say(says(&[Act::Affirm, Act::Inform]).name("Jo Parks"));
+    assert_eq!(d.effect, None);
+    assert_eq!(d.reply.text, "That's J-O P-A-R-K-S, is that right?");
+
+    // On text what is typed is exact: no spelling back.
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Jake Ross"),
+    );
+    says_all(&d, &["Jake Ross", "Shall I confirm it?"]);
+    assert!(!d.reply.text.contains("J-A-K-E"), "{}", d.reply.text);
+}
+
+#[test]
+fn a_name_heard_before_any_booking_is_spelled_back_once_and_not_again_for_the_next() {
+    let mut c = Conversation::new(Channel::Voice);
+    let d = c.say(says(&[Act::Inform]).name("Jake Ross"));
+    says_all(&d, &["Thanks, Jake!"]);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 6).at(14, 0));
+    assert_eq!(d.reply.text, "That's J-A-K-E R-O-S-S, is that right?");
+    c.say(says(&[Act::Affirm]));
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(matches!(d.effect, Some(Effect::Book(_))), "{d:?}");
+    // A second booking on the same call is under the name already confirmed.
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 9)
+            .at(10, 0),
+    );
+    says_all(&d, &["Jake Ross", "Shall I confirm it?"]);
+}
