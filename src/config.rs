@@ -364,6 +364,12 @@ pub struct CalendarConfig {
     pub credentials: Option<String>,
     /// Deadline of each Google Calendar API call.
     pub google_deadline_ms: u64,
+    /// With Google: how often the calendar's changes are read back (events.list with a sync
+    /// token); one instance at a time does it.
+    pub sync_secs: u64,
+    /// With Google: how long a held booking's write is retried while Google cannot be
+    /// reached before the hold is released and the customer told.
+    pub write_give_up_minutes: u64,
 }
 
 impl Default for CalendarConfig {
@@ -374,6 +380,8 @@ impl Default for CalendarConfig {
             calendar_id: None,
             credentials: None,
             google_deadline_ms: 10_000,
+            sync_secs: 60,
+            write_give_up_minutes: 60,
         }
     }
 }
@@ -888,6 +896,7 @@ impl Config {
             reminders: self.reminders.settings()?,
             reminder_template,
             job_lease: Duration::from_secs(self.outbox.claim_lease_secs.max(1)),
+            calendar_sync: Duration::from_secs(self.calendar.sync_secs.max(1)),
             ..EngineSettings::default()
         })
     }

@@ -613,6 +613,12 @@ impl Conversation {
                     self.schedule_reminders(effect, &view, &mut effects);
                     decision
                 }
+                // The time is held; the calendar write is retried in the background, and
+                // the customer hears so (no reminders or confirmation until it goes through).
+                Err(CalendarError::Deferred) if matches!(effect, Effect::Book(_)) => {
+                    tracing::info!("booking held; its calendar write will be retried");
+                    dialogue::write_deferred(decision, &self.shared.business)
+                }
                 Err(error) => {
                     tracing::info!(%error, "calendar refused the effect");
                     let view = self.view();

@@ -39,7 +39,8 @@ use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
 use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy};
 use crate::ports::{
-    Calendar, Clock, ConversationStore, JobQueue, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+    Calendar, CalendarMirror, Clock, ConversationStore, JobQueue, KnowledgeBase, Leases, Nlu,
+    Notifier, StoreError,
 };
 use crate::reminders::{ReminderSettings, ReminderTemplate};
 use ai::{AiArgs, AiMsg};
@@ -132,6 +133,8 @@ pub struct EngineSettings {
     pub scheduler_poll: Duration,
     /// How long a scheduler's claim on a job keeps other instances off it.
     pub job_lease: Duration,
+    /// How often a mirrored calendar's changes are read (`calendar.sync_secs`).
+    pub calendar_sync: Duration,
 }
 
 impl Default for EngineSettings {
@@ -156,6 +159,7 @@ impl Default for EngineSettings {
             reminder_template: None,
             scheduler_poll: Duration::from_secs(30),
             job_lease: Duration::from_secs(60),
+            calendar_sync: Duration::from_secs(60),
         }
     }
 }
@@ -182,6 +186,9 @@ pub struct OutboxPorts {
     pub senders: Vec<Arc<dyn ChannelSender>>,
     /// The jobs table the scheduler runs (reminders); `None` = no scheduler.
     pub jobs: Option<Arc<dyn JobQueue>>,
+    /// The calendar that mirrors the store (Google), whose write retries and sync the
+    /// scheduler runs; `None` for the local calendar.
+    pub mirror: Option<Arc<dyn CalendarMirror>>,
 }
 
 /// Which engine actor fault injection makes panic.
@@ -351,6 +358,8 @@ impl Engine {
                 lease: settings.job_lease,
                 poll: settings.scheduler_poll,
                 batch: 32,
+                mirror: outbox.mirror.clone(),
+                sync_every: settings.calendar_sync,
             })
         });
         let relay = ports.outbox.map(|outbox| RelayArgs {

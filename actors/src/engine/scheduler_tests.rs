@@ -85,6 +85,27 @@ impl JobQueue for FakeJobs {
         Box::pin(async { Ok(true) })
     }
 
+    fn complete_job_with<'a>(
+        &'a self,
+        id: i64,
+        _: &'a str,
+        completion: crate::ports::JobCompletion,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.completed
+            .lock()
+            .expect("jobs")
+            .push((id, completion.outbox));
+        Box::pin(async { Ok(true) })
+    }
+
+    fn schedule_jobs(
+        &self,
+        _: Vec<crate::ports::JobRecord>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn kill_job<'a>(&'a self, id: i64, _: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         self.killed.lock().expect("jobs").push(id);
         Box::pin(async { Ok(true) })
@@ -213,6 +234,7 @@ async fn engine_on(
             .map(|&c| Arc::new(Accepts(c)) as Arc<dyn ChannelSender>)
             .collect(),
         jobs: Some(jobs),
+        mirror: None,
     });
     let settings = EngineSettings {
         reminder_template: template,
