@@ -700,7 +700,9 @@ mod tests {
 
     use chrono::Duration as Minutes;
     use serde_json::{Value, json};
-    use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+    use wiremock::matchers::{
+        body_string_contains, header, method, path, query_param, query_param_is_missing,
+    };
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     use super::*;
@@ -1292,6 +1294,204 @@ mod tests {
             matches!(&answer, Err(CalendarError::Unavailable(m)) if m.contains("no answer")),
             "{answer:?}"
         );
+    }
+
+    /// The query of every events.list request received: its parameters must be ones the
+    /// discovery document names, and a read with a sync token must leave out what Google
+    /// forbids beside it.
+    async fn list_queries(google: &StandIn) -> Vec<HashMap<String, String>> {
+        let doc = discovery();
+        let known = &doc["resources"]["events"]["methods"]["list"]["parameters"];
+        let queries: Vec<HashMap<String, String>> = google
+            .server
+            .received_requests()
+            .await
+            .expect("recording is on")
+            .iter()
+            .filter(|r| r.method.as_str() == "GET" && r.url.path() == EVENTS)
+            .map(|r| r.url.query_pairs().into_owned().collect())
+            .collect();
+        for query in &queries {
+            for key in query.keys() {
+                assert!(
+                    known.get(key).is_some() || ["alt", "key"].contains(&key.as_str()),
+                    "events.list has no parameter {key}"
+                );
+            }
+            if query.contains_key("syncToken") {
+                for forbidden in [
+                    "timeMin",
+                    "timeMax",
+                    "orderBy",
+                    "iCalUID",
+                    "q",
+                    "updatedMin",
+                    "privateExtendedProperty",
+                    "sharedExtendedProperty",
+                ] {
+                    assert!(
+                        !query.contains_key(forbidden),
+                        "{forbidden} beside syncToken: {query:?}"
+                    );
+                }
+            }
+            assert_eq!(query.get("showDeleted").map(String::as_str), Some("true"));
+            assert_eq!(query.get("singleEvents").map(String::as_str), Some("true"));
+        }
+        queries
+    }
+
+    #[tokio::test]
+    async fn changes_follow_the_sync_token_across_pages_and_keep_only_saras_events() {
+        let google = stand_in().await;
+        let mine = booking();
+        let other = Uuid::parse_str("0192f4a7-6b1c-7d3e-8f00-0000000000cd").expect("uuid");
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("syncToken", "t1"))
+            .and(query_param_is_missing("pageToken"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "nextPageToken": "p2",
+                "items": [
+                    {
+                        "id": event_id(mine.id),
+                        "status": "confirmed",
+                        "start": {"dateTime": "2026-12-02T10:00:00-05:00", "timeZone": "America/New_York"},
+                        "end": {"dateTime": "2026-12-02T10:30:00-05:00", "timeZone": "America/New_York"},
+                        "extendedProperties": {"private": {"sara_booking_id": mine.id.to_string()}},
+                    },
+                    {
+                        "id": "handmade42",
+                        "status": "confirmed",
+                        "summary": "Dentist out",
+                        "start": {"dateTime": "2026-12-02T13:00:00-05:00"},
+                        "end": {"dateTime": "2026-12-02T14:00:00-05:00"},
+                    },
+                ],
+            })))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+        // A deleted event may come back bare: Sara knows it by the id it chose.
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("syncToken", "t1"))
+            .and(query_param("pageToken", "p2"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "nextSyncToken": "t2",
+                "items": [{"id": event_id(other), "status": "cancelled"}],
+            })))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+
+        let changes = google
+            .calendar
+            .changes(Some("t1"), nine_am())
+            .await
+            .expect("changes");
+
+        assert_eq!(changes.next_sync_token.as_deref(), Some("t2"));
+        assert_eq!(
+            changes.events,
+            vec![
+                ChangedEvent {
+                    booking: mine.id,
+                    cancelled: false,
+                    start: Some(
+                        Utc.with_ymd_and_hms(2026, 12, 2, 15, 0, 0)
+                            .single()
+                            .expect("t")
+                    ),
+                    end: Some(
+                        Utc.with_ymd_and_hms(2026, 12, 2, 15, 30, 0)
+                            .single()
+                            .expect("t")
+                    ),
+                },
+                ChangedEvent {
+                    booking: other,
+                    cancelled: true,
+                    start: None,
+                    end: None,
+                },
+            ]
+        );
+        assert_eq!(list_queries(&google).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_expired_sync_token_is_gone_and_a_full_read_starts_from_now() {
+        let google = stand_in().await;
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("syncToken", "old"))
+            .respond_with(ResponseTemplate::new(410).set_body_json(google_error(
+                410,
+                "Sync token is no longer valid, a full sync is required.",
+            )))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param_is_missing("syncToken"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "nextSyncToken": "fresh",
+                "items": [],
+            })))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+
+        assert_eq!(
+            google.calendar.changes(Some("old"), nine_am()).await,
+            Err(ChangesError::Gone)
+        );
+        let full = google
+            .calendar
+            .changes(None, nine_am())
+            .await
+            .expect("a full read");
+        assert_eq!(full.next_sync_token.as_deref(), Some("fresh"));
+        assert!(full.events.is_empty());
+        let queries = list_queries(&google).await;
+        let full_query = &queries[1];
+        assert!(
+            full_query
+                .get("timeMin")
+                .is_some_and(|t| t.starts_with("2026-12-01T14:00:00")),
+            "{full_query:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_tells_an_outage_from_a_refusal() {
+        let google = stand_in().await;
+        google.free_busy(json!([])).await;
+        Mock::given(method("POST"))
+            .and(path(EVENTS))
+            .respond_with(
+                ResponseTemplate::new(429).set_body_json(google_error(429, "Rate Limit Exceeded")),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&google.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(EVENTS))
+            .respond_with(ResponseTemplate::new(403).set_body_json(google_error(403, "Forbidden")))
+            .mount(&google.server)
+            .await;
+
+        assert!(matches!(
+            google.calendar.write(&booking()).await,
+            Err(WriteError::Transient(m)) if m.contains("429")
+        ));
+        assert!(matches!(
+            google.calendar.write(&booking()).await,
+            Err(WriteError::Refused(m)) if m.contains("403")
+        ));
     }
 
     #[test]

@@ -241,7 +241,9 @@ impl CalendarMirror for RecordedCalendar {
                     let read = match self.google.changes(None, now).await {
                         Ok(read) => read,
                         Err(ChangesError::Gone) => {
-                            return Err(failed("events.list: 410 Gone without a sync token".into()));
+                            return Err(failed(
+                                "events.list: 410 Gone without a sync token".into(),
+                            ));
                         }
                         Err(ChangesError::Failed(detail)) => return Err(failed(detail)),
                     };

@@ -312,7 +312,15 @@ where
         tx.rollback().await.map_err(super::unavailable)?;
         return Ok(false);
     }
-    for write in &completion.bookings {
+    // Cancels first: a booking staff moved into the time of one they cancelled must not
+    // meet it (PostgreSQL's exclusion constraint would refuse the move).
+    let mut writes: Vec<&BookingWrite> = completion.bookings.iter().collect();
+    writes.sort_by_key(|w| match w {
+        BookingWrite::Cancel(_) => 0,
+        BookingWrite::Confirm(_) => 1,
+        BookingWrite::Move { .. } => 2,
+    });
+    for write in writes {
         let query = match write {
             BookingWrite::Confirm(booking) => sqlx::query::<DB>(CONFIRM_HELD)
                 .bind(DB::time(now))
