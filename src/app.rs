@@ -14,7 +14,7 @@ use crate::ai::knowledge::KnowledgeBase;
 use crate::cache::{Cache, CacheError};
 use crate::calendar::google::{GoogleCalendar, GoogleSettings};
 use crate::calendar::local::LocalCalendar;
-use crate::calendar::recorded::RecordedCalendar;
+use crate::calendar::recorded::{RecordedCalendar, WriteRetry};
 use crate::channels::email::EmailNotifier;
 use crate::channels::whatsapp::GraphClient;
 use crate::config::{CalendarProvider, Config, ConfigError, Secret};
@@ -133,7 +133,7 @@ impl App {
         let db = Database::connect_with(&config.storage).await?;
         db.migrate().await?;
         let nlu = crate::ai::configured(&config.ai, &business, api_key)?;
-        let calendar = calendar(&config, &business, &db).await?;
+        let (calendar, mirror) = calendar(&config, &business, &db, clock.clone()).await?;
         let ports = Ports {
             nlu: nlu.primary,
             fallback_nlu: nlu.fallback,
@@ -146,6 +146,7 @@ impl App {
                 queue: Arc::new(db.clone()),
                 senders: senders(&config, &business, clock.clone())?,
                 jobs: Some(Arc::new(db.clone())),
+                mirror,
             }),
         };
         // Every turn runs under its conversation's lease: in process on one instance, in
@@ -241,15 +242,23 @@ fn senders(
         .collect())
 }
 
+/// The calendar and, for Google, the mirror whose write retries and sync the scheduler
+/// runs.
+type CalendarPorts = (
+    Arc<dyn sara_actors::ports::Calendar>,
+    Option<Arc<dyn sara_actors::ports::CalendarMirror>>,
+);
+
 /// The calendar `calendar.provider` names: "local" (the bookings table) or "google".
 async fn calendar(
     config: &Config,
     business: &sara_actors::business::Business,
     db: &Database,
-) -> Result<Arc<dyn sara_actors::ports::Calendar>, AppError> {
+    clock: Arc<OffsetClock>,
+) -> Result<CalendarPorts, AppError> {
     let cal = &config.calendar;
     match cal.provider {
-        CalendarProvider::Local => Ok(Arc::new(LocalCalendar::new(db.clone()))),
+        CalendarProvider::Local => Ok((Arc::new(LocalCalendar::new(db.clone())), None)),
         CalendarProvider::Google => {
             let (Some(calendar_id), Some(credentials)) =
                 (cal.calendar_id.clone(), cal.credentials.as_deref())
@@ -271,10 +280,18 @@ async fn calendar(
             let google = GoogleCalendar::connect(settings)
                 .await
                 .map_err(|e| AppError::Unsupported(e.to_string()))?;
-            Ok(Arc::new(RecordedCalendar::new(
-                LocalCalendar::new(db.clone()),
+            let retry = WriteRetry {
+                give_up_after: chrono::Duration::minutes(
+                    i64::try_from(cal.write_give_up_minutes).unwrap_or(i64::MAX / 60_000),
+                ),
+            };
+            let recorded = Arc::new(RecordedCalendar::new(
+                db.clone(),
                 google.with_store_as_record(),
-            )))
+                clock,
+                retry,
+            ));
+            Ok((recorded.clone(), Some(recorded)))
         }
     }
 }

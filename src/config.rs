@@ -383,6 +383,12 @@ pub struct CalendarConfig {
     pub credentials: Option<String>,
     /// Deadline of each Google Calendar API call.
     pub google_deadline_ms: u64,
+    /// With Google: how often the calendar's changes are read back (events.list with a sync
+    /// token); one instance at a time does it.
+    pub sync_secs: u64,
+    /// With Google: how long a held booking's write is retried while Google cannot be
+    /// reached before the hold is released and the customer told.
+    pub write_give_up_minutes: u64,
 }
 
 impl Default for CalendarConfig {
@@ -393,6 +399,8 @@ impl Default for CalendarConfig {
             calendar_id: None,
             credentials: None,
             google_deadline_ms: 10_000,
+            sync_secs: 60,
+            write_give_up_minutes: 60,
         }
     }
 }
@@ -910,6 +918,7 @@ impl Config {
             retention: (self.privacy.retention_days > 0).then_some(RetentionSettings {
                 days: self.privacy.retention_days,
             }),
+            calendar_sync: Duration::from_secs(self.calendar.sync_secs.max(1)),
             ..EngineSettings::default()
         })
     }

@@ -112,7 +112,7 @@ async fn a_short_soak_samples_every_second_and_draws_the_plot() {
 
     // The JSON line keeps exactly its keys in a soak too.
     let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
-    assert_eq!(json.as_object().expect("an object").len(), 13);
+    assert_eq!(json.as_object().expect("an object").len(), 14);
 }
 
 #[test]

@@ -653,6 +653,8 @@ async fn staff_change(
         .await?;
     let (reason, alternatives) = match outcome {
         StaffOutcome::Done => return Ok(post.done(status)),
+        // Held as pending (the page lists it so); the retry job confirms it to the customer.
+        StaffOutcome::Held => return Ok(post.done("held")),
         StaffOutcome::Refused {
             reason,
             alternatives,

@@ -8,7 +8,7 @@ use sara_actors::model::Channel;
 use sara_actors::model::Phone;
 use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Recipient, Settlement};
 use sara_actors::ports::{
-    BoxFuture, DueJob, JobQueue, JobRecord, LastInbound, OutboxMessage, StoreError,
+    BoxFuture, DueJob, JobCompletion, JobQueue, JobRecord, LastInbound, OutboxMessage, StoreError,
 };
 
 use super::Database;
@@ -130,6 +130,24 @@ impl JobQueue for Database {
         at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         self.jobs().retry_job(id, owner, at)
+    }
+
+    fn complete_job_with<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        completion: JobCompletion,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            (self.jobs())
+                .complete_job_with(id, owner, &completion, now)
+                .await
+        })
+    }
+
+    fn schedule_jobs(&self, jobs: Vec<JobRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.jobs().schedule_jobs(&jobs, Utc::now()).await })
     }
 
     fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {

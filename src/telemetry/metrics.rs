@@ -199,6 +199,21 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Gather mode: calls put through to staff after repeated silence or unclear speech.",
     ),
     (
+        "sara_calendar_sync_errors_total",
+        Kind::Counter,
+        "Google calendar syncs (reading staff's changes back) that failed; tried again at the next interval.",
+    ),
+    (
+        "sara_calendar_sync_changes_total",
+        Kind::Counter,
+        "Bookings changed by a Google calendar sync because staff moved or deleted their event, by change (moved, cancelled).",
+    ),
+    (
+        "sara_calendar_write_retries_total",
+        Kind::Counter,
+        "Retried Google writes of held bookings, by outcome (confirmed, failed = tried again later, given_up).",
+    ),
+    (
         "sara_voicemails_total",
         Kind::Counter,
         "Voicemails recorded and stored.",

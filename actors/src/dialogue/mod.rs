@@ -567,6 +567,16 @@ pub fn staff_change_message(business: &Business, effect: &Effect, booking: &Book
     }
 }
 
+/// The booking `decision` made is held, but the calendar could not be written just now (its
+/// write is retried in the background): the form is done as if booked, and the customer hears
+/// the truth: not confirmed yet, a text follows once it is.
+pub fn write_deferred(mut decision: Decision, business: &crate::business::Business) -> Decision {
+    if let Some(Effect::Book(booking)) = &decision.effect {
+        decision.reply = Reply::say(crate::calendar_jobs::deferred_text(business, booking));
+    }
+    decision
+}
+
 /// What the conversation holds, for the model's prompt: the times offered, the slots of the
 /// unfinished request (the caller's name when none is open) and the caller's bookings.
 pub fn facts(

@@ -171,6 +171,9 @@ impl StaffAction {
 #[derive(Clone, Debug, PartialEq)]
 pub enum StaffOutcome {
     Done,
+    /// A booking held in the store whose calendar write failed for a moment: a job retries
+    /// it and confirms it to the customer (or tells them it could not be made).
+    Held,
     /// A change the rules or the calendar refused; nothing was written. `reason` is in
     /// Sara's words, `alternatives` the nearest free start times (may be empty).
     Refused {
@@ -387,6 +390,8 @@ impl Conversation {
                     "That booking can't be found any more; it may have been changed already.",
                 ));
             }
+            // Held, its write retried by a job that also tells the customer.
+            Err(CalendarError::Deferred) => return Ok(StaffOutcome::Held),
             Err(CalendarError::Unavailable(error)) => {
                 tracing::warn!(%error, "calendar refused a staff change");
                 return Err(TurnError::CalendarUnavailable);
@@ -784,6 +789,12 @@ impl Conversation {
                     notices.extend(self.notify(effect, &view, &turn_key(inbound)));
                     self.schedule_reminders(effect, &view, &mut effects);
                     decision
+                }
+                // The time is held; the calendar write is retried in the background, and
+                // the customer hears so (no reminders or confirmation until it goes through).
+                Err(CalendarError::Deferred) if matches!(effect, Effect::Book(_)) => {
+                    tracing::info!("booking held; its calendar write will be retried");
+                    dialogue::write_deferred(decision, &self.shared.business)
                 }
                 Err(error) => {
                     tracing::info!(%error, "calendar refused the effect");

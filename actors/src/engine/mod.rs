@@ -39,7 +39,8 @@ use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
 use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy};
 use crate::ports::{
-    Calendar, Clock, ConversationStore, JobQueue, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+    Calendar, CalendarMirror, Clock, ConversationStore, JobQueue, KnowledgeBase, Leases, Nlu,
+    Notifier, StoreError,
 };
 use crate::reminders::{ReminderSettings, ReminderTemplate};
 use ai::{AiArgs, AiMsg};
@@ -135,6 +136,8 @@ pub struct EngineSettings {
     /// How long message text is kept (`[privacy]`); `None` = kept until a caller is
     /// forgotten.
     pub retention: Option<crate::retention::RetentionSettings>,
+    /// How often a mirrored calendar's changes are read (`calendar.sync_secs`).
+    pub calendar_sync: Duration,
 }
 
 impl Default for EngineSettings {
@@ -160,6 +163,7 @@ impl Default for EngineSettings {
             scheduler_poll: Duration::from_secs(30),
             job_lease: Duration::from_secs(60),
             retention: None,
+            calendar_sync: Duration::from_secs(60),
         }
     }
 }
@@ -186,6 +190,9 @@ pub struct OutboxPorts {
     pub senders: Vec<Arc<dyn ChannelSender>>,
     /// The jobs table the scheduler runs (reminders); `None` = no scheduler.
     pub jobs: Option<Arc<dyn JobQueue>>,
+    /// The calendar that mirrors the store (Google), whose write retries and sync the
+    /// scheduler runs; `None` for the local calendar.
+    pub mirror: Option<Arc<dyn CalendarMirror>>,
 }
 
 /// Which engine actor fault injection makes panic.
@@ -380,6 +387,8 @@ impl Engine {
                 poll: settings.scheduler_poll,
                 batch: 32,
                 retention: settings.retention,
+                mirror: outbox.mirror.clone(),
+                sync_every: settings.calendar_sync,
             })
         });
         let relay = ports.outbox.map(|outbox| RelayArgs {
