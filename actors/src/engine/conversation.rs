@@ -797,10 +797,28 @@ impl Conversation {
                     dialogue::write_deferred(decision, &self.shared.business)
                 }
                 Err(error) => {
-                    tracing::info!(%error, "calendar refused the effect");
-                    let view = self.view();
-                    let ctx = self.turn_context(inbound, &view, fresh_id);
-                    dialogue::effect_failed(&self.state.dialogue, effect, &error, &ctx)
+                    let again = match (&error, effect) {
+                        (CalendarError::SlotTaken, Effect::Book(first)) => {
+                            self.book_with_someone_else(inbound, &understood, fresh_id, first)
+                                .await
+                        }
+                        _ => None,
+                    };
+                    match again {
+                        Some((decision, view)) => {
+                            if let Some(effect) = &decision.effect {
+                                notices.extend(self.notify(effect, &view, &turn_key(inbound)));
+                                self.schedule_reminders(effect, &view, &mut effects);
+                            }
+                            decision
+                        }
+                        None => {
+                            tracing::info!(%error, "calendar refused the effect");
+                            let view = self.view();
+                            let ctx = self.turn_context(inbound, &view, fresh_id);
+                            dialogue::effect_failed(&self.state.dialogue, effect, &error, &ctx)
+                        }
+                    }
                 }
             },
         };
@@ -927,6 +945,40 @@ impl Conversation {
         self.shared
             .calendar_board
             .view(&self.phone, self.shared.clock.now())
+    }
+
+    /// The booking's time was taken between the policy's check and the write (another
+    /// caller got that staff member first): the policy decides again on the calendar as it
+    /// is now, and when it books the same time with another capable, free staff member (the
+    /// customer named none, or the one they named is free after all), that is written. One
+    /// try per staff member; `None` when the time is gone for everyone, and the usual
+    /// "just taken" answer with alternatives follows.
+    async fn book_with_someone_else(
+        &self,
+        inbound: &Inbound,
+        understood: &Understanding,
+        fresh_id: Uuid,
+        first: &crate::model::Booking,
+    ) -> Option<(Decision, CalendarView)> {
+        for _ in 0..self.shared.business.staff.len() {
+            let view = self.view();
+            let decision = {
+                let ctx = self.turn_context(inbound, &view, fresh_id);
+                dialogue::step(&self.state.dialogue, understood, &ctx)
+            };
+            let Some(effect @ Effect::Book(again)) = &decision.effect else {
+                return None;
+            };
+            if again.start != first.start || again.service != first.service {
+                return None;
+            }
+            match self.timed_effect(effect).await {
+                Ok(()) => return Some((decision, view)),
+                Err(CalendarError::SlotTaken) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// [`Self::run_effect`], its time recorded as the turn's `calendar` stage.
