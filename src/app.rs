@@ -50,6 +50,9 @@ pub struct App {
     pub clock: Arc<OffsetClock>,
 }
 
+/// How often the histograms' recorded samples are folded into their buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
+
 /// Bucket bounds (seconds) of the turn latency histograms.
 const TURN_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03,
@@ -68,6 +71,21 @@ pub fn metrics_handle() -> PrometheusHandle {
                 .expect("bucket list is not empty")
                 .build_recorder();
             let handle = recorder.handle();
+            // Histograms keep every sample until they are drained; without a drain between
+            // scrapes (a soak nobody scrapes, a Prometheus that is down) they grow for ever,
+            // about 80 bytes a turn. `build_recorder` leaves that upkeep to its caller.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(METRICS_UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "metrics upkeep thread not started; histograms drain only when scraped");
+            }
             // Another recorder may already be installed (e.g. by an embedding program); then
             // our handle simply renders nothing.
             let _ = metrics::set_global_recorder(recorder);

@@ -10,8 +10,11 @@ use sara_actors::ports::{BoxFuture, Lease, LeaseError, Leases};
 
 use super::{Limited, REPLY_TTL, WINDOW, window_left_secs};
 
-/// Most replies remembered; beyond it the oldest go first (the store still answers them).
-const MAX_REPLIES: usize = 100_000;
+/// Most replies remembered; beyond it the oldest go first (the conversation's memory and the
+/// store still answer them). A provider re-delivers within minutes, which at a clinic's pace
+/// is far fewer than this; at 1,000 turns/s 100,000 entries held ~27 MiB (heap profile,
+/// BENCHMARKS.md), this bound holds ~3 MiB.
+const MAX_REPLIES: usize = 10_000;
 /// Most rate-limit counters kept before stale windows are swept.
 const MAX_COUNTERS: usize = 100_000;
 
