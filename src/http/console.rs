@@ -12,28 +12,38 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Json, Router};
+use axum::{Form, Json};
 use chrono_tz::Tz;
 use maud::{Markup, html};
 use sara_actors::engine::StaffAction;
 use sara_actors::model::{Channel, Phone};
 use sara_actors::ports::ConversationStore;
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::{AdminAuth, CSRF_FIELD};
 use super::dashboard::{StoredState, current_step, shell, staff_badge};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::store::TurnView;
+use crate::store::forget::Forgotten;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/conversations/{phone}", get(page))
-        .route("/admin/conversations/{phone}/take-over", post(take_over))
-        .route("/admin/conversations/{phone}/reply", post(reply))
-        .route("/admin/conversations/{phone}/hand-back", post(hand_back))
-        .route("/admin/conversations/{phone}/forget", post(forget))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(take_over))
+        .routes(routes!(reply))
+        .routes(routes!(hand_back))
+        .routes(routes!(forget))
+}
+
+/// What a staff action answers a script (a bearer request).
+#[derive(serde::Serialize, ToSchema)]
+struct ActionDone {
+    /// `taken_over`, `sent` or `handed_back`.
+    status: String,
 }
 
 /// The longest staff message accepted (ten SMS segments).
@@ -47,6 +57,18 @@ fn page_url(phone: &Phone) -> String {
     format!("/admin/conversations/{}", phone.as_str())
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/conversations/{phone}",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number")),
+    responses(
+        (status = 200, description = "The transcript and the take-over console", content_type = "text/html", body = String),
+        (status = 400, description = "Not a phone number", body = ErrorBody),
+        (status = 404, description = "No conversation with that phone", body = ErrorBody),
+    )
+)]
 async fn page(
     auth: AdminAuth,
     State(app): State<AppState>,
@@ -190,14 +212,17 @@ fn turn_view(turn: &TurnView, tz: Tz) -> Markup {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ActionForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
     csrf: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct ReplyForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
     csrf: Option<String>,
+    /// The message to the customer (at most 1,600 characters).
     text: String,
     /// Generated with the page: a form sent twice writes one message.
     key: Option<String>,
@@ -208,10 +233,30 @@ fn done(auth: &AdminAuth, phone: &Phone, status: &str) -> Response {
     if auth.session().is_some() {
         Redirect::to(&page_url(phone)).into_response()
     } else {
-        Json(json!({ "status": status })).into_response()
+        Json(ActionDone {
+            status: status.to_string(),
+        })
+        .into_response()
     }
 }
 
+/// Staff take the conversation over: Sara stops answering it.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/take-over",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number")),
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Done (a bearer request)", body = ActionDone),
+        (status = 303, description = "Done: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 415, description = "Not a form", body = ErrorBody),
+        (status = 422, description = "The form cannot be read", body = ErrorBody),
+    )
+)]
 async fn take_over(
     auth: AdminAuth,
     State(app): State<AppState>,
@@ -228,6 +273,20 @@ async fn take_over(
 
 /// Staff give a conversation back to Sara (also lifts a hand-over or a quarantine). A
 /// script may post it without a body.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/hand-back",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number")),
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Done (a bearer request)", body = ActionDone),
+        (status = 303, description = "Done: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+    )
+)]
 async fn hand_back(
     auth: AdminAuth,
     State(app): State<AppState>,
@@ -243,6 +302,25 @@ async fn hand_back(
     Ok(done(&auth, &phone, "handed_back"))
 }
 
+/// Staff reply to the customer on the conversation's last channel, through the outbox.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/reply",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number")),
+    request_body(content = ReplyForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Queued (a bearer request)", body = ActionDone),
+        (status = 303, description = "Queued: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, an empty or too long reply, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 404, description = "No conversation with that phone", body = ErrorBody),
+        (status = 409, description = "The conversation has no SMS or WhatsApp channel to reply on", body = ErrorBody),
+        (status = 415, description = "Not a form", body = ErrorBody),
+        (status = 422, description = "No `text` field", body = ErrorBody),
+    )
+)]
 async fn reply(
     auth: AdminAuth,
     State(app): State<AppState>,
@@ -288,6 +366,22 @@ async fn reply(
 
 /// Erases the caller's personal data (see [`crate::privacy`]); a browser goes back to the
 /// day screen, where the conversation is no longer listed.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/forget",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number")),
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "What was erased (a bearer request)", body = Forgotten),
+        (status = 303, description = "Erased: on to `/admin` (a browser)"),
+        (status = 400, description = "Not a phone number, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 415, description = "Not a form", body = ErrorBody),
+        (status = 422, description = "The form cannot be read", body = ErrorBody),
+    )
+)]
 async fn forget(
     auth: AdminAuth,
     State(app): State<AppState>,
