@@ -267,7 +267,7 @@ struct Panicking {
     path = "/admin/debug/panic/{phone}",
     tag = "admin",
     security(("admin_bearer" = []), ("admin_session" = [])),
-    params(("phone" = String, Path, description = "The conversation's phone number")),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
     responses(
         (status = 202, description = "The actor is panicking", body = Panicking),
         (status = 400, description = "Not a phone number", body = ErrorBody),

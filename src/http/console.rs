@@ -62,7 +62,7 @@ fn page_url(phone: &Phone) -> String {
     path = "/admin/conversations/{phone}",
     tag = "console",
     security(("admin_bearer" = []), ("admin_session" = [])),
-    params(("phone" = String, Path, description = "The conversation's phone number")),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
     responses(
         (status = 200, description = "The transcript and the take-over console", content_type = "text/html", body = String),
         (status = 400, description = "Not a phone number", body = ErrorBody),
@@ -246,7 +246,7 @@ fn done(auth: &AdminAuth, phone: &Phone, status: &str) -> Response {
     path = "/admin/conversations/{phone}/take-over",
     tag = "console",
     security(("admin_bearer" = []), ("admin_session" = [])),
-    params(("phone" = String, Path, description = "The conversation's phone number")),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
     request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Done (a bearer request)", body = ActionDone),
@@ -278,7 +278,7 @@ async fn take_over(
     path = "/admin/conversations/{phone}/hand-back",
     tag = "console",
     security(("admin_bearer" = []), ("admin_session" = [])),
-    params(("phone" = String, Path, description = "The conversation's phone number")),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
     request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Done (a bearer request)", body = ActionDone),
@@ -308,7 +308,7 @@ async fn hand_back(
     path = "/admin/conversations/{phone}/reply",
     tag = "console",
     security(("admin_bearer" = []), ("admin_session" = [])),
-    params(("phone" = String, Path, description = "The conversation's phone number")),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
     request_body(content = ReplyForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Queued (a bearer request)", body = ActionDone),
@@ -371,7 +371,7 @@ async fn reply(
     path = "/admin/conversations/{phone}/forget",
     tag = "console",
     security(("admin_bearer" = []), ("admin_session" = [])),
-    params(("phone" = String, Path, description = "The conversation's phone number")),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
     request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "What was erased (a bearer request)", body = Forgotten),

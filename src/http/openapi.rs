@@ -263,8 +263,9 @@ pub struct SmsForm {
 pub struct MessageStatusForm {
     #[schema(rename = "MessageSid", pattern = r"^(SM|MM)[0-9a-fA-F]{32}$")]
     message_sid: String,
-    /// `queued`, `sent`, `delivered`, `read`, `undelivered`, `failed`, …
-    #[schema(rename = "MessageStatus")]
+    /// `queued`, `sent`, `delivered`, `read`, `undelivered`, `failed`, … (the ones Sara
+    /// does not track are accepted and ignored).
+    #[schema(rename = "MessageStatus", pattern = r"^[a-z-]{1,32}$")]
     message_status: String,
     #[schema(rename = "ErrorCode")]
     error_code: Option<String>,
