@@ -13,7 +13,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::helpers::{ADMIN_TOKEN, AUTH_TOKEN, Sara, spawn_app};
+use crate::helpers::{ADMIN_TOKEN, AUTH_TOKEN, Sara, distinct_slots, phone, spawn_app};
 
 /// A value for each path parameter, so a templated path becomes one the router matches.
 fn concrete(path: &str) -> String {
@@ -209,10 +209,23 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
         ("RUST_BACKTRACE", "0"),
     ])
     .await;
+    // A caller with a booking, so the admin routes have rows to answer with.
+    let me = phone(7901);
+    let (_, day, time) = distinct_slots(1, 60).remove(0);
+    let offer = sara
+        .text(
+            &me,
+            &format!("I'd like a consultation on {day} at {time}, my name is Ann Lee"),
+        )
+        .await;
+    assert!(offer.contains("Ann"), "{offer}");
+    let booked = sara.text(&me, "yes").await;
+    assert!(booked.to_lowercase().contains("booked"), "{booked}");
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let hooks = root.join("scripts/schemathesis_hooks.py");
     let work = tempfile::tempdir().expect("temp dir");
     let schema = format!("{}/openapi.json", sara.base);
+    let known = me.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .args(["-m", "schemathesis.cli", "run", &schema])
@@ -220,7 +233,8 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
             .args([
                 "--checks",
                 "not_a_server_error,status_code_conformance,content_type_conformance,\
-                 response_schema_conformance,response_headers_conformance",
+                 response_schema_conformance,response_headers_conformance,unsupported_method,\
+                 allow_header_conformance",
             ])
             .args(["--phases", "examples,coverage,fuzzing"])
             // It only makes actors panic on purpose (supervision has its own tests).
@@ -233,6 +247,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
             .env("SARA_FUZZ_TWILIO_TOKEN", AUTH_TOKEN)
             .env("SARA_FUZZ_APP_SECRET", APP_SECRET)
             .env("SARA_FUZZ_VERIFY_TOKEN", VERIFY_TOKEN)
+            .env("SARA_FUZZ_PHONE", &known)
             .current_dir(work.path())
             .output()
             .expect("schemathesis runs")
