@@ -142,7 +142,7 @@ fn with_retry_after(response: RefOr<Response>) -> RefOr<Response> {
         return response;
     };
     response.headers.insert(
-        header::RETRY_AFTER.as_str().to_string(),
+        "Retry-After".to_string(),
         HeaderBuilder::new()
             .schema(Some(
                 utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Integer),
@@ -361,3 +361,73 @@ pub struct RecordingForm {
 
 /// TwiML, the answer to a Twilio voice or SMS webhook.
 pub const TWIML: &str = "text/xml";
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+        let mut all = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("path item") {
+                all.push((path.clone(), method.clone(), operation.clone()));
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn the_shared_layers_answers_are_on_the_operations_they_apply_to() {
+        let doc = serde_json::to_value(super::document()).expect("document");
+        let all = operations(&doc);
+        assert!(all.len() > 25, "{} operations", all.len());
+        for (path, method, operation) in all {
+            let responses = &operation["responses"];
+            assert!(responses["503"].is_object(), "{method} {path}: no 503");
+            // `/ready` describes its own 503 (what is down); every other one is the layers'.
+            if path != "/ready" {
+                assert!(
+                    responses["503"]["headers"]["Retry-After"].is_object(),
+                    "{method} {path}: the 503 names no Retry-After"
+                );
+            }
+            if method == "post" {
+                assert!(responses["413"].is_object(), "{method} {path}: no 413");
+            }
+            if path.starts_with("/webhook") {
+                for status in ["403", "429"] {
+                    assert!(
+                        responses[status].is_object(),
+                        "{method} {path}: no {status}"
+                    );
+                }
+            }
+            let security = operation["security"].to_string();
+            if security.contains(super::ADMIN_BEARER) {
+                assert!(responses["401"].is_object(), "{method} {path}: no 401");
+            }
+            assert!(
+                !responses
+                    .as_object()
+                    .expect("responses")
+                    .contains_key("500"),
+                "{method} {path}: a 500 is a bug, never a documented answer"
+            );
+        }
+    }
+
+    /// Every `$ref` in the document names a schema the document has.
+    #[test]
+    fn every_reference_resolves() {
+        let doc = serde_json::to_value(super::document()).expect("document");
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        let text = doc.to_string();
+        let mut refs = 0;
+        for piece in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+            let name = piece.split('"').next().unwrap_or_default();
+            assert!(schemas.contains_key(name), "no schema {name:?}");
+            refs += 1;
+        }
+        assert!(refs > 10, "{refs} references");
+    }
+}
