@@ -7,9 +7,11 @@ test's go-ahead on stdin before the next one, so each side checks what it can se
     logged-in    -> test books over SMS        -> booked
     taken-over   -> test checks Sara is quiet  -> quiet
     sent         -> test checks Twilio got it  -> delivered
-    handed-back  -> test checks Sara answers   -> done
+    handed-back  -> test checks Sara answers   -> answered
+    staff-booked -> test checks the SMS        -> done
 
-Usage: console_browser.py BASE_URL ADMIN_TOKEN PHONE CUSTOMER_NAME SCREENSHOT_DIR CHROMIUM
+Usage: console_browser.py BASE_URL ADMIN_TOKEN PHONE CUSTOMER_NAME SCREENSHOT_DIR CHROMIUM WHEN
+(WHEN: the day and time staff book a cleaning at, as a datetime-local value 2026-12-07T10:00)
 Every failure is an exception (exit status 1) with what was expected; screenshots of each
 step, and of the page at a failure, are written to SCREENSHOT_DIR.
 """
@@ -36,7 +38,7 @@ def go_ahead(expected):
 
 
 def main():
-    base, token, phone, name, shots, chromium = sys.argv[1:7]
+    base, token, phone, name, shots, chromium, when = sys.argv[1:8]
     os.makedirs(shots, exist_ok=True)
     reply_text = f"Hi {name.split()[0]}, this is Maria at the front desk."
     with sync_playwright() as p:
@@ -81,6 +83,16 @@ def main():
             expect(page.get_by_text("handed the conversation back")).to_be_visible()
             page.screenshot(path=f"{shots}/5-handed-back.png", full_page=True)
             step("handed-back")
+
+            go_ahead("answered")
+            # Booking for the caller from the page, by the names README lists.
+            page.get_by_label("Service").select_option("Cleaning")
+            page.get_by_label("Day and time").fill(when)
+            page.get_by_role("button", name="Book", exact=True).click()
+            expect(page.get_by_text("Booked by staff:")).to_be_visible()
+            expect(page.get_by_role("button", name="Move")).to_have_count(2)
+            page.screenshot(path=f"{shots}/6-booked-by-staff.png", full_page=True)
+            step("staff-booked")
 
             go_ahead("done")
         except BaseException:

@@ -123,6 +123,20 @@ pub async fn bench(
     Ok(())
 }
 
+/// `sara bench --mode relay`: simulated ConversationRelay calls; a human table, then the
+/// summary as the last stdout line (one JSON object).
+#[cfg(feature = "bench")]
+pub async fn bench_relay(
+    config: Config,
+    options: crate::bench::BenchOptions,
+    model_latency: Option<std::time::Duration>,
+) -> anyhow::Result<()> {
+    let report = crate::bench::relay::run(config, &options, model_latency).await?;
+    print!("{}", report.table());
+    println!("{}", report.json());
+    Ok(())
+}
+
 /// Writes the run's timeline as CSV and/or SVG.
 #[cfg(feature = "bench")]
 pub fn write_timeline(

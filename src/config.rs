@@ -14,6 +14,7 @@ use sara_actors::engine::EngineSettings;
 use sara_actors::model::Phone;
 use sara_actors::outbound::RetryPolicy;
 use sara_actors::reminders::{QuietHours, ReminderSettings, ReminderTemplate};
+use sara_actors::retention::RetentionSettings;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -116,6 +117,24 @@ pub struct Config {
     pub reminders: RemindersConfig,
     pub outbox: OutboxConfig,
     pub voice: VoiceConfig,
+    pub privacy: PrivacyConfig,
+}
+
+/// `[privacy]`: how long Sara keeps personal data that is not a booking.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrivacyConfig {
+    /// Message text (customers', Sara's, staff's) older than this many days is redacted by a
+    /// daily job; bookings and counts stay. 0 = kept until the caller is forgotten.
+    pub retention_days: u32,
+}
+
+impl Default for PrivacyConfig {
+    fn default() -> Self {
+        PrivacyConfig {
+            retention_days: 365,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -364,6 +383,12 @@ pub struct CalendarConfig {
     pub credentials: Option<String>,
     /// Deadline of each Google Calendar API call.
     pub google_deadline_ms: u64,
+    /// With Google: how often the calendar's changes are read back (events.list with a sync
+    /// token); one instance at a time does it.
+    pub sync_secs: u64,
+    /// With Google: how long a held booking's write is retried while Google cannot be
+    /// reached before the hold is released and the customer told.
+    pub write_give_up_minutes: u64,
 }
 
 impl Default for CalendarConfig {
@@ -374,6 +399,8 @@ impl Default for CalendarConfig {
             calendar_id: None,
             credentials: None,
             google_deadline_ms: 10_000,
+            sync_secs: 60,
+            write_give_up_minutes: 60,
         }
     }
 }
@@ -888,6 +915,10 @@ impl Config {
             reminders: self.reminders.settings()?,
             reminder_template,
             job_lease: Duration::from_secs(self.outbox.claim_lease_secs.max(1)),
+            retention: (self.privacy.retention_days > 0).then_some(RetentionSettings {
+                days: self.privacy.retention_days,
+            }),
+            calendar_sync: Duration::from_secs(self.calendar.sync_secs.max(1)),
             ..EngineSettings::default()
         })
     }

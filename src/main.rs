@@ -52,6 +52,15 @@ enum Command {
 #[cfg(feature = "bench")]
 #[derive(clap::Args)]
 struct BenchArgs {
+    /// `sms`: customers text (signed SMS webhooks). `relay`: customers call, as Twilio
+    /// ConversationRelay sessions over WebSockets (--concurrency calls at once); the summary
+    /// then reports prompt → first and last text token.
+    #[arg(long, value_enum, default_value = "sms")]
+    mode: sara::bench::BenchMode,
+    /// Relay mode: understanding goes to a local OpenAI-compatible model stand-in that
+    /// answers every turn after this many milliseconds (default: the rules alone).
+    #[arg(long)]
+    model_latency_ms: Option<u64>,
     /// Customers, each a whole booking dialog (at least six turns).
     #[arg(long, default_value_t = 5000)]
     dialogs: usize,
@@ -165,6 +174,19 @@ async fn main() -> anyhow::Result<()> {
                 progress: true,
                 idle_timeout: args.idle_secs.map(std::time::Duration::from_secs),
             };
+            if args.mode == sara::bench::BenchMode::Relay {
+                anyhow::ensure!(
+                    options.rate.is_none() && options.url.is_none() && args.timeline.is_none(),
+                    "--mode relay is a closed loop against an in-process Sara: \
+                     --rate, --url and --timeline are for --mode sms"
+                );
+                let latency = args.model_latency_ms.map(std::time::Duration::from_millis);
+                return sara::cli::bench_relay(config, options, latency).await;
+            }
+            anyhow::ensure!(
+                args.model_latency_ms.is_none(),
+                "--model-latency-ms is for --mode relay"
+            );
             sara::cli::bench(config, options, args.timeline, args.plot).await
         }
     }

@@ -15,6 +15,7 @@
 //! member's way.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -59,10 +60,12 @@ pub struct Busy {
     pub id: Option<BookingId>,
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
-    /// The service booked; `None` (or a name the business does not know) = a block.
-    pub service: Option<String>,
+    /// The service booked; `None` (or a name the business does not know) = a block. Shared
+    /// (`Arc`): the calendar's busy list is copied on every change, without a heap copy of
+    /// each name.
+    pub service: Option<Arc<str>>,
     /// Who it is with; `None` = in every staff member's way.
-    pub staff: Option<String>,
+    pub staff: Option<Arc<str>>,
 }
 
 impl Busy {
@@ -82,8 +85,8 @@ impl Busy {
             id: Some(booking.id),
             start: booking.start,
             end: booking.end,
-            service: Some(booking.service.clone()),
-            staff: booking.staff.clone(),
+            service: Some(Arc::from(booking.service.as_str())),
+            staff: booking.staff.as_deref().map(Arc::from),
         }
     }
 }
@@ -2179,8 +2182,8 @@ mod tests {
                     }),
                     start,
                     end: start + Duration::minutes(minutes),
-                    service: (!svc.is_empty()).then(|| svc.to_string()),
-                    staff: staff.map(str::to_string),
+                    service: (!svc.is_empty()).then(|| Arc::from(svc)),
+                    staff: staff.map(Arc::from),
                 }
             }));
             let want = Want::service(service)
@@ -2266,7 +2269,7 @@ mod tests {
                 start: t,
                 end: t + Duration::minutes(60),
                 service: Some("Whitening".into()),
-                staff: Some(staff),
+                staff: Some(staff.into()),
             }]);
         }
         // Three people do whitening, but there are two chairs.

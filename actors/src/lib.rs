@@ -9,8 +9,11 @@
 //! - [`ports`] — the traits the engine needs from the outside world (NLU, calendar, store).
 //! - [`outbound`] — one outbound message, the channel sender port, retry backoff and the
 //!   delivery reports providers send back.
+//! - [`calendar_jobs`] — a mirrored calendar's background work (Google): the retried write of
+//!   a held booking, the sync of staff's changes, and what the customer is told.
 //! - [`reminders`] — when a booking's reminders are due (offsets, quiet hours, DST) and what
 //!   they say.
+//! - [`retention`] — how long message text is kept, and when the job that redacts it runs.
 //! - `memory` — in-memory store and calendar for tests and benchmarks (feature `test-support`).
 //! - [`engine`] — the ractor actors: one conversation actor per phone under a supervisor,
 //!   the AI and calendar actors, and the turn writer that group-commits turns.
@@ -19,6 +22,7 @@
 
 pub mod availability;
 pub mod business;
+pub mod calendar_jobs;
 pub mod dialogue;
 pub mod engine;
 #[cfg(any(test, feature = "test-support"))]
@@ -27,4 +31,5 @@ pub mod model;
 pub mod outbound;
 pub mod ports;
 pub mod reminders;
+pub mod retention;
 pub mod understanding;

@@ -54,6 +54,11 @@ pub enum CalendarError {
     NotFound,
     #[error("calendar unavailable: {0}")]
     Unavailable(String),
+    /// The time is held in the store, but the calendar could not be written just now (a
+    /// timeout, a 5xx, a 429, a refused connection): the booking stays `pending` and a job
+    /// retries the write; the customer is told once it is confirmed, or that it could not be.
+    #[error("the booking is held; the calendar write is retried")]
+    Deferred,
 }
 
 /// The business calendar. Writes are idempotent by booking id: writing the same booking
@@ -272,6 +277,21 @@ pub trait JobQueue: Send + Sync + 'static {
         at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// Settles the job as `completion` says, all in ONE transaction: its booking writes,
+    /// the pending jobs it voids, the jobs and outbox rows it writes (once per key), the
+    /// calendar's sync token; then the job is finished, or due again at `again_at` (a
+    /// recurring job). `false`, and nothing written, when `owner` lost the claim.
+    fn complete_job_with<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        completion: JobCompletion,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Writes jobs that are not written yet (by unique key); an existing one is left alone.
+    fn schedule_jobs(&self, jobs: Vec<JobRecord>) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Given up: never claimed again.
     fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
 
@@ -284,6 +304,117 @@ pub trait JobQueue: Send + Sync + 'static {
         &'a self,
         phone: &'a Phone,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+
+    /// Schedules `job` at `now` unless a job with its unique key exists (done or not).
+    fn schedule_job(
+        &self,
+        job: JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Runs the retention job `id` that `owner` holds, in ONE transaction: the message text
+    /// of every turn before `cutoff` is redacted (customer text, Sara's reply, staff
+    /// messages, what was understood; the turn itself, its time and intent stay, and so do
+    /// bookings), the run is recorded in the privacy audit, `next` is scheduled and the job
+    /// finished. `None`, and nothing written, when `owner` lost the claim; else how many
+    /// turns were redacted.
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        cutoff: DateTime<Utc>,
+        next: JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+}
+
+/// A change to a booking row that a job's completion writes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BookingWrite {
+    /// A held (`pending`) booking whose calendar write went through: `confirmed`.
+    Confirm(BookingId),
+    /// Moved (staff moved its event); a cancelled booking is left alone.
+    Move {
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    /// Cancelled (staff deleted its event, or its held time was given up).
+    Cancel(BookingId),
+}
+
+/// Where a calendar's changes were last read up to (Google's `nextSyncToken`); `None`
+/// forgets it, so that the next read is a full one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SyncToken {
+    pub calendar: String,
+    pub token: Option<String>,
+}
+
+/// What finishing a job writes, in one transaction (see [`JobQueue::complete_job_with`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobCompletion {
+    pub bookings: Vec<BookingWrite>,
+    /// Unique-key prefixes of pending jobs made void (a moved or cancelled booking's
+    /// reminders), deleted before `jobs` are written.
+    pub void_jobs: Vec<String>,
+    pub jobs: Vec<JobRecord>,
+    pub outbox: Vec<OutboxMessage>,
+    pub sync_token: Option<SyncToken>,
+    /// `Some`: the job stays pending, due again then, its attempts counted from zero (a
+    /// recurring job such as the calendar sync); `None`: done.
+    pub again_at: Option<DateTime<Utc>>,
+}
+
+/// What staff changed in the calendar to one of Sara's bookings.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CalendarChange {
+    /// Its event now starts and ends at these times.
+    Moved {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    /// Its event was deleted or cancelled.
+    Cancelled,
+}
+
+/// One booking whose event changed, as the store holds it before the change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangedBooking {
+    pub booking: Booking,
+    pub change: CalendarChange,
+}
+
+/// What one read of the calendar's changes found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CalendarChanges {
+    /// Only Sara's bookings whose event differs from the store; events staff made by hand,
+    /// and Sara's own writes echoed back, are not here.
+    pub changed: Vec<ChangedBooking>,
+    /// Where the next read continues (`calendar` names the calendar it belongs to).
+    pub token: SyncToken,
+    /// Whether this was a full read (first run, or the old token had expired).
+    pub full: bool,
+}
+
+/// An external calendar that mirrors the store (Google): the background work the scheduler
+/// does for it. Nothing here writes the store; the scheduler writes what follows in the
+/// job's completion, so a crash in between leaves the job to run again.
+pub trait CalendarMirror: Send + Sync + 'static {
+    /// Writes a held booking's event again (the same client-chosen id, so an earlier try
+    /// that did get through counts as done). The booking as held; `None` when it is no
+    /// longer held (cancelled meanwhile). `Unavailable` means try again later; `SlotTaken`
+    /// or `NotFound` mean it cannot be written.
+    fn retry_write(&self, id: BookingId) -> BoxFuture<'_, Result<Option<Booking>, CalendarError>>;
+
+    /// The held booking given up on, its event removed if an attempt did get through (best
+    /// effort); `None` when it is no longer held.
+    fn abandon_write(&self, id: BookingId)
+    -> BoxFuture<'_, Result<Option<Booking>, CalendarError>>;
+
+    /// Reads what changed in the calendar since the stored token (everything from `now` on
+    /// without one, or when it expired).
+    fn changes(&self, now: DateTime<Utc>) -> BoxFuture<'_, Result<CalendarChanges, CalendarError>>;
 }
 
 /// A customer's newest message: on which channel, and when.

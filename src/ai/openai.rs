@@ -193,16 +193,12 @@ fn describe(error: &async_openai::error::OpenAIError) -> String {
     }
 }
 
-/// The system prompt: who Sara is, what the business offers, when "now" is and what Sara is
-/// waiting for; the schema carries the output format.
-pub fn system_prompt(business: &str, services: &[String], ctx: &NluContext) -> String {
-    let services = if services.is_empty() {
-        "(none listed)".to_string()
-    } else {
-        services.join(", ")
-    };
-    let now = ctx.now.format("%A %Y-%m-%d %H:%M");
-    let expecting = match ctx.expecting {
+/// How the system prompt writes "now" (after `Now, in the business's time zone: `).
+pub const PROMPT_NOW_FORMAT: &str = "%A %Y-%m-%d %H:%M";
+
+/// What Sara is waiting for, as the system prompt says it.
+pub fn waiting_for(expecting: Option<Slot>) -> &'static str {
+    match expecting {
         None => "nothing in particular",
         Some(Slot::Service) => "which service the customer wants",
         Some(Slot::Date) => "a date",
@@ -214,7 +210,19 @@ pub fn system_prompt(business: &str, services: &[String], ctx: &NluContext) -> S
         Some(Slot::Option) => {
             "a pick among the times she offered (\"the second one\" is choice 2; a time is a time)"
         }
+    }
+}
+
+/// The system prompt: who Sara is, what the business offers, when "now" is and what Sara is
+/// waiting for; the schema carries the output format.
+pub fn system_prompt(business: &str, services: &[String], ctx: &NluContext) -> String {
+    let services = if services.is_empty() {
+        "(none listed)".to_string()
+    } else {
+        services.join(", ")
     };
+    let now = ctx.now.format(PROMPT_NOW_FORMAT);
+    let expecting = waiting_for(ctx.expecting);
     // Sara's last line carries what the rules cannot see: the options she read out, the
     // slots she restated, the booking she proposed.
     let said = match ctx.prompt.as_deref() {
@@ -614,3 +622,6 @@ impl Drop for Permit<'_> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(any(test, feature = "bench"))]
+pub mod testing;

@@ -221,7 +221,8 @@ impl Customer {
             "the first one".to_string()
         } else if r.contains("what name") || r.contains("your name") {
             format!("my name is {}", self.name)
-        } else if r.contains("shall i") || r.contains("confirm") {
+        } else if r.contains("shall i") || r.contains("confirm") || r.contains("is that right") {
+            // A confirmation, or on a call the name spelled back.
             self.next = self.script.len();
             "yes please".to_string()
         } else {

@@ -4,6 +4,7 @@
 //! latency, so a slow server shows up as latency, not as a lower request rate). While it
 //! runs, a sampler takes one [`Sample`] per interval (the soak's timeline).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,6 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 
 use super::dialog::{Customer, Step, Wish};
+use super::stages::StageFigures;
 use super::timeline::{Sample, Sampling};
 use crate::channels::twilio::TwilioSignature;
 
@@ -46,6 +48,8 @@ pub struct LoadResult {
     pub latency: Histogram<u64>,
     /// One sample per interval (empty when the run was not sampled).
     pub timeline: Vec<Sample>,
+    /// Where the server's turns spent their time (empty when its `/metrics` was not read).
+    pub stages: BTreeMap<&'static str, StageFigures>,
 }
 
 impl LoadResult {
@@ -66,7 +70,7 @@ impl LoadResult {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("static histogram bounds are valid")
 }
 
@@ -198,6 +202,7 @@ impl Shared {
             elapsed,
             latency,
             timeline,
+            stages: BTreeMap::new(),
         }
     }
 }

@@ -11,9 +11,12 @@
 pub mod dialog;
 pub mod limit;
 pub mod load;
+pub mod relay;
 pub mod restart;
+pub mod stages;
 pub mod timeline;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -51,6 +54,17 @@ impl Backend {
             Backend::Postgres => "postgres",
         }
     }
+}
+
+/// What the simulated customers use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    /// Twilio-signed SMS webhooks ([`load`]).
+    #[default]
+    Sms,
+    /// Twilio ConversationRelay calls over WebSockets ([`relay`]).
+    Relay,
 }
 
 #[derive(Clone, Debug)]
@@ -162,6 +176,8 @@ pub struct Summary {
     pub server_rss_mib: Option<f64>,
     pub limit_turns_per_s: Option<f64>,
     pub ratio: Option<f64>,
+    /// Per stage of a turn (`front`, `queue`, ..., `commit`): turns, mean, p50 and p99 in ms.
+    pub stages: BTreeMap<&'static str, stages::StageFigures>,
 }
 
 pub struct Report {
@@ -308,6 +324,15 @@ impl Report {
             }
             _ => row("bare route", "not measured".into()),
         }
+        for (stage, f) in &s.stages {
+            row(
+                &format!("stage {stage}"),
+                format!(
+                    "mean {:.3} / p50 {:.3} / p99 {:.3} ms over {} turns",
+                    f.mean_ms, f.p50_ms, f.p99_ms, f.turns
+                ),
+            );
+        }
         out
     }
 }
@@ -419,17 +444,20 @@ impl Server {
 
 async fn start_sara(config: Config, listener: TcpListener) -> anyhow::Result<(Server, App)> {
     let app = App::build(config).await.context("starting Sara")?;
+    Ok((serve(app.clone(), listener), app))
+}
+
+/// Serves `app` on `listener` until [`Server::stop`].
+fn serve(app: App, listener: TcpListener) -> Server {
     let (stop, stopped) = oneshot::channel::<()>();
-    let serving = app.clone();
     let task = tokio::spawn(async move {
-        serving
-            .serve(listener, async {
-                let _ = stopped.await;
-            })
-            .await
-            .map_err(anyhow::Error::from)
+        app.serve(listener, async {
+            let _ = stopped.await;
+        })
+        .await
+        .map_err(anyhow::Error::from)
     });
-    Ok((Server { stop, task }, app))
+    Server { stop, task }
 }
 
 /// Runs the benchmark described by `options`.
@@ -463,6 +491,7 @@ pub async fn run(mut config: Config, options: BenchOptions) -> anyhow::Result<Re
         ratio: limit
             .as_ref()
             .map(|l| round(load.turns_per_s() / l.turns_per_s().max(1e-9), 3)),
+        stages: load.stages.clone(),
     };
     Ok(Report {
         summary,
@@ -617,7 +646,9 @@ async fn drive(
         probe,
         progress: options.progress,
     });
-    match options.rate {
+    let base = target.base.clone();
+    let before = stages::scrape(client, &base).await;
+    let mut load = match options.rate {
         Some(rate) => {
             load::open_loop(
                 client.clone(),
@@ -642,7 +673,11 @@ async fn drive(
             )
             .await
         }
+    };
+    if let (Some(before), Some(after)) = (before, stages::scrape(client, &base).await) {
+        load.stages = stages::table(&before, &after);
     }
+    load
 }
 
 /// What `--memory K` measured.

@@ -43,6 +43,7 @@ async fn five_dialogs_all_end_in_a_booking_and_the_summary_has_every_key() {
         "server_rss_mib",
         "limit_turns_per_s",
         "ratio",
+        "stages",
     ];
     let object = json.as_object().expect("an object");
     for key in keys {
@@ -51,6 +52,19 @@ async fn five_dialogs_all_end_in_a_booking_and_the_summary_has_every_key() {
     assert_eq!(object.len(), keys.len(), "no other keys");
     assert_eq!(json["backend"], "sqlite");
     assert_eq!(json["dialogs"], 5);
+    // Every turn passes these stages. The recorder is the process's, which other tests
+    // running beside this one share: at least this run's turns are counted.
+    for stage in ["front", "queue", "understand", "commit_wait", "commit"] {
+        let turns = json["stages"][stage]["turns"].as_u64().unwrap_or(0);
+        assert!(
+            turns >= report.summary.turns,
+            "stage {stage}: {}",
+            json["stages"]
+        );
+        for figure in ["mean_ms", "p50_ms", "p99_ms"] {
+            assert!(json["stages"][stage][figure].is_f64(), "{stage} {figure}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -98,7 +112,7 @@ async fn a_short_soak_samples_every_second_and_draws_the_plot() {
 
     // The JSON line keeps exactly its keys in a soak too.
     let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
-    assert_eq!(json.as_object().expect("an object").len(), 13);
+    assert_eq!(json.as_object().expect("an object").len(), 14);
 }
 
 #[test]
@@ -116,4 +130,75 @@ fn durations_read_plain_seconds_and_units() {
     for bad in ["", "m", "30x", "-5", "1h-3m", "NaN", "1e400"] {
         assert!(parse_duration(bad).is_err(), "{bad}");
     }
+}
+
+#[tokio::test]
+async fn a_tiny_relay_bench_books_every_call_and_reports_the_token_figures() {
+    let options = BenchOptions {
+        dialogs: 4,
+        concurrency: 2,
+        skip_limit: true,
+        ..BenchOptions::default()
+    };
+    let report = relay::run(config(), &options, None)
+        .await
+        .expect("bench runs");
+    assert_eq!(report.summary.errors, 0, "{}", report.table());
+    assert_eq!(report.booked, 4, "{}", report.table());
+    assert!(
+        report.summary.turns >= 4 * 7,
+        "six scripted turns and the spelled-back name per call: {}",
+        report.table()
+    );
+
+    let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
+    let object = json.as_object().expect("an object");
+    assert_eq!(json["mode"], "relay");
+    assert_eq!(json["calls"], 4);
+    assert_eq!(json["concurrency"], 2);
+    assert!(json["model_latency_ms"].is_null());
+    assert_eq!(report.model_requests, None);
+    for key in [
+        "first_token_p50_ms",
+        "first_token_p95_ms",
+        "first_token_p99_ms",
+        "first_token_max_ms",
+        "last_token_p50_ms",
+        "last_token_p95_ms",
+        "last_token_p99_ms",
+    ] {
+        let ms = object
+            .get(key)
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or_else(|| panic!("{key} is a number: {json}"));
+        assert!(ms > 0.0, "{key} measured: {json}");
+    }
+    assert!(
+        json["first_token_p99_ms"].as_f64() <= json["last_token_p99_ms"].as_f64(),
+        "the first token comes no later than the last: {json}"
+    );
+}
+
+#[tokio::test]
+async fn a_relay_bench_through_the_model_stand_in_books_every_call() {
+    let options = BenchOptions {
+        dialogs: 2,
+        concurrency: 2,
+        skip_limit: true,
+        ..BenchOptions::default()
+    };
+    let report = relay::run(config(), &options, Some(Duration::from_millis(20)))
+        .await
+        .expect("bench runs");
+    assert_eq!(report.summary.errors, 0, "{}", report.table());
+    assert_eq!(report.booked, 2, "{}", report.table());
+    assert_eq!(
+        report.model_requests,
+        Some(report.summary.turns),
+        "every turn asked the model: {}",
+        report.table()
+    );
+    let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
+    assert_eq!(json["model_latency_ms"], 20);
+    assert!(json["last_token_p50_ms"].as_f64().is_some(), "{json}");
 }

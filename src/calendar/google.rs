@@ -15,7 +15,11 @@
 //! - `cancel` deletes the event (Google keeps it as `cancelled`): 410 Gone means it was
 //!   already deleted and is fine; 404 means it never existed (`NotFound`, as the local
 //!   calendar answers for an unknown id).
-//! - Network errors, timeouts, 5xx and any other refusal are `Unavailable`.
+//! - Network errors, timeouts, 5xx and any other refusal are `Unavailable` to the port;
+//!   [`GoogleCalendar::write`] tells the ones worth retrying (no answer, 5xx, 429) from a
+//!   refusal for good (another 4xx), which the store-backed calendar needs.
+//! - [`GoogleCalendar::changes`] reads what changed (events.list with a sync token, or in
+//!   full from a time on), for the sync of staff's changes back into the store.
 //!
 //! Race: freeBusy-then-insert is check-then-act. The `CalendarActor` serialises bookings
 //! within one instance, but two instances (or a person in the Google UI) can both see a slot
@@ -123,6 +127,72 @@ impl Failure {
     fn unavailable(self) -> CalendarError {
         CalendarError::Unavailable(self.detail)
     }
+
+    /// Worth trying again later: no answer (timeout, refused connection), a 5xx, or 429.
+    fn transient(&self) -> bool {
+        self.status.is_none_or(|s| s == 429 || s >= 500)
+    }
+}
+
+/// Why an event could not be written.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WriteError {
+    /// Something else takes the time in Google (an event staff made by hand).
+    Taken,
+    /// Google could not be reached or answered a 5xx or 429: the same write may go through
+    /// later.
+    Transient(String),
+    /// Google refused the write (a 4xx other than 409 and 429): trying again will not help.
+    Refused(String),
+}
+
+impl From<Failure> for WriteError {
+    fn from(failure: Failure) -> WriteError {
+        if failure.transient() {
+            WriteError::Transient(failure.detail)
+        } else {
+            WriteError::Refused(failure.detail)
+        }
+    }
+}
+
+impl From<WriteError> for CalendarError {
+    fn from(error: WriteError) -> CalendarError {
+        match error {
+            WriteError::Taken => CalendarError::SlotTaken,
+            WriteError::Transient(detail) | WriteError::Refused(detail) => {
+                CalendarError::Unavailable(detail)
+            }
+        }
+    }
+}
+
+/// Why the calendar's changes could not be read.
+#[derive(Debug, PartialEq)]
+pub enum ChangesError {
+    /// 410 Gone: the sync token expired; a full read without it is needed.
+    Gone,
+    Failed(String),
+}
+
+/// One changed event as the sync reads it: whose booking it is (Sara's events only) and
+/// where it is now.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangedEvent {
+    pub booking: BookingId,
+    /// Deleted, or marked cancelled.
+    pub cancelled: bool,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// What one read of the calendar's changes returned, every page.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventChanges {
+    /// Sara's events that changed (hand-made events are left out: they only block time).
+    pub events: Vec<ChangedEvent>,
+    /// Where the next read continues.
+    pub next_sync_token: Option<String>,
 }
 
 /// The Google event id of a booking: its UUID as 32 lowercase hex digits, which Google
@@ -183,6 +253,11 @@ impl GoogleCalendar {
             deadline: settings.deadline,
             store_is_record: false,
         })
+    }
+
+    /// The id of the calendar this client reads and writes.
+    pub fn calendar_id(&self) -> &str {
+        &self.calendar_id
     }
 
     /// For [`super::RecordedCalendar`]: Sara's own events no longer block a write (the
@@ -363,7 +438,7 @@ impl GoogleCalendar {
         &self,
         from: DateTime<Utc>,
         until: DateTime<Utc>,
-    ) -> Result<Vec<Event>, CalendarError> {
+    ) -> Result<Vec<Event>, Failure> {
         let mut events = Vec::new();
         let mut page: Option<String> = None;
         for _ in 0..MAX_PAGES {
@@ -379,10 +454,7 @@ impl GoogleCalendar {
             if let Some(token) = &page {
                 call = call.page_token(token);
             }
-            let (_, answer) = self
-                .send("events.list", call.doit())
-                .await
-                .map_err(Failure::unavailable)?;
+            let (_, answer) = self.send("events.list", call.doit()).await?;
             events.extend(answer.items.unwrap_or_default());
             match answer.next_page_token {
                 Some(token) if !token.is_empty() => page = Some(token),
@@ -402,7 +474,7 @@ impl GoogleCalendar {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
         own: &str,
-    ) -> Result<(), CalendarError> {
+    ) -> Result<(), WriteError> {
         let request = FreeBusyRequest {
             items: Some(vec![FreeBusyRequestItem {
                 id: Some(self.calendar_id.clone()),
@@ -413,25 +485,25 @@ impl GoogleCalendar {
         };
         let (_, answer) = self
             .send("freeBusy.query", self.hub.freebusy().query(request).doit())
-            .await
-            .map_err(Failure::unavailable)?;
+            .await?;
         let calendar = answer
             .calendars
             .and_then(|mut c| c.remove(&self.calendar_id))
             .ok_or_else(|| {
-                CalendarError::Unavailable(
-                    "freeBusy.query: the calendar is not in the answer".into(),
-                )
+                WriteError::Refused("freeBusy.query: the calendar is not in the answer".into())
             })?;
         if let Some(errors) = calendar.errors.filter(|e| !e.is_empty()) {
             let reasons: Vec<_> = errors
                 .iter()
                 .map(|e| e.reason.as_deref().unwrap_or("unknown"))
                 .collect();
-            return Err(CalendarError::Unavailable(format!(
-                "freeBusy.query: {}",
-                reasons.join(", ")
-            )));
+            // Per-calendar errors ("backendError", "notFound"): only the first may pass.
+            let detail = format!("freeBusy.query: {}", reasons.join(", "));
+            return Err(if reasons.iter().all(|r| *r == "backendError") {
+                WriteError::Transient(detail)
+            } else {
+                WriteError::Refused(detail)
+            });
         }
         let busy = calendar.busy.unwrap_or_default().iter().any(|period| {
             matches!((period.start, period.end), (Some(s), Some(e)) if s < end && start < e)
@@ -451,15 +523,117 @@ impl GoogleCalendar {
         if ours && !others {
             Ok(())
         } else {
-            Err(CalendarError::SlotTaken)
+            Err(WriteError::Taken)
         }
+    }
+
+    /// Writes a booking's event (freeBusy first, then the insert with the client-chosen id;
+    /// a 409 for that id means an earlier try got through) and says how a failure may be
+    /// treated: a transient one is worth the same write later.
+    pub async fn write(&self, booking: &Booking) -> Result<(), WriteError> {
+        let id = event_id(booking.id);
+        self.ensure_free(booking.start, booking.end, &id).await?;
+        let insert = self
+            .hub
+            .events()
+            .insert(self.event_of(booking), &self.calendar_id);
+        match self.send("events.insert", insert.doit()).await {
+            Ok(_) => Ok(()),
+            // The id exists: an earlier try of this same booking got through.
+            Err(Failure {
+                status: Some(409), ..
+            }) => Ok(()),
+            Err(failure) => Err(failure.into()),
+        }
+    }
+
+    /// Reads what changed in the calendar: since `token` (Google's rule: a sync token goes
+    /// without `timeMin`, `timeMax`, `orderBy` and the other filters), or, without one,
+    /// every event that ends after `from`. Every page is read; the last one carries the
+    /// token the next read continues from. Deleted events are included (`showDeleted`, the
+    /// same on both kinds of read, as Google asks); recurring ones are expanded. Only Sara's
+    /// events are returned: by `sara_booking_id`, or by the event id Sara chose (a deleted
+    /// event may come back without its properties).
+    pub async fn changes(
+        &self,
+        token: Option<&str>,
+        from: DateTime<Utc>,
+    ) -> Result<EventChanges, ChangesError> {
+        let mut events = Vec::new();
+        let mut page: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut call = self
+                .hub
+                .events()
+                .list(&self.calendar_id)
+                .single_events(true)
+                .show_deleted(true)
+                .max_results(250);
+            call = match token {
+                Some(token) => call.sync_token(token),
+                None => call.time_min(from),
+            };
+            if let Some(page) = &page {
+                call = call.page_token(page);
+            }
+            let answer = match self.send("events.list", call.doit()).await {
+                Ok((_, answer)) => answer,
+                Err(Failure {
+                    status: Some(410), ..
+                }) => return Err(ChangesError::Gone),
+                Err(failure) => return Err(ChangesError::Failed(failure.detail)),
+            };
+            events.extend(
+                answer
+                    .items
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|e| self.changed_event(e)),
+            );
+            match answer.next_page_token {
+                Some(next) if !next.is_empty() => page = Some(next),
+                _ => {
+                    return Ok(EventChanges {
+                        events,
+                        next_sync_token: answer.next_sync_token.filter(|t| !t.is_empty()),
+                    });
+                }
+            }
+        }
+        Err(ChangesError::Failed(format!(
+            "events.list: more than {MAX_PAGES} pages of changes"
+        )))
+    }
+
+    /// One of Sara's events as the sync sees it; `None` for events staff made by hand.
+    fn changed_event(&self, event: &Event) -> Option<ChangedEvent> {
+        let by_property = event
+            .extended_properties
+            .as_ref()
+            .and_then(|p| p.private.as_ref())
+            .and_then(|p| p.get(BOOKING_ID))
+            .and_then(|id| Uuid::parse_str(id).ok());
+        // Sara's event ids are the booking id's 32 hex digits.
+        let by_id = event
+            .id
+            .as_deref()
+            .filter(|id| id.len() == 32)
+            .and_then(|id| Uuid::try_parse(id).ok());
+        let booking = by_property.or(by_id)?;
+        Some(ChangedEvent {
+            booking,
+            cancelled: event.status.as_deref() == Some("cancelled"),
+            start: event.start.as_ref().and_then(|t| self.instant(t)),
+            end: event.end.as_ref().and_then(|t| self.instant(t)),
+        })
     }
 }
 
 impl Calendar for GoogleCalendar {
     fn upcoming(&self, from: DateTime<Utc>) -> BoxFuture<'_, Result<Vec<Booking>, CalendarError>> {
         Box::pin(async move {
-            let events = self.events(from, from + self.lookahead).await?;
+            let events =
+                (self.events(from, from + self.lookahead).await).map_err(Failure::unavailable)?;
             let mut bookings: Vec<Booking> =
                 events.iter().filter_map(|e| self.booking_of(e)).collect();
             bookings.sort_by_key(|b| b.start);
@@ -468,22 +642,7 @@ impl Calendar for GoogleCalendar {
     }
 
     fn book<'a>(&'a self, booking: &'a Booking) -> BoxFuture<'a, Result<(), CalendarError>> {
-        Box::pin(async move {
-            let id = event_id(booking.id);
-            self.ensure_free(booking.start, booking.end, &id).await?;
-            let insert = self
-                .hub
-                .events()
-                .insert(self.event_of(booking), &self.calendar_id);
-            match self.send("events.insert", insert.doit()).await {
-                Ok(_) => Ok(()),
-                // The id exists: an earlier try of this same booking got through.
-                Err(Failure {
-                    status: Some(409), ..
-                }) => Ok(()),
-                Err(failure) => Err(failure.unavailable()),
-            }
-        })
+        Box::pin(async move { Ok(self.write(booking).await?) })
     }
 
     fn reschedule(
@@ -541,7 +700,9 @@ mod tests {
 
     use chrono::Duration as Minutes;
     use serde_json::{Value, json};
-    use wiremock::matchers::{body_string_contains, header, method, path, query_param};
+    use wiremock::matchers::{
+        body_string_contains, header, method, path, query_param, query_param_is_missing,
+    };
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     use super::*;
@@ -1133,6 +1294,204 @@ mod tests {
             matches!(&answer, Err(CalendarError::Unavailable(m)) if m.contains("no answer")),
             "{answer:?}"
         );
+    }
+
+    /// The query of every events.list request received: its parameters must be ones the
+    /// discovery document names, and a read with a sync token must leave out what Google
+    /// forbids beside it.
+    async fn list_queries(google: &StandIn) -> Vec<HashMap<String, String>> {
+        let doc = discovery();
+        let known = &doc["resources"]["events"]["methods"]["list"]["parameters"];
+        let queries: Vec<HashMap<String, String>> = google
+            .server
+            .received_requests()
+            .await
+            .expect("recording is on")
+            .iter()
+            .filter(|r| r.method.as_str() == "GET" && r.url.path() == EVENTS)
+            .map(|r| r.url.query_pairs().into_owned().collect())
+            .collect();
+        for query in &queries {
+            for key in query.keys() {
+                assert!(
+                    known.get(key).is_some() || ["alt", "key"].contains(&key.as_str()),
+                    "events.list has no parameter {key}"
+                );
+            }
+            if query.contains_key("syncToken") {
+                for forbidden in [
+                    "timeMin",
+                    "timeMax",
+                    "orderBy",
+                    "iCalUID",
+                    "q",
+                    "updatedMin",
+                    "privateExtendedProperty",
+                    "sharedExtendedProperty",
+                ] {
+                    assert!(
+                        !query.contains_key(forbidden),
+                        "{forbidden} beside syncToken: {query:?}"
+                    );
+                }
+            }
+            assert_eq!(query.get("showDeleted").map(String::as_str), Some("true"));
+            assert_eq!(query.get("singleEvents").map(String::as_str), Some("true"));
+        }
+        queries
+    }
+
+    #[tokio::test]
+    async fn changes_follow_the_sync_token_across_pages_and_keep_only_saras_events() {
+        let google = stand_in().await;
+        let mine = booking();
+        let other = Uuid::parse_str("0192f4a7-6b1c-7d3e-8f00-0000000000cd").expect("uuid");
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("syncToken", "t1"))
+            .and(query_param_is_missing("pageToken"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "nextPageToken": "p2",
+                "items": [
+                    {
+                        "id": event_id(mine.id),
+                        "status": "confirmed",
+                        "start": {"dateTime": "2026-12-02T10:00:00-05:00", "timeZone": "America/New_York"},
+                        "end": {"dateTime": "2026-12-02T10:30:00-05:00", "timeZone": "America/New_York"},
+                        "extendedProperties": {"private": {"sara_booking_id": mine.id.to_string()}},
+                    },
+                    {
+                        "id": "handmade42",
+                        "status": "confirmed",
+                        "summary": "Dentist out",
+                        "start": {"dateTime": "2026-12-02T13:00:00-05:00"},
+                        "end": {"dateTime": "2026-12-02T14:00:00-05:00"},
+                    },
+                ],
+            })))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+        // A deleted event may come back bare: Sara knows it by the id it chose.
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("syncToken", "t1"))
+            .and(query_param("pageToken", "p2"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "nextSyncToken": "t2",
+                "items": [{"id": event_id(other), "status": "cancelled"}],
+            })))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+
+        let changes = google
+            .calendar
+            .changes(Some("t1"), nine_am())
+            .await
+            .expect("changes");
+
+        assert_eq!(changes.next_sync_token.as_deref(), Some("t2"));
+        assert_eq!(
+            changes.events,
+            vec![
+                ChangedEvent {
+                    booking: mine.id,
+                    cancelled: false,
+                    start: Some(
+                        Utc.with_ymd_and_hms(2026, 12, 2, 15, 0, 0)
+                            .single()
+                            .expect("t")
+                    ),
+                    end: Some(
+                        Utc.with_ymd_and_hms(2026, 12, 2, 15, 30, 0)
+                            .single()
+                            .expect("t")
+                    ),
+                },
+                ChangedEvent {
+                    booking: other,
+                    cancelled: true,
+                    start: None,
+                    end: None,
+                },
+            ]
+        );
+        assert_eq!(list_queries(&google).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_expired_sync_token_is_gone_and_a_full_read_starts_from_now() {
+        let google = stand_in().await;
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param("syncToken", "old"))
+            .respond_with(ResponseTemplate::new(410).set_body_json(google_error(
+                410,
+                "Sync token is no longer valid, a full sync is required.",
+            )))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+        Mock::given(method("GET"))
+            .and(path(EVENTS))
+            .and(query_param_is_missing("syncToken"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "nextSyncToken": "fresh",
+                "items": [],
+            })))
+            .expect(1)
+            .mount(&google.server)
+            .await;
+
+        assert_eq!(
+            google.calendar.changes(Some("old"), nine_am()).await,
+            Err(ChangesError::Gone)
+        );
+        let full = google
+            .calendar
+            .changes(None, nine_am())
+            .await
+            .expect("a full read");
+        assert_eq!(full.next_sync_token.as_deref(), Some("fresh"));
+        assert!(full.events.is_empty());
+        let queries = list_queries(&google).await;
+        let full_query = &queries[1];
+        assert!(
+            full_query
+                .get("timeMin")
+                .is_some_and(|t| t.starts_with("2026-12-01T14:00:00")),
+            "{full_query:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_write_tells_an_outage_from_a_refusal() {
+        let google = stand_in().await;
+        google.free_busy(json!([])).await;
+        Mock::given(method("POST"))
+            .and(path(EVENTS))
+            .respond_with(
+                ResponseTemplate::new(429).set_body_json(google_error(429, "Rate Limit Exceeded")),
+            )
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&google.server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path(EVENTS))
+            .respond_with(ResponseTemplate::new(403).set_body_json(google_error(403, "Forbidden")))
+            .mount(&google.server)
+            .await;
+
+        assert!(matches!(
+            google.calendar.write(&booking()).await,
+            Err(WriteError::Transient(m)) if m.contains("429")
+        ));
+        assert!(matches!(
+            google.calendar.write(&booking()).await,
+            Err(WriteError::Refused(m)) if m.contains("403")
+        ));
     }
 
     #[test]

@@ -98,6 +98,13 @@ struct TwilioErrorBody {
 impl TwilioRest {
     /// The client `[twilio]` describes: `None` unless `account_sid`, `from` and `auth_token`
     /// are all set (Sara then starts no SMS); a bad `from` stops the start.
+    /// Whether `config` sets up SMS sending (what [`TwilioRest::from_config`] needs), without
+    /// building a client: the console says where a staff message will go.
+    pub fn configured(config: &Config) -> bool {
+        let t = &config.twilio;
+        t.account_sid.is_some() && t.from.is_some() && t.auth_token.is_some()
+    }
+
     pub fn from_config(config: &Config) -> Result<Option<TwilioRest>, TwilioRestError> {
         let t = &config.twilio;
         let (Some(account_sid), Some(from), Some(auth_token)) = (

@@ -171,7 +171,8 @@ async fn outbox(_: AdminAuth, State(app): State<AppState>) -> Result<impl IntoRe
 /// How many rows `GET /logs/audit` lists (the newest).
 const AUDIT_LIST_LIMIT: i64 = 500;
 
-/// The privacy audit: who was forgotten when (by contact key) and what went.
+/// The privacy audit: who was forgotten when (by contact key) and what went, and each
+/// retention run (what it redacted).
 #[utoipa::path(
     get,
     path = "/logs/audit",

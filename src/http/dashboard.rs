@@ -195,7 +195,9 @@ td,th{padding:.35rem .6rem;border-bottom:1px solid #e4e4e4;text-align:left;verti
 .turn{border-left:3px solid #ccc;padding:.3rem .6rem;margin:.5rem 0}.turn.staffturn{border-color:#0b5cad;background:#f3f8ff}\
 .meta{color:#666;font-size:.85rem}textarea{width:100%;box-sizing:border-box;font:inherit}\
 button{font:inherit;padding:.35rem .8rem}.actions{display:flex;flex-wrap:wrap;gap:.6rem;align-items:flex-end}\
-.actions form{margin:0}pre{white-space:pre-wrap;font-size:.8rem}";
+.actions form{margin:0}pre{white-space:pre-wrap;font-size:.8rem}.ok{background:#c9f2d0}\
+.warn{color:#8a4b00}.notice{border:1px solid #e0a000;background:#fff6dc;border-radius:.4rem;padding:.4rem .7rem}\
+.booking{border-bottom:1px solid #eee;padding:.3rem 0}form.booking p{margin:.4rem 0}";
 
 /// Re-reads the page every few seconds and swaps each element marked `data-live` (by id),
 /// leaving forms being typed in alone.
@@ -450,14 +452,21 @@ fn weekday_hint(day: NaiveDate, today: NaiveDate) -> &'static str {
     }
 }
 
+/// The bookings of a day in time order: who, what, with whom (once staff exist), and their
+/// status with the attendance the customer confirmed in answer to a reminder.
 fn booking_table(list: Vec<&BookingView>, tz: Tz) -> Markup {
+    let with_staff = list.iter().any(|b| b.staff.is_some());
     html! {
         @if list.is_empty() {
             p.meta { "No bookings." }
         } @else {
             div.scroll {
                 table {
-                    tr { th { "Time" } th { "Customer" } th { "Service" } th { "Status" } }
+                    tr {
+                        th { "Time" } th { "Customer" } th { "Service" }
+                        @if with_staff { th { "With" } }
+                        th { "Status" }
+                    }
                     @for b in list {
                         tr {
                             td { (local_start(b, tz).map(|s| s.format("%H:%M").to_string()).unwrap_or_default()) }
@@ -467,7 +476,13 @@ fn booking_table(list: Vec<&BookingView>, tz: Tz) -> Markup {
                                 }
                             }
                             td { (b.service) }
-                            td { span.badge { (b.status) } }
+                            @if with_staff { td { (b.staff.as_deref().unwrap_or("")) } }
+                            td {
+                                span.badge { (b.status) }
+                                @if b.attendance.as_deref() == Some("confirmed") {
+                                    " " span.badge.ok { "attending" }
+                                }
+                            }
                         }
                     }
                 }

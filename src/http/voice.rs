@@ -89,16 +89,21 @@ fn gather_url(app: &AppState, listen: Listen) -> String {
     url
 }
 
-/// Words the speech recognizer should expect: the services' names (the ones a caller is
-/// most likely to say and a recognizer most likely to miss).
+/// Words the speech recognizer should expect: the services' and the staff's names (the ones
+/// a caller is most likely to say, "a whitening with Anna", and a recognizer most likely to
+/// miss), each once, in the config's order.
 pub fn hints(app: &AppState) -> String {
     let business = app.engine.business();
-    business
-        .services
-        .iter()
-        .map(|s| s.name.replace(',', " "))
-        .collect::<Vec<_>>()
-        .join(",")
+    let mut words: Vec<String> = Vec::new();
+    let names = business.services.iter().map(|s| &s.name);
+    for name in names.chain(business.staff.iter().map(|s| &s.name)) {
+        // A comma separates hints; a name with one is still one phrase.
+        let word = name.replace(',', " ").trim().to_string();
+        if !word.is_empty() && !words.iter().any(|w| w.eq_ignore_ascii_case(&word)) {
+            words.push(word);
+        }
+    }
+    words.join(",")
 }
 
 /// The voicemail: a prompt, the `<Record>` whose recording goes to its own callbacks (never

@@ -250,6 +250,7 @@ impl FromRequest<AppState> for TwilioForm {
 /// limit, then the processed-webhook cache (a provider's retry is answered without the
 /// engine), then the turn; the reply is remembered only once the turn has committed.
 pub async fn answer(app: &AppState, inbound: Inbound) -> Result<Reply, ApiError> {
+    let started = std::time::Instant::now();
     super::limits::check_phone(app, &inbound.phone).await?;
     if let Some(id) = &inbound.provider_id
         && let Some(reply) = app.cache.processed_reply(id).await
@@ -257,6 +258,7 @@ pub async fn answer(app: &AppState, inbound: Inbound) -> Result<Reply, ApiError>
         metrics::counter!("sara_duplicate_webhooks_total").increment(1);
         return Ok(reply);
     }
+    sara_actors::engine::record_stage("front", started.elapsed());
     let provider_id = inbound.provider_id.clone();
     let reply = caller_reply(app.engine.turn(inbound).await)?;
     if let Some(id) = &provider_id {

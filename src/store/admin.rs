@@ -40,6 +40,9 @@ pub struct TurnView {
     /// How long the turn took to answer (the console shows it; `/logs` does not).
     #[serde(skip)]
     pub elapsed_ms: i64,
+    /// The retention window removed the turn's words (text, reply, understanding).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub redacted: bool,
 }
 
 /// One conversation for the console's list: its phone, its last committed state (the
@@ -115,7 +118,8 @@ pub trait AdminReadModel: Send + Sync {
 
 const CONTACT_PHONE: &str = "SELECT phone FROM contacts WHERE contact_key = $1";
 const TURN_LOG: &str = "SELECT seq, channel, provider_id, text, reply, intent, nlu, at, \
-     understood, CAST(elapsed_ms AS BIGINT) AS elapsed_ms \
+     understood, CAST(elapsed_ms AS BIGINT) AS elapsed_ms, \
+     CAST(CASE WHEN redacted_at IS NULL THEN 0 ELSE 1 END AS BIGINT) AS redacted \
      FROM turns WHERE contact_key = $1 ORDER BY seq";
 const CONVERSATIONS: &str = "SELECT c.phone, v.state, v.updated_at FROM conversations AS v \
      JOIN contacts AS c ON c.contact_key = v.contact_key ORDER BY v.updated_at DESC LIMIT $1";
@@ -136,6 +140,7 @@ pub(super) struct TurnRow<T> {
     at: T,
     understood: Vec<u8>,
     elapsed_ms: i64,
+    redacted: i64,
 }
 
 /// A conversation of the list, its phone and state still sealed.
@@ -197,6 +202,7 @@ where
                 at: DB::read_time(row.at)?,
                 understood: sealer.open_str(Field::TurnUnderstood, &row.understood)?,
                 elapsed_ms: row.elapsed_ms,
+                redacted: row.redacted != 0,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;

@@ -9,8 +9,11 @@
 //! [`JobRepository::kill_job`] (given up); each applies only while it still holds the claim.
 
 use chrono::{DateTime, Utc};
+use sara_actors::model::BookingId;
 use sara_actors::model::{Channel, Phone};
-use sara_actors::ports::{BoxFuture, LastInbound, OutboxMessage};
+use sara_actors::ports::{
+    BookingWrite, BoxFuture, JobCompletion, JobRecord, LastInbound, OutboxMessage,
+};
 use sqlx::FromRow;
 
 use super::StoreError;
@@ -67,6 +70,38 @@ pub trait JobRepository: Send + Sync {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
+    /// See [`sara_actors::ports::JobQueue::complete_job_with`].
+    fn complete_job_with<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        completion: &'a JobCompletion,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Writes the jobs whose unique key is not written yet; existing ones are left alone.
+    fn schedule_jobs<'a>(
+        &'a self,
+        jobs: &'a [JobRecord],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// A held booking whose calendar write failed for now: `pending`, and `retry` (its
+    /// retry job) written, pending again if an earlier hold of the same id left it behind;
+    /// both in one transaction. `false` when no such booking is held (nothing written).
+    fn defer_booking<'a>(
+        &'a self,
+        id: BookingId,
+        retry: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// The calendar's stored sync token (where its next read of changes continues).
+    fn sync_token<'a>(
+        &'a self,
+        calendar: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
+
     /// When the earliest pending job is due (claimed or not); `None` when none is pending.
     fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
 
@@ -75,6 +110,26 @@ pub trait JobRepository: Send + Sync {
         &'a self,
         phone: &'a Phone,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+
+    /// Schedules `job` at `now` unless a job with its unique key exists (done or not).
+    fn schedule_job<'a>(
+        &'a self,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// A retention run (see `sara_actors::retention`), in ONE transaction: the job `id`
+    /// finished, the text of turns before `cutoff` redacted, sent outbox rows from before
+    /// it deleted, the run in the privacy audit, `next` scheduled. `None`, and nothing
+    /// written, when `owner` no longer holds the job; else the number of turns redacted.
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        cutoff: DateTime<Utc>,
+        next: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
 }
 
 /// The claim's text, with the row lock clause PostgreSQL adds (`FOR UPDATE SKIP LOCKED`).
@@ -181,18 +236,79 @@ const INSERT_OUTBOX: &str = "INSERT INTO outbox (contact_key, recipient, channel
      payload, idempotency_key, next_attempt_at, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING";
 
-/// See [`JobRepository::complete_job`]: the finish first, so a lost claim writes nothing.
+const INSERT_JOB: &str = "INSERT INTO jobs (kind, due_at, payload, unique_key, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (unique_key) DO NOTHING";
+/// A job of the same key that is done or dead (an earlier hold of the same booking) runs again.
+const REVIVE_JOB: &str = "INSERT INTO jobs (kind, due_at, payload, unique_key, created_at) \
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (unique_key) DO UPDATE SET due_at = excluded.due_at, \
+     payload = excluded.payload, status = 'pending', attempts = 0, claim_owner = NULL, \
+     claim_until = NULL";
+/// `substr`/`length` mean the same on both backends, and unlike `LIKE` treat `_` literally.
+const VOID_JOBS: &str = "DELETE FROM jobs WHERE status = 'pending' \
+     AND substr(unique_key, 1, length($1)) = $1";
+/// A recurring job is due again, its claim released and its attempts counted afresh.
+const AGAIN: &str = "UPDATE jobs SET due_at = $3, claim_owner = NULL, claim_until = NULL, \
+     attempts = 0 WHERE id = $1 AND claim_owner = $2 AND status = 'pending'";
+const CONFIRM_HELD: &str = "UPDATE bookings SET status = 'confirmed', updated_at = $1 \
+     WHERE id = $2 AND status = 'pending'";
+const HOLD_PENDING: &str = "UPDATE bookings SET status = 'pending', updated_at = $1 \
+     WHERE id = $2 AND status <> 'cancelled'";
+const MOVE: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
+     attendance = NULL, sequence = sequence + 1 WHERE id = $4 AND status <> 'cancelled'";
+const CANCEL: &str = "UPDATE bookings SET sequence = sequence + 1, status = 'cancelled', \
+     updated_at = $1 WHERE id = $2 AND status <> 'cancelled'";
+const SAVE_TOKEN: &str = "INSERT INTO calendar_sync (calendar_id, sync_token, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (calendar_id) DO UPDATE SET \
+     sync_token = excluded.sync_token, updated_at = excluded.updated_at";
+const READ_TOKEN: &str = "SELECT sync_token FROM calendar_sync WHERE calendar_id = $1";
+
+/// A job's arguments sealed, before a transaction opens.
+fn seal_jobs(sealer: &Sealer, jobs: &[JobRecord]) -> Vec<Vec<u8>> {
+    (jobs.iter())
+        .map(|j| sealer.seal_str(Field::JobPayload, &j.payload))
+        .collect()
+}
+
+async fn insert_jobs<DB: Dialect>(
+    conn: &mut DB::Connection,
+    sql: &'static str,
+    jobs: &[JobRecord],
+    sealed: &[Vec<u8>],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for (job, payload) in jobs.iter().zip(sealed) {
+        sqlx::query::<DB>(sql)
+            .bind(job.kind.as_str())
+            .bind(DB::time(job.due_at))
+            .bind(payload.as_slice())
+            .bind(job.unique_key.as_str())
+            .bind(DB::time(now))
+            .execute(&mut *conn)
+            .await
+            .map_err(super::unavailable)?;
+    }
+    Ok(())
+}
+
+/// See [`JobRepository::complete_job_with`]: the settle first, so a lost claim writes nothing.
 pub(super) async fn complete<DB: Dialect>(
     pool: &sqlx::Pool<DB>,
     sealer: &Sealer,
-    (id, owner, outbox, now): (i64, &str, &[OutboxMessage], DateTime<Utc>),
+    (id, owner, completion, now): (i64, &str, &JobCompletion, DateTime<Utc>),
 ) -> Result<bool, StoreError>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
     for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
+    let outbox = &completion.outbox;
     let sealed: Vec<(String, Vec<u8>, Vec<u8>)> = (outbox.iter())
         .map(|m| {
             (
@@ -202,17 +318,52 @@ where
             )
         })
         .collect();
+    let sealed_jobs = seal_jobs(sealer, &completion.jobs);
     let mut tx = pool.begin().await.map_err(super::unavailable)?;
-    let done = sqlx::query::<DB>(FINISH)
-        .bind(id)
-        .bind(owner)
-        .execute(&mut *tx)
-        .await
-        .map_err(super::unavailable)?;
+    let settle = match completion.again_at {
+        Some(at) => sqlx::query::<DB>(AGAIN)
+            .bind(id)
+            .bind(owner)
+            .bind(DB::time(at)),
+        None => sqlx::query::<DB>(FINISH).bind(id).bind(owner),
+    };
+    let done = settle.execute(&mut *tx).await.map_err(super::unavailable)?;
     if DB::rows_affected(&done) == 0 {
         tx.rollback().await.map_err(super::unavailable)?;
         return Ok(false);
     }
+    // Cancels first: a booking staff moved into the time of one they cancelled must not
+    // meet it (PostgreSQL's exclusion constraint would refuse the move).
+    let mut writes: Vec<&BookingWrite> = completion.bookings.iter().collect();
+    writes.sort_by_key(|w| match w {
+        BookingWrite::Cancel(_) => 0,
+        BookingWrite::Confirm(_) => 1,
+        BookingWrite::Move { .. } => 2,
+    });
+    for write in writes {
+        let query = match write {
+            BookingWrite::Confirm(booking) => sqlx::query::<DB>(CONFIRM_HELD)
+                .bind(DB::time(now))
+                .bind(DB::id(*booking)),
+            BookingWrite::Cancel(booking) => sqlx::query::<DB>(CANCEL)
+                .bind(DB::time(now))
+                .bind(DB::id(*booking)),
+            BookingWrite::Move { id, start, end } => sqlx::query::<DB>(MOVE)
+                .bind(DB::time(*start))
+                .bind(DB::time(*end))
+                .bind(DB::time(now))
+                .bind(DB::id(*id)),
+        };
+        query.execute(&mut *tx).await.map_err(super::unavailable)?;
+    }
+    for prefix in &completion.void_jobs {
+        sqlx::query::<DB>(VOID_JOBS)
+            .bind(prefix.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(super::unavailable)?;
+    }
+    insert_jobs::<DB>(&mut *tx, INSERT_JOB, &completion.jobs, &sealed_jobs, now).await?;
     for ((contact, recipient, payload), message) in sealed.iter().zip(outbox) {
         sqlx::query::<DB>(INSERT_OUTBOX)
             .bind(contact.as_str())
@@ -227,8 +378,88 @@ where
             .await
             .map_err(super::unavailable)?;
     }
+    if let Some(token) = &completion.sync_token {
+        sqlx::query::<DB>(SAVE_TOKEN)
+            .bind(token.calendar.as_str())
+            .bind(token.token.as_deref())
+            .bind(DB::time(now))
+            .execute(&mut *tx)
+            .await
+            .map_err(super::unavailable)?;
+    }
     tx.commit().await.map_err(super::unavailable)?;
     Ok(true)
+}
+
+/// See [`JobRepository::schedule_jobs`].
+pub(super) async fn schedule<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    jobs: &[JobRecord],
+    now: DateTime<Utc>,
+) -> Result<(), StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let sealed = seal_jobs(sealer, jobs);
+    let mut tx = pool.begin().await.map_err(super::unavailable)?;
+    insert_jobs::<DB>(&mut *tx, INSERT_JOB, jobs, &sealed, now).await?;
+    tx.commit().await.map_err(super::unavailable)
+}
+
+/// See [`JobRepository::defer_booking`].
+pub(super) async fn defer<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    (id, retry, now): (BookingId, &JobRecord, DateTime<Utc>),
+) -> Result<bool, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let sealed = seal_jobs(sealer, std::slice::from_ref(retry));
+    let mut tx = pool.begin().await.map_err(super::unavailable)?;
+    let held = sqlx::query::<DB>(HOLD_PENDING)
+        .bind(DB::time(now))
+        .bind(DB::id(id))
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    if DB::rows_affected(&held) == 0 {
+        tx.rollback().await.map_err(super::unavailable)?;
+        return Ok(false);
+    }
+    insert_jobs::<DB>(
+        &mut *tx,
+        REVIVE_JOB,
+        std::slice::from_ref(retry),
+        &sealed,
+        now,
+    )
+    .await?;
+    tx.commit().await.map_err(super::unavailable)?;
+    Ok(true)
+}
+
+/// See [`JobRepository::sync_token`].
+pub(super) async fn sync_token<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    calendar: &str,
+) -> Result<Option<String>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (Option<String>,): for<'r> FromRow<'r, DB::Row>,
+{
+    let row: Option<(Option<String>,)> = sqlx::query_as(READ_TOKEN)
+        .bind(calendar)
+        .fetch_optional(pool)
+        .await
+        .map_err(super::unavailable)?;
+    Ok(row.and_then(|(token,)| token))
 }
 
 /// See [`JobRepository::next_job_due`].
@@ -274,4 +505,74 @@ where
         channel,
         at: DB::read_time(at)?,
     }))
+}
+
+/// What a redacted turn holds instead of its words: sealed empty text and reply, and an
+/// empty understanding, so every reader of the turn log reads it as before.
+const REDACT_TURNS: &str = "UPDATE turns SET text = $1, reply = $2, understood = $3, \
+     reply_extra = NULL, heard = NULL, redacted_at = $4 \
+     WHERE at < $5 AND redacted_at IS NULL";
+/// Messages sent (or given up) before the window: their payloads are the same words.
+const DROP_OLD_OUTBOX: &str = "DELETE FROM outbox WHERE created_at < $1 AND status <> 'pending'";
+
+/// See [`JobRepository::complete_retention`]: the finish first, so a lost claim writes
+/// nothing.
+pub(super) async fn complete_retention<DB: Dialect>(
+    pool: &sqlx::Pool<DB>,
+    sealer: &Sealer,
+    (id, owner, cutoff, next, now): (i64, &str, DateTime<Utc>, &JobRecord, DateTime<Utc>),
+) -> Result<Option<u64>, StoreError>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> &'q [u8]: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> Vec<u8>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    for<'q> i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut tx = pool.begin().await.map_err(super::unavailable)?;
+    let done = sqlx::query::<DB>(FINISH)
+        .bind(id)
+        .bind(owner)
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    if DB::rows_affected(&done) == 0 {
+        tx.rollback().await.map_err(super::unavailable)?;
+        return Ok(None);
+    }
+    let redacted = sqlx::query::<DB>(REDACT_TURNS)
+        .bind(sealer.seal_str(Field::TurnText, ""))
+        .bind(sealer.seal_str(Field::TurnReply, ""))
+        .bind(sealer.seal_str(Field::TurnUnderstood, "{}"))
+        .bind(DB::time(now))
+        .bind(DB::time(cutoff))
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    let turns = DB::rows_affected(&redacted);
+    let dropped = sqlx::query::<DB>(DROP_OLD_OUTBOX)
+        .bind(DB::time(cutoff))
+        .execute(&mut *tx)
+        .await
+        .map_err(super::unavailable)?;
+    let messages = DB::rows_affected(&dropped);
+    let detail = format!(
+        "message text of {turns} turns before {} redacted and {messages} sent messages \
+         deleted; bookings and counts kept",
+        cutoff.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    sqlx::query::<DB>(
+        "INSERT INTO privacy_audit (action, contact_key, detail, at) \
+         VALUES ('retention', NULL, $1, $2)",
+    )
+    .bind(detail)
+    .bind(DB::time(now))
+    .execute(&mut *tx)
+    .await
+    .map_err(super::unavailable)?;
+    let next = std::slice::from_ref(next);
+    insert_jobs::<DB>(&mut *tx, INSERT_JOB, next, &seal_jobs(sealer, next), now).await?;
+    tx.commit().await.map_err(super::unavailable)?;
+    Ok(Some(turns))
 }

@@ -263,3 +263,255 @@ async fn a_completed_job_writes_its_outbox_rows_once_and_only_for_the_claim_hold
     );
     assert_eq!(db.next_job_due().await.expect("next"), None);
 }
+
+on_both_backends!(one_instance_at_a_time_holds_the_calendar_sync_and_its_token_is_kept);
+on_both_backends!(a_completion_writes_its_bookings_jobs_and_token_in_one_go_or_not_at_all);
+on_both_backends!(a_deferred_booking_is_pending_with_its_retry_job);
+
+/// The calendar sync is one recurring job: written once however many instances start, held by
+/// one claimant at a time (the others see nothing to claim), due again after each run, and
+/// taken over when its holder dies (its late completion then writes nothing, token included).
+async fn one_instance_at_a_time_holds_the_calendar_sync_and_its_token_is_kept(db: Database) {
+    use sara_actors::calendar_jobs::sync_job;
+    use sara_actors::ports::{JobCompletion, SyncToken};
+    let token = |t: &str| SyncToken {
+        calendar: "clinic".to_string(),
+        token: Some(t.to_string()),
+    };
+    // Two instances start and each writes the job.
+    for _ in 0..2 {
+        JobQueue::schedule_jobs(&db, vec![sync_job(t0())])
+            .await
+            .expect("schedule");
+    }
+    let lease = |at: DateTime<Utc>| at + Duration::seconds(60);
+    let a = JobQueue::claim_jobs(&db, "a", t0(), lease(t0()), 10)
+        .await
+        .expect("claim");
+    assert_eq!(a.len(), 1, "one sync job");
+    let b = JobQueue::claim_jobs(&db, "b", t0(), lease(t0()), 10)
+        .await
+        .expect("claim");
+    assert!(b.is_empty(), "b does not sync while a does");
+    let again = t0() + Duration::seconds(60);
+    let done = JobCompletion {
+        sync_token: Some(token("t1")),
+        again_at: Some(again),
+        ..JobCompletion::default()
+    };
+    assert!(
+        db.complete_job_with(a[0].id, "a", done, t0())
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        db.jobs().sync_token("clinic").await.expect("token"),
+        Some("t1".to_string())
+    );
+    assert_eq!(db.jobs().sync_token("other").await.expect("token"), None);
+    assert_eq!(db.next_job_due().await.expect("next"), Some(again));
+    let early = again - Duration::seconds(1);
+    assert!(
+        JobQueue::claim_jobs(&db, "b", early, lease(early), 10)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "not due before its interval"
+    );
+    let b = JobQueue::claim_jobs(&db, "b", again, lease(again), 10)
+        .await
+        .expect("claim");
+    assert_eq!(b.len(), 1, "then any instance may take it");
+    assert_eq!(b[0].attempts, 1, "attempts start afresh after each run");
+    // b dies holding it; a takes it over once the lease runs out.
+    let later = lease(again) + Duration::seconds(1);
+    let a = JobQueue::claim_jobs(&db, "a", later, lease(later), 10)
+        .await
+        .expect("claim");
+    assert_eq!(a.len(), 1, "taken over");
+    let late = JobCompletion {
+        sync_token: Some(token("stale")),
+        again_at: Some(later + Duration::seconds(60)),
+        ..JobCompletion::default()
+    };
+    assert!(
+        !db.complete_job_with(b[0].id, "b", late, later)
+            .await
+            .expect("complete"),
+        "b lost the claim"
+    );
+    assert_eq!(
+        db.jobs().sync_token("clinic").await.expect("token"),
+        Some("t1".to_string()),
+        "a lost claim writes no token"
+    );
+    let forget = JobCompletion {
+        sync_token: Some(SyncToken {
+            calendar: "clinic".to_string(),
+            token: None,
+        }),
+        again_at: Some(later + Duration::seconds(60)),
+        ..JobCompletion::default()
+    };
+    assert!(
+        db.complete_job_with(a[0].id, "a", forget, later)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(db.jobs().sync_token("clinic").await.expect("token"), None);
+}
+
+fn held_booking(start_in_minutes: i64) -> sara_actors::model::Booking {
+    use sara_actors::model::{Booking, BookingStatus};
+    let start = t0() + Duration::minutes(start_in_minutes);
+    Booking {
+        id: uuid::Uuid::new_v4(),
+        phone: Phone::parse("+15553009998").expect("a valid test number"),
+        name: Some("Ada".to_string()),
+        email: None,
+        service: "Cleaning".to_string(),
+        start,
+        end: start + Duration::minutes(30),
+        status: BookingStatus::Confirmed,
+        sequence: 0,
+        staff: None,
+        event_id: Some("e1".to_string()),
+    }
+}
+
+/// A job's completion applies its booking writes, voids the old reminder jobs, writes the new
+/// ones and its outbox row together; a completion by a holder that lost the claim changes
+/// nothing at all.
+async fn a_completion_writes_its_bookings_jobs_and_token_in_one_go_or_not_at_all(db: Database) {
+    use sara_actors::model::BookingStatus;
+    use sara_actors::ports::{BookingWrite, JobCompletion};
+    let moved = held_booking(24 * 60);
+    let cancelled = held_booking(26 * 60);
+    db.insert_booking(&moved).await.expect("book");
+    db.insert_booking(&cancelled).await.expect("book");
+    let reminder =
+        |b: &sara_actors::model::Booking, at: &str| job(&format!("reminder:{}:{at}:120", b.id), 10);
+    let old = vec![reminder(&moved, "old"), reminder(&cancelled, "old")];
+    JobQueue::schedule_jobs(&db, old).await.expect("schedule");
+    JobQueue::schedule_jobs(&db, vec![sara_actors::calendar_jobs::sync_job(t0())])
+        .await
+        .expect("schedule");
+    let lease = t0() + Duration::seconds(60);
+    let sync = JobQueue::claim_jobs(&db, "a", t0(), lease, 10)
+        .await
+        .expect("claim");
+    assert_eq!(sync.len(), 1, "only the sync job is due");
+    let new_start = moved.start + Duration::hours(2);
+    let completion = || JobCompletion {
+        bookings: vec![
+            BookingWrite::Move {
+                id: moved.id,
+                start: new_start,
+                end: new_start + Duration::minutes(30),
+            },
+            BookingWrite::Cancel(cancelled.id),
+        ],
+        void_jobs: vec![
+            format!("reminder:{}:", moved.id),
+            format!("reminder:{}:", cancelled.id),
+        ],
+        jobs: vec![reminder(&moved, "new")],
+        outbox: vec![reminder_row(&format!("calendar_sync:{}:0", moved.id))],
+        again_at: Some(t0() + Duration::seconds(60)),
+        sync_token: None,
+    };
+    assert!(
+        !db.complete_job_with(sync[0].id, "b", completion(), t0())
+            .await
+            .expect("complete"),
+        "b holds no claim"
+    );
+    let untouched = db.upcoming_bookings(t0()).await.expect("bookings");
+    assert_eq!(untouched.len(), 2, "nothing written: {untouched:?}");
+    assert!(untouched.iter().all(|b| b.sequence == 0));
+    assert!(
+        db.complete_job_with(sync[0].id, "a", completion(), t0())
+            .await
+            .expect("complete")
+    );
+    let after = db.upcoming_bookings(t0()).await.expect("bookings");
+    assert_eq!(after.len(), 1, "the cancelled one is gone: {after:?}");
+    assert_eq!(after[0].id, moved.id);
+    assert_eq!(after[0].start, new_start);
+    assert_eq!(after[0].status, BookingStatus::Confirmed);
+    assert_eq!(after[0].sequence, 1);
+    let due = t0() + Duration::minutes(30);
+    let keys: Vec<String> = JobQueue::claim_jobs(&db, "a", due, due + Duration::seconds(5), 10)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|j| j.unique_key)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "calendar_sync".to_string(),
+            format!("reminder:{}:new:120", moved.id),
+        ],
+        "the old reminders are void, the new one written, the sync due again"
+    );
+    assert_eq!(db.outbox().list_outbox(10).await.expect("list").len(), 1);
+}
+
+/// A booking whose calendar write failed for now is kept `pending` with its retry job; a
+/// booking that is not held is not.
+async fn a_deferred_booking_is_pending_with_its_retry_job(db: Database) {
+    use sara_actors::calendar_jobs::CalendarWriteJob;
+    use sara_actors::model::BookingStatus;
+    use sara_actors::ports::{BookingWrite, JobCompletion};
+    let booking = held_booking(24 * 60);
+    db.insert_booking(&booking).await.expect("book");
+    let retry = CalendarWriteJob {
+        booking: booking.id,
+        give_up_at: t0() + Duration::hours(1),
+    }
+    .record(t0())
+    .expect("a job");
+    assert!(
+        db.jobs()
+            .defer_booking(booking.id, &retry, t0())
+            .await
+            .expect("defer")
+    );
+    assert!(
+        !db.jobs()
+            .defer_booking(uuid::Uuid::new_v4(), &retry, t0())
+            .await
+            .expect("defer"),
+        "no such booking"
+    );
+    let held = db.upcoming_bookings(t0()).await.expect("bookings");
+    assert_eq!(held[0].status, BookingStatus::Pending);
+    let claimed = JobQueue::claim_jobs(&db, "a", t0(), t0() + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].unique_key, retry.unique_key);
+    let confirm = JobCompletion {
+        bookings: vec![BookingWrite::Confirm(booking.id)],
+        ..JobCompletion::default()
+    };
+    assert!(
+        db.complete_job_with(claimed[0].id, "a", confirm, t0())
+            .await
+            .expect("complete")
+    );
+    let confirmed = db.upcoming_bookings(t0()).await.expect("bookings");
+    assert_eq!(confirmed[0].status, BookingStatus::Confirmed);
+    // The same booking held again later (a released hold booked again) revives its job.
+    assert!(
+        db.jobs()
+            .defer_booking(booking.id, &retry, t0())
+            .await
+            .expect("defer")
+    );
+    let again = JobQueue::claim_jobs(&db, "a", t0(), t0() + Duration::seconds(30), 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1, "the done job is pending again");
+}

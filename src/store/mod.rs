@@ -36,6 +36,8 @@ mod outbox_tests;
 #[cfg(test)]
 mod privacy_tests;
 #[cfg(test)]
+mod retention_tests;
+#[cfg(test)]
 mod sessions_tests;
 #[cfg(test)]
 pub(crate) mod testing;

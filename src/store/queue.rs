@@ -7,7 +7,9 @@ use chrono::{DateTime, Utc};
 use sara_actors::model::Channel;
 use sara_actors::model::Phone;
 use sara_actors::outbound::{DueMessage, OutboundMessage, OutboxQueue, Recipient, Settlement};
-use sara_actors::ports::{BoxFuture, DueJob, JobQueue, LastInbound, OutboxMessage, StoreError};
+use sara_actors::ports::{
+    BoxFuture, DueJob, JobCompletion, JobQueue, JobRecord, LastInbound, OutboxMessage, StoreError,
+};
 
 use super::Database;
 
@@ -130,6 +132,24 @@ impl JobQueue for Database {
         self.jobs().retry_job(id, owner, at)
     }
 
+    fn complete_job_with<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        completion: JobCompletion,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            (self.jobs())
+                .complete_job_with(id, owner, &completion, now)
+                .await
+        })
+    }
+
+    fn schedule_jobs(&self, jobs: Vec<JobRecord>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.jobs().schedule_jobs(&jobs, Utc::now()).await })
+    }
+
     fn kill_job<'a>(&'a self, id: i64, owner: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         self.jobs().kill_job(id, owner)
     }
@@ -143,5 +163,28 @@ impl JobQueue for Database {
         phone: &'a Phone,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
         self.jobs().last_inbound(phone)
+    }
+
+    fn schedule_job(
+        &self,
+        job: JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.jobs().schedule_job(&job, now).await })
+    }
+
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        cutoff: DateTime<Utc>,
+        next: JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            (self.jobs())
+                .complete_retention(id, owner, cutoff, &next, now)
+                .await
+        })
     }
 }

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, LastInbound, OutboxMessage,
-    StoredConversation, TurnCommit,
+    BoxFuture, CalendarError, CommitOutcome, ConversationStore, JobCompletion, JobRecord,
+    LastInbound, OutboxMessage, StoredConversation, TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -668,8 +668,23 @@ pub(super) trait Shared: Dialect {
     fn complete_job<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
-        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+        args: (i64, &'a str, &'a JobCompletion, DateTime<Utc>),
     ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn schedule_jobs<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        jobs: &'a [JobRecord],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn defer_booking<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (BookingId, &'a JobRecord, DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
+    fn sync_token<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        calendar: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
     fn next_job_due(
         pool: &sqlx::Pool<Self>,
     ) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>>;
@@ -677,6 +692,17 @@ pub(super) trait Shared: Dialect {
         pool: &'a sqlx::Pool<Self>,
         contact_key: String,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>>;
+    fn schedule_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    fn complete_retention<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, DateTime<Utc>, &'a JobRecord, DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
     fn conversations<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -742,6 +768,7 @@ where
     for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     (String, Vec<u8>): for<'r> FromRow<'r, DB::Row>,
     voice::VoicemailRow<DB::Time>: for<'r> FromRow<'r, DB::Row>,
+    (Option<String>,): for<'r> FromRow<'r, DB::Row>,
 {
     fn forget<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -847,9 +874,33 @@ where
     fn complete_job<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
-        args: (i64, &'a str, &'a [OutboxMessage], DateTime<Utc>),
+        args: (i64, &'a str, &'a JobCompletion, DateTime<Utc>),
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(jobs::complete(pool, sealer, args))
+    }
+
+    fn schedule_jobs<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        jobs: &'a [JobRecord],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(jobs::schedule(pool, sealer, jobs, now))
+    }
+
+    fn defer_booking<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (BookingId, &'a JobRecord, DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(jobs::defer(pool, sealer, args))
+    }
+
+    fn sync_token<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        calendar: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(jobs::sync_token(pool, calendar))
     }
 
     fn next_job_due(
@@ -863,6 +914,23 @@ where
         contact_key: String,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
         Box::pin(async move { jobs::last_inbound(pool, &contact_key).await })
+    }
+
+    fn schedule_job<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(jobs::schedule(pool, sealer, std::slice::from_ref(job), now))
+    }
+
+    fn complete_retention<'a>(
+        pool: &'a sqlx::Pool<Self>,
+        sealer: &'a Sealer,
+        args: (i64, &'a str, DateTime<Utc>, &'a JobRecord, DateTime<Utc>),
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(jobs::complete_retention(pool, sealer, args))
     }
 
     fn claim_outbox<'a>(
@@ -1393,9 +1461,56 @@ impl<DB: Shared> JobRepository for SqlStore<DB> {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         Box::pin(async move {
+            let completion = JobCompletion {
+                outbox: outbox.to_vec(),
+                ..JobCompletion::default()
+            };
             let _turn = single_writer(self).await;
-            DB::complete_job(&self.pool, &self.sealer, (id, owner, outbox, now)).await
+            DB::complete_job(&self.pool, &self.sealer, (id, owner, &completion, now)).await
         })
+    }
+
+    fn complete_job_with<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        completion: &'a JobCompletion,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::complete_job(&self.pool, &self.sealer, (id, owner, completion, now)).await
+        })
+    }
+
+    fn schedule_jobs<'a>(
+        &'a self,
+        jobs: &'a [JobRecord],
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::schedule_jobs(&self.pool, &self.sealer, jobs, now).await
+        })
+    }
+
+    fn defer_booking<'a>(
+        &'a self,
+        id: BookingId,
+        retry: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::defer_booking(&self.pool, &self.sealer, (id, retry, now)).await
+        })
+    }
+
+    fn sync_token<'a>(
+        &'a self,
+        calendar: &'a str,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        DB::sync_token(&self.pool, calendar)
     }
 
     fn next_job_due(&self) -> BoxFuture<'_, Result<Option<DateTime<Utc>>, StoreError>> {
@@ -1407,6 +1522,31 @@ impl<DB: Shared> JobRepository for SqlStore<DB> {
         phone: &'a sara_actors::model::Phone,
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
         DB::last_inbound(&self.pool, self.sealer.contact_key(phone))
+    }
+
+    fn schedule_job<'a>(
+        &'a self,
+        job: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::schedule_job(&self.pool, &self.sealer, job, now).await
+        })
+    }
+
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        owner: &'a str,
+        cutoff: DateTime<Utc>,
+        next: &'a JobRecord,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(async move {
+            let _turn = single_writer(self).await;
+            DB::complete_retention(&self.pool, &self.sealer, (id, owner, cutoff, next, now)).await
+        })
     }
 }
 

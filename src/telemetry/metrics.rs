@@ -24,6 +24,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Time from a turn reaching the engine to its committed reply, in seconds.",
     ),
     (
+        "sara_turn_stage_seconds",
+        Kind::Histogram,
+        "Time a turn spent in one stage (label stage: front, queue, lease, load, understand, calendar, commit_wait, commit), in seconds.",
+    ),
+    (
         "sara_commit_batch_size",
         Kind::Histogram,
         "Turns committed together in one group-commit transaction.",
@@ -92,6 +97,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "sara_outbox_sent_total",
         Kind::Counter,
         "Outbox messages a provider accepted, by channel.",
+    ),
+    (
+        "sara_retention_redacted_turns_total",
+        Kind::Counter,
+        "Turns whose message text the daily retention run redacted (older than privacy.retention_days).",
     ),
     (
         "sara_outbox_dead_total",
@@ -187,6 +197,21 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "sara_voice_reprompt_handovers_total",
         Kind::Counter,
         "Gather mode: calls put through to staff after repeated silence or unclear speech.",
+    ),
+    (
+        "sara_calendar_sync_errors_total",
+        Kind::Counter,
+        "Google calendar syncs (reading staff's changes back) that failed; tried again at the next interval.",
+    ),
+    (
+        "sara_calendar_sync_changes_total",
+        Kind::Counter,
+        "Bookings changed by a Google calendar sync because staff moved or deleted their event, by change (moved, cancelled).",
+    ),
+    (
+        "sara_calendar_write_retries_total",
+        Kind::Counter,
+        "Retried Google writes of held bookings, by outcome (confirmed, failed = tried again later, given_up).",
     ),
     (
         "sara_voicemails_total",

@@ -1,7 +1,8 @@
 //! The front-desk console in a real headless Chromium (Debian's `chromium`), driven by
 //! `scripts/console_browser.py` with Playwright by the accessible names CONTRACT.md lists,
 //! while this test plays the customer over signed SMS and the Twilio REST API stand-in
-//! records what staff send. Screenshots of every step are kept under
+//! records what staff send, including the confirmation of a booking staff make for the
+//! caller from the page. Screenshots of every step are kept under
 //! `$CARGO_TARGET_TMPDIR/console-browser/`.
 //!
 //! Needs the conformance venv with Playwright (scripts/test installs it) and Chromium
@@ -95,6 +96,12 @@ async fn front_desk_logs_in_sees_an_sms_booking_takes_over_replies_and_hands_bac
         day <= today + Days::new(7),
         "the first open day {day} is not within the coming week"
     );
+    // Staff book a cleaning an hour after the customer's own consultation that day.
+    let opening = sara_actors::availability::Availability::new(b).opening(day);
+    let staff_at = (opening[0].start + chrono::Duration::hours(1))
+        .with_timezone(&b.timezone)
+        .format("%Y-%m-%dT%H:%M")
+        .to_string();
 
     let shots = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-browser");
     let mut child = Command::new(&python)
@@ -102,6 +109,7 @@ async fn front_desk_logs_in_sees_an_sms_booking_takes_over_replies_and_hands_bac
         .args([&sara.base, ADMIN_TOKEN, &me, name])
         .arg(&shots)
         .arg(&chromium)
+        .arg(&staff_at)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -158,6 +166,26 @@ async fn front_desk_logs_in_sees_an_sms_booking_takes_over_replies_and_hands_bac
         !sara.text(&me, "thanks!").await.is_empty(),
         "Sara answers again after the hand-back"
     );
+    script.go_ahead("answered");
+
+    script.reached("staff-booked").await;
+    loop {
+        let requests = twilio.received_requests().await.expect("recorded");
+        if requests
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("booked+a+cleaning"))
+        {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    let cleanings = sara
+        .bookings()
+        .await
+        .into_iter()
+        .filter(|b| b["phone"] == me.as_str() && b["service"] == "Cleaning")
+        .count();
+    assert_eq!(cleanings, 1, "booked once, for this caller");
     script.go_ahead("done");
     let status = tokio::task::block_in_place(|| script.child.wait()).expect("wait");
     assert!(status.success(), "the browser script failed: {status}");

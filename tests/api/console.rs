@@ -419,3 +419,294 @@ async fn sara_forget_on_the_command_line_erases_a_caller_and_records_it() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("+15551234567"));
 }
+
+/// `<input type="datetime-local">`'s value for an instant, in the business's time zone.
+fn local_input(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.with_timezone(&crate::helpers::business().timezone)
+        .format("%Y-%m-%dT%H:%M")
+        .to_string()
+}
+
+/// The SMS bodies the Twilio stand-in got for `to` that contain `words`, waiting for the
+/// relay to send at least one.
+async fn sms_to(twilio: &wiremock::MockServer, to: &str, words: &str) -> Vec<String> {
+    loop {
+        let requests = twilio.received_requests().await.expect("recorded");
+        let bodies: Vec<String> = requests
+            .iter()
+            .map(|r| {
+                form_urlencoded::parse(&r.body)
+                    .into_owned()
+                    .collect::<Vec<_>>()
+            })
+            .filter(|form| form.contains(&("To".to_string(), to.to_string())))
+            .filter_map(|form| form.into_iter().find(|(k, _)| k == "Body").map(|(_, v)| v))
+            .filter(|body| body.contains(words))
+            .collect();
+        if !bodies.is_empty() {
+            return bodies;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Staff book, move and cancel for a caller from the conversation's page: through the
+/// engine (the customer is told by SMS through the outbox, the transcript marks it as
+/// staff's), once per form; a time the rules refuse shows the reason and free times.
+#[tokio::test]
+async fn staff_book_move_and_cancel_for_a_caller_from_the_page_and_a_taken_time_is_refused() {
+    let (sara, twilio) =
+        crate::helpers::sara_with_twilio_rest(ACCOUNT, "SMb00c0000000000000000000000000000").await;
+    let (me, other) = (phone(76), phone(77));
+    assert!(!sara.text(&me, "hello").await.is_empty());
+    assert!(!sara.text(&other, "hello").await.is_empty());
+    let b = crate::helpers::business();
+    let day = crate::helpers::open_days().next().expect("an open day");
+    let opening = sara_actors::availability::Availability::new(b).opening(day);
+    let first = opening[0].start;
+    let later = first + chrono::Duration::hours(1);
+
+    let (browser, _) = Browser::log_in(&sara).await;
+    let page_path = format!("/admin/conversations/{me}");
+    let (_, page) = browser.get(&page_path).await;
+    for name in [
+        "Book for this customer",
+        "Day and time",
+        "Service",
+        "Consultation",
+    ] {
+        assert!(page.contains(name), "{name}: {page}");
+    }
+    let csrf = hidden(&page, "csrf");
+    let when = local_input(first);
+    let key = uuid::Uuid::new_v4().to_string();
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("key", key.as_str()),
+        ("service", "Consultation"),
+        ("when", when.as_str()),
+        ("name", "Ivy Chen"),
+    ];
+    let (status, _) = browser.post(&format!("{page_path}/book"), &form[1..]).await;
+    assert_eq!(status, 403, "no CSRF token, no booking");
+    let (status, to) = browser.post(&format!("{page_path}/book"), &form).await;
+    assert_eq!((status, to.as_str()), (303, page_path.as_str()));
+    let (status, _) = browser.post(&format!("{page_path}/book"), &form).await;
+    assert_eq!(status, 303, "the same form sent twice is fine");
+
+    let bookings = sara.bookings().await;
+    let mine: Vec<_> = bookings
+        .iter()
+        .filter(|b| b["phone"] == me.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "booked once: {bookings:?}");
+    assert_eq!(mine[0]["name"], "Ivy Chen");
+    assert_eq!(mine[0]["service"], "Consultation");
+    assert_eq!(mine[0]["status"], "confirmed");
+    let start = chrono::DateTime::parse_from_rfc3339(mine[0]["start"].as_str().expect("start"))
+        .expect("RFC 3339");
+    assert_eq!(start, first);
+    let id = mine[0]["id"].as_str().expect("id").to_string();
+    let told = sms_to(&twilio, &me, "booked a consultation").await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(
+        told[0].starts_with("Hi Ivy, the front desk at "),
+        "{told:?}"
+    );
+    let (_, page) = browser.get(&page_path).await;
+    assert!(page.contains("Booked by staff:"), "{page}");
+    assert!(
+        page.contains("New time") && page.contains(">Move<"),
+        "{page}"
+    );
+
+    // The other caller cannot have the same time: the reason and the nearest free times.
+    let other_path = format!("/admin/conversations/{other}");
+    let (_, page) = browser.get(&other_path).await;
+    let taken = [
+        ("csrf", csrf.as_str()),
+        ("key", &hidden(&page, "key")),
+        ("service", "Consultation"),
+        ("when", when.as_str()),
+    ];
+    let (status, page) = browser.post(&format!("{other_path}/book"), &taken).await;
+    assert_eq!(status, 200, "the page again, with the reason");
+    assert!(
+        page.contains("Not done:") && page.contains("is taken"),
+        "{page}"
+    );
+    assert!(page.contains(">Book "), "a free time to pick: {page}");
+    let resp = sara
+        .client
+        .post(format!("{}{other_path}/book", sara.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .form(&taken[1..])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 409);
+    let refused: serde_json::Value = resp.json().await.expect("JSON");
+    assert_eq!(refused["status"], "refused", "{refused}");
+    assert!(!refused["alternatives"].as_array().expect("list").is_empty());
+    assert!(
+        !sara
+            .bookings()
+            .await
+            .iter()
+            .any(|b| b["phone"] == other.as_str()),
+        "nothing booked for the other caller"
+    );
+
+    let moved = local_input(later);
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("booking", id.as_str()),
+        ("when", moved.as_str()),
+    ];
+    let (status, _) = browser.post(&format!("{page_path}/move"), &form).await;
+    assert_eq!(status, 303);
+    let bookings = sara.bookings().await;
+    let mine = bookings
+        .iter()
+        .find(|b| b["id"] == id.as_str())
+        .expect("kept");
+    let start = chrono::DateTime::parse_from_rfc3339(mine["start"].as_str().expect("start"))
+        .expect("RFC 3339");
+    assert_eq!(start, later);
+    sms_to(&twilio, &me, "moved your consultation").await;
+
+    let form = [("csrf", csrf.as_str()), ("booking", id.as_str())];
+    let (status, _) = browser.post(&format!("{page_path}/cancel"), &form).await;
+    assert_eq!(status, 303);
+    let bookings = sara.bookings().await;
+    let mine = bookings
+        .iter()
+        .find(|b| b["id"] == id.as_str())
+        .expect("kept");
+    assert_eq!(mine["status"], "cancelled");
+    sms_to(&twilio, &me, "cancelled your consultation").await;
+
+    let (_, log) = sara.admin_get(&format!("/logs/{me}")).await;
+    let intents: Vec<&str> = (log["turns"].as_array().into_iter().flatten())
+        .filter(|t| t["channel"] == "staff")
+        .filter_map(|t| t["intent"].as_str())
+        .collect();
+    assert_eq!(
+        intents,
+        ["staff_book", "staff_move", "staff_cancel"],
+        "{log}"
+    );
+    let (_, outbox) = sara.admin_get("/admin/outbox").await;
+    let confirmations = (outbox.as_array().into_iter().flatten())
+        .filter(|r| r["kind"] == "confirmation" && r["phone"] == me.as_str())
+        .count();
+    assert_eq!(confirmations, 3, "{outbox}");
+}
+
+/// A form's fields, as a script posts them.
+type Fields<'a> = &'a [(&'a str, &'a str)];
+
+#[tokio::test]
+async fn console_booking_forms_refuse_hostile_input_with_a_clear_4xx() {
+    let sara = spawn_app().await;
+    let me = phone(78);
+    sara.text(&me, "hello").await;
+    let path = format!("{}/admin/conversations/{me}", sara.base);
+    // (action, form): each a 400.
+    let cases: [(&str, Fields); 6] = [
+        ("book", &[("service", "Consultation")]),
+        ("book", &[("service", "Consultation"), ("when", "tomorrow")]),
+        ("book", &[("when", "2030-01-01T10:00")]),
+        (
+            "move",
+            &[("booking", "not-a-uuid"), ("when", "2030-01-01T10:00")],
+        ),
+        ("cancel", &[]),
+        ("reply", &[("text", "   ")]),
+    ];
+    for (action, form) in cases {
+        let resp = sara
+            .client
+            .post(format!("{path}/{action}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .form(form)
+            .send()
+            .await
+            .expect("answers");
+        assert_eq!(resp.status().as_u16(), 400, "{action} {form:?}");
+    }
+    let resp = sara
+        .client
+        .post(format!(
+            "{}/admin/conversations/not-a-phone/book",
+            sara.base
+        ))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 400);
+}
+
+/// The day screen shows each booking's status and, once the customer confirmed in answer
+/// to a reminder ("C"), that they are attending.
+#[tokio::test]
+async fn the_day_screen_shows_a_bookings_status_and_the_attendance_the_customer_confirmed() {
+    let sara = spawn_app().await;
+    let me = phone(79);
+    book_over_sms(&sara, &me, "Ole Berg").await;
+    let (browser, _) = Browser::log_in(&sara).await;
+    let (_, page) = browser.get("/admin").await;
+    assert!(
+        page.contains("Ole Berg") && page.contains(">confirmed<"),
+        "{page}"
+    );
+    assert!(!page.contains("attending"), "{page}");
+    let thanks = sara.text(&me, "C").await;
+    assert!(thanks.starts_with("Thanks, Ole"), "{thanks}");
+    let (_, page) = browser.get("/admin").await;
+    assert!(page.contains("class=\"badge ok\">attending<"), "{page}");
+}
+
+/// A booking staff make from the console gets the reminders a customer's own booking gets.
+#[tokio::test]
+async fn a_booking_made_by_staff_gets_its_reminder_like_any_other() {
+    let (sara, twilio) =
+        crate::helpers::sara_with_twilio_rest(ACCOUNT, "SMb00c0000000000000000000000000001").await;
+    let me = phone(80);
+    sara.text(&me, "hello").await;
+    let b = crate::helpers::business();
+    let day = crate::helpers::open_days().next().expect("an open day");
+    let start = sara_actors::availability::Availability::new(b).opening(day)[0].start
+        + chrono::Duration::hours(1);
+    let resp = sara
+        .client
+        .post(format!("{}/admin/conversations/{me}/book", sara.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .form(&[
+            ("service", "Cleaning"),
+            ("when", local_input(start).as_str()),
+            ("name", "Noor Haddad"),
+        ])
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(resp.status().as_u16(), 200);
+    let done: serde_json::Value = resp.json().await.expect("JSON");
+    assert_eq!(done["status"], "booked", "{done}");
+    sms_to(&twilio, &me, "booked a cleaning").await;
+    assert!(
+        twilio
+            .received_requests()
+            .await
+            .expect("recorded")
+            .iter()
+            .all(|r| !String::from_utf8_lossy(&r.body).contains("reminder")),
+        "no reminder yet"
+    );
+    sara.advance_to(start - chrono::Duration::minutes(1440))
+        .await;
+    let reminder = sms_to(&twilio, &me, "a reminder of your cleaning tomorrow").await;
+    assert_eq!(reminder.len(), 1, "{reminder:?}");
+    assert!(reminder[0].starts_with("Hi Noor, "), "{reminder:?}");
+}

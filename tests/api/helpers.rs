@@ -574,6 +574,37 @@ pub fn phone(n: u32) -> String {
 /// A local stand-in for Twilio's Messages API that accepts every message for `account` (201,
 /// queued, with `sid`), and a Sara binary that sends its SMS there (Twilio REST configured).
 pub async fn sara_with_twilio_rest(account: &str, sid: &str) -> (Sara, wiremock::MockServer) {
+    sara_with_twilio_rest_and(account, sid, &[]).await
+}
+
+/// [`sara_with_twilio_rest`] with more `SARA_*` settings.
+pub async fn sara_with_twilio_rest_and(
+    account: &str,
+    sid: &str,
+    env: &[(&str, &str)],
+) -> (Sara, wiremock::MockServer) {
+    let twilio = twilio_rest_stand_in(account, sid).await;
+    let sara = Sara::start_with(&twilio_rest_env(account, &twilio.uri(), env)).await;
+    (sara, twilio)
+}
+
+/// The Twilio REST settings pointing Sara at a stand-in at `base`, followed by `env`.
+pub fn twilio_rest_env<'a>(
+    account: &'a str,
+    base: &'a str,
+    env: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut all = vec![
+        ("SARA_TWILIO__ACCOUNT_SID", account),
+        ("SARA_TWILIO__FROM", "+15550100000"),
+        ("SARA_TWILIO__API_BASE", base),
+    ];
+    all.extend_from_slice(env);
+    all
+}
+
+/// The Twilio Messages API stand-in of [`sara_with_twilio_rest`].
+pub async fn twilio_rest_stand_in(account: &str, sid: &str) -> wiremock::MockServer {
     use wiremock::matchers::{method, path};
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let twilio = MockServer::start().await;
@@ -588,11 +619,20 @@ pub async fn sara_with_twilio_rest(account: &str, sid: &str) -> (Sara, wiremock:
         })))
         .mount(&twilio)
         .await;
-    let sara = Sara::start_with(&[
-        ("SARA_TWILIO__ACCOUNT_SID", account),
-        ("SARA_TWILIO__FROM", "+15550100000"),
-        ("SARA_TWILIO__API_BASE", &twilio.uri()),
-    ])
-    .await;
-    (sara, twilio)
+    twilio
+}
+
+/// `(To, Body)` of every message a Twilio REST stand-in was asked to send, in order.
+pub async fn sms_sent(twilio: &wiremock::MockServer) -> Vec<(String, String)> {
+    let requests = twilio.received_requests().await.unwrap_or_default();
+    requests
+        .iter()
+        .filter(|r| r.url.path().ends_with("/Messages.json"))
+        .map(|r| {
+            let form: std::collections::HashMap<String, String> =
+                form_urlencoded::parse(&r.body).into_owned().collect();
+            let field = |k: &str| form.get(k).cloned().unwrap_or_default();
+            (field("To"), field("Body"))
+        })
+        .collect()
 }

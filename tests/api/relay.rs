@@ -208,11 +208,21 @@ async fn a_caller_books_over_conversation_relay_and_texts_later_in_the_same_conv
             "I'd like a consultation on {day_text} at 11am, my name is Ana Ruiz"
         ))
         .await;
+    let spelled = relay.reply().await;
+    assert_eq!(
+        spelled.tokens[0], "That's A-N-A R-U-I-Z, is that right? ",
+        "the heard name is spelled back, its first sentence a token of its own: {spelled:?}"
+    );
+    assert!(
+        spelled.tokens.len() > 1,
+        "said sentence by sentence: {spelled:?}"
+    );
+    relay.prompt("Yes.").await;
     let confirm = relay.reply().await;
     assert!(confirm.text().contains("Ana Ruiz"), "{confirm:?}");
     assert!(
-        confirm.tokens.len() > 1,
-        "said sentence by sentence: {confirm:?}"
+        confirm.text().contains("Shall I confirm it?"),
+        "{confirm:?}"
     );
     relay.prompt("Yes.").await;
     let done = relay.reply().await;
@@ -222,7 +232,7 @@ async fn a_caller_books_over_conversation_relay_and_texts_later_in_the_same_conv
     let (status, log) = sara.admin_get(&format!("/logs/{call}")).await;
     assert_eq!(status, 200);
     let turns = log["turns"].as_array().expect("turns");
-    assert_eq!(turns.len(), 2, "{log}");
+    assert_eq!(turns.len(), 3, "{log}");
     assert_eq!(turns[0]["channel"], "voice");
     assert_eq!(turns[0]["provider_id"], format!("{call}:r1"));
 
@@ -236,7 +246,7 @@ async fn a_caller_books_over_conversation_relay_and_texts_later_in_the_same_conv
         .iter()
         .filter_map(|t| t["channel"].as_str())
         .collect();
-    assert_eq!(channels, ["voice", "voice", "sms"], "{by_phone}");
+    assert_eq!(channels, ["voice", "voice", "voice", "sms"], "{by_phone}");
     assert_eq!(by_phone["conversation"], log["conversation"]);
 }
 
@@ -252,6 +262,9 @@ async fn an_interrupt_is_recorded_with_what_the_caller_heard_and_dtmf_answers_ye
             "I'd like a cleaning on {day_text} at 10am, my name is Lee Park"
         ))
         .await;
+    let spelled = relay.reply().await;
+    assert!(spelled.text().contains("L-E-E P-A-R-K"), "{spelled:?}");
+    relay.prompt("yes").await;
     let confirm = relay.reply().await;
     assert!(confirm.text().contains("Lee Park"), "{confirm:?}");
     assert!(
@@ -275,11 +288,11 @@ async fn an_interrupt_is_recorded_with_what_the_caller_heard_and_dtmf_answers_ye
 
     let (_, log) = sara.admin_get(&format!("/logs/{call}")).await;
     let turns = log["turns"].as_array().expect("turns");
-    assert_eq!(turns.len(), 2, "{log}");
-    assert_eq!(turns[0]["heard"], heard, "what the caller heard: {log}");
-    assert!(turns[1].get("heard").is_none(), "{log}");
+    assert_eq!(turns.len(), 3, "{log}");
+    assert_eq!(turns[1]["heard"], heard, "what the caller heard: {log}");
+    assert!(turns[2].get("heard").is_none(), "{log}");
     assert_eq!(
-        turns[1]["text"], "Yes",
+        turns[2]["text"], "Yes",
         "the key press as the choice: {log}"
     );
 
@@ -471,4 +484,102 @@ async fn a_slow_model_gets_a_filler_line_first_and_the_answer_after() {
     assert_eq!(turns.len(), 3, "{log}");
     assert_eq!(turns[1]["text"], "hello");
     assert_eq!(turns[1]["heard"], "One moment", "{log}");
+}
+
+#[tokio::test]
+async fn the_staff_names_are_recognition_hints_beside_the_services_in_both_voice_modes() {
+    let relay = spawn_app_with(|config| {
+        crate::rules::anna_and_ben(config);
+        config.voice.mode = VoiceMode::Relay;
+    })
+    .await;
+    let (xml, _) = call_start(&relay, "CA00000000000000000000000000000067", &phone(67)).await;
+    assert_eq!(
+        attribute(&xml, "ConversationRelay", "hints").as_deref(),
+        Some("Consultation,Cleaning,Whitening,Anna,Ben"),
+        "{xml}"
+    );
+
+    let gather = spawn_app_with(crate::rules::anna_and_ben).await;
+    let (status, xml) = gather
+        .twilio(
+            "/webhook/voice",
+            &[
+                ("CallSid", "CA00000000000000000000000000000068"),
+                ("From", phone(68).as_str()),
+                ("To", "+15550100000"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{xml}");
+    assert_eq!(
+        attribute(&xml, "Gather", "hints").as_deref(),
+        Some("Consultation,Cleaning,Whitening,Anna,Ben"),
+        "{xml}"
+    );
+}
+
+#[tokio::test]
+async fn a_name_heard_on_the_call_is_spelled_back_and_a_no_lets_the_caller_spell_it() {
+    let sara = relay_app().await;
+    let me = phone(69);
+    let call = "CA00000000000000000000000000000069";
+    let mut relay = session(&sara, call, &me).await;
+    let (_, day_text) = upcoming(Weekday::Tue);
+    relay
+        .prompt(&format!(
+            "I'd like a consultation on {day_text} at 11am, my name is Jake Ross"
+        ))
+        .await;
+    let spelled = relay.reply().await;
+    assert!(
+        spelled
+            .text()
+            .starts_with("That's J-A-K-E R-O-S-S, is that right?"),
+        "{spelled:?}"
+    );
+    // "2" on the keypad is the No of the yes/no.
+    relay.send(json!({"type": "dtmf", "digit": "2"})).await;
+    let asked = relay.reply().await;
+    assert!(
+        asked
+            .text()
+            .contains("spell your name for me, letter by letter"),
+        "{asked:?}"
+    );
+    relay.prompt("J-A-K-E R-O-S-E").await;
+    let again = relay.reply().await;
+    assert!(
+        again
+            .text()
+            .starts_with("That's J-A-K-E R-O-S-E, is that right?"),
+        "{again:?}"
+    );
+    relay.prompt("yes").await;
+    let confirm = relay.reply().await;
+    assert!(
+        confirm.text().contains("Jake Rose") && confirm.text().contains("Shall I confirm it?"),
+        "{confirm:?}"
+    );
+    assert!(
+        sara.bookings().await.is_empty(),
+        "nothing booked before the yes"
+    );
+    relay.prompt("yes please").await;
+    let done = relay.reply().await;
+    assert!(done.text().to_lowercase().contains("booked"), "{done:?}");
+    let bookings = sara.bookings().await;
+    assert_eq!(bookings.len(), 1);
+    assert_eq!(bookings[0]["name"], "Jake Rose", "{bookings:?}");
+
+    // The same caller texts a booking: typed names are not spelled back.
+    let (_, later) = upcoming(Weekday::Thu);
+    let text = sara
+        .text(
+            &me,
+            &format!("book a cleaning on {later} at 10am, my name is Jo Park"),
+        )
+        .await;
+    assert!(!text.contains("J-O"), "{text}");
+    assert!(text.contains("Shall I confirm it?"), "{text}");
 }

@@ -15,7 +15,7 @@ fn start_of(booking: &serde_json::Value) -> DateTime<chrono::FixedOffset> {
 }
 
 /// Anna cleans in the mornings only; Ben does everything whenever the clinic is open.
-fn anna_and_ben(config: &mut sara::config::Config) {
+pub fn anna_and_ben(config: &mut sara::config::Config) {
     let mornings: BTreeMap<String, String> = ["mon", "tue", "wed", "thu", "fri"]
         .into_iter()
         .map(|d| (d.to_string(), "09:00-12:00".to_string()))

@@ -68,7 +68,8 @@ fn says(xml: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_caller_books_by_voice_and_a_repeated_gather_is_answered_once() {
+async fn a_caller_books_by_voice_with_the_name_spelled_back_and_corrected_and_a_repeated_gather_is_answered_once()
+ {
     let sara = spawn_app().await;
     let me = phone(40);
     let call = [
@@ -91,23 +92,54 @@ async fn a_caller_books_by_voice_and_a_repeated_gather_is_answered_once() {
     first.extend([("SpeechResult", ask.as_str()), ("Confidence", "0.92")]);
     let (status, xml) = sara.twilio("/webhook/voice/gather?n=1", &first).await;
     assert_eq!(status, 200, "{xml}");
-    assert!(says(&xml).contains("Ana Ruiz"), "{xml}");
+    // The heard name is spelled back before anything else.
+    assert!(
+        says(&xml).contains("That's A-N-A R-U-I-Z, is that right?"),
+        "{xml}"
+    );
     assert!(xml.contains("gather?n=2"), "{xml}");
+    let said = |words: &'static str| {
+        let mut params = call.to_vec();
+        params.extend([("SpeechResult", words), ("Confidence", "0.88")]);
+        params
+    };
+    // No: the caller spells it, and hears it spelled back again.
+    let (_, spell) = sara.twilio("/webhook/voice/gather?n=2", &said("No.")).await;
+    assert!(
+        says(&spell).contains("spell your name for me, letter by letter"),
+        "{spell}"
+    );
+    let (_, again) = sara
+        .twilio("/webhook/voice/gather?n=3", &said("A-N-N-A R-U-I-Z"))
+        .await;
+    assert!(
+        says(&again).contains("That's A-N-N-A R-U-I-Z, is that right?"),
+        "{again}"
+    );
+    let (_, confirm) = sara
+        .twilio("/webhook/voice/gather?n=4", &said("Yes."))
+        .await;
+    assert!(
+        says(&confirm).contains("Anna Ruiz") && says(&confirm).contains("Shall I confirm it?"),
+        "{confirm}"
+    );
+    assert!(sara.bookings().await.is_empty(), "nothing booked yet");
 
-    let mut yes = call.to_vec();
-    yes.extend([("SpeechResult", "Yes."), ("Confidence", "0.88")]);
-    let (_, done) = sara.twilio("/webhook/voice/gather?n=2", &yes).await;
+    let yes = said("Yes.");
+    let (_, done) = sara.twilio("/webhook/voice/gather?n=5", &yes).await;
     assert!(says(&done).to_lowercase().contains("booked"), "{done}");
-    let (_, again) = sara.twilio("/webhook/voice/gather?n=2", &yes).await;
+    let (_, again) = sara.twilio("/webhook/voice/gather?n=5", &yes).await;
     assert_eq!(says(&again), says(&done), "Twilio retried the same gather");
-    assert_eq!(sara.bookings().await.len(), 1);
+    let bookings = sara.bookings().await;
+    assert_eq!(bookings.len(), 1);
+    assert_eq!(bookings[0]["name"], "Anna Ruiz", "{bookings:?}");
 
     let (status, log) = sara
         .admin_get("/logs/CA0123456789abcdef0123456789abcdef")
         .await;
     assert_eq!(status, 200);
     let turns = log["turns"].as_array().unwrap();
-    assert_eq!(turns.len(), 2);
+    assert_eq!(turns.len(), 5);
     assert!(turns.iter().all(|t| t["channel"] == "voice"));
 }
 

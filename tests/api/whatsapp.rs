@@ -809,3 +809,88 @@ async fn kill9_load_counts_whatsapp_replies_sent_against_expected() {
     assert_eq!(missing, 0, "every inbound message got its reply");
     assert_eq!(rows.len(), expected, "one reply row per inbound message");
 }
+
+/// A staff reply from the console goes by WhatsApp inside the 24-hour window; once it has
+/// closed (Meta delivers no free text then) it goes by SMS when Twilio is configured, and
+/// the page says so; without SMS the page says to call, and a script's reply is refused.
+#[tokio::test]
+async fn a_staff_reply_after_the_whatsapp_window_closed_goes_by_sms_or_is_refused_without_it() {
+    let twilio = twilio_stand_in().await;
+    let api = twilio.uri();
+    let with_sms = [
+        ("SARA_TWILIO__ACCOUNT_SID", TWILIO_SID),
+        ("SARA_TWILIO__FROM", "+15550100000"),
+        ("SARA_TWILIO__API_BASE", api.as_str()),
+    ];
+    for sms in [true, false] {
+        let more: &[(&str, &str)] = if sms { &with_sms } else { &[] };
+        let mut f = fixture_with(0, None, more).await;
+        let from = if sms { "15550007801" } else { "15550007802" };
+        let phone = format!("+{from}");
+        assert_eq!(
+            f.post(
+                &text_message(from, &format!("wamid.w-{from}"), "hello"),
+                None
+            )
+            .await,
+            200
+        );
+        f.next_sent().await;
+        assert_eq!(
+            staff_reply(&f.sara, &phone, "Inside the window.").await,
+            200
+        );
+        let inside = f.next_sent().await;
+        assert_eq!(sent_text(&inside), "Inside the window.");
+
+        f.sara.advance(25 * 60).await;
+        let page = f
+            .sara
+            .client
+            .get(format!("{}/admin/conversations/{phone}", f.sara.base))
+            .bearer_auth(crate::helpers::ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("answers")
+            .text()
+            .await
+            .unwrap_or_default();
+        assert!(page.contains("24-hour window"), "{page}");
+        if sms {
+            assert!(page.contains("goes by SMS instead"), "{page}");
+            assert_eq!(staff_reply(&f.sara, &phone, "After the window.").await, 200);
+            f.sara.settled_outbox().await;
+            assert_eq!(
+                sms_bodies(&twilio).await,
+                vec!["After the window.".to_string()]
+            );
+        } else {
+            assert!(page.contains("call them instead"), "{page}");
+            assert_eq!(staff_reply(&f.sara, &phone, "After the window.").await, 409);
+        }
+        let (_, outbox) = f.sara.admin_get("/admin/outbox").await;
+        let staff: Vec<&str> = (outbox.as_array().into_iter().flatten())
+            .filter(|r| r["kind"] == "staff_reply")
+            .filter_map(|r| r["channel"].as_str())
+            .collect();
+        let expected: &[&str] = if sms {
+            &["sms", "whatsapp"]
+        } else {
+            &["whatsapp"]
+        };
+        assert_eq!(staff, expected, "newest first: {outbox}");
+    }
+}
+
+/// A staff reply as a script sends it (bearer, no CSRF): the status.
+async fn staff_reply(sara: &Sara, phone: &str, text: &str) -> u16 {
+    sara.client
+        .post(format!("{}/admin/conversations/{phone}/reply", sara.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .form(&[("text", text)])
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .as_u16()
+}

@@ -4,7 +4,9 @@
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
 use super::speech;
-use super::{Decision, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext};
+use super::{
+    Decision, Detail, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext,
+};
 use crate::availability::{Availability, Unavailable, Want, local_instant};
 use crate::model::{Booking, BookingStatus};
 use crate::understanding::{Act, DayPart, Lean, Slot, Understanding};
@@ -94,7 +96,6 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         form.staff = Some(staff.clone());
         form.offers.clear();
     }
-    let asked = form.asked;
     let changes_when = u.date.is_some()
         || u.time.is_some()
         || u.day_part.is_some()
@@ -102,13 +103,41 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         || u.earliest
         || u.unclear_when;
     let changes_service = form.kind == FormKind::Book && u.service.is_some();
+    if let Some(detail) = form.spelling.take() {
+        // "Is that right?" after a spelled-back name or email. Anything else the message
+        // says (a corrected name, another day) is read as usual, and what is still unchecked
+        // is spelled back again before the booking is confirmed.
+        form.asked = None;
+        let corrects = u.name.is_some() || u.email.is_some();
+        if !changes_when && !changes_service && !corrects {
+            if u.has(Act::Affirm) {
+                match detail {
+                    Detail::Name => form.name_unchecked = false,
+                    Detail::Email => form.email_unchecked = false,
+                }
+                return advance(form, ctx, false, false);
+            }
+            if u.has(Act::Deny) {
+                let (slot, what) = match detail {
+                    Detail::Name => (Slot::Name, "your name"),
+                    Detail::Email => (Slot::Email, "your email address"),
+                };
+                return Outcome::ask(
+                    form,
+                    slot,
+                    format!("Sorry about that. Could you spell {what} for me, letter by letter?"),
+                );
+            }
+        }
+    }
+    let asked = form.asked;
     // "No — anything later?" turns the proposed time down and asks for others.
     let wants_others = u.has(Act::OtherOptions)
         || (u.lean.is_some() && (u.has(Act::Deny) || matches!(asked, Some(Slot::Option))));
 
     if asked == Some(Slot::Confirmation) && !changes_when && !changes_service {
         if u.has(Act::Affirm) && !wants_others {
-            take_details(&mut form, u);
+            take_details(&mut form, u, ctx);
             return finish(form, ctx);
         }
         if u.has(Act::Deny) && !wants_others {
@@ -126,7 +155,7 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         {
             form.service = Some(s.name.clone());
         }
-        take_details(&mut form, u);
+        take_details(&mut form, u, ctx);
         return unclear_time(form, ctx);
     }
 
@@ -258,7 +287,7 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         form.day_part = Some(p);
         form.time = None;
     }
-    take_details(&mut form, u);
+    take_details(&mut form, u, ctx);
     if u.earliest && u.time.is_none() {
         form.earliest = true;
         form.time = None;
@@ -305,16 +334,50 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
     outcome
 }
 
-fn take_details(form: &mut Form, u: &Understanding) {
+/// Keeps the name and email the message gives; on a call they are the recognizer's reading
+/// of what was said, to be spelled back before the booking (see [`spell_back`]).
+fn take_details(form: &mut Form, u: &Understanding, ctx: &TurnContext) {
     if form.kind != FormKind::Book {
         return;
     }
+    let heard = !ctx.channel.is_text();
     if let Some(n) = &u.name {
-        form.name = Some(n.clone());
+        form.name = Some(if heard {
+            speech::unspelled(n)
+        } else {
+            n.clone()
+        });
+        form.name_unchecked = heard;
     }
     if let Some(e) = &u.email {
         form.email = Some(e.clone());
+        form.email_unchecked = heard;
     }
+}
+
+/// On a call, a name or email heard and not yet confirmed is spelled back first ("That's
+/// J-A-K-E R-O-S-S, is that right?"); `None` when there is nothing left to check. A "no"
+/// asks for it letter by letter; a text channel never gets here (what is typed is exact).
+fn spell_back(form: &mut Form, ctx: &TurnContext) -> Option<String> {
+    if form.kind != FormKind::Book || ctx.channel.is_text() {
+        return None;
+    }
+    let text = match (&form.name, &form.email) {
+        (Some(name), _) if form.name_unchecked => {
+            form.spelling = Some(Detail::Name);
+            format!("That's {}, is that right?", speech::spelled(name))
+        }
+        (_, Some(email)) if form.email_unchecked => {
+            form.spelling = Some(Detail::Email);
+            format!(
+                "And your email is {}, is that right?",
+                speech::spelled(email)
+            )
+        }
+        _ => return None,
+    };
+    form.asked = Some(Slot::Confirmation);
+    Some(text)
 }
 
 /// The caller said no to the confirmation.
@@ -586,7 +649,7 @@ fn answer_offer(form: &mut Form, u: &Understanding, ctx: &TurnContext) -> Option
     form.time = Some(at.time());
     form.day_part = None;
     form.offers.clear();
-    take_details(form, u);
+    take_details(form, u, ctx);
     Some(advance(form.clone(), ctx, false, false))
 }
 
@@ -907,8 +970,21 @@ fn offer(
     Outcome::ask(form, Slot::Option, text).with_options(buttons)
 }
 
-/// Everything is known and free: ask before writing anything.
-fn confirm(form: Form, ctx: &TurnContext, start: DateTime<Utc>, was_confirming: bool) -> Outcome {
+/// Everything is known and free: ask before writing anything (on a call, once the heard
+/// name and email are spelled back and confirmed).
+fn confirm(
+    mut form: Form,
+    ctx: &TurnContext,
+    start: DateTime<Utc>,
+    was_confirming: bool,
+) -> Outcome {
+    if let Some(text) = spell_back(&mut form, ctx) {
+        return Outcome {
+            form: Some(form),
+            ..Outcome::reply(text)
+        }
+        .with_options(yes_no());
+    }
     let at = speech::when(ctx.business.timezone, start);
     let service = form.service.clone().unwrap_or_default();
     let text = match form.kind {
@@ -948,6 +1024,13 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
     let (Some(date), Some(time)) = (form.date, form.time) else {
         return advance(form, ctx, false, false);
     };
+    if form.kind == FormKind::Book
+        && !ctx.channel.is_text()
+        && (form.name_unchecked || form.email_unchecked)
+    {
+        // "Yes, and it's Jake Ross": the new name is spelled back before anything is booked.
+        return advance(form, ctx, false, false);
+    }
     if let Some(refused) = over_limit(&form, ctx) {
         return refused;
     }
@@ -1028,6 +1111,12 @@ pub(super) fn reminder(form: &Form, ctx: &TurnContext) -> String {
         (Some(d), Some(t)) => Some(format!("{} at {}", speech::day(d), speech::clock(t))),
         _ => None,
     };
+    if form.spelling.is_some() {
+        let mut again = form.clone();
+        if let Some(question) = spell_back(&mut again, ctx) {
+            return format!("Now, {}", lower_first(&question));
+        }
+    }
     match (form.asked, form.kind) {
         (Some(Slot::Service), _) => format!(
             "Now, which service would you like? {}",
@@ -1093,5 +1182,108 @@ fn unclear_time(mut form: Form, ctx: &TurnContext) -> Outcome {
             "Sorry, I didn't catch when you meant. Which day and time would you like? \
              You can write it like Friday at 10:30 AM.",
         ),
+    }
+}
+
+/// A change staff make from the console, decided by [`finish`] as if the customer had just
+/// confirmed it: the same limits, notice, opening hours, staff and resources, and on a
+/// refusal the same reason and nearest free times. The cancel notice is not checked: it
+/// sends late changes to staff, and staff are making this one.
+pub(super) fn for_staff(
+    state: &DialogueState,
+    change: &super::StaffChange,
+    ctx: &TurnContext,
+) -> super::StaffDecision {
+    use super::{StaffChange, StaffDecision};
+    let refused = |reason: &str| StaffDecision::Refused {
+        reason: reason.to_string(),
+        alternatives: Vec::new(),
+    };
+    let business = ctx.business;
+    let mut form = Form::new(FormKind::Book, ctx, state.caller.clone());
+    form.asked = Some(Slot::Confirmation);
+    match change {
+        StaffChange::Book {
+            id,
+            service,
+            date,
+            time,
+            staff,
+            name,
+        } => {
+            let Some(service) = business.service(service) else {
+                return refused("There is no such service.");
+            };
+            form.id = *id;
+            form.service = Some(service.name.clone());
+            if let Some(wanted) = staff {
+                let Some(member) = business.staff_member(wanted) else {
+                    return refused("There is no such staff member.");
+                };
+                if !member.does(&service.name) {
+                    return refused(&format!(
+                        "{} does not do {}.",
+                        member.name,
+                        speech::with_article(&service.name)
+                    ));
+                }
+                form.staff = Some(member.name.clone());
+            }
+            if let Some(name) = name {
+                form.name = Some(name.clone());
+            }
+            (form.date, form.time) = (Some(*date), Some(*time));
+        }
+        StaffChange::Move {
+            booking,
+            date,
+            time,
+        } => {
+            let Some(b) = ctx.bookings.iter().find(|b| b.id == *booking) else {
+                return refused("That booking is not upcoming any more.");
+            };
+            form.kind = FormKind::Reschedule;
+            form.booking = Some(b.id);
+            form.service = Some(b.service.clone());
+            form.name = b.name.clone();
+            (form.date, form.time) = (Some(*date), Some(*time));
+        }
+        StaffChange::Cancel { booking } => {
+            if !ctx.bookings.iter().any(|b| b.id == *booking) {
+                return refused("That booking is not upcoming any more.");
+            }
+            form.kind = FormKind::Cancel;
+            form.booking = Some(*booking);
+        }
+    }
+    let outcome = finish(form, ctx);
+    match outcome.effect {
+        Some(effect) => StaffDecision::Change { effect },
+        None => StaffDecision::Refused {
+            reason: without_question(&outcome.reply.text),
+            alternatives: outcome.form.map(|f| f.offers).unwrap_or_default(),
+        },
+    }
+}
+
+/// A refusal as staff read it: Sara's words to a customer without the closing question
+/// ("… Which suits you?"), which the console's own buttons answer.
+fn without_question(text: &str) -> String {
+    let text = text.trim();
+    if !text.ends_with('?') {
+        return text.to_string();
+    }
+    match text[..text.len() - 1].rfind(['.', '!']) {
+        Some(end) => text[..=end].to_string(),
+        None => text.to_string(),
+    }
+}
+
+/// "that's …" from "That's …", to follow "Now, ".
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
     }
 }

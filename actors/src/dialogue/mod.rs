@@ -97,6 +97,24 @@ pub struct Form {
     /// The staff member the caller asked for ("with Anna"): offers stay with them.
     #[serde(rename = "w", default, skip_serializing_if = "Option::is_none")]
     pub staff: Option<String>,
+    /// The name was heard on a call (a recognizer's guess, not typed) and the caller has not
+    /// yet said yes to it spelled back: it is spelled back before the booking is confirmed.
+    #[serde(rename = "hn", default, skip_serializing_if = "std::ops::Not::not")]
+    pub name_unchecked: bool,
+    /// The same for the email address.
+    #[serde(rename = "he", default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_unchecked: bool,
+    /// Sara spelled this back and waits for "is that right?" (`asked` is `Confirmation`).
+    #[serde(rename = "sp", default, skip_serializing_if = "Option::is_none")]
+    pub spelling: Option<Detail>,
+}
+
+/// A detail of a booking that is spelled back on a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    Name,
+    Email,
 }
 
 impl Form {
@@ -118,6 +136,9 @@ impl Form {
             asked: None,
             touched: ctx.now,
             staff: None,
+            name_unchecked: false,
+            email_unchecked: false,
+            spelling: None,
         }
     }
 
@@ -148,6 +169,10 @@ pub struct DialogueState {
     /// The caller's name as they last gave it, so a later booking need not ask again.
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
+    /// That name was heard on a call and not yet spelled back: a booking made under it
+    /// spells it back first (see [`Form::name_unchecked`]).
+    #[serde(rename = "ch", default, skip_serializing_if = "std::ops::Not::not")]
+    pub caller_heard: bool,
     /// A second request of an earlier message, taken up once the current form is done.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Box<Understanding>>,
@@ -163,6 +188,14 @@ pub struct DialogueState {
 }
 
 impl DialogueState {
+    /// A new form under the caller's known name (still to be spelled back on a call when it
+    /// was heard and never confirmed).
+    fn new_form(&self, kind: FormKind, ctx: &TurnContext) -> Form {
+        let mut form = Form::new(kind, ctx, self.caller.clone());
+        form.name_unchecked = self.caller.is_some() && self.caller_heard;
+        form
+    }
+
     /// What Sara asked for last, to help the NLU read a bare answer.
     pub fn expecting(&self) -> Option<Slot> {
         if self.proposal.is_some() {
@@ -395,7 +428,10 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
     if !opening.is_empty() {
         decision.reply.text = format!("{opening}{}", decision.reply.text);
     }
-    if let Some(name) = decision.state.form.as_ref().and_then(|f| f.name.clone()) {
+    if let Some(form) = decision.state.form.as_ref()
+        && let Some(name) = form.name.clone()
+    {
+        decision.state.caller_heard = form.name_unchecked;
         decision.state.caller = Some(name);
     }
     decision
@@ -443,6 +479,102 @@ pub fn effect_failed(
             intent,
         },
     }
+}
+
+/// A booking change staff make for the customer from the console's conversation page.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffChange {
+    /// A new booking; `id` comes from the page's form, so a form sent twice books once.
+    Book {
+        id: BookingId,
+        service: String,
+        date: NaiveDate,
+        time: NaiveTime,
+        staff: Option<String>,
+        /// The customer's name when staff give one (else the name the caller gave Sara).
+        name: Option<String>,
+    },
+    Move {
+        booking: BookingId,
+        date: NaiveDate,
+        time: NaiveTime,
+    },
+    Cancel {
+        booking: BookingId,
+    },
+}
+
+impl StaffChange {
+    /// The turn log's intent of a staff change.
+    pub fn intent(&self) -> &'static str {
+        match self {
+            StaffChange::Book { .. } => "staff_book",
+            StaffChange::Move { .. } => "staff_move",
+            StaffChange::Cancel { .. } => "staff_cancel",
+        }
+    }
+}
+
+/// What the rules make of a staff change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffDecision {
+    /// The calendar write to run.
+    Change { effect: Effect },
+    /// Not possible: why, in Sara's words, and the nearest free start times (may be empty).
+    Refused {
+        reason: String,
+        alternatives: Vec<DateTime<Utc>>,
+    },
+}
+
+/// Decides a staff change by the rules a customer's own request meets (see
+/// [`form::for_staff`]).
+pub fn staff_change(
+    state: &DialogueState,
+    change: &StaffChange,
+    ctx: &TurnContext,
+) -> StaffDecision {
+    form::for_staff(state, change, ctx)
+}
+
+/// What the customer is told about a change staff made: the booking as it is after it.
+pub fn staff_change_message(business: &Business, effect: &Effect, booking: &Booking) -> String {
+    let tz = business.timezone;
+    let hi = format!(
+        "Hi {}, the front desk at {}",
+        reminders::first_name(booking),
+        business.name
+    );
+    let with = booking
+        .staff
+        .as_deref()
+        .map(|s| format!(" with {s}"))
+        .unwrap_or_default();
+    match effect {
+        Effect::Cancel { .. } => format!(
+            "{hi} cancelled your {}. Reply here if you'd like another time.",
+            speech::own_booking(tz, booking)
+        ),
+        Effect::Reschedule { .. } => format!(
+            "{hi} moved your {} to {}{with}. Reply here if you need to change it.",
+            speech::service_noun(&booking.service),
+            speech::when(tz, booking.start)
+        ),
+        _ => format!(
+            "{hi} booked {}{with} for you. Reply here if you need to change it.",
+            speech::booking(tz, booking)
+        ),
+    }
+}
+
+/// The booking `decision` made is held, but the calendar could not be written just now (its
+/// write is retried in the background): the form is done as if booked, and the customer hears
+/// the truth: not confirmed yet, a text follows once it is.
+pub fn write_deferred(mut decision: Decision, business: &crate::business::Business) -> Decision {
+    if let Some(Effect::Book(booking)) = &decision.effect {
+        decision.reply = Reply::say(crate::calendar_jobs::deferred_text(business, booking));
+    }
+    decision
 }
 
 /// What the conversation holds, for the model's prompt: the times offered, the slots of the
@@ -599,7 +731,7 @@ fn reminder_answer(
                 ReminderAnswer::Cancel => (FormKind::Cancel, Act::Cancel),
                 _ => (FormKind::Reschedule, Act::Reschedule),
             };
-            let mut form = Form::new(kind, ctx, state.caller.clone());
+            let mut form = state.new_form(kind, ctx);
             form.booking = Some(booking.id);
             form.service = Some(booking.service.clone());
             let outcome = form::run(form, u, ctx);
@@ -621,7 +753,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             return Some(match p {
                 Proposal::Handover => handover(state, ctx),
                 Proposal::Book => {
-                    let form = Form::new(FormKind::Book, ctx, state.caller.clone());
+                    let form = state.new_form(FormKind::Book, ctx);
                     form::run(form, u, ctx).into_decision(state, Act::Affirm, ctx)
                 }
             });
@@ -679,7 +811,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some((act, kind)) = intent {
         let form = match state.form.take() {
             Some(f) if f.kind == kind => f,
-            _ => Form::new(kind, ctx, state.caller.clone()),
+            _ => state.new_form(kind, ctx),
         };
         return Some(form::run(form, u, ctx).into_decision(state, act, ctx));
     }
@@ -706,6 +838,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     if let Some(name) = u.name.as_ref().filter(|_| !gives_booking_slots(u)) {
         let first = name.split_whitespace().next().unwrap_or(name).to_string();
         state.caller = Some(name.clone());
+        state.caller_heard = !ctx.channel.is_text();
         state.proposal = Some(Proposal::Book);
         return Some(Decision {
             state,
@@ -718,7 +851,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     }
     // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
     if gives_booking_slots(u) {
-        let form = Form::new(FormKind::Book, ctx, state.caller.clone());
+        let form = state.new_form(FormKind::Book, ctx);
         return Some(form::run(form, u, ctx).into_decision(
             state,
             continuing.unwrap_or(Act::Inform),

@@ -136,6 +136,59 @@ pub(crate) fn duration(minutes: u32) -> String {
     }
 }
 
+/// A name or email read out letter by letter, as on a call: "J-A-K-E R-O-S-S",
+/// "J-O dot P-A-R-K at M-A-I-L dot C-O-M". Anything but letters and digits is said as a word.
+pub(crate) fn spelled(text: &str) -> String {
+    let mut words: Vec<String> = Vec::new();
+    let mut letters: Vec<String> = Vec::new();
+    let flush = |letters: &mut Vec<String>, words: &mut Vec<String>| {
+        if !letters.is_empty() {
+            words.push(letters.join("-"));
+            letters.clear();
+        }
+    };
+    for c in text.trim().chars() {
+        if c.is_alphanumeric() {
+            letters.push(c.to_uppercase().collect());
+            continue;
+        }
+        flush(&mut letters, &mut words);
+        let said = match c {
+            '@' => "at",
+            '.' => "dot",
+            '-' => "dash",
+            '_' => "underscore",
+            '+' => "plus",
+            '\'' => "apostrophe",
+            _ => continue,
+        };
+        words.push(said.to_string());
+    }
+    flush(&mut letters, &mut words);
+    words.join(" ")
+}
+
+/// A name as the recognizer wrote a spelled answer ("J-A-K-E R-O-S-S", "j.a.k.e") back as
+/// the name ("Jake Ross"); any other word is kept as it is.
+pub(crate) fn unspelled(name: &str) -> String {
+    name.split_whitespace()
+        .map(|word| {
+            let parts: Vec<&str> = word.split(['-', '.']).filter(|p| !p.is_empty()).collect();
+            let letters = parts.len() > 1 && parts.iter().all(|p| p.chars().count() == 1);
+            if !letters {
+                return word.to_string();
+            }
+            let joined: String = parts.concat().to_lowercase();
+            let mut chars = joined.chars();
+            match chars.next() {
+                Some(first) => first.to_uppercase().chain(chars).collect(),
+                None => String::new(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,5 +216,19 @@ mod tests {
         assert_eq!(list(&items(&["a", "b", "c"]), "and"), "a, b and c");
         assert_eq!(with_article("Eye test"), "an eye test");
         assert_eq!(with_article("Cleaning"), "a cleaning");
+    }
+
+    #[test]
+    fn names_and_emails_are_spelled_letter_by_letter_and_spelled_answers_read_back() {
+        assert_eq!(spelled("Jake Ross"), "J-A-K-E R-O-S-S");
+        assert_eq!(spelled("O'Neil"), "O apostrophe N-E-I-L");
+        assert_eq!(
+            spelled("jo.park99@mail.com"),
+            "J-O dot P-A-R-K-9-9 at M-A-I-L dot C-O-M"
+        );
+        assert_eq!(unspelled("J-A-K-E R-O-S-E"), "Jake Rose");
+        assert_eq!(unspelled("j.a.k.e Ross"), "Jake Ross");
+        assert_eq!(unspelled("Mary-Jane Ross"), "Mary-Jane Ross");
+        assert_eq!(unspelled("Jo Park"), "Jo Park");
     }
 }

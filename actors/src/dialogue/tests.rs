@@ -1532,3 +1532,234 @@ fn a_cancel_or_move_later_than_the_notice_goes_to_staff() {
     assert_eq!(d.effect, None);
     assert!(d.reply.text.starts_with("Cancel your"), "{}", d.reply.text);
 }
+
+// ---- staff changes from the console --------------------------------------------------
+
+impl Conversation {
+    fn staff(&self, change: &StaffChange) -> StaffDecision {
+        staff_change(&self.state, change, &self.ctx())
+    }
+}
+
+fn staff_book(service: &str, m: u32, d: u32, h: u32, min: u32) -> StaffChange {
+    StaffChange::Book {
+        id: Uuid::from_u128(77),
+        service: service.into(),
+        date: date(m, d),
+        time: hm(h, min),
+        staff: None,
+        name: Some("Jo Park".into()),
+    }
+}
+
+#[test]
+fn staff_book_a_free_time_for_the_customer_with_the_name_they_give() {
+    let c = Conversation::new(Channel::Sms);
+    let StaffDecision::Change {
+        effect: Effect::Book(b),
+    } = c.staff(&staff_book("cleaning", 3, 6, 14, 0))
+    else {
+        panic!("a free time is booked");
+    };
+    assert_eq!(
+        b.id,
+        Uuid::from_u128(77),
+        "the page's key is the booking's id"
+    );
+    assert_eq!(b.service, "Cleaning", "the configured name");
+    assert_eq!((b.start, b.end), (local(3, 6, 14, 0), local(3, 6, 14, 45)));
+    assert_eq!(b.name.as_deref(), Some("Jo Park"));
+    assert_eq!(b.status, BookingStatus::Confirmed);
+    assert_eq!(
+        staff_change_message(&c.business, &Effect::Book(b.clone()), &b),
+        "Hi Jo, the front desk at Harbor Street Clinic booked a cleaning on Friday, March 6 at \
+         2:00 PM for you. Reply here if you need to change it."
+    );
+}
+
+#[test]
+fn a_staff_booking_of_a_taken_or_closed_time_is_refused_with_the_reason_and_free_times() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 9, (9, 0), (9, 30)));
+    let StaffDecision::Refused {
+        reason,
+        alternatives,
+    } = c.staff(&staff_book("Consultation", 3, 9, 9, 0))
+    else {
+        panic!("a taken time is refused");
+    };
+    assert!(reason.contains("9:00 AM on Monday is taken"), "{reason}");
+    assert!(!reason.ends_with('?'), "staff get no question: {reason}");
+    assert_eq!(alternatives.len(), 3, "{alternatives:?}");
+    assert!(
+        alternatives.contains(&local(3, 9, 9, 30)),
+        "{alternatives:?}"
+    );
+
+    let StaffDecision::Refused {
+        reason,
+        alternatives,
+    } = c.staff(&staff_book("Consultation", 3, 8, 10, 0))
+    else {
+        panic!("a closed day is refused");
+    };
+    assert!(reason.contains("closed on Sunday, March 8"), "{reason}");
+    assert!(
+        !alternatives.is_empty(),
+        "the nearest open times are offered"
+    );
+
+    let StaffDecision::Refused { reason, .. } = c.staff(&staff_book("Massage", 3, 9, 10, 0)) else {
+        panic!("an unknown service is refused");
+    };
+    assert_eq!(reason, "There is no such service.");
+}
+
+#[test]
+fn staff_bookings_meet_the_customers_limits() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.max_bookings_per_day = 1;
+    c.add_booking("Cleaning", local(3, 9, 9, 0), 45);
+    let StaffDecision::Refused { reason, .. } = c.staff(&staff_book("Consultation", 3, 9, 14, 0))
+    else {
+        panic!("a second booking that day is over the limit");
+    };
+    assert!(
+        reason.contains("one booking on Monday, March 9"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn staff_move_and_cancel_a_booking_even_inside_the_cancel_notice() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.business.cancel_notice_minutes = 1440;
+    let id = c.add_booking("Cleaning", local(3, 5, 15, 0), 45);
+    let moved = c.staff(&StaffChange::Move {
+        booking: id,
+        date: date(3, 6),
+        time: hm(11, 0),
+    });
+    assert_eq!(
+        moved,
+        StaffDecision::Change {
+            effect: Effect::Reschedule {
+                id,
+                start: local(3, 6, 11, 0),
+                end: local(3, 6, 11, 45),
+            }
+        }
+    );
+    assert_eq!(
+        c.staff(&StaffChange::Cancel { booking: id }),
+        StaffDecision::Change {
+            effect: Effect::Cancel { id }
+        }
+    );
+    let gone = c.staff(&StaffChange::Cancel {
+        booking: Uuid::from_u128(9),
+    });
+    assert!(matches!(gone, StaffDecision::Refused { .. }), "{gone:?}");
+}
+
+#[test]
+fn a_name_and_email_heard_on_a_call_are_spelled_back_before_the_booking_and_a_no_corrects_them() {
+    let mut c = Conversation::new(Channel::Voice);
+    let mut u = says(&[Act::Book])
+        .service("Cleaning")
+        .on(3, 6)
+        .at(14, 0)
+        .name("Jake Ross");
+    u.email = Some("jake.ross@mail.com".into());
+    let d = c.say(u);
+    assert_eq!(d.reply.text, "That's J-A-K-E R-O-S-S, is that right?");
+    assert_eq!(d.reply.options, ["Yes", "No"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Confirmation));
+    assert_eq!(d.effect, None);
+
+    // No: Sara asks for it letter by letter and reads the spelled answer back as a name.
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(
+        d.reply.text,
+        "Sorry about that. Could you spell your name for me, letter by letter?"
+    );
+    assert_eq!(c.state.expecting(), Some(Slot::Name));
+    let d = c.say(says(&[Act::Inform]).name("J-A-K-E R-O-S-E"));
+    assert_eq!(d.reply.text, "That's J-A-K-E R-O-S-E, is that right?");
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(
+        d.reply.text,
+        "And your email is J-A-K-E dot R-O-S-S at M-A-I-L dot C-O-M, is that right?"
+    );
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, None, "nothing is booked before the confirmation");
+    says_all(
+        &d,
+        &[
+            "Jake Rose",
+            "Friday, March 6 at 2:00 PM",
+            "Shall I confirm it?",
+        ],
+    );
+    let d = c.say(says(&[Act::Affirm]));
+    match d.effect {
+        Some(Effect::Book(b)) => {
+            assert_eq!(b.name.as_deref(), Some("Jake Rose"));
+            assert_eq!(b.email.as_deref(), Some("jake.ross@mail.com"));
+        }
+        other => panic!("booked: {other:?}"),
+    }
+
+    // A question in the middle: the reminder repeats the spelling question.
+    let mut c = Conversation::new(Channel::Voice);
+    c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(15, 0)
+            .name("Jo Park"),
+    );
+    let d = c.say(says(&[Act::Question]).faq("Free parking on Dock Lane."));
+    assert_eq!(
+        d.reply.text,
+        "Free parking on Dock Lane. Now, that's J-O P-A-R-K, is that right?"
+    );
+    // "Yes, and it's Jo Parks" with the confirmation pending: the new name is spelled first.
+    let d = c.say(says(&[Act::Affirm]));
+    says_all(&d, &["Shall I confirm it?"]);
+    let d = c.say(says(&[Act::Affirm, Act::Inform]).name("Jo Parks"));
+    assert_eq!(d.effect, None);
+    assert_eq!(d.reply.text, "That's J-O P-A-R-K-S, is that right?");
+
+    // On text what is typed is exact: no spelling back.
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Cleaning")
+            .on(3, 6)
+            .at(14, 0)
+            .name("Jake Ross"),
+    );
+    says_all(&d, &["Jake Ross", "Shall I confirm it?"]);
+    assert!(!d.reply.text.contains("J-A-K-E"), "{}", d.reply.text);
+}
+
+#[test]
+fn a_name_heard_before_any_booking_is_spelled_back_once_and_not_again_for_the_next() {
+    let mut c = Conversation::new(Channel::Voice);
+    let d = c.say(says(&[Act::Inform]).name("Jake Ross"));
+    says_all(&d, &["Thanks, Jake!"]);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 6).at(14, 0));
+    assert_eq!(d.reply.text, "That's J-A-K-E R-O-S-S, is that right?");
+    c.say(says(&[Act::Affirm]));
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(matches!(d.effect, Some(Effect::Book(_))), "{d:?}");
+    // A second booking on the same call is under the name already confirmed.
+    let d = c.say(
+        says(&[Act::Book])
+            .service("Consultation")
+            .on(3, 9)
+            .at(10, 0),
+    );
+    says_all(&d, &["Jake Ross", "Shall I confirm it?"]);
+}

@@ -310,6 +310,12 @@ impl Actor for CalendarActor {
                 {
                     match &result {
                         Ok(()) => accepted.push(booking),
+                        // Held in the store while its calendar write is retried: the time
+                        // is taken, not yet confirmed.
+                        Err(CalendarError::Deferred) => accepted.push(Booking {
+                            status: BookingStatus::Pending,
+                            ..booking
+                        }),
                         Err(CalendarError::SlotTaken) => stale = true,
                         Err(_) => {}
                     }

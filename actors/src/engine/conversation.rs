@@ -13,13 +13,16 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::calendar::{CalendarMsg, CalendarView};
 use super::{EngineShared, Inbound, TurnError};
-use crate::dialogue::{self, Decision, DialogueState, Effect, Reply, TurnContext};
+use crate::dialogue::{
+    self, Decision, DialogueState, Effect, Reply, StaffChange, StaffDecision, TurnContext,
+};
 use crate::model::{Channel, Phone};
 use crate::outbound::{Content, OutboundKind, OutboundMessage, Recipient};
 use crate::ports::{
@@ -116,9 +119,10 @@ struct TurnEffects {
 pub struct ConversationActor;
 
 pub enum ConversationMsg {
-    Turn(Inbound, RpcReplyPort<Result<Reply, TurnError>>),
+    /// A customer's message, with the instant it was sent to the engine (for the `queue` stage).
+    Turn(Inbound, Instant, RpcReplyPort<Result<Reply, TurnError>>),
     /// Staff act on the conversation from the console.
-    Staff(StaffAction, RpcReplyPort<Result<(), TurnError>>),
+    Staff(StaffAction, RpcReplyPort<Result<StaffOutcome, TurnError>>),
     /// Fault injection: panic inside `handle` (to prove supervision).
     Panic,
 }
@@ -139,6 +143,17 @@ pub enum StaffAction {
     },
     /// Sara answers again (also lifts a hand-over and a quarantine).
     HandBack,
+    /// A booking made, moved or cancelled for the customer: decided by the rules a
+    /// customer's own request meets ([`dialogue::staff_change`]), written through the
+    /// calendar actor, and committed with its confirmation to the customer on `notify` (SMS
+    /// or WhatsApp, through the outbox; `None` = no text channel reaches them), the email
+    /// confirmation when the booking has an address, and its reminders scheduled or voided.
+    /// `key` makes it once-only, like a reply's.
+    Change {
+        change: StaffChange,
+        notify: Option<Channel>,
+        key: String,
+    },
 }
 
 impl StaffAction {
@@ -147,8 +162,24 @@ impl StaffAction {
             StaffAction::TakeOver => "take_over",
             StaffAction::Reply { .. } => "staff_reply",
             StaffAction::HandBack => "hand_back",
+            StaffAction::Change { change, .. } => change.intent(),
         }
     }
+}
+
+/// What became of a staff action.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StaffOutcome {
+    Done,
+    /// A booking held in the store whose calendar write failed for a moment: a job retries
+    /// it and confirms it to the customer (or tells them it could not be made).
+    Held,
+    /// A change the rules or the calendar refused; nothing was written. `reason` is in
+    /// Sara's words, `alternatives` the nearest free start times (may be empty).
+    Refused {
+        reason: String,
+        alternatives: Vec<DateTime<Utc>>,
+    },
 }
 
 pub struct ConversationArgs {
@@ -200,7 +231,8 @@ impl Actor for ConversationActor {
         conversation: &mut Conversation,
     ) -> Result<(), ActorProcessingErr> {
         match message {
-            ConversationMsg::Turn(inbound, reply) => {
+            ConversationMsg::Turn(inbound, queued, reply) => {
+                super::record_stage("queue", queued.elapsed());
                 // Boxed: the turn's future is large and would otherwise be part of every
                 // idle actor's task, i.e. of the memory of each live conversation.
                 let result = Box::pin(conversation.turn(inbound)).await;
@@ -221,6 +253,7 @@ impl Conversation {
     /// Reads the last committed state. A state that no longer parses (an old format) starts
     /// the dialogue over but keeps its version, so the next commit still checks it.
     async fn reload(&mut self) -> Result<(), TurnError> {
+        let started = Instant::now();
         let stored = self.shared.store.load(&self.phone).await.map_err(|error| {
             tracing::warn!(%error, "conversation could not be read");
             error
@@ -241,6 +274,7 @@ impl Conversation {
             }
         }
         self.loaded = true;
+        super::record_stage("load", started.elapsed());
         Ok(())
     }
 
@@ -254,8 +288,16 @@ impl Conversation {
     /// Carries out a staff action and records it in the turn log: a staff reply as Sara's
     /// side of a turn without customer text (so the transcript shows it), the others as an
     /// empty staff turn named by its intent.
-    async fn staff(&mut self, action: StaffAction) -> Result<(), TurnError> {
+    async fn staff(&mut self, action: StaffAction) -> Result<StaffOutcome, TurnError> {
         self.ensure_loaded().await?;
+        if let StaffAction::Change {
+            change,
+            notify,
+            key,
+        } = action
+        {
+            return self.staff_change(&change, notify, &key).await;
+        }
         let (reply, outbox) = match &action {
             StaffAction::Reply { channel, text, key } => {
                 let row = self.staff_reply_row(*channel, text, key)?;
@@ -263,28 +305,157 @@ impl Conversation {
             }
             _ => (Reply::default(), Vec::new()),
         };
+        let record = TurnRecord {
+            channel: Channel::Staff,
+            // A staff reply's key dedups it like a provider's message id.
+            provider_id: match &action {
+                StaffAction::Reply { key, .. } => Some(format!("staff:{key}")),
+                _ => None,
+            },
+            text: String::new(),
+            reply,
+            intent: action.intent().into(),
+            nlu: "staff".into(),
+            understood: "{}".into(),
+            at: self.shared.clock.now(),
+            elapsed_ms: 0,
+        };
+        let effects = TurnEffects::default();
+        self.commit_staff(record, outbox, effects, |next| match &action {
+            StaffAction::TakeOver => next.dialogue.take_over(),
+            StaffAction::HandBack => next.dialogue.hand_back(),
+            _ => {}
+        })
+        .await?;
+        Ok(StaffOutcome::Done)
+    }
+
+    /// A booking change staff make for the customer: decided by the rules, written through
+    /// the calendar actor, then committed with the customer's confirmation, the email
+    /// notice and the reminder jobs. A refusal writes nothing.
+    async fn staff_change(
+        &mut self,
+        change: &StaffChange,
+        notify: Option<Channel>,
+        key: &str,
+    ) -> Result<StaffOutcome, TurnError> {
+        let decide = |me: &Self, view: &CalendarView| {
+            let ctx = TurnContext {
+                now: me.shared.clock.now(),
+                business: &me.shared.business,
+                phone: &me.phone,
+                channel: Channel::Staff,
+                busy: &view.busy,
+                bookings: &view.mine,
+                fresh_id: Uuid::new_v4(),
+                staff_alerts: false,
+            };
+            dialogue::staff_change(&me.state.dialogue, change, &ctx)
+        };
+        let refused = |reason: &str| StaffOutcome::Refused {
+            reason: reason.to_string(),
+            alternatives: Vec::new(),
+        };
+        let view = self.view();
+        let effect = match decide(self, &view) {
+            StaffDecision::Change { effect } => effect,
+            StaffDecision::Refused {
+                reason,
+                alternatives,
+            } => {
+                return Ok(StaffOutcome::Refused {
+                    reason,
+                    alternatives,
+                });
+            }
+        };
+        match self.run_effect(&effect).await {
+            Ok(()) => {}
+            // Someone took the time between the check and the write: the rules again, on
+            // the calendar as it is now, give the reason and the alternatives.
+            Err(CalendarError::SlotTaken) => {
+                return Ok(match decide(self, &self.view()) {
+                    StaffDecision::Refused {
+                        reason,
+                        alternatives,
+                    } => StaffOutcome::Refused {
+                        reason,
+                        alternatives,
+                    },
+                    StaffDecision::Change { .. } => refused("That time was just taken."),
+                });
+            }
+            Err(CalendarError::NotFound) => {
+                return Ok(refused(
+                    "That booking can't be found any more; it may have been changed already.",
+                ));
+            }
+            // Held, its write retried by a job that also tells the customer.
+            Err(CalendarError::Deferred) => return Ok(StaffOutcome::Held),
+            Err(CalendarError::Unavailable(error)) => {
+                tracing::warn!(%error, "calendar refused a staff change");
+                return Err(TurnError::CalendarUnavailable);
+            }
+        }
+        let Some(booking) = changed_booking(&effect, &view) else {
+            return Err(TurnError::Internal(
+                "a staff change of a booking not in view".into(),
+            ));
+        };
+        let message = dialogue::staff_change_message(&self.shared.business, &effect, &booking);
+        let turn = format!("staff:{key}");
+        let mut effects = TurnEffects::default();
+        effects.notices.extend(self.notify(&effect, &view, &turn));
+        if let Some(channel) = notify.filter(|c| matches!(c, Channel::Sms | Channel::WhatsApp)) {
+            effects.notices.push(OutboundMessage {
+                key: format!("{turn}:customer"),
+                channel,
+                to: Recipient::Phone(self.phone.clone()),
+                kind: OutboundKind::Confirmation,
+                content: Content::text(message.clone()),
+            });
+        }
+        self.schedule_reminders(&effect, &view, &mut effects);
+        let outbox: Vec<OutboxMessage> = std::mem::take(&mut effects.notices)
+            .into_iter()
+            .filter_map(|m| self.outbox_row(m))
+            .collect();
+        let record = TurnRecord {
+            channel: Channel::Staff,
+            provider_id: Some(turn),
+            text: String::new(),
+            reply: Reply::staff(message),
+            intent: change.intent().into(),
+            nlu: "staff".into(),
+            understood: "{}".into(),
+            at: self.shared.clock.now(),
+            elapsed_ms: 0,
+        };
+        let name = match change {
+            StaffChange::Book { name, .. } => name.clone(),
+            _ => None,
+        };
+        self.commit_staff(record, outbox, effects, |next| {
+            if next.dialogue.caller.is_none() {
+                next.dialogue.caller = name.clone();
+            }
+        })
+        .await?;
+        Ok(StaffOutcome::Done)
+    }
+
+    /// Commits a staff turn with its outbox rows and jobs; `change` is applied to the state
+    /// (again after a version conflict, on the state read afresh).
+    async fn commit_staff(
+        &mut self,
+        record: TurnRecord,
+        outbox: Vec<OutboxMessage>,
+        effects: TurnEffects,
+        change: impl Fn(&mut ConversationState),
+    ) -> Result<(), TurnError> {
         for _ in 0..2 {
             let mut next = self.state.clone();
-            match &action {
-                StaffAction::TakeOver => next.dialogue.take_over(),
-                StaffAction::HandBack => next.dialogue.hand_back(),
-                StaffAction::Reply { .. } => {}
-            }
-            let record = TurnRecord {
-                channel: Channel::Staff,
-                // A staff reply's key dedups it like a provider's message id.
-                provider_id: match &action {
-                    StaffAction::Reply { key, .. } => Some(format!("staff:{key}")),
-                    _ => None,
-                },
-                text: String::new(),
-                reply: reply.clone(),
-                intent: action.intent().into(),
-                nlu: "staff".into(),
-                understood: "{}".into(),
-                at: self.shared.clock.now(),
-                elapsed_ms: 0,
-            };
+            change(&mut next);
             let commit = TurnCommit {
                 phone: self.phone.clone(),
                 expected_version: self.version,
@@ -292,10 +463,10 @@ impl Conversation {
                 owner_epoch: 0,
                 state: serde_json::to_string(&next)
                     .map_err(|e| TurnError::Internal(e.to_string()))?,
-                turn: record,
+                turn: record.clone(),
                 outbox: outbox.clone(),
-                jobs: Vec::new(),
-                void_jobs: Vec::new(),
+                jobs: effects.jobs.clone(),
+                void_jobs: effects.void_jobs.clone(),
                 attendance: Vec::new(),
             };
             match self.shared.writer.commit(commit).await? {
@@ -307,7 +478,7 @@ impl Conversation {
                     self.version = version;
                     return Ok(());
                 }
-                // The same reply form sent twice: it was recorded (and sent) once.
+                // The same form sent twice: it was recorded (and sent) once.
                 CommitOutcome::Duplicate { .. } => return Ok(()),
                 _ => self.reload().await?,
             }
@@ -407,7 +578,11 @@ impl Conversation {
 
     #[tracing::instrument(skip_all, fields(conversation = %self.phone.masked(), channel = inbound.channel.as_str(), turn = %Uuid::new_v4()))]
     async fn turn(&mut self, inbound: Inbound) -> Result<Reply, TurnError> {
+        let asked = Instant::now();
         let lease = self.take_lease().await?;
+        if self.shared.leases.is_some() {
+            super::record_stage("lease", asked.elapsed());
+        }
         let epoch = lease.as_ref().map_or(0, |l| l.epoch);
         let result = match self.ensure_loaded().await {
             Ok(()) => self.turn_under(inbound, epoch).await,
@@ -571,6 +746,7 @@ impl Conversation {
                 .map(|(_, reply)| reply.text().to_owned()),
             facts,
         };
+        let understanding = Instant::now();
         let mut understood = if let Some((nlu, knowledge)) = &shared.instant_nlu {
             let understood = nlu
                 .understand(&inbound.text, &ctx)
@@ -584,6 +760,7 @@ impl Conversation {
         if understood.staff.is_none() {
             understood.staff = business.staff_named(&inbound.text).map(|s| s.name.clone());
         }
+        super::record_stage("understand", understanding.elapsed());
         let nlu = match understood.source {
             crate::understanding::NluSource::Rules => "rules",
             crate::understanding::NluSource::Llm => "llm",
@@ -607,17 +784,41 @@ impl Conversation {
                 }
                 decision
             }
-            Some(effect) => match self.run_effect(effect).await {
+            Some(effect) => match self.timed_effect(effect).await {
                 Ok(()) => {
                     notices.extend(self.notify(effect, &view, &turn_key(inbound)));
                     self.schedule_reminders(effect, &view, &mut effects);
                     decision
                 }
+                // The time is held; the calendar write is retried in the background, and
+                // the customer hears so (no reminders or confirmation until it goes through).
+                Err(CalendarError::Deferred) if matches!(effect, Effect::Book(_)) => {
+                    tracing::info!("booking held; its calendar write will be retried");
+                    dialogue::write_deferred(decision, &self.shared.business)
+                }
                 Err(error) => {
-                    tracing::info!(%error, "calendar refused the effect");
-                    let view = self.view();
-                    let ctx = self.turn_context(inbound, &view, fresh_id);
-                    dialogue::effect_failed(&self.state.dialogue, effect, &error, &ctx)
+                    let again = match (&error, effect) {
+                        (CalendarError::SlotTaken, Effect::Book(first)) => {
+                            self.book_with_someone_else(inbound, &understood, fresh_id, first)
+                                .await
+                        }
+                        _ => None,
+                    };
+                    match again {
+                        Some((decision, view)) => {
+                            if let Some(effect) = &decision.effect {
+                                notices.extend(self.notify(effect, &view, &turn_key(inbound)));
+                                self.schedule_reminders(effect, &view, &mut effects);
+                            }
+                            decision
+                        }
+                        None => {
+                            tracing::info!(%error, "calendar refused the effect");
+                            let view = self.view();
+                            let ctx = self.turn_context(inbound, &view, fresh_id);
+                            dialogue::effect_failed(&self.state.dialogue, effect, &error, &ctx)
+                        }
+                    }
                 }
             },
         };
@@ -746,6 +947,48 @@ impl Conversation {
             .view(&self.phone, self.shared.clock.now())
     }
 
+    /// The booking's time was taken between the policy's check and the write (another
+    /// caller got that staff member first): the policy decides again on the calendar as it
+    /// is now, and when it books the same time with another capable, free staff member (the
+    /// customer named none, or the one they named is free after all), that is written. One
+    /// try per staff member; `None` when the time is gone for everyone, and the usual
+    /// "just taken" answer with alternatives follows.
+    async fn book_with_someone_else(
+        &self,
+        inbound: &Inbound,
+        understood: &Understanding,
+        fresh_id: Uuid,
+        first: &crate::model::Booking,
+    ) -> Option<(Decision, CalendarView)> {
+        for _ in 0..self.shared.business.staff.len() {
+            let view = self.view();
+            let decision = {
+                let ctx = self.turn_context(inbound, &view, fresh_id);
+                dialogue::step(&self.state.dialogue, understood, &ctx)
+            };
+            let Some(effect @ Effect::Book(again)) = &decision.effect else {
+                return None;
+            };
+            if again.start != first.start || again.service != first.service {
+                return None;
+            }
+            match self.timed_effect(effect).await {
+                Ok(()) => return Some((decision, view)),
+                Err(CalendarError::SlotTaken) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
+    }
+
+    /// [`Self::run_effect`], its time recorded as the turn's `calendar` stage.
+    async fn timed_effect(&self, effect: &Effect) -> Result<(), CalendarError> {
+        let started = Instant::now();
+        let result = self.run_effect(effect).await;
+        super::record_stage("calendar", started.elapsed());
+        result
+    }
+
     async fn run_effect(&self, effect: &Effect) -> Result<(), CalendarError> {
         let shared = &self.shared;
         let timeout = shared.settings.calendar_timeout;
@@ -789,5 +1032,20 @@ fn turn_key(inbound: &Inbound) -> String {
     match &inbound.provider_id {
         Some(id) => id.clone(),
         None => Uuid::new_v4().to_string(),
+    }
+}
+
+/// The booking a change leaves behind, as the customer's confirmation describes it.
+fn changed_booking(effect: &Effect, view: &CalendarView) -> Option<crate::model::Booking> {
+    let mine = |id| view.mine.iter().find(|b| b.id == id).cloned();
+    match effect {
+        Effect::Book(b) => Some(b.clone()),
+        Effect::Reschedule { id, start, end } => mine(*id).map(|mut b| {
+            b.start = *start;
+            b.end = *end;
+            b
+        }),
+        Effect::Cancel { id } => mine(*id),
+        Effect::Attend { .. } | Effect::Handover => None,
     }
 }

@@ -28,7 +28,7 @@ mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorRef};
@@ -39,13 +39,14 @@ use crate::dialogue::Reply;
 use crate::model::{Channel, Phone};
 use crate::outbound::{ChannelSender, OutboxQueue, RetryPolicy};
 use crate::ports::{
-    Calendar, Clock, ConversationStore, JobQueue, KnowledgeBase, Leases, Nlu, Notifier, StoreError,
+    Calendar, CalendarMirror, Clock, ConversationStore, JobQueue, KnowledgeBase, Leases, Nlu,
+    Notifier, StoreError,
 };
 use crate::reminders::{ReminderSettings, ReminderTemplate};
 use ai::{AiArgs, AiMsg};
 use calendar::{CalendarArgs, CalendarBoard, CalendarMsg};
 use conversation::ConversationMsg;
-pub use conversation::StaffAction;
+pub use conversation::{StaffAction, StaffOutcome};
 use relay::{RelayArgs, RelayMsg, RelayWake};
 use root::{EngineSupervisor, RootArgs, Slots};
 use rpc::{AskError, ask};
@@ -132,6 +133,11 @@ pub struct EngineSettings {
     pub scheduler_poll: Duration,
     /// How long a scheduler's claim on a job keeps other instances off it.
     pub job_lease: Duration,
+    /// How long message text is kept (`[privacy]`); `None` = kept until a caller is
+    /// forgotten.
+    pub retention: Option<crate::retention::RetentionSettings>,
+    /// How often a mirrored calendar's changes are read (`calendar.sync_secs`).
+    pub calendar_sync: Duration,
 }
 
 impl Default for EngineSettings {
@@ -156,6 +162,8 @@ impl Default for EngineSettings {
             reminder_template: None,
             scheduler_poll: Duration::from_secs(30),
             job_lease: Duration::from_secs(60),
+            retention: None,
+            calendar_sync: Duration::from_secs(60),
         }
     }
 }
@@ -182,6 +190,9 @@ pub struct OutboxPorts {
     pub senders: Vec<Arc<dyn ChannelSender>>,
     /// The jobs table the scheduler runs (reminders); `None` = no scheduler.
     pub jobs: Option<Arc<dyn JobQueue>>,
+    /// The calendar that mirrors the store (Google), whose write retries and sync the
+    /// scheduler runs; `None` for the local calendar.
+    pub mirror: Option<Arc<dyn CalendarMirror>>,
 }
 
 /// Which engine actor fault injection makes panic.
@@ -277,6 +288,30 @@ impl EngineShared {
     }
 }
 
+/// The stages of a turn `sara_turn_stage_seconds{stage}` breaks its latency into, in order:
+/// `front` (the webhook's checks before the engine: rate limit, duplicate lookup), `queue`
+/// (waiting for the supervisor and the conversation's mailbox), `lease` (the conversation's
+/// ownership across instances), `load` (reading its state from the store, only when it is
+/// read), `understand` (rules or model), `calendar` (the booking's effect, only when there is
+/// one), `commit_wait` (waiting for the group commit's batch to start) and `commit` (the
+/// batch's transaction).
+pub const TURN_STAGES: [&str; 8] = [
+    "front",
+    "queue",
+    "lease",
+    "load",
+    "understand",
+    "calendar",
+    "commit_wait",
+    "commit",
+];
+
+/// Records how long one stage of a turn took (a name from [`TURN_STAGES`]).
+pub fn record_stage(stage: &'static str, took: Duration) {
+    debug_assert!(TURN_STAGES.contains(&stage));
+    metrics::histogram!("sara_turn_stage_seconds", "stage" => stage).record(took.as_secs_f64());
+}
+
 /// Every kind of actor whose restarts `sara_actor_restarts_by_kind_total` counts (its `actor`
 /// label); `sara_actor_restarts_total` is their sum.
 pub const ACTOR_KINDS: [&str; 6] = [
@@ -351,6 +386,9 @@ impl Engine {
                 lease: settings.job_lease,
                 poll: settings.scheduler_poll,
                 batch: 32,
+                retention: settings.retention,
+                mirror: outbox.mirror.clone(),
+                sync_every: settings.calendar_sync,
             })
         });
         let relay = ports.outbox.map(|outbox| RelayArgs {
@@ -426,7 +464,9 @@ impl Engine {
     pub async fn turn(&self, inbound: Inbound) -> Result<Reply, TurnError> {
         let phone = inbound.phone.clone();
         self.ask_conversations(
-            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, reply)),
+            |reply| {
+                SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, Instant::now(), reply))
+            },
             self.shared.settings.turn_timeout,
         )
         .await
@@ -439,11 +479,15 @@ impl Engine {
 
     /// Staff give a handed-over conversation back to Sara.
     pub async fn hand_back(&self, phone: Phone) -> Result<(), TurnError> {
-        self.staff(phone, StaffAction::HandBack).await
+        self.staff(phone, StaffAction::HandBack).await.map(|_| ())
     }
 
     /// Carries out a staff action on the phone's conversation once it is committed.
-    pub async fn staff(&self, phone: Phone, action: StaffAction) -> Result<(), TurnError> {
+    pub async fn staff(
+        &self,
+        phone: Phone,
+        action: StaffAction,
+    ) -> Result<StaffOutcome, TurnError> {
         self.ask_conversations(
             |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Staff(action, reply)),
             self.shared.settings.turn_timeout,

@@ -24,12 +24,17 @@ use chrono::{DateTime, Utc};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 
 use super::EngineShared;
+use crate::calendar_jobs::{self, CALENDAR_SYNC_JOB, CALENDAR_WRITE_JOB, CalendarWriteJob};
 use crate::model::{Booking, BookingStatus, Channel};
 use crate::outbound::{OutboundKind, OutboundMessage, Recipient};
-use crate::ports::{Calendar, Clock, DueJob, JobQueue, LastInbound, OutboxKind, OutboxMessage};
+use crate::ports::{
+    BookingWrite, Calendar, CalendarChange, CalendarError, CalendarMirror, Clock, DueJob,
+    JobCompletion, JobQueue, LastInbound, OutboxKind, OutboxMessage, StoreError,
+};
 use crate::reminders::{
     self, REMINDER_JOB, ReminderAction, ReminderJob, ReminderTemplate, reminder_action,
 };
+use crate::retention::{self, RETENTION_JOB, RetentionSettings};
 
 pub struct Scheduler;
 
@@ -49,6 +54,14 @@ pub struct SchedulerArgs {
     pub poll: Duration,
     /// Jobs claimed per round of a pass.
     pub batch: i64,
+    /// How long message text is kept; `None` = no retention runs are scheduled (a run
+    /// already in the table finishes without redacting).
+    pub retention: Option<RetentionSettings>,
+    /// The calendar that mirrors the store (Google): its held bookings' writes are retried
+    /// and its changes read by jobs run here. `None` for the local calendar.
+    pub mirror: Option<Arc<dyn CalendarMirror>>,
+    /// How often the mirror's changes are read (`calendar.sync_secs`).
+    pub sync_every: Duration,
 }
 
 pub enum SchedulerMsg {
@@ -77,6 +90,21 @@ impl Actor for Scheduler {
         myself: ActorRef<SchedulerMsg>,
         (args, shared): (SchedulerArgs, Arc<EngineShared>),
     ) -> Result<SchedulerState, ActorProcessingErr> {
+        if args.retention.is_some() {
+            // Every instance schedules the same next run (its key is the local day).
+            let now = args.clock.now();
+            let next = retention::next_job(shared.business.timezone, now);
+            if let Err(error) = args.queue.schedule_job(next, now).await {
+                tracing::warn!(%error, "retention run not scheduled; the next start tries again");
+            }
+        }
+        if args.mirror.is_some() {
+            // One sync job for all instances: whoever claims it syncs, the others skip it.
+            let job = calendar_jobs::sync_job(args.clock.now());
+            if let Err(error) = args.queue.schedule_jobs(vec![job]).await {
+                tracing::warn!(%error, "calendar sync job not written; the next start tries again");
+            }
+        }
         myself.send_message(SchedulerMsg::Wake)?;
         Ok(SchedulerState {
             args,
@@ -160,6 +188,21 @@ async fn run(state: &SchedulerState, job: DueJob) {
     let args = &state.args;
     let settled = if job.kind == REMINDER_JOB {
         run_reminder(state, &job).await
+    } else if job.kind == RETENTION_JOB {
+        run_retention(state, &job).await
+    } else if job.kind == CALENDAR_WRITE_JOB && args.mirror.is_some() {
+        run_calendar_write(state, &job).await
+    } else if job.kind == CALENDAR_SYNC_JOB && args.mirror.is_some() {
+        run_calendar_sync(state, &job).await
+    } else if job.kind == CALENDAR_SYNC_JOB {
+        // The calendar is local now: nothing to sync. The job stays for a later switch back.
+        args.queue
+            .retry_job(
+                job.id,
+                &args.owner,
+                args.clock.now() + chrono::Duration::days(1),
+            )
+            .await
     } else {
         tracing::error!(kind = %job.kind, "job of an unknown kind given up");
         args.queue.kill_job(job.id, &args.owner).await
@@ -171,6 +214,35 @@ async fn run(state: &SchedulerState, job: DueJob) {
         // second run sends nothing twice.
         Err(error) => tracing::error!(%error, job = job.id, "job settle failed"),
     }
+}
+
+/// Redacts the text older than the window and schedules the next run (see [`retention`]).
+async fn run_retention(
+    state: &SchedulerState,
+    job: &DueJob,
+) -> Result<bool, crate::ports::StoreError> {
+    let args = &state.args;
+    let now = args.clock.now();
+    let Some(settings) = args.retention else {
+        return args
+            .queue
+            .complete_job(job.id, &args.owner, Vec::new(), now)
+            .await;
+    };
+    let next = retention::next_job(state.shared.business.timezone, now);
+    let done = args
+        .queue
+        .complete_retention(job.id, &args.owner, settings.cutoff(now), next, now)
+        .await?;
+    if let Some(turns) = done {
+        tracing::info!(
+            turns,
+            days = settings.days,
+            "retention run redacted old message text"
+        );
+        metrics::counter!("sara_retention_redacted_turns_total").increment(turns);
+    }
+    Ok(done.is_some())
 }
 
 /// How long a reminder whose booking could not be read waits before it is tried again.
@@ -237,6 +309,302 @@ async fn run_reminder(
     Ok(done)
 }
 
+/// Retries a held booking's calendar write: confirmed (with its reminders and a message to
+/// the customer) once it goes through, tried again later while the calendar is unreachable,
+/// given up (the hold released, the customer told) at the give-up time or when the calendar
+/// refuses it.
+async fn run_calendar_write(state: &SchedulerState, job: &DueJob) -> Result<bool, StoreError> {
+    let args = &state.args;
+    let queue = &args.queue;
+    let (Some(mirror), Ok(write)) = (
+        args.mirror.as_ref(),
+        serde_json::from_str::<CalendarWriteJob>(&job.payload),
+    ) else {
+        tracing::error!(job = job.id, "calendar write payload unreadable; given up");
+        return queue.kill_job(job.id, &args.owner).await;
+    };
+    let now = args.clock.now();
+    if now >= write.give_up_at {
+        return give_up_write(state, job, mirror.as_ref(), &write, now).await;
+    }
+    let held = match mirror.retry_write(write.booking).await {
+        Ok(Some(held)) => held,
+        Ok(None) => {
+            tracing::info!(
+                job = job.id,
+                "held booking no longer held; nothing to write"
+            );
+            return complete(state, job, JobCompletion::default(), now).await;
+        }
+        Err(CalendarError::Unavailable(error)) => {
+            metrics::counter!("sara_calendar_write_retries_total", "outcome" => "failed")
+                .increment(1);
+            let again =
+                (now + calendar_jobs::write_retry_delay(job.attempts)).min(write.give_up_at);
+            tracing::info!(%error, job = job.id, attempts = job.attempts, "calendar still unreachable; will retry");
+            return queue.retry_job(job.id, &args.owner, again).await;
+        }
+        Err(error) => {
+            tracing::info!(%error, job = job.id, "calendar refused the held booking");
+            return give_up_write(state, job, mirror.as_ref(), &write, now).await;
+        }
+    };
+    let Some(last) = last_inbound(state, job, &held).await? else {
+        return queue
+            .retry_job(job.id, &args.owner, now + CALENDAR_RETRY)
+            .await;
+    };
+    let booking = Booking {
+        status: BookingStatus::Confirmed,
+        ..held
+    };
+    let business = &*state.shared.business;
+    let text = calendar_jobs::confirmed_text(business, &booking);
+    let subject = format!(
+        "Confirmed: your {} on {}",
+        booking.service.to_lowercase(),
+        crate::dialogue::spoken_when(business.timezone, booking.start)
+    );
+    let key = format!("{}:confirmed", job.unique_key);
+    let outbox = notice_rows(
+        state,
+        &booking,
+        &key,
+        last,
+        now,
+        OutboundKind::Confirmation,
+        &text,
+        &subject,
+    );
+    let completion = JobCompletion {
+        bookings: vec![BookingWrite::Confirm(booking.id)],
+        jobs: reminders::reminder_jobs(
+            &booking,
+            business.timezone,
+            now,
+            &state.shared.settings.reminders,
+        ),
+        outbox,
+        ..JobCompletion::default()
+    };
+    metrics::counter!("sara_calendar_write_retries_total", "outcome" => "confirmed").increment(1);
+    complete(state, job, completion, now).await
+}
+
+/// Releases a held booking the calendar never took, and tells the customer.
+async fn give_up_write(
+    state: &SchedulerState,
+    job: &DueJob,
+    mirror: &dyn CalendarMirror,
+    write: &CalendarWriteJob,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let args = &state.args;
+    let booking = match mirror.abandon_write(write.booking).await {
+        Ok(Some(booking)) => booking,
+        Ok(None) => return complete(state, job, JobCompletion::default(), now).await,
+        Err(error) => {
+            tracing::warn!(%error, job = job.id, "held booking unreadable; will retry the give-up");
+            return args
+                .queue
+                .retry_job(job.id, &args.owner, now + CALENDAR_RETRY)
+                .await;
+        }
+    };
+    let Some(last) = last_inbound(state, job, &booking).await? else {
+        return args
+            .queue
+            .retry_job(job.id, &args.owner, now + CALENDAR_RETRY)
+            .await;
+    };
+    let business = &*state.shared.business;
+    let text = calendar_jobs::not_booked_text(business, &booking);
+    let subject = format!("Not booked: your {}", booking.service.to_lowercase());
+    let key = format!("{}:not_booked", job.unique_key);
+    let outbox = notice_rows(
+        state,
+        &booking,
+        &key,
+        last,
+        now,
+        OutboundKind::Notice,
+        &text,
+        &subject,
+    );
+    metrics::counter!("sara_calendar_write_retries_total", "outcome" => "given_up").increment(1);
+    let completion = JobCompletion {
+        bookings: vec![BookingWrite::Cancel(booking.id)],
+        void_jobs: vec![reminders::reminder_key_prefix(booking.id)],
+        outbox,
+        ..JobCompletion::default()
+    };
+    complete(state, job, completion, now).await
+}
+
+/// Reads the calendar's changes and follows each of Sara's bookings staff changed there:
+/// cancelled or moved (its reminders with it), the customer told on their channel. Then the
+/// job is due again after `sync_every`; its claim is the lease that keeps other instances
+/// from syncing at the same time.
+async fn run_calendar_sync(state: &SchedulerState, job: &DueJob) -> Result<bool, StoreError> {
+    let args = &state.args;
+    let Some(mirror) = args.mirror.as_ref() else {
+        return args.queue.kill_job(job.id, &args.owner).await;
+    };
+    let now = args.clock.now();
+    let again =
+        now + chrono::Duration::from_std(args.sync_every).unwrap_or(chrono::Duration::minutes(1));
+    let changes = match mirror.changes(now).await {
+        Ok(changes) => changes,
+        Err(error) => {
+            metrics::counter!("sara_calendar_sync_errors_total").increment(1);
+            tracing::warn!(%error, "calendar sync failed; tried again at the next interval");
+            return args.queue.retry_job(job.id, &args.owner, again).await;
+        }
+    };
+    let business = &*state.shared.business;
+    let mut completion = JobCompletion {
+        sync_token: Some(changes.token),
+        again_at: Some(again),
+        ..JobCompletion::default()
+    };
+    let changed = changes.changed.len();
+    for change in changes.changed {
+        let before = change.booking;
+        let Some(last) = last_inbound(state, job, &before).await? else {
+            metrics::counter!("sara_calendar_sync_errors_total").increment(1);
+            return args
+                .queue
+                .retry_job(job.id, &args.owner, now + CALENDAR_RETRY)
+                .await;
+        };
+        // Keyed by the booking's sequence before this change: the same change read twice
+        // (a crash before the commit) writes one message.
+        let key = format!("{CALENDAR_SYNC_JOB}:{}:{}", before.id, before.sequence);
+        completion
+            .void_jobs
+            .push(reminders::reminder_key_prefix(before.id));
+        let (label, after, text) = match change.change {
+            CalendarChange::Cancelled => {
+                completion.bookings.push(BookingWrite::Cancel(before.id));
+                let text = calendar_jobs::cancelled_by_staff_text(business, &before);
+                let after = Booking {
+                    status: BookingStatus::Cancelled,
+                    ..before.clone()
+                };
+                ("cancelled", after, text)
+            }
+            CalendarChange::Moved { start, end } => {
+                completion.bookings.push(BookingWrite::Move {
+                    id: before.id,
+                    start,
+                    end,
+                });
+                let after = Booking {
+                    start,
+                    end,
+                    sequence: before.sequence.saturating_add(1),
+                    ..before.clone()
+                };
+                if after.status == BookingStatus::Confirmed {
+                    completion.jobs.extend(reminders::reminder_jobs(
+                        &after,
+                        business.timezone,
+                        now,
+                        &state.shared.settings.reminders,
+                    ));
+                }
+                let text = calendar_jobs::moved_by_staff_text(business, &before, &after);
+                ("moved", after, text)
+            }
+        };
+        let subject = format!(
+            "Your {} on {}",
+            after.service.to_lowercase(),
+            crate::dialogue::spoken_when(business.timezone, after.start)
+        );
+        completion.outbox.extend(notice_rows(
+            state,
+            &after,
+            &key,
+            last,
+            now,
+            OutboundKind::Notice,
+            &text,
+            &subject,
+        ));
+        metrics::counter!("sara_calendar_sync_changes_total", "change" => label).increment(1);
+    }
+    if changes.full {
+        tracing::info!(changed, "calendar fully synced");
+    } else if changed > 0 {
+        tracing::info!(changed, "calendar changes followed");
+    }
+    complete(state, job, completion, now).await
+}
+
+/// The customer's last channel, read for a message about `booking`; `Ok(None)` when the
+/// store could not say (the job is tried again shortly).
+async fn last_inbound(
+    state: &SchedulerState,
+    job: &DueJob,
+    booking: &Booking,
+) -> Result<Option<Option<LastInbound>>, StoreError> {
+    match state.args.queue.last_inbound(&booking.phone).await {
+        Ok(last) => Ok(Some(last)),
+        Err(error) => {
+            tracing::warn!(%error, job = job.id, "customer's last channel unknown; will retry");
+            Ok(None)
+        }
+    }
+}
+
+/// Settles a calendar job with what it writes; then the relay sends, and the calendar's
+/// board reloads when bookings changed.
+async fn complete(
+    state: &SchedulerState,
+    job: &DueJob,
+    completion: JobCompletion,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let sends = !completion.outbox.is_empty();
+    let changes_bookings = !completion.bookings.is_empty();
+    let done = state
+        .args
+        .queue
+        .complete_job_with(job.id, &state.args.owner, completion, now)
+        .await?;
+    if done && sends {
+        state.shared.wake_relay();
+    }
+    if done
+        && changes_bookings
+        && let Some(calendar) = state.shared.slots.calendar.get()
+    {
+        let _ = calendar.send_message(super::calendar::CalendarMsg::Refresh);
+    }
+    Ok(done)
+}
+
+/// A notice's outbox rows (see [`customer_rows`]): `text` on the customer's channel, with
+/// `subject` by email.
+#[allow(clippy::too_many_arguments)]
+fn notice_rows(
+    state: &SchedulerState,
+    booking: &Booking,
+    key: &str,
+    last: Option<LastInbound>,
+    now: DateTime<Utc>,
+    kind: OutboundKind,
+    text: &str,
+    subject: &str,
+) -> Vec<OutboxMessage> {
+    let business = &*state.shared.business;
+    let template = state.args.template.as_ref();
+    customer_rows(state, booking, key, last, now, kind, |channel, open| {
+        calendar_jobs::notice_content(channel, business, booking, text, subject, open, template)
+    })
+}
+
 /// The reminder's outbox rows: one on the customer's channel, and an email when the booking
 /// has an address.
 fn reminder_rows(
@@ -248,17 +616,41 @@ fn reminder_rows(
 ) -> Vec<OutboxMessage> {
     let args = &state.args;
     let business = &*state.shared.business;
+    customer_rows(
+        state,
+        booking,
+        key,
+        last,
+        now,
+        OutboundKind::Reminder,
+        |channel, window_open| {
+            reminders::reminder_content(
+                channel,
+                business,
+                booking,
+                now,
+                window_open,
+                args.template.as_ref(),
+            )
+        },
+    )
+}
+
+/// The outbox rows of a message to a booking's customer: one on the channel they last used
+/// (WhatsApp when `content` has something for it, otherwise SMS for WhatsApp, SMS and voice
+/// customers and for those never heard from), and an email when the booking has an address.
+/// `content(channel, whatsapp_window_open)` composes the message for a channel.
+fn customer_rows(
+    state: &SchedulerState,
+    booking: &Booking,
+    key: &str,
+    last: Option<LastInbound>,
+    now: DateTime<Utc>,
+    kind: OutboundKind,
+    content: impl Fn(Channel, bool) -> Option<crate::outbound::Content>,
+) -> Vec<OutboxMessage> {
+    let args = &state.args;
     let can = |c: Channel| args.channels.contains(&c);
-    let content = |channel: Channel, window_open: bool| {
-        reminders::reminder_content(
-            channel,
-            business,
-            booking,
-            now,
-            window_open,
-            args.template.as_ref(),
-        )
-    };
     let phone = Recipient::Phone(booking.phone.clone());
     let mut messages = Vec::new();
     let whatsapp = match last {
@@ -301,14 +693,14 @@ fn reminder_rows(
                 key: key.clone(),
                 channel,
                 to,
-                kind: OutboundKind::Reminder,
+                kind,
                 content,
             };
             Some(OutboxMessage {
                 contact: booking.phone.clone(),
                 recipient,
                 channel,
-                kind: OutboxKind::Reminder,
+                kind: OutboxKind::parse(kind.as_str())?,
                 payload: serde_json::to_string(&message).ok()?,
                 idempotency_key: key,
                 not_before: now,

@@ -14,8 +14,8 @@ use crate::outbound::{
     Sent, Settlement,
 };
 use crate::ports::{
-    BoxFuture, Calendar, Clock, DueJob, JobQueue, LastInbound, OutboxKind, OutboxMessage,
-    StoreError,
+    BoxFuture, Calendar, Clock, DueJob, JobQueue, JobRecord, LastInbound, OutboxKind,
+    OutboxMessage, StoreError,
 };
 use crate::reminders::{REMINDER_JOB, ReminderJob, ReminderTemplate};
 use crate::understanding::{NluContext, Understanding};
@@ -50,7 +50,12 @@ struct FakeJobs {
     due: Mutex<Vec<DueJob>>,
     last: Mutex<Option<LastInbound>>,
     completed: Mutex<Vec<(i64, Vec<OutboxMessage>)>>,
+    /// Whole completions (`complete_job_with`), by job id.
+    completions: Mutex<Vec<(i64, crate::ports::JobCompletion)>>,
     killed: Mutex<Vec<i64>>,
+    scheduled: Mutex<Vec<JobRecord>>,
+    /// (job id, cutoff, next run) of each retention run.
+    retention_runs: Mutex<Vec<(i64, DateTime<Utc>, JobRecord)>>,
 }
 
 impl JobQueue for FakeJobs {
@@ -85,6 +90,31 @@ impl JobQueue for FakeJobs {
         Box::pin(async { Ok(true) })
     }
 
+    fn complete_job_with<'a>(
+        &'a self,
+        id: i64,
+        _: &'a str,
+        completion: crate::ports::JobCompletion,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.completions
+            .lock()
+            .expect("jobs")
+            .push((id, completion.clone()));
+        self.completed
+            .lock()
+            .expect("jobs")
+            .push((id, completion.outbox));
+        Box::pin(async { Ok(true) })
+    }
+
+    fn schedule_jobs(
+        &self,
+        _: Vec<crate::ports::JobRecord>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
     fn kill_job<'a>(&'a self, id: i64, _: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         self.killed.lock().expect("jobs").push(id);
         Box::pin(async { Ok(true) })
@@ -100,6 +130,27 @@ impl JobQueue for FakeJobs {
     ) -> BoxFuture<'a, Result<Option<LastInbound>, StoreError>> {
         let last = *self.last.lock().expect("jobs");
         Box::pin(async move { Ok(last) })
+    }
+
+    fn schedule_job(
+        &self,
+        job: JobRecord,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.scheduled.lock().expect("jobs").push(job);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn complete_retention<'a>(
+        &'a self,
+        id: i64,
+        _: &'a str,
+        cutoff: DateTime<Utc>,
+        next: JobRecord,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        (self.retention_runs.lock().expect("jobs")).push((id, cutoff, next));
+        Box::pin(async { Ok(Some(2)) })
     }
 }
 
@@ -194,6 +245,16 @@ async fn engine_on(
     channels: &[Channel],
     template: Option<ReminderTemplate>,
 ) -> Engine {
+    engine_with(jobs, bookings, channels, template, None).await
+}
+
+async fn engine_with(
+    jobs: Arc<FakeJobs>,
+    bookings: &[Booking],
+    channels: &[Channel],
+    template: Option<ReminderTemplate>,
+    mirror: Option<Arc<dyn crate::ports::CalendarMirror>>,
+) -> Engine {
     let (mut ports, _) = in_memory_ports(Arc::new(NothingNlu));
     let calendar = Arc::new(MemoryCalendar::default());
     for b in bookings {
@@ -213,9 +274,11 @@ async fn engine_on(
             .map(|&c| Arc::new(Accepts(c)) as Arc<dyn ChannelSender>)
             .collect(),
         jobs: Some(jobs),
+        mirror,
     });
     let settings = EngineSettings {
         reminder_template: template,
+        retention: Some(crate::retention::RetentionSettings { days: 365 }),
         ..EngineSettings::default()
     };
     Engine::start(Business::example(), settings, ports)
@@ -240,7 +303,7 @@ async fn a_current_reminder_is_written_and_a_stale_one_finishes_without_sending(
     let mut unreadable = job(5, &current, current.start);
     unreadable.payload = "{".into();
     let mut unknown = job(6, &current, current.start);
-    unknown.kind = "retention".into();
+    unknown.kind = "defragment".into();
     *jobs.due.lock().expect("jobs") = vec![
         job(1, &current, current.start),
         // Made for the time before a move.
@@ -341,4 +404,160 @@ async fn a_whatsapp_customer_outside_the_window_gets_the_template_or_else_an_sms
         );
         engine.shutdown().await;
     }
+}
+
+/// The scheduler schedules the next retention run when it starts, and a due run redacts
+/// what is older than the window and schedules the one after it.
+#[tokio::test]
+async fn a_retention_run_is_scheduled_on_start_and_a_due_one_redacts_and_schedules_the_next() {
+    let jobs = Arc::new(FakeJobs::default());
+    *jobs.due.lock().expect("jobs") = vec![DueJob {
+        id: 9,
+        kind: crate::retention::RETENTION_JOB.into(),
+        due_at: now(),
+        payload: "{}".into(),
+        unique_key: "retention:2026-12-09".into(),
+        attempts: 1,
+    }];
+    let engine = engine_on(jobs.clone(), &[], &[Channel::Sms], None).await;
+    engine.settle().await;
+    let next_day = DateTime::parse_from_rfc3339("2026-12-10T03:00:00-05:00")
+        .expect("time")
+        .to_utc();
+    let scheduled = jobs.scheduled.lock().expect("jobs").clone();
+    assert_eq!(
+        scheduled
+            .iter()
+            .map(|j| (j.unique_key.as_str(), j.due_at))
+            .collect::<Vec<_>>(),
+        [("retention:2026-12-10", next_day)],
+        "the next 03:00 after the start"
+    );
+    let runs = jobs.retention_runs.lock().expect("jobs").clone();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let (id, cutoff, next) = &runs[0];
+    assert_eq!(*id, 9);
+    assert_eq!(*cutoff, now() - Duration::days(365));
+    assert_eq!(next.unique_key, "retention:2026-12-10");
+    assert!(jobs.killed.lock().expect("jobs").is_empty());
+}
+
+/// A calendar mirror that reports one change to staff's calendar and writes nothing itself.
+struct OneChange(crate::ports::ChangedBooking);
+
+impl crate::ports::CalendarMirror for OneChange {
+    fn retry_write(
+        &self,
+        _: crate::model::BookingId,
+    ) -> BoxFuture<'_, Result<Option<Booking>, crate::ports::CalendarError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn abandon_write(
+        &self,
+        _: crate::model::BookingId,
+    ) -> BoxFuture<'_, Result<Option<Booking>, crate::ports::CalendarError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn changes(
+        &self,
+        _: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<crate::ports::CalendarChanges, crate::ports::CalendarError>> {
+        let changed = vec![self.0.clone()];
+        Box::pin(async move {
+            Ok(crate::ports::CalendarChanges {
+                changed,
+                token: crate::ports::SyncToken {
+                    calendar: "clinic".into(),
+                    token: Some("next".into()),
+                },
+                full: false,
+            })
+        })
+    }
+}
+
+/// A sync that finds a booking moved by staff completes in one go: the move, the old
+/// reminders void and new ones for the new time, a notice to the customer on WhatsApp (inside
+/// the window) naming the new time, the token, and the job due again after the interval.
+#[tokio::test]
+async fn a_sync_that_finds_a_moved_booking_writes_the_move_its_reminders_a_notice_and_the_token() {
+    use crate::calendar_jobs::{CALENDAR_SYNC_JOB, sync_job};
+    use crate::ports::{BookingWrite, CalendarChange, ChangedBooking};
+    let b = booking(7, BookingStatus::Confirmed, None);
+    let (start, end) = (b.start + Duration::days(2), b.end + Duration::days(2));
+    let mirror = Arc::new(OneChange(ChangedBooking {
+        booking: b.clone(),
+        change: CalendarChange::Moved { start, end },
+    }));
+    let jobs = Arc::new(FakeJobs::default());
+    let record = sync_job(now());
+    *jobs.due.lock().expect("jobs") = vec![DueJob {
+        id: 9,
+        kind: record.kind,
+        due_at: now(),
+        payload: record.payload,
+        unique_key: record.unique_key,
+        attempts: 1,
+    }];
+    *jobs.last.lock().expect("jobs") = Some(LastInbound {
+        channel: Channel::WhatsApp,
+        at: now() - Duration::hours(1),
+    });
+    let engine = engine_with(
+        jobs.clone(),
+        std::slice::from_ref(&b),
+        &[Channel::Sms, Channel::WhatsApp],
+        None,
+        Some(mirror),
+    )
+    .await;
+    engine.settle().await;
+
+    let completions = jobs.completions.lock().expect("jobs").clone();
+    assert_eq!(completions.len(), 1, "{completions:?}");
+    let (id, done) = &completions[0];
+    assert_eq!(*id, 9);
+    assert_eq!(
+        done.bookings,
+        vec![BookingWrite::Move {
+            id: b.id,
+            start,
+            end
+        }]
+    );
+    assert_eq!(
+        done.void_jobs,
+        vec![crate::reminders::reminder_key_prefix(b.id)]
+    );
+    assert!(!done.jobs.is_empty(), "reminders for the new time");
+    assert!(
+        done.jobs.iter().all(|j| j
+            .unique_key
+            .contains(&start.format("%Y-%m-%dT%H:%MZ").to_string())),
+        "{:?}",
+        done.jobs
+    );
+    assert_eq!(
+        done.sync_token.as_ref().and_then(|t| t.token.as_deref()),
+        Some("next")
+    );
+    assert_eq!(done.again_at, Some(now() + Duration::seconds(60)));
+    assert_eq!(done.outbox.len(), 1, "{:?}", done.outbox);
+    let row = &done.outbox[0];
+    assert_eq!(
+        (row.channel, row.kind),
+        (Channel::WhatsApp, OutboxKind::Notice)
+    );
+    assert_eq!(
+        row.idempotency_key,
+        format!("{CALENDAR_SYNC_JOB}:{}:0", b.id)
+    );
+    let message: OutboundMessage = serde_json::from_str(&row.payload).expect("payload");
+    let text = message.content.plain_text().unwrap_or_default().to_string();
+    let when = crate::dialogue::spoken_when(Business::example().timezone, start);
+    assert!(text.contains("has moved your cleaning"), "{text}");
+    assert!(text.contains(&when), "{when} in {text}");
+    engine.shutdown().await;
 }

@@ -169,15 +169,18 @@ impl Actor for ConversationSupervisor {
                 // Staff reach a quarantined conversation: it is theirs to answer.
                 let by_staff = matches!(msg, ConversationMsg::Staff(..));
                 if !by_staff && state.is_quarantined(&phone) {
-                    if let ConversationMsg::Turn(_, reply) = msg {
+                    if let ConversationMsg::Turn(_, _, reply) = msg {
                         let _ = reply.send(Ok(dialogue::quarantine_reply(&state.shared.business)));
                     }
                     return Ok(());
                 }
                 match state.activate(&myself, &phone).await {
                     Ok(actor) => {
-                        if let Err(ractor::MessagingErr::SendErr(ConversationMsg::Turn(_, reply))) =
-                            actor.send_message(msg)
+                        if let Err(ractor::MessagingErr::SendErr(ConversationMsg::Turn(
+                            _,
+                            _,
+                            reply,
+                        ))) = actor.send_message(msg)
                         {
                             // The actor stopped between lookup and send (it is being
                             // passivated); the caller may simply send again.
@@ -185,7 +188,7 @@ impl Actor for ConversationSupervisor {
                         }
                     }
                     Err(error) => {
-                        if let ConversationMsg::Turn(_, reply) = msg {
+                        if let ConversationMsg::Turn(_, _, reply) = msg {
                             let _ = reply.send(Err(error));
                         }
                     }

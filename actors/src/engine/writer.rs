@@ -6,13 +6,16 @@
 //! messages at once: ractor hands an actor one message at a time.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::ports::{CommitOutcome, ConversationStore, StoreError, TurnCommit};
 
+/// A turn waiting for its batch: the commit, when it was queued, and who waits for it.
 type Pending = (
     TurnCommit,
+    Instant,
     oneshot::Sender<Result<CommitOutcome, StoreError>>,
 );
 
@@ -44,7 +47,7 @@ impl TurnWriter {
     pub async fn commit(&self, turn: TurnCommit) -> Result<CommitOutcome, StoreError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send((turn, done))
+            .send((turn, Instant::now(), done))
             .await
             .map_err(|_| StoreError::Unavailable("turn writer stopped".into()))?;
         wait.await
@@ -83,10 +86,22 @@ async fn run(
 
 /// Commits one batch and tells each waiting conversation its outcome.
 async fn commit_batch(store: &dyn ConversationStore, batch: Vec<Pending>) {
-    let (turns, waiters): (Vec<TurnCommit>, Vec<_>) = batch.into_iter().unzip();
+    let started = Instant::now();
+    let mut turns = Vec::with_capacity(batch.len());
+    let mut waiters = Vec::with_capacity(batch.len());
+    for (turn, queued, waiter) in batch {
+        super::record_stage("commit_wait", started.duration_since(queued));
+        turns.push(turn);
+        waiters.push(waiter);
+    }
     let size = turns.len();
     metrics::histogram!("sara_commit_batch_size").record(size as f64);
-    match store.commit(turns).await {
+    let committed = store.commit(turns).await;
+    let took = started.elapsed();
+    for _ in 0..size {
+        super::record_stage("commit", took);
+    }
+    match committed {
         Ok(outcomes) if outcomes.len() == size => {
             for (waiter, outcome) in waiters.into_iter().zip(outcomes) {
                 // The conversation may have given up waiting; its turn is committed anyway.

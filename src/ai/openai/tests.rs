@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use super::testing::{ModelStandIn, completion};
 use super::*;
 use crate::ai::{HybridNlu, Routing, RuleNlu};
 
@@ -30,25 +31,6 @@ fn ctx(expecting: Option<Slot>) -> NluContext {
         prompt: None,
         facts: Default::default(),
     }
-}
-
-/// A chat completion as the API sends it, with `content` as the assistant message.
-fn completion(content: &str) -> Value {
-    json!({
-        "id": "chatcmpl-test",
-        "object": "chat.completion",
-        "created": 1_772_000_000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content, "refusal": null, "annotations": []},
-            "logprobs": null,
-            "finish_reason": "stop"
-        }],
-        "usage": {"prompt_tokens": 420, "completion_tokens": 40, "total_tokens": 460},
-        "service_tier": "default",
-        "system_fingerprint": "fp_test"
-    })
 }
 
 fn understood(value: Value) -> ResponseTemplate {
@@ -549,4 +531,67 @@ fn the_prompt_carries_the_offers_the_filled_slots_and_the_bookings_as_data() {
     ] {
         assert!(prompt.contains(part), "{part} in {prompt}");
     }
+}
+
+#[tokio::test]
+async fn the_model_stand_in_speaks_the_wire_format_and_understands_as_the_rules_do() {
+    let business = sara_actors::business::Business::example();
+    let standin = ModelStandIn::start(&business, Duration::from_millis(5))
+        .await
+        .expect("the stand-in starts");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let model = OpenAiNlu::new(OpenAiSettings {
+        api_base: standin.api_base().to_string(),
+        api_key: "sk-bench".into(),
+        model: "gpt-4o-mini".into(),
+        business: business.name.clone(),
+        services: services(),
+        request_timeout: Duration::from_secs(30),
+        breaker_failures: 3,
+        breaker_cooldown: Duration::from_secs(30),
+    })
+    .expect("client builds");
+    let rules = RuleNlu::new(services());
+    for (text, expecting) in [
+        (
+            "I'd like a cleaning tomorrow at 2pm, my name is Jo Park",
+            None,
+        ),
+        ("the second one", Some(Slot::Option)),
+        ("yes please", Some(Slot::Confirmation)),
+        ("Sam Ortiz", Some(Slot::Name)),
+        (
+            "anything later in the afternoon on Monday?",
+            Some(Slot::Option),
+        ),
+    ] {
+        let ctx = ctx(expecting);
+        let heard = model
+            .understand(text, &ctx)
+            .await
+            .expect("the stand-in answers");
+        let ruled = rules.understand(text, &ctx);
+        assert_eq!(heard.source, NluSource::Llm, "{text}");
+        assert_eq!(heard.acts, ruled.acts, "{text}");
+        assert_eq!(
+            (
+                heard.service,
+                heard.date,
+                heard.time,
+                heard.day_part,
+                heard.name,
+                heard.choice
+            ),
+            (
+                ruled.service,
+                ruled.date,
+                ruled.time,
+                ruled.day_part,
+                ruled.name,
+                ruled.choice
+            ),
+            "{text}"
+        );
+    }
+    standin.stop().await;
 }
