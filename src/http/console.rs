@@ -111,11 +111,15 @@ struct BookForm {
     /// The service's name.
     service: String,
     /// The start, local wall-clock time of the business, `YYYY-MM-DDTHH:MM`.
-    #[schema(example = "2026-12-03T10:30")]
+    #[schema(
+        example = "2026-12-03T10:30",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}$"
+    )]
     when: String,
     /// A staff member's name; blank lets Sara pick.
     staff: Option<String>,
     /// The customer's name (at most 100 characters).
+    #[schema(max_length = 100)]
     name: Option<String>,
     /// Generated with the page (a UUID, doubling as the booking's id): a form sent twice
     /// books once.
@@ -129,9 +133,13 @@ struct MoveForm {
     /// The page's CSRF token (needed with the session cookie, not with a bearer).
     csrf: Option<String>,
     /// The booking's id (a UUID).
+    #[schema(format = "uuid")]
     booking: String,
     /// The new start, local wall-clock time of the business, `YYYY-MM-DDTHH:MM`.
-    #[schema(example = "2026-12-03T10:30")]
+    #[schema(
+        example = "2026-12-03T10:30",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}$"
+    )]
     when: String,
     /// Generated with the page: a form sent twice moves once.
     key: Option<String>,
@@ -144,6 +152,7 @@ struct CancelForm {
     /// The page's CSRF token (needed with the session cookie, not with a bearer).
     csrf: Option<String>,
     /// The booking's id (a UUID).
+    #[schema(format = "uuid")]
     booking: String,
     /// Generated with the page: a form sent twice cancels once.
     key: Option<String>,
