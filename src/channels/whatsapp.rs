@@ -63,25 +63,25 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 }
 
 /// The webhook body. Unknown fields are ignored; Meta adds them often.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct WhatsAppWebhook {
     #[serde(default)]
     pub entry: Vec<Entry>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Entry {
     #[serde(default)]
     pub changes: Vec<Change>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     #[serde(default)]
     pub value: ChangeValue,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct ChangeValue {
     /// Which business number the change is for.
     #[serde(default)]
@@ -92,13 +92,13 @@ pub struct ChangeValue {
     pub statuses: Vec<Status>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub struct Metadata {
     #[serde(default)]
     pub phone_number_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     pub from: String,
     pub id: String,
@@ -114,12 +114,12 @@ pub struct Message {
     pub button: Option<TemplateButton>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TextBody {
     pub body: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Interactive {
     #[serde(default)]
     pub button_reply: Option<Choice>,
@@ -127,17 +127,17 @@ pub struct Interactive {
     pub list_reply: Option<Choice>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Choice {
     pub title: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct TemplateButton {
     pub text: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     pub id: String,
     pub status: String,
@@ -148,7 +148,7 @@ pub struct Status {
 }
 
 /// Why Meta could not deliver a message (`statuses[].errors[]`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct StatusError {
     #[serde(default)]
     pub code: Option<i64>,

@@ -22,12 +22,11 @@
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use maud::{Markup, html};
@@ -36,24 +35,127 @@ use sara_actors::engine::{StaffAction, StaffOutcome};
 use sara_actors::model::{BookingId, Channel, Phone};
 use sara_actors::ports::ConversationStore;
 use sara_actors::reminders::whatsapp_window_open;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::auth::{AdminAuth, CSRF_FIELD};
 use super::dashboard::{StoredState, current_step, shell, staff_badge};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::channels::twilio_rest::TwilioRest;
+use crate::store::forget::Forgotten;
 use crate::store::{BookingView, TurnView};
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin/conversations/{phone}", get(page))
-        .route("/admin/conversations/{phone}/take-over", post(take_over))
-        .route("/admin/conversations/{phone}/reply", post(reply))
-        .route("/admin/conversations/{phone}/hand-back", post(hand_back))
-        .route("/admin/conversations/{phone}/forget", post(forget))
-        .route("/admin/conversations/{phone}/book", post(book))
-        .route("/admin/conversations/{phone}/move", post(move_booking))
-        .route("/admin/conversations/{phone}/cancel", post(cancel))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(take_over))
+        .routes(routes!(reply))
+        .routes(routes!(hand_back))
+        .routes(routes!(forget))
+        .routes(routes!(book))
+        .routes(routes!(move_booking))
+        .routes(routes!(cancel))
+}
+
+/// What a staff action answers a script (a bearer request).
+#[derive(Serialize, ToSchema)]
+struct ActionDone {
+    /// `taken_over`, `sent`, `handed_back`, `booked`, `moved`, `cancelled`, or `held` (a
+    /// booking change kept pending while the calendar is unreachable; a retry confirms it).
+    status: String,
+}
+
+/// What a refused booking change answers a script (409).
+#[derive(Serialize, ToSchema)]
+struct ChangeRefused {
+    /// Always `refused`.
+    status: String,
+    /// Why, in a sentence for people.
+    reason: String,
+    /// The nearest free times instead, RFC 3339 in the business's time zone.
+    alternatives: Vec<String>,
+}
+
+// The console's forms. [`ConsolePost`] reads a form's fields by name, so these structs only
+// describe them for the document: they are never built.
+
+/// The form of take-over, hand-back and forget (a bearer may post no body at all).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ActionForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
+    csrf: Option<String>,
+}
+
+/// The "Reply" form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct ReplyForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
+    csrf: Option<String>,
+    /// The message to the customer (at most 1,600 characters; blank is refused).
+    text: String,
+    /// Generated with the page (at most 64 characters): a form sent twice writes one message.
+    key: Option<String>,
+}
+
+/// The "Book" form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct BookForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
+    csrf: Option<String>,
+    /// The service's name.
+    service: String,
+    /// The start, local wall-clock time of the business, `YYYY-MM-DDTHH:MM`.
+    #[schema(
+        example = "2026-12-03T10:30",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}$"
+    )]
+    when: String,
+    /// A staff member's name; blank lets Sara pick.
+    staff: Option<String>,
+    /// The customer's name (at most 100 characters).
+    #[schema(max_length = 100)]
+    name: Option<String>,
+    /// Generated with the page (a UUID, doubling as the booking's id): a form sent twice
+    /// books once.
+    key: Option<String>,
+}
+
+/// A booking's "Move" form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct MoveForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
+    csrf: Option<String>,
+    /// The booking's id (a UUID).
+    #[schema(format = "uuid")]
+    booking: String,
+    /// The new start, local wall-clock time of the business, `YYYY-MM-DDTHH:MM`.
+    #[schema(
+        example = "2026-12-03T10:30",
+        pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}$"
+    )]
+    when: String,
+    /// Generated with the page: a form sent twice moves once.
+    key: Option<String>,
+}
+
+/// A booking's "Cancel" form.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct CancelForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
+    csrf: Option<String>,
+    /// The booking's id (a UUID).
+    #[schema(format = "uuid")]
+    booking: String,
+    /// Generated with the page: a form sent twice cancels once.
+    key: Option<String>,
 }
 
 /// The longest staff message accepted (ten SMS segments).
@@ -128,7 +230,10 @@ impl ConsolePost {
         if self.auth.session().is_some() {
             Redirect::to(&page_url(&self.phone)).into_response()
         } else {
-            Json(json!({ "status": status })).into_response()
+            Json(ActionDone {
+                status: status.to_string(),
+            })
+            .into_response()
         }
     }
 }
@@ -205,6 +310,18 @@ enum Retry {
     Nothing,
 }
 
+#[utoipa::path(
+    get,
+    path = "/admin/conversations/{phone}",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    responses(
+        (status = 200, description = "The transcript and the take-over console", content_type = "text/html", body = String),
+        (status = 400, description = "Not a phone number", body = ErrorBody),
+        (status = 404, description = "No conversation with that phone", body = ErrorBody),
+    )
+)]
 async fn page(
     auth: AdminAuth,
     State(app): State<AppState>,
@@ -504,6 +621,21 @@ fn turn_view(turn: &TurnView, tz: Tz) -> Markup {
     }
 }
 
+/// Staff take the conversation over: Sara stops answering it.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/take-over",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Done (a bearer request)", body = ActionDone),
+        (status = 303, description = "Done: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+    )
+)]
 async fn take_over(State(app): State<AppState>, post: ConsolePost) -> Result<Response, ApiError> {
     app.engine
         .staff(post.phone.clone(), StaffAction::TakeOver)
@@ -513,6 +645,20 @@ async fn take_over(State(app): State<AppState>, post: ConsolePost) -> Result<Res
 
 /// Staff give a conversation back to Sara (also lifts a hand-over or a quarantine). A
 /// script may post it without a body.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/hand-back",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Done (a bearer request)", body = ActionDone),
+        (status = 303, description = "Done: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+    )
+)]
 async fn hand_back(State(app): State<AppState>, post: ConsolePost) -> Result<Response, ApiError> {
     app.engine.hand_back(post.phone.clone()).await?;
     Ok(post.done("handed_back"))
@@ -532,6 +678,23 @@ async fn reach_of(app: &AppState, phone: &Phone) -> Result<Reach, ApiError> {
     ))
 }
 
+/// Staff reply to the customer on the conversation's last channel, through the outbox.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/reply",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    request_body(content = ReplyForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Queued (a bearer request)", body = ActionDone),
+        (status = 303, description = "Queued: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, an empty or too long reply, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 404, description = "No conversation with that phone", body = ErrorBody),
+        (status = 409, description = "No channel Sara can write on reaches the customer now", body = ErrorBody),
+    )
+)]
 async fn reply(State(app): State<AppState>, post: ConsolePost) -> Result<Response, ApiError> {
     let text = post.required("text")?;
     if text.chars().count() > MAX_REPLY_CHARS {
@@ -574,6 +737,24 @@ fn booking_id(post: &ConsolePost) -> Result<BookingId, ApiError> {
         .map_err(|_| ApiError::bad_request("not a booking id"))
 }
 
+/// Staff book for the customer, through the conversation and calendar actors like the
+/// customer's own booking; the customer gets a confirmation.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/book",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    request_body(content = BookForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Booked (a bearer request: `{\"status\"}`, `held` while the calendar is unreachable), or refused (a browser: the page again, with the reason and the free times to pick)", content((ActionDone = "application/json"), (String = "text/html"))),
+        (status = 303, description = "Booked: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, no service or day and time, a day and time not `YYYY-MM-DDTHH:MM`, a name over 100 characters, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 404, description = "No conversation with that phone", body = ErrorBody),
+        (status = 409, description = "Refused (a bearer request): the reason and the nearest free times", body = ChangeRefused),
+    )
+)]
 async fn book(State(app): State<AppState>, post: ConsolePost) -> Result<Response, ApiError> {
     let service = post.required("service")?.to_string();
     let when = local_time(&post, "when")?;
@@ -606,6 +787,23 @@ async fn book(State(app): State<AppState>, post: ConsolePost) -> Result<Response
     staff_change(&app, post, change, key, retry, "booked").await
 }
 
+/// Staff move one of the customer's bookings to a new time.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/move",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    request_body(content = MoveForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Moved (a bearer request: `{\"status\"}`, `held` while the calendar is unreachable), or refused (a browser: the page again, with the reason and the free times to pick)", content((ActionDone = "application/json"), (String = "text/html"))),
+        (status = 303, description = "Moved: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, no or a malformed booking id or day and time, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 404, description = "No conversation with that phone", body = ErrorBody),
+        (status = 409, description = "Refused (a bearer request): the reason and the nearest free times", body = ChangeRefused),
+    )
+)]
 async fn move_booking(
     State(app): State<AppState>,
     post: ConsolePost,
@@ -621,6 +819,23 @@ async fn move_booking(
     staff_change(&app, post, change, key, Retry::Move { booking }, "moved").await
 }
 
+/// Staff cancel one of the customer's bookings.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/cancel",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    request_body(content = CancelForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Cancelled (a bearer request: `{\"status\"}`, `held` while the calendar is unreachable), or refused (a browser: the page again, with the reason and the free times to pick)", content((ActionDone = "application/json"), (String = "text/html"))),
+        (status = 303, description = "Cancelled: back to the page (a browser)"),
+        (status = 400, description = "Not a phone number, no or a malformed booking id, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 404, description = "No conversation with that phone", body = ErrorBody),
+        (status = 409, description = "Refused (a bearer request): the reason and the nearest free times", body = ChangeRefused),
+    )
+)]
 async fn cancel(State(app): State<AppState>, post: ConsolePost) -> Result<Response, ApiError> {
     let booking = booking_id(&post)?;
     let key = post.key();
@@ -665,7 +880,11 @@ async fn staff_change(
         let alternatives: Vec<String> = (alternatives.iter())
             .map(|a| a.with_timezone(&tz).to_rfc3339())
             .collect();
-        let body = json!({ "status": "refused", "reason": reason, "alternatives": alternatives });
+        let body = ChangeRefused {
+            status: "refused".into(),
+            reason,
+            alternatives,
+        };
         return Ok((StatusCode::CONFLICT, Json(body)).into_response());
     }
     let notice = Notice {
@@ -682,6 +901,20 @@ async fn staff_change(
 
 /// Erases the caller's personal data (see [`crate::privacy`]); a browser goes back to the
 /// day screen, where the conversation is no longer listed.
+#[utoipa::path(
+    post,
+    path = "/admin/conversations/{phone}/forget",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    params(("phone" = String, Path, description = "The conversation's phone number, E.164", pattern = r"^\+[1-9][0-9]{7,14}$")),
+    request_body(content = ActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "What was erased (a bearer request)", body = Forgotten),
+        (status = 303, description = "Erased: on to `/admin` (a browser)"),
+        (status = 400, description = "Not a phone number, or the form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+    )
+)]
 async fn forget(State(app): State<AppState>, post: ConsolePost) -> Result<Response, ApiError> {
     let forgotten = crate::privacy::forget_caller(
         &app.db,

@@ -10,11 +10,10 @@
 
 use std::collections::HashMap;
 
+use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
-use axum::{Form, Router};
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
@@ -23,14 +22,17 @@ use sara_actors::understanding::Slot;
 use serde::Deserialize;
 
 use super::auth::{self, AdminAuth, CSRF_FIELD, check_token};
+use super::openapi::ErrorBody;
 use super::{ApiError, AppState};
 use crate::store::{BookingView, ConversationSummary};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/admin", get(dashboard))
-        .route("/admin/login", post(login))
-        .route("/admin/logout", post(logout))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(dashboard))
+        .routes(routes!(login))
+        .routes(routes!(logout))
 }
 
 /// How many conversations the day screen lists (the most recently active).
@@ -38,12 +40,28 @@ const CONVERSATION_LIST: i64 = 100;
 /// How many outbox rows are read for the "needs a look" count of given-up messages.
 const OUTBOX_SCAN: i64 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TokenQuery {
+    /// The admin token, once: traded for a session cookie and a redirect to `/admin`.
     token: Option<String>,
 }
 
 /// A browser that presented nothing gets the login page; wrong or stale credentials 401.
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "console",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "The day screen, or the login page to a browser that presented nothing", content_type = "text/html", body = String),
+        (status = 303, description = "Logged in (`?token=`): the session cookie is set, back to `/admin`"),
+        (status = 400, description = "The query cannot be read", body = ErrorBody),
+        (status = 401, description = "Wrong token or a stale session", body = ErrorBody),
+        (status = 403, description = "No admin token is configured", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this address", body = ErrorBody),
+    )
+)]
 async fn dashboard(
     State(app): State<AppState>,
     parts: Parts,
@@ -68,13 +86,29 @@ async fn dashboard(
     Ok(day_screen(&app, &auth).await?.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginForm {
+    /// The admin token.
     token: String,
 }
 
 /// The login form: the token once, a session from then on. (A forged login could only log
 /// a browser into the business's own console: there is one admin.)
+#[utoipa::path(
+    post,
+    path = "/admin/login",
+    tag = "console",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Logged in: the session cookie is set, on to `/admin`"),
+        (status = 400, description = "The form cannot be read", body = ErrorBody),
+        (status = 401, description = "Wrong token", body = ErrorBody),
+        (status = 403, description = "No admin token is configured", body = ErrorBody),
+        (status = 415, description = "Not a form", body = ErrorBody),
+        (status = 422, description = "No `token` field", body = ErrorBody),
+        (status = 429, description = "Too many wrong tokens from this address", body = ErrorBody),
+    )
+)]
 async fn login(
     State(app): State<AppState>,
     Form(form): Form<LoginForm>,
@@ -87,11 +121,26 @@ async fn login(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CsrfForm {
+    /// The page's CSRF token (needed with the session cookie, not with a bearer).
     csrf: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/admin/logout",
+    tag = "console",
+    security(("admin_bearer" = []), ("admin_session" = [])),
+    request_body(content = CsrfForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Logged out: the cookie is cleared, on to `/admin`"),
+        (status = 400, description = "The form cannot be read", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token with the session cookie", body = ErrorBody),
+        (status = 415, description = "Not a form", body = ErrorBody),
+        (status = 422, description = "The form cannot be read", body = ErrorBody),
+    )
+)]
 async fn logout(
     State(app): State<AppState>,
     auth: AdminAuth,

@@ -3,24 +3,35 @@
 //! the [`DeliveryStatuses`](sara_actors::outbound::DeliveryStatuses) hook in
 //! [`AppState::delivery`].
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
 use sara_actors::model::Channel;
 use sara_actors::outbound::{DeliveryState, StatusUpdate};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::webhook::TwilioForm;
 use super::{ApiError, AppState};
 use crate::channels::twilio_rest;
 use crate::store::outbox::Fallback;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route(twilio_rest::STATUS_CALLBACK_PATH, post(sms_status))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sms_status))
 }
 
 /// 204 for every well-formed, signed callback, also for a sid Sara does not know (Twilio
 /// reports on messages other tools sent from the same account too).
+#[utoipa::path(
+    post,
+    path = twilio_rest::STATUS_CALLBACK_PATH,
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::MessageStatusForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "Applied (or about a message Sara does not know)"),
+        (status = 400, description = "`MessageSid` or `MessageStatus` is missing or malformed", body = super::openapi::ErrorBody),
+    )
+)]
 async fn sms_status(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,

@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sara_actors::engine::TurnError;
 use sara_actors::ports::StoreError;
-use serde_json::json;
 
 /// What went wrong, as the caller is told it. The details are ours (fixed texts or the
 /// caller's own input described), never a lower layer's error message.
@@ -173,7 +172,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status_code(),
-            Json(json!({"error": self.code(), "detail": self.detail()})),
+            Json(super::openapi::ErrorBody {
+                error: self.code().to_string(),
+                detail: self.detail().to_string(),
+            }),
         )
             .into_response();
         if let Some(secs) = self.retry_after_secs() {
@@ -188,6 +190,7 @@ impl IntoResponse for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     async fn body(error: ApiError) -> (StatusCode, Option<String>, serde_json::Value) {
         let response = error.into_response();

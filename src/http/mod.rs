@@ -12,6 +12,7 @@ pub mod drain;
 pub mod error;
 pub mod health;
 pub mod limits;
+pub mod openapi;
 pub mod rejections;
 pub mod relay;
 pub mod server;
@@ -29,6 +30,8 @@ use axum::extract::DefaultBodyLimit;
 use sara_actors::engine::Engine;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::cache::Cache;
 use crate::config::Config;
@@ -56,23 +59,32 @@ pub struct AppState {
     pub drain: Arc<drain::Drain>,
 }
 
-pub fn router(state: AppState) -> Router {
-    let max_body = state.config.server.max_body_bytes;
-    Router::new()
+/// Every route with its documentation, before the shared layers: the public routes, and
+/// the admin routes (which get the admin throttle).
+fn routes() -> (OpenApiRouter<AppState>, OpenApiRouter<AppState>) {
+    let public = OpenApiRouter::with_openapi(openapi::base())
         .merge(sms::router())
         .merge(delivery::router())
         .merge(voice::router())
         .merge(whatsapp::router())
         .merge(health::router())
-        .merge(
-            admin::router()
-                .merge(dashboard::router())
-                .merge(console::router())
-                .route_layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    admin_throttle::guard,
-                )),
-        )
+        .routes(routes!(openapi::serve));
+    let admin = admin::router()
+        .merge(dashboard::router())
+        .merge(console::router());
+    (public, admin)
+}
+
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.server.max_body_bytes;
+    let (public, admin) = routes();
+    let (routes, _) = public
+        .merge(admin.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin_throttle::guard,
+        )))
+        .split_for_parts();
+    routes
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.drain.clone(),

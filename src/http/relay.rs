@@ -94,6 +94,17 @@ pub fn connect(app: &AppState, params: &[(String, String)]) -> Result<Response, 
 /// `POST /webhook/voice/relay/end`: the session ended. After a hand-over (`HandoffData`
 /// with `"reason": "handover"`) the caller is put through to staff, voicemail when nobody
 /// answers; otherwise the call ends.
+#[utoipa::path(
+    post,
+    path = "/webhook/voice/relay/end",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::RelayEndForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "TwiML: `<Dial>` to staff after a hand-over, `<Hangup/>` otherwise", content_type = "text/xml", body = String),
+        (status = 400, description = "A parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn ended(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
@@ -112,9 +123,13 @@ pub async fn ended(
     Ok(twiml(TwiML::new().hangup().render()))
 }
 
-#[derive(Deserialize)]
+/// The session's call, in the WebSocket URL Sara's `<Connect>` named.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RelayQuery {
+    /// The CallSid.
     call: Option<String>,
+    /// `verified` when the call start's caller ID was verified.
     caller: Option<String>,
 }
 
@@ -140,6 +155,19 @@ impl Drop for LiveCall {
 }
 
 /// `GET /webhook/voice/relay`: the signed WebSocket handshake from Twilio.
+#[utoipa::path(
+    get,
+    path = "/webhook/voice/relay",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    params(RelayQuery),
+    responses(
+        (status = 101, description = "Switching to the ConversationRelay WebSocket"),
+        (status = 400, description = "Not a WebSocket handshake, or `call` is not a call sid", body = super::openapi::ErrorBody),
+        (status = 409, description = "The call already has a relay session", body = super::openapi::ErrorBody),
+        (status = 426, description = "The connection cannot be upgraded", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn handshake(
     State(app): State<AppState>,
     OriginalUri(uri): OriginalUri,

@@ -1,23 +1,22 @@
 //! `POST /webhook/sms`: Twilio's SMS webhook. Signature first, then parse, then one engine
 //! turn; the reply goes back in the TwiML body.
 
-use axum::Router;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::{DateTime, Utc};
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::webhook::{TwilioForm, answer, clip, param, required_sid};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 use crate::channels::twilio_rest::{OptChange, opt_change};
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhook/sms", post(sms))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sms))
 }
 
 pub fn twiml(xml: String) -> Response {
@@ -39,6 +38,19 @@ pub fn sms_inbound(params: &[(String, String)], at: DateTime<Utc>) -> Result<Inb
     })
 }
 
+/// An SMS to the business number: one turn; the reply is the TwiML `<Message>` (none for
+/// an opt-out, an opt-in or a number that opted out).
+#[utoipa::path(
+    post,
+    path = "/webhook/sms",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::SmsForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "TwiML `<Response><Message>…</Message></Response>`", content_type = "text/xml", body = String),
+        (status = 400, description = "`From` is not a phone number, `MessageSid` is not a message sid, or a parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 async fn sms(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,

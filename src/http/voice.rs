@@ -8,17 +8,16 @@
 //! answered) and every `<Record>` its own callbacks (`/webhook/voice/recording…`, see
 //! `voicemail`), so no recording ever reaches a gather URL as a turn.
 
-use axum::Router;
-
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use sara_actors::dialogue::{self, Reply};
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::sms::twiml;
 use super::webhook::{TwilioForm, answer, clip, param, required_sid};
@@ -26,23 +25,22 @@ use super::{ApiError, AppState, caller_id, relay, voicemail};
 use crate::channels::twilio::TwiML;
 use crate::config::VoiceMode;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/webhook/voice", post(call_start))
-        .route("/webhook/voice/gather", post(gather))
-        .route("/webhook/voice/status", post(status))
-        .route("/webhook/voice/dial", post(dial_done))
-        .route("/webhook/voice/relay", get(relay::handshake))
-        .route("/webhook/voice/relay/end", post(relay::ended))
-        .route("/webhook/voice/recording", post(voicemail::recorded))
-        .route("/webhook/voice/recording/status", post(voicemail::status))
-        .route(
-            "/webhook/voice/recording/transcription",
-            post(voicemail::transcription),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(call_start))
+        .routes(routes!(gather))
+        .routes(routes!(status))
+        .routes(routes!(dial_done))
+        .routes(routes!(relay::handshake))
+        .routes(routes!(relay::ended))
+        .routes(routes!(voicemail::recorded))
+        .routes(routes!(voicemail::status))
+        .routes(routes!(voicemail::transcription))
 }
 
-#[derive(Deserialize, Default)]
+/// The gather's place in the call, carried in the action URL Sara wrote (and Twilio signed).
+#[derive(Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Turn {
     /// Which gather of the call this is (1 for the first).
     n: Option<u32>,
@@ -179,6 +177,19 @@ fn is_withheld(params: &[(String, String)]) -> bool {
     param(params, "From").and_then(Phone::parse).is_none()
 }
 
+/// A call starts: the greeting and the first `<Gather>` (in relay mode a `<Connect>` to the
+/// ConversationRelay WebSocket).
+#[utoipa::path(
+    post,
+    path = "/webhook/voice",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::CallForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "TwiML: `<Say>` and `<Gather input=\"speech\">`, or `<Connect><ConversationRelay>`", content_type = "text/xml", body = String),
+        (status = 400, description = "A parameter repeats, or (relay mode) `CallSid` is not a call sid", body = super::openapi::ErrorBody),
+    )
+)]
 async fn call_start(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
@@ -198,6 +209,19 @@ async fn call_start(
     Ok(twiml(speak(&app, &hello, listen).render()))
 }
 
+/// What the caller said: one turn, then the next `<Gather>`, a `<Dial>` to staff, or `<Hangup/>`.
+#[utoipa::path(
+    post,
+    path = "/webhook/voice/gather",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    params(Turn),
+    request_body(content = super::openapi::GatherForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "TwiML: `<Say>` and the next `<Gather>`, `<Dial>` or `<Hangup/>`", content_type = "text/xml", body = String),
+        (status = 400, description = "The query cannot be read, `CallSid` is not a call sid, or a parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 async fn gather(
     State(app): State<AppState>,
     Query(turn): Query<Turn>,
@@ -286,6 +310,17 @@ fn is_unclear(app: &AppState, params: &[(String, String)]) -> bool {
 
 /// After the staff call of a hand-over: nothing more when someone answered, the voicemail
 /// when nobody did (no answer, busy, failed, or the caller hung up before).
+#[utoipa::path(
+    post,
+    path = "/webhook/voice/dial",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::DialForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "TwiML: `<Hangup/>`, or the voicemail's `<Record>`", content_type = "text/xml", body = String),
+        (status = 400, description = "A parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 async fn dial_done(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
@@ -329,6 +364,18 @@ pub fn gather_inbound(
     }))
 }
 
+/// Twilio's call status callback (logged).
+#[utoipa::path(
+    post,
+    path = "/webhook/voice/status",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::CallForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "Received"),
+        (status = 400, description = "A parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 async fn status(TwilioForm(params): TwilioForm) -> Result<impl IntoResponse, ApiError> {
     tracing::info!(
         status = param(&params, "CallStatus").unwrap_or("unknown"),

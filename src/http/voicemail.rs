@@ -119,6 +119,17 @@ async fn store(app: &AppState, params: &[(String, String)]) -> Result<(), ApiErr
 
 /// The caller left a message: store it, thank them and end the call. A store that is down
 /// does not keep the caller on the line: the recording status callback stores it again.
+#[utoipa::path(
+    post,
+    path = "/webhook/voice/recording",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::RecordingForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "TwiML: thanks and `<Hangup/>`", content_type = "text/xml", body = String),
+        (status = 400, description = "A parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn recorded(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
@@ -135,6 +146,17 @@ pub async fn recorded(
 }
 
 /// Twilio's recording status callback: the recording is complete (or failed).
+#[utoipa::path(
+    post,
+    path = "/webhook/voice/recording/status",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::RecordingForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "Stored (or not completed)"),
+        (status = 400, description = "`RecordingSid` or `CallSid` is malformed, or a parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn status(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,
@@ -149,6 +171,17 @@ pub async fn status(
 }
 
 /// Twilio's transcription callback.
+#[utoipa::path(
+    post,
+    path = "/webhook/voice/recording/transcription",
+    tag = "twilio",
+    security(("twilio_signature" = [])),
+    request_body(content = super::openapi::RecordingForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 204, description = "Stored"),
+        (status = 400, description = "`RecordingSid` or `CallSid` is malformed, or a parameter repeats", body = super::openapi::ErrorBody),
+    )
+)]
 pub async fn transcription(
     State(app): State<AppState>,
     TwilioForm(params): TwilioForm,

@@ -2,30 +2,32 @@
 //! `POST /webhook/whatsapp` (messages and delivery statuses). A message is answered with 200
 //! once its turn is committed; the reply itself goes out through the channel actor.
 
-use axum::Router;
 use axum::body::Bytes;
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
 use chrono::Duration;
 use sara_actors::engine::Inbound;
 use sara_actors::model::{Channel, Phone};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::webhook::{answer, clip};
 use super::{ApiError, AppState};
 use crate::channels::whatsapp::{WhatsAppSignature, WhatsAppWebhook};
 use crate::config::Secret;
 
-pub fn router() -> Router<AppState> {
-    Router::new().route("/webhook/whatsapp", get(verify).post(receive))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(verify, receive))
 }
 
-#[derive(Deserialize)]
+/// Meta's verification handshake.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Handshake {
     #[serde(rename = "hub.mode")]
     mode: Option<String>,
@@ -35,6 +37,18 @@ struct Handshake {
     challenge: Option<String>,
 }
 
+/// Meta's webhook verification: the challenge back when the verify token matches.
+#[utoipa::path(
+    get,
+    path = "/webhook/whatsapp",
+    tag = "whatsapp",
+    params(Handshake),
+    responses(
+        (status = 200, description = "`hub.challenge`, as plain text", content_type = "text/plain", body = String),
+        (status = 400, description = "The query cannot be read", body = super::openapi::ErrorBody),
+        (status = 403, description = "Wrong or missing verify token, or `hub.mode` is not `subscribe`", body = super::openapi::ErrorBody),
+    )
+)]
 async fn verify(
     State(app): State<AppState>,
     Query(q): Query<Handshake>,
@@ -56,6 +70,19 @@ async fn verify(
     }
 }
 
+/// Messages and delivery statuses from the WhatsApp Cloud API: 200 once every message's turn
+/// is committed (the replies go out through the outbox).
+#[utoipa::path(
+    post,
+    path = "/webhook/whatsapp",
+    tag = "whatsapp",
+    security(("meta_signature" = [])),
+    request_body(content = WhatsAppWebhook, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Received"),
+        (status = 400, description = "The body is not a webhook JSON", body = super::openapi::ErrorBody),
+    )
+)]
 async fn receive(
     State(app): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -12,7 +12,7 @@ use super::sql::Dialect;
 use super::{StoreError, parse_channel, parse_status, unavailable};
 
 /// `GET /logs/{id}`: one conversation's turns in order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConversationLog {
     /// The contact's phone (E.164).
     pub conversation: String,
@@ -20,10 +20,12 @@ pub struct ConversationLog {
 }
 
 /// One turn as the admin sees it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TurnView {
     /// 1, 2, 3… per conversation, without gaps.
     pub seq: i64,
+    /// `sms`, `voice`, `whats_app`, `email`, `chat` or `staff`.
+    #[schema(value_type = String)]
     pub channel: Channel,
     pub provider_id: Option<String>,
     pub text: String,
@@ -53,8 +55,9 @@ pub struct ConversationSummary {
 }
 
 /// `GET /admin/bookings`: one booking, times in the business offset.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BookingView {
+    #[schema(value_type = String, format = "uuid")]
     pub id: BookingId,
     pub phone: String,
     pub name: Option<String>,
@@ -82,7 +85,7 @@ pub struct Stats {
     pub bookings: BookingCounts,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BookingCounts {
     pub confirmed: i64,
     pub pending: i64,

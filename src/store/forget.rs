@@ -24,7 +24,7 @@ use super::unavailable;
 pub const FORGOTTEN_PHONE: &str = "+10000000000";
 
 /// What forgetting a caller removed.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Forgotten {
     pub turns: u64,
     pub outbox: u64,
@@ -39,7 +39,7 @@ pub struct Forgotten {
 }
 
 /// One row of the privacy audit, newest first in `GET /logs/audit`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub action: String,
     pub contact_key: Option<String>,

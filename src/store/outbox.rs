@@ -85,7 +85,7 @@ pub struct ClaimedMessage {
 }
 
 /// `GET /admin/outbox`: one message (CONTRACT.md's shape).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OutboxView {
     pub id: i64,
     /// The recipient: a phone number, or an email address for email.

@@ -24,7 +24,7 @@ pub struct VoicemailReport {
 }
 
 /// A voicemail in `/logs/{id}`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VoicemailView {
     pub recording_sid: String,
     pub call_sid: String,

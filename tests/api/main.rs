@@ -17,6 +17,7 @@ mod helpers;
 mod hostile;
 mod limits;
 mod openai;
+mod openapi;
 mod operations;
 mod opt_outs;
 mod privacy;
