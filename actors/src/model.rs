@@ -69,6 +69,9 @@ impl fmt::Debug for Phone {
 pub enum Channel {
     Sms,
     Voice,
+    /// `whatsapp`, as the contract spells it (`whats_app`, how it was written before, is
+    /// still read).
+    #[serde(rename = "whatsapp", alias = "whats_app")]
     WhatsApp,
     Email,
     /// `sara chat` in a terminal.
@@ -205,5 +208,33 @@ mod tests {
     fn debug_output_masks_the_number() {
         let p = Phone::parse("+15550100000").unwrap();
         assert_eq!(format!("{p:?}"), "Phone(+…0000)");
+    }
+
+    #[test]
+    fn channels_are_written_as_the_contract_spells_them_and_the_old_spelling_is_read() {
+        assert_eq!(
+            serde_json::to_string(&Channel::WhatsApp).unwrap(),
+            "\"whatsapp\""
+        );
+        for (json, channel) in [
+            ("\"whatsapp\"", Channel::WhatsApp),
+            ("\"whats_app\"", Channel::WhatsApp),
+            ("\"sms\"", Channel::Sms),
+        ] {
+            assert_eq!(serde_json::from_str::<Channel>(json).unwrap(), channel);
+        }
+        for c in [
+            Channel::Sms,
+            Channel::Voice,
+            Channel::WhatsApp,
+            Channel::Email,
+            Channel::Chat,
+            Channel::Staff,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&c).unwrap(),
+                format!("\"{}\"", c.as_str())
+            );
+        }
     }
 }

@@ -164,7 +164,7 @@ impl Calendar for RecordedCalendar {
         Box::pin(async move {
             let before = self
                 .store
-                .upcoming(Utc::now() - chrono::Duration::days(1))
+                .upcoming(self.clock.now() - chrono::Duration::days(1))
                 .await?
                 .into_iter()
                 .find(|b| b.id == id)

@@ -24,7 +24,7 @@ pub struct ConversationLog {
 pub struct TurnView {
     /// 1, 2, 3… per conversation, without gaps.
     pub seq: i64,
-    /// `sms`, `voice`, `whats_app`, `email`, `chat` or `staff`.
+    /// `sms`, `voice`, `whatsapp`, `email`, `chat` or `staff`.
     #[schema(value_type = String)]
     pub channel: Channel,
     pub provider_id: Option<String>,

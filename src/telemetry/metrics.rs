@@ -144,16 +144,6 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Appointment reminders a provider accepted.",
     ),
     (
-        "sara_outbox_withheld_total",
-        Kind::Counter,
-        "Outbox SMS not sent because the customer opted out (STOP).",
-    ),
-    (
-        "sara_outbox_fallbacks_total",
-        Kind::Counter,
-        "WhatsApp messages Meta reported failed that were queued again on another channel.",
-    ),
-    (
         "sara_relay_sessions",
         Kind::Gauge,
         "ConversationRelay WebSocket sessions (voice calls in relay mode) open now.",
@@ -236,6 +226,19 @@ mod tests {
     use std::path::Path;
 
     use super::CATALOG;
+
+    #[test]
+    fn every_metric_is_described_once() {
+        let mut names: Vec<&str> = CATALOG.iter().map(|(name, _, _)| *name).collect();
+        names.sort_unstable();
+        let mut twice: Vec<&str> = names
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| w[0])
+            .collect();
+        twice.dedup();
+        assert!(twice.is_empty(), "described twice: {twice:?}");
+    }
 
     /// The metric names the code uses: every string literal `"sara_…"` right after a
     /// `counter!(`, `gauge!(` or `histogram!(` (on the same line or the next).
