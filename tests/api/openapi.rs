@@ -239,7 +239,10 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
             .args(["--phases", "examples,coverage,fuzzing"])
             // It only makes actors panic on purpose (supervision has its own tests).
             .args(["--exclude-path", "/admin/debug/panic/{phone}"])
-            .args(["--max-examples", "20", "--workers", "2"])
+            // One worker: with two, hypothesis parses its own sources in two threads at once,
+            // and CPython 3.11's ast module then fails now and then ("AST constructor recursion
+            // depth mismatch", a runtime error in schemathesis, not an answer of Sara's).
+            .args(["--max-examples", "20", "--workers", "1"])
             .args(["--generation-database", "none", "--no-color"])
             .args(["--request-timeout", "30"])
             .env("SCHEMATHESIS_HOOKS", &hooks)
