@@ -1091,13 +1091,26 @@ fn find_time(
         }
     }
     if found.is_none() {
-        // A message that is only a number: "3", "3?", "maybe 4".
-        let trimmed = work
+        // A message that is only a number: "3", "3?", "maybe 4", "1 is fine", "4 works". Sara
+        // never numbers the times she offers, so the number is a clock hour, not a pick.
+        let mut trimmed = work
             .trim_matches(|c: char| !c.is_ascii_alphanumeric())
             .trim_start_matches("maybe ")
             .trim_start_matches("how about ")
             .trim_start_matches("what about ")
             .trim();
+        for accepting in [
+            " is fine",
+            " is good",
+            " is ok",
+            " is okay",
+            " is great",
+            " is perfect",
+            " works",
+            " please",
+        ] {
+            trimmed = trimmed.strip_suffix(accepting).unwrap_or(trimmed).trim();
+        }
         if let Ok(h) = trimmed.parse::<u32>() {
             if (1..=12).contains(&h)
                 && (expecting.is_none()

@@ -347,6 +347,9 @@ fn cases() -> Vec<Case> {
         c("3?").time("15:00"),
         c("maybe 4").expecting(Slot::Time).time("16:00"),
         c("12").expecting(Slot::Time).time("12:00"),
+        // An hour and an acceptance: the hour, not the first of the offered times.
+        c("1 is fine").expecting(Slot::Option).time("13:00"),
+        c("4 works").expecting(Slot::Time).time("16:00"),
         // Corrections.
         c("3 not 2").time("15:00"),
         c("at 3, not 2").time("15:00"),
