@@ -255,6 +255,25 @@ fn google_env<'a>(base: &'a str, key: &'a str) -> Vec<(&'a str, &'a str)> {
 
 /// Google answers every insert with `status` (an outage) from now on, before the stand-in's
 /// default answer; `times` = how many inserts fail (`None`: all).
+/// Sara on the Google stand-in (`key` its service-account file) with the Twilio REST stand-in
+/// (answering with message sid `sid`) for the texts she starts; `extra` adds settings.
+async fn sara_on_google_texting(
+    google: &MockServer,
+    key: &std::path::Path,
+    sid: &str,
+    extra: &[(&str, &str)],
+) -> (Sara, MockServer) {
+    let twilio = twilio_rest_stand_in(ACCOUNT, sid).await;
+    let (base, key) = (
+        format!("{}/calendar/v3/", google.uri()),
+        key.display().to_string(),
+    );
+    let mut env = google_env(&base, &key);
+    env.extend_from_slice(extra);
+    let sara = Sara::start_with(&twilio_rest_env(ACCOUNT, &twilio.uri(), &env)).await;
+    (sara, twilio)
+}
+
 async fn inserts_fail(google: &MockServer, status: u16, times: Option<u64>) {
     let mock = Mock::given(method("POST")).and(path(EVENTS)).respond_with(
         ResponseTemplate::new(status).set_body_json(
@@ -324,17 +343,7 @@ async fn a_google_outage_keeps_the_booking_held_and_the_customer_is_texted_once_
     let (google, key) = google_stand_in(dir.path()).await;
     inserts_fail(&google, 503, Some(1)).await;
     inserts_fail(&google, 429, Some(1)).await;
-    let twilio = twilio_rest_stand_in(ACCOUNT, "SMgsync0001").await;
-    let (base, key) = (
-        format!("{}/calendar/v3/", google.uri()),
-        key.display().to_string(),
-    );
-    let sara = Sara::start_with(&twilio_rest_env(
-        ACCOUNT,
-        &twilio.uri(),
-        &google_env(&base, &key),
-    ))
-    .await;
+    let (sara, twilio) = sara_on_google_texting(&google, &key, "SMgsync0001", &[]).await;
     let me = phone(62);
     let (_, day_text) = upcoming(Weekday::Thu);
 
@@ -373,14 +382,8 @@ async fn when_google_stays_down_past_the_give_up_time_the_hold_is_released_and_t
     let dir = tempfile::tempdir().expect("temp dir");
     let (google, key) = google_stand_in(dir.path()).await;
     inserts_fail(&google, 503, None).await;
-    let twilio = twilio_rest_stand_in(ACCOUNT, "SMgsync0002").await;
-    let (base, key) = (
-        format!("{}/calendar/v3/", google.uri()),
-        key.display().to_string(),
-    );
-    let mut env = google_env(&base, &key);
-    env.push(("SARA_CALENDAR__WRITE_GIVE_UP_MINUTES", "5"));
-    let sara = Sara::start_with(&twilio_rest_env(ACCOUNT, &twilio.uri(), &env)).await;
+    let give_up = [("SARA_CALENDAR__WRITE_GIVE_UP_MINUTES", "5")];
+    let (sara, twilio) = sara_on_google_texting(&google, &key, "SMgsync0002", &give_up).await;
     let me = phone(63);
     let (_, day_text) = upcoming(Weekday::Fri);
 
@@ -465,17 +468,7 @@ async fn staff_deleting_and_moving_saras_events_in_google_cancels_and_moves_the_
  {
     let dir = tempfile::tempdir().expect("temp dir");
     let (google, key) = google_stand_in(dir.path()).await;
-    let twilio = twilio_rest_stand_in(ACCOUNT, "SMgsync0003").await;
-    let (base, key) = (
-        format!("{}/calendar/v3/", google.uri()),
-        key.display().to_string(),
-    );
-    let sara = Sara::start_with(&twilio_rest_env(
-        ACCOUNT,
-        &twilio.uri(),
-        &google_env(&base, &key),
-    ))
-    .await;
+    let (sara, twilio) = sara_on_google_texting(&google, &key, "SMgsync0003", &[]).await;
     let (ana, ben, cy) = (phone(64), phone(65), phone(66));
     let (_, thursday) = upcoming(Weekday::Thu);
     for (who, time, name) in [
