@@ -129,9 +129,9 @@ pub async fn bench(
 pub async fn bench_relay(
     config: Config,
     options: crate::bench::BenchOptions,
-    model_latency: Option<std::time::Duration>,
+    callers: crate::bench::relay::Callers,
 ) -> anyhow::Result<()> {
-    let report = crate::bench::relay::run(config, &options, model_latency).await?;
+    let report = crate::bench::relay::run(config, &options, callers).await?;
     print!("{}", report.table());
     println!("{}", report.json());
     Ok(())

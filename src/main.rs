@@ -46,7 +46,7 @@ enum Command {
     /// Load generator: simulated customers book through signed SMS webhooks; the last
     /// stdout line is a JSON summary.
     #[cfg(feature = "bench")]
-    Bench(BenchArgs),
+    Bench(Box<BenchArgs>),
 }
 
 #[cfg(feature = "bench")]
@@ -61,6 +61,10 @@ struct BenchArgs {
     /// answers every turn after this many milliseconds (default: the rules alone).
     #[arg(long)]
     model_latency_ms: Option<u64>,
+    /// Relay mode: how long each caller speaks between hearing a reply and the next prompt
+    /// (default 0: the next prompt at once).
+    #[arg(long, default_value_t = 0)]
+    pause_ms: u64,
     /// Customers, each a whole booking dialog (at least six turns).
     #[arg(long, default_value_t = 5000)]
     dialogs: usize,
@@ -180,12 +184,15 @@ async fn main() -> anyhow::Result<()> {
                     "--mode relay is a closed loop against an in-process Sara: \
                      --rate, --url and --timeline are for --mode sms"
                 );
-                let latency = args.model_latency_ms.map(std::time::Duration::from_millis);
-                return sara::cli::bench_relay(config, options, latency).await;
+                let callers = sara::bench::relay::Callers {
+                    model_latency: args.model_latency_ms.map(std::time::Duration::from_millis),
+                    pause: std::time::Duration::from_millis(args.pause_ms),
+                };
+                return sara::cli::bench_relay(config, options, callers).await;
             }
             anyhow::ensure!(
-                args.model_latency_ms.is_none(),
-                "--model-latency-ms is for --mode relay"
+                args.model_latency_ms.is_none() && args.pause_ms == 0,
+                "--model-latency-ms and --pause-ms are for --mode relay"
             );
             sara::cli::bench(config, options, args.timeline, args.plot).await
         }

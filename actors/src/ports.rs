@@ -61,6 +61,21 @@ pub enum CalendarError {
     Deferred,
 }
 
+/// One write to a calendar, as [`Calendar::write_many`] takes them.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CalendarWrite {
+    /// [`Calendar::book`].
+    Book(Booking),
+    /// [`Calendar::reschedule`].
+    Move {
+        id: BookingId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    /// [`Calendar::cancel`].
+    Cancel(BookingId),
+}
+
 /// The business calendar. Writes are idempotent by booking id: writing the same booking
 /// twice leaves one booking.
 pub trait Calendar: Send + Sync + 'static {
@@ -70,18 +85,25 @@ pub trait Calendar: Send + Sync + 'static {
     /// Writes a confirmed booking; `SlotTaken` when it overlaps another confirmed booking.
     fn book<'a>(&'a self, booking: &'a Booking) -> BoxFuture<'a, Result<(), CalendarError>>;
 
-    /// Writes several bookings, decided in order as if [`Calendar::book`] were called for each
-    /// one after the other: one result per booking, so a later booking that overlaps an
-    /// earlier one of the same batch gets `SlotTaken`. A calendar that can (the local one)
-    /// writes them in one transaction; the default books them one at a time.
-    fn book_many<'a>(
+    /// Makes several writes, decided in order as if each were made on its own one after the
+    /// other: one result per write, so a booking that overlaps an earlier one of the same
+    /// batch gets `SlotTaken`, and one made after a cancel of the same time gets it. A
+    /// calendar that can (the local one) makes them in one transaction; the default makes
+    /// them one at a time.
+    fn write_many<'a>(
         &'a self,
-        bookings: &'a [Booking],
+        writes: &'a [CalendarWrite],
     ) -> BoxFuture<'a, Vec<Result<(), CalendarError>>> {
         Box::pin(async move {
-            let mut results = Vec::with_capacity(bookings.len());
-            for booking in bookings {
-                results.push(self.book(booking).await);
+            let mut results = Vec::with_capacity(writes.len());
+            for write in writes {
+                results.push(match write {
+                    CalendarWrite::Book(booking) => self.book(booking).await,
+                    CalendarWrite::Move { id, start, end } => {
+                        self.reschedule(*id, *start, *end).await
+                    }
+                    CalendarWrite::Cancel(id) => self.cancel(*id).await,
+                });
             }
             results
         })

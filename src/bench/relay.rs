@@ -32,6 +32,17 @@ use crate::channels::twilio::TwilioSignature;
 use crate::config::{AiProvider, AiRouting, Config, VoiceMode};
 use crate::http::relay::{APOLOGY, FILLER};
 
+/// What the relay bench's callers are like.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Callers {
+    /// Understanding by a local model stand-in answering after this long (`None`: the rules).
+    pub model_latency: Option<Duration>,
+    /// How long a caller speaks between hearing a reply and Sara getting the next prompt
+    /// (Twilio sends the prompt when the caller stops speaking). Zero: the next prompt at
+    /// once, far harsher than people on the phone.
+    pub pause: Duration,
+}
+
 /// How long a call waits for Sara's next message before it counts as failed.
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -52,6 +63,8 @@ pub struct RelaySummary {
     pub fillers: u64,
     /// The model stand-in's latency; null when the rules understood every turn.
     pub model_latency_ms: Option<u64>,
+    /// How long each caller spoke between a reply and the next prompt.
+    pub pause_ms: u64,
     /// Prompt → first `text` token.
     pub first_token_p50_ms: f64,
     pub first_token_p95_ms: f64,
@@ -96,6 +109,7 @@ impl RelayReport {
             },
         );
         row("calls in flight", s.concurrency.to_string());
+        row("caller speaks between turns", format!("{} ms", s.pause_ms));
         row(
             "calls started / booked",
             format!("{} / {}", s.calls, self.booked),
@@ -162,6 +176,7 @@ struct Shared {
     counters: Counters,
     measures: Mutex<Measures>,
     failure: Mutex<Option<String>>,
+    pause: Duration,
 }
 
 fn micros(took: Duration) -> u64 {
@@ -194,7 +209,7 @@ impl Shared {
 pub async fn run(
     mut config: Config,
     options: &BenchOptions,
-    model_latency: Option<Duration>,
+    callers: Callers,
 ) -> anyhow::Result<RelayReport> {
     // The model client is built without a TLS provider of its own (see `load::client`).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -204,7 +219,7 @@ pub async fn run(
         ));
     }
     let (temp, db_url) = TempDb::create(options.backend, &options.postgres).await?;
-    let outcome = run_on(config, options, model_latency, &db_url).await;
+    let outcome = run_on(config, options, callers, &db_url).await;
     temp.remove().await;
     outcome
 }
@@ -212,9 +227,10 @@ pub async fn run(
 async fn run_on(
     config: Config,
     options: &BenchOptions,
-    model_latency: Option<Duration>,
+    callers: Callers,
     db_url: &str,
 ) -> anyhow::Result<RelayReport> {
+    let model_latency = callers.model_latency;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let mut config = bench_config(config, db_url, &base);
@@ -257,6 +273,7 @@ async fn run_on(
             last: super::load::histogram(),
         }),
         failure: Mutex::new(None),
+        pause: callers.pause,
     });
     anyhow::ensure!(
         !shared.wishes.is_empty(),
@@ -300,6 +317,7 @@ async fn run_on(
         errors: c.failed.load(Ordering::Relaxed),
         fillers: c.fillers.load(Ordering::Relaxed),
         model_latency_ms: model_latency.map(|l| l.as_millis() as u64),
+        pause_ms: callers.pause.as_millis() as u64,
         first_token_p50_ms: ms(&m.first, 0.50),
         first_token_p95_ms: ms(&m.first, 0.95),
         first_token_p99_ms: ms(&m.first, 0.99),
@@ -375,7 +393,12 @@ async fn converse(shared: &Shared, i: usize, customer: &mut Customer) -> Result<
     let outcome = loop {
         let reply = turn(shared, &mut socket, &words).await?;
         match customer.react(&reply) {
-            Step::Send(next) => words = next,
+            Step::Send(next) => {
+                words = next;
+                if !shared.pause.is_zero() {
+                    tokio::time::sleep(shared.pause).await;
+                }
+            }
             Step::Booked => break Ok(()),
             Step::Stuck => break Err("Sara said something the customer cannot go on from".into()),
         }

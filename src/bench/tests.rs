@@ -140,7 +140,7 @@ async fn a_tiny_relay_bench_books_every_call_and_reports_the_token_figures() {
         skip_limit: true,
         ..BenchOptions::default()
     };
-    let report = relay::run(config(), &options, None)
+    let report = relay::run(config(), &options, relay::Callers::default())
         .await
         .expect("bench runs");
     assert_eq!(report.summary.errors, 0, "{}", report.table());
@@ -187,9 +187,16 @@ async fn a_relay_bench_through_the_model_stand_in_books_every_call() {
         skip_limit: true,
         ..BenchOptions::default()
     };
-    let report = relay::run(config(), &options, Some(Duration::from_millis(20)))
-        .await
-        .expect("bench runs");
+    let report = relay::run(
+        config(),
+        &options,
+        relay::Callers {
+            model_latency: Some(Duration::from_millis(20)),
+            pause: Duration::from_millis(5),
+        },
+    )
+    .await
+    .expect("bench runs");
     assert_eq!(report.summary.errors, 0, "{}", report.table());
     assert_eq!(report.booked, 2, "{}", report.table());
     assert_eq!(
@@ -200,5 +207,6 @@ async fn a_relay_bench_through_the_model_stand_in_books_every_call() {
     );
     let json: serde_json::Value = serde_json::from_str(&report.json()).expect("valid JSON");
     assert_eq!(json["model_latency_ms"], 20);
+    assert_eq!(json["pause_ms"], 5);
     assert!(json["last_token_p50_ms"].as_f64().is_some(), "{json}");
 }

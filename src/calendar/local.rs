@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use sara_actors::model::{Booking, BookingId};
-use sara_actors::ports::{BoxFuture, Calendar, CalendarError};
+use sara_actors::ports::{BoxFuture, Calendar, CalendarError, CalendarWrite};
 
 use crate::store::Database;
 
@@ -29,11 +29,11 @@ impl Calendar for LocalCalendar {
         Box::pin(self.db.insert_booking(booking))
     }
 
-    fn book_many<'a>(
+    fn write_many<'a>(
         &'a self,
-        bookings: &'a [Booking],
+        writes: &'a [CalendarWrite],
     ) -> BoxFuture<'a, Vec<Result<(), CalendarError>>> {
-        Box::pin(self.db.insert_bookings(bookings))
+        Box::pin(self.db.write_bookings(writes))
     }
 
     fn reschedule(
@@ -85,6 +85,7 @@ mod tests {
 
     on_both_backends!(
         twenty_concurrent_bookers_of_one_slot_get_exactly_one_booking,
+        a_batch_of_moves_cancels_and_bookings_is_decided_in_order,
         booking_the_same_id_twice_leaves_one_booking,
         a_booking_overlapping_a_confirmed_one_is_refused_but_touching_is_fine,
         rescheduling_into_a_taken_slot_keeps_the_old_time,
@@ -112,7 +113,7 @@ mod tests {
             existing.clone(),
         ];
         assert_eq!(
-            calendar.book_many(&batch).await,
+            calendar.write_many(&books(&batch)).await,
             vec![
                 Ok(()),
                 Err(CalendarError::SlotTaken),
@@ -126,15 +127,81 @@ mod tests {
         assert_eq!(upcoming, vec![first, free, existing]);
     }
 
+    fn books(bookings: &[Booking]) -> Vec<CalendarWrite> {
+        bookings.iter().cloned().map(CalendarWrite::Book).collect()
+    }
+
+    async fn a_batch_of_moves_cancels_and_bookings_is_decided_in_order(db: Database) {
+        let calendar = LocalCalendar::new(db);
+        let nine = booking(nine_am(), 30);
+        let ten = booking(nine_am() + Duration::hours(1), 30);
+        calendar
+            .write_many(&books(&[nine.clone(), ten.clone()]))
+            .await;
+        let eleven = nine_am() + Duration::hours(2);
+        let half = Duration::minutes(30);
+        let at_nine = booking(nine_am(), 30);
+        let at_ten = booking(ten.start, 30);
+        let batch = vec![
+            // Taken by `nine` until it is cancelled below.
+            CalendarWrite::Book(at_nine.clone()),
+            CalendarWrite::Cancel(nine.id),
+            CalendarWrite::Book(at_nine.clone()),
+            // `ten` moves to eleven; its old time is free at once.
+            CalendarWrite::Move {
+                id: ten.id,
+                start: eleven,
+                end: eleven + half,
+            },
+            CalendarWrite::Book(at_ten.clone()),
+            // Onto a time the batch took: refused, the booking keeps its time.
+            CalendarWrite::Move {
+                id: at_ten.id,
+                start: nine_am(),
+                end: nine_am() + half,
+            },
+            CalendarWrite::Cancel(Uuid::new_v4()),
+            CalendarWrite::Move {
+                id: nine.id,
+                start: eleven,
+                end: eleven + half,
+            },
+        ];
+        assert_eq!(
+            calendar.write_many(&batch).await,
+            vec![
+                Err(CalendarError::SlotTaken),
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Err(CalendarError::SlotTaken),
+                Err(CalendarError::NotFound),
+                Err(CalendarError::NotFound),
+            ]
+        );
+        let upcoming = calendar.upcoming(nine_am()).await.expect("upcoming");
+        let times: Vec<(BookingId, DateTime<Utc>)> =
+            upcoming.iter().map(|b| (b.id, b.start)).collect();
+        assert_eq!(
+            times,
+            vec![
+                (at_nine.id, nine_am()),
+                (at_ten.id, ten.start),
+                (ten.id, eleven)
+            ]
+        );
+    }
+
     async fn a_batch_without_overlaps_writes_every_booking(db: Database) {
         let calendar = LocalCalendar::new(db);
         let batch: Vec<Booking> = (0..40)
             .map(|i| booking(nine_am() + Duration::minutes(30 * i), 30))
             .collect();
-        let results = calendar.book_many(&batch).await;
+        let results = calendar.write_many(&books(&batch)).await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
         assert_eq!(
-            calendar.book_many(&batch).await,
+            calendar.write_many(&books(&batch)).await,
             vec![Ok(()); 40],
             "a retry"
         );

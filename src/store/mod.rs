@@ -51,7 +51,8 @@ use chrono_tz::Tz;
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel, Phone};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, StoredConversation, TurnCommit,
+    BoxFuture, CalendarError, CalendarWrite, CommitOutcome, ConversationStore, StoredConversation,
+    TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -120,24 +121,15 @@ pub trait BookingRepository: Send + Sync {
         from: DateTime<Utc>,
     ) -> BoxFuture<'_, Result<Vec<Booking>, StoreError>>;
 
-    /// Writes several bookings in one transaction, each decided in order as a write of its
-    /// own would be (`SlotTaken` on an overlap with a confirmed booking, the earlier ones of
-    /// the batch included); one result per booking. `Err` when nothing could be decided.
-    fn insert_bookings<'a>(
+    /// Makes several writes (bookings, moves, cancels), each decided in order as a write of
+    /// its own would be (`SlotTaken` on an overlap with a confirmed booking, the earlier
+    /// writes of the batch included); one result per write. In one transaction where the
+    /// backend gains by it (SQLite: one turn at the write lock for the batch). `Err` when
+    /// nothing could be decided.
+    fn write_bookings<'a>(
         &'a self,
-        bookings: &'a [Booking],
+        writes: &'a [CalendarWrite],
     ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>>;
-
-    /// Moves a booking that is not cancelled; the old time is kept when the new one is taken.
-    fn move_booking(
-        &self,
-        id: BookingId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), CalendarError>>;
-
-    /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
-    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>>;
 }
 
 /// A backend: the engine's port, the booking repository, the admin reads, and its upkeep.
@@ -571,20 +563,16 @@ impl Database {
     /// Writes a booking, idempotent by id; `SlotTaken` when a confirmed booking overlaps a
     /// confirmed one.
     pub async fn insert_booking(&self, booking: &Booking) -> Result<(), CalendarError> {
-        self.insert_bookings(std::slice::from_ref(booking))
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Err(CalendarError::Unavailable("no booking result".into())))
+        self.write_one(CalendarWrite::Book(booking.clone())).await
     }
 
-    /// Writes several bookings in one transaction, decided in order as one
-    /// [`Database::insert_booking`] each would be; one result per booking.
-    pub async fn insert_bookings(&self, bookings: &[Booking]) -> Vec<Result<(), CalendarError>> {
+    /// Makes several writes, decided in order as one write each would be (see
+    /// [`BookingRepository::write_bookings`]); one result per write.
+    pub async fn write_bookings(&self, writes: &[CalendarWrite]) -> Vec<Result<(), CalendarError>> {
         self.store
-            .insert_bookings(bookings)
+            .write_bookings(writes)
             .await
-            .unwrap_or_else(|error| vec![Err(error); bookings.len()])
+            .unwrap_or_else(|error| vec![Err(error); writes.len()])
     }
 
     /// Moves a booking that is not cancelled; the old time is kept when the new one is taken.
@@ -594,12 +582,20 @@ impl Database {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<(), CalendarError> {
-        self.store.move_booking(id, start, end).await
+        self.write_one(CalendarWrite::Move { id, start, end }).await
     }
 
     /// Marks a booking cancelled; cancelling twice is fine, an unknown id is `NotFound`.
     pub async fn cancel_booking(&self, id: BookingId) -> Result<(), CalendarError> {
-        self.store.cancel_booking(id).await
+        self.write_one(CalendarWrite::Cancel(id)).await
+    }
+
+    async fn write_one(&self, write: CalendarWrite) -> Result<(), CalendarError> {
+        self.write_bookings(std::slice::from_ref(&write))
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(CalendarError::Unavailable("no calendar result".into())))
     }
 }
 

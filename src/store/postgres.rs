@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId};
-use sara_actors::ports::{BoxFuture, CalendarError, CommitOutcome, TurnCommit};
+use sara_actors::ports::{BoxFuture, CalendarError, CalendarWrite, CommitOutcome, TurnCommit};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgQueryResult};
 use sqlx::{PgPool, Postgres};
@@ -76,33 +76,11 @@ impl Dialect for Postgres {
         Box::pin(commit(&store.pool, &store.sealer, batch))
     }
 
-    fn insert_bookings<'a>(
+    fn write_bookings<'a>(
         store: &'a PgStore,
-        bookings: &'a [Booking],
+        writes: &'a [CalendarWrite],
     ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
-        Box::pin(insert_bookings(&store.pool, &store.sealer, bookings))
-    }
-
-    /// One statement: if the new time is taken the constraint rejects it and the row keeps
-    /// its old time.
-    fn move_booking(
-        store: &PgStore,
-        id: BookingId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), CalendarError>> {
-        Box::pin(async move {
-            let mut conn = store.pool.acquire().await.map_err(calendar_db_error)?;
-            match sql::move_booking::<Postgres>(&mut conn, id, start, end).await {
-                Ok(0) => Err(CalendarError::NotFound),
-                Ok(_) => Ok(()),
-                Err(e) => Err(calendar_db_error(e)),
-            }
-        })
-    }
-
-    fn calendar_error(e: sqlx::Error) -> CalendarError {
-        calendar_db_error(e)
+        Box::pin(write_bookings(&store.pool, &store.sealer, writes))
     }
 
     fn postgres_pool(pool: &PgPool) -> Option<&PgPool> {
@@ -590,6 +568,57 @@ impl<'a> TurnColumns<'a> {
         self.elapsed_ms.push(i64::from(turn.elapsed_ms));
         self.reply_extra.push(sealed.reply_extra.as_deref());
     }
+}
+
+/// Makes writes in order: each run of bookings as [`insert_bookings`] writes them (one
+/// statement in the common case), a move or a cancel as one statement each. PostgreSQL's
+/// writers do not queue for one lock, so one transaction for the whole batch would gain
+/// little and cost a verdict per write on a refused statement.
+async fn write_bookings(
+    pool: &PgPool,
+    sealer: &Sealer,
+    writes: &[CalendarWrite],
+) -> Result<Vec<Result<(), CalendarError>>, CalendarError> {
+    let mut results = Vec::with_capacity(writes.len());
+    let mut rest = writes;
+    while let Some((first, tail)) = rest.split_first() {
+        let result = match first {
+            CalendarWrite::Book(_) => {
+                let run = rest
+                    .iter()
+                    .take_while(|w| matches!(w, CalendarWrite::Book(_)))
+                    .count();
+                let bookings: Vec<Booking> = rest[..run]
+                    .iter()
+                    .filter_map(|w| match w {
+                        CalendarWrite::Book(b) => Some(b.clone()),
+                        CalendarWrite::Move { .. } | CalendarWrite::Cancel(_) => None,
+                    })
+                    .collect();
+                results.extend(insert_bookings(pool, sealer, &bookings).await?);
+                rest = &rest[run..];
+                continue;
+            }
+            // One statement: if the new time is taken the constraint rejects it and the row
+            // keeps its old time.
+            CalendarWrite::Move { id, start, end } => {
+                let mut conn = pool.acquire().await.map_err(calendar_db_error)?;
+                match sql::move_booking::<Postgres>(&mut conn, *id, *start, *end).await {
+                    Ok(0) => Err(CalendarError::NotFound),
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(calendar_db_error(e)),
+                }
+            }
+            CalendarWrite::Cancel(id) => match sql::cancel_booking::<Postgres>(pool, *id).await {
+                Ok(0) => Err(CalendarError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) => Err(calendar_db_error(e)),
+            },
+        };
+        results.push(result);
+        rest = tail;
+    }
+    Ok(results)
 }
 
 /// Writes bookings as one statement in one transaction when none of them overlaps a

@@ -12,8 +12,8 @@ use chrono::{DateTime, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CommitOutcome, ConversationStore, JobCompletion, JobRecord,
-    LastInbound, OutboxMessage, StoredConversation, TurnCommit,
+    BoxFuture, CalendarError, CalendarWrite, CommitOutcome, ConversationStore, JobCompletion,
+    JobRecord, LastInbound, OutboxMessage, StoredConversation, TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -81,22 +81,11 @@ pub(super) trait Dialect: Database<Arguments: sqlx::IntoArguments<Self>> {
         batch: &'a [TurnCommit],
     ) -> BoxFuture<'a, Result<Vec<CommitOutcome>, StoreError>>;
 
-    /// See [`BookingRepository::insert_bookings`].
-    fn insert_bookings<'a>(
+    /// See [`BookingRepository::write_bookings`].
+    fn write_bookings<'a>(
         store: &'a SqlStore<Self>,
-        bookings: &'a [Booking],
+        writes: &'a [CalendarWrite],
     ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>>;
-
-    /// See [`BookingRepository::move_booking`].
-    fn move_booking(
-        store: &SqlStore<Self>,
-        id: BookingId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), CalendarError>>;
-
-    /// A database error of a booking write in the calendar's terms.
-    fn calendar_error(e: sqlx::Error) -> CalendarError;
 
     fn sqlite_pool(_pool: &sqlx::Pool<Self>) -> Option<&SqlitePool> {
         None
@@ -535,10 +524,22 @@ pub(super) async fn cancel_booking<DB: Dialect>(
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
+    let mut conn = pool.acquire().await?;
+    cancel_in::<DB>(&mut conn, id).await
+}
+
+/// [`cancel_booking`] on a connection (inside a transaction).
+pub(super) async fn cancel_in<'c, DB: Dialect>(
+    conn: &'c mut DB::Connection,
+    id: BookingId,
+) -> Result<u64, sqlx::Error>
+where
+    &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
     let done = sqlx::query::<DB>(CANCEL_BOOKING)
         .bind(DB::time(Utc::now()))
         .bind(DB::id(id))
-        .execute(pool)
+        .execute(conn)
         .await?;
     Ok(DB::rows_affected(&done))
 }
@@ -579,10 +580,6 @@ pub(super) trait Shared: Dialect {
         sealer: &'a Sealer,
         from: Option<DateTime<Utc>>,
     ) -> BoxFuture<'a, Result<Vec<Booking>, StoreError>>;
-    fn cancel_booking(
-        pool: &sqlx::Pool<Self>,
-        id: BookingId,
-    ) -> BoxFuture<'_, Result<u64, sqlx::Error>>;
     fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>>;
     fn set_sms_opt_out<'a>(
         pool: &'a sqlx::Pool<Self>,
@@ -1022,13 +1019,6 @@ where
         Box::pin(bookings(pool, sealer, from))
     }
 
-    fn cancel_booking(
-        pool: &sqlx::Pool<Self>,
-        id: BookingId,
-    ) -> BoxFuture<'_, Result<u64, sqlx::Error>> {
-        Box::pin(cancel_booking(pool, id))
-    }
-
     fn attended(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<Vec<BookingId>, StoreError>> {
         Box::pin(attended(pool))
     }
@@ -1208,31 +1198,11 @@ impl<DB: Shared> BookingRepository for SqlStore<DB> {
         DB::bookings(&self.pool, &self.sealer, Some(from))
     }
 
-    fn insert_bookings<'a>(
+    fn write_bookings<'a>(
         &'a self,
-        bookings: &'a [Booking],
+        writes: &'a [CalendarWrite],
     ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
-        DB::insert_bookings(self, bookings)
-    }
-
-    fn move_booking(
-        &self,
-        id: BookingId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), CalendarError>> {
-        DB::move_booking(self, id, start, end)
-    }
-
-    fn cancel_booking(&self, id: BookingId) -> BoxFuture<'_, Result<(), CalendarError>> {
-        Box::pin(async move {
-            let _turn = single_writer(self).await;
-            match DB::cancel_booking(&self.pool, id).await {
-                Ok(0) => Err(CalendarError::NotFound),
-                Ok(_) => Ok(()),
-                Err(e) => Err(DB::calendar_error(e)),
-            }
-        })
+        DB::write_bookings(self, writes)
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, BookingStatus};
-use sara_actors::ports::{BoxFuture, CalendarError, CommitOutcome, TurnCommit};
+use sara_actors::ports::{BoxFuture, CalendarError, CalendarWrite, CommitOutcome, TurnCommit};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteQueryResult,
@@ -103,29 +103,16 @@ impl Dialect for Sqlite {
         Box::pin(commit(&store.pool, &store.writes, &store.sealer, batch))
     }
 
-    fn insert_bookings<'a>(
+    fn write_bookings<'a>(
         store: &'a SqliteStore,
-        bookings: &'a [Booking],
+        writes: &'a [CalendarWrite],
     ) -> BoxFuture<'a, Result<Vec<Result<(), CalendarError>>, CalendarError>> {
-        Box::pin(insert_bookings(
+        Box::pin(write_bookings(
             &store.pool,
             &store.writes,
             &store.sealer,
-            bookings,
+            writes,
         ))
-    }
-
-    fn move_booking(
-        store: &SqliteStore,
-        id: BookingId,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-    ) -> BoxFuture<'_, Result<(), CalendarError>> {
-        Box::pin(move_booking(&store.pool, &store.writes, id, start, end))
-    }
-
-    fn calendar_error(e: sqlx::Error) -> CalendarError {
-        calendar_db_error(e)
     }
 
     fn sqlite_pool(pool: &SqlitePool) -> Option<&SqlitePool> {
@@ -632,60 +619,50 @@ async fn overlaps_confirmed(
     Ok(hit.is_some())
 }
 
-/// Writes bookings in one `BEGIN IMMEDIATE … COMMIT`, each decided in order exactly as a
-/// write of its own would be (idempotent by id, `SlotTaken` on an overlap with a confirmed
-/// booking, the earlier ones of the batch included): the calendar's writer hands over the
-/// bookings that queued up together, so a busy hour is not one commit per booking.
+/// Makes writes in one `BEGIN IMMEDIATE … COMMIT`, each decided in order exactly as a write
+/// of its own would be (a booking idempotent by id and `SlotTaken` on an overlap with a
+/// confirmed booking, the earlier writes of the batch included; a move keeps the old time
+/// when the new one is taken; a cancel of an unknown id is `NotFound`): the calendar's
+/// writer hands over the writes that queued up together, so a busy hour is not one commit,
+/// and one wait for the write lock, per write.
 ///
 /// A database error fails the whole batch (the transaction rolls back, nothing is written).
-async fn insert_bookings(
+async fn write_bookings(
     pool: &SqlitePool,
     gate: &WriteGate,
     sealer: &Sealer,
-    bookings: &[Booking],
+    writes: &[CalendarWrite],
 ) -> Result<Vec<Result<(), CalendarError>>, CalendarError> {
     // Sealed before the write lock is taken, so AES does not run under it.
-    let sealed: Vec<SealedBooking> = bookings
+    let sealed: Vec<Option<SealedBooking>> = writes
         .iter()
-        .map(|b| SealedBooking::new(sealer, b))
+        .map(|write| match write {
+            CalendarWrite::Book(b) => Some(SealedBooking::new(sealer, b)),
+            CalendarWrite::Move { .. } | CalendarWrite::Cancel(_) => None,
+        })
         .collect();
     let _turn = gate.lock().await;
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
         .map_err(calendar_db_error)?;
-    let mut results = Vec::with_capacity(bookings.len());
-    for (booking, sealed) in bookings.iter().zip(&sealed) {
-        let id = booking.id.to_string();
-        // A cancelled row of the same id (a released hold) is booked again below.
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1 AND status <> 'cancelled'")
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(calendar_db_error)?;
-        if exists.is_some() {
-            // A retried write of the same booking: it is already there.
-            results.push(Ok(()));
-            continue;
-        }
-        if booking.status == BookingStatus::Confirmed
-            && overlaps_confirmed(
-                &mut tx,
-                &id,
-                booking.staff.as_deref().unwrap_or(""),
-                booking.start,
-                booking.end,
-            )
-            .await?
-        {
-            results.push(Err(CalendarError::SlotTaken));
-            continue;
-        }
-        sql::insert_booking::<Sqlite>(&mut tx, booking, sealed)
-            .await
-            .map_err(calendar_db_error)?;
-        results.push(Ok(()));
+    let mut results = Vec::with_capacity(writes.len());
+    for (write, sealed) in writes.iter().zip(&sealed) {
+        let result = match (write, sealed) {
+            (CalendarWrite::Book(booking), Some(sealed)) => book(&mut tx, booking, sealed).await?,
+            (CalendarWrite::Move { id, start, end }, _) => {
+                move_booking(&mut tx, *id, *start, *end).await?
+            }
+            (CalendarWrite::Cancel(id), _) => match sql::cancel_in::<Sqlite>(&mut tx, *id).await {
+                Ok(0) => Err(CalendarError::NotFound),
+                Ok(_) => Ok(()),
+                Err(e) => return Err(calendar_db_error(e)),
+            },
+            (CalendarWrite::Book(_), None) => {
+                Err(CalendarError::Unavailable("booking not sealed".into()))
+            }
+        };
+        results.push(result);
     }
     if results.iter().any(Result::is_ok) {
         tx.commit().await.map_err(calendar_db_error)?;
@@ -695,19 +672,52 @@ async fn insert_bookings(
     Ok(results)
 }
 
+/// One booking of [`write_bookings`]: the outer `Err` fails the batch, the inner is this
+/// booking's verdict.
+async fn book(
+    tx: &mut sqlx::SqliteConnection,
+    booking: &Booking,
+    sealed: &SealedBooking,
+) -> Result<Result<(), CalendarError>, CalendarError> {
+    let id = booking.id.to_string();
+    // A cancelled row of the same id (a released hold) is booked again below.
+    let exists: Option<i64> =
+        sqlx::query_scalar("SELECT 1 FROM bookings WHERE id = ?1 AND status <> 'cancelled'")
+            .bind(&id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(calendar_db_error)?;
+    if exists.is_some() {
+        // A retried write of the same booking: it is already there.
+        return Ok(Ok(()));
+    }
+    if booking.status == BookingStatus::Confirmed
+        && overlaps_confirmed(
+            tx,
+            &id,
+            booking.staff.as_deref().unwrap_or(""),
+            booking.start,
+            booking.end,
+        )
+        .await?
+    {
+        return Ok(Err(CalendarError::SlotTaken));
+    }
+    sql::insert_booking::<Sqlite>(tx, booking, sealed)
+        .await
+        .map_err(calendar_db_error)?;
+    Ok(Ok(()))
+}
+
+/// One move of [`write_bookings`]: the outer `Err` fails the batch, the inner is this
+/// move's verdict.
 async fn move_booking(
-    pool: &SqlitePool,
-    gate: &WriteGate,
+    tx: &mut sqlx::SqliteConnection,
     id: BookingId,
     new_start: DateTime<Utc>,
     new_end: DateTime<Utc>,
-) -> Result<(), CalendarError> {
+) -> Result<Result<(), CalendarError>, CalendarError> {
     let key = id.to_string();
-    let _turn = gate.lock().await;
-    let mut tx = pool
-        .begin_with("BEGIN IMMEDIATE")
-        .await
-        .map_err(calendar_db_error)?;
     let row: Option<(String, String)> =
         sqlx::query_as("SELECT status, staff FROM bookings WHERE id = ?1")
             .bind(&key)
@@ -717,21 +727,21 @@ async fn move_booking(
     let (status, staff) = row.unzip();
     let staff = staff.unwrap_or_default();
     let status = match status.as_deref().map(BookingStatus::parse) {
-        None | Some(Some(BookingStatus::Cancelled)) => return Err(CalendarError::NotFound),
+        None | Some(Some(BookingStatus::Cancelled)) => return Ok(Err(CalendarError::NotFound)),
         Some(None) => {
-            return Err(CalendarError::Unavailable(
+            return Ok(Err(CalendarError::Unavailable(
                 "unknown booking status".to_string(),
-            ));
+            )));
         }
         Some(Some(status)) => status,
     };
     if status == BookingStatus::Confirmed
-        && overlaps_confirmed(&mut tx, &key, &staff, new_start, new_end).await?
+        && overlaps_confirmed(tx, &key, &staff, new_start, new_end).await?
     {
-        return Err(CalendarError::SlotTaken);
+        return Ok(Err(CalendarError::SlotTaken));
     }
-    sql::move_booking::<Sqlite>(&mut tx, id, new_start, new_end)
+    sql::move_booking::<Sqlite>(tx, id, new_start, new_end)
         .await
         .map_err(calendar_db_error)?;
-    tx.commit().await.map_err(calendar_db_error)
+    Ok(Ok(()))
 }

@@ -1,5 +1,5 @@
-//! The calendar actor: one per calendar. It serialises bookings (written by a task beside
-//! it, in order) and keeps the upcoming bookings in memory on a [`CalendarBoard`] that every
+//! The calendar actor: one per calendar. It serialises writes (bookings, moves and cancels,
+//! made in order by a task beside it, those that queue up together in one batch) and keeps the upcoming bookings in memory on a [`CalendarBoard`] that every
 //! turn reads directly, so seeing what is busy costs neither a store round trip nor a trip
 //! through this actor's mailbox (and a reload never holds turns up). Only this actor writes
 //! the board. The store behind the `Calendar` port still refuses overlaps, so a stale board
@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::availability::{Busy, BusyList};
 use crate::model::{Booking, BookingId, BookingStatus, Phone};
-use crate::ports::{Calendar, CalendarError, Clock};
+use crate::ports::{Calendar, CalendarError, CalendarWrite, Clock};
 
 pub struct CalendarActor;
 
@@ -53,8 +53,8 @@ pub enum CalendarMsg {
         reply: RpcReplyPort<Result<(), CalendarError>>,
     },
     Refresh,
-    /// A batch of booking writes finished (sent by the task that ran it), in queue order.
-    Booked(Vec<WrittenBooking>),
+    /// A batch of writes finished (sent by the task that made it), in queue order.
+    Written(Vec<Written>),
     /// Fault injection: the actor panics (its supervisor starts a new one).
     Panic,
 }
@@ -63,63 +63,63 @@ pub struct CalendarState {
     calendar: Arc<dyn Calendar>,
     clock: Arc<dyn Clock>,
     board: Arc<CalendarBoard>,
-    /// The booking writer's queue: bookings are written in order by one task beside the
-    /// actor (those that queue up together in one batch), so views never wait behind a write.
-    writes: mpsc::UnboundedSender<PendingBooking>,
+    /// The writer's queue: writes are made in order by one task beside the actor (those
+    /// that queue up together in one batch), so views never wait behind a write and a
+    /// cancel never waits in the mailbox behind another one's transaction.
+    writes: mpsc::UnboundedSender<PendingWrite>,
 }
 
-type PendingBooking = (Booking, RpcReplyPort<Result<(), CalendarError>>);
+type PendingWrite = (CalendarWrite, RpcReplyPort<Result<(), CalendarError>>);
 
-/// A booking the writer task tried to write, with the store's verdict and who waits for it.
-pub struct WrittenBooking {
-    booking: Booking,
+/// A write the writer task made, with the calendar's verdict and who waits for it.
+pub struct Written {
+    write: CalendarWrite,
     result: Result<(), CalendarError>,
     reply: RpcReplyPort<Result<(), CalendarError>>,
 }
 
-/// How many queued bookings one write takes at most.
-const MAX_BOOKING_BATCH: usize = 128;
+/// How many queued writes one batch takes at most.
+const MAX_WRITE_BATCH: usize = 128;
 
-/// Writes queued bookings in order and reports each result to the actor. The bookings that
-/// queued up while the previous write ran go together in one [`Calendar::book_many`] (one
-/// transaction for the local calendar), so bookings are not held to one commit each.
-async fn write_bookings(
+/// Makes queued writes in order and reports each result to the actor. The writes that
+/// queued up while the previous batch ran go together in one [`Calendar::write_many`] (one
+/// transaction for the local calendar), so a busy hour is not one commit per write, and on
+/// SQLite not one wait for the write lock per write.
+async fn write_batches(
     calendar: Arc<dyn Calendar>,
     actor: ActorRef<CalendarMsg>,
-    mut queue: mpsc::UnboundedReceiver<PendingBooking>,
+    mut queue: mpsc::UnboundedReceiver<PendingWrite>,
 ) {
-    let mut pending: Vec<PendingBooking> = Vec::with_capacity(MAX_BOOKING_BATCH);
-    while queue.recv_many(&mut pending, MAX_BOOKING_BATCH).await > 0 {
-        let (bookings, replies): (Vec<Booking>, Vec<_>) = pending.drain(..).unzip();
+    let mut pending: Vec<PendingWrite> = Vec::with_capacity(MAX_WRITE_BATCH);
+    while queue.recv_many(&mut pending, MAX_WRITE_BATCH).await > 0 {
+        let (writes, replies): (Vec<CalendarWrite>, Vec<_>) = pending.drain(..).unzip();
         let t0 = std::time::Instant::now();
-        let mut results = calendar.book_many(&bookings).await;
+        let mut results = calendar.write_many(&writes).await;
         tracing::debug!(
-            bookings = bookings.len(),
+            writes = writes.len(),
             micros = t0.elapsed().as_micros() as u64,
-            "booking batch written"
+            "calendar batch written"
         );
-        if results.len() != bookings.len() {
+        if results.len() != writes.len() {
             tracing::error!(
-                expected = bookings.len(),
+                expected = writes.len(),
                 got = results.len(),
-                "calendar returned a wrong number of booking results"
+                "calendar returned a wrong number of write results"
             );
-            results = vec![
-                Err(CalendarError::Unavailable("booking result count".into()));
-                bookings.len()
-            ];
+            results =
+                vec![Err(CalendarError::Unavailable("calendar result count".into())); writes.len()];
         }
-        let written = bookings
+        let written = writes
             .into_iter()
             .zip(replies)
             .zip(results)
-            .map(|((booking, reply), result)| WrittenBooking {
-                booking,
+            .map(|((write, reply), result)| Written {
+                write,
                 result,
                 reply,
             })
             .collect();
-        if actor.send_message(CalendarMsg::Booked(written)).is_err() {
+        if actor.send_message(CalendarMsg::Written(written)).is_err() {
             return;
         }
     }
@@ -194,14 +194,39 @@ impl Board {
         self.bookings = bookings.into_iter().map(|b| (b.id, b)).collect();
     }
 
-    /// Adds or replaces several bookings; the shared busy list is copied once for all of
-    /// them, not once per booking.
-    fn insert_many(&mut self, bookings: Vec<Booking>) {
-        if bookings.is_empty() {
+    /// Applies what the calendar accepted of a batch, in order: bookings added (a deferred
+    /// one as pending: its time is held), moves and cancels. The shared busy list is copied
+    /// once for the batch, not once per write.
+    fn apply(&mut self, accepted: Vec<(CalendarWrite, Result<(), CalendarError>)>) {
+        if accepted.is_empty() {
             return;
         }
         let mut busy = (*self.busy).clone();
-        for booking in bookings {
+        for (write, result) in accepted {
+            let booking = match (write, result) {
+                (CalendarWrite::Book(booking), Ok(())) => booking,
+                (CalendarWrite::Book(booking), Err(_)) => Booking {
+                    status: BookingStatus::Pending,
+                    ..booking
+                },
+                (CalendarWrite::Move { id, start, end }, _) => {
+                    let Some(mut moved) = self.bookings.get(&id).cloned() else {
+                        continue;
+                    };
+                    moved.start = start;
+                    moved.end = end;
+                    moved.sequence = moved.sequence.saturating_add(1);
+                    moved
+                }
+                (CalendarWrite::Cancel(id), _) => {
+                    if let Some(old) = self.forget(id)
+                        && holds(&old)
+                    {
+                        busy.remove(id);
+                    }
+                    continue;
+                }
+            };
             if let Some(old) = self.forget(booking.id)
                 && holds(&old)
             {
@@ -219,17 +244,6 @@ impl Board {
         self.busy = Arc::new(busy);
     }
 
-    /// Forgets one booking (cancelled); its time is no longer held.
-    fn remove(&mut self, id: BookingId) -> Option<Booking> {
-        let old = self.forget(id)?;
-        if holds(&old) {
-            let mut busy = (*self.busy).clone();
-            busy.remove(id);
-            self.busy = Arc::new(busy);
-        }
-        Some(old)
-    }
-
     /// Drops a booking from the maps, leaving the busy list alone.
     fn forget(&mut self, id: BookingId) -> Option<Booking> {
         let old = self.bookings.remove(&id)?;
@@ -244,6 +258,25 @@ impl Board {
 }
 
 impl CalendarState {
+    /// Hands a write to the writer task (in order).
+    fn queue(
+        &self,
+        write: CalendarWrite,
+        reply: RpcReplyPort<Result<(), CalendarError>>,
+    ) -> Result<(), ActorProcessingErr> {
+        // Reads and refreshes must not wait behind a write waiting for the database's write
+        // lock, so the writer task makes it.
+        if let Err(mpsc::error::SendError((_, reply))) = self.writes.send((write, reply)) {
+            // The writer task is gone (the calendar port panicked under it): this actor
+            // fails so its supervisor starts a new one, with a new writer.
+            let _ = reply.send(Err(CalendarError::Unavailable(
+                "calendar writer stopped".into(),
+            )));
+            return Err("the calendar writer task stopped".into());
+        }
+        Ok(())
+    }
+
     async fn reload(&mut self) -> Result<(), CalendarError> {
         let from = self.clock.now() - chrono::Duration::days(1);
         let bookings = self.calendar.upcoming(from).await?;
@@ -263,7 +296,7 @@ impl Actor for CalendarActor {
         args: CalendarArgs,
     ) -> Result<CalendarState, ActorProcessingErr> {
         let (writes, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_bookings(args.calendar.clone(), myself.clone(), queue));
+        tokio::spawn(write_batches(args.calendar.clone(), myself.clone(), queue));
         let mut state = CalendarState {
             calendar: args.calendar,
             clock: args.clock,
@@ -286,50 +319,7 @@ impl Actor for CalendarActor {
     ) -> Result<(), ActorProcessingErr> {
         match message {
             CalendarMsg::Book { booking, reply } => {
-                // Reschedules, cancels and refreshes must not wait behind a write waiting for
-                // the database's write lock, so the writer task does it (in order).
-                if let Err(mpsc::error::SendError((_, reply))) = state.writes.send((booking, reply))
-                {
-                    // The writer task is gone (the calendar port panicked under it): this
-                    // actor fails so its supervisor starts a new one, with a new writer.
-                    let _ = reply.send(Err(CalendarError::Unavailable(
-                        "booking writer stopped".into(),
-                    )));
-                    return Err("the booking writer task stopped".into());
-                }
-            }
-            CalendarMsg::Booked(written) => {
-                let mut accepted = Vec::with_capacity(written.len());
-                let mut stale = false;
-                let mut replies = Vec::with_capacity(written.len());
-                for WrittenBooking {
-                    booking,
-                    result,
-                    reply,
-                } in written
-                {
-                    match &result {
-                        Ok(()) => accepted.push(booking),
-                        // Held in the store while its calendar write is retried: the time
-                        // is taken, not yet confirmed.
-                        Err(CalendarError::Deferred) => accepted.push(Booking {
-                            status: BookingStatus::Pending,
-                            ..booking
-                        }),
-                        Err(CalendarError::SlotTaken) => stale = true,
-                        Err(_) => {}
-                    }
-                    replies.push((reply, result));
-                }
-                state.board.change(|board| board.insert_many(accepted));
-                if stale {
-                    // Someone else took a slot this view showed free: look again (once).
-                    let _ = state.reload().await;
-                }
-                // Only now, so that the callers' next views include their bookings.
-                for (reply, result) in replies {
-                    let _ = reply.send(result);
-                }
+                state.queue(CalendarWrite::Book(booking), reply)?;
             }
             CalendarMsg::Reschedule {
                 id,
@@ -337,29 +327,43 @@ impl Actor for CalendarActor {
                 end,
                 reply,
             } => {
-                let result = state.calendar.reschedule(id, start, end).await;
-                match &result {
-                    Ok(()) => state.board.change(|board| {
-                        if let Some(mut b) = board.bookings.get(&id).cloned() {
-                            b.start = start;
-                            b.end = end;
-                            b.sequence = b.sequence.saturating_add(1);
-                            board.insert_many(vec![b]);
-                        }
-                    }),
-                    Err(CalendarError::SlotTaken | CalendarError::NotFound) => {
-                        let _ = state.reload().await;
-                    }
-                    Err(_) => {}
-                }
-                let _ = reply.send(result);
+                state.queue(CalendarWrite::Move { id, start, end }, reply)?;
             }
             CalendarMsg::Cancel { id, reply } => {
-                let result = state.calendar.cancel(id).await;
-                if result.is_ok() {
-                    state.board.change(|board| board.remove(id));
+                state.queue(CalendarWrite::Cancel(id), reply)?;
+            }
+            CalendarMsg::Written(written) => {
+                let mut accepted = Vec::with_capacity(written.len());
+                let mut stale = false;
+                let mut replies = Vec::with_capacity(written.len());
+                for Written {
+                    write,
+                    result,
+                    reply,
+                } in written
+                {
+                    match &result {
+                        // Held in the store while its calendar write is retried: the time
+                        // is taken, not yet confirmed.
+                        Ok(()) | Err(CalendarError::Deferred) => {
+                            accepted.push((write, result.clone()));
+                        }
+                        // Someone else took the time this view showed free, or the booking
+                        // was changed elsewhere.
+                        Err(CalendarError::SlotTaken | CalendarError::NotFound) => stale = true,
+                        Err(CalendarError::Unavailable(_)) => {}
+                    }
+                    replies.push((reply, result));
                 }
-                let _ = reply.send(result);
+                state.board.change(|board| board.apply(accepted));
+                if stale {
+                    // Look again (once).
+                    let _ = state.reload().await;
+                }
+                // Only now, so that the callers' next views include their changes.
+                for (reply, result) in replies {
+                    let _ = reply.send(result);
+                }
             }
             CalendarMsg::Panic => panic!("fault injection: calendar actor panic"),
             CalendarMsg::Refresh => {

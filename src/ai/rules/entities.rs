@@ -55,6 +55,10 @@ static NAME_TAIL: LazyLock<Regex> = LazyLock::new(|| {
         r"(?i)^([\p{L}][\p{L}'-]+(?:\s+[\p{L}][\p{L}'-]+){1,2}?)(?:[\s,]+(?:thx|thanks|thank you|ty|pls|please|cheers|ta|x+))?\s*[.!]*\s*$",
     )
 });
+/// A name spelled out as a recognizer writes it: three or more single letters apart ("J A K
+/// E"), maybe a second spelled word after a comma or full stop ("J A K E, R O S S").
+static SPELLED: LazyLock<Regex> =
+    LazyLock::new(|| re(r"(^|[\s,:;])(\p{L}(?:\s+\p{L}\b){2,}(?:[,.]?\s+\p{L}(?:\s+\p{L}\b)+)*)"));
 static LEAD: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"(?i)^\s*(?:my name is|my name's|name is|name's|it's|it is|this is|i'm|i am|sure|yes|yeah|ok|okay)[\s,:]+",
@@ -463,8 +467,11 @@ pub(super) fn email(original: &str) -> Option<String> {
     EMAIL.find(original).map(|m| m.as_str().to_lowercase())
 }
 
-/// The caller's name, title-cased when typed in lower case.
+/// The caller's name, title-cased when typed in lower case. Spelled letters are read as the
+/// words they spell ("my name is J A K E" → "Jake").
 pub(super) fn name(original: &str, expecting: Option<Slot>, services: &[String]) -> Option<String> {
+    let joined = joined_letters(original);
+    let original = joined.as_ref();
     if let Some(c) = NAME_STRONG.captures(original) {
         return clean_name(&c[1], true);
     }
@@ -510,6 +517,24 @@ pub(super) fn name(original: &str, expecting: Option<Slot>, services: &[String])
         }
     }
     None
+}
+
+/// Each run of spelled letters as one word ("J A K E, R O S S" → "Jake Ross"; one run of
+/// letters is one word: where a caller spelled two names in one breath, the spell-back is
+/// where they hear it and correct it).
+fn joined_letters(text: &str) -> std::borrow::Cow<'_, str> {
+    SPELLED.replace_all(text, |c: &regex::Captures| {
+        let word = c[2]
+            .split([',', '.'])
+            .map(|run| {
+                let word: String = run.split_whitespace().collect::<String>().to_lowercase();
+                title(&word)
+            })
+            .filter(|w| !w.is_empty())
+            .collect::<Vec<_>>()
+            .join(" ");
+        format!("{}{word}", &c[1])
+    })
 }
 
 /// Two or three words placed loosely (no "my name is"): a name only when none of them is an

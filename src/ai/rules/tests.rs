@@ -1093,3 +1093,25 @@ fn questions_keep_their_day_and_cancel_and_rebook_is_one_move() {
     let u = nlu.understand("could I swap to the whitening instead", &ctx);
     assert!(!u.has(Act::Question), "{u:?}");
 }
+
+#[test]
+fn a_name_spelled_letter_by_letter_is_the_word_it_spells() {
+    let nlu = nlu();
+    let asked = context(THURSDAY, Some(Slot::Name));
+    for (text, name) in [
+        ("my name is J A K E", "Jake"),
+        ("J A K E, R O S S", "Jake Ross"),
+        ("it's j a k e. r o s s", "Jake Ross"),
+        ("sure, P R I Y A Shah", "Priya Shah"),
+    ] {
+        assert_eq!(
+            nlu.understand(text, &asked).name.as_deref(),
+            Some(name),
+            "{text}"
+        );
+    }
+    // Two letters are no spelling ("3 p m"), and nothing else is read as a name.
+    let ctx = context(THURSDAY, None);
+    let u = nlu.understand("a cleaning thursday at 3 p m", &ctx);
+    assert_eq!(u.name, None);
+}
