@@ -390,13 +390,15 @@ async fn converse(shared: &Shared, i: usize, customer: &mut Customer) -> Result<
     )
     .await?;
     let mut words = customer.start();
+    let mut turns = 0;
     let outcome = loop {
         let reply = turn(shared, &mut socket, &words).await?;
         match customer.react(&reply) {
             Step::Send(next) => {
                 words = next;
+                turns += 1;
                 if !shared.pause.is_zero() {
-                    tokio::time::sleep(shared.pause).await;
+                    tokio::time::sleep(speaking(shared.pause, i, turns)).await;
                 }
             }
             Step::Booked => break Ok(()),
@@ -405,6 +407,17 @@ async fn converse(shared: &Shared, i: usize, customer: &mut Customer) -> Result<
     };
     let _ = socket.close(None).await;
     outcome
+}
+
+/// How long call `call` speaks before its `turn`th prompt: `pause` ± 50 %, spread evenly
+/// over calls and turns (a fixed pause would keep the calls that started together in step,
+/// so every prompt would come in a burst of all the calls at once).
+fn speaking(pause: Duration, call: usize, turn: usize) -> Duration {
+    let spread = (call
+        .wrapping_mul(7_919)
+        .wrapping_add(turn.wrapping_mul(104_729)))
+        % 1_000;
+    pause.mul_f64(0.5 + spread as f64 / 1_000.0)
 }
 
 /// The call start in relay mode: the `ws://` URL of the `<ConversationRelay>` it answers.
@@ -513,6 +526,16 @@ async fn turn(shared: &Shared, socket: &mut Socket, words: &str) -> Result<Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn callers_speak_for_half_to_one_and_a_half_times_the_pause_not_in_step() {
+        let pause = Duration::from_millis(2_000);
+        let times: Vec<Duration> = (0..200).map(|call| speaking(pause, call, 1)).collect();
+        assert!(times.iter().all(|t| *t >= pause / 2 && *t < pause * 3 / 2));
+        let distinct: std::collections::HashSet<_> = times.iter().collect();
+        assert!(distinct.len() > 150, "{} distinct", distinct.len());
+        assert_ne!(speaking(pause, 3, 1), speaking(pause, 3, 2));
+    }
 
     #[test]
     fn the_relay_url_is_read_from_the_twiml() {
