@@ -325,13 +325,7 @@ impl Report {
             _ => row("bare route", "not measured".into()),
         }
         for (stage, f) in &s.stages {
-            row(
-                &format!("stage {stage}"),
-                format!(
-                    "mean {:.3} / p50 {:.3} / p99 {:.3} ms over {} turns",
-                    f.mean_ms, f.p50_ms, f.p99_ms, f.turns
-                ),
-            );
+            row(&format!("stage {stage}"), f.to_string());
         }
         out
     }

@@ -75,6 +75,8 @@ pub struct RelaySummary {
     pub last_token_p95_ms: f64,
     pub last_token_p99_ms: f64,
     pub server_rss_mib: Option<f64>,
+    /// Where the turns' time went inside Sara (its `sara_turn_stage_seconds` over the run).
+    pub stages: std::collections::BTreeMap<&'static str, super::stages::StageFigures>,
 }
 
 pub struct RelayReport {
@@ -138,6 +140,9 @@ impl RelayReport {
                 s.last_token_p50_ms, s.last_token_p95_ms, s.last_token_p99_ms
             ),
         );
+        for (stage, f) in &s.stages {
+            row(&format!("stage {stage}"), f.to_string());
+        }
         row(
             "server RSS",
             match s.server_rss_mib {
@@ -279,6 +284,7 @@ async fn run_on(
         !shared.wishes.is_empty(),
         "the business has no bookable slot"
     );
+    let before = super::stages::scrape(&shared.client, &shared.base).await;
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..concurrency {
@@ -296,6 +302,13 @@ async fn run_on(
     while workers.join_next().await.is_some() {}
     let elapsed = started.elapsed();
     let rss = rss_mib(None);
+    let stages = match (
+        before,
+        super::stages::scrape(&shared.client, &shared.base).await,
+    ) {
+        (Some(before), Some(after)) => super::stages::table(&before, &after),
+        _ => Default::default(),
+    };
     server.stop().await?;
     let model_requests = model.as_ref().map(ModelStandIn::requests);
     if let Some(model) = model {
@@ -326,6 +339,7 @@ async fn run_on(
         last_token_p95_ms: ms(&m.last, 0.95),
         last_token_p99_ms: ms(&m.last, 0.99),
         server_rss_mib: rss.map(|r| round(r, 1)),
+        stages,
     };
     let failure = shared
         .failure
@@ -370,7 +384,9 @@ async fn converse(shared: &Shared, i: usize, customer: &mut Customer) -> Result<
             .parse()
             .map_err(|e| format!("signature header: {e}"))?,
     );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+    // Without TCP_NODELAY the first prompt, sent right behind `setup`, waited for the
+    // server's delayed ACK of `setup` (~40 ms): a delay of this client, not of Sara.
+    let (mut socket, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     send(
@@ -391,6 +407,10 @@ async fn converse(shared: &Shared, i: usize, customer: &mut Customer) -> Result<
     .await?;
     let mut words = customer.start();
     let mut turns = 0;
+    if !shared.pause.is_zero() {
+        // The caller hears the welcome greeting (Twilio says it) before speaking.
+        tokio::time::sleep(speaking(shared.pause, i, turns)).await;
+    }
     let outcome = loop {
         let reply = turn(shared, &mut socket, &words).await?;
         match customer.react(&reply) {

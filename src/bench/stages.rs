@@ -35,6 +35,16 @@ pub struct StageFigures {
     pub p99_ms: f64,
 }
 
+impl std::fmt::Display for StageFigures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "mean {:.3} / p50 {:.3} / p99 {:.3} ms over {} turns",
+            self.mean_ms, self.p50_ms, self.p99_ms, self.turns
+        )
+    }
+}
+
 /// Reads the stage histograms off `{base}/metrics`; `None` when the server does not answer
 /// (the table is then left out, the run still counts).
 pub async fn scrape(client: &reqwest::Client, base: &str) -> Option<Snapshot> {
