@@ -573,7 +573,9 @@ impl<'a> TurnColumns<'a> {
 /// Makes writes in order: each run of bookings as [`insert_bookings`] writes them (one
 /// statement in the common case), a move or a cancel as one statement each. PostgreSQL's
 /// writers do not queue for one lock, so one transaction for the whole batch would gain
-/// little and cost a verdict per write on a refused statement.
+/// little and cost a verdict per write on a refused statement. Each write commits on its
+/// own, so a database error is the verdict of the writes it failed, never of those made
+/// before it (a cancel that was made is never reported as failed).
 async fn write_bookings(
     pool: &PgPool,
     sealer: &Sealer,
@@ -595,20 +597,27 @@ async fn write_bookings(
                         CalendarWrite::Move { .. } | CalendarWrite::Cancel(_) => None,
                     })
                     .collect();
-                results.extend(insert_bookings(pool, sealer, &bookings).await?);
+                // The writes before this run are made already: an error here is this run's
+                // verdict, not the whole batch's.
+                match insert_bookings(pool, sealer, &bookings).await {
+                    Ok(verdicts) => results.extend(verdicts),
+                    Err(error) => results.extend(std::iter::repeat_n(Err(error), run)),
+                }
                 rest = &rest[run..];
                 continue;
             }
             // One statement: if the new time is taken the constraint rejects it and the row
             // keeps its old time.
-            CalendarWrite::Move { id, start, end } => {
-                let mut conn = pool.acquire().await.map_err(calendar_db_error)?;
-                match sql::move_booking::<Postgres>(&mut conn, *id, *start, *end).await {
-                    Ok(0) => Err(CalendarError::NotFound),
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(calendar_db_error(e)),
+            CalendarWrite::Move { id, start, end } => match pool.acquire().await {
+                Ok(mut conn) => {
+                    match sql::move_booking::<Postgres>(&mut conn, *id, *start, *end).await {
+                        Ok(0) => Err(CalendarError::NotFound),
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(calendar_db_error(e)),
+                    }
                 }
-            }
+                Err(e) => Err(calendar_db_error(e)),
+            },
             CalendarWrite::Cancel(id) => match sql::cancel_booking::<Postgres>(pool, *id).await {
                 Ok(0) => Err(CalendarError::NotFound),
                 Ok(_) => Ok(()),

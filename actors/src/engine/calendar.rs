@@ -1,5 +1,6 @@
 //! The calendar actor: one per calendar. It serialises writes (bookings, moves and cancels,
-//! made in order by a task beside it, those that queue up together in one batch) and keeps the upcoming bookings in memory on a [`CalendarBoard`] that every
+//! made in order by a task beside it, those that queue up together in one batch) and keeps
+//! the upcoming bookings in memory on a [`CalendarBoard`] that every
 //! turn reads directly, so seeing what is busy costs neither a store round trip nor a trip
 //! through this actor's mailbox (and a reload never holds turns up). Only this actor writes
 //! the board. The store behind the `Calendar` port still refuses overlaps, so a stale board
