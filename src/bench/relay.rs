@@ -407,20 +407,15 @@ async fn converse(shared: &Shared, i: usize, customer: &mut Customer) -> Result<
     .await?;
     let mut words = customer.start();
     let mut turns = 0;
-    if !shared.pause.is_zero() {
-        // The caller hears the welcome greeting (Twilio says it) before speaking.
-        tokio::time::sleep(speaking(shared.pause, i, turns)).await;
-    }
     let outcome = loop {
+        if !shared.pause.is_zero() {
+            // The caller listens to what Sara said (the welcome greeting first), then speaks.
+            tokio::time::sleep(speaking(shared.pause, i, turns)).await;
+        }
         let reply = turn(shared, &mut socket, &words).await?;
+        turns += 1;
         match customer.react(&reply) {
-            Step::Send(next) => {
-                words = next;
-                turns += 1;
-                if !shared.pause.is_zero() {
-                    tokio::time::sleep(speaking(shared.pause, i, turns)).await;
-                }
-            }
+            Step::Send(next) => words = next,
             Step::Booked => break Ok(()),
             Step::Stuck => break Err("Sara said something the customer cannot go on from".into()),
         }

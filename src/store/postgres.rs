@@ -606,28 +606,34 @@ async fn write_bookings(
                 rest = &rest[run..];
                 continue;
             }
-            // One statement: if the new time is taken the constraint rejects it and the row
-            // keeps its old time.
-            CalendarWrite::Move { id, start, end } => match pool.acquire().await {
-                Ok(mut conn) => {
-                    match sql::move_booking::<Postgres>(&mut conn, *id, *start, *end).await {
-                        Ok(0) => Err(CalendarError::NotFound),
-                        Ok(_) => Ok(()),
-                        Err(e) => Err(calendar_db_error(e)),
-                    }
-                }
-                Err(e) => Err(calendar_db_error(e)),
-            },
-            CalendarWrite::Cancel(id) => match sql::cancel_booking::<Postgres>(pool, *id).await {
-                Ok(0) => Err(CalendarError::NotFound),
-                Ok(_) => Ok(()),
-                Err(e) => Err(calendar_db_error(e)),
-            },
+            CalendarWrite::Move { .. } | CalendarWrite::Cancel(_) => {
+                one_statement(pool, first).await
+            }
         };
         results.push(result);
         rest = tail;
     }
     Ok(results)
+}
+
+/// A move or a cancel, one statement each: if a move's new time is taken the constraint
+/// rejects it and the row keeps its old time; no row is `NotFound`.
+async fn one_statement(pool: &PgPool, write: &CalendarWrite) -> Result<(), CalendarError> {
+    let mut conn = pool.acquire().await.map_err(calendar_db_error)?;
+    let rows = match write {
+        CalendarWrite::Move { id, start, end } => {
+            sql::move_booking::<Postgres>(&mut conn, *id, *start, *end).await
+        }
+        CalendarWrite::Cancel(id) => sql::cancel_booking::<Postgres>(&mut conn, *id).await,
+        CalendarWrite::Book(_) => {
+            return Err(CalendarError::Unavailable("not one statement".into()));
+        }
+    };
+    match rows {
+        Ok(0) => Err(CalendarError::NotFound),
+        Ok(_) => Ok(()),
+        Err(e) => Err(calendar_db_error(e)),
+    }
 }
 
 /// Writes bookings as one statement in one transaction when none of them overlaps a

@@ -517,19 +517,7 @@ where
 }
 
 /// Marks a booking cancelled; how many rows matched (0 for an unknown id).
-pub(super) async fn cancel_booking<DB: Dialect>(
-    pool: &sqlx::Pool<DB>,
-    id: BookingId,
-) -> Result<u64, sqlx::Error>
-where
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-{
-    let mut conn = pool.acquire().await?;
-    cancel_in::<DB>(&mut conn, id).await
-}
-
-/// [`cancel_booking`] on a connection (inside a transaction).
-pub(super) async fn cancel_in<'c, DB: Dialect>(
+pub(super) async fn cancel_booking<'c, DB: Dialect>(
     conn: &'c mut DB::Connection,
     id: BookingId,
 ) -> Result<u64, sqlx::Error>

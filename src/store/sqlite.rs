@@ -653,11 +653,13 @@ async fn write_bookings(
             (CalendarWrite::Move { id, start, end }, _) => {
                 move_booking(&mut tx, *id, *start, *end).await?
             }
-            (CalendarWrite::Cancel(id), _) => match sql::cancel_in::<Sqlite>(&mut tx, *id).await {
-                Ok(0) => Err(CalendarError::NotFound),
-                Ok(_) => Ok(()),
-                Err(e) => return Err(calendar_db_error(e)),
-            },
+            (CalendarWrite::Cancel(id), _) => {
+                match sql::cancel_booking::<Sqlite>(&mut tx, *id).await {
+                    Ok(0) => Err(CalendarError::NotFound),
+                    Ok(_) => Ok(()),
+                    Err(e) => return Err(calendar_db_error(e)),
+                }
+            }
             (CalendarWrite::Book(_), None) => {
                 Err(CalendarError::Unavailable("booking not sealed".into()))
             }
