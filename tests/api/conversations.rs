@@ -74,6 +74,23 @@ fn days() -> Days3 {
     }
 }
 
+/// From `now` to the next 7:00 AM in the business's timezone.
+fn until_seven(now: DateTime<Utc>) -> chrono::Duration {
+    let tz = business().timezone;
+    let local = now.with_timezone(&tz);
+    let seven = NaiveTime::from_hms_opt(7, 0, 0).expect("a time");
+    let mut day = local.date_naive();
+    if local.time() >= seven {
+        day = day + Days::new(1);
+    }
+    let at = day
+        .and_time(seven)
+        .and_local_timezone(tz)
+        .earliest()
+        .expect("7 AM exists");
+    at.with_timezone(&Utc) - now
+}
+
 fn ordinal(n: u32) -> String {
     let suffix = match (n % 10, n % 100) {
         (_, 11..=13) => "th",
@@ -142,6 +159,11 @@ struct Outcome {
 
 async fn replay(n: u32, conversation: &Conversation, days: &Days3) -> Outcome {
     let sara = spawn_app().await;
+    // Each conversation starts at 7 AM local (the next one), before the day opens: "the
+    // earliest you have" is the same answer whatever hour the suite runs.
+    if let Some(clock) = &sara.clock {
+        clock.advance(until_seven(Utc::now()));
+    }
     let me = phone(900 + n);
     let mut failure = None;
     let mut transcript = String::new();
@@ -196,7 +218,7 @@ async fn replay(n: u32, conversation: &Conversation, days: &Days3) -> Outcome {
 }
 
 /// Conversations that must go as a good receptionist would; only goes up.
-const BAR: usize = 46;
+const BAR: usize = 47;
 
 #[tokio::test]
 async fn realistic_conversations_go_as_a_receptionist_would() {

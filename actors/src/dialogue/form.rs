@@ -8,7 +8,7 @@ use super::{
     Decision, Detail, DialogueState, Effect, Form, FormKind, Proposal, Reply, TurnContext,
 };
 use crate::availability::{Availability, Unavailable, Want, local_instant};
-use crate::model::{Booking, BookingStatus};
+use crate::model::{Booking, BookingId, BookingStatus};
 use crate::understanding::{Act, DayPart, Lean, Slot, Understanding};
 
 /// How many alternative start times Sara reads out at once.
@@ -81,6 +81,7 @@ impl Outcome {
             reply: self.reply,
             effect: self.effect,
             intent,
+            then: None,
         }
     }
 }
@@ -1062,14 +1063,10 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
                 staff,
                 event_id: None,
             };
-            let after = if ctx.channel.is_text() {
-                "Reply here if you need to change it."
-            } else {
-                "See you then!"
-            };
             let mut o = Outcome::reply(format!(
-                "Done — you're booked for {} on {at}. {after}",
-                speech::with_article(&service)
+                "Done — you're booked for {} on {at}. {}",
+                speech::with_article(&service),
+                after_change(ctx)
             ));
             o.effect = Some(Effect::Book(booking));
             o
@@ -1087,6 +1084,96 @@ fn finish(form: Form, ctx: &TurnContext) -> Outcome {
             o.effect = Some(Effect::Reschedule { id, start, end });
             o
         }
+    }
+}
+
+/// What follows a booking made or moved: where to change it.
+pub(super) fn after_change(ctx: &TurnContext) -> &'static str {
+    if ctx.channel.is_text() {
+        "Reply here if you need to change it."
+    } else {
+        "See you then!"
+    }
+}
+
+/// A request waiting for its "yes", as a clause of a question about two: "cancel your
+/// cleaning on Friday, March 6 at 2:00 PM", "book a whitening on Monday, March 9 at 11:00
+/// AM" (with "for Jin Park" unless that is `known_name`), "move your cleaning on … to …".
+pub(super) fn pending_clause(
+    form: &Form,
+    known_name: Option<&str>,
+    ctx: &TurnContext,
+) -> Option<String> {
+    let tz = ctx.business.timezone;
+    let at = || {
+        form.date
+            .zip(form.time)
+            .and_then(|(d, t)| local_instant(tz, d, t))
+    };
+    match form.kind {
+        FormKind::Cancel => {
+            let b = chosen_booking(form, ctx)?;
+            Some(format!("cancel your {}", speech::own_booking(tz, b)))
+        }
+        FormKind::Reschedule => {
+            let b = chosen_booking(form, ctx)?;
+            Some(format!(
+                "move your {} to {}",
+                speech::own_booking(tz, b),
+                speech::when(tz, at()?)
+            ))
+        }
+        FormKind::Book => {
+            let service = form.service.as_deref()?;
+            let name = (form.name.as_deref())
+                .filter(|n| Some(*n) != known_name)
+                .map(|n| format!(" for {n}"))
+                .unwrap_or_default();
+            Some(format!(
+                "book {}{name} on {}",
+                speech::with_article(service),
+                speech::when(tz, at()?)
+            ))
+        }
+    }
+}
+
+/// One question about two requests that each wait for a "yes" (DIALOGS.md 12): "Cancel your
+/// cleaning on Friday, March 6 at 2:00 PM, and book a whitening on Monday, March 9 at 11:00
+/// AM?"; `first_name` is the name the first one is under.
+pub(super) fn both_question(
+    first: &Form,
+    second: &Form,
+    first_name: Option<&str>,
+    ctx: &TurnContext,
+) -> Option<String> {
+    let one = pending_clause(first, None, ctx)?;
+    let two = pending_clause(second, first_name, ctx)?;
+    let mut text = format!("{}, and {two}?", speech::capitalised(&one));
+    let cancels = first.kind == FormKind::Cancel || second.kind == FormKind::Cancel;
+    if cancels && let Some(policy) = &ctx.business.cancellation_policy {
+        text = format!("{text} {policy}");
+    }
+    Some(text)
+}
+
+/// A write done, as a clause: "the cleaning is cancelled", "you're booked for a whitening
+/// on Monday, March 9 at 11:00 AM", "the cleaning is moved to …".
+pub(super) fn done_clause(effect: &Effect, ctx: &TurnContext) -> String {
+    let tz = ctx.business.timezone;
+    let noun = |id: &BookingId| {
+        ctx.bookings.iter().find(|b| b.id == *id).map_or_else(
+            || "appointment".to_string(),
+            |b| speech::service_noun(&b.service),
+        )
+    };
+    match effect {
+        Effect::Book(b) => format!("you're booked for {}", speech::booking(tz, b)),
+        Effect::Cancel { id } => format!("the {} is cancelled", noun(id)),
+        Effect::Reschedule { id, start, .. } => {
+            format!("the {} is moved to {}", noun(id), speech::when(tz, *start))
+        }
+        Effect::Attend { .. } | Effect::Handover => String::new(),
     }
 }
 

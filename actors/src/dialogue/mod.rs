@@ -176,6 +176,10 @@ pub struct DialogueState {
     /// A second request of an earlier message, taken up once the current form is done.
     #[serde(rename = "n", default, skip_serializing_if = "Option::is_none")]
     pub queued: Option<Box<Understanding>>,
+    /// That second request's form, ready to confirm: Sara asked about both at once ("Cancel
+    /// your cleaning …, and book a whitening …?"), so the next "yes" writes both.
+    #[serde(rename = "nf", default, skip_serializing_if = "Option::is_none")]
+    pub also: Option<Box<Form>>,
     /// After a hand-over on a text channel Sara stays quiet until then (or until staff hand
     /// the conversation back with [`DialogueState::hand_back`]).
     #[serde(rename = "h", default, skip_serializing_if = "Option::is_none")]
@@ -282,6 +286,41 @@ pub struct Decision {
     pub effect: Option<Effect>,
     /// The act the policy acted on, for the turn log.
     pub intent: Act,
+    /// A second write the same "yes" covered, run once `effect` is done.
+    pub then: Option<Box<Then>>,
+}
+
+/// The second of two writes one confirmation covered (DIALOGS.md 12).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Then {
+    pub effect: Effect,
+    /// The state it was decided from (the first write done), to decide again should it fail.
+    pub before: DialogueState,
+    /// The first write done, in a sentence, said before whatever follows a failed second.
+    pub first_done: String,
+}
+
+impl Then {
+    /// The second write failed (`error`); `ctx.busy` is fresh: the first one's success is
+    /// said, then what Sara says of the failure.
+    pub fn failed(&self, error: &CalendarError, ctx: &TurnContext) -> Decision {
+        let mut decision = effect_failed(&self.before, &self.effect, error, ctx);
+        decision.reply.text = format!("{} {}", self.first_done, decision.reply.text);
+        decision
+    }
+
+    /// The second write is held for a retry (see [`write_deferred`]).
+    pub fn deferred(&self, decision: Decision, ctx: &TurnContext) -> Decision {
+        let mut decision = write_deferred(
+            Decision {
+                effect: Some(self.effect.clone()),
+                ..decision
+            },
+            ctx,
+        );
+        decision.reply.text = format!("{} {}", self.first_done, decision.reply.text);
+        decision
+    }
 }
 
 /// What Sara says to a message without words (a picture, a voice note, a sticker).
@@ -332,6 +371,8 @@ pub fn calendar_unavailable_reply() -> Reply {
 pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnContext) -> Decision {
     let u = understanding;
     let mut state = state.clone();
+    // A question about two requests holds for the answer to it only.
+    let also = state.also.take();
     if state.taken_over {
         // Staff answer this conversation themselves; a caller is put through to them.
         let reply = if ctx.channel.is_text() {
@@ -351,6 +392,7 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
             reply,
             effect: None,
             intent: u.primary().unwrap_or(Act::Inform),
+            then: None,
         };
     }
     if let Some(until) = state.handed_over_until {
@@ -363,6 +405,7 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
                 },
                 effect: None,
                 intent: u.primary().unwrap_or(Act::Inform),
+                then: None,
             };
         }
         state.handed_over_until = None;
@@ -388,10 +431,12 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
         None => small_talk(state, u, ctx, answer),
     };
     // The message's second request: started in the same message when the first one
-    // starts a form, taken up once that form has done its write.
+    // starts a form (asked about with it when both are ready to confirm), taken up once that
+    // form has done its write (done with it when one "yes" covered both).
     if let Some(then) = u.then.as_ref() {
         if decision.state.form.is_some() && decision.effect.is_none() {
             decision.state.queued = Some(then.clone());
+            ask_both(&mut decision, then, ctx);
         }
     } else if decision.state.form.is_none()
         && matches!(
@@ -402,24 +447,22 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
     {
         let mut after = decision.state.clone();
         after.proposal = None;
-        // The cancelled booking's name is the caller's, for the one that replaces it.
-        if let Some(Effect::Cancel { id }) = &decision.effect
-            && after.caller.is_none()
-        {
-            after.caller = ctx
-                .bookings
-                .iter()
-                .find(|b| b.id == *id)
-                .and_then(|b| b.name.clone());
+        if after.caller.is_none() {
+            after.caller = decision.effect.as_ref().and_then(|e| effect_name(e, ctx));
         }
-        if let Some(second) = act(after, &next, ctx).filter(|d| d.effect.is_none()) {
-            let done = match decision.effect {
-                Some(Effect::Cancel { .. }) => "It's cancelled.".to_string(),
-                _ => decision.reply.text.clone(),
-            };
-            decision.reply.text = format!("{done} {}", second.reply.text);
-            decision.reply.options = second.reply.options;
-            decision.state = second.state;
+        match also {
+            Some(second_form) => do_both(&mut decision, after, *second_form, u, ctx),
+            None => {
+                if let Some(second) = act(after, &next, ctx).filter(|d| d.effect.is_none()) {
+                    let done = match decision.effect {
+                        Some(Effect::Cancel { .. }) => "It's cancelled.".to_string(),
+                        _ => decision.reply.text.clone(),
+                    };
+                    decision.reply.text = format!("{done} {}", second.reply.text);
+                    decision.reply.options = second.reply.options;
+                    decision.state = second.state;
+                }
+            }
         }
     } else if decision.state.form.is_none() && decision.effect.is_none() {
         // The first request was dropped or declined: the second goes with it.
@@ -435,6 +478,125 @@ pub fn step(state: &DialogueState, understanding: &Understanding, ctx: &TurnCont
         decision.state.caller = Some(name);
     }
     decision
+}
+
+/// The name on the booking a write is about: the cancelled or moved booking's, the new one's.
+fn effect_name(effect: &Effect, ctx: &TurnContext) -> Option<String> {
+    match effect {
+        Effect::Book(b) => b.name.clone(),
+        Effect::Cancel { id } | Effect::Reschedule { id, .. } | Effect::Attend { id } => ctx
+            .bookings
+            .iter()
+            .find(|b| b.id == *id)
+            .and_then(|b| b.name.clone()),
+        Effect::Handover => None,
+    }
+}
+
+/// The first request of a message waits for a "yes": when its second one, taken up now,
+/// would wait for a "yes" too, one question asks about both (DIALOGS.md 12). Otherwise the
+/// second stays queued, to be taken up once the first is done.
+fn ask_both(decision: &mut Decision, then: &Understanding, ctx: &TurnContext) {
+    let Some(first) = decision.state.form.as_ref() else {
+        return;
+    };
+    if first.asked != Some(Slot::Confirmation) || first.spelling.is_some() {
+        return;
+    }
+    let mut after = decision.state.clone();
+    after.form = None;
+    after.proposal = None;
+    after.queued = None;
+    let first_name = match first.kind {
+        FormKind::Book => first.name.clone(),
+        _ => first
+            .booking
+            .and_then(|id| ctx.bookings.iter().find(|b| b.id == id))
+            .and_then(|b| b.name.clone()),
+    };
+    if after.caller.is_none() {
+        after.caller = first_name.clone();
+    }
+    // The second form books under an id of its own (a retried "yes" books the same two).
+    let second_ctx = TurnContext {
+        fresh_id: Uuid::new_v5(&ctx.fresh_id, b"second request"),
+        ..ctx.clone()
+    };
+    let Some(second) = act(after, then, &second_ctx).filter(|d| d.effect.is_none()) else {
+        return;
+    };
+    let Some(second_form) =
+        (second.state.form).filter(|f| f.asked == Some(Slot::Confirmation) && f.spelling.is_none())
+    else {
+        return;
+    };
+    let Some(text) = form::both_question(first, &second_form, first_name.as_deref(), ctx) else {
+        return;
+    };
+    decision.reply = Reply {
+        text,
+        options: vec!["Yes".into(), "No".into()],
+        ..Reply::default()
+    };
+    decision.state.also = Some(Box::new(second_form));
+}
+
+/// The "yes" to a question about two requests: the first one's write is `decision`'s; the
+/// same answer goes to the second form, whose write (when it still can be made) follows as
+/// [`Decision::then`], and one sentence says both are done. When the second cannot be made
+/// as asked (its time went meanwhile), what Sara says of it follows the first one's done.
+fn do_both(
+    decision: &mut Decision,
+    mut after: DialogueState,
+    second_form: Form,
+    u: &Understanding,
+    ctx: &TurnContext,
+) {
+    let Some(first) = decision.effect.clone() else {
+        return;
+    };
+    after.form = Some(second_form);
+    after.queued = None;
+    let before = after.clone();
+    let Some(second) = act(after, u, ctx) else {
+        return;
+    };
+    let first_done = form::done_clause(&first, ctx);
+    match second.effect {
+        Some(effect @ (Effect::Book(_) | Effect::Cancel { .. } | Effect::Reschedule { .. })) => {
+            let only_cancels = matches!(
+                (&first, &effect),
+                (Effect::Cancel { .. }, Effect::Cancel { .. })
+            );
+            let after = if only_cancels {
+                ""
+            } else {
+                form::after_change(ctx)
+            };
+            decision.reply.text = format!(
+                "Done — {first_done} and {}. {after}",
+                form::done_clause(&effect, ctx)
+            )
+            .trim_end()
+            .to_string();
+            decision.reply.options = Vec::new();
+            decision.state = second.state;
+            decision.then = Some(Box::new(Then {
+                effect,
+                before,
+                first_done: format!("{}.", speech::capitalised(&first_done)),
+            }));
+        }
+        _ => {
+            decision.reply.text = format!(
+                "{}. {}",
+                speech::capitalised(&first_done),
+                second.reply.text
+            );
+            decision.reply.options = second.reply.options;
+            decision.state = second.state;
+        }
+    }
 }
 
 /// The effect of the decision `step` made from `before` failed; decide again.
@@ -454,6 +616,7 @@ pub fn effect_failed(
     };
     let mut state = before.clone();
     state.proposal = None;
+    state.also = None;
     let writes_time = matches!(effect, Effect::Book(_) | Effect::Reschedule { .. });
     let outcome = match (error, state.form.take()) {
         (CalendarError::SlotTaken, Some(form)) if writes_time => {
@@ -477,6 +640,7 @@ pub fn effect_failed(
             },
             effect: None,
             intent,
+            then: None,
         },
     }
 }
@@ -569,10 +733,19 @@ pub fn staff_change_message(business: &Business, effect: &Effect, booking: &Book
 
 /// The booking `decision` made is held, but the calendar could not be written just now (its
 /// write is retried in the background): the form is done as if booked, and the customer hears
-/// the truth: not confirmed yet, a text follows once it is.
-pub fn write_deferred(mut decision: Decision, business: &crate::business::Business) -> Decision {
+/// the truth: not confirmed yet, a text follows once it is. A second request the same "yes"
+/// covered is not written on top of a held one: Sara asks about it again.
+pub fn write_deferred(mut decision: Decision, ctx: &TurnContext) -> Decision {
     if let Some(Effect::Book(booking)) = &decision.effect {
-        decision.reply = Reply::say(crate::calendar_jobs::deferred_text(business, booking));
+        let mut text = crate::calendar_jobs::deferred_text(ctx.business, booking);
+        if let Some(then) = decision.then.take()
+            && let Some(form) = then.before.form.as_ref()
+            && let Some(clause) = form::pending_clause(form, booking.name.as_deref(), ctx)
+        {
+            text = format!("{text} Shall I also {clause}?");
+            decision.state = then.before;
+        }
+        decision.reply = Reply::say(text);
     }
     decision
 }
@@ -708,6 +881,7 @@ fn reminder_answer(
             reply: Reply::say(text),
             effect: None,
             intent: Act::Inform,
+            then: None,
         });
     };
     let mut state = state.clone();
@@ -724,6 +898,7 @@ fn reminder_answer(
                 reply: Reply::say(format!("{thanks} — see you {}.", see_you(ctx, booking))),
                 effect: Some(Effect::Attend { id: booking.id }),
                 intent: Act::Affirm,
+                then: None,
             })
         }
         ReminderAnswer::Cancel | ReminderAnswer::Reschedule => {
@@ -768,6 +943,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
                 reply: Reply::say(text),
                 effect: None,
                 intent: Act::Deny,
+                then: None,
             });
         }
     }
@@ -785,6 +961,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             )),
             effect: None,
             intent: Act::OutOfScope,
+            then: None,
         });
     }
     // "Push it back 30 minutes", "move it to 3" while a booking is still being made is about
@@ -847,6 +1024,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             )),
             effect: None,
             intent: Act::Inform,
+            then: None,
         });
     }
     // A bare date or time with nothing open is someone wanting to book ("Thursday at 3").
@@ -878,6 +1056,7 @@ fn small_talk(
         reply: Reply::say(text),
         effect: None,
         intent,
+        then: None,
     };
     if let Some(answer) = answer {
         let text = match reminder {
@@ -976,6 +1155,7 @@ pub(super) fn handover(mut state: DialogueState, ctx: &TurnContext) -> Decision 
         },
         effect: Some(Effect::Handover),
         intent: Act::Handover,
+        then: None,
     }
 }
 

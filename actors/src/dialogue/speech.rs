@@ -189,6 +189,15 @@ pub(crate) fn unspelled(name: &str) -> String {
         .join(" ")
 }
 
+/// "Cancel your …" from "cancel your …", to start a sentence.
+pub(crate) fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

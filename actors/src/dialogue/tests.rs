@@ -151,13 +151,16 @@ impl Conversation {
         let d = step(&self.state, &u, &self.ctx());
         assert_no_placeholders(&d.reply.text);
         self.state = d.state.clone();
-        match &d.effect {
-            Some(Effect::Book(b)) => {
-                self.busy.booked(b);
-                self.bookings.push(b.clone());
+        let second = d.then.as_ref().map(|t| &t.effect);
+        for effect in d.effect.iter().chain(second) {
+            match effect {
+                Effect::Book(b) => {
+                    self.busy.booked(b);
+                    self.bookings.push(b.clone());
+                }
+                Effect::Cancel { id } => self.bookings.retain(|b| b.id != *id),
+                _ => {}
             }
-            Some(Effect::Cancel { id }) => self.bookings.retain(|b| b.id != *id),
-            _ => {}
         }
         d
     }
@@ -1098,9 +1101,8 @@ fn an_unread_time_is_asked_again_never_kept() {
     assert_eq!(d.effect, None);
 }
 
-#[test]
-fn dialog_12_two_requests_in_one_message_are_handled_in_order() {
-    let mut c = Conversation::new(Channel::Sms);
+/// "Cancel my cleaning on Friday and put me down for a whitening Monday at 11 instead".
+fn cancel_then_book(c: &mut Conversation) -> Decision {
     c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
     let book = says(&[Act::Book, Act::Inform])
         .service("Whitening")
@@ -1110,27 +1112,132 @@ fn dialog_12_two_requests_in_one_message_are_handled_in_order() {
         .service("Cleaning")
         .on(3, 6);
     u.then = Some(Box::new(book));
-    let d = c.say(u);
-    says_all(&d, &["Cancel your cleaning on Friday, March 6 at 2:00 PM?"]);
+    c.say(u)
+}
+
+#[test]
+fn dialog_12_one_confirmation_covers_both_requests_of_a_message() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = cancel_then_book(&mut c);
+    assert_eq!(d.effect, None);
+    assert!(d.reply.text.starts_with(
+        "Cancel your cleaning on Friday, March 6 at 2:00 PM, and book a whitening on \
+         Monday, March 9 at 11:00 AM?"
+    ));
     let d = c.say(says(&[Act::Affirm]));
     assert!(matches!(d.effect, Some(Effect::Cancel { .. })));
+    let then = d.then.as_ref().expect("the booking follows the cancel");
+    assert!(
+        matches!(&then.effect, Effect::Book(b) if b.service == "Whitening"
+            && b.start == local(3, 9, 11, 0) && b.name.as_deref() == Some("Pat"))
+    );
+    assert_eq!(
+        d.reply.text,
+        "Done — the cleaning is cancelled and you're booked for a whitening on Monday, \
+         March 9 at 11:00 AM. Reply here if you need to change it."
+    );
+    assert!(c.state.form.is_none() && c.state.queued.is_none() && c.state.also.is_none());
+    assert_eq!(c.bookings.len(), 1);
+}
+
+#[test]
+fn dialog_12_a_no_to_both_writes_nothing_and_forgets_the_second() {
+    let mut c = Conversation::new(Channel::Sms);
+    cancel_then_book(&mut c);
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(d.effect, None);
+    assert!(d.then.is_none());
+    assert!(c.state.queued.is_none() && c.state.also.is_none());
+    let d = c.say(says(&[Act::Affirm]));
+    assert_eq!(d.effect, None);
+}
+
+#[test]
+fn dialog_12_a_second_time_gone_meanwhile_is_offered_again_after_the_first_is_done() {
+    let mut c = Conversation::new(Channel::Sms);
+    cancel_then_book(&mut c);
+    // Someone else takes Monday at 11 before the customer answers.
+    c.busy.push(busy(3, 9, (11, 0), (12, 0)));
+    let d = c.say(says(&[Act::Affirm]));
+    assert!(matches!(d.effect, Some(Effect::Cancel { .. })));
+    assert!(d.then.is_none());
+    assert!(d.reply.text.starts_with("The cleaning is cancelled. "));
+    says_all(&d, &["11:00 AM"]);
+    assert!(!d.reply.text.contains("booked for"));
+}
+
+#[test]
+fn dialog_12_a_second_write_refused_by_the_calendar_says_the_first_is_done() {
+    let mut c = Conversation::new(Channel::Sms);
+    cancel_then_book(&mut c);
+    let d = c.say(says(&[Act::Affirm]));
+    let then = d.then.expect("a second write");
+    c.busy.push(busy(3, 9, (11, 0), (12, 0)));
+    let again = then.failed(&CalendarError::SlotTaken, &c.ctx());
+    assert_eq!(again.effect, None);
+    assert!(
+        again
+            .reply
+            .text
+            .starts_with("The cleaning is cancelled. Sorry")
+    );
+    assert_eq!(
+        again.state.form.as_ref().map(|f| f.kind),
+        Some(FormKind::Book)
+    );
+}
+
+#[test]
+fn dialog_12_two_bookings_in_one_message_are_two_bookings_under_one_yes() {
+    let mut c = Conversation::new(Channel::Sms);
+    let second = says(&[Act::Book, Act::Inform])
+        .service("Whitening")
+        .on(3, 10)
+        .at(14, 0);
+    let mut u = says(&[Act::Book, Act::Inform])
+        .service("Cleaning")
+        .on(3, 9)
+        .at(10, 0)
+        .name("Jo Park");
+    u.then = Some(Box::new(second));
+    let d = c.say(u);
+    assert!(d.reply.text.starts_with(
+        "Book a cleaning for Jo Park on Monday, March 9 at 10:00 AM, and book a whitening on \
+         Tuesday, March 10 at 2:00 PM?"
+    ));
+    let d = c.say(says(&[Act::Affirm]));
+    let (Some(Effect::Book(one)), Some(Effect::Book(two))) =
+        (&d.effect, d.then.as_ref().map(|t| &t.effect))
+    else {
+        panic!("two bookings: {d:?}");
+    };
+    assert_ne!(one.id, two.id, "each booking has its own id");
+    assert_eq!(two.name.as_deref(), Some("Jo Park"));
     says_all(
         &d,
         &[
-            "It's cancelled.",
-            "whitening",
-            "Monday, March 9 at 11:00 AM",
+            "Done — you're booked for a cleaning",
+            "and you're booked for a whitening",
         ],
     );
-    assert!(c.state.queued.is_none());
-    let d = if c.state.expecting() == Some(Slot::Name) {
-        c.say(says(&[Act::Inform]).name("Pat"))
-    } else {
-        d
-    };
-    says_all(&d, &["Monday, March 9 at 11:00 AM"]);
+}
+
+#[test]
+fn dialog_12_a_second_request_still_missing_a_detail_waits_for_the_first() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 6, 14, 0), 45);
+    let book = says(&[Act::Book, Act::Inform]).service("Whitening");
+    let mut u = says(&[Act::Cancel, Act::Inform])
+        .service("Cleaning")
+        .on(3, 6);
+    u.then = Some(Box::new(book));
+    let d = c.say(u);
+    says_all(&d, &["Cancel your cleaning on Friday, March 6 at 2:00 PM?"]);
+    assert!(c.state.also.is_none() && c.state.queued.is_some());
     let d = c.say(says(&[Act::Affirm]));
-    assert!(matches!(d.effect, Some(Effect::Book(ref b)) if b.service == "Whitening"));
+    assert!(matches!(d.effect, Some(Effect::Cancel { .. })));
+    assert!(d.then.is_none());
+    says_all(&d, &["It's cancelled.", "Which day"]);
 }
 
 #[test]

@@ -722,6 +722,7 @@ impl Conversation {
                 reply: dialogue::text_only(),
                 effect: None,
                 intent: crate::understanding::Act::OutOfScope,
+                then: None,
             };
             return Ok((
                 decision,
@@ -788,13 +789,15 @@ impl Conversation {
                 Ok(()) => {
                     notices.extend(self.notify(effect, &view, &turn_key(inbound)));
                     self.schedule_reminders(effect, &view, &mut effects);
-                    decision
+                    self.then_second(decision, inbound, fresh_id, &mut effects)
+                        .await
                 }
                 // The time is held; the calendar write is retried in the background, and
                 // the customer hears so (no reminders or confirmation until it goes through).
                 Err(CalendarError::Deferred) if matches!(effect, Effect::Book(_)) => {
                     tracing::info!("booking held; its calendar write will be retried");
-                    dialogue::write_deferred(decision, &self.shared.business)
+                    let ctx = self.turn_context(inbound, &view, fresh_id);
+                    dialogue::write_deferred(decision, &ctx)
                 }
                 Err(error) => {
                     let again = match (&error, effect) {
@@ -810,7 +813,8 @@ impl Conversation {
                                 notices.extend(self.notify(effect, &view, &turn_key(inbound)));
                                 self.schedule_reminders(effect, &view, &mut effects);
                             }
-                            decision
+                            self.then_second(decision, inbound, fresh_id, &mut effects)
+                                .await
                         }
                         None => {
                             tracing::info!(%error, "calendar refused the effect");
@@ -825,6 +829,42 @@ impl Conversation {
         Ok((decision, understood, nlu, effects))
     }
 
+    /// The second write one "yes" covered ([`Decision::then`]), once the first is done: its
+    /// notices and reminders join the turn's, or the policy decides again on its failure.
+    async fn then_second(
+        &self,
+        mut decision: Decision,
+        inbound: &Inbound,
+        fresh_id: Uuid,
+        effects: &mut TurnEffects,
+    ) -> Decision {
+        let Some(then) = decision.then.take() else {
+            return decision;
+        };
+        let view = self.view();
+        match self.timed_effect(&then.effect).await {
+            Ok(()) => {
+                let key = format!("{}:second", turn_key(inbound));
+                effects
+                    .notices
+                    .extend(self.notify(&then.effect, &view, &key));
+                self.schedule_reminders(&then.effect, &view, effects);
+                decision
+            }
+            Err(CalendarError::Deferred) if matches!(then.effect, Effect::Book(_)) => {
+                tracing::info!("second booking held; its calendar write will be retried");
+                let ctx = self.turn_context(inbound, &view, fresh_id);
+                then.deferred(decision, &ctx)
+            }
+            Err(error) => {
+                tracing::info!(%error, "calendar refused the second effect");
+                let view = self.view();
+                let ctx = self.turn_context(inbound, &view, fresh_id);
+                then.failed(&error, &ctx)
+            }
+        }
+    }
+
     /// The reminder jobs of a change the calendar accepted: a booking's, a moved booking's
     /// for its new time (its old ones void), none for a cancelled one (its old ones void).
     fn schedule_reminders(&self, effect: &Effect, view: &CalendarView, effects: &mut TurnEffects) {
@@ -835,13 +875,13 @@ impl Conversation {
             reminders::reminder_jobs(b, business.timezone, now, settings)
         };
         match effect {
-            Effect::Book(b) => effects.jobs = jobs(b),
+            Effect::Book(b) => effects.jobs.extend(jobs(b)),
             Effect::Reschedule { id, start, end } => {
                 effects.void_jobs.push(reminders::reminder_key_prefix(*id));
                 if let Some(mut b) = view.mine.iter().find(|b| b.id == *id).cloned() {
                     b.start = *start;
                     b.end = *end;
-                    effects.jobs = jobs(&b);
+                    effects.jobs.extend(jobs(&b));
                 }
             }
             Effect::Cancel { id } => effects.void_jobs.push(reminders::reminder_key_prefix(*id)),
