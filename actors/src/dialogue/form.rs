@@ -1,7 +1,7 @@
 //! The booking, reschedule and cancel forms: fill what a message gives, check availability,
 //! offer the nearest free times, ask only for what is missing, and confirm before any write.
 
-use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
 
 use super::speech;
 use super::{
@@ -280,6 +280,9 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
     }
     if let Some(d) = u.date {
         form.date = Some(d);
+    } else if u.next_week && form.kind == FormKind::Book && form.date.is_none() {
+        // "Any availability next week?": its first open day, in the part of the day asked.
+        form.date = next_week_day(ctx);
     }
     if let Some(t) = u.time {
         form.time = Some(t);
@@ -288,7 +291,19 @@ pub(super) fn run(mut form: Form, u: &Understanding, ctx: &TurnContext) -> Outco
         form.day_part = Some(p);
         form.time = None;
     }
+    // A name given while Sara asked for something else is heard, and the question stands.
+    let named_unasked = form.kind == FormKind::Book
+        && form.name.is_none()
+        && asked != Some(Slot::Name)
+        && !changes_when
+        && u.service.is_none();
     take_details(&mut form, u, ctx);
+    if named_unasked
+        && note.is_empty()
+        && let Some(name) = &form.name
+    {
+        note = format!("Thanks, {name}. ");
+    }
     if u.earliest && u.time.is_none() {
         form.earliest = true;
         form.time = None;
@@ -391,6 +406,10 @@ fn declined(mut form: Form, ctx: &TurnContext) -> Outcome {
             Outcome::reply(format!(
                 "Okay, I've kept{kept}. Anything else I can help with?"
             ))
+        }
+        // "Would you like to book one?" — "no": nothing was being proposed but the booking.
+        FormKind::Book if form.date.is_none() && form.time.is_none() => {
+            Outcome::reply("No problem. Anything else I can help with?")
         }
         FormKind::Book | FormKind::Reschedule => {
             form.time = None;
@@ -727,16 +746,29 @@ fn advance(form: Form, ctx: &TurnContext, want_options: bool, was_confirming: bo
             );
             Outcome::ask(form, Slot::Service, text).with_options(service_buttons(ctx))
         }
+        // "Late afternoon", "the earliest you have in the morning": the first day with such
+        // a time is the day meant.
+        (None, None)
+            if let Some(part) = form.day_part
+                && let Some(date) = first_day_in_part(&form, ctx, part) =>
+        {
+            let mut form = form;
+            form.date = Some(date);
+            day_without_time(form, ctx, date, want_options)
+        }
         (None, None) if form.earliest => {
             let first = av.after(ctx.now, &want, busy, ctx.now, OFFERS);
             offer(form, ctx, String::new(), first)
         }
-        (None, _) => {
-            let text = match (form.kind, chosen_booking(&form, ctx)) {
-                (FormKind::Reschedule, Some(b)) => format!(
+        (None, time) => {
+            let text = match (form.kind, chosen_booking(&form, ctx), time) {
+                (FormKind::Reschedule, Some(b), _) => format!(
                     "When would you like to move your {} to?",
                     speech::own_booking(tz, b)
                 ),
+                (_, _, Some(t)) => {
+                    format!("Sure — which day would you like at {}?", speech::clock(t))
+                }
                 _ => "Happy to. Which day suits you?".to_string(),
             };
             Outcome::ask(form, Slot::Date, text)
@@ -804,17 +836,8 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
     let mut free = av.free_starts(date, &want, busy, ctx.now);
     free.retain(|s| !form.avoid.contains(s));
     if let Some(part) = form.day_part {
-        let (from, to) = part.window();
-        let inside: Vec<_> = free
-            .iter()
-            .copied()
-            .filter(|s| {
-                let t = s.with_timezone(&tz).time();
-                // "After 2" starts past 2: 2:00 itself is not after it.
-                let past = matches!(part, DayPart::After(_));
-                (from < t || (from == t && !past)) && t < to
-            })
-            .collect();
+        let (from, _) = part.window();
+        let inside = within(part, &free, tz);
         if inside.is_empty() {
             let wanted = local_instant(tz, date, from).unwrap_or(midday);
             let near = av.nearest(wanted, &want, busy, ctx.now, OFFERS);
@@ -860,6 +883,51 @@ fn day_without_time(form: Form, ctx: &TurnContext, date: NaiveDate, want_options
         _ => format!("What time on {}?", speech::day(date)),
     };
     Outcome::ask(form, Slot::Time, text)
+}
+
+/// The starts inside a part of the day ("after 2" starts past 2: 2:00 itself is not after it).
+fn within(part: DayPart, starts: &[DateTime<Utc>], tz: chrono_tz::Tz) -> Vec<DateTime<Utc>> {
+    let (from, to) = part.window();
+    let past = matches!(part, DayPart::After(_));
+    starts
+        .iter()
+        .copied()
+        .filter(|s| {
+            let t = s.with_timezone(&tz).time();
+            (from < t || (from == t && !past)) && t < to
+        })
+        .collect()
+}
+
+/// How many days ahead a part of the day with no day named ("late afternoon") is looked for.
+const PART_DAYS: u64 = 14;
+
+/// The first day, from today, with a free start inside the form's part of the day.
+fn first_day_in_part(form: &Form, ctx: &TurnContext, part: DayPart) -> Option<NaiveDate> {
+    let av = Availability::new(ctx.business);
+    let want = want_for(form, ctx);
+    let today = av.local_date(ctx.now);
+    let last = av.last_day(&want, ctx.now);
+    (0..PART_DAYS)
+        .filter_map(|n| today.checked_add_days(chrono::Days::new(n)))
+        .take_while(|d| *d <= last)
+        .find(|d| {
+            let mut free = av.free_starts(*d, &want, ctx.busy, ctx.now);
+            free.retain(|s| !form.avoid.contains(s));
+            !within(part, &free, ctx.business.timezone).is_empty()
+        })
+}
+
+/// The first open day of next week (Monday on), for "next week" with no day named.
+fn next_week_day(ctx: &TurnContext) -> Option<NaiveDate> {
+    let av = Availability::new(ctx.business);
+    let today = av.local_date(ctx.now);
+    let monday = today.checked_add_days(chrono::Days::new(
+        7 - u64::from(today.weekday().num_days_from_monday()),
+    ))?;
+    (0..7)
+        .filter_map(|n| monday.checked_add_days(chrono::Days::new(n)))
+        .find(|d| !av.opening(*d).is_empty())
 }
 
 /// "First thing Friday", "the earliest you have on Friday": the day's first free time is the

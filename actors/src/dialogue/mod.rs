@@ -1003,6 +1003,59 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
     .find(|a| u.has(*a));
     let gives =
         gives_booking_slots(u) || u.choice.is_some() || u.name.is_some() || u.email.is_some();
+    // "Do you do whitening? How much is it?" names a service to ask about it, not to book it.
+    let asks_about_service = u.has(Act::Question)
+        && u.service.is_some()
+        && u.date.is_none()
+        && u.time.is_none()
+        && u.day_part.is_none()
+        && u.choice.is_none()
+        && u.name.is_none();
+    if asks_about_service
+        && state
+            .form
+            .as_ref()
+            .is_some_and(|f| f.service.is_some() || f.kind != FormKind::Book)
+    {
+        // The booking being made keeps its service; the answer and a reminder are said.
+        return None;
+    }
+    if asks_about_service
+        && state.form.is_none()
+        && let Some(service) = u.service.as_deref().and_then(|s| ctx.business.service(s))
+    {
+        let mut form = state.new_form(FormKind::Book, ctx);
+        form.service = Some(service.name.clone());
+        form.asked = Some(Slot::Confirmation);
+        let text = match &u.faq_answer {
+            Some(_) => format!(
+                "Would you like to book {}?",
+                speech::with_article(&service.name)
+            ),
+            None => format!(
+                "Yes, we do {} ({} minutes{}). Would you like to book one?",
+                speech::service_noun(&service.name),
+                service.minutes,
+                service
+                    .price
+                    .as_deref()
+                    .map(|p| format!(", {p}"))
+                    .unwrap_or_default()
+            ),
+        };
+        state.form = Some(form);
+        return Some(Decision {
+            state,
+            reply: Reply {
+                text,
+                options: vec!["Yes".into(), "No".into()],
+                ..Reply::default()
+            },
+            effect: None,
+            intent: Act::Question,
+            then: None,
+        });
+    }
     if let Some(form) = state.form.take() {
         if continuing.is_some() || gives {
             let act = continuing.unwrap_or(Act::Inform);

@@ -1870,3 +1870,120 @@ fn a_name_heard_before_any_booking_is_spelled_back_once_and_not_again_for_the_ne
     );
     says_all(&d, &["Jake Ross", "Shall I confirm it?"]);
 }
+
+#[test]
+fn a_part_of_the_day_with_no_day_offers_the_first_day_with_such_times() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(
+        says(&[Act::Book, Act::Inform])
+            .service("Whitening")
+            .part(DayPart::Afternoon),
+    );
+    says_all(&d, &["PM on Thursday, March 5"]);
+    assert_eq!(c.state.expecting(), Some(Slot::Option));
+    // The afternoon of today is full: the next day with a free afternoon is offered.
+    let mut c = Conversation::new(Channel::Sms);
+    c.busy.push(busy(3, 5, (12, 0), (18, 0)));
+    let d = c.say(
+        says(&[Act::Book, Act::Inform])
+            .service("Whitening")
+            .part(DayPart::Afternoon),
+    );
+    says_all(&d, &["PM on Friday, March 6"]);
+}
+
+#[test]
+fn a_time_with_no_day_is_kept_and_the_day_asked_for_it() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").at(16, 0));
+    assert_eq!(d.reply.text, "Sure — which day would you like at 4:00 PM?");
+    let d = c.say(says(&[Act::Inform]).on(3, 9));
+    says_all(&d, &["Monday, March 9 at 4:00 PM is free"]);
+}
+
+#[test]
+fn next_week_with_no_day_is_its_first_open_day() {
+    let mut c = Conversation::new(Channel::Sms);
+    let mut u = says(&[Act::Book]).service("Cleaning");
+    u.next_week = true;
+    let d = c.say(u);
+    says_all(&d, &["Monday, March 9"]);
+    let mut u = says(&[Act::Book])
+        .service("Whitening")
+        .part(DayPart::Afternoon);
+    u.next_week = true;
+    let d = Conversation::new(Channel::Sms).say(u);
+    says_all(&d, &["PM on Monday, March 9"]);
+}
+
+#[test]
+fn a_name_given_while_sara_asked_the_time_is_heard_and_the_question_stands() {
+    let mut c = Conversation::new(Channel::Sms);
+    let d = c.say(says(&[Act::Book]).service("Cleaning").on(3, 9));
+    assert_eq!(c.state.expecting(), Some(Slot::Time), "{}", d.reply.text);
+    let d = c.say(says(&[Act::Inform]).name("Maya Chen"));
+    assert!(
+        d.reply
+            .text
+            .starts_with("Thanks, Maya Chen. What time on Monday, March 9"),
+        "{}",
+        d.reply.text
+    );
+    let d = c.say(says(&[Act::Inform]).at(14, 0));
+    says_all(
+        &d,
+        &["I can book a cleaning for Maya Chen on Monday, March 9 at 2:00 PM"],
+    );
+}
+
+#[test]
+fn a_question_about_a_service_is_answered_and_booking_it_offered_not_assumed() {
+    let mut c = Conversation::new(Channel::Sms);
+    let mut u = says(&[Act::Question, Act::Inform]).service("Whitening");
+    u.faq_answer = Some("A whitening is $250.".into());
+    let d = c.say(u);
+    assert_eq!(
+        d.reply.text,
+        "A whitening is $250. Would you like to book a whitening?"
+    );
+    assert_eq!(d.effect, None);
+    let d = c.say(says(&[Act::Affirm]));
+    says_all(&d, &["Which day"]);
+    let d = c.say(says(&[Act::Inform]).on(3, 9).at(10, 0).name("Pat Lee"));
+    says_all(
+        &d,
+        &["I can book a whitening for Pat Lee on Monday, March 9 at 10:00 AM"],
+    );
+    // No answer known: what the service is, and the offer.
+    let d = Conversation::new(Channel::Sms).say(says(&[Act::Question]).service("Cleaning"));
+    assert!(
+        d.reply.text.starts_with("Yes, we do cleaning ("),
+        "{}",
+        d.reply.text
+    );
+    assert!(d.reply.text.ends_with("Would you like to book one?"));
+    // A no books nothing.
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(says(&[Act::Question]).service("Cleaning"));
+    let d = c.say(says(&[Act::Deny]));
+    assert_eq!(d.effect, None);
+    assert!(c.state.form.is_none());
+}
+
+#[test]
+fn a_price_question_while_booking_keeps_the_service_being_booked() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.say(says(&[Act::Book]).service("Cleaning").on(3, 9));
+    let mut u = says(&[Act::Question, Act::Inform]).service("Whitening");
+    u.faq_answer = Some("A whitening is $250.".into());
+    let d = c.say(u);
+    assert!(
+        d.reply.text.starts_with("A whitening is $250."),
+        "{}",
+        d.reply.text
+    );
+    assert_eq!(
+        c.state.form.as_ref().and_then(|f| f.service.as_deref()),
+        Some("Cleaning")
+    );
+}

@@ -284,7 +284,7 @@ fn next_word(work: &str, end: usize) -> &str {
 }
 
 /// Words that make "a week after …" a date of its own, not a move of the one discussed.
-fn names_a_day(word: &str) -> bool {
+pub(super) fn names_a_day(word: &str) -> bool {
     matches!(word, "today" | "tomorrow" | "this" | "next" | "the")
         || weekday_of(word).is_some()
         || month_of(word).is_some_and(|_| word.len() >= 3)

@@ -31,6 +31,13 @@ static NAME_WEAK: LazyLock<Regex> = LazyLock::new(|| {
 static NAME_TRAILING: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?:[.?!,;\n]|\s[-–—~]+)\s*(\p{Lu}\p{Ll}+(?:[\s-]+\p{Lu}\p{Ll}+){1,2})\s*[.!]?\s*$")
 });
+/// "tomorrow 3pm Amy Wu": two or three capitalised words right after a clock time, closing
+/// the message.
+static NAME_AFTER_TIME: LazyLock<Regex> = LazyLock::new(|| {
+    re(
+        r"(?i:\d\s*(?:am|pm|a\.m\.|p\.m\.)|\d:\d\d|noon)\s+(\p{Lu}\p{Ll}+(?:\s+\p{Lu}\p{Ll}+){1,2})\s*[.!]?\s*$",
+    )
+});
 /// "its jake ross", "im sam ortiz": a short message that is only a lead and a name, typed in
 /// lower case.
 static NAME_LOOSE: LazyLock<Regex> = LazyLock::new(|| {
@@ -486,6 +493,14 @@ pub(super) fn name(original: &str, expecting: Option<Slot>, services: &[String])
     {
         return Some(n);
     }
+    if let Some(c) = NAME_AFTER_TIME.captures(original)
+        && !c[1]
+            .split_whitespace()
+            .any(|w| super::datetime::names_a_day(&w.to_lowercase()) || everyday(&w.to_lowercase()))
+        && let Some(n) = loose_name(&c[1], services, false)
+    {
+        return Some(n);
+    }
     if let Some(c) = NAME_LABEL.captures(original)
         && let Some(n) = clean_name(&c[1], true)
     {
@@ -517,6 +532,13 @@ pub(super) fn name(original: &str, expecting: Option<Slot>, services: &[String])
         }
     }
     None
+}
+
+/// A whole message that is two or three words and nothing but a name ("maya chen", "Jo
+/// Park thx"): none of them an everyday word, a service, a day or a number.
+pub(super) fn bare_name(original: &str, services: &[String]) -> Option<String> {
+    let c = NAME_TAIL.captures(original.trim())?;
+    loose_name(&c[1], services, true)
 }
 
 /// Each run of spelled letters as one word ("J A K E, R O S S" → "Jake Ross"; one run of

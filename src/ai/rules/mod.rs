@@ -100,7 +100,15 @@ impl RuleNlu {
             || moment.day_part.is_some()
             || moment.shift.is_some();
         let name_expected = ctx.expecting.filter(|_| !gives_moment);
-        let name = entities::name(&original, name_expected, services);
+        let mut name = entities::name(&original, name_expected, services);
+        // A bare name while the request still lacks one: "Maya Chen" when Sara asked the time.
+        if name.is_none()
+            && name_expected.is_some_and(|slot| slot != Slot::Confirmation)
+            && ctx.facts.request.is_some()
+            && ctx.facts.name.is_none()
+        {
+            name = entities::bare_name(&original, services);
+        }
         let choice = entities::choice(&norm, ctx.expecting);
 
         let cues = acts::Cues {

@@ -1008,6 +1008,8 @@ fn typos_in_service_names_and_loosely_given_names_are_read() {
             "consultation friday 16:30 please, name Ahmed Khan",
             "Ahmed Khan",
         ),
+        ("book a cleaning tomorrow 3pm Amy Wu", "Amy Wu"),
+        ("whitening monday 10:30 Tom Ellis", "Tom Ellis"),
     ] {
         assert_eq!(
             nlu.understand(text, &ctx).name.as_deref(),
@@ -1024,6 +1026,9 @@ fn typos_in_service_names_and_loosely_given_names_are_read() {
         "can i get a cleaning for my son",
         "whitening friday, see you then",
         "book it for a cleening",
+        "cleaning at 3pm Next Tuesday",
+        "whitening at 10am Friday Morning",
+        "consultation 2pm Sounds Good",
     ] {
         assert_eq!(nlu.understand(text, &ctx).name, None, "{text}");
     }
@@ -1114,4 +1119,45 @@ fn a_name_spelled_letter_by_letter_is_the_word_it_spells() {
     let ctx = context(THURSDAY, None);
     let u = nlu.understand("a cleaning thursday at 3 p m", &ctx);
     assert_eq!(u.name, None);
+}
+
+#[test]
+fn a_bare_name_is_the_name_while_a_request_still_lacks_one() {
+    let nlu = nlu();
+    // Sara asked for the time of a booking that has no name yet.
+    let mut asked = context(THURSDAY, Some(Slot::Time));
+    asked.facts.request = Some("book".into());
+    for (text, name) in [
+        ("Maya Chen", "Maya Chen"),
+        ("maya chen", "Maya Chen"),
+        ("Jo Park thx", "Jo Park"),
+    ] {
+        assert_eq!(
+            nlu.understand(text, &asked).name.as_deref(),
+            Some(name),
+            "{text}"
+        );
+    }
+    for text in [
+        "sounds good",
+        "Friday morning",
+        "cleaning please",
+        "half three",
+        "not sure",
+        "any time",
+        "with Anna",
+    ] {
+        assert_eq!(nlu.understand(text, &asked).name, None, "{text}");
+    }
+    // Not while the request has a name already, nor with no request, nor for a yes/no.
+    let mut named = asked.clone();
+    named.facts.name = Some("Pat Lee".into());
+    assert_eq!(nlu.understand("Maya Chen", &named).name, None);
+    assert_eq!(
+        nlu.understand("Maya Chen", &context(THURSDAY, None)).name,
+        None
+    );
+    let mut confirming = context(THURSDAY, Some(Slot::Confirmation));
+    confirming.facts.request = Some("book".into());
+    assert_eq!(nlu.understand("Maya Chen", &confirming).name, None);
 }
