@@ -902,11 +902,20 @@ fn within(part: DayPart, starts: &[DateTime<Utc>], tz: chrono_tz::Tz) -> Vec<Dat
 /// How many days ahead a part of the day with no day named ("late afternoon") is looked for.
 const PART_DAYS: u64 = 14;
 
-/// The first day, from today, with a free start inside the form's part of the day.
+/// The first day with a free start inside the form's part of the day: from today, or for a
+/// move ("push it to the afternoon") from the booking's own day.
 fn first_day_in_part(form: &Form, ctx: &TurnContext, part: DayPart) -> Option<NaiveDate> {
     let av = Availability::new(ctx.business);
     let want = want_for(form, ctx);
     let today = av.local_date(ctx.now);
+    let today = match chosen_booking(form, ctx).filter(|_| form.kind == FormKind::Reschedule) {
+        Some(b) => b
+            .start
+            .with_timezone(&ctx.business.timezone)
+            .date_naive()
+            .max(today),
+        None => today,
+    };
     let last = av.last_day(&want, ctx.now);
     (0..PART_DAYS)
         .filter_map(|n| today.checked_add_days(chrono::Days::new(n)))

@@ -1987,3 +1987,11 @@ fn a_price_question_while_booking_keeps_the_service_being_booked() {
         Some("Cleaning")
     );
 }
+
+#[test]
+fn moving_a_booking_to_the_afternoon_keeps_its_day() {
+    let mut c = Conversation::new(Channel::Sms);
+    c.add_booking("Cleaning", local(3, 9, 10, 0), 45);
+    let d = c.say(says(&[Act::Reschedule]).part(DayPart::Afternoon));
+    says_all(&d, &["PM on Monday, March 9"]);
+}

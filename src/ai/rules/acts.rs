@@ -48,7 +48,7 @@ static OUT_OF_SCOPE: LazyLock<Regex> = LazyLock::new(|| {
 });
 static CANCEL: LazyLock<Regex> = LazyLock::new(|| {
     re(
-        r"\b(?:cancel\w*|call off|calling off|drop my (?:appointment|booking)|delete my (?:appointment|booking)|remove my (?:appointment|booking)|(?:won't|will not|can't|cannot) (?:make|come to|attend) (?:it|my appointment|the appointment))\b",
+        r"\b(?:cancel\w*|call off|calling off|drop my (?:appointment|booking)|delete my (?:appointment|booking)|remove my (?:appointment|booking)|(?:won't|will not|can't|cannot|can not|couldn't|could not|not able to|unable to) (?:make|come to|attend|do) (?:it|my|the|that|this|tomorrow|today|monday|tuesday|wednesday|thursday|friday|saturday|sunday)\b)",
     )
 });
 /// Asking about cancelling ("what is your cancellation policy?", "is there a cancellation
@@ -164,8 +164,9 @@ pub(super) fn detect(norm: &str, cues: Cues) -> Vec<Act> {
     let book = (BOOK.is_match(norm) || (cues.service && WANT.is_match(norm))) && !reschedule;
     push(Act::Book, book);
     // "Can I book a cleaning tomorrow?" is a booking, not a question for the FAQ.
+    // "Could I do it an hour later?" asks for a time, as "can I book …" asks for a booking.
     let question = QUESTION.is_match(norm)
-        && !(book
+        && !((book || cues.informs)
             && MODAL_ASK.is_match(norm)
             && !QUESTION.is_match(&MODAL_ASK.replace_all(norm, "")));
     // "Any openings Friday?", "how about Monday": asks for a time, not for the FAQ, unless

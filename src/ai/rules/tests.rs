@@ -1161,3 +1161,22 @@ fn a_bare_name_is_the_name_while_a_request_still_lacks_one() {
     confirming.facts.request = Some("book".into());
     assert_eq!(nlu.understand("Maya Chen", &confirming).name, None);
 }
+
+#[test]
+fn cant_make_a_day_is_a_cancel_and_a_modal_shift_is_no_question() {
+    let nlu = nlu();
+    let ctx = context(THURSDAY, None);
+    for text in [
+        "something came up, can't make thursday anymore",
+        "I won't make it tomorrow",
+        "sorry, unable to make my appointment",
+    ] {
+        assert!(nlu.understand(text, &ctx).has(Act::Cancel), "{text}");
+    }
+    let u = nlu.understand("could i do it an hour later?", &ctx);
+    assert!(!u.has(Act::Question), "{u:?}");
+    assert!(u.shift.is_some(), "{u:?}");
+    // A real question with "could I" stays one.
+    let u = nlu.understand("could i park there on friday?", &ctx);
+    assert!(u.has(Act::Question), "{u:?}");
+}
