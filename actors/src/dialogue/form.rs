@@ -561,7 +561,7 @@ fn bookings_count(n: usize) -> String {
     }
 }
 
-fn chosen_booking<'c>(form: &Form, ctx: &TurnContext<'c>) -> Option<&'c Booking> {
+pub(super) fn chosen_booking<'c>(form: &Form, ctx: &TurnContext<'c>) -> Option<&'c Booking> {
     let id = form.booking?;
     ctx.bookings.iter().find(|b| b.id == id)
 }
@@ -582,7 +582,7 @@ fn confirm_cancel(form: Form, ctx: &TurnContext) -> Outcome {
     Outcome::ask(form, Slot::Confirmation, text).with_options(yes_no())
 }
 
-fn yes_no() -> Vec<String> {
+pub(super) fn yes_no() -> Vec<String> {
     vec!["Yes".into(), "No".into()]
 }
 

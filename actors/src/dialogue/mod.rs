@@ -509,10 +509,7 @@ fn ask_both(decision: &mut Decision, then: &Understanding, ctx: &TurnContext) {
     after.queued = None;
     let first_name = match first.kind {
         FormKind::Book => first.name.clone(),
-        _ => first
-            .booking
-            .and_then(|id| ctx.bookings.iter().find(|b| b.id == id))
-            .and_then(|b| b.name.clone()),
+        _ => form::chosen_booking(first, ctx).and_then(|b| b.name.clone()),
     };
     if after.caller.is_none() {
         after.caller = first_name.clone();
@@ -535,7 +532,7 @@ fn ask_both(decision: &mut Decision, then: &Understanding, ctx: &TurnContext) {
     };
     decision.reply = Reply {
         text,
-        options: vec!["Yes".into(), "No".into()],
+        options: form::yes_no(),
         ..Reply::default()
     };
     decision.state.also = Some(Box::new(second_form));
@@ -1048,7 +1045,7 @@ fn act(mut state: DialogueState, u: &Understanding, ctx: &TurnContext) -> Option
             state,
             reply: Reply {
                 text,
-                options: vec!["Yes".into(), "No".into()],
+                options: form::yes_no(),
                 ..Reply::default()
             },
             effect: None,
