@@ -226,7 +226,13 @@ impl App {
                 tracing::warn!(grace_secs = grace.as_secs(), "shutdown grace ran out");
             }
         };
-        http::server::serve(listener, http::router(state), limits, stop, grace).await?;
+        let heap = tokio::spawn(crate::heap::run(
+            self.engine.clone(),
+            crate::heap::CHECK_EVERY,
+        ));
+        let served = http::server::serve(listener, http::router(state), limits, stop, grace).await;
+        heap.abort();
+        served?;
         let _ = tokio::time::timeout(grace, self.engine.shutdown()).await;
         self.db.close().await;
         Ok(())

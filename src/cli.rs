@@ -213,13 +213,13 @@ pub async fn bench_memory(
     println!("{:<34} {} s", "idle timeout", r.idle_timeout_s);
     println!(
         "{:<34} {} live, RSS {:.1} MiB (released {:.1} MiB)",
-        "after passivation",
+        "after passivation and heap upkeep",
         r.live_after_passivation,
         r.rss_after_passivation_mib,
         r.passivation_released_mib
     );
     if let Some(trimmed) = r.rss_after_trim_mib {
-        println!("{:<34} {:.1} MiB", "after malloc_trim", trimmed);
+        println!("{:<34} {:.1} MiB", "after one more malloc_trim", trimmed);
     }
     println!(
         "{:<34} {:.1} MiB",

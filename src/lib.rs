@@ -16,14 +16,14 @@
 //!   process or Redis).
 //! - [`config`] reads `config.toml` and `SARA_*` variables into typed settings (secrets in
 //!   [`config::Secret`]); [`cli`] the commands; [`eval`] scores the NLU on a dialog corpus;
-//!   [`telemetry`] the log format; [`privacy`] forgets a caller on request; `bench` (cargo feature `bench`, on by default) is the load
+//!   [`telemetry`] the log format; [`heap`] gives memory back after a busy spell; [`privacy`] forgets
+//!   a caller on request; `bench` (cargo feature `bench`, on by default) is the load
 //!   generator behind `sara bench`.
 //!
-//! No unsafe code: forbidden outright without the `bench` feature; with it, denied except for
-//! the one audited `malloc_trim` call the memory benchmark makes.
+//! No unsafe code: denied everywhere except for the one audited `malloc_trim` call in
+//! [`heap`], which gives freed memory back to the OS after conversations are passivated.
 
-#![cfg_attr(not(feature = "bench"), forbid(unsafe_code))]
-#![cfg_attr(feature = "bench", deny(unsafe_code))]
+#![deny(unsafe_code)]
 
 pub mod ai;
 pub mod app;
@@ -35,6 +35,7 @@ pub mod channels;
 pub mod cli;
 pub mod config;
 pub mod eval;
+pub mod heap;
 pub mod http;
 pub mod privacy;
 pub mod store;

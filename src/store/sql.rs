@@ -137,7 +137,7 @@ const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provid
 const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
      sequence, staff, event_id FROM bookings ORDER BY start, id";
 const ATTENDED: &str = "SELECT id FROM bookings WHERE attendance = 'confirmed'";
-const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", \
+pub(super) const UPCOMING_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", \
      status, sequence, staff, event_id FROM bookings WHERE status <> 'cancelled' AND \"end\" > $1 \
      ORDER BY start, id";
 /// A retried write of the same booking is a no-op (`ON CONFLICT (id)`); on PostgreSQL the

@@ -78,6 +78,7 @@ on_both_backends!(
     an_older_binary_starts_on_a_database_a_newer_one_migrated,
     bookings_with_different_staff_share_a_time_and_with_the_same_do_not,
     a_released_hold_is_booked_again_through_the_same_guard,
+    the_calendar_reload_searches_the_live_bookings_by_their_end,
 );
 
 /// A relay caller's interruption is kept on its turn; a voicemail's callbacks (the record
@@ -542,6 +543,39 @@ async fn the_log_is_found_by_phone_and_by_provider_id(db: Database) {
     assert_eq!(first["reply"], "reply to by text");
     assert_eq!(first["intent"], "book");
     assert_eq!(first["at"], "2026-11-25T15:00:00Z");
+}
+
+/// The calendar reloads the bookings still to come every minute: that read is a search of
+/// the live bookings' own index by their end, not a walk over every booking ever made (in a
+/// soak, cancelled bookings pile up and the walk stalled every booking for a second a minute).
+/// SQLite's planner is checked; PostgreSQL's chooses by table statistics (a small test table
+/// is read whole), so there the index is only checked to exist.
+async fn the_calendar_reload_searches_the_live_bookings_by_their_end(db: Database) {
+    if let Some(pool) = db.sqlite_pool() {
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {}",
+            super::sql::UPCOMING_BOOKINGS
+        )))
+        .bind("2026-12-01T00:00:00.000Z")
+        .fetch_all(pool)
+        .await
+        .expect("a query plan");
+        assert!(
+            plan.iter()
+                .any(|(.., step)| step.contains("USING INDEX bookings_live_end")),
+            "{plan:?}"
+        );
+    } else if let Some(pool) = db.postgres_pool() {
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname = 'bookings_live_end' \
+             AND indexdef LIKE '%WHERE (status <> ''cancelled''%'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("the index list");
+        assert_eq!(found, 1);
+    }
 }
 
 fn booking(n: u32, start: DateTime<Utc>, minutes: i64, status: BookingStatus) -> Booking {
