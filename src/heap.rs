@@ -27,7 +27,11 @@ pub async fn run(engine: Engine, every: Duration) {
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let live = engine.stats().await.live_conversations;
+        // An unanswered count is not a fall to zero: a busy supervisor must not set off a
+        // trim in the middle of the rush.
+        let Some(live) = engine.live_conversations().await else {
+            continue;
+        };
         if !watch.trim_now(live) {
             continue;
         }

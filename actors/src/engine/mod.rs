@@ -590,13 +590,17 @@ impl Engine {
         }
     }
 
-    pub async fn stats(&self) -> EngineStats {
-        let live = self
-            .ask_conversations(SupervisorMsg::Live, Duration::from_secs(2))
+    /// How many conversations are live; `None` when the supervisor did not answer within 2 s
+    /// (busy, restarting or stopped).
+    pub async fn live_conversations(&self) -> Option<usize> {
+        self.ask_conversations(SupervisorMsg::Live, Duration::from_secs(2))
             .await
-            .unwrap_or(0);
+            .ok()
+    }
+
+    pub async fn stats(&self) -> EngineStats {
         EngineStats {
-            live_conversations: live,
+            live_conversations: self.live_conversations().await.unwrap_or(0),
             turns: self.shared.counters.turns.load(Ordering::Relaxed),
             restarts: self.shared.counters.restarts.load(Ordering::Relaxed),
             fallbacks: self.shared.counters.fallbacks.load(Ordering::Relaxed),
