@@ -5,6 +5,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+/// Heap-profiled builds only (`--features dhat-heap`): every allocation goes through DHAT,
+/// which `sara bench` starts and stops around what it measures.
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static HEAP_PROFILER: dhat::Alloc = dhat::Alloc;
+
 #[derive(Parser)]
 #[command(name = "sara", version, about = "Sara, the AI receptionist")]
 struct Cli {

@@ -9,6 +9,7 @@
 //! with a duration is a soak: it samples RSS and latency per interval ([`timeline`]).
 
 pub mod dialog;
+pub mod heap_profile;
 pub mod limit;
 pub mod load;
 pub mod relay;
@@ -558,7 +559,9 @@ async fn run_on(
                 auth_token: BENCH_TOKEN.to_string(),
             };
             let probe = Probe::InProcess(app.engine.clone());
+            let profile = heap_profile::start();
             let load = drive(client, target, wishes, options, Mode::Converse, probe).await;
+            profile.finish();
             let rss = rss_mib(None);
             server.stop().await?;
             (
@@ -732,6 +735,8 @@ async fn memory_on(
     let warm: Vec<Wish> = wishes.iter().take(64).cloned().collect();
     let _ = activate(&engine, &warm, 1_000_000_000).await;
     let rss_base = rss_mib(None).unwrap_or(0.0);
+    // Profiled builds: the peak is the live conversations', the end what passivation left.
+    let profile = heap_profile::start();
     let failed = activate(&engine, &wishes, 0).await;
     let live = engine.stats().await.live_conversations as u64;
     let rss_live = rss_mib(None).unwrap_or(0.0);
@@ -752,6 +757,7 @@ async fn memory_on(
     // and the upkeep two checks to see the fall.
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     upkeep.abort();
+    profile.finish();
     let rss_after = rss_mib(None).unwrap_or(0.0);
     let rss_trimmed = if crate::heap::trim() {
         rss_mib(None)

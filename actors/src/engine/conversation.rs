@@ -230,26 +230,31 @@ impl Actor for ConversationActor {
         message: ConversationMsg,
         conversation: &mut Conversation,
     ) -> Result<(), ActorProcessingErr> {
-        match message {
-            ConversationMsg::Turn(inbound, queued, reply) => {
-                super::record_stage("queue", queued.elapsed());
-                // Boxed: the turn's future is large and would otherwise be part of every
-                // idle actor's task, i.e. of the memory of each live conversation.
-                let result = Box::pin(conversation.turn(inbound)).await;
-                let _ = reply.send(result);
-            }
-            ConversationMsg::Staff(action, reply) => {
-                let _ = reply.send(conversation.staff(action).await);
-            }
-            ConversationMsg::Panic => {
-                panic!("fault injection: conversation actor asked to panic");
-            }
-        }
+        // Boxed, the whole of it: a turn's (or a staff action's) future is several KiB, and
+        // whatever this future holds inline is part of every idle actor's task, i.e. of the
+        // memory of each live conversation (an unboxed staff action once took it from 10 to
+        // 16 KiB). Boxed, it is allocated while a message is handled and freed after.
+        Box::pin(conversation.dispatch(message)).await;
         Ok(())
     }
 }
 
 impl Conversation {
+    async fn dispatch(&mut self, message: ConversationMsg) {
+        match message {
+            ConversationMsg::Turn(inbound, queued, reply) => {
+                super::record_stage("queue", queued.elapsed());
+                let _ = reply.send(self.turn(inbound).await);
+            }
+            ConversationMsg::Staff(action, reply) => {
+                let _ = reply.send(self.staff(action).await);
+            }
+            ConversationMsg::Panic => {
+                panic!("fault injection: conversation actor asked to panic");
+            }
+        }
+    }
+
     /// Reads the last committed state. A state that no longer parses (an old format) starts
     /// the dialogue over but keeps its version, so the next commit still checks it.
     async fn reload(&mut self) -> Result<(), TurnError> {
@@ -1087,5 +1092,37 @@ fn changed_booking(effect: &Effect, view: &CalendarView) -> Option<crate::model:
         }),
         Effect::Cancel { id } => mine(*id),
         Effect::Attend { .. } | Effect::Handover => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `make` would return, without calling it.
+    fn returned_size<A, F, M: FnOnce(A) -> F>(_make: &M) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// The handler's future lives inside every conversation actor's task for as long as the
+    /// actor lives, idle or not; what it awaits inline would be paid per live conversation.
+    #[test]
+    fn an_idle_conversation_does_not_carry_a_turns_future() {
+        let handle = |(actor, myself, message, state): (
+            &'static ConversationActor,
+            ActorRef<ConversationMsg>,
+            ConversationMsg,
+            &'static mut Conversation,
+        )| actor.handle(myself, message, state);
+        let turn = |(conversation, inbound): (&'static mut Conversation, Inbound)| {
+            conversation.turn(inbound)
+        };
+        let staff = |(conversation, action): (&'static mut Conversation, StaffAction)| {
+            conversation.staff(action)
+        };
+        let idle = returned_size(&handle);
+        assert!(idle <= 256, "the handler's future takes {idle} bytes");
+        // The two it boxes are far larger: what the box saves.
+        assert!(returned_size(&turn) > 1024 && returned_size(&staff) > 1024);
     }
 }
