@@ -1,8 +1,8 @@
 //! Giving freed heap memory back to the OS once conversations have been passivated.
 //!
 //! glibc keeps what its per-thread arenas free for reuse, so when a busy spell's conversations
-//! are passivated the process stays at its high-water mark (BENCHMARKS.md: 1,629 MiB with
-//! 100,000 live conversations, the same after they were passivated, 350 MiB after
+//! are passivated the process stays at its high-water mark (BENCHMARKS.md: 977 MiB with
+//! 100,000 live conversations and the same after they were passivated, 88 MiB after
 //! `malloc_trim`). [`run`] reads the number of live conversations once a minute and asks glibc
 //! to return its free pages when that number has fallen well below its peak since the last
 //! time. A steady load never triggers it, so the trim (which takes each arena's lock while it
@@ -16,7 +16,7 @@ use tokio::time::MissedTickBehavior;
 /// How often a server reads the live count.
 pub const CHECK_EVERY: Duration = Duration::from_secs(60);
 
-/// The smallest fall in live conversations worth a trim (~16 MiB at ~16 KiB each).
+/// The smallest fall in live conversations worth a trim (~10 MiB at ~10 KiB each).
 const MIN_FALL: usize = 1_000;
 
 /// Watches the engine's live conversations every `every` and trims the heap after a fall,
