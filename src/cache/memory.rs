@@ -7,7 +7,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use sara_actors::model::Phone;
 use sara_actors::ports::{BoxFuture, Lease, LeaseError, Leases};
-use sha2::{Digest, Sha256};
 
 use super::{Limited, REPLY_TTL, WINDOW, window_left_secs};
 
@@ -29,10 +28,7 @@ struct Key(u128);
 
 impl Key {
     fn of(value: &str) -> Key {
-        let digest = Sha256::digest(value.as_bytes());
-        let mut first = [0u8; 16];
-        first.copy_from_slice(&digest[..16]);
-        Key(u128::from_le_bytes(first))
+        Key(u128::from_le_bytes(super::digest128(value)))
     }
 }
 

@@ -174,8 +174,18 @@ impl Cache {
 /// An unkeyed stand-in for a value in Redis keys, only for a `RedisCache` built without the
 /// store's sealer (its unit tests): a plain hash of a phone number can be brute-forced.
 pub fn pseudonym(value: &str) -> String {
+    digest128(value)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The first 128 bits of `value`'s SHA-256.
+fn digest128(value: &str) -> [u8; 16] {
     let digest = Sha256::digest(value.as_bytes());
-    digest[..16].iter().map(|b| format!("{b:02x}")).collect()
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    first
 }
 
 /// The seconds left in the current window of `now_ms` (at least 1).
