@@ -84,6 +84,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Idle connections closed to make room under the connection cap.",
     ),
     (
+        "sara_heap_trims_total",
+        Kind::Counter,
+        "Times freed heap memory was given back to the OS, by why (passivated, retained).",
+    ),
+    (
         "sara_redis_errors_total",
         Kind::Counter,
         "Redis operations that failed (the cache falls back or the turn runs unfenced).",
