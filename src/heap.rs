@@ -139,13 +139,25 @@ impl Usage {
 /// Reads [`Usage`]; `None` where glibc's statistics or `/proc` are not available.
 fn usage() -> Option<Usage> {
     let in_use = heap_in_use()?;
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    let kib = status_kib(None, "RssAnon")?;
     Some(Usage {
         resident: kib << 10,
         in_use,
     })
+}
+
+/// One `kB` field of `/proc/PID/status` (`None`: this process), e.g. `VmRSS` or `RssAnon`.
+pub fn status_kib(pid: Option<u32>, field: &str) -> Option<u64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/status"),
+        None => "/proc/self/status".to_string(),
+    };
+    let status = std::fs::read_to_string(path).ok()?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Bytes the heap has handed out and not had back, in its arenas and in mapped blocks.

@@ -334,14 +334,7 @@ impl Report {
 
 /// Reads `VmRSS` of a process (`self` or a pid) in MiB.
 pub fn rss_mib(pid: Option<u32>) -> Option<f64> {
-    let path = match pid {
-        Some(pid) => format!("/proc/{pid}/status"),
-        None => "/proc/self/status".to_string(),
-    };
-    let status = std::fs::read_to_string(path).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    crate::heap::status_kib(pid, "VmRSS").map(|kib| kib as f64 / 1024.0)
 }
 
 /// A throw-away database for one run, removed on [`TempDb::remove`].
