@@ -93,6 +93,7 @@ mod tests {
         upcoming_skips_past_and_cancelled_bookings_in_start_order,
         a_batch_of_bookings_is_decided_in_order_as_one_write_each,
         a_batch_without_overlaps_writes_every_booking,
+        a_run_of_cancels_is_decided_per_booking,
     );
 
     async fn a_batch_of_bookings_is_decided_in_order_as_one_write_each(db: Database) {
@@ -191,6 +192,40 @@ mod tests {
                 (ten.id, eleven)
             ]
         );
+    }
+
+    async fn a_run_of_cancels_is_decided_per_booking(db: Database) {
+        let calendar = LocalCalendar::new(db);
+        let batch: Vec<Booking> = (0..4)
+            .map(|i| booking(nine_am() + Duration::hours(i), 30))
+            .collect();
+        calendar.write_many(&books(&batch)).await;
+        calendar.cancel(batch[3].id).await.expect("cancel");
+        let unknown = Uuid::new_v4();
+        let cancels = vec![
+            CalendarWrite::Cancel(batch[0].id),
+            CalendarWrite::Cancel(unknown),
+            CalendarWrite::Cancel(batch[1].id),
+            // Twice in one run, and one cancelled before: each is cancelled, as one by one.
+            CalendarWrite::Cancel(batch[1].id),
+            CalendarWrite::Cancel(batch[3].id),
+            // The freed slot is bookable again within the same batch.
+            CalendarWrite::Book(booking(batch[0].start, 30)),
+        ];
+        assert_eq!(
+            calendar.write_many(&cancels).await,
+            vec![
+                Ok(()),
+                Err(CalendarError::NotFound),
+                Ok(()),
+                Ok(()),
+                Ok(()),
+                Ok(())
+            ]
+        );
+        let upcoming = calendar.upcoming(nine_am()).await.expect("upcoming");
+        let starts: Vec<DateTime<Utc>> = upcoming.iter().map(|b| b.start).collect();
+        assert_eq!(starts, vec![batch[0].start, batch[2].start]);
     }
 
     async fn a_batch_without_overlaps_writes_every_booking(db: Database) {

@@ -571,7 +571,8 @@ impl<'a> TurnColumns<'a> {
 }
 
 /// Makes writes in order: each run of bookings as [`insert_bookings`] writes them (one
-/// statement in the common case), a move or a cancel as one statement each. PostgreSQL's
+/// statement in the common case), each run of cancels in one statement ([`cancel_all`]), a
+/// move in one statement of its own. PostgreSQL's
 /// writers do not queue for one lock, so one transaction for the whole batch would gain
 /// little and cost a verdict per write on a refused statement. Each write commits on its
 /// own, so a database error is the verdict of the writes it failed, never of those made
@@ -606,9 +607,28 @@ async fn write_bookings(
                 rest = &rest[run..];
                 continue;
             }
-            CalendarWrite::Move { .. } | CalendarWrite::Cancel(_) => {
-                one_statement(pool, first).await
+            CalendarWrite::Cancel(_) => {
+                let ids: Vec<Uuid> = rest
+                    .iter()
+                    .map_while(|w| match w {
+                        CalendarWrite::Cancel(id) => Some(*id),
+                        CalendarWrite::Book(_) | CalendarWrite::Move { .. } => None,
+                    })
+                    .collect();
+                match cancel_all(pool, &ids).await {
+                    Ok(cancelled) => results.extend(ids.iter().map(|id| {
+                        if cancelled.contains(id) {
+                            Ok(())
+                        } else {
+                            Err(CalendarError::NotFound)
+                        }
+                    })),
+                    Err(error) => results.extend(std::iter::repeat_n(Err(error), ids.len())),
+                }
+                rest = &rest[ids.len()..];
+                continue;
             }
+            &CalendarWrite::Move { id, start, end } => move_one(pool, id, start, end).await,
         };
         results.push(result);
         rest = tail;
@@ -616,20 +636,30 @@ async fn write_bookings(
     Ok(results)
 }
 
-/// A move or a cancel, one statement each: if a move's new time is taken the constraint
-/// rejects it and the row keeps its old time; no row is `NotFound`.
-async fn one_statement(pool: &PgPool, write: &CalendarWrite) -> Result<(), CalendarError> {
+/// A run of cancels in one statement: the ids it cancelled (a booking cancelled already
+/// counts, as with one statement each); an id that is not there is not among them. Cancels
+/// of one run do not depend on each other, so their order within the run does not matter.
+async fn cancel_all(pool: &PgPool, ids: &[Uuid]) -> Result<HashSet<Uuid>, CalendarError> {
+    let cancelled: Vec<(Uuid,)> =
+        sqlx::query_as(sql::cancel_bookings_sql!("= ANY($2) RETURNING id"))
+            .bind(Utc::now())
+            .bind(ids)
+            .fetch_all(pool)
+            .await
+            .map_err(calendar_db_error)?;
+    Ok(cancelled.into_iter().map(|(id,)| id).collect())
+}
+
+/// A move in one statement: if its new time is taken the constraint rejects it and the
+/// row keeps its old time; no row is `NotFound`.
+async fn move_one(
+    pool: &PgPool,
+    id: BookingId,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Result<(), CalendarError> {
     let mut conn = pool.acquire().await.map_err(calendar_db_error)?;
-    let rows = match write {
-        CalendarWrite::Move { id, start, end } => {
-            sql::move_booking::<Postgres>(&mut conn, *id, *start, *end).await
-        }
-        CalendarWrite::Cancel(id) => sql::cancel_booking::<Postgres>(&mut conn, *id).await,
-        CalendarWrite::Book(_) => {
-            return Err(CalendarError::Unavailable("not one statement".into()));
-        }
-    };
-    match rows {
+    match sql::move_booking::<Postgres>(&mut conn, id, start, end).await {
         Ok(0) => Err(CalendarError::NotFound),
         Ok(_) => Ok(()),
         Err(e) => Err(calendar_db_error(e)),

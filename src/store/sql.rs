@@ -151,8 +151,19 @@ const INSERT_BOOKING: &str = "INSERT INTO bookings (id, contact_key, phone, name
      updated_at = excluded.updated_at WHERE bookings.status = 'cancelled'";
 const MOVE_BOOKING: &str = "UPDATE bookings SET start = $1, \"end\" = $2, updated_at = $3, \
      attendance = NULL, sequence = sequence + 1 WHERE id = $4 AND status <> 'cancelled'";
-const CANCEL_BOOKING: &str = "UPDATE bookings SET sequence = sequence + CASE status WHEN 'cancelled' THEN 0 ELSE 1 END, \
-     status = 'cancelled', updated_at = $1 WHERE id = $2";
+/// Cancels the bookings `$2` picks (`= $2` one, `= ANY($2)` a run on PostgreSQL) at time
+/// `$1`; a cancelled booking stays cancelled and keeps its sequence.
+macro_rules! cancel_bookings_sql {
+    ($which:literal) => {
+        concat!(
+            "UPDATE bookings SET sequence = sequence + CASE status WHEN 'cancelled' THEN 0 \
+             ELSE 1 END, status = 'cancelled', updated_at = $1 WHERE id ",
+            $which
+        )
+    };
+}
+pub(super) use cancel_bookings_sql;
+const CANCEL_BOOKING: &str = cancel_bookings_sql!("= $2");
 
 /// A conversation row, its state still sealed.
 #[derive(FromRow)]
