@@ -48,6 +48,8 @@ pub async fn run(engine: Engine, every: Duration) {
             .await
             .ok()
             .flatten();
+        let took = started.elapsed();
+        metrics::histogram!("sara_heap_trim_seconds").record(took.as_secs_f64());
         if let Some(after) = after {
             watch.trimmed(after.retained());
             metrics::counter!("sara_heap_trims_total", "why" => why.as_str()).increment(1);
@@ -56,7 +58,7 @@ pub async fn run(engine: Engine, every: Duration) {
                 live,
                 resident_before_mib = before.map_or(0, |u| u.resident >> 20),
                 resident_after_mib = after.resident >> 20,
-                ms = started.elapsed().as_millis() as u64,
+                ms = took.as_millis() as u64,
                 "gave freed heap memory back to the OS"
             );
         }

@@ -89,7 +89,7 @@ struct BenchArgs {
     /// finished in it are sampled and printed to stderr at its end.
     #[arg(long, default_value_t = 10)]
     sample_secs: u64,
-    /// Write the timeline (one row per interval) to this CSV file.
+    /// Write the timeline (one row per interval, appended as each is taken) to this CSV file.
     #[arg(long)]
     timeline: Option<PathBuf>,
     /// Draw RSS and p99 per interval against minutes into this SVG file.
@@ -182,6 +182,7 @@ async fn main() -> anyhow::Result<()> {
                 slots: args.slots,
                 sample_every: std::time::Duration::from_secs(args.sample_secs.max(1)),
                 progress: true,
+                timeline_csv: args.timeline.clone(),
                 idle_timeout: args.idle_secs.map(std::time::Duration::from_secs),
             };
             if args.mode == sara::bench::BenchMode::Relay {

@@ -227,6 +227,7 @@ impl Sampler {
         let every = sampling.every.max(Duration::from_millis(100));
         let task = tokio::spawn(async move {
             let mut samples = Vec::new();
+            let mut sink = super::timeline::CsvSink::create(sampling.csv.as_deref()).await;
             let mut tick = tokio::time::interval_at(started + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut last = (started, 0u64);
@@ -245,6 +246,7 @@ impl Sampler {
                     if sampling.progress {
                         eprintln!("{}", super::timeline::progress_line(&sample));
                     }
+                    sink.push(&sample).await;
                     samples.push(sample);
                 }
                 if end {

@@ -93,6 +93,9 @@ pub struct BenchOptions {
     pub sample_every: Duration,
     /// Print each timeline sample to stderr while running.
     pub progress: bool,
+    /// Append each timeline sample to this CSV file as it is taken, so a long soak that is
+    /// stopped early still leaves its rows.
+    pub timeline_csv: Option<std::path::PathBuf>,
     /// The in-process Sara's conversation idle timeout instead of the config's (a soak
     /// reaches its steady number of live conversations after one idle timeout).
     pub idle_timeout: Option<Duration>,
@@ -120,6 +123,7 @@ impl Default for BenchOptions {
             slots: None,
             sample_every: Duration::from_secs(10),
             progress: true,
+            timeline_csv: None,
             idle_timeout: None,
         }
     }
@@ -635,6 +639,7 @@ async fn drive(
         every: options.sample_every,
         probe,
         progress: options.progress,
+        csv: options.timeline_csv.clone(),
     });
     let base = target.base.clone();
     let before = stages::scrape(client, &base).await;

@@ -58,6 +58,8 @@ pub struct Sampling {
     pub probe: Probe,
     /// Print each sample to stderr as it is taken (progress of a long run).
     pub progress: bool,
+    /// Append each sample to this CSV file as it is taken (the header first).
+    pub csv: Option<std::path::PathBuf>,
 }
 
 /// One stderr line per interval.
@@ -81,24 +83,71 @@ pub const CSV_HEADER: &str =
 /// The timeline as CSV (empty cells where a value is unknown).
 pub fn csv(samples: &[Sample]) -> String {
     let mut out = format!("{CSV_HEADER}\n");
-    let opt = |v: Option<String>| v.unwrap_or_default();
     for s in samples {
-        let _ = writeln!(
-            out,
-            "{:.1},{:.1},{},{:.1},{:.3},{:.3},{:.3},{},{},{}",
-            s.elapsed_s,
-            s.length_s,
-            s.turns,
-            s.turns_per_s,
-            s.p50_ms,
-            s.p99_ms,
-            s.max_ms,
-            s.errors,
-            opt(s.rss_mib.map(|r| format!("{r:.1}"))),
-            opt(s.live.map(|l| l.to_string())),
-        );
+        out.push_str(&csv_row(s));
     }
     out
+}
+
+/// The timeline written while a run goes on: the header when the file is created, then a
+/// row per sample, so a soak stopped early (or killed) still leaves what it measured. A
+/// failed write is said once on stderr and the file is given up (the whole timeline is
+/// written again at the end of a run that finishes).
+pub struct CsvSink {
+    file: Option<tokio::fs::File>,
+}
+
+impl CsvSink {
+    pub async fn create(path: Option<&std::path::Path>) -> CsvSink {
+        let Some(path) = path else {
+            return CsvSink { file: None };
+        };
+        let mut sink = CsvSink {
+            file: tokio::fs::File::create(path)
+                .await
+                .inspect_err(|e| eprintln!("timeline {}: {e}", path.display()))
+                .ok(),
+        };
+        sink.write(format!("{CSV_HEADER}\n")).await;
+        sink
+    }
+
+    pub async fn push(&mut self, sample: &Sample) {
+        self.write(csv_row(sample)).await;
+    }
+
+    async fn write(&mut self, line: String) {
+        use tokio::io::AsyncWriteExt;
+        let Some(file) = self.file.as_mut() else {
+            return;
+        };
+        let written = match file.write_all(line.as_bytes()).await {
+            Ok(()) => file.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
+            eprintln!("timeline: {e}; no more rows are written while running");
+            self.file = None;
+        }
+    }
+}
+
+/// One sample as a CSV line, newline included.
+pub fn csv_row(s: &Sample) -> String {
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    format!(
+        "{:.1},{:.1},{},{:.1},{:.3},{:.3},{:.3},{},{},{}\n",
+        s.elapsed_s,
+        s.length_s,
+        s.turns,
+        s.turns_per_s,
+        s.p50_ms,
+        s.p99_ms,
+        s.max_ms,
+        s.errors,
+        opt(s.rss_mib.map(|r| format!("{r:.1}"))),
+        opt(s.live.map(|l| l.to_string())),
+    )
 }
 
 /// What the summary table says about the timeline.
@@ -339,6 +388,22 @@ mod tests {
             rss_mib: Some(rss),
             live: Some(5),
         }
+    }
+
+    #[tokio::test]
+    async fn the_sink_leaves_every_row_on_disk_as_it_is_taken() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("soak.csv");
+        let samples = [sample(0.5, 100.0, 3.0), sample(1.0, 101.0, 4.0)];
+        let mut sink = CsvSink::create(Some(&path)).await;
+        sink.push(&samples[0]).await;
+        let so_far = std::fs::read_to_string(&path).expect("the file exists while running");
+        assert_eq!(so_far, csv(&samples[..1]));
+        sink.push(&samples[1]).await;
+        let all = std::fs::read_to_string(&path).expect("the file");
+        assert_eq!(all, csv(&samples));
+        // No path: nothing is written, and nothing fails.
+        CsvSink::create(None).await.push(&samples[0]).await;
     }
 
     #[test]

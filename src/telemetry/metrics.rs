@@ -84,6 +84,11 @@ pub const CATALOG: &[(&str, Kind, &str)] = &[
         "Idle connections closed to make room under the connection cap.",
     ),
     (
+        "sara_heap_trim_seconds",
+        Kind::Histogram,
+        "Time one trim of the heap took on its blocking thread (glibc's malloc_trim and the look at the heap after it), in seconds.",
+    ),
+    (
         "sara_heap_trims_total",
         Kind::Counter,
         "Times freed heap memory was given back to the OS, by why (passivated, retained).",
