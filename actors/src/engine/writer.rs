@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::ports::{CommitOutcome, ConversationStore, StoreError, TurnCommit};
 
@@ -30,8 +30,10 @@ impl TurnWriter {
     /// batches so that a burst waits here instead of in the database. Up to `in_flight`
     /// batches commit at once: 1 for SQLite (one writer at a time anyway), more for
     /// PostgreSQL, whose commits overlap and whose batch otherwise waits out the previous
-    /// one's round trips. Batches in flight together never hold two turns of one
-    /// conversation: a conversation's next turn starts only after its last one committed.
+    /// one's round trips; a batch starts beside running ones only once it holds
+    /// [`OVERLAPPING_BATCH`] turns, else when one of them ends. Batches in flight together
+    /// never hold two turns of one conversation: a conversation's next turn starts only after
+    /// its last one committed.
     pub fn spawn(
         store: Arc<dyn ConversationStore>,
         max_batch: usize,
@@ -55,6 +57,12 @@ impl TurnWriter {
     }
 }
 
+/// The fewest turns a batch needs to start while other batches are committing; a smaller
+/// one waits for one of them to end. Each commit costs the database about the same whatever
+/// its size, so at a steady rate a commit per turn or two (what free slots alone would start)
+/// spends the CPU the turns need.
+const OVERLAPPING_BATCH: usize = 8;
+
 async fn run(
     store: Arc<dyn ConversationStore>,
     mut rx: mpsc::Receiver<Pending>,
@@ -62,6 +70,7 @@ async fn run(
     in_flight: usize,
 ) {
     let slots = Arc::new(Semaphore::new(in_flight));
+    let ended = Arc::new(Notify::new());
     loop {
         // A free slot first, then the batch: turns keep gathering while all slots commit.
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -71,14 +80,29 @@ async fn run(
         if rx.recv_many(&mut batch, max_batch).await == 0 {
             return;
         }
+        // While other batches commit, this one gathers until it is worth a commit of its own
+        // or one of them ends (a stale wake-up only starts it early).
+        let min = OVERLAPPING_BATCH.min(max_batch);
+        while batch.len() < min && in_flight - slots.available_permits() > 1 {
+            let room = max_batch - batch.len();
+            tokio::select! {
+                () = ended.notified() => break,
+                got = rx.recv_many(&mut batch, room) => {
+                    if got == 0 {
+                        break;
+                    }
+                }
+            }
+        }
         if in_flight == 1 {
             commit_batch(&*store, batch).await;
             drop(slot);
         } else {
-            let store = store.clone();
+            let (store, ended) = (store.clone(), ended.clone());
             tokio::spawn(async move {
                 commit_batch(&*store, batch).await;
                 drop(slot);
+                ended.notify_one();
             });
         }
     }
@@ -124,5 +148,146 @@ async fn commit_batch(store: &dyn ConversationStore, batch: Vec<Pending>) {
                 let _ = waiter.send(Err(StoreError::Unavailable(error.to_string())));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::model::{Channel, Phone};
+    use crate::ports::{BoxFuture, StoredConversation, TurnRecord};
+
+    /// A store whose first commit waits until it is let go; it records every batch's size.
+    struct Gated {
+        sizes: Mutex<Vec<usize>>,
+        first: Semaphore,
+    }
+
+    impl Gated {
+        fn new() -> Arc<Gated> {
+            Arc::new(Gated {
+                sizes: Mutex::new(Vec::new()),
+                first: Semaphore::new(0),
+            })
+        }
+    }
+
+    impl ConversationStore for Gated {
+        fn load<'a>(
+            &'a self,
+            _: &'a Phone,
+        ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
+            Box::pin(async { Ok(None) })
+        }
+
+        fn commit(
+            &self,
+            batch: Vec<TurnCommit>,
+        ) -> BoxFuture<'_, Result<Vec<CommitOutcome>, StoreError>> {
+            Box::pin(async move {
+                let first = {
+                    let mut sizes = self.sizes.lock().expect("sizes");
+                    sizes.push(batch.len());
+                    sizes.len() == 1
+                };
+                if first {
+                    let _ = self.first.acquire().await;
+                }
+                Ok(vec![CommitOutcome::Committed { version: 1 }; batch.len()])
+            })
+        }
+
+        fn processed_reply<'a>(
+            &'a self,
+            _: &'a str,
+        ) -> BoxFuture<'a, Result<Option<crate::dialogue::Reply>, StoreError>> {
+            Box::pin(async { Ok(None) })
+        }
+    }
+
+    fn turn(n: usize) -> TurnCommit {
+        TurnCommit {
+            phone: Phone::parse(&format!("+1555010{n:04}")).expect("a test number"),
+            expected_version: 0,
+            owner_epoch: 0,
+            state: "{}".into(),
+            turn: TurnRecord {
+                channel: Channel::Sms,
+                provider_id: None,
+                text: "hi".into(),
+                reply: crate::dialogue::Reply::default(),
+                intent: "greet".into(),
+                nlu: "rules".into(),
+                understood: "{}".into(),
+                at: Utc::now(),
+                elapsed_ms: 0,
+            },
+            outbox: Vec::new(),
+            jobs: Vec::new(),
+            void_jobs: Vec::new(),
+            attendance: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn turns_arriving_while_a_commit_runs_wait_for_it_and_commit_together() {
+        let store = Gated::new();
+        let writer = TurnWriter::spawn(store.clone(), 512, 4);
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.commit(turn(0)).await }
+        });
+        while store.sizes.lock().expect("sizes").is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // Three free slots, but three turns are not worth a commit beside the running one.
+        let rest: Vec<_> = (1..=3)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.commit(turn(n)).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(*store.sizes.lock().expect("sizes"), vec![1]);
+        store.first.add_permits(1);
+        for task in std::iter::once(first).chain(rest) {
+            let outcome = task.await.expect("task").expect("committed");
+            assert_eq!(outcome, CommitOutcome::Committed { version: 1 });
+        }
+        assert_eq!(*store.sizes.lock().expect("sizes"), vec![1, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_worth_its_own_commit_starts_beside_a_running_one() {
+        let store = Gated::new();
+        let writer = TurnWriter::spawn(store.clone(), 512, 4);
+        let first = tokio::spawn({
+            let writer = writer.clone();
+            async move { writer.commit(turn(0)).await }
+        });
+        while store.sizes.lock().expect("sizes").is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let rest: Vec<_> = (1..=OVERLAPPING_BATCH)
+            .map(|n| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.commit(turn(n)).await })
+            })
+            .collect();
+        for task in rest {
+            task.await
+                .expect("task")
+                .expect("committed before the first ends");
+        }
+        store.first.add_permits(1);
+        first.await.expect("task").expect("committed");
+        let sizes = store.sizes.lock().expect("sizes").clone();
+        assert_eq!(sizes.first(), Some(&1));
+        assert_eq!(sizes.iter().sum::<usize>(), 1 + OVERLAPPING_BATCH);
     }
 }
