@@ -37,6 +37,31 @@ fn phone() -> Phone {
     Phone::parse("+15550001111").expect("valid")
 }
 
+/// A committed turn with nothing but its text: an SMS, no provider id, no effects.
+pub(super) fn bare_commit(phone: Phone, expected_version: i64, text: &str) -> TurnCommit {
+    TurnCommit {
+        phone,
+        expected_version,
+        owner_epoch: 0,
+        state: "{}".into(),
+        turn: TurnRecord {
+            channel: Channel::Sms,
+            provider_id: None,
+            text: text.into(),
+            reply: crate::dialogue::Reply::default(),
+            intent: "inform".into(),
+            nlu: "rules".into(),
+            understood: "{}".into(),
+            at: Utc::now(),
+            elapsed_ms: 0,
+        },
+        outbox: Vec::new(),
+        jobs: Vec::new(),
+        void_jobs: Vec::new(),
+        attendance: Vec::new(),
+    }
+}
+
 fn msg(text: &str, id: Option<&str>) -> Inbound {
     Inbound {
         phone: phone(),
@@ -138,27 +163,7 @@ async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
     let (engine, store) = engine(EngineSettings::default()).await;
     engine.turn(msg("one", None)).await.expect("turn");
     // Another instance commits behind this actor's back.
-    let other = TurnCommit {
-        phone: phone(),
-        expected_version: 1,
-        owner_epoch: 0,
-        state: "{}".into(),
-        turn: TurnRecord {
-            channel: Channel::Sms,
-            provider_id: None,
-            text: "elsewhere".into(),
-            reply: crate::dialogue::Reply::default(),
-            intent: "inform".into(),
-            nlu: "rules".into(),
-            understood: "{}".into(),
-            at: Utc::now(),
-            elapsed_ms: 0,
-        },
-        outbox: Vec::new(),
-        jobs: Vec::new(),
-        void_jobs: Vec::new(),
-        attendance: Vec::new(),
-    };
+    let other = bare_commit(phone(), 1, "elsewhere");
     assert_eq!(
         store.commit(vec![other]).await.expect("commit"),
         vec![crate::ports::CommitOutcome::Committed { version: 2 }]

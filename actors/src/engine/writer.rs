@@ -156,11 +156,9 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use chrono::Utc;
-
     use super::*;
-    use crate::model::{Channel, Phone};
-    use crate::ports::{BoxFuture, StoredConversation, TurnRecord};
+    use crate::model::Phone;
+    use crate::ports::{BoxFuture, StoredConversation};
 
     /// A store whose first commit waits until it is let go; it records every batch's size.
     struct Gated {
@@ -211,32 +209,17 @@ mod tests {
     }
 
     fn turn(n: usize) -> TurnCommit {
-        TurnCommit {
-            phone: Phone::parse(&format!("+1555010{n:04}")).expect("a test number"),
-            expected_version: 0,
-            owner_epoch: 0,
-            state: "{}".into(),
-            turn: TurnRecord {
-                channel: Channel::Sms,
-                provider_id: None,
-                text: "hi".into(),
-                reply: crate::dialogue::Reply::default(),
-                intent: "greet".into(),
-                nlu: "rules".into(),
-                understood: "{}".into(),
-                at: Utc::now(),
-                elapsed_ms: 0,
-            },
-            outbox: Vec::new(),
-            jobs: Vec::new(),
-            void_jobs: Vec::new(),
-            attendance: Vec::new(),
-        }
+        let phone = Phone::parse(&format!("+1555010{n:04}")).expect("a test number");
+        super::super::tests::bare_commit(phone, 0, "hi")
     }
 
-    #[tokio::test]
-    async fn turns_arriving_while_a_commit_runs_wait_for_it_and_commit_together() {
-        let store = Gated::new();
+    /// A writer with four slots whose first commit (of one turn) is running, held by `store`.
+    async fn first_commit_running(
+        store: &Arc<Gated>,
+    ) -> (
+        TurnWriter,
+        tokio::task::JoinHandle<Result<CommitOutcome, StoreError>>,
+    ) {
         let writer = TurnWriter::spawn(store.clone(), 512, 4);
         let first = tokio::spawn({
             let writer = writer.clone();
@@ -245,6 +228,13 @@ mod tests {
         while store.sizes.lock().expect("sizes").is_empty() {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
+        (writer, first)
+    }
+
+    #[tokio::test]
+    async fn turns_arriving_while_a_commit_runs_wait_for_it_and_commit_together() {
+        let store = Gated::new();
+        let (writer, first) = first_commit_running(&store).await;
         // Three free slots, but three turns are not worth a commit beside the running one.
         let rest: Vec<_> = (1..=3)
             .map(|n| {
@@ -265,14 +255,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_worth_its_own_commit_starts_beside_a_running_one() {
         let store = Gated::new();
-        let writer = TurnWriter::spawn(store.clone(), 512, 4);
-        let first = tokio::spawn({
-            let writer = writer.clone();
-            async move { writer.commit(turn(0)).await }
-        });
-        while store.sizes.lock().expect("sizes").is_empty() {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
+        let (writer, first) = first_commit_running(&store).await;
         let rest: Vec<_> = (1..=OVERLAPPING_BATCH)
             .map(|n| {
                 let writer = writer.clone();
