@@ -60,6 +60,15 @@ fn install_crypto() {
     });
 }
 
+/// The whole minutes from `now` that reach `at` or just past it (0 when `at` is not later),
+/// rounded up from the milliseconds: rounding whole seconds up left the clock just short of
+/// `at` when `now` was in the 59th second of a minute (CI saw 18:59:59.74 for 19:00, and the
+/// reminder due at 19:00 was not yet due).
+pub fn minutes_until(now: chrono::DateTime<chrono::FixedOffset>, at: chrono::DateTime<Utc>) -> i64 {
+    let millis = (at - now.to_utc()).num_milliseconds();
+    (millis.max(0) + 59_999) / 60_000
+}
+
 impl Sara {
     /// Starts Sara on a new temporary database.
     pub async fn start() -> Sara {
@@ -276,11 +285,10 @@ impl Sara {
         at: chrono::DateTime<Utc>,
     ) -> chrono::DateTime<chrono::FixedOffset> {
         let now = self.settle().await;
-        let seconds = (at - now.to_utc()).num_seconds();
-        if seconds <= 0 {
-            return now;
+        match minutes_until(now, at) {
+            0 => now,
+            minutes => self.advance(minutes).await,
         }
-        self.advance((seconds + 59) / 60).await
     }
 
     /// The debug clock's raw answer: (status, JSON body).
@@ -635,4 +643,26 @@ pub async fn sms_sent(twilio: &wiremock::MockServer) -> Vec<(String, String)> {
             (field("To"), field("Body"))
         })
         .collect()
+}
+
+#[test]
+fn minutes_until_reaches_the_target_from_any_second_of_a_minute() {
+    let at = chrono::DateTime::parse_from_rfc3339("2026-12-06T19:00:00Z")
+        .expect("a time")
+        .to_utc();
+    for now in [
+        "2026-12-04T02:55:59.742-05:00",
+        "2026-12-04T02:55:00.000-05:00",
+        "2026-12-04T02:55:00.001-05:00",
+    ] {
+        let now = chrono::DateTime::parse_from_rfc3339(now).expect("a time");
+        let minutes = minutes_until(now, at);
+        let reached = now.to_utc() + chrono::Duration::minutes(minutes);
+        assert!(reached >= at, "{now}: {minutes} min reach {reached}");
+        assert!(
+            reached - at < chrono::Duration::minutes(1),
+            "{now}: overshoots"
+        );
+    }
+    assert_eq!(minutes_until(at.fixed_offset(), at), 0);
 }

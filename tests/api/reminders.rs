@@ -462,7 +462,7 @@ async fn three_instances_on_postgresql_send_each_reminder_exactly_once() {
         local(day, 14, 30),
     ] {
         let now = instances[0].settle().await;
-        let m = ((target - now.to_utc()).num_seconds() + 59) / 60;
+        let m = crate::helpers::minutes_until(now, target);
         tokio::join!(
             instances[0].advance(m),
             instances[1].advance(m),
