@@ -48,9 +48,9 @@ pub async fn run(engine: Engine, every: Duration) {
             .await
             .ok()
             .flatten();
-        let took = started.elapsed();
-        metrics::histogram!("sara_heap_trim_seconds").record(took.as_secs_f64());
         if let Some(after) = after {
+            let took = started.elapsed();
+            metrics::histogram!("sara_heap_trim_seconds").record(took.as_secs_f64());
             watch.trimmed(after.retained());
             metrics::counter!("sara_heap_trims_total", "why" => why.as_str()).increment(1);
             tracing::info!(

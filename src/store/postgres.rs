@@ -572,11 +572,11 @@ impl<'a> TurnColumns<'a> {
 
 /// Makes writes in order: each run of bookings as [`insert_bookings`] writes them (one
 /// statement in the common case), each run of cancels in one statement ([`cancel_all`]), a
-/// move in one statement of its own. PostgreSQL's
-/// writers do not queue for one lock, so one transaction for the whole batch would gain
-/// little and cost a verdict per write on a refused statement. Each write commits on its
-/// own, so a database error is the verdict of the writes it failed, never of those made
-/// before it (a cancel that was made is never reported as failed).
+/// move in one statement of its own. PostgreSQL's writers do not queue for one lock, so one
+/// transaction for the whole batch would gain little and cost a verdict per write on a
+/// refused statement. Each write commits on its own, so a database error is the verdict of
+/// the writes it failed, never of those made before it (a cancel that was made is never
+/// reported as failed).
 async fn write_bookings(
     pool: &PgPool,
     sealer: &Sealer,
