@@ -2,7 +2,7 @@
 //! ports built from them: for engine tests and the in-process benchmarks (no I/O, so they
 //! measure the engine alone).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -12,7 +12,7 @@ use crate::engine::Ports;
 use crate::model::{Booking, BookingId, BookingStatus, Interval, Phone};
 use crate::ports::{
     BoxFuture, Calendar, CalendarError, CommitOutcome, ConversationStore, KnowledgeBase, Nlu,
-    StoreError, StoredConversation, SystemClock, TurnCommit, TurnRecord,
+    StoreError, StoredContact, StoredConversation, SystemClock, TurnCommit, TurnRecord,
 };
 
 #[derive(Default)]
@@ -20,6 +20,7 @@ struct Tables {
     conversations: HashMap<Phone, StoredConversation>,
     turns: Vec<(Phone, TurnRecord)>,
     replies: HashMap<String, Reply>,
+    sms_opt_outs: HashSet<Phone>,
 }
 
 /// A store in memory. One mutex makes each batch atomic, as a transaction would.
@@ -44,18 +45,31 @@ impl MemoryStore {
 }
 
 impl ConversationStore for MemoryStore {
-    fn load<'a>(
+    fn load_contact<'a>(
         &'a self,
         phone: &'a Phone,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-        let found = self
-            .tables
-            .lock()
-            .expect("store lock poisoned")
-            .conversations
-            .get(phone)
-            .cloned();
+    ) -> BoxFuture<'a, Result<StoredContact, StoreError>> {
+        let t = self.tables.lock().expect("store lock poisoned");
+        let found = StoredContact {
+            conversation: t.conversations.get(phone).cloned(),
+            sms_opted_out: t.sms_opt_outs.contains(phone),
+        };
         Box::pin(async move { Ok(found) })
+    }
+
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        phone: &'a Phone,
+        out: bool,
+        _at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let mut t = self.tables.lock().expect("store lock poisoned");
+        let changed = if out {
+            t.sms_opt_outs.insert(phone.clone())
+        } else {
+            t.sms_opt_outs.remove(phone)
+        };
+        Box::pin(async move { Ok(changed) })
     }
 
     fn commit(

@@ -139,6 +139,16 @@ pub struct StoredConversation {
     pub owner_epoch: i64,
 }
 
+/// What a conversation actor reads of a customer when it (re)loads: the last committed
+/// conversation (none yet for a new customer) and whether the number opted out of SMS (a
+/// number may opt out before it ever had a conversation). One read: the actor then answers
+/// from memory, so an SMS turn costs no look-up of its own.
+#[derive(Clone, Debug, Default)]
+pub struct StoredContact {
+    pub conversation: Option<StoredConversation>,
+    pub sms_opted_out: bool,
+}
+
 /// The audit record of one turn (what `GET /logs/{id}` shows).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TurnRecord {
@@ -465,10 +475,30 @@ pub enum CommitOutcome {
 
 /// Where conversations live between turns and across restarts.
 pub trait ConversationStore: Send + Sync + 'static {
+    /// The customer's conversation and SMS opt-out, read together.
+    fn load_contact<'a>(
+        &'a self,
+        phone: &'a Phone,
+    ) -> BoxFuture<'a, Result<StoredContact, StoreError>>;
+
+    /// The customer's last committed conversation alone.
     fn load<'a>(
         &'a self,
         phone: &'a Phone,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>>;
+    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
+        Box::pin(async move { Ok(self.load_contact(phone).await?.conversation) })
+    }
+
+    /// Records that the number opted out of SMS (`out`: STOP) or back in (START); `true`
+    /// when that changed anything (a repeated STOP does not). Only the conversation's actor
+    /// calls it, under the conversation's lease, so the opt-out it holds in memory is the
+    /// stored one.
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        phone: &'a Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Commits the turns of many conversations in one transaction (group commit). Each turn
     /// gets its own outcome; a conflict on one does not stop the others.

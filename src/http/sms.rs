@@ -5,12 +5,13 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use sara_actors::engine::Inbound;
+use sara_actors::dialogue::Reply;
+use sara_actors::engine::{Inbound, TurnError};
 use sara_actors::model::{Channel, Phone};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::webhook::{TwilioForm, answer, clip, param, required_sid};
+use super::webhook::{TwilioForm, after_turn, before_turn, clip, param, required_sid};
 use super::{ApiError, AppState};
 use crate::channels::twilio::TwiML;
 use crate::channels::twilio_rest::{OptChange, opt_change};
@@ -59,49 +60,74 @@ async fn sms(
     // Twilio answers opt-out keywords itself: Sara records them and says nothing.
     let opt_out_type = param(&params, "OptOutType");
     match opt_change(opt_out_type, &inbound.text) {
-        Some(OptChange::OptOut) => return opt(&app, &inbound, true).await,
-        Some(OptChange::OptIn) => return opt(&app, &inbound, false).await,
+        Some(OptChange::OptOut) => return opt(&app, inbound.phone, inbound.at, true).await,
+        Some(OptChange::OptIn) => return opt(&app, inbound.phone, inbound.at, false).await,
         // Twilio answered HELP itself (Advanced Opt-Out): no second answer.
         None if opt_out_type.is_some_and(|t| t.trim().eq_ignore_ascii_case("HELP")) => {
             return Ok(twiml(TwiML::new().render()));
         }
         None => {}
     }
-    if app.db.sms_opted_out(&inbound.phone).await? {
-        if opts_back_in(&inbound.text) {
-            return opt(&app, &inbound, false).await;
-        }
-        // Twilio would not deliver an answer to a number that opted out, and Sara sends it
-        // none: the message waits for the customer to opt in again.
-        tracing::debug!("SMS from a number that opted out; not answered until START");
-        return Ok(twiml(TwiML::new().render()));
+    if let Some(reply) = before_turn(&app, &inbound).await? {
+        return Ok(message(&reply));
     }
-    let reply = answer(&app, inbound).await?;
+    let back_in = opts_back_in(&inbound.text);
+    let (phone, at, provider_id) = (
+        inbound.phone.clone(),
+        inbound.at,
+        inbound.provider_id.clone(),
+    );
+    let reply = match app.engine.turn(inbound).await {
+        // The conversation knows the number opted out: the turn was not run.
+        Err(TurnError::SmsOptedOut) if back_in => return opt(&app, phone, at, false).await,
+        Err(TurnError::SmsOptedOut) => {
+            // Twilio would not deliver an answer to a number that opted out, and Sara sends
+            // it none: the message waits for the customer to opt in again.
+            tracing::debug!("SMS from a number that opted out; not answered until START");
+            return Ok(twiml(TwiML::new().render()));
+        }
+        result => after_turn(&app, provider_id.as_deref(), result).await?,
+    };
+    Ok(message(&reply))
+}
+
+/// The TwiML answer carrying `reply` (none when it is silent).
+fn message(reply: &Reply) -> Response {
     let doc = if reply.silent || reply.text.is_empty() {
         TwiML::new()
     } else {
         TwiML::new().message(&reply.text)
     };
-    Ok(twiml(doc.render()))
+    twiml(doc.render())
 }
 
-/// Records an opt-out (`out`) or opt-in and answers with empty TwiML; logged once, when it
-/// changes what Sara may send.
-async fn opt(app: &AppState, inbound: &Inbound, out: bool) -> Result<Response, ApiError> {
-    super::limits::check_phone(app, &inbound.phone).await?;
-    if app
-        .db
-        .set_sms_opt_out(&inbound.phone, out, inbound.at)
-        .await?
-    {
-        let phone = inbound.phone.masked();
+/// Records an opt-out (`out`) or opt-in through the number's conversation and answers with
+/// empty TwiML; logged once, when it changes what Sara may send.
+async fn opt(
+    app: &AppState,
+    phone: Phone,
+    at: DateTime<Utc>,
+    out: bool,
+) -> Result<Response, ApiError> {
+    super::limits::check_phone(app, &phone).await?;
+    let masked = phone.masked();
+    if opt_recorded(app.engine.sms_opt(phone, out, at).await)? {
         if out {
-            tracing::info!(%phone, "SMS opt-out recorded: no more SMS to this number until START");
+            tracing::info!(phone = %masked, "SMS opt-out recorded: no more SMS to this number until START");
         } else {
-            tracing::info!(%phone, "SMS opt-in recorded: SMS to this number may be sent again");
+            tracing::info!(phone = %masked, "SMS opt-in recorded: SMS to this number may be sent again");
         }
     }
     Ok(twiml(TwiML::new().render()))
+}
+
+/// An opt change the engine could not record is refused with 503, so Twilio's retry (or the
+/// customer's next STOP) records it: it must never be lost behind a 200.
+fn opt_recorded(result: Result<bool, TurnError>) -> Result<bool, ApiError> {
+    result.map_err(|error| {
+        tracing::warn!(%error, "SMS opt change not recorded");
+        ApiError::unavailable("opt-out not recorded; retry later").retry_after(5)
+    })
 }
 
 /// Whether a message from a number that opted out opts it in again: Twilio's default opt-in

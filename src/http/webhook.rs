@@ -250,18 +250,37 @@ impl FromRequest<AppState> for TwilioForm {
 /// limit, then the processed-webhook cache (a provider's retry is answered without the
 /// engine), then the turn; the reply is remembered only once the turn has committed.
 pub async fn answer(app: &AppState, inbound: Inbound) -> Result<Reply, ApiError> {
+    if let Some(reply) = before_turn(app, &inbound).await? {
+        return Ok(reply);
+    }
+    let provider_id = inbound.provider_id.clone();
+    after_turn(app, provider_id.as_deref(), app.engine.turn(inbound).await).await
+}
+
+/// The checks of [`answer`] before the engine: the caller's rate limit, then the
+/// processed-webhook cache (`Some`: the reply a provider's retry gets without the engine).
+pub async fn before_turn(app: &AppState, inbound: &Inbound) -> Result<Option<Reply>, ApiError> {
     let started = std::time::Instant::now();
     super::limits::check_phone(app, &inbound.phone).await?;
     if let Some(id) = &inbound.provider_id
         && let Some(reply) = app.cache.processed_reply(id).await
     {
         metrics::counter!("sara_duplicate_webhooks_total").increment(1);
-        return Ok(reply);
+        return Ok(Some(reply));
     }
     sara_actors::engine::record_stage("front", started.elapsed());
-    let provider_id = inbound.provider_id.clone();
-    let reply = caller_reply(app.engine.turn(inbound).await)?;
-    if let Some(id) = &provider_id {
+    Ok(None)
+}
+
+/// The end of [`answer`]: the engine's outcome as the caller's reply, remembered under the
+/// message's provider id.
+pub async fn after_turn(
+    app: &AppState,
+    provider_id: Option<&str>,
+    result: Result<Reply, TurnError>,
+) -> Result<Reply, ApiError> {
+    let reply = caller_reply(result)?;
+    if let Some(id) = provider_id {
         app.cache.remember_reply(id, &reply).await;
     }
     Ok(reply)

@@ -51,7 +51,7 @@ use chrono_tz::Tz;
 use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel, Phone};
 use sara_actors::ports::{
-    BoxFuture, CalendarError, CalendarWrite, CommitOutcome, ConversationStore, StoredConversation,
+    BoxFuture, CalendarError, CalendarWrite, CommitOutcome, ConversationStore, StoredContact,
     TurnCommit,
 };
 use sqlx::postgres::PgPool;
@@ -155,14 +155,6 @@ pub trait Store: ConversationStore + BookingRepository {
 
     /// A round trip to the database, for `/ready`.
     fn ping(&self) -> BoxFuture<'_, Result<(), StoreError>>;
-
-    /// Records an SMS opt-out (`out`) or opt-in of a contact; whether anything changed.
-    fn set_sms_opt_out<'a>(
-        &'a self,
-        contact_key: &'a str,
-        out: bool,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// Whether a contact has opted out of SMS.
     fn sms_opted_out<'a>(&'a self, contact_key: &'a str)
@@ -390,18 +382,6 @@ impl Database {
         self.store.ping().await
     }
 
-    /// Records that `phone` opted out of SMS (`out`: STOP) or back in (START); `true` when
-    /// that changed anything (a repeated STOP does not), so it is logged once.
-    pub async fn set_sms_opt_out(
-        &self,
-        phone: &Phone,
-        out: bool,
-        at: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let key = self.contact_key(phone);
-        self.store.set_sms_opt_out(&key, out, at).await
-    }
-
     /// Queues the SMS fallback of a WhatsApp message Meta reported `failed` (see
     /// [`outbox::fall_back_to_sms`]): once, and only for a customer known on SMS.
     pub async fn fall_back_to_sms(
@@ -616,11 +596,20 @@ impl sara_actors::outbound::DeliveryStatuses for Database {
 }
 
 impl ConversationStore for Database {
-    fn load<'a>(
+    fn load_contact<'a>(
         &'a self,
         phone: &'a Phone,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-        self.store.load(phone)
+    ) -> BoxFuture<'a, Result<StoredContact, StoreError>> {
+        self.store.load_contact(phone)
+    }
+
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        phone: &'a Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        self.store.set_sms_opt_out(phone, out, at)
     }
 
     fn commit(

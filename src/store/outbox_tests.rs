@@ -457,6 +457,19 @@ async fn an_sms_to_a_number_that_opted_out_is_withheld_until_it_opts_in(db: Data
         "a repeated STOP changes nothing (and is not logged again)"
     );
     assert!(db.sms_opted_out(&me).await.expect("read"));
+    // The conversation's actor reads the opt-out with its state, in one statement, whether
+    // or not the number ever had a conversation.
+    let contact = db.load_contact(&me).await.expect("load");
+    assert!(contact.sms_opted_out && contact.conversation.is_none());
+    assert!(!db.load_contact(&other).await.expect("load").sms_opted_out);
+    let out = (db
+        .commit(vec![turn_with(&me, 0, "SMopt1", Vec::new())])
+        .await)
+        .expect("commit");
+    assert_eq!(out, vec![CommitOutcome::Committed { version: 1 }]);
+    let contact = db.load_contact(&me).await.expect("load");
+    assert!(contact.sms_opted_out);
+    assert_eq!(contact.conversation.map(|c| c.version), Some(1));
     let reason = withheld(sms(&me)).await.expect("withheld");
     assert!(reason.contains("opted out of SMS (STOP)"), "{reason}");
     assert_eq!(withheld(sms(&other)).await, None, "another number");
@@ -467,5 +480,6 @@ async fn an_sms_to_a_number_that_opted_out_is_withheld_until_it_opts_in(db: Data
     assert_eq!(withheld(whatsapp).await, None, "WhatsApp is not SMS");
     assert!(db.set_sms_opt_out(&me, false, t0()).await.expect("start"));
     assert!(!db.set_sms_opt_out(&me, false, t0()).await.expect("start"));
+    assert!(!db.load_contact(&me).await.expect("load").sms_opted_out);
     assert_eq!(withheld(sms(&me)).await, None, "sent again after START");
 }

@@ -13,7 +13,7 @@ use sara_actors::dialogue::Reply;
 use sara_actors::model::{Booking, BookingId, Channel};
 use sara_actors::ports::{
     BoxFuture, CalendarError, CalendarWrite, CommitOutcome, ConversationStore, JobCompletion,
-    JobRecord, LastInbound, OutboxMessage, StoredConversation, TurnCommit,
+    JobRecord, LastInbound, OutboxMessage, StoredContact, StoredConversation, TurnCommit,
 };
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
@@ -131,7 +131,10 @@ impl<DB: Database> SqlStore<DB> {
 pub(super) const KEY_CHECK_INSERT: &str = "INSERT INTO store_key_check (id, sealed, created_at) \
      VALUES (1, $1, $2) ON CONFLICT (id) DO NOTHING";
 pub(super) const KEY_CHECK: &str = "SELECT sealed FROM store_key_check WHERE id = 1";
-const LOAD: &str = "SELECT state, version, owner_epoch FROM conversations WHERE contact_key = $1";
+/// Always one row: the conversation's columns are NULL for a contact without one.
+const LOAD_CONTACT: &str = "SELECT c.state, c.version, c.owner_epoch, \
+     EXISTS (SELECT 1 FROM sms_opt_outs o WHERE o.contact_key = $1) AS sms_opted_out \
+     FROM (SELECT 1) AS one LEFT JOIN conversations c ON c.contact_key = $1";
 const PROCESSED_REPLY: &str = "SELECT reply, reply_extra FROM turns WHERE provider_id = $1";
 const CONTACT_OF_PROVIDER_ID: &str = "SELECT contact_key FROM turns WHERE provider_id = $1";
 const ALL_BOOKINGS: &str = "SELECT id, phone, name, email, service, start, \"end\", status, \
@@ -165,12 +168,14 @@ macro_rules! cancel_bookings_sql {
 pub(super) use cancel_bookings_sql;
 const CANCEL_BOOKING: &str = cancel_bookings_sql!("= $2");
 
-/// A conversation row, its state still sealed.
+/// A contact's conversation row (NULLs when it has none), its state still sealed, and its
+/// SMS opt-out.
 #[derive(FromRow)]
-pub(super) struct ConversationRow {
-    state: Vec<u8>,
-    version: i64,
-    owner_epoch: i64,
+pub(super) struct ContactRow {
+    state: Option<Vec<u8>>,
+    version: Option<i64>,
+    owner_epoch: Option<i64>,
+    sms_opted_out: bool,
 }
 
 /// A committed turn's reply, sealed: what a duplicate delivery is answered with.
@@ -323,29 +328,33 @@ where
         .map_err(unavailable)
 }
 
-pub(super) async fn load<DB: Dialect>(
+pub(super) async fn load_contact<DB: Dialect>(
     pool: &sqlx::Pool<DB>,
     sealer: &Sealer,
     key: &str,
-) -> Result<Option<StoredConversation>, StoreError>
+) -> Result<StoredContact, StoreError>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    ConversationRow: for<'r> FromRow<'r, DB::Row>,
+    ContactRow: for<'r> FromRow<'r, DB::Row>,
 {
-    let row = sqlx::query_as::<DB, ConversationRow>(LOAD)
+    let row = sqlx::query_as::<DB, ContactRow>(LOAD_CONTACT)
         .bind(key)
-        .fetch_optional(pool)
+        .fetch_one(pool)
         .await
         .map_err(unavailable)?;
-    row.map(|row| {
-        Ok(StoredConversation {
-            state: sealer.open_str(Field::ConversationState, &row.state)?,
-            version: row.version,
-            owner_epoch: row.owner_epoch,
-        })
+    let conversation = match (row.state, row.version, row.owner_epoch) {
+        (Some(state), Some(version), Some(owner_epoch)) => Some(StoredConversation {
+            state: sealer.open_str(Field::ConversationState, &state)?,
+            version,
+            owner_epoch,
+        }),
+        _ => None,
+    };
+    Ok(StoredContact {
+        conversation,
+        sms_opted_out: row.sms_opted_out,
     })
-    .transpose()
 }
 
 pub(super) async fn processed_reply<DB: Dialect>(
@@ -564,11 +573,11 @@ pub(super) trait Shared: Dialect {
         candidate: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, StoreError>>;
     fn ping(pool: &sqlx::Pool<Self>) -> BoxFuture<'_, Result<(), StoreError>>;
-    fn load<'a>(
+    fn load_contact<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
         key: String,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>>;
+    ) -> BoxFuture<'a, Result<StoredContact, StoreError>>;
     fn processed_reply<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
@@ -740,7 +749,7 @@ where
     for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
     (String,): for<'r> FromRow<'r, DB::Row>,
     (Vec<u8>,): for<'r> FromRow<'r, DB::Row>,
-    ConversationRow: for<'r> FromRow<'r, DB::Row>,
+    ContactRow: for<'r> FromRow<'r, DB::Row>,
     StoredReply: for<'r> FromRow<'r, DB::Row>,
     BookingRow<DB::Id, DB::Time>: for<'r> FromRow<'r, DB::Row>,
     (DB::Id,): for<'r> FromRow<'r, DB::Row>,
@@ -994,12 +1003,12 @@ where
         Box::pin(ping(pool))
     }
 
-    fn load<'a>(
+    fn load_contact<'a>(
         pool: &'a sqlx::Pool<Self>,
         sealer: &'a Sealer,
         key: String,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-        Box::pin(async move { load(pool, sealer, &key).await })
+    ) -> BoxFuture<'a, Result<StoredContact, StoreError>> {
+        Box::pin(async move { load_contact(pool, sealer, &key).await })
     }
 
     fn processed_reply<'a>(
@@ -1097,15 +1106,6 @@ impl<DB: Shared> Store for SqlStore<DB> {
         DB::ping(&self.pool)
     }
 
-    fn set_sms_opt_out<'a>(
-        &'a self,
-        contact_key: &'a str,
-        out: bool,
-        at: DateTime<Utc>,
-    ) -> BoxFuture<'a, Result<bool, StoreError>> {
-        DB::set_sms_opt_out(&self.pool, contact_key, out, at)
-    }
-
     fn sms_opted_out<'a>(
         &'a self,
         contact_key: &'a str,
@@ -1167,11 +1167,23 @@ impl<DB: Shared> Store for SqlStore<DB> {
 }
 
 impl<DB: Shared> ConversationStore for SqlStore<DB> {
-    fn load<'a>(
+    fn load_contact<'a>(
         &'a self,
         phone: &'a sara_actors::model::Phone,
-    ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-        DB::load(&self.pool, &self.sealer, self.sealer.contact_key(phone))
+    ) -> BoxFuture<'a, Result<StoredContact, StoreError>> {
+        DB::load_contact(&self.pool, &self.sealer, self.sealer.contact_key(phone))
+    }
+
+    fn set_sms_opt_out<'a>(
+        &'a self,
+        phone: &'a sara_actors::model::Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let key = self.sealer.contact_key(phone);
+            DB::set_sms_opt_out(&self.pool, &key, out, at).await
+        })
     }
 
     fn commit(

@@ -383,6 +383,46 @@ async fn ready(sara: &Sara) -> (u16, serde_json::Value) {
     (status, resp.json().await.unwrap_or_default())
 }
 
+/// An SMS opt-out is held by the number's conversation: the instance whose actor has the
+/// conversation in memory learns of a STOP sent through another instance (the lease's epoch
+/// moved on past its own, so it reads the conversation again) and answers nothing until a
+/// START, wherever that arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_through_one_instance_silences_the_number_on_the_other() {
+    let db = PgDatabase::create().await;
+    let instances = cluster(2, &db.url_on(5432), &shared_redis_url(), &[]).await;
+    let (a, b) = (&instances[0], &instances[1]);
+    let me = phone(7301);
+    let hello = a.text(&me, "hello").await;
+    assert!(hello.contains("Sara"), "{hello}");
+    let (code, xml) = b.sms_with_sid(&me, "STOP", &sid()).await;
+    assert_eq!((code, message_of(&xml)), (200, String::new()), "{xml}");
+    for instance in [a, b] {
+        let (code, xml) = instance
+            .sms_with_sid(&me, "can I book a cleaning tomorrow?", &sid())
+            .await;
+        assert_eq!(code, 200, "{xml}");
+        assert_eq!(message_of(&xml), "", "opted out on both instances: {xml}");
+    }
+    let (code, xml) = a.sms_with_sid(&me, "START", &sid()).await;
+    assert_eq!((code, message_of(&xml)), (200, String::new()), "{xml}");
+    let again = b.text(&me, "hello").await;
+    assert!(
+        again.contains("Sara"),
+        "answered again after START: {again}"
+    );
+    let (status, log) = b.admin_get(&format!("/logs/{me}")).await;
+    assert_eq!(status, 200, "{log}");
+    let texts: Vec<&str> = (log["turns"].as_array().expect("turns").iter())
+        .filter_map(|t| t["text"].as_str())
+        .collect();
+    assert_eq!(
+        texts,
+        ["hello", "hello"],
+        "the messages while opted out were neither answered nor applied"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn turns_are_answered_while_redis_is_down_and_leases_return_with_it() {
     let db = PgDatabase::create().await;

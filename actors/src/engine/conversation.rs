@@ -123,6 +123,9 @@ pub enum ConversationMsg {
     Turn(Inbound, Instant, RpcReplyPort<Result<Reply, TurnError>>),
     /// Staff act on the conversation from the console.
     Staff(StaffAction, RpcReplyPort<Result<StaffOutcome, TurnError>>),
+    /// The number opted out of SMS (`true`: STOP) or back in (START), at that time; answered
+    /// with whether that changed anything.
+    SmsOpt(bool, DateTime<Utc>, RpcReplyPort<Result<bool, TurnError>>),
     /// Fault injection: panic inside `handle` (to prove supervision).
     Panic,
 }
@@ -201,6 +204,9 @@ pub struct Conversation {
     /// supervisor never waits on the store (an outage would stall every conversation); the
     /// first message does, and a failed read is retried by the next one.
     loaded: bool,
+    /// Whether the number opted out of SMS, as stored: read with `state`, changed only
+    /// through this actor (under the lease), so an SMS turn needs no look-up of its own.
+    sms_opted_out: bool,
 }
 
 impl Actor for ConversationActor {
@@ -221,6 +227,7 @@ impl Actor for ConversationActor {
             owner_epoch: 0,
             lease_epoch: 0,
             loaded: false,
+            sms_opted_out: false,
         })
     }
 
@@ -249,6 +256,9 @@ impl Conversation {
             ConversationMsg::Staff(action, reply) => {
                 let _ = reply.send(self.staff(action).await);
             }
+            ConversationMsg::SmsOpt(out, at, reply) => {
+                let _ = reply.send(self.sms_opt(out, at).await);
+            }
             ConversationMsg::Panic => {
                 panic!("fault injection: conversation actor asked to panic");
             }
@@ -259,11 +269,12 @@ impl Conversation {
     /// the dialogue over but keeps its version, so the next commit still checks it.
     async fn reload(&mut self) -> Result<(), TurnError> {
         let started = Instant::now();
-        let stored = self.shared.store.load(&self.phone).await.map_err(|error| {
+        let contact = (self.shared.store.load_contact(&self.phone).await).map_err(|error| {
             tracing::warn!(%error, "conversation could not be read");
             error
         })?;
-        match stored {
+        self.sms_opted_out = contact.sms_opted_out;
+        match contact.conversation {
             Some(stored) => {
                 self.state = serde_json::from_str(&stored.state).unwrap_or_else(|error| {
                     tracing::warn!(%error, "stored conversation state unreadable; starting over");
@@ -583,22 +594,56 @@ impl Conversation {
 
     #[tracing::instrument(skip_all, fields(conversation = %self.phone.masked(), channel = inbound.channel.as_str(), turn = %Uuid::new_v4()))]
     async fn turn(&mut self, inbound: Inbound) -> Result<Reply, TurnError> {
+        let lease = self.lease_and_load().await?;
+        let epoch = lease.as_ref().map_or(0, |l| l.epoch);
+        let result = if inbound.channel == Channel::Sms && self.sms_opted_out {
+            // Nothing may be sent to the number, and nothing is applied: its messages wait
+            // for it to opt in again.
+            Err(TurnError::SmsOptedOut)
+        } else {
+            self.turn_under(inbound, epoch).await
+        };
+        self.release(lease).await;
+        result
+    }
+
+    /// Records an SMS opt-out (`out`) or opt-in under the lease, so that another instance's
+    /// actor for this phone sees the epoch move on and reads it afresh.
+    async fn sms_opt(&mut self, out: bool, at: DateTime<Utc>) -> Result<bool, TurnError> {
+        let lease = self.lease_and_load().await?;
+        let result = self
+            .shared
+            .store
+            .set_sms_opt_out(&self.phone, out, at)
+            .await;
+        if result.is_ok() {
+            self.sms_opted_out = out;
+        }
+        self.release(lease).await;
+        Ok(result?)
+    }
+
+    /// Takes the lease (see [`Self::take_lease`]) and makes sure the state is read; a
+    /// failed read gives the lease back.
+    async fn lease_and_load(&mut self) -> Result<Option<Lease>, TurnError> {
         let asked = Instant::now();
         let lease = self.take_lease().await?;
         if self.shared.leases.is_some() {
             super::record_stage("lease", asked.elapsed());
         }
-        let epoch = lease.as_ref().map_or(0, |l| l.epoch);
-        let result = match self.ensure_loaded().await {
-            Ok(()) => self.turn_under(inbound, epoch).await,
-            Err(error) => Err(error),
-        };
+        if let Err(error) = self.ensure_loaded().await {
+            self.release(lease).await;
+            return Err(error);
+        }
+        Ok(lease)
+    }
+
+    /// Gives the lease back early, so the next turn (maybe on another instance) need not
+    /// wait for it to expire.
+    async fn release(&self, lease: Option<Lease>) {
         if let (Some(leases), Some(lease)) = (&self.shared.leases, &lease) {
-            // Early release so the next turn (maybe on another instance) need not wait for
-            // the lease to expire.
             leases.release(&self.phone, lease).await;
         }
-        result
     }
 
     /// One turn, the lease (if any) already held with fencing token `epoch`.

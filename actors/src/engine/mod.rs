@@ -84,6 +84,10 @@ pub enum TurnError {
     /// applied, so the provider's retry is safe.
     #[error("the conversation is busy on another instance")]
     Busy,
+    /// An SMS from a number that opted out of SMS (STOP): nothing was applied and nothing
+    /// may be sent to it until it opts in again.
+    #[error("the number opted out of SMS")]
+    SmsOptedOut,
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -460,21 +464,45 @@ impl Engine {
         ask(&actor, make, timeout).await
     }
 
-    /// Runs one turn and returns the reply once the turn is committed.
-    pub async fn turn(&self, inbound: Inbound) -> Result<Reply, TurnError> {
-        let phone = inbound.phone.clone();
+    /// Delivers a message to the phone's conversation and waits (the turn timeout at most)
+    /// for its answer.
+    async fn deliver<T: Send + 'static>(
+        &self,
+        phone: Phone,
+        make: impl FnOnce(ractor::RpcReplyPort<Result<T, TurnError>>) -> ConversationMsg,
+    ) -> Result<T, TurnError> {
         self.ask_conversations(
-            |reply| {
-                SupervisorMsg::Deliver(phone, ConversationMsg::Turn(inbound, Instant::now(), reply))
-            },
+            |reply| SupervisorMsg::Deliver(phone, make(reply)),
             self.shared.settings.turn_timeout,
         )
         .await
         .unwrap_or_else(|e| match e {
             AskError::Timeout => Err(TurnError::Timeout),
-            // The conversation actor died with this turn in hand or in its mailbox.
+            // The conversation actor died with the message in hand or in its mailbox.
             AskError::Gone => Err(TurnError::Interrupted),
         })
+    }
+
+    /// Runs one turn and returns the reply once the turn is committed.
+    pub async fn turn(&self, inbound: Inbound) -> Result<Reply, TurnError> {
+        let phone = inbound.phone.clone();
+        self.deliver(phone, |reply| {
+            ConversationMsg::Turn(inbound, Instant::now(), reply)
+        })
+        .await
+    }
+
+    /// Records that the phone opted out of SMS (`out`: STOP) or back in (START), through its
+    /// conversation, which then refuses SMS turns while it is opted out
+    /// ([`TurnError::SmsOptedOut`]). Whether that changed anything (a repeated STOP does not).
+    pub async fn sms_opt(
+        &self,
+        phone: Phone,
+        out: bool,
+        at: DateTime<Utc>,
+    ) -> Result<bool, TurnError> {
+        self.deliver(phone, |reply| ConversationMsg::SmsOpt(out, at, reply))
+            .await
     }
 
     /// Staff give a handed-over conversation back to Sara.
@@ -488,15 +516,8 @@ impl Engine {
         phone: Phone,
         action: StaffAction,
     ) -> Result<StaffOutcome, TurnError> {
-        self.ask_conversations(
-            |reply| SupervisorMsg::Deliver(phone, ConversationMsg::Staff(action, reply)),
-            self.shared.settings.turn_timeout,
-        )
-        .await
-        .unwrap_or_else(|e| match e {
-            AskError::Timeout => Err(TurnError::Timeout),
-            AskError::Gone => Err(TurnError::Interrupted),
-        })
+        self.deliver(phone, |reply| ConversationMsg::Staff(action, reply))
+            .await
     }
 
     /// Drops the phone's conversation from memory (after the turns already queued), so that

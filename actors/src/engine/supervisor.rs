@@ -166,9 +166,13 @@ impl Actor for ConversationSupervisor {
                     state.quarantined.remove(&phone);
                     state.failures.remove(&phone);
                 }
-                // Staff reach a quarantined conversation: it is theirs to answer.
-                let by_staff = matches!(msg, ConversationMsg::Staff(..));
-                if !by_staff && state.is_quarantined(&phone) {
+                // Staff reach a quarantined conversation: it is theirs to answer. An SMS
+                // opt-out (or opt-in) is recorded whatever state the conversation is in.
+                let passes = matches!(
+                    msg,
+                    ConversationMsg::Staff(..) | ConversationMsg::SmsOpt(..)
+                );
+                if !passes && state.is_quarantined(&phone) {
                     if let ConversationMsg::Turn(_, _, reply) = msg {
                         let _ = reply.send(Ok(dialogue::quarantine_reply(&state.shared.business)));
                     }

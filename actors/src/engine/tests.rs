@@ -158,6 +158,56 @@ async fn idle_conversations_are_passivated_and_come_back_with_their_state() {
     assert_eq!(store.turns_of(&phone()).len(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_number_that_opted_out_gets_no_sms_turn_until_it_opts_in_across_passivation() {
+    let settings = EngineSettings {
+        idle_timeout: Duration::from_secs(60),
+        ..EngineSettings::default()
+    };
+    let (engine, store) = engine(settings).await;
+    engine.turn(msg("one", None)).await.expect("turn");
+    let now = Utc::now();
+    assert_eq!(engine.sms_opt(phone(), true, now).await, Ok(true));
+    assert_eq!(engine.sms_opt(phone(), true, now).await, Ok(false), "again");
+    let refused = engine.turn(msg("book me in", Some("SM1"))).await;
+    assert_eq!(refused, Err(TurnError::SmsOptedOut));
+    let whatsapp = Inbound {
+        channel: Channel::WhatsApp,
+        ..msg("on WhatsApp", None)
+    };
+    engine.turn(whatsapp).await.expect("WhatsApp is not SMS");
+    // Passivated, the conversation reads the opt-out back with its state.
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(live(&engine).await, 0);
+    let refused = engine.turn(msg("still there?", None)).await;
+    assert_eq!(refused, Err(TurnError::SmsOptedOut));
+    assert_eq!(engine.sms_opt(phone(), false, now).await, Ok(true));
+    engine.turn(msg("two", None)).await.expect("opted in again");
+    let texts: Vec<String> = (store.turns_of(&phone()).into_iter())
+        .map(|t| t.text)
+        .collect();
+    assert_eq!(
+        texts,
+        ["one", "on WhatsApp", "two"],
+        "nothing applied while opted out"
+    );
+}
+
+#[tokio::test]
+async fn a_quarantined_conversation_still_records_an_sms_opt_out() {
+    let settings = EngineSettings {
+        max_failures: 1,
+        ..EngineSettings::default()
+    };
+    let (engine, _) = engine(settings).await;
+    assert!(engine.inject_panic(phone()));
+    // A turn after the panic is ordered behind the supervisor's handling of it.
+    let _ = engine.turn(msg("hi", None)).await;
+    let reply = (engine.turn(msg("hi", None)).await).expect("quarantine answers");
+    assert!(reply.handover, "quarantined: {reply:?}");
+    assert_eq!(engine.sms_opt(phone(), true, Utc::now()).await, Ok(true));
+}
+
 #[tokio::test]
 async fn a_stale_writer_is_refused_and_the_turn_is_redone_on_fresh_state() {
     let (engine, store) = engine(EngineSettings::default()).await;

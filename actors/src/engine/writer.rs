@@ -158,7 +158,7 @@ mod tests {
 
     use super::*;
     use crate::model::Phone;
-    use crate::ports::{BoxFuture, StoredConversation};
+    use crate::ports::{BoxFuture, StoredContact};
 
     /// A store whose first commit waits until it is let go; it records every batch's size.
     struct Gated {
@@ -176,11 +176,20 @@ mod tests {
     }
 
     impl ConversationStore for Gated {
-        fn load<'a>(
+        fn load_contact<'a>(
             &'a self,
             _: &'a Phone,
-        ) -> BoxFuture<'a, Result<Option<StoredConversation>, StoreError>> {
-            Box::pin(async { Ok(None) })
+        ) -> BoxFuture<'a, Result<StoredContact, StoreError>> {
+            Box::pin(async { Ok(StoredContact::default()) })
+        }
+
+        fn set_sms_opt_out<'a>(
+            &'a self,
+            _: &'a Phone,
+            _: bool,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> BoxFuture<'a, Result<bool, StoreError>> {
+            Box::pin(async { Ok(false) })
         }
 
         fn commit(
