@@ -243,9 +243,11 @@ const REVIVE_JOB: &str = "INSERT INTO jobs (kind, due_at, payload, unique_key, c
      VALUES ($1, $2, $3, $4, $5) ON CONFLICT (unique_key) DO UPDATE SET due_at = excluded.due_at, \
      payload = excluded.payload, status = 'pending', attempts = 0, claim_owner = NULL, \
      claim_until = NULL";
-/// `substr`/`length` mean the same on both backends, and unlike `LIKE` treat `_` literally.
+/// The keys starting with a prefix, as the range [`key_range`] gives: a walk of the unique
+/// index, not a scan of every pending job (the keys compare byte by byte on both backends:
+/// SQLite's `BINARY`, PostgreSQL's column is `COLLATE "C"`).
 const VOID_JOBS: &str = "DELETE FROM jobs WHERE status = 'pending' \
-     AND substr(unique_key, 1, length($1)) = $1";
+     AND unique_key >= $1 AND unique_key < $2";
 /// A recurring job is due again, its claim released and its attempts counted afresh.
 const AGAIN: &str = "UPDATE jobs SET due_at = $3, claim_owner = NULL, claim_until = NULL, \
      attempts = 0 WHERE id = $1 AND claim_owner = $2 AND status = 'pending'";
@@ -357,8 +359,10 @@ where
         query.execute(&mut *tx).await.map_err(super::unavailable)?;
     }
     for prefix in &completion.void_jobs {
+        let (low, high) = key_range(prefix);
         sqlx::query::<DB>(VOID_JOBS)
-            .bind(prefix.as_str())
+            .bind(low)
+            .bind(high.as_str())
             .execute(&mut *tx)
             .await
             .map_err(super::unavailable)?;
@@ -575,4 +579,45 @@ where
     insert_jobs::<DB>(&mut *tx, INSERT_JOB, next, &seal_jobs(sealer, next), now).await?;
     tx.commit().await.map_err(super::unavailable)?;
     Ok(Some(turns))
+}
+
+/// The keys that start with `prefix`, as a range of the byte order: from `prefix` itself up
+/// to (not including) the first string after every one of them. Voiding a booking's
+/// reminders by this range walks the unique index instead of testing every pending job's
+/// key. (A prefix of nothing but U+10FFFF, a noncharacter, has no such string: its range ends
+/// before the keys that continue it with another U+10FFFF. Sara's prefixes are ASCII.)
+pub(super) fn key_range(prefix: &str) -> (&str, String) {
+    let mut head: Vec<char> = prefix.chars().collect();
+    while let Some(last) = head.pop() {
+        // The next code point that is a char (skipping the surrogates).
+        let next = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(next) = next {
+            head.push(next);
+            return (prefix, head.into_iter().collect());
+        }
+    }
+    (
+        prefix,
+        char::MAX.to_string().repeat(prefix.chars().count() + 1),
+    )
+}
+
+#[cfg(test)]
+mod key_range_tests {
+    use super::key_range;
+
+    #[test]
+    fn the_range_holds_the_keys_that_start_with_the_prefix_and_no_other() {
+        let (low, high) = key_range("reminder:b1:");
+        let within = |key: &str| key >= low && key < high.as_str();
+        assert!(within("reminder:b1:"));
+        assert!(within("reminder:b1:2026-12-04T09:00Z:1440"));
+        assert!(!within("reminder:b10:2026-12-04T09:00Z:1440"));
+        assert!(!within("reminder:b1"));
+        assert!(!within("reminder:b2:"));
+        // The next char after the last one, skipping what is not a char.
+        assert_eq!(key_range("a\u{d7ff}").1, "a\u{e000}");
+        assert_eq!(key_range("a\u{10ffff}").1, "b");
+        assert_eq!(key_range("\u{10ffff}").1, "\u{10ffff}\u{10ffff}");
+    }
 }

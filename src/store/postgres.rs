@@ -319,8 +319,10 @@ struct EffectColumns<'a> {
     job_due: Vec<DateTime<Utc>>,
     job_payload: Vec<&'a [u8]>,
     job_key: Vec<&'a str>,
-    /// Prefixes of the pending jobs the committed turns make void.
-    void_prefix: Vec<&'a str>,
+    /// The key ranges ([`jobs::key_range`]) of the pending jobs the committed turns make
+    /// void: their prefixes, and the first key after each.
+    void_low: Vec<&'a str>,
+    void_high: Vec<String>,
     /// Bookings whose attendance was confirmed, with their customer's contact key.
     attended: Vec<Uuid>,
     attended_contact: Vec<&'a str>,
@@ -341,8 +343,11 @@ impl<'a> EffectColumns<'a> {
             self.idempotency_key.push(&message.idempotency_key);
             self.not_before.push(message.not_before);
         }
-        self.void_prefix
-            .extend(item.void_jobs.iter().map(String::as_str));
+        for prefix in &item.void_jobs {
+            let (low, high) = super::jobs::key_range(prefix);
+            self.void_low.push(low);
+            self.void_high.push(high);
+        }
         for (payload, job) in sealed.jobs.iter().zip(&item.jobs) {
             self.job_kind.push(&job.kind);
             self.job_due.push(job.due_at);
@@ -377,12 +382,13 @@ impl<'a> EffectColumns<'a> {
             .map_err(unavailable)?;
         }
         // Before the new jobs: a moved booking's new reminders share the old ones' prefix.
-        if !self.void_prefix.is_empty() {
+        if !self.void_low.is_empty() {
             sqlx::query(
-                "DELETE FROM jobs AS j USING UNNEST($1::text[]) AS v(prefix) \
-                 WHERE j.status = 'pending' AND left(j.unique_key, length(v.prefix)) = v.prefix",
+                "DELETE FROM jobs AS j USING UNNEST($1::text[], $2::text[]) AS v(low, high) \
+                 WHERE j.status = 'pending' AND j.unique_key >= v.low AND j.unique_key < v.high",
             )
-            .bind(&self.void_prefix)
+            .bind(&self.void_low)
+            .bind(&self.void_high)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;

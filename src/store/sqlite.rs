@@ -317,8 +317,8 @@ async fn commit(
     let (mut outbox, mut jobs): (Vec<serde_json::Value>, Vec<serde_json::Value>) =
         Default::default();
     let mut effect_blobs = Blobs::default();
-    // Prefixes of the pending jobs the committed turns make void.
-    let mut voids: Vec<&str> = Vec::new();
+    // The key ranges of the pending jobs the committed turns make void (`jobs::key_range`).
+    let mut voids: Vec<serde_json::Value> = Vec::new();
     // (booking id, contact key) of the attendance the committed turns confirmed.
     let mut attended: Vec<(String, &str)> = Vec::new();
     for ((item, key), sealed) in batch.iter().zip(&keys).zip(&sealed) {
@@ -404,7 +404,10 @@ async fn commit(
                 ts(message.not_before),
             ]));
         }
-        voids.extend(item.void_jobs.iter().map(String::as_str));
+        voids.extend(item.void_jobs.iter().map(|prefix| {
+            let (low, high) = super::jobs::key_range(prefix);
+            serde_json::json!([low, high])
+        }));
         attended.extend(
             item.attendance
                 .iter()
@@ -520,10 +523,11 @@ async fn commit(
     // Before the new jobs: a moved booking's new reminders share the old ones' prefix.
     if !voids.is_empty() {
         sqlx::query(
-            "DELETE FROM jobs WHERE status = 'pending' AND EXISTS (SELECT 1 FROM json_each(?1) \
-             WHERE substr(jobs.unique_key, 1, length(value)) = value)",
+            "DELETE FROM jobs WHERE id IN (SELECT j.id FROM json_each(?1) AS v \
+             JOIN jobs AS j ON j.unique_key >= v.value ->> 0 AND j.unique_key < v.value ->> 1 \
+             WHERE j.status = 'pending')",
         )
-        .bind(json_list(&voids))
+        .bind(serde_json::Value::Array(voids).to_string())
         .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
