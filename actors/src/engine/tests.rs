@@ -116,18 +116,25 @@ async fn a_panicking_conversation_restarts_from_its_committed_state() {
     );
 }
 
-#[tokio::test]
-async fn a_conversation_that_keeps_failing_is_handed_over_instead_of_crash_looping() {
+/// An engine whose conversation with `phone()` has failed `failures` times, its limit: the
+/// next turn is answered by the supervisor's quarantine.
+async fn quarantined(failures: u32) -> (Engine, Arc<MemoryStore>) {
     let settings = EngineSettings {
-        max_failures: 2,
+        max_failures: failures,
         ..EngineSettings::default()
     };
     let (engine, store) = engine(settings).await;
-    for _ in 0..2 {
+    for _ in 0..failures {
         assert!(engine.inject_panic(phone()));
         // A turn after the panic is ordered behind the supervisor's handling of it.
         let _ = engine.turn(msg("hi", None)).await;
     }
+    (engine, store)
+}
+
+#[tokio::test]
+async fn a_conversation_that_keeps_failing_is_handed_over_instead_of_crash_looping() {
+    let (engine, store) = quarantined(2).await;
     let reply = engine
         .turn(msg("hi", None))
         .await
@@ -195,14 +202,7 @@ async fn a_number_that_opted_out_gets_no_sms_turn_until_it_opts_in_across_passiv
 
 #[tokio::test]
 async fn a_quarantined_conversation_still_records_an_sms_opt_out() {
-    let settings = EngineSettings {
-        max_failures: 1,
-        ..EngineSettings::default()
-    };
-    let (engine, _) = engine(settings).await;
-    assert!(engine.inject_panic(phone()));
-    // A turn after the panic is ordered behind the supervisor's handling of it.
-    let _ = engine.turn(msg("hi", None)).await;
+    let (engine, _) = quarantined(1).await;
     let reply = (engine.turn(msg("hi", None)).await).expect("quarantine answers");
     assert!(reply.handover, "quarantined: {reply:?}");
     assert_eq!(engine.sms_opt(phone(), true, Utc::now()).await, Ok(true));
