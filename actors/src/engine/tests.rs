@@ -149,13 +149,18 @@ async fn a_conversation_that_keeps_failing_is_handed_over_instead_of_crash_loopi
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn idle_conversations_are_passivated_and_come_back_with_their_state() {
+/// An engine that passivates a conversation idle for a minute (run with time paused).
+async fn passivating_engine() -> (Engine, Arc<MemoryStore>) {
     let settings = EngineSettings {
         idle_timeout: Duration::from_secs(60),
         ..EngineSettings::default()
     };
-    let (engine, store) = engine(settings).await;
+    engine(settings).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_conversations_are_passivated_and_come_back_with_their_state() {
+    let (engine, store) = passivating_engine().await;
     engine.turn(msg("one", None)).await.expect("turn");
     assert_eq!(live(&engine).await, 1);
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -167,11 +172,7 @@ async fn idle_conversations_are_passivated_and_come_back_with_their_state() {
 
 #[tokio::test(start_paused = true)]
 async fn a_number_that_opted_out_gets_no_sms_turn_until_it_opts_in_across_passivation() {
-    let settings = EngineSettings {
-        idle_timeout: Duration::from_secs(60),
-        ..EngineSettings::default()
-    };
-    let (engine, store) = engine(settings).await;
+    let (engine, store) = passivating_engine().await;
     engine.turn(msg("one", None)).await.expect("turn");
     let now = Utc::now();
     assert_eq!(engine.sms_opt(phone(), true, now).await, Ok(true));
